@@ -1,0 +1,272 @@
+//! The RaptorQ calls (RFC 6330): one systematic code per source block, through raptorq's
+//! `SourceBlockEncoder`/`SourceBlockDecoder`. Our own header carries the 32-bit block number, so
+//! raptorq's 8-bit source block number is always 0 here.
+
+use crate::layout::Layout;
+use raptorq::{
+    EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder,
+    SourceBlockEncoder, SourceBlockEncodingPlan,
+};
+use std::collections::HashMap;
+
+fn oti(layout: &Layout, k: u16) -> ObjectTransmissionInformation {
+    let t = layout.symbol_size();
+    ObjectTransmissionInformation::new(t as u64 * k as u64, t, 1, 1, 1)
+}
+
+/// Encoding plans by K, made once: a plan makes each block's encoding several times cheaper.
+#[derive(Default)]
+pub struct Plans(HashMap<u16, SourceBlockEncodingPlan>);
+
+impl Plans {
+    fn get(&mut self, k: u16) -> &SourceBlockEncodingPlan {
+        self.0
+            .entry(k)
+            .or_insert_with(|| SourceBlockEncodingPlan::generate(k))
+    }
+}
+
+/// One block's bytes, padded to K*T, and (once a repair symbol is wanted) its encoder.
+pub struct BlockEncoder {
+    k: u16,
+    t: usize,
+    data: Vec<u8>,
+    encoder: Option<SourceBlockEncoder>,
+}
+
+impl BlockEncoder {
+    /// `data` is the block's bytes as in the file; it is zero-padded to whole symbols.
+    pub fn new(layout: &Layout, block: u32, mut data: Vec<u8>) -> Self {
+        let k = layout.symbols(block);
+        let t = layout.symbol_size() as usize;
+        data.resize(k as usize * t, 0);
+        BlockEncoder {
+            k,
+            t,
+            data,
+            encoder: None,
+        }
+    }
+
+    pub fn symbols(&self) -> u16 {
+        self.k
+    }
+
+    /// Source symbol `esi` (< K): a slice of the block itself, since the code is systematic.
+    pub fn source_symbol(&self, esi: u32) -> &[u8] {
+        let at = esi as usize * self.t;
+        &self.data[at..at + self.t]
+    }
+
+    /// Writes symbol `esi` into `out`: a source symbol below K, a repair symbol from K on.
+    pub fn write_symbol(
+        &mut self,
+        layout: &Layout,
+        plans: &mut Plans,
+        esi: u32,
+        out: &mut Vec<u8>,
+    ) {
+        if esi < self.k as u32 {
+            out.extend_from_slice(self.source_symbol(esi));
+            return;
+        }
+        let k = self.k;
+        let data = &self.data;
+        let encoder = self.encoder.get_or_insert_with(|| {
+            SourceBlockEncoder::with_encoding_plan(0, &oti(layout, k), data, plans.get(k))
+        });
+        let packet = encoder.repair_packets(esi - k as u32, 1);
+        out.extend_from_slice(packet[0].data());
+    }
+}
+
+/// A bit per source symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolSet {
+    words: Vec<u64>,
+    count: u32,
+}
+
+impl SymbolSet {
+    pub fn new(k: u16) -> Self {
+        SymbolSet {
+            words: vec![0; (k as usize).div_ceil(64)],
+            count: 0,
+        }
+    }
+
+    /// Marks `i`; false if it was already there.
+    pub fn insert(&mut self, i: u32) -> bool {
+        let (w, b) = ((i / 64) as usize, i % 64);
+        let fresh = self.words[w] & (1 << b) == 0;
+        self.words[w] |= 1 << b;
+        self.count += fresh as u32;
+        fresh
+    }
+
+    pub fn contains(&self, i: u32) -> bool {
+        self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// Everything needed to decode one block, handed to the shell to run off the network path.
+#[derive(Debug)]
+pub struct DecodeJob {
+    pub block: u32,
+    /// Where the block goes in the file, and how many bytes of it are file.
+    pub offset: u64,
+    pub len: usize,
+    k: u16,
+    t: u16,
+    /// The block's K*T buffer with the source symbols in `have`, or `None` if they were spilled
+    /// to the output file (then `run` must be given the block's bytes read back from there).
+    pub(crate) source: Option<Vec<u8>>,
+    pub(crate) have: SymbolSet,
+    /// Symbols kept apart: repair symbols, and source symbols that came after a spill.
+    pub(crate) extra: Vec<(u32, Vec<u8>)>,
+}
+
+impl DecodeJob {
+    pub(crate) fn new(
+        layout: &Layout,
+        block: u32,
+        source: Option<Vec<u8>>,
+        have: SymbolSet,
+        extra: Vec<(u32, Vec<u8>)>,
+    ) -> Self {
+        DecodeJob {
+            block,
+            offset: layout.offset(block),
+            len: layout.len(block),
+            k: layout.symbols(block),
+            t: layout.symbol_size(),
+            source,
+            have,
+            extra,
+        }
+    }
+
+    /// True when `run` needs the block's bytes read back from the output file.
+    pub fn needs_spilled(&self) -> bool {
+        self.source.is_none() && !self.have.is_empty()
+    }
+
+    /// Decodes. `spilled` is the block as written to the output file (at least `len` bytes), when
+    /// `needs_spilled`. On success the block's `len` bytes; on failure (too few independent
+    /// symbols, rare) the job back, to be returned to the receiver for more symbols.
+    pub fn run(mut self, spilled: Option<Vec<u8>>) -> Result<Vec<u8>, Box<DecodeJob>> {
+        let kt = self.k as usize * self.t as usize;
+        let mut source = match self.source.take().or(spilled) {
+            Some(s) => s,
+            None => vec![0; kt],
+        };
+        source.resize(kt, 0);
+        if self.have.len() == self.k as u32 {
+            source.truncate(self.len);
+            return Ok(source);
+        }
+        let t = self.t as usize;
+        let packets = (0..self.k as u32)
+            .filter(|&i| self.have.contains(i))
+            .map(|i| {
+                let at = i as usize * t;
+                EncodingPacket::new(PayloadId::new(0, i), source[at..at + t].to_vec())
+            })
+            .chain(
+                self.extra
+                    .iter()
+                    .map(|(esi, s)| EncodingPacket::new(PayloadId::new(0, *esi), s.clone())),
+            );
+        let oti = ObjectTransmissionInformation::new(kt as u64, self.t, 1, 1, 1);
+        let mut decoder = SourceBlockDecoder::new(0, &oti, kt as u64);
+        match decoder.decode(packets) {
+            Some(mut out) => {
+                out.truncate(self.len);
+                Ok(out)
+            }
+            None => {
+                self.source = Some(source);
+                Err(Box::new(self))
+            }
+        }
+    }
+
+    /// Symbols this job holds.
+    pub fn symbols(&self) -> u32 {
+        self.have.len() + self.extra.len() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 + i / 7) as u8).collect()
+    }
+
+    #[test]
+    fn repair_symbols_decode_a_block_with_losses() {
+        let layout = Layout::new(100 * 64 + 17, 64, 50).unwrap();
+        let mut plans = Plans::default();
+        for block in 0..layout.num_blocks() {
+            let at = layout.offset(block) as usize;
+            let file = pattern(layout.file_size() as usize);
+            let data = file[at..at + layout.len(block)].to_vec();
+            let mut enc = BlockEncoder::new(&layout, block, data.clone());
+            let k = enc.symbols() as u32;
+            // Lose every third source symbol, replace with repair symbols.
+            let mut source = vec![0u8; k as usize * 64];
+            let mut have = SymbolSet::new(k as u16);
+            let mut extra = Vec::new();
+            for esi in 0..k {
+                if esi % 3 != 1 {
+                    let mut s = Vec::new();
+                    enc.write_symbol(&layout, &mut plans, esi, &mut s);
+                    source[esi as usize * 64..][..64].copy_from_slice(&s);
+                    have.insert(esi);
+                }
+            }
+            let mut esi = k;
+            while have.len() + (extra.len() as u32) < k + 2 {
+                let mut s = Vec::new();
+                enc.write_symbol(&layout, &mut plans, esi, &mut s);
+                extra.push((esi, s));
+                esi += 1;
+            }
+            let job = DecodeJob::new(&layout, block, Some(source), have, extra);
+            assert_eq!(job.run(None).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn spilled_source_is_read_back() {
+        let layout = Layout::new(640, 64, 10).unwrap();
+        let data = pattern(640);
+        let mut have = SymbolSet::new(10);
+        for i in 0..10 {
+            have.insert(i);
+        }
+        let job = DecodeJob::new(&layout, 0, None, have, Vec::new());
+        assert!(job.needs_spilled());
+        assert_eq!(job.run(Some(data.clone())).unwrap(), data);
+    }
+
+    #[test]
+    fn too_few_symbols_give_the_job_back() {
+        let layout = Layout::new(640, 64, 10).unwrap();
+        let mut have = SymbolSet::new(10);
+        have.insert(0);
+        let job = DecodeJob::new(&layout, 0, Some(vec![0; 640]), have, Vec::new());
+        let back = job.run(None).unwrap_err();
+        assert_eq!(back.symbols(), 1);
+    }
+}

@@ -1,0 +1,107 @@
+//! How a file is cut into source blocks of K symbols of T bytes (the last block may be shorter).
+
+use crate::wire::{MAX_BLOCK_SYMBOLS, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("symbol size {0} is outside {MIN_SYMBOL_SIZE}..={MAX_SYMBOL_SIZE}")]
+    SymbolSize(u16),
+    #[error("block size {0} symbols is outside 1..={MAX_BLOCK_SYMBOLS}")]
+    BlockSymbols(u16),
+    #[error("file of {0} bytes needs more than 2^32 blocks")]
+    TooLarge(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    file_size: u64,
+    symbol_size: u16,
+    block_symbols: u16,
+    num_blocks: u32,
+}
+
+impl Layout {
+    pub fn new(file_size: u64, symbol_size: u16, block_symbols: u16) -> Result<Self, LayoutError> {
+        if !(MIN_SYMBOL_SIZE..=MAX_SYMBOL_SIZE).contains(&symbol_size) {
+            return Err(LayoutError::SymbolSize(symbol_size));
+        }
+        if block_symbols == 0 || block_symbols > MAX_BLOCK_SYMBOLS {
+            return Err(LayoutError::BlockSymbols(block_symbols));
+        }
+        let block_bytes = symbol_size as u64 * block_symbols as u64;
+        let num_blocks = u32::try_from(file_size.div_ceil(block_bytes))
+            .map_err(|_| LayoutError::TooLarge(file_size))?;
+        Ok(Layout {
+            file_size,
+            symbol_size,
+            block_symbols,
+            num_blocks,
+        })
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// T.
+    pub fn symbol_size(&self) -> u16 {
+        self.symbol_size
+    }
+
+    /// K of a full block.
+    pub fn block_symbols(&self) -> u16 {
+        self.block_symbols
+    }
+
+    pub fn num_blocks(&self) -> u32 {
+        self.num_blocks
+    }
+
+    /// Bytes of a full block.
+    pub fn block_bytes(&self) -> u64 {
+        self.symbol_size as u64 * self.block_symbols as u64
+    }
+
+    /// Where `block` starts in the file.
+    pub fn offset(&self, block: u32) -> u64 {
+        block as u64 * self.block_bytes()
+    }
+
+    /// Bytes of the file in `block` (0 past the end).
+    pub fn len(&self, block: u32) -> usize {
+        let start = self.offset(block).min(self.file_size);
+        (self.file_size - start).min(self.block_bytes()) as usize
+    }
+
+    /// K of `block`: its number of source symbols.
+    pub fn symbols(&self, block: u32) -> u16 {
+        self.len(block).div_ceil(self.symbol_size as usize) as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_the_file_exactly() {
+        for size in [0u64, 1, 1407, 1408, 1409, 1408 * 1024, 1408 * 1024 + 1, 10_000_000] {
+            let l = Layout::new(size, 1408, 1024).unwrap();
+            let total: u64 = (0..l.num_blocks()).map(|b| l.len(b) as u64).sum();
+            assert_eq!(total, size);
+            for b in 0..l.num_blocks() {
+                assert!(l.len(b) > 0);
+                assert_eq!(l.symbols(b) as usize, l.len(b).div_ceil(1408));
+            }
+        }
+        let l = Layout::new(1408 * 1024 + 1, 1408, 1024).unwrap();
+        assert_eq!((l.num_blocks(), l.symbols(1), l.len(1)), (2, 1, 1));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_sent() {
+        assert_eq!(Layout::new(1, 8, 1024), Err(LayoutError::SymbolSize(8)));
+        assert_eq!(Layout::new(1, 1408, 0), Err(LayoutError::BlockSymbols(0)));
+        assert!(matches!(Layout::new(u64::MAX, 16, 1), Err(LayoutError::TooLarge(_))));
+    }
+}

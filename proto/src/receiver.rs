@@ -1,0 +1,664 @@
+//! The receiver's state machine (PROTOCOL.md, "Receiver rules").
+//!
+//! It joins the first session it hears announced, collects symbols per block, hands a block to the
+//! shell for decoding as soon as it holds enough, reports what it lacks at a bounded, jittered rate,
+//! and says when it is done. Memory is bounded: at most `buffered_blocks` blocks are held in full;
+//! beyond that the least recently touched block's source symbols are spilled to the output file
+//! (where they belong anyway) and read back when the block is decoded.
+
+use crate::codec::{DecodeJob, SymbolSet};
+use crate::counters::Counters;
+use crate::layout::Layout;
+use crate::rng::Rng;
+use crate::wire::{
+    Announce, Data, EndReason, MAX_NEED_ENTRIES, Need, NeedEntry, Packet, ReceiverState, Status,
+};
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Random id, unique among the session's receivers.
+    pub id: u32,
+    /// Shown on the sender's display.
+    pub name: String,
+    /// Seeds the report jitter.
+    pub seed: u64,
+    /// Join only this session, if set.
+    pub session: Option<u32>,
+    /// Mean time between NEED reports; each is jittered by +-50%.
+    pub report_interval: Duration,
+    pub status_interval: Duration,
+    /// The sender is taken to be gone after this long without a packet of the session.
+    pub sender_timeout: Duration,
+    /// Blocks held in memory at once.
+    pub buffered_blocks: usize,
+    /// After the file is verified, how long to repeat "done" while waiting for the sender's ACK.
+    pub finish_linger: Duration,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            id: 1,
+            name: String::new(),
+            seed: 1,
+            session: None,
+            report_interval: Duration::from_millis(150),
+            status_interval: Duration::from_millis(500),
+            sender_timeout: Duration::from_secs(10),
+            buffered_blocks: 32,
+            finish_linger: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What the receiver learned from the announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session: u32,
+    /// As announced: the shell must reduce it to a plain file name.
+    pub name: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub blocks: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("the sender went silent: nothing heard from it for {0} s")]
+    SenderGone(u64),
+    #[error("the sender aborted the session")]
+    Aborted,
+    #[error(
+        "the sender finished without this receiver (it was dropped as unresponsive, or joined too late)"
+    )]
+    LeftBehind,
+}
+
+#[derive(Debug)]
+pub enum ReceiverEvent {
+    /// A session was joined: the shell prepares the output file.
+    Joined(SessionInfo),
+    /// Write `data` at `offset` of the output file (spilled source symbols).
+    Store { offset: u64, data: Vec<u8> },
+    /// Run the job (off the network path), write its result at `job.offset`, then call
+    /// `handle_decoded`.
+    Decode(DecodeJob),
+    /// Every block is decoded: the shell verifies the MD5 and calls `verified`.
+    Complete,
+    /// The sender acknowledged (or the linger ran out): the receiver is done.
+    Finished,
+    Failed(ReceiveError),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    pub symbols: u64,
+    pub decode_failures: u64,
+    pub spilled_blocks: u64,
+    pub need_reports: u64,
+    pub dropped: Counters,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Listening,
+    Receiving,
+    /// All blocks decoded; the shell is checking the MD5.
+    Verifying,
+    Finishing {
+        until: Instant,
+    },
+    Finished,
+    Failed,
+}
+
+/// The symbols of a block not yet decoded.
+#[derive(Debug, Default)]
+struct Pending {
+    /// K*T bytes holding the source symbols in `have`; `None` before the first source symbol, after
+    /// a spill, or while a decode job holds it.
+    buf: Option<Vec<u8>>,
+    spilled: bool,
+    have: Option<SymbolSet>,
+    /// Repair symbols, and source symbols that came while `buf` was away.
+    extra: Vec<(u32, Vec<u8>)>,
+    extra_esis: HashSet<u32>,
+    extra_source: u32,
+    /// One past the highest ESI seen.
+    seen: u32,
+    /// Symbols to hold before the next decode attempt.
+    decode_at: u32,
+    touched: u64,
+}
+
+impl Pending {
+    fn have_len(&self) -> u32 {
+        self.have.as_ref().map_or(0, SymbolSet::len)
+    }
+
+    fn count(&self) -> u32 {
+        self.have_len() + self.extra.len() as u32
+    }
+
+    fn all_source(&self, k: u32) -> bool {
+        self.have_len() + self.extra_source == k
+    }
+}
+
+#[derive(Debug)]
+enum BlockRx {
+    Empty,
+    Pending(Box<Pending>),
+    Decoding(Box<Pending>),
+    Done,
+}
+
+struct Session {
+    id: u32,
+    announce: Announce,
+    layout: Layout,
+    feedback: SocketAddr,
+    blocks: Vec<BlockRx>,
+    done: u32,
+    /// Every block below this one is done.
+    low: u32,
+    max_block_seen: Option<u32>,
+    sent_blocks: u32,
+    last_heard: Instant,
+    next_report: Instant,
+    next_status: Instant,
+    hello_due: bool,
+    /// Blocks whose `buf` is in memory.
+    in_memory: Vec<u32>,
+    tick: u64,
+    sender_ended: bool,
+}
+
+impl Session {
+    /// Whether the sender has finished the block's first pass, so a shortfall is real loss.
+    fn passed(&self, block: u32) -> bool {
+        let w = self.announce.interleave as u32;
+        block < self.sent_blocks || self.max_block_seen.is_some_and(|m| block / w < m / w)
+    }
+}
+
+pub struct Receiver {
+    cfg: ReceiverConfig,
+    rng: Rng,
+    phase: Phase,
+    session: Option<Session>,
+    failed_status_due: bool,
+    events: VecDeque<ReceiverEvent>,
+    stats: ReceiverStats,
+}
+
+impl Receiver {
+    pub fn new(cfg: ReceiverConfig) -> Self {
+        Receiver {
+            rng: Rng::new(cfg.seed),
+            cfg,
+            phase: Phase::Listening,
+            session: None,
+            failed_status_due: false,
+            events: VecDeque::new(),
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &ReceiverStats {
+        &self.stats
+    }
+
+    /// (blocks decoded, blocks in the file), once a session is joined.
+    pub fn progress(&self) -> Option<(u32, u32)> {
+        self.session
+            .as_ref()
+            .map(|s| (s.done, s.layout.num_blocks()))
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished | Phase::Failed)
+    }
+
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let (session, packet) = match Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => return self.stats.dropped.parse_error(e),
+        };
+        if let Packet::Announce(a) = &packet
+            && self.session.is_none()
+            && self.phase == Phase::Listening
+            && self.cfg.session.is_none_or(|s| s == session)
+        {
+            return self.join(now, from, session, a.clone());
+        }
+        let Some(s) = self.session.as_mut().filter(|s| s.id == session) else {
+            self.stats.dropped.other_session += 1;
+            return;
+        };
+        s.last_heard = now;
+        match packet {
+            Packet::Announce(a) => {
+                let same = Announce {
+                    sent_blocks: s.announce.sent_blocks,
+                    ..a.clone()
+                } == s.announce;
+                if same {
+                    s.sent_blocks = s.sent_blocks.max(a.sent_blocks);
+                } else {
+                    self.stats.dropped.out_of_range += 1;
+                }
+            }
+            Packet::Data(d) => self.on_data(d),
+            Packet::End(e) => self.on_end(e.reason),
+            Packet::Ack(a) if a.receiver == self.cfg.id => {
+                if matches!(self.phase, Phase::Finishing { .. }) {
+                    self.finish();
+                }
+            }
+            _ => self.stats.dropped.unexpected += 1,
+        }
+    }
+
+    fn join(&mut self, now: Instant, from: SocketAddr, id: u32, announce: Announce) {
+        let Ok(layout) = Layout::new(
+            announce.file_size,
+            announce.symbol_size,
+            announce.block_symbols,
+        ) else {
+            self.stats.dropped.malformed += 1;
+            return;
+        };
+        let jitter = self.jitter();
+        let session = Session {
+            id,
+            feedback: announce.feedback.resolve(from),
+            blocks: (0..layout.num_blocks()).map(|_| BlockRx::Empty).collect(),
+            done: 0,
+            low: 0,
+            max_block_seen: None,
+            sent_blocks: announce.sent_blocks,
+            last_heard: now,
+            next_report: now + jitter,
+            next_status: now + self.cfg.status_interval,
+            hello_due: true,
+            in_memory: Vec::new(),
+            tick: 0,
+            sender_ended: false,
+            layout,
+            announce,
+        };
+        self.events.push_back(ReceiverEvent::Joined(SessionInfo {
+            session: id,
+            name: session.announce.name.clone(),
+            size: session.announce.file_size,
+            md5: session.announce.md5,
+            blocks: layout.num_blocks(),
+        }));
+        self.phase = Phase::Receiving;
+        self.session = Some(session);
+        if layout.num_blocks() == 0 {
+            self.complete();
+        }
+    }
+
+    fn jitter(&mut self) -> Duration {
+        self.cfg.report_interval.mul_f64(0.5 + self.rng.unit())
+    }
+
+    fn on_data(&mut self, d: Data<'_>) {
+        let s = self.session.as_mut().expect("caller checked");
+        let layout = s.layout;
+        if d.block >= layout.num_blocks() || d.symbol.len() != layout.symbol_size() as usize {
+            self.stats.dropped.out_of_range += 1;
+            return;
+        }
+        s.max_block_seen = Some(s.max_block_seen.map_or(d.block, |m| m.max(d.block)));
+        s.tick += 1;
+        let tick = s.tick;
+        let k = layout.symbols(d.block) as u32;
+        let slot = &mut s.blocks[d.block as usize];
+        if matches!(slot, BlockRx::Empty) {
+            *slot = BlockRx::Pending(Box::new(Pending {
+                decode_at: k + 1,
+                ..Pending::default()
+            }));
+        }
+        let decoding = matches!(slot, BlockRx::Decoding(_));
+        let p = match slot {
+            BlockRx::Pending(p) | BlockRx::Decoding(p) => p,
+            _ => {
+                self.stats.dropped.duplicate += 1;
+                return;
+            }
+        };
+        p.seen = p.seen.max(d.esi + 1);
+        p.touched = tick;
+        let is_source = d.esi < k;
+        if (is_source && p.have.as_ref().is_some_and(|h| h.contains(d.esi)))
+            || p.extra_esis.contains(&d.esi)
+        {
+            self.stats.dropped.duplicate += 1;
+            return;
+        }
+        self.stats.symbols += 1;
+        let needs_buffer = is_source && p.buf.is_none() && !p.spilled && !decoding;
+        if needs_buffer {
+            self.make_room(d.block);
+        }
+        let s = self.session.as_mut().expect("caller checked");
+        let (BlockRx::Pending(p) | BlockRx::Decoding(p)) = &mut s.blocks[d.block as usize] else {
+            unreachable!("the block was pending a moment ago");
+        };
+        if needs_buffer {
+            p.buf = Some(vec![0; k as usize * layout.symbol_size() as usize]);
+            s.in_memory.push(d.block);
+        }
+        match (&mut p.buf, is_source) {
+            (Some(buf), true) => {
+                let t = d.symbol.len();
+                buf[d.esi as usize * t..][..t].copy_from_slice(d.symbol);
+                p.have
+                    .get_or_insert_with(|| SymbolSet::new(k as u16))
+                    .insert(d.esi);
+            }
+            _ => {
+                p.extra.push((d.esi, d.symbol.to_vec()));
+                p.extra_esis.insert(d.esi);
+                p.extra_source += is_source as u32;
+            }
+        }
+        if !decoding && (p.all_source(k) || p.count() >= p.decode_at) {
+            self.start_decode(d.block);
+        }
+    }
+
+    /// Spills the least recently touched in-memory block if the memory budget is full.
+    fn make_room(&mut self, for_block: u32) {
+        let s = self.session.as_mut().expect("caller checked");
+        if s.in_memory.len() < self.cfg.buffered_blocks {
+            return;
+        }
+        let Some((at, &victim)) = s
+            .in_memory
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b != for_block)
+            .min_by_key(|&(_, &b)| match &s.blocks[b as usize] {
+                BlockRx::Pending(p) => p.touched,
+                _ => u64::MAX,
+            })
+        else {
+            return;
+        };
+        s.in_memory.swap_remove(at);
+        if let BlockRx::Pending(p) = &mut s.blocks[victim as usize]
+            && let Some(mut buf) = p.buf.take()
+        {
+            buf.truncate(s.layout.len(victim));
+            p.spilled = true;
+            self.stats.spilled_blocks += 1;
+            self.events.push_back(ReceiverEvent::Store {
+                offset: s.layout.offset(victim),
+                data: buf,
+            });
+        }
+    }
+
+    fn start_decode(&mut self, block: u32) {
+        let s = self.session.as_mut().expect("caller checked");
+        let slot = &mut s.blocks[block as usize];
+        let BlockRx::Pending(mut p) = std::mem::replace(slot, BlockRx::Empty) else {
+            unreachable!("only pending blocks are decoded");
+        };
+        s.in_memory.retain(|&b| b != block);
+        let k = s.layout.symbols(block);
+        let have = p.have.clone().unwrap_or_else(|| SymbolSet::new(k));
+        let job = DecodeJob::new(
+            &s.layout,
+            block,
+            p.buf.take(),
+            have,
+            std::mem::take(&mut p.extra),
+        );
+        p.decode_at = job.symbols() + 1;
+        *slot = BlockRx::Decoding(p);
+        self.events.push_back(ReceiverEvent::Decode(job));
+    }
+
+    /// The outcome of a `Decode` job: `Ok(block)` once its bytes are written to the file, or the
+    /// job back if the symbols were not enough.
+    pub fn handle_decoded(&mut self, now: Instant, outcome: Result<u32, Box<DecodeJob>>) {
+        let _ = now;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let block = match &outcome {
+            Ok(b) => *b,
+            Err(job) => job.block,
+        };
+        let Some(slot) = s.blocks.get_mut(block as usize) else {
+            return;
+        };
+        let BlockRx::Decoding(mut p) = std::mem::replace(slot, BlockRx::Empty) else {
+            return;
+        };
+        match outcome {
+            Ok(_) => {
+                *slot = BlockRx::Done;
+                s.done += 1;
+                while s.low < s.layout.num_blocks()
+                    && matches!(s.blocks[s.low as usize], BlockRx::Done)
+                {
+                    s.low += 1;
+                }
+                if s.done == s.layout.num_blocks() {
+                    self.complete();
+                }
+            }
+            Err(job) => {
+                self.stats.decode_failures += 1;
+                let mut job = *job;
+                let late = std::mem::take(&mut p.extra);
+                p.extra = std::mem::take(&mut job.extra);
+                p.extra.extend(late);
+                p.buf = job.source.take();
+                p.spilled = false;
+                if p.buf.is_some() {
+                    s.in_memory.push(block);
+                }
+                let k = s.layout.symbols(block) as u32;
+                let ready = p.count() >= p.decode_at || p.all_source(k);
+                *slot = BlockRx::Pending(p);
+                if ready {
+                    self.start_decode(block);
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self) {
+        self.phase = Phase::Verifying;
+        self.events.push_back(ReceiverEvent::Complete);
+    }
+
+    /// The shell's MD5 check of the whole file.
+    pub fn verified(&mut self, now: Instant, ok: bool) {
+        if ok {
+            self.finishing(now);
+        } else {
+            self.fail();
+        }
+    }
+
+    /// The file is already in the output folder, whole: report done without receiving.
+    pub fn already_complete(&mut self, now: Instant) {
+        if self.session.is_some() {
+            self.finishing(now);
+        }
+    }
+
+    fn finishing(&mut self, now: Instant) {
+        let ended = self.session.as_ref().is_some_and(|s| s.sender_ended);
+        if let Some(s) = self.session.as_mut() {
+            s.done = s.layout.num_blocks();
+            s.next_status = now;
+        }
+        if ended {
+            self.finish();
+        } else {
+            self.phase = Phase::Finishing {
+                until: now + self.cfg.finish_linger,
+            };
+        }
+    }
+
+    fn finish(&mut self) {
+        self.phase = Phase::Finished;
+        self.events.push_back(ReceiverEvent::Finished);
+    }
+
+    /// Gives up (the shell hit an error it cannot recover from); tells the sender so it does not wait.
+    pub fn fail(&mut self) {
+        if self.session.is_some() {
+            self.failed_status_due = true;
+        }
+        self.phase = Phase::Failed;
+    }
+
+    fn on_end(&mut self, reason: EndReason) {
+        if let Some(s) = self.session.as_mut() {
+            s.sender_ended = true;
+        }
+        match self.phase {
+            Phase::Receiving => {
+                self.phase = Phase::Failed;
+                self.events
+                    .push_back(ReceiverEvent::Failed(match reason {
+                        EndReason::Aborted => ReceiveError::Aborted,
+                        EndReason::Complete => ReceiveError::LeftBehind,
+                    }));
+            }
+            Phase::Finishing { .. } => self.finish(),
+            _ => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Receiving => {
+                let s = self.session.as_ref().expect("receiving has a session");
+                if now.saturating_duration_since(s.last_heard) > self.cfg.sender_timeout {
+                    self.phase = Phase::Failed;
+                    self.events.push_back(ReceiverEvent::Failed(ReceiveError::SenderGone(
+                        self.cfg.sender_timeout.as_secs(),
+                    )));
+                }
+            }
+            Phase::Finishing { until } if now >= until => self.finish(),
+            _ => {}
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let s = self.session.as_ref()?;
+        match self.phase {
+            Phase::Receiving => Some(
+                s.next_report
+                    .min(s.next_status)
+                    .min(s.last_heard + self.cfg.sender_timeout),
+            ),
+            Phase::Finishing { until } => Some(until.min(s.next_status)),
+            _ => None,
+        }
+    }
+
+    /// The next feedback datagram, written into `buf`, and the sender's address to send it to.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        buf.clear();
+        let status_interval = self.cfg.status_interval;
+        let state = match self.phase {
+            Phase::Failed if self.failed_status_due => {
+                self.failed_status_due = false;
+                ReceiverState::Failed
+            }
+            Phase::Finishing { .. } => ReceiverState::Done,
+            Phase::Receiving | Phase::Verifying => ReceiverState::Receiving,
+            _ => return None,
+        };
+        let jitter = self.jitter();
+        let s = self.session.as_mut()?;
+        let status_due = s.hello_due || now >= s.next_status || state == ReceiverState::Failed;
+        if status_due {
+            let state = if s.hello_due {
+                ReceiverState::Hello
+            } else {
+                state
+            };
+            s.hello_due = false;
+            // "Done" is repeated faster: it is what the sender waits for to finish.
+            s.next_status = now
+                + if state == ReceiverState::Done {
+                    status_interval / 2
+                } else {
+                    status_interval
+                };
+            Packet::Status(Status {
+                receiver: self.cfg.id,
+                state,
+                blocks_done: s.done,
+                name: self.cfg.name.clone(),
+            })
+            .write(s.id, buf);
+            return Some(s.feedback);
+        }
+        if self.phase != Phase::Receiving || now < s.next_report {
+            return None;
+        }
+        s.next_report = now + jitter;
+        let entries = needs(s);
+        if entries.is_empty() {
+            return None;
+        }
+        self.stats.need_reports += 1;
+        Packet::Need(Need {
+            receiver: self.cfg.id,
+            entries,
+        })
+        .write(s.id, buf);
+        Some(s.feedback)
+    }
+}
+
+/// The blocks a receiver lacks among those whose first pass is over, lowest first.
+fn needs(s: &Session) -> Vec<NeedEntry> {
+    let mut entries = Vec::new();
+    for block in s.low..s.layout.num_blocks() {
+        if !s.passed(block) || entries.len() == MAX_NEED_ENTRIES {
+            break;
+        }
+        let k = s.layout.symbols(block) as u32;
+        let (need, seen) = match &s.blocks[block as usize] {
+            BlockRx::Empty => (k + 1, 0),
+            BlockRx::Pending(p) if !p.all_source(k) => {
+                (p.decode_at.saturating_sub(p.count()), p.seen)
+            }
+            _ => continue,
+        };
+        if need > 0 {
+            entries.push(NeedEntry {
+                block,
+                need: need.min(u16::MAX as u32) as u16,
+                seen,
+            });
+        }
+    }
+    entries
+}

@@ -1,0 +1,659 @@
+//! The sender's state machine (PROTOCOL.md, "Sender rules").
+//!
+//! It announces the file, waits for receivers, sends every block's source symbols once (interleaved
+//! over a window of blocks, plus a small proactive margin of repair symbols), then answers NEED
+//! reports with fresh repair symbols: per block, as many as the neediest receiver still lacks plus a
+//! margin, so its cost does not grow with the number of receivers.
+
+use crate::codec::{BlockEncoder, Plans};
+use crate::counters::Counters;
+use crate::layout::{Layout, LayoutError};
+use crate::wire::{
+    Ack, Announce, Data, End, EndReason, FeedbackAddr, MAX_ESI, Need, Packet, ReceiverState,
+    Status,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How many END packets the sender repeats when it leaves (they may be lost).
+const END_REPEATS: u8 = 3;
+const END_SPACING: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub session: u32,
+    /// T.
+    pub symbol_size: u16,
+    /// K.
+    pub block_symbols: u16,
+    /// W: blocks interleaved in the first pass, so a loss burst is spread over W blocks.
+    pub interleave: u16,
+    /// Repair symbols sent with every block in the first pass, as a fraction of its K.
+    pub proactive: f64,
+    /// Start sending once this many receivers have said hello ...
+    pub min_receivers: usize,
+    /// ... or once this much time has passed, if set.
+    pub wait: Option<Duration>,
+    pub announce_interval: Duration,
+    /// A receiver not heard from for this long is dropped and counted as not done.
+    pub receiver_timeout: Duration,
+    /// A NEED that arrives within this long of the block's last repair symbol is taken to have been
+    /// written before those symbols arrived: they are subtracted from it.
+    pub repair_holdoff: Duration,
+    /// With no receiver known, how long after the first pass the sender stays for late hellos.
+    pub linger: Duration,
+    pub feedback: FeedbackAddr,
+    /// Blocks whose bytes (and encoder) are kept in memory at once, beyond the interleave window.
+    pub cached_blocks: usize,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            session: 1,
+            symbol_size: 1408,
+            block_symbols: 1024,
+            interleave: 8,
+            proactive: 0.01,
+            min_receivers: 1,
+            wait: None,
+            announce_interval: Duration::from_millis(200),
+            receiver_timeout: Duration::from_secs(5),
+            repair_holdoff: Duration::from_millis(100),
+            linger: Duration::from_secs(2),
+            feedback: FeedbackAddr::Source { port: 1 },
+            cached_blocks: 16,
+        }
+    }
+}
+
+/// What is sent: one file.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+}
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The session's multicast group.
+    Group,
+    /// One receiver.
+    Unicast(SocketAddr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderEvent {
+    /// The shell must read `len` bytes at `offset` and pass them to `supply_block`.
+    NeedBlock { block: u32, offset: u64, len: usize },
+    ReceiverJoined { id: u32 },
+    ReceiverDone { id: u32 },
+    ReceiverFailed { id: u32 },
+    ReceiverDropped { id: u32 },
+    /// The first pass began.
+    Started,
+    /// END has been sent; the session is over.
+    Finished,
+}
+
+/// What the sender knows of one receiver.
+#[derive(Debug, Clone)]
+pub struct ReceiverInfo {
+    pub id: u32,
+    pub addr: SocketAddr,
+    pub name: String,
+    pub state: ReceiverState,
+    pub blocks_done: u32,
+    /// Silent past the timeout: given up on.
+    pub dropped: bool,
+    last_heard: Instant,
+}
+
+impl ReceiverInfo {
+    /// Still expected to finish.
+    fn pending(&self) -> bool {
+        !self.dropped && matches!(self.state, ReceiverState::Hello | ReceiverState::Receiving)
+    }
+}
+
+/// Counts for the summary and for tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    pub source_symbols: u64,
+    pub repair_symbols: u64,
+    pub control_packets: u64,
+    /// Bytes of every datagram the sender produced (UDP payload).
+    pub bytes: u64,
+    pub need_reports: u64,
+    pub dropped: Counters,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Sending,
+    Ending { left: u8, next: Instant },
+    Finished,
+}
+
+/// Repair bookkeeping of one block.
+#[derive(Debug, Clone, Default)]
+struct BlockTx {
+    /// Next fresh ESI.
+    next_esi: u32,
+    /// When its last symbol was sent.
+    last_sent: Option<Instant>,
+    /// Largest need reported since its last repair burst (after in-flight symbols).
+    pending: u32,
+    queued: bool,
+}
+
+/// A run of repair symbols for one block, being sent.
+#[derive(Debug, Clone, Copy)]
+struct Burst {
+    block: u32,
+    next: u32,
+    end: u32,
+}
+
+/// The first pass: window [start, end) sent symbol-major, so consecutive packets hit different blocks.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    start: u32,
+    end: u32,
+    esi: u32,
+    block: u32,
+    /// Most symbols any block of the window sends in this pass.
+    width: u32,
+}
+
+pub struct Sender {
+    cfg: SenderConfig,
+    file: FileInfo,
+    layout: Layout,
+    phase: Phase,
+    end_reason: EndReason,
+    created: Instant,
+    started_at: Option<Instant>,
+    pass: Pass,
+    pass_done_at: Option<Instant>,
+    blocks: Vec<BlockTx>,
+    repair: VecDeque<u32>,
+    burst: Option<Burst>,
+    /// Blocks in memory, least recently used first.
+    cache: VecDeque<(u32, BlockEncoder)>,
+    loading: Vec<u32>,
+    plans: Plans,
+    receivers: BTreeMap<u32, ReceiverInfo>,
+    next_announce: Instant,
+    acks: VecDeque<(SocketAddr, u32)>,
+    events: VecDeque<SenderEvent>,
+    stats: SenderStats,
+}
+
+impl Sender {
+    pub fn new(cfg: SenderConfig, file: FileInfo, now: Instant) -> Result<Self, LayoutError> {
+        let layout = Layout::new(file.size, cfg.symbol_size, cfg.block_symbols)?;
+        let blocks = (0..layout.num_blocks())
+            .map(|b| BlockTx {
+                next_esi: first_pass_symbols(&layout, &cfg, b),
+                ..BlockTx::default()
+            })
+            .collect();
+        let mut s = Sender {
+            cfg,
+            file,
+            layout,
+            phase: Phase::Waiting,
+            end_reason: EndReason::Complete,
+            created: now,
+            started_at: None,
+            pass: Pass {
+                start: 0,
+                end: 0,
+                esi: 0,
+                block: 0,
+                width: 0,
+            },
+            pass_done_at: None,
+            blocks,
+            repair: VecDeque::new(),
+            burst: None,
+            cache: VecDeque::new(),
+            loading: Vec::new(),
+            plans: Plans::default(),
+            receivers: BTreeMap::new(),
+            next_announce: now,
+            acks: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SenderStats::default(),
+        };
+        s.maybe_start(now);
+        Ok(s)
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    pub fn receivers(&self) -> impl Iterator<Item = &ReceiverInfo> {
+        self.receivers.values()
+    }
+
+    /// Blocks whose first pass is complete.
+    pub fn sent_blocks(&self) -> u32 {
+        self.pass.start
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// When the first pass began.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.started_at
+    }
+
+    /// Feedback from a receiver. Anything malformed, foreign or not ours is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let (session, packet) = match Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => return self.stats.dropped.parse_error(e),
+        };
+        if session != self.cfg.session {
+            self.stats.dropped.other_session += 1;
+            return;
+        }
+        match packet {
+            Packet::Status(s) => self.on_status(now, from, s),
+            Packet::Need(n) => self.on_need(now, from, n),
+            _ => self.stats.dropped.unexpected += 1,
+        }
+    }
+
+    fn touch_receiver(&mut self, now: Instant, from: SocketAddr, id: u32) -> &mut ReceiverInfo {
+        let events = &mut self.events;
+        let r = self.receivers.entry(id).or_insert_with(|| {
+            events.push_back(SenderEvent::ReceiverJoined { id });
+            ReceiverInfo {
+                id,
+                addr: from,
+                name: String::new(),
+                state: ReceiverState::Hello,
+                blocks_done: 0,
+                dropped: false,
+                last_heard: now,
+            }
+        });
+        r.last_heard = now;
+        r.addr = from;
+        r.dropped = false;
+        r
+    }
+
+    fn on_status(&mut self, now: Instant, from: SocketAddr, s: Status) {
+        let num_blocks = self.layout.num_blocks();
+        let r = self.touch_receiver(now, from, s.receiver);
+        r.name = s.name;
+        r.blocks_done = s.blocks_done.min(num_blocks);
+        let was = r.state;
+        // Done and Failed are final: a late, reordered Receiving must not undo them.
+        if !matches!(was, ReceiverState::Done | ReceiverState::Failed) {
+            r.state = s.state;
+        }
+        let state = r.state;
+        if matches!(s.state, ReceiverState::Done | ReceiverState::Failed) {
+            self.acks.push_back((from, s.receiver));
+        }
+        if was != state {
+            match state {
+                ReceiverState::Done => self
+                    .events
+                    .push_back(SenderEvent::ReceiverDone { id: s.receiver }),
+                ReceiverState::Failed => self
+                    .events
+                    .push_back(SenderEvent::ReceiverFailed { id: s.receiver }),
+                _ => {}
+            }
+        }
+        self.maybe_start(now);
+        self.maybe_finish(now);
+    }
+
+    fn on_need(&mut self, now: Instant, from: SocketAddr, need: Need) {
+        self.stats.need_reports += 1;
+        self.touch_receiver(now, from, need.receiver);
+        if matches!(self.phase, Phase::Waiting) {
+            self.maybe_start(now);
+        }
+        for e in need.entries {
+            // Only blocks whose first pass is over can be repaired.
+            if e.block >= self.pass.start {
+                self.stats.dropped.out_of_range += 1;
+                continue;
+            }
+            let k = self.layout.symbols(e.block) as u32;
+            let tx = &mut self.blocks[e.block as usize];
+            if e.need as u32 > k + 1 || e.seen > tx.next_esi {
+                self.stats.dropped.out_of_range += 1;
+                continue;
+            }
+            let recent = tx
+                .last_sent
+                .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.repair_holdoff);
+            let in_flight = if recent { tx.next_esi - e.seen } else { 0 };
+            let need = (e.need as u32).saturating_sub(in_flight);
+            tx.pending = tx.pending.max(need);
+            if tx.pending > 0 && !tx.queued {
+                tx.queued = true;
+                self.repair.push_back(e.block);
+            }
+        }
+    }
+
+    /// The block's bytes, asked for with `SenderEvent::NeedBlock`.
+    pub fn supply_block(&mut self, block: u32, data: Vec<u8>) {
+        self.loading.retain(|&b| b != block);
+        if block >= self.layout.num_blocks() || data.len() != self.layout.len(block) {
+            return;
+        }
+        let limit = self.cfg.cached_blocks + self.cfg.interleave as usize;
+        while self.cache.len() >= limit {
+            self.cache.pop_front();
+        }
+        self.cache
+            .push_back((block, BlockEncoder::new(&self.layout, block, data)));
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for r in self.receivers.values_mut() {
+            if r.pending() && now.saturating_duration_since(r.last_heard) > self.cfg.receiver_timeout
+            {
+                r.dropped = true;
+                self.events
+                    .push_back(SenderEvent::ReceiverDropped { id: r.id });
+            }
+        }
+        self.maybe_start(now);
+        self.maybe_finish(now);
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = match self.phase {
+            Phase::Finished => return None,
+            Phase::Ending { next, .. } => return Some(next),
+            Phase::Waiting => match self.cfg.wait {
+                Some(wait) => self.next_announce.min(self.created + wait),
+                None => self.next_announce,
+            },
+            Phase::Sending => self.next_announce,
+        };
+        for r in self.receivers.values().filter(|r| r.pending()) {
+            t = t.min(r.last_heard + self.cfg.receiver_timeout);
+        }
+        if let (Some(done), true) = (self.pass_done_at, self.receivers.is_empty()) {
+            t = t.min(done + self.cfg.linger);
+        }
+        Some(t)
+    }
+
+    pub fn poll_event(&mut self) -> Option<SenderEvent> {
+        self.events.pop_front()
+    }
+
+    /// Stops the session now: END (aborted) is sent and nothing else.
+    pub fn abort(&mut self, now: Instant) {
+        if !matches!(self.phase, Phase::Ending { .. } | Phase::Finished) {
+            self.end(now, EndReason::Aborted);
+        }
+    }
+
+    /// The next datagram to send, written into `buf`, and where it goes. `None` means nothing is due
+    /// now: wait for `poll_timeout`, a datagram, or (after a `NeedBlock` event) `supply_block`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Destination> {
+        buf.clear();
+        if let Some((to, id)) = self.acks.pop_front() {
+            let ack = Packet::Ack(Ack { receiver: id });
+            return Some(self.control(&ack, buf, Destination::Unicast(to)));
+        }
+        match self.phase {
+            Phase::Finished => return None,
+            Phase::Ending { left, next } => {
+                if now < next {
+                    return None;
+                }
+                self.phase = if left > 1 {
+                    Phase::Ending {
+                        left: left - 1,
+                        next: now + END_SPACING,
+                    }
+                } else {
+                    self.events.push_back(SenderEvent::Finished);
+                    Phase::Finished
+                };
+                let end = Packet::End(End {
+                    reason: self.end_reason,
+                });
+                return Some(self.control(&end, buf, Destination::Group));
+            }
+            Phase::Waiting | Phase::Sending => {}
+        }
+        if now >= self.next_announce {
+            self.next_announce = now + self.cfg.announce_interval;
+            let announce = Packet::Announce(self.announce());
+            return Some(self.control(&announce, buf, Destination::Group));
+        }
+        if self.phase != Phase::Sending {
+            return None;
+        }
+        let (block, esi) = self.next_symbol()?;
+        let Some(at) = self.cache.iter().position(|(b, _)| *b == block) else {
+            self.load(block);
+            return None;
+        };
+        // Most recently used last.
+        let entry = self.cache.remove(at).expect("position is in range");
+        self.cache.push_back(entry);
+        let enc = &mut self.cache.back_mut().expect("just pushed").1;
+        Packet::Data(Data {
+            block,
+            esi,
+            symbol: &[],
+        })
+        .write(self.cfg.session, buf);
+        enc.write_symbol(&self.layout, &mut self.plans, esi, buf);
+        if esi < enc.symbols() as u32 {
+            self.stats.source_symbols += 1;
+        } else {
+            self.stats.repair_symbols += 1;
+        }
+        self.stats.bytes += buf.len() as u64;
+        self.blocks[block as usize].last_sent = Some(now);
+        self.advance(now);
+        Some(Destination::Group)
+    }
+
+    fn control(&mut self, packet: &Packet<'_>, buf: &mut Vec<u8>, to: Destination) -> Destination {
+        packet.write(self.cfg.session, buf);
+        self.stats.control_packets += 1;
+        self.stats.bytes += buf.len() as u64;
+        to
+    }
+
+    fn announce(&self) -> Announce {
+        Announce {
+            file_size: self.file.size,
+            md5: self.file.md5,
+            symbol_size: self.layout.symbol_size(),
+            block_symbols: self.layout.block_symbols(),
+            interleave: self.cfg.interleave,
+            sent_blocks: self.pass.start,
+            feedback: self.cfg.feedback,
+            name: self.file.name.clone(),
+        }
+    }
+
+    fn load(&mut self, block: u32) {
+        if !self.loading.contains(&block) {
+            self.loading.push(block);
+            self.events.push_back(SenderEvent::NeedBlock {
+                block,
+                offset: self.layout.offset(block),
+                len: self.layout.len(block),
+            });
+        }
+    }
+
+    /// The symbol to send next: a repair burst in progress, else a new burst for the oldest block
+    /// that needs one, else the first pass. Repair goes first so receivers finish blocks early.
+    fn next_symbol(&mut self) -> Option<(u32, u32)> {
+        if self.burst.is_none()
+            && let Some(block) = self.repair.pop_front()
+        {
+            let tx = &mut self.blocks[block as usize];
+            tx.queued = false;
+            let count = tx.pending + repair_margin(tx.pending);
+            tx.pending = 0;
+            let end = tx.next_esi.saturating_add(count).min(MAX_ESI + 1);
+            self.burst = Some(Burst {
+                block,
+                next: tx.next_esi,
+                end,
+            });
+            tx.next_esi = end;
+        }
+        if let Some(b) = self.burst {
+            if b.next < b.end {
+                return Some((b.block, b.next));
+            }
+            self.burst = None;
+            return self.next_symbol();
+        }
+        (self.pass.start < self.pass.end).then_some((self.pass.block, self.pass.esi))
+    }
+
+    /// Moves past the symbol just sent.
+    fn advance(&mut self, now: Instant) {
+        if let Some(b) = &mut self.burst {
+            b.next += 1;
+            if b.next >= b.end {
+                self.burst = None;
+            }
+            return;
+        }
+        self.pass.block += 1;
+        self.settle_pass(now);
+    }
+
+    /// Moves the pass cursor to the next symbol that exists (the last block may be short), opening
+    /// the next window when one is finished.
+    fn settle_pass(&mut self, now: Instant) {
+        loop {
+            let p = &mut self.pass;
+            if p.start >= p.end {
+                return;
+            }
+            if p.block >= p.end {
+                p.block = p.start;
+                p.esi += 1;
+            }
+            if p.esi >= p.width {
+                self.open_window(self.pass.end, now);
+                continue;
+            }
+            if p.esi < first_pass_symbols(&self.layout, &self.cfg, p.block) {
+                return;
+            }
+            p.block += 1;
+        }
+    }
+
+    fn open_window(&mut self, start: u32, now: Instant) {
+        let end = start
+            .saturating_add(self.cfg.interleave as u32)
+            .min(self.layout.num_blocks());
+        let width = (start..end)
+            .map(|b| first_pass_symbols(&self.layout, &self.cfg, b))
+            .max()
+            .unwrap_or(0);
+        self.pass = Pass {
+            start,
+            end,
+            esi: 0,
+            block: start,
+            width,
+        };
+        if start >= end {
+            // Receivers learn at once that every block has had its first pass.
+            self.pass_done_at = Some(now);
+            self.next_announce = now;
+            return;
+        }
+        for b in start..end {
+            if !self.cache.iter().any(|(c, _)| *c == b) {
+                self.load(b);
+            }
+        }
+    }
+
+    fn maybe_start(&mut self, now: Instant) {
+        if self.phase != Phase::Waiting {
+            return;
+        }
+        let hello = self.receivers.values().filter(|r| !r.dropped).count();
+        let waited = self.cfg.wait.is_some_and(|w| now >= self.created + w);
+        if hello >= self.cfg.min_receivers || waited {
+            self.phase = Phase::Sending;
+            self.started_at = Some(now);
+            self.events.push_back(SenderEvent::Started);
+            self.open_window(0, now);
+        }
+    }
+
+    /// Ends the session once the first pass is over, no repair is owed, and no receiver is still
+    /// expected (done, failed or dropped); with none known at all, after the linger time.
+    fn maybe_finish(&mut self, now: Instant) {
+        let Some(done) = self.pass_done_at else {
+            return;
+        };
+        if self.phase != Phase::Sending || self.burst.is_some() || !self.repair.is_empty() {
+            return;
+        }
+        let finished = if self.receivers.is_empty() {
+            now >= done + self.cfg.linger
+        } else {
+            !self.receivers.values().any(ReceiverInfo::pending)
+        };
+        if finished {
+            self.end(now, EndReason::Complete);
+        }
+    }
+
+    fn end(&mut self, now: Instant, reason: EndReason) {
+        self.end_reason = reason;
+        self.phase = Phase::Ending {
+            left: END_REPEATS,
+            next: now,
+        };
+    }
+}
+
+/// Symbols of `block` in the first pass: its K plus the proactive repair margin.
+fn first_pass_symbols(layout: &Layout, cfg: &SenderConfig, block: u32) -> u32 {
+    let k = layout.symbols(block) as u32;
+    k + (k as f64 * cfg.proactive).ceil() as u32
+}
+
+/// Extra repair symbols on top of the largest reported need, so that the neediest receiver usually
+/// completes in one round even though some of the repair is lost too.
+fn repair_margin(need: u32) -> u32 {
+    if need == 0 { 0 } else { 2 + need / 16 }
+}

@@ -1,0 +1,126 @@
+//! ANNOUNCE (0x01): what the session carries and where to send feedback. Repeated for late joiners.
+
+use super::{ParseError, Reader};
+use bytes::BufMut;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Smallest symbol size accepted (bytes).
+pub const MIN_SYMBOL_SIZE: u16 = 16;
+/// Largest source block accepted (symbols): bounds a receiver's memory and decode time per block.
+pub const MAX_BLOCK_SYMBOLS: u16 = 8192;
+/// Longest file name carried (bytes of UTF-8).
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// Where receivers send STATUS and NEED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackAddr {
+    /// The source address of the ANNOUNCE itself, at this port (the usual case on a LAN).
+    Source { port: u16 },
+    V4(Ipv4Addr, u16),
+    V6(Ipv6Addr, u16),
+}
+
+impl FeedbackAddr {
+    /// The address to send feedback to, given the address an ANNOUNCE came from.
+    pub fn resolve(&self, announce_from: SocketAddr) -> SocketAddr {
+        match *self {
+            FeedbackAddr::Source { port } => SocketAddr::new(announce_from.ip(), port),
+            FeedbackAddr::V4(ip, port) => SocketAddr::new(ip.into(), port),
+            FeedbackAddr::V6(ip, port) => SocketAddr::new(ip.into(), port),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    /// Bytes in the file.
+    pub file_size: u64,
+    /// MD5 of the whole file.
+    pub md5: [u8; 16],
+    /// T: bytes per symbol; every DATA symbol is exactly this long.
+    pub symbol_size: u16,
+    /// K: source symbols per block (the last block may have fewer).
+    pub block_symbols: u16,
+    /// W: how many consecutive blocks the first pass interleaves.
+    pub interleave: u16,
+    /// Blocks whose first pass is complete: receivers may report what they lack of these.
+    pub sent_blocks: u32,
+    pub feedback: FeedbackAddr,
+    /// The file's name as the sender has it; receivers reduce it to a plain file name.
+    pub name: String,
+}
+
+impl Announce {
+    pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, ParseError> {
+        let file_size = r.u64()?;
+        let md5 = r.array()?;
+        let symbol_size = r.u16()?;
+        let block_symbols = r.u16()?;
+        let interleave = r.u16()?;
+        let sent_blocks = r.u32()?;
+        let port = r.u16()?;
+        let feedback = match r.u8()? {
+            0 => FeedbackAddr::Source { port },
+            4 => FeedbackAddr::V4(Ipv4Addr::from(r.array::<4>()?), port),
+            6 => FeedbackAddr::V6(Ipv6Addr::from(r.array::<16>()?), port),
+            _ => return Err(ParseError::Invalid("feedback address family")),
+        };
+        let name_len = r.u16()? as usize;
+        if name_len > MAX_NAME_LEN {
+            return Err(ParseError::Invalid("name too long"));
+        }
+        let name = std::str::from_utf8(r.bytes(name_len)?)
+            .map_err(|_| ParseError::Invalid("name is not UTF-8"))?
+            .to_owned();
+        if !(MIN_SYMBOL_SIZE..=super::MAX_SYMBOL_SIZE).contains(&symbol_size) {
+            return Err(ParseError::Invalid("symbol size"));
+        }
+        if block_symbols == 0 || block_symbols > MAX_BLOCK_SYMBOLS {
+            return Err(ParseError::Invalid("block symbols"));
+        }
+        if interleave == 0 {
+            return Err(ParseError::Invalid("interleave"));
+        }
+        if port == 0 {
+            return Err(ParseError::Invalid("feedback port"));
+        }
+        Ok(Announce {
+            file_size,
+            md5,
+            symbol_size,
+            block_symbols,
+            interleave,
+            sent_blocks,
+            feedback,
+            name,
+        })
+    }
+
+    pub(crate) fn write(&self, out: &mut impl BufMut) {
+        out.put_u64(self.file_size);
+        out.put_slice(&self.md5);
+        out.put_u16(self.symbol_size);
+        out.put_u16(self.block_symbols);
+        out.put_u16(self.interleave);
+        out.put_u32(self.sent_blocks);
+        match self.feedback {
+            FeedbackAddr::Source { port } => {
+                out.put_u16(port);
+                out.put_u8(0);
+            }
+            FeedbackAddr::V4(ip, port) => {
+                out.put_u16(port);
+                out.put_u8(4);
+                out.put_slice(&ip.octets());
+            }
+            FeedbackAddr::V6(ip, port) => {
+                out.put_u16(port);
+                out.put_u8(6);
+                out.put_slice(&ip.octets());
+            }
+        }
+        let name = super::feedback::truncate_utf8(&self.name, MAX_NAME_LEN);
+        out.put_u16(name.len() as u16);
+        out.put_slice(name.as_bytes());
+    }
+}

@@ -1,0 +1,372 @@
+//! The wire format, version 1 (`proto/PROTOCOL.md` is the spec; this module follows it field by field).
+//!
+//! Every datagram starts with the same 8-byte header; the type byte selects the body. All integers are
+//! big-endian. Parsing checks every length before it slices, so no input can make it panic.
+
+mod announce;
+mod data;
+mod feedback;
+
+pub use announce::{Announce, FeedbackAddr, MAX_BLOCK_SYMBOLS, MAX_NAME_LEN, MIN_SYMBOL_SIZE};
+pub use data::{DATA_OVERHEAD, Data, MAX_ESI};
+pub use feedback::{
+    Ack, End, EndReason, MAX_NEED_ENTRIES, MAX_RECEIVER_NAME, Need, NeedEntry, ReceiverState, Status,
+};
+
+use bytes::BufMut;
+
+/// First two bytes of every edm-cast datagram.
+pub const MAGIC: [u8; 2] = [0xED, 0xC5];
+/// The protocol version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Bytes of the common header: magic, version, type, session id.
+pub const HEADER_LEN: usize = 8;
+/// Largest datagram edm-cast ever sends or accepts (fits a 1500-byte MTU under IPv4 and IPv6).
+pub const MAX_DATAGRAM: usize = 1452;
+/// Largest symbol that fits in a DATA datagram.
+pub const MAX_SYMBOL_SIZE: u16 = (MAX_DATAGRAM - DATA_OVERHEAD) as u16;
+
+/// Why a datagram was refused. Each kind is counted separately by the state machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("not an edm-cast packet (bad magic)")]
+    Foreign,
+    #[error("unsupported protocol version {0}")]
+    Version(u8),
+    #[error("unknown packet type {0:#04x}")]
+    UnknownType(u8),
+    #[error("packet truncated")]
+    Truncated,
+    #[error("invalid field: {0}")]
+    Invalid(&'static str),
+}
+
+/// The packet types of version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PacketType {
+    Announce = 0x01,
+    Data = 0x02,
+    End = 0x03,
+    Ack = 0x04,
+    Status = 0x10,
+    Need = 0x11,
+}
+
+impl PacketType {
+    fn from_u8(v: u8) -> Result<Self, ParseError> {
+        Ok(match v {
+            0x01 => Self::Announce,
+            0x02 => Self::Data,
+            0x03 => Self::End,
+            0x04 => Self::Ack,
+            0x10 => Self::Status,
+            0x11 => Self::Need,
+            other => return Err(ParseError::UnknownType(other)),
+        })
+    }
+}
+
+/// The common header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: PacketType,
+    pub session: u32,
+}
+
+impl Header {
+    pub fn parse(bytes: &[u8]) -> Result<(Self, &[u8]), ParseError> {
+        if bytes.len() < 2 || bytes[..2] != MAGIC {
+            return Err(ParseError::Foreign);
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(ParseError::Truncated);
+        }
+        if bytes[2] != VERSION {
+            return Err(ParseError::Version(bytes[2]));
+        }
+        let kind = PacketType::from_u8(bytes[3])?;
+        let session = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        Ok((Header { kind, session }, &bytes[HEADER_LEN..]))
+    }
+
+    pub fn write(&self, out: &mut impl BufMut) {
+        out.put_slice(&MAGIC);
+        out.put_u8(VERSION);
+        out.put_u8(self.kind as u8);
+        out.put_u32(self.session);
+    }
+}
+
+/// Any edm-cast datagram, parsed. Data borrows its symbol from the input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet<'a> {
+    Announce(Announce),
+    Data(Data<'a>),
+    End(End),
+    Ack(Ack),
+    Status(Status),
+    Need(Need),
+}
+
+impl<'a> Packet<'a> {
+    /// Parses a whole datagram: header and body. Trailing bytes after a fixed-size body are refused.
+    pub fn parse(bytes: &'a [u8]) -> Result<(u32, Packet<'a>), ParseError> {
+        if bytes.len() > MAX_DATAGRAM {
+            return Err(ParseError::Invalid("datagram larger than the protocol allows"));
+        }
+        let (header, body) = Header::parse(bytes)?;
+        let mut r = Reader::new(body);
+        let packet = match header.kind {
+            PacketType::Announce => Packet::Announce(Announce::parse(&mut r)?),
+            PacketType::Data => Packet::Data(Data::parse(&mut r)?),
+            PacketType::End => Packet::End(End::parse(&mut r)?),
+            PacketType::Ack => Packet::Ack(Ack::parse(&mut r)?),
+            PacketType::Status => Packet::Status(Status::parse(&mut r)?),
+            PacketType::Need => Packet::Need(Need::parse(&mut r)?),
+        };
+        r.finish()?;
+        Ok((header.session, packet))
+    }
+
+    pub fn kind(&self) -> PacketType {
+        match self {
+            Packet::Announce(_) => PacketType::Announce,
+            Packet::Data(_) => PacketType::Data,
+            Packet::End(_) => PacketType::End,
+            Packet::Ack(_) => PacketType::Ack,
+            Packet::Status(_) => PacketType::Status,
+            Packet::Need(_) => PacketType::Need,
+        }
+    }
+
+    /// Writes header and body.
+    pub fn write(&self, session: u32, out: &mut impl BufMut) {
+        Header {
+            kind: self.kind(),
+            session,
+        }
+        .write(out);
+        match self {
+            Packet::Announce(p) => p.write(out),
+            Packet::Data(p) => p.write(out),
+            Packet::End(p) => p.write(out),
+            Packet::Ack(p) => p.write(out),
+            Packet::Status(p) => p.write(out),
+            Packet::Need(p) => p.write(out),
+        }
+    }
+
+    /// The datagram as a fresh buffer (tests and rare control packets; the data path writes in place).
+    pub fn to_vec(&self, session: u32) -> Vec<u8> {
+        let mut v = Vec::with_capacity(64);
+        self.write(session, &mut v);
+        v
+    }
+}
+
+/// A bounds-checked cursor: every read either succeeds or returns `Truncated`.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
+        if self.buf.len() < n {
+            return Err(ParseError::Truncated);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], ParseError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, ParseError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, ParseError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, ParseError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, ParseError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
+    pub(crate) fn finish(&self) -> Result<(), ParseError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(ParseError::Invalid("trailing bytes"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn samples() -> Vec<Packet<'static>> {
+        vec![
+            Packet::Announce(Announce {
+                file_size: 67_108_864,
+                md5: [7; 16],
+                symbol_size: 1408,
+                block_symbols: 1024,
+                interleave: 8,
+                sent_blocks: 12,
+                feedback: FeedbackAddr::Source { port: 40000 },
+                name: "ubuntu.iso".into(),
+            }),
+            Packet::Announce(Announce {
+                file_size: 0,
+                md5: [0; 16],
+                symbol_size: 16,
+                block_symbols: 1,
+                interleave: 1,
+                sent_blocks: 0,
+                feedback: FeedbackAddr::V4(Ipv4Addr::new(10, 0, 0, 1), 9),
+                name: String::new(),
+            }),
+            Packet::Announce(Announce {
+                file_size: u64::MAX >> 8,
+                md5: [1; 16],
+                symbol_size: 1408,
+                block_symbols: 4096,
+                interleave: 4,
+                sent_blocks: 3,
+                feedback: FeedbackAddr::V6(Ipv6Addr::LOCALHOST, 65535),
+                name: "données.bin".into(),
+            }),
+            Packet::Data(Data {
+                block: 70_000,
+                esi: 1030,
+                symbol: &[0xAB; 1408],
+            }),
+            Packet::End(End {
+                reason: EndReason::Complete,
+            }),
+            Packet::End(End {
+                reason: EndReason::Aborted,
+            }),
+            Packet::Ack(Ack { receiver: 42 }),
+            Packet::Status(Status {
+                receiver: 0xDEAD_BEEF,
+                state: ReceiverState::Receiving,
+                blocks_done: 17,
+                name: "lab-pc-07".into(),
+            }),
+            Packet::Need(Need {
+                receiver: 5,
+                entries: vec![
+                    NeedEntry {
+                        block: 3,
+                        need: 55,
+                        seen: 1040,
+                    },
+                    NeedEntry {
+                        block: 9,
+                        need: 1025,
+                        seen: 0,
+                    },
+                ],
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        for p in samples() {
+            let bytes = p.to_vec(0x0102_0304);
+            let (session, back) = Packet::parse(&bytes).unwrap();
+            assert_eq!(session, 0x0102_0304);
+            assert_eq!(back, p);
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        for p in samples() {
+            let bytes = p.to_vec(1);
+            for cut in 0..bytes.len() {
+                // Data's symbol is "the rest", so only cuts into its fixed part must fail.
+                if matches!(p, Packet::Data(_)) && cut > HEADER_LEN + 8 {
+                    continue;
+                }
+                assert!(Packet::parse(&bytes[..cut]).is_err(), "{p:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_errors_are_typed() {
+        assert_eq!(Packet::parse(b"GET / HTTP/1.1"), Err(ParseError::Foreign));
+        assert_eq!(Packet::parse(&[]), Err(ParseError::Foreign));
+        let mut v = Packet::Ack(Ack { receiver: 1 }).to_vec(9);
+        v[2] = 2;
+        assert_eq!(Packet::parse(&v), Err(ParseError::Version(2)));
+        v[2] = VERSION;
+        v[3] = 0x7F;
+        assert_eq!(Packet::parse(&v), Err(ParseError::UnknownType(0x7F)));
+        let mut v = Packet::Ack(Ack { receiver: 1 }).to_vec(9);
+        v.push(0);
+        assert_eq!(Packet::parse(&v), Err(ParseError::Invalid("trailing bytes")));
+    }
+
+    /// The example in PROTOCOL.md, byte for byte.
+    #[test]
+    fn spec_example_parses() {
+        let bytes: [u8; 24] = [
+            0xED, 0xC5, 0x01, 0x02, // magic, version 1, DATA
+            0x12, 0x34, 0x56, 0x78, // session
+            0x00, 0x00, 0x00, 0x05, // block 5
+            0x00, 0x00, 0x04, 0x01, // ESI 1025
+            1, 2, 3, 4, 5, 6, 7, 8, // symbol (8 bytes in this example)
+        ];
+        let (session, p) = Packet::parse(&bytes).unwrap();
+        assert_eq!(session, 0x1234_5678);
+        assert_eq!(
+            p,
+            Packet::Data(Data {
+                block: 5,
+                esi: 1025,
+                symbol: &[1, 2, 3, 4, 5, 6, 7, 8]
+            })
+        );
+    }
+
+    #[test]
+    fn fuzz_like_inputs_never_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for p in samples() {
+            let good = p.to_vec(3);
+            for _ in 0..2000 {
+                let mut v = good.clone();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = 2 + (x as usize) % (v.len() - 2);
+                v[i] = (x >> 32) as u8;
+                let _ = Packet::parse(&v);
+            }
+        }
+    }
+}
