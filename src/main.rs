@@ -1,1 +1,87 @@
-fn main() {}
+//! edm-cast: one file to a whole classroom over IP multicast, with RaptorQ fountain codes.
+//!
+//! The protocol lives in the `edm-cast-proto` crate (`proto/`); this binary is the shell around it:
+//! command line, sockets, pacing, files and the terminal.
+
+mod digest;
+mod error;
+mod net;
+mod output;
+mod pace;
+mod recv;
+mod send;
+mod ui;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edm-cast",
+    version,
+    about = "Send one file to a whole LAN at once over IP multicast (RaptorQ FEC)",
+    after_help = "Examples:
+  teacher$ edm-cast send ubuntu.iso --group 239.1.1.1 --min-receivers 8
+  student$ edm-cast recv --group 239.1.1.1 --out ~/Downloads
+
+Exit codes: 0 success; 1 error; 2 (send) some receivers did not get the file; 130 interrupted."
+)]
+struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG works too.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send a file to every receiver on the group; exits when all have it.
+    #[command(after_help = "Examples:
+  edm-cast send ubuntu.iso --group 239.1.1.1 --min-receivers 8
+  edm-cast send image.img --iface eth0 --rate 900M --min-receivers 30 --wait 60")]
+    Send(send::Args),
+    /// Receive the next file sent on the group, check its MD5, and print its path.
+    #[command(after_help = "Examples:
+  edm-cast recv --group 239.1.1.1 --out ~/Downloads
+  edm-cast recv --iface eth0 --out /srv/images --keep")]
+    Recv(recv::Args),
+}
+
+/// A random number for session and receiver ids, seeded by the standard library's per-process keys.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Send(args) => send::run(args),
+        Command::Recv(args) => recv::run(args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("edm-cast: {e}");
+        ExitCode::FAILURE
+    })
+}

@@ -8,9 +8,13 @@ pub enum LayoutError {
     SymbolSize(u16),
     #[error("block size {0} symbols is outside 1..={MAX_BLOCK_SYMBOLS}")]
     BlockSymbols(u16),
-    #[error("file of {0} bytes needs more than 2^32 blocks")]
+    #[error("file of {0} bytes needs more than {MAX_BLOCKS} blocks of this size")]
     TooLarge(u64),
 }
+
+/// Most blocks in one file: bounds the per-block state both sides keep (a few dozen bytes each),
+/// whatever an ANNOUNCE claims. With the default K and T that is a 5.9 TB file.
+pub const MAX_BLOCKS: u32 = 1 << 22;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -30,7 +34,9 @@ impl Layout {
         }
         let block_bytes = symbol_size as u64 * block_symbols as u64;
         let num_blocks = u32::try_from(file_size.div_ceil(block_bytes))
-            .map_err(|_| LayoutError::TooLarge(file_size))?;
+            .ok()
+            .filter(|&n| n <= MAX_BLOCKS)
+            .ok_or(LayoutError::TooLarge(file_size))?;
         Ok(Layout {
             file_size,
             symbol_size,
@@ -85,7 +91,16 @@ mod tests {
 
     #[test]
     fn blocks_cover_the_file_exactly() {
-        for size in [0u64, 1, 1407, 1408, 1409, 1408 * 1024, 1408 * 1024 + 1, 10_000_000] {
+        for size in [
+            0u64,
+            1,
+            1407,
+            1408,
+            1409,
+            1408 * 1024,
+            1408 * 1024 + 1,
+            10_000_000,
+        ] {
             let l = Layout::new(size, 1408, 1024).unwrap();
             let total: u64 = (0..l.num_blocks()).map(|b| l.len(b) as u64).sum();
             assert_eq!(total, size);
@@ -102,6 +117,12 @@ mod tests {
     fn refuses_what_cannot_be_sent() {
         assert_eq!(Layout::new(1, 8, 1024), Err(LayoutError::SymbolSize(8)));
         assert_eq!(Layout::new(1, 1408, 0), Err(LayoutError::BlockSymbols(0)));
-        assert!(matches!(Layout::new(u64::MAX, 16, 1), Err(LayoutError::TooLarge(_))));
+        assert!(matches!(
+            Layout::new(u64::MAX, 16, 1),
+            Err(LayoutError::TooLarge(_))
+        ));
+        // A hostile announce cannot make a receiver allocate billions of block entries.
+        assert!(Layout::new(16 * MAX_BLOCKS as u64, 16, 1).is_ok());
+        assert!(Layout::new(16 * MAX_BLOCKS as u64 + 1, 16, 1).is_err());
     }
 }

@@ -15,5 +15,7 @@ pub mod wire;
 pub use codec::DecodeJob;
 pub use counters::Counters;
 pub use layout::{Layout, LayoutError};
-pub use receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiveError, SessionInfo};
-pub use sender::{Destination, FileInfo, Sender, SenderConfig, SenderEvent, SenderStats};
+pub use receiver::{ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
+pub use sender::{
+    ConfigError, Destination, FileInfo, Sender, SenderConfig, SenderEvent, SenderStats,
+};

@@ -82,7 +82,10 @@ pub enum ReceiverEvent {
     /// A session was joined: the shell prepares the output file.
     Joined(SessionInfo),
     /// Write `data` at `offset` of the output file (spilled source symbols).
-    Store { offset: u64, data: Vec<u8> },
+    Store {
+        offset: u64,
+        data: Vec<u8>,
+    },
     /// Run the job (off the network path), write its result at `job.offset`, then call
     /// `handle_decoded`.
     Decode(DecodeJob),
@@ -243,6 +246,10 @@ impl Receiver {
             self.stats.dropped.other_session += 1;
             return;
         };
+        if matches!(self.phase, Phase::Finished | Phase::Failed) {
+            self.stats.dropped.unexpected += 1;
+            return;
+        }
         s.last_heard = now;
         match packet {
             Packet::Announce(a) => {
@@ -261,6 +268,8 @@ impl Receiver {
             Packet::Ack(a) if a.receiver == self.cfg.id => {
                 if matches!(self.phase, Phase::Finishing { .. }) {
                     self.finish();
+                } else {
+                    self.stats.dropped.duplicate += 1;
                 }
             }
             _ => self.stats.dropped.unexpected += 1,
@@ -540,11 +549,10 @@ impl Receiver {
         match self.phase {
             Phase::Receiving => {
                 self.phase = Phase::Failed;
-                self.events
-                    .push_back(ReceiverEvent::Failed(match reason {
-                        EndReason::Aborted => ReceiveError::Aborted,
-                        EndReason::Complete => ReceiveError::LeftBehind,
-                    }));
+                self.events.push_back(ReceiverEvent::Failed(match reason {
+                    EndReason::Aborted => ReceiveError::Aborted,
+                    EndReason::Complete => ReceiveError::LeftBehind,
+                }));
             }
             Phase::Finishing { .. } => self.finish(),
             _ => {}
@@ -557,9 +565,10 @@ impl Receiver {
                 let s = self.session.as_ref().expect("receiving has a session");
                 if now.saturating_duration_since(s.last_heard) > self.cfg.sender_timeout {
                     self.phase = Phase::Failed;
-                    self.events.push_back(ReceiverEvent::Failed(ReceiveError::SenderGone(
-                        self.cfg.sender_timeout.as_secs(),
-                    )));
+                    self.events
+                        .push_back(ReceiverEvent::Failed(ReceiveError::SenderGone(
+                            self.cfg.sender_timeout.as_secs(),
+                        )));
                 }
             }
             Phase::Finishing { until } if now >= until => self.finish(),
@@ -575,6 +584,8 @@ impl Receiver {
                     .min(s.next_status)
                     .min(s.last_heard + self.cfg.sender_timeout),
             ),
+            // The MD5 check may take a while: keep telling the sender we are alive.
+            Phase::Verifying => Some(s.next_status),
             Phase::Finishing { until } => Some(until.min(s.next_status)),
             _ => None,
         }
@@ -597,7 +608,8 @@ impl Receiver {
         let s = self.session.as_mut()?;
         let status_due = s.hello_due || now >= s.next_status || state == ReceiverState::Failed;
         if status_due {
-            let state = if s.hello_due {
+            // A final word (done, failed) replaces a hello not yet sent.
+            let state = if s.hello_due && state == ReceiverState::Receiving {
                 ReceiverState::Hello
             } else {
                 state

@@ -9,8 +9,7 @@ use crate::codec::{BlockEncoder, Plans};
 use crate::counters::Counters;
 use crate::layout::{Layout, LayoutError};
 use crate::wire::{
-    Ack, Announce, Data, End, EndReason, FeedbackAddr, MAX_ESI, Need, Packet, ReceiverState,
-    Status,
+    Ack, Announce, Data, End, EndReason, FeedbackAddr, MAX_ESI, Need, Packet, ReceiverState, Status,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,6 +18,18 @@ use std::time::{Duration, Instant};
 /// How many END packets the sender repeats when it leaves (they may be lost).
 const END_REPEATS: u8 = 3;
 const END_SPACING: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("interleave must be at least 1 block")]
+    Interleave,
+    #[error("proactive repair {0} is outside 0..=1")]
+    Proactive(f64),
+    #[error("the feedback port must not be 0")]
+    FeedbackPort,
+}
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -88,11 +99,23 @@ pub enum Destination {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderEvent {
     /// The shell must read `len` bytes at `offset` and pass them to `supply_block`.
-    NeedBlock { block: u32, offset: u64, len: usize },
-    ReceiverJoined { id: u32 },
-    ReceiverDone { id: u32 },
-    ReceiverFailed { id: u32 },
-    ReceiverDropped { id: u32 },
+    NeedBlock {
+        block: u32,
+        offset: u64,
+        len: usize,
+    },
+    ReceiverJoined {
+        id: u32,
+    },
+    ReceiverDone {
+        id: u32,
+    },
+    ReceiverFailed {
+        id: u32,
+    },
+    ReceiverDropped {
+        id: u32,
+    },
     /// The first pass began.
     Started,
     /// END has been sent; the session is over.
@@ -195,8 +218,20 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(cfg: SenderConfig, file: FileInfo, now: Instant) -> Result<Self, LayoutError> {
+    pub fn new(cfg: SenderConfig, file: FileInfo, now: Instant) -> Result<Self, ConfigError> {
         let layout = Layout::new(file.size, cfg.symbol_size, cfg.block_symbols)?;
+        if cfg.interleave == 0 {
+            return Err(ConfigError::Interleave);
+        }
+        if !(0.0..=1.0).contains(&cfg.proactive) {
+            return Err(ConfigError::Proactive(cfg.proactive));
+        }
+        if matches!(
+            cfg.feedback,
+            FeedbackAddr::Source { port: 0 } | FeedbackAddr::V4(_, 0) | FeedbackAddr::V6(_, 0)
+        ) {
+            return Err(ConfigError::FeedbackPort);
+        }
         let blocks = (0..layout.num_blocks())
             .map(|b| BlockTx {
                 next_esi: first_pass_symbols(&layout, &cfg, b),
@@ -374,7 +409,8 @@ impl Sender {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         for r in self.receivers.values_mut() {
-            if r.pending() && now.saturating_duration_since(r.last_heard) > self.cfg.receiver_timeout
+            if r.pending()
+                && now.saturating_duration_since(r.last_heard) > self.cfg.receiver_timeout
             {
                 r.dropped = true;
                 self.events

@@ -4,7 +4,7 @@
 use edm_cast_proto::rng::Rng;
 use edm_cast_proto::wire::{FeedbackAddr, Packet};
 use edm_cast_proto::{
-    Destination, FileInfo, Receiver, ReceiverConfig, ReceiverEvent, ReceiveError, Sender,
+    Destination, FileInfo, ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, Sender,
     SenderConfig, SenderEvent,
 };
 use std::collections::{BTreeMap, VecDeque};
@@ -202,9 +202,7 @@ fn run(file: &[u8], peers: &[Peer], cfg: SenderConfig, limit: Duration) -> Outco
                 to_sender.push_back((now + FEEDBACK_DELAY, i, buf.clone()));
             }
         }
-        let all_done = nodes
-            .iter()
-            .all(|n| n.finished || n.peer.dies_at.is_some());
+        let all_done = nodes.iter().all(|n| n.finished || n.peer.dies_at.is_some());
         if sender.is_finished() && all_done {
             break;
         }
@@ -307,7 +305,10 @@ fn twenty_receivers_with_independent_loss_get_exact_bytes_and_repair_is_max_not_
         out.elapsed
     );
     assert!(ratio >= 1.0 && ratio < 1.6, "repair/max = {ratio}");
-    assert!(repair * 5 < sum_lack, "repair {repair} is not far below the sum {sum_lack}");
+    assert!(
+        repair * 5 < sum_lack,
+        "repair {repair} is not far below the sum {sum_lack}"
+    );
 }
 
 #[test]
@@ -316,7 +317,11 @@ fn no_loss_means_no_repair() {
     let peers = vec![Peer::lossy(0.0); 16];
     let out = run(&file, &peers, sender_config(16), Duration::from_secs(30));
     assert_all_received(&out, &file);
-    assert_eq!(out.sender.stats().repair_symbols, 10 * 6, "only the 1% proactive margin");
+    assert_eq!(
+        out.sender.stats().repair_symbols,
+        10 * 6,
+        "only the 1% proactive margin"
+    );
 }
 
 #[test]
@@ -372,7 +377,12 @@ fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
         buffered_blocks: 2,
         ..Peer::lossy(0.1)
     };
-    let out = run(&file, &[peer, peer], sender_config(2), Duration::from_secs(60));
+    let out = run(
+        &file,
+        &[peer, peer],
+        sender_config(2),
+        Duration::from_secs(60),
+    );
     assert_all_received(&out, &file);
     assert!(out.nodes[0].rx.stats().spilled_blocks > 0);
 }
@@ -381,7 +391,12 @@ fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
 fn empty_and_one_byte_files() {
     for len in [0usize, 1, 255, 257] {
         let file = file_bytes(len, 7);
-        let out = run(&file, &[Peer::lossy(0.1)], sender_config(1), Duration::from_secs(30));
+        let out = run(
+            &file,
+            &[Peer::lossy(0.1)],
+            sender_config(1),
+            Duration::from_secs(30),
+        );
         assert_all_received(&out, &file);
     }
 }
@@ -461,7 +476,11 @@ fn hostile_input_is_counted_never_fatal() {
                 p[at] ^= 1 << (rng.next_u64() % 8);
             }
             1 => p.truncate(rng.next_u64() as usize % p.len()),
-            2 => p = (0..rng.next_u64() % 1600).map(|_| rng.next_u64() as u8).collect(),
+            2 => {
+                p = (0..rng.next_u64() % 1600)
+                    .map(|_| rng.next_u64() as u8)
+                    .collect()
+            }
             _ => {
                 // A valid header of the right session, random body.
                 p.truncate(8);

@@ -15,7 +15,9 @@ pub const MAX_NAME_LEN: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedbackAddr {
     /// The source address of the ANNOUNCE itself, at this port (the usual case on a LAN).
-    Source { port: u16 },
+    Source {
+        port: u16,
+    },
     V4(Ipv4Addr, u16),
     V6(Ipv6Addr, u16),
 }

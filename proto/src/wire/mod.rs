@@ -10,7 +10,8 @@ mod feedback;
 pub use announce::{Announce, FeedbackAddr, MAX_BLOCK_SYMBOLS, MAX_NAME_LEN, MIN_SYMBOL_SIZE};
 pub use data::{DATA_OVERHEAD, Data, MAX_ESI};
 pub use feedback::{
-    Ack, End, EndReason, MAX_NEED_ENTRIES, MAX_RECEIVER_NAME, Need, NeedEntry, ReceiverState, Status,
+    Ack, End, EndReason, MAX_NEED_ENTRIES, MAX_RECEIVER_NAME, Need, NeedEntry, ReceiverState,
+    Status,
 };
 
 use bytes::BufMut;
@@ -113,7 +114,9 @@ impl<'a> Packet<'a> {
     /// Parses a whole datagram: header and body. Trailing bytes after a fixed-size body are refused.
     pub fn parse(bytes: &'a [u8]) -> Result<(u32, Packet<'a>), ParseError> {
         if bytes.len() > MAX_DATAGRAM {
-            return Err(ParseError::Invalid("datagram larger than the protocol allows"));
+            return Err(ParseError::Invalid(
+                "datagram larger than the protocol allows",
+            ));
         }
         let (header, body) = Header::parse(bytes)?;
         let mut r = Reader::new(body);
@@ -328,7 +331,10 @@ mod tests {
         assert_eq!(Packet::parse(&v), Err(ParseError::UnknownType(0x7F)));
         let mut v = Packet::Ack(Ack { receiver: 1 }).to_vec(9);
         v.push(0);
-        assert_eq!(Packet::parse(&v), Err(ParseError::Invalid("trailing bytes")));
+        assert_eq!(
+            Packet::parse(&v),
+            Err(ParseError::Invalid("trailing bytes"))
+        );
     }
 
     /// The example in PROTOCOL.md, byte for byte.

@@ -1,0 +1,38 @@
+//! Errors that reach the user: one line each, saying what failed and what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot use interface {iface}: {why}")]
+    Interface { iface: String, why: String },
+    #[error("{what}: {source}")]
+    Socket { what: String, source: io::Error },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: {source}{}", path.display(), disk_full_hint(source))]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Protocol(String),
+    #[error(
+        "no session heard on {group} within {secs} s: is the sender running, on this LAN, with the same --group? (check --iface)"
+    )]
+    NoSession { group: String, secs: u64 },
+    #[error("{name}: MD5 mismatch (expected {expected}, got {got}); the file was not kept")]
+    Md5Mismatch {
+        name: String,
+        expected: String,
+        got: String,
+    },
+}
+
+fn disk_full_hint(e: &io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        " (the disk is full: free space or choose another --out)"
+    } else {
+        ""
+    }
+}

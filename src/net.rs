@@ -1,0 +1,200 @@
+//! Multicast sockets: the group address, the interface, and socket options (socket2).
+
+use crate::error::Error;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::str::FromStr;
+
+/// UDP port of a group given without one.
+pub const DEFAULT_PORT: u16 = 5007;
+/// Receive buffer asked for: room for a couple of blocks' worth of packets while a decode runs.
+const RECV_BUFFER: usize = 32 << 20;
+
+/// A multicast group and port, as in `239.1.1.1` or `239.1.1.1:5007`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group(pub SocketAddrV4);
+
+impl FromStr for Group {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let addr = match s.parse::<SocketAddrV4>() {
+            Ok(a) => a,
+            Err(_) => SocketAddrV4::new(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("'{s}' is not an IPv4 address or ADDR:PORT"))?,
+                DEFAULT_PORT,
+            ),
+        };
+        if !addr.ip().is_multicast() {
+            return Err(format!(
+                "{} is not a multicast address (use 224.0.0.0/4, e.g. 239.1.1.1)",
+                addr.ip()
+            ));
+        }
+        if addr.port() == 0 {
+            return Err("port 0 is not allowed".into());
+        }
+        Ok(Group(addr))
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The IPv4 address of `--iface`, given as an interface name or one of its addresses.
+pub fn interface_addr(iface: Option<&str>) -> Result<Ipv4Addr, Error> {
+    let Some(iface) = iface else {
+        return Ok(Ipv4Addr::UNSPECIFIED);
+    };
+    let no_such = |why: &str| Error::Interface {
+        iface: iface.to_owned(),
+        why: why.to_owned(),
+    };
+    let all = if_addrs::get_if_addrs().map_err(|e| no_such(&e.to_string()))?;
+    let v4 = |i: &if_addrs::Interface| match &i.addr {
+        if_addrs::IfAddr::V4(a) => Some(a.ip),
+        if_addrs::IfAddr::V6(_) => None,
+    };
+    if let Ok(ip) = iface.parse::<Ipv4Addr>() {
+        return all
+            .iter()
+            .filter_map(v4)
+            .find(|a| *a == ip)
+            .ok_or_else(|| no_such("no interface has this address"));
+    }
+    if !all.iter().any(|i| i.name == iface) {
+        return Err(no_such("no such interface"));
+    }
+    all.iter()
+        .filter(|i| i.name == iface)
+        .find_map(v4)
+        .ok_or_else(|| no_such("it has no IPv4 address"))
+}
+
+fn udp_socket() -> std::io::Result<Socket> {
+    Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+}
+
+/// Asks for a large receive buffer; as root, past `net.core.rmem_max` (which a namespace cannot
+/// raise). What the kernel grants is logged, not fatal.
+fn grow_recv_buffer(socket: &Socket) {
+    use std::os::fd::AsRawFd;
+    let size = RECV_BUFFER as libc::c_int;
+    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated length.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    }
+    tracing::debug!(
+        granted = socket.recv_buffer_size().unwrap_or(0),
+        "receive buffer"
+    );
+}
+
+/// The sender's one socket: sends to the group from `iface`, and receives feedback on its port.
+pub fn sender_socket(
+    group: Group,
+    iface: Ipv4Addr,
+    ttl: u32,
+) -> Result<std::net::UdpSocket, Error> {
+    let fail = |e: std::io::Error| Error::Socket {
+        what: format!("cannot send to {group} from {iface}"),
+        source: e,
+    };
+    let socket = udp_socket().map_err(fail)?;
+    socket
+        .bind(&SocketAddr::from((iface, 0)).into())
+        .map_err(fail)?;
+    if !iface.is_unspecified() {
+        socket.set_multicast_if_v4(&iface).map_err(fail)?;
+    }
+    socket.set_multicast_ttl_v4(ttl).map_err(fail)?;
+    socket.set_multicast_loop_v4(true).map_err(fail)?;
+    grow_recv_buffer(&socket);
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// A receiver's group socket: joined on `iface`, bound to the group so other groups on the port
+/// stay out. Several receivers on one host may share the port.
+pub fn group_socket(group: Group, iface: Ipv4Addr) -> Result<std::net::UdpSocket, Error> {
+    let fail = |e: std::io::Error| Error::Socket {
+        what: if iface.is_unspecified() {
+            format!("cannot join {}", group.0.ip())
+        } else {
+            format!("cannot join {} on {iface}", group.0.ip())
+        },
+        source: e,
+    };
+    let socket = udp_socket().map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&SocketAddr::V4(group.0).into()).map_err(fail)?;
+    socket
+        .join_multicast_v4(group.0.ip(), &iface)
+        .map_err(fail)?;
+    grow_recv_buffer(&socket);
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// A receiver's unicast socket for STATUS/NEED out and ACK in.
+pub fn feedback_socket(iface: Ipv4Addr) -> Result<std::net::UdpSocket, Error> {
+    let fail = |e: std::io::Error| Error::Socket {
+        what: format!("cannot open a feedback socket on {iface}"),
+        source: e,
+    };
+    let socket = udp_socket().map_err(fail)?;
+    socket
+        .bind(&SocketAddr::from((iface, 0)).into())
+        .map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_parse_with_and_without_port() {
+        assert_eq!(
+            "239.1.1.1".parse::<Group>().unwrap().0,
+            "239.1.1.1:5007".parse().unwrap()
+        );
+        assert_eq!("239.1.1.1:6000".parse::<Group>().unwrap().0.port(), 6000);
+        assert!(
+            "10.0.0.1"
+                .parse::<Group>()
+                .unwrap_err()
+                .contains("not a multicast")
+        );
+        assert!("pi".parse::<Group>().is_err());
+        assert!("239.1.1.1:0".parse::<Group>().is_err());
+    }
+
+    #[test]
+    fn unknown_interfaces_are_named_in_the_error() {
+        let e = interface_addr(Some("eth-nope")).unwrap_err().to_string();
+        assert!(
+            e.contains("eth-nope") && e.contains("no such interface"),
+            "{e}"
+        );
+        assert_eq!(interface_addr(Some("lo")).unwrap(), Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            interface_addr(Some("127.0.0.1")).unwrap(),
+            Ipv4Addr::LOCALHOST
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! `edm-cast recv`: joins the group, feeds proto's `Receiver`, runs decodes on the blocking pool,
+//! writes blocks into a temporary file in `--out`, checks the MD5 and renames the file into place.
+
+use crate::digest::{hex, md5_file};
+use crate::error::Error;
+use crate::net::{self, Group};
+use crate::output::{self, FileHandle, OutputFile};
+use crate::ui;
+use edm_cast_proto::{DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
+use indicatif::ProgressBar;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Multicast group, ADDR or ADDR:PORT.
+    #[arg(long, default_value = "239.1.1.1")]
+    pub group: Group,
+    /// Interface to join on: a name (eth0) or one of its IPv4 addresses. Default: the route's.
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Folder to write the file into (created if missing).
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Give up if no session is heard within this many seconds. Default: wait.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Stay for more sessions after the first file (until interrupted).
+    #[arg(long)]
+    pub keep: bool,
+    /// Name shown on the sender's screen. Default: this host's name.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Error> {
+    std::fs::create_dir_all(&args.out).map_err(|source| Error::Write {
+        path: args.out.clone(),
+        source,
+    })?;
+    let timeout = args
+        .timeout
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| Error::Usage(format!("--timeout: {s} is not a number of seconds")))
+        })
+        .transpose()?;
+    let iface = net::interface_addr(args.iface.as_deref())?;
+    let group_std = net::group_socket(args.group, iface)?;
+    let feedback_std = net::feedback_socket(iface)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let register = |s| {
+            UdpSocket::from_std(s).map_err(|e| Error::Socket {
+                what: "cannot register a socket".into(),
+                source: e,
+            })
+        };
+        let group = register(group_std)?;
+        let feedback = register(feedback_std)?;
+        let name = args.name.clone().unwrap_or_else(hostname);
+        loop {
+            let path = receive(&args, &group, &feedback, &name, timeout).await?;
+            println!("{}", path.display());
+            if !args.keep {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    })
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// What the blocking pool reports back.
+enum Done {
+    Decoded(Result<u32, Box<DecodeJob>>),
+    Verified([u8; 16]),
+    AlreadyHave(bool),
+    Failed(Error),
+}
+
+/// Receives one file; returns where it is.
+async fn receive(
+    args: &Args,
+    group: &UdpSocket,
+    feedback: &UdpSocket,
+    name: &str,
+    timeout: Option<Duration>,
+) -> Result<PathBuf, Error> {
+    let seed = crate::random_u64();
+    let mut rx = Receiver::new(ReceiverConfig {
+        id: seed as u32,
+        name: name.to_owned(),
+        seed,
+        ..ReceiverConfig::default()
+    });
+    let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
+    let mut file: Option<(SessionInfo, OutputFile)> = None;
+    let mut bar: Option<ProgressBar> = None;
+    let mut result: Option<PathBuf> = None;
+    let mut inbox = vec![0u8; 2048];
+    let mut fb_inbox = vec![0u8; 2048];
+    let mut out = Vec::with_capacity(1500);
+    let give_up = timeout.map(|t| Instant::now() + t);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let wake = rx
+            .poll_timeout()
+            .or(if file.is_none() { give_up } else { None })
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = group.recv_from(&mut inbox) => {
+                let now = Instant::now();
+                if let Ok((n, from)) = r {
+                    rx.handle_datagram(now, from, &inbox[..n]);
+                }
+                // Drain what else is queued before doing anything slower.
+                for _ in 0..256 {
+                    match group.try_recv_from(&mut inbox) {
+                        Ok((n, from)) => rx.handle_datagram(now, from, &inbox[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            r = feedback.recv_from(&mut fb_inbox) => {
+                if let Ok((n, from)) = r {
+                    rx.handle_datagram(Instant::now(), from, &fb_inbox[..n]);
+                }
+            }
+            Some(d) = done.recv() => {
+                let now = Instant::now();
+                match d {
+                    Done::Decoded(outcome) => {
+                        rx.handle_decoded(now, outcome);
+                        if let (Some(bar), Some((done, total))) = (&bar, rx.progress()) {
+                            let size = file.as_ref().map_or(0, |f| f.0.size);
+                            bar.set_position(size * done as u64 / total.max(1) as u64);
+                        }
+                    }
+                    Done::Verified(md5) => {
+                        let (info, output) = file.take().expect("verified a file");
+                        if md5 == info.md5 {
+                            result = Some(output.commit()?);
+                            rx.verified(now, true);
+                        } else {
+                            rx.verified(now, false);
+                            flush(&mut rx, feedback, &mut out).await;
+                            return Err(Error::Md5Mismatch {
+                                name: info.name,
+                                expected: hex(&info.md5),
+                                got: hex(&md5),
+                            });
+                        }
+                    }
+                    Done::AlreadyHave(true) => {
+                        if let Some((info, output)) = file.take() {
+                            eprintln!("{}: already present, same MD5", output.final_path.display());
+                            result = Some(output.final_path.clone());
+                            let _ = info;
+                        }
+                        rx.already_complete(now);
+                    }
+                    Done::AlreadyHave(false) => {}
+                    Done::Failed(e) => {
+                        rx.fail();
+                        flush(&mut rx, feedback, &mut out).await;
+                        return Err(e);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
+                    return Err(Error::NoSession {
+                        group: args.group.to_string(),
+                        secs: timeout.unwrap_or_default().as_secs(),
+                    });
+                }
+                rx.handle_timeout(now);
+            }
+            _ = &mut ctrl_c => {
+                rx.fail();
+                flush(&mut rx, feedback, &mut out).await;
+                return Err(Error::Usage("interrupted".into()));
+            }
+        }
+        flush(&mut rx, feedback, &mut out).await;
+        while let Some(ev) = rx.poll_event() {
+            match ev {
+                ReceiverEvent::Joined(info) => {
+                    let output = start_file(&args.out, &info, &tx_done)?;
+                    eprintln!(
+                        "receiving {} ({}) into {}",
+                        info.name,
+                        ui::bytes(info.size),
+                        output.final_path.display()
+                    );
+                    bar = Some(ui::byte_bar(info.size, "receiving"));
+                    file = Some((info, output));
+                }
+                ReceiverEvent::Store { offset, data } => {
+                    if let Some((_, f)) = &file {
+                        f.handle().write_at(offset, &data)?;
+                    }
+                }
+                ReceiverEvent::Decode(job) => match &file {
+                    Some((_, f)) => spawn_decode(job, f.handle(), tx_done.clone()),
+                    // The file was found already present: nothing to write.
+                    None => rx.handle_decoded(Instant::now(), Ok(job.block)),
+                },
+                ReceiverEvent::Complete => match &file {
+                    Some((_, f)) => spawn_verify(f.temp_path().to_owned(), tx_done.clone()),
+                    None => rx.verified(Instant::now(), true),
+                },
+                ReceiverEvent::Finished => {
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
+                    flush(&mut rx, feedback, &mut out).await;
+                    return result.ok_or_else(|| Error::Protocol("finished without a file".into()));
+                }
+                ReceiverEvent::Failed(e) => {
+                    if let Some(bar) = &bar {
+                        bar.abandon();
+                    }
+                    return Err(Error::Protocol(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Sends the receiver's pending feedback.
+async fn flush(rx: &mut Receiver, socket: &UdpSocket, out: &mut Vec<u8>) {
+    while let Some(to) = rx.poll_transmit(Instant::now(), out) {
+        send(socket, out, to).await;
+    }
+}
+
+async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    // Feedback is best effort: the protocol repeats what matters.
+    if let Err(e) = socket.send_to(bytes, to).await {
+        tracing::debug!("feedback to {to}: {e}");
+    }
+}
+
+fn start_file(
+    dir: &Path,
+    info: &SessionInfo,
+    tx: &mpsc::UnboundedSender<Done>,
+) -> Result<OutputFile, Error> {
+    let name = output::safe_name(&info.name, info.session);
+    let output = OutputFile::create(dir, &name, info.session, info.size)?;
+    // A complete copy already there? Check it on the side while receiving goes on.
+    let existing = output.final_path.clone();
+    if std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() == info.size) {
+        let (tx, want) = (tx.clone(), info.md5);
+        tokio::task::spawn_blocking(move || {
+            let same = md5_file(&existing, |_| {}).is_ok_and(|m| m == want);
+            let _ = tx.send(Done::AlreadyHave(same));
+        });
+    }
+    Ok(output)
+}
+
+fn spawn_decode(job: DecodeJob, file: FileHandle, tx: mpsc::UnboundedSender<Done>) {
+    tokio::task::spawn_blocking(move || {
+        let result = (|| {
+            let spilled = if job.needs_spilled() {
+                Some(file.read_at(job.offset, job.len)?)
+            } else {
+                None
+            };
+            let (block, offset) = (job.block, job.offset);
+            Ok(match job.run(spilled) {
+                Ok(bytes) => {
+                    file.write_at(offset, &bytes)?;
+                    Done::Decoded(Ok(block))
+                }
+                Err(job) => Done::Decoded(Err(job)),
+            })
+        })();
+        let _ = tx.send(result.unwrap_or_else(Done::Failed));
+    });
+}
+
+fn spawn_verify(path: PathBuf, tx: mpsc::UnboundedSender<Done>) {
+    tokio::task::spawn_blocking(move || {
+        let d = match md5_file(&path, |_| {}) {
+            Ok(md5) => Done::Verified(md5),
+            Err(source) => Done::Failed(Error::Read { path, source }),
+        };
+        let _ = tx.send(d);
+    });
+}

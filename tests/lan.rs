@@ -1,0 +1,164 @@
+//! The LAN lab (tools/lanlab.sh): a sender and N receivers in network namespaces on a bridge, a
+//! `tc tbf` rate limit on the sender's link and independent random loss on each receiver's port.
+//! Needs root; skips with a message elsewhere (CI runs it as root with EDM_CAST_REQUIRE_LAB=1, which
+//! turns a skip into a failure).
+//!
+//! Defaults: 8 receivers, 5% loss, 100 Mbit/s, 64 MiB. `bench/lan.sh` varies them through
+//! EDM_LAN_RECEIVERS, EDM_LAN_LOSS, EDM_LAN_MBIT and EDM_LAN_MIB and collects the figures printed.
+
+mod common;
+
+use common::{Proc, TempDir, bin, md5_of, random_file, text};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn lanlab() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/lanlab.sh")
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A lab, torn down when dropped (also when the test panics).
+struct Lab {
+    name: String,
+}
+
+impl Lab {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(lanlab()).env("LAB", &self.name);
+        c
+    }
+
+    fn up(name: &str, receivers: usize, mbit: u32, loss: f64) -> Lab {
+        let lab = Lab { name: name.into() };
+        let out = lab
+            .cmd()
+            .args(["up", &receivers.to_string(), &format!("{mbit}mbit"), &loss.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lanlab up: {:?}", text(&out));
+        lab
+    }
+
+    fn exec(&self, host: &str) -> Command {
+        let mut c = self.cmd();
+        c.args(["exec", host]);
+        c
+    }
+
+    fn tx_bytes(&self, host: &str) -> u64 {
+        let out = self.cmd().args(["txbytes", host]).output().unwrap();
+        text(&out).0.trim().parse().expect("txbytes prints a number")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("down").output();
+    }
+}
+
+/// Why the lab cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    let out = Command::new("bash").arg(lanlab()).arg("check").output();
+    match out {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+#[test]
+fn lan_lab_every_receiver_gets_the_exact_file() {
+    if let Some(why) = unavailable() {
+        assert!(
+            std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+            "the LAN lab is required here but unavailable: {why}"
+        );
+        eprintln!("skipping the LAN lab test: {why}");
+        return;
+    }
+    let receivers: usize = env_or("EDM_LAN_RECEIVERS", 8);
+    let loss: f64 = env_or("EDM_LAN_LOSS", 5.0);
+    let mbit: u32 = env_or("EDM_LAN_MBIT", 100);
+    let mib: usize = env_or("EDM_LAN_MIB", 64);
+
+    let dir = TempDir::new("lan");
+    let src = dir.path().join("image.bin");
+    random_file(&src, mib << 20, 64);
+    let want = md5_of(&src);
+    let lab = Lab::up(
+        &format!("t{}", std::process::id() % 100_000),
+        receivers,
+        mbit,
+        loss,
+    );
+
+    let outs: Vec<PathBuf> = (1..=receivers)
+        .map(|i| dir.path().join(format!("r{i}")))
+        .collect();
+    let procs: Vec<Proc> = outs
+        .iter()
+        .enumerate()
+        .map(|(i, out)| {
+            let host = format!("r{}", i + 1);
+            Proc::spawn(
+                &host,
+                lab.exec(&host)
+                    .args([bin(), "recv", "--group", "239.1.1.1", "--iface", "eth0"])
+                    .args(["--timeout", "60", "--name", &host, "--out"])
+                    .arg(out),
+            )
+        })
+        .collect();
+    let before = lab.tx_bytes("s");
+    let started = Instant::now();
+    // Paced a little under the link so the shaper's queue never overflows.
+    let rate = format!("{}M", mbit as f64 * 0.97);
+    let sender = Proc::spawn(
+        "sender",
+        lab.exec("s")
+            .args([bin(), "send", "--group", "239.1.1.1", "--iface", "eth0"])
+            .args(["--rate", &rate, "--min-receivers", &receivers.to_string()])
+            .args(["--wait", "30"])
+            .arg(&src),
+    )
+    .wait(Duration::from_secs(300));
+    let wall = started.elapsed().as_secs_f64();
+    let (summary, log) = text(&sender);
+    assert!(sender.status.success(), "sender failed:\n{summary}\n{log}");
+    let mut ok = 0;
+    for (p, out) in procs.into_iter().zip(&outs) {
+        let name = p.name.clone();
+        let o = p.wait(Duration::from_secs(60));
+        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        assert_eq!(md5_of(&out.join("image.bin")), want, "{name}");
+        ok += 1;
+    }
+    // Let the shaper's queue drain before reading the counter.
+    std::thread::sleep(Duration::from_millis(300));
+    let bytes = lab.tx_bytes("s") - before;
+    let size = (mib << 20) as f64;
+    let ideal = size * 8.0 / (mbit as f64 * 1e6);
+    let secs: f64 = summary
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(" in ").next())
+        .and_then(|t| t.trim_end_matches(" s").parse().ok())
+        .expect("summary names the time");
+    println!(
+        "LAN lab: {receivers} receivers, {loss}% loss, {mbit} Mbit/s, {mib} MiB: \
+         {ok}/{receivers} MD5 equal; sender interface {bytes} bytes = {:.3} x file; \
+         transfer {secs:.2} s = {:.2} x ideal {ideal:.2} s (process wall {wall:.2} s)",
+        bytes as f64 / size,
+        secs / ideal,
+    );
+    println!("{summary}");
+}
