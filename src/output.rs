@@ -69,17 +69,14 @@ impl OutputFile {
         }
     }
 
-    pub fn temp_path(&self) -> &Path {
-        &self.temp_path
-    }
-
     /// Moves the checked file to its name (replacing an older file of that name).
     pub fn commit(mut self) -> Result<PathBuf, Error> {
         let err = |source| Error::Write {
             path: self.final_path.clone(),
             source,
         };
-        self.file.sync_data().map_err(err)?;
+        // rename(2) makes the whole file appear at once; no fsync: it would cost every PC a full
+        // disk write of the file at the very end, for durability across a power cut only.
         std::fs::rename(&self.temp_path, &self.final_path).map_err(err)?;
         self.committed = true;
         Ok(self.final_path.clone())

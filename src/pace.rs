@@ -63,7 +63,7 @@ impl Pacer {
         let clock = quanta::Clock::new();
         let bytes_per_sec = rate.0 / 8.0;
         // Two milliseconds of credit: enough to ride over timer slack, small enough for any switch.
-        let burst = (bytes_per_sec * 0.002).max(3.0 * 1500.0);
+        let burst = (bytes_per_sec * 0.004).max(3.0 * 1500.0);
         let last = clock.now();
         Pacer {
             clock,

@@ -173,12 +173,27 @@ impl Session {
             if self.sender.poll_timeout().is_some_and(|t| t <= now) {
                 self.sender.handle_timeout(now);
             }
+            let before = self.sender.sent_blocks();
             let idle = self.transmit(&socket, &mut out).await?;
+            if self.sender.sent_blocks() != before {
+                tracing::debug!(blocks = self.sender.sent_blocks(), "first pass progress");
+            }
             self.events()?;
             if self.sender.is_finished() {
                 return Ok(());
             }
             self.view.tick(&self.sender);
+            if !idle {
+                // Paced: a short precise sleep (nanosleep) rather than the runtime's
+                // millisecond timer, so the stream stays smooth and the rate is kept.
+                let delay = self.pacer.delay();
+                if delay < Duration::from_millis(2) {
+                    std::thread::sleep(delay);
+                    // Lets the runtime poll its reactor, so the socket's readiness stays current.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            }
             let wake = if idle {
                 self.sender
                     .poll_timeout()
@@ -224,6 +239,7 @@ impl Session {
                 match socket.try_send_to(out, to) {
                     Ok(_) => break,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        tracing::trace!("send buffer full");
                         let _ = socket.writable().await;
                     }
                     Err(e) if dest == Destination::Group => {
@@ -261,6 +277,7 @@ impl Session {
                 self.sender.supply_block(block, data);
                 supplied = true;
             } else {
+                tracing::debug!(sent_blocks = self.sender.sent_blocks(), "{ev:?}");
                 self.view.event(&ev, &self.sender);
             }
         }

@@ -50,7 +50,12 @@ fn three_receivers_get_identical_files() {
         .enumerate()
         .map(|(i, o)| recv(group, o, &format!("pc{i}")))
         .collect();
-    let sender = send(group, &src, &["--rate", "400M", "--min-receivers", "3", "--wait", "20"]).wait(LIMIT);
+    let sender = send(
+        group,
+        &src,
+        &["--rate", "400M", "--min-receivers", "3", "--wait", "20"],
+    )
+    .wait(LIMIT);
     let (so, se) = text(&sender);
     assert!(sender.status.success(), "sender: {so}\n{se}");
     assert!(so.contains("receivers  3 done / 3 known"), "{so}");

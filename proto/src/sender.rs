@@ -654,17 +654,16 @@ impl Sender {
         }
     }
 
-    /// Ends the session once the first pass is over, no repair is owed, and no receiver is still
-    /// expected (done, failed or dropped); with none known at all, after the linger time.
+    /// Ends the session once no known receiver is still expected (all done, failed or dropped); with
+    /// none known at all, the linger time after the first pass.
     fn maybe_finish(&mut self, now: Instant) {
-        let Some(done) = self.pass_done_at else {
-            return;
-        };
-        if self.phase != Phase::Sending || self.burst.is_some() || !self.repair.is_empty() {
+        if self.phase != Phase::Sending {
             return;
         }
+        // Receivers known and none still expected: over, even mid-pass (they all had the file).
         let finished = if self.receivers.is_empty() {
-            now >= done + self.cfg.linger
+            self.pass_done_at
+                .is_some_and(|done| now >= done + self.cfg.linger)
         } else {
             !self.receivers.values().any(ReceiverInfo::pending)
         };

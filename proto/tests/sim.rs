@@ -64,7 +64,7 @@ struct Outcome {
 
 const SENDER: &str = "10.0.0.1:5000";
 /// One data packet on the simulated link every this long (about 100 Mbit/s for 1 KiB packets).
-const PACKET_TIME: Duration = Duration::from_micros(80);
+const PACKET_TIME: Duration = Duration::from_micros(121);
 /// One-way delay of feedback.
 const FEEDBACK_DELAY: Duration = Duration::from_millis(1);
 
@@ -500,4 +500,23 @@ fn hostile_input_is_counted_never_fatal() {
     let counted = rx.stats().dropped.total() + rx.stats().symbols;
     assert!(counted > 0 && counted <= garbage);
     assert!(sender.stats().dropped.total() > 40_000);
+}
+
+#[test]
+#[ignore]
+fn lab_like_timeline() {
+    let file = file_bytes(64 << 20, 11);
+    let peers = vec![Peer::lossy(0.05); 8];
+    let cfg = SenderConfig {
+        symbol_size: 1408,
+        block_symbols: 1024,
+        ..sender_config(8)
+    };
+    let out = run(&file, &peers, cfg, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let s = out.sender.stats();
+    println!(
+        "elapsed {:?} source {} repair {}",
+        out.elapsed, s.source_symbols, s.repair_symbols
+    );
 }

@@ -1,0 +1,75 @@
+//! The receiver's MD5, computed while the file arrives: blocks are hashed in file order as soon as
+//! the ones before them are written, so at the end only the last few remain and the class is not
+//! kept waiting for a full re-read of the file.
+
+use crate::output::FileHandle;
+use md5::{Digest, Md5};
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+enum Msg {
+    Written { block: u32, offset: u64, len: usize },
+    Finish,
+}
+
+/// Tells the hashing thread which blocks are on disk.
+#[derive(Clone)]
+pub struct Progress(mpsc::Sender<Msg>);
+
+impl Progress {
+    pub fn written(&self, block: u32, offset: u64, len: usize) {
+        let _ = self.0.send(Msg::Written { block, offset, len });
+    }
+}
+
+pub struct RunningMd5 {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<Result<[u8; 16], crate::error::Error>>>,
+}
+
+impl RunningMd5 {
+    pub fn start(file: FileHandle) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut md5 = Md5::new();
+            let mut next = 0u32;
+            let mut ready = BTreeMap::new();
+            for msg in rx {
+                match msg {
+                    Msg::Written { block, offset, len } => {
+                        ready.insert(block, (offset, len));
+                        while let Some((offset, len)) = ready.remove(&next) {
+                            md5.update(file.read_at(offset, len)?);
+                            next += 1;
+                        }
+                    }
+                    Msg::Finish => break,
+                }
+            }
+            Ok(md5.finalize().into())
+        });
+        RunningMd5 {
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress(self.tx.clone())
+    }
+
+    /// The digest, once every block has been reported written.
+    pub fn finish(mut self) -> Result<[u8; 16], crate::error::Error> {
+        let _ = self.tx.send(Msg::Finish);
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .unwrap_or_else(|_| {
+                Err(crate::error::Error::Protocol(
+                    "the MD5 thread failed".into(),
+                ))
+            })
+    }
+}
