@@ -137,7 +137,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         source: e,
     })?;
     runtime.block_on(session.run(socket))?;
-    session.view.finish();
+    session.view.finish(&session.sender);
     Ok(session.summary(&name, size, args.min_receivers))
 }
 

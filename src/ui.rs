@@ -117,12 +117,15 @@ impl SenderView {
 
     /// Redraws the receiver lines, at most ten times a second.
     pub fn tick(&mut self, sender: &Sender) {
+        if self.last_draw.elapsed() >= Duration::from_millis(100) {
+            self.draw(sender);
+        }
+    }
+
+    fn draw(&mut self, sender: &Sender) {
         let Some(multi) = &self.multi else {
             return;
         };
-        if self.last_draw.elapsed() < Duration::from_millis(100) {
-            return;
-        }
         self.last_draw = Instant::now();
         let total = sender.layout().num_blocks().max(1) as u64;
         for r in sender.receivers() {
@@ -146,7 +149,9 @@ impl SenderView {
         }
     }
 
-    pub fn finish(&mut self) {
+    /// Leaves the final state of every line on the screen.
+    pub fn finish(&mut self, sender: &Sender) {
+        self.draw(sender);
         for bar in self.bars.values() {
             bar.abandon();
         }

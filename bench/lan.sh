@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The LAN lab as a benchmark: runs tests/lan.rs (release build) RUNS times per scenario and prints
+# the median transfer time and sender-interface bytes, as ratios to the ideal (file size / link rate)
+# and to the file size. Needs root (network namespaces); tools/lanlab.sh builds and removes the lab.
+#
+#   bench/lan.sh                      # 8 receivers, 5% loss, 100 Mbit/s, 64 MiB, 5 runs
+#   RUNS=3 bench/lan.sh 16 1 100 64   # receivers, loss %, Mbit/s, MiB
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+receivers=${1:-8} loss=${2:-5} mbit=${3:-100} mib=${4:-64} runs=${RUNS:-5}
+out=bench/results/lan.tsv
+cargo build --release --quiet --tests
+[[ -f $out ]] || printf 'date\treceivers\tloss_pct\tmbit\tmib\trun\tmd5_ok\tbytes_ratio\tsecs\ttime_ratio\n' >"$out"
+
+ratios=() bytes=()
+for run in $(seq 1 "$runs"); do
+    line=$(EDM_LAN_RECEIVERS=$receivers EDM_LAN_LOSS=$loss EDM_LAN_MBIT=$mbit EDM_LAN_MIB=$mib \
+        EDM_CAST_REQUIRE_LAB=1 timeout 600 cargo test --release --quiet --test lan -- --nocapture 2>&1 |
+        grep '^LAN lab:') || { echo "run $run failed" >&2; exit 1; }
+    echo "$line"
+    # "... 8/8 MD5 equal; sender interface N bytes = 1.110 x file; transfer 6.65 s = 1.24 x ideal ..."
+    ok=$(sed -E 's/.*: ([0-9]+\/[0-9]+) MD5 equal.*/\1/' <<<"$line")
+    b=$(sed -E 's/.* bytes = ([0-9.]+) x file.*/\1/' <<<"$line")
+    s=$(sed -E 's/.*transfer ([0-9.]+) s.*/\1/' <<<"$line")
+    r=$(sed -E 's/.* s = ([0-9.]+) x ideal.*/\1/' <<<"$line")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$receivers" "$loss" \
+        "$mbit" "$mib" "$run" "$ok" "$b" "$s" "$r" >>"$out"
+    ratios+=("$r") bytes+=("$b")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo "median of $runs: time $(median "${ratios[@]}") x ideal, sender bytes $(median "${bytes[@]}") x file" \
+    "($receivers receivers, $loss% loss, $mbit Mbit/s, $mib MiB; rows appended to $out)"
