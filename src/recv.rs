@@ -30,7 +30,8 @@ pub struct Args {
     /// Give up if no session is heard within this many seconds. Default: wait.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
-    /// Stay for more sessions after the first file (until interrupted).
+    /// Stay for more files after the first (until interrupted, or until --timeout passes with
+    /// no new session).
     #[arg(long)]
     pub keep: bool,
     /// Name shown on the sender's screen. Default: this host's name.
@@ -69,11 +70,25 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 source: e,
             })
         };
-        let group = register(group_std)?;
-        let feedback = register(feedback_std)?;
-        let name = args.name.clone().unwrap_or_else(hostname);
+        let listener = Listener {
+            args: &args,
+            group: register(group_std)?,
+            feedback: register(feedback_std)?,
+            coalesce,
+            name: args.name.clone().unwrap_or_else(hostname),
+            timeout,
+        };
+        let mut done_sessions = Vec::new();
         loop {
-            let path = receive(&args, coalesce, &group, &feedback, &name, timeout).await?;
+            let received = listener.receive(&done_sessions).await;
+            let (session, path) = match received {
+                // With --keep, a quiet spell after some files is the normal end.
+                Err(Error::NoSession { .. }) if !done_sessions.is_empty() => {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                r => r?,
+            };
+            done_sessions.push(session);
             println!("{}", path.display());
             if !args.keep {
                 return Ok(ExitCode::SUCCESS);
@@ -105,165 +120,184 @@ enum Done {
 /// How long a receiver lets packets gather between reads.
 const COALESCE: Duration = Duration::from_millis(1);
 
-async fn receive(
-    args: &Args,
+/// What stays the same from one received file to the next.
+struct Listener<'a> {
+    args: &'a Args,
+    group: UdpSocket,
+    feedback: UdpSocket,
+    /// Pause between reads (see `COALESCE`).
     coalesce: bool,
-    group: &UdpSocket,
-    feedback: &UdpSocket,
-    name: &str,
+    name: String,
     timeout: Option<Duration>,
-) -> Result<PathBuf, Error> {
-    let seed = crate::random_u64();
-    let mut rx = Receiver::new(ReceiverConfig {
-        id: seed as u32,
-        name: name.to_owned(),
-        seed,
-        ..ReceiverConfig::default()
-    });
-    let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
-    let mut file: Option<(SessionInfo, OutputFile)> = None;
-    let mut md5: Option<RunningMd5> = None;
-    let mut bar: Option<ProgressBar> = None;
-    let mut result: Option<PathBuf> = None;
-    let mut inbox = vec![0u8; 2048];
-    let mut fb_inbox = vec![0u8; 2048];
-    let mut out = Vec::with_capacity(1500);
-    let give_up = timeout.map(|t| Instant::now() + t);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let wake = rx
-            .poll_timeout()
-            .or(if file.is_none() { give_up } else { None })
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            r = group.recv_from(&mut inbox) => {
-                let now = Instant::now();
-                if let Ok((n, from)) = r {
-                    rx.handle_datagram(now, from, &inbox[..n]);
-                }
-                // Drain what else is queued before doing anything slower.
-                for _ in 0..1024 {
-                    match group.try_recv_from(&mut inbox) {
-                        Ok((n, from)) => rx.handle_datagram(now, from, &inbox[..n]),
-                        Err(_) => break,
-                    }
-                }
-                // Let packets gather for a moment: one wake-up per millisecond instead of one per
-                // packet leaves the CPU to the decoder (and, in a lab on one machine, to the
-                // sender). Only where the socket buffer holds far more than a millisecond.
-                if coalesce {
-                    std::thread::sleep(COALESCE);
-                }
-            }
-            r = feedback.recv_from(&mut fb_inbox) => {
-                if let Ok((n, from)) = r {
-                    rx.handle_datagram(Instant::now(), from, &fb_inbox[..n]);
-                }
-            }
-            Some(d) = done.recv() => {
-                let now = Instant::now();
-                match d {
-                    Done::Decoded(outcome) => {
-                        rx.handle_decoded(now, outcome);
-                        if let (Some(bar), Some((done, total))) = (&bar, rx.progress()) {
-                            let size = file.as_ref().map_or(0, |f| f.0.size);
-                            bar.set_position(size * done as u64 / total.max(1) as u64);
-                        }
-                    }
-                    Done::Verified(md5) => {
-                        let (info, output) = file.take().expect("verified a file");
-                        if md5 == info.md5 {
-                            result = Some(output.commit()?);
-                            rx.verified(now, true);
-                        } else {
-                            rx.verified(now, false);
-                            flush(&mut rx, feedback, &mut out).await;
-                            return Err(Error::Md5Mismatch {
-                                name: info.name,
-                                expected: hex(&info.md5),
-                                got: hex(&md5),
-                            });
-                        }
-                    }
-                    Done::AlreadyHave(true) => {
-                        if let Some((info, output)) = file.take() {
-                            eprintln!("{}: already present, same MD5", output.final_path.display());
-                            result = Some(output.final_path.clone());
-                            let _ = info;
-                        }
-                        rx.already_complete(now);
-                    }
-                    Done::AlreadyHave(false) => {}
-                    Done::Failed(e) => {
-                        rx.fail();
-                        flush(&mut rx, feedback, &mut out).await;
-                        return Err(e);
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(wake.into()) => {
-                let now = Instant::now();
-                if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
-                    return Err(Error::NoSession {
-                        group: args.group.to_string(),
-                        secs: timeout.unwrap_or_default().as_secs(),
-                    });
-                }
-                rx.handle_timeout(now);
-            }
-            _ = &mut ctrl_c => {
-                rx.fail();
-                flush(&mut rx, feedback, &mut out).await;
-                return Err(Error::Usage("interrupted".into()));
-            }
+}
+
+impl Listener<'_> {
+    /// Receives one file; returns its session and where it is. On any failure the sender is told,
+    /// so it does not wait for this receiver.
+    async fn receive(&self, skip_sessions: &[u32]) -> Result<(u32, PathBuf), Error> {
+        let seed = crate::random_u64();
+        let mut rx = Receiver::new(ReceiverConfig {
+            id: seed as u32,
+            name: self.name.clone(),
+            seed,
+            skip_sessions: skip_sessions.to_vec(),
+            ..ReceiverConfig::default()
+        });
+        let result = self.session(&mut rx).await;
+        if result.is_err() {
+            rx.fail();
+            flush(&mut rx, &self.feedback, &mut Vec::new()).await;
         }
-        flush(&mut rx, feedback, &mut out).await;
-        while let Some(ev) = rx.poll_event() {
-            if !matches!(ev, ReceiverEvent::Decode(_) | ReceiverEvent::Store { .. }) {
-                tracing::debug!("{ev:?}");
+        result
+    }
+
+    async fn session(&self, rx: &mut Receiver) -> Result<(u32, PathBuf), Error> {
+        let (args, group, feedback, coalesce, timeout) = (
+            self.args,
+            &self.group,
+            &self.feedback,
+            self.coalesce,
+            self.timeout,
+        );
+        let mut session = 0;
+        let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
+        let mut file: Option<(SessionInfo, OutputFile)> = None;
+        let mut md5: Option<RunningMd5> = None;
+        let mut bar: Option<ProgressBar> = None;
+        let mut result: Option<PathBuf> = None;
+        let mut inbox = vec![0u8; 2048];
+        let mut fb_inbox = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(1500);
+        let give_up = timeout.map(|t| Instant::now() + t);
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            let wake = rx
+                .poll_timeout()
+                .or(if file.is_none() { give_up } else { None })
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                r = group.recv_from(&mut inbox) => {
+                    let now = Instant::now();
+                    if let Ok((n, from)) = r {
+                        rx.handle_datagram(now, from, &inbox[..n]);
+                    }
+                    // Drain what else is queued before doing anything slower.
+                    for _ in 0..1024 {
+                        match group.try_recv_from(&mut inbox) {
+                            Ok((n, from)) => rx.handle_datagram(now, from, &inbox[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                    // Let packets gather for a moment: one wake-up per millisecond instead of one per
+                    // packet leaves the CPU to the decoder (and, in a lab on one machine, to the
+                    // sender). Only where the socket buffer holds far more than a millisecond.
+                    if coalesce {
+                        std::thread::sleep(COALESCE);
+                    }
+                }
+                r = feedback.recv_from(&mut fb_inbox) => {
+                    if let Ok((n, from)) = r {
+                        rx.handle_datagram(Instant::now(), from, &fb_inbox[..n]);
+                    }
+                }
+                Some(d) = done.recv() => {
+                    let now = Instant::now();
+                    match d {
+                        Done::Decoded(outcome) => {
+                            rx.handle_decoded(now, outcome);
+                            if let (Some(bar), Some((done, total))) = (&bar, rx.progress()) {
+                                let size = file.as_ref().map_or(0, |f| f.0.size);
+                                bar.set_position(size * done as u64 / total.max(1) as u64);
+                            }
+                        }
+                        Done::Verified(md5) => {
+                            let (info, output) = file.take().expect("verified a file");
+                            if md5 == info.md5 {
+                                result = Some(output.commit()?);
+                                rx.verified(now, true);
+                            } else {
+                                return Err(Error::Md5Mismatch {
+                                    name: info.name,
+                                    expected: hex(&info.md5),
+                                    got: hex(&md5),
+                                });
+                            }
+                        }
+                        Done::AlreadyHave(true) => {
+                            if let Some((info, output)) = file.take() {
+                                eprintln!("{}: already present, same MD5", output.final_path.display());
+                                result = Some(output.final_path.clone());
+                                let _ = info;
+                            }
+                            rx.already_complete(now);
+                        }
+                        Done::AlreadyHave(false) => {}
+                        Done::Failed(e) => return Err(e),
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let now = Instant::now();
+                    if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
+                        return Err(Error::NoSession {
+                            group: args.group.to_string(),
+                            secs: timeout.unwrap_or_default().as_secs(),
+                        });
+                    }
+                    rx.handle_timeout(now);
+                }
+                _ = &mut ctrl_c => return Err(Error::Usage("interrupted".into())),
             }
-            match ev {
-                ReceiverEvent::Joined(info) => {
-                    let output = start_file(&args.out, &info, &tx_done)?;
-                    eprintln!(
-                        "receiving {} ({}) into {}",
-                        info.name,
-                        ui::bytes(info.size),
-                        output.final_path.display()
-                    );
-                    bar = Some(ui::byte_bar(info.size, "receiving"));
-                    md5 = Some(RunningMd5::start(output.handle()));
-                    file = Some((info, output));
+            flush(rx, feedback, &mut out).await;
+            while let Some(ev) = rx.poll_event() {
+                if !matches!(ev, ReceiverEvent::Decode(_) | ReceiverEvent::Store { .. }) {
+                    tracing::debug!("{ev:?}");
                 }
-                ReceiverEvent::Store { offset, data } => {
-                    if let Some((_, f)) = &file {
-                        f.handle().write_at(offset, &data)?;
+                match ev {
+                    ReceiverEvent::Joined(info) => {
+                        session = info.session;
+                        let output = start_file(&args.out, &info, &tx_done)?;
+                        eprintln!(
+                            "receiving {} ({}) into {}",
+                            info.name,
+                            ui::bytes(info.size),
+                            output.final_path.display()
+                        );
+                        bar = Some(ui::byte_bar(info.size, "receiving"));
+                        md5 = Some(RunningMd5::start(output.handle()));
+                        file = Some((info, output));
                     }
-                }
-                ReceiverEvent::Decode(job) => match (&file, &md5) {
-                    (Some((_, f)), Some(m)) => {
-                        spawn_decode(job, f.handle(), m.progress(), tx_done.clone())
+                    ReceiverEvent::Store { offset, data } => {
+                        if let Some((_, f)) = &file {
+                            f.handle().write_at(offset, &data)?;
+                        }
                     }
-                    // The file was found already present: nothing to write.
-                    _ => rx.handle_decoded(Instant::now(), Ok(job.block)),
-                },
-                ReceiverEvent::Complete => match md5.take() {
-                    Some(m) if file.is_some() => spawn_verify(m, tx_done.clone()),
-                    _ => rx.verified(Instant::now(), true),
-                },
-                ReceiverEvent::Finished => {
-                    if let Some(bar) = &bar {
-                        bar.finish_and_clear();
+                    ReceiverEvent::Decode(job) => match (&file, &md5) {
+                        (Some((_, f)), Some(m)) => {
+                            spawn_decode(job, f.handle(), m.progress(), tx_done.clone())
+                        }
+                        // The file was found already present: nothing to write.
+                        _ => rx.handle_decoded(Instant::now(), Ok(job.block)),
+                    },
+                    ReceiverEvent::Complete => match md5.take() {
+                        Some(m) if file.is_some() => spawn_verify(m, tx_done.clone()),
+                        _ => rx.verified(Instant::now(), true),
+                    },
+                    ReceiverEvent::Finished => {
+                        if let Some(bar) = &bar {
+                            bar.finish_and_clear();
+                        }
+                        flush(rx, feedback, &mut out).await;
+                        let path = result
+                            .ok_or_else(|| Error::Protocol("finished without a file".into()))?;
+                        return Ok((session, path));
                     }
-                    flush(&mut rx, feedback, &mut out).await;
-                    return result.ok_or_else(|| Error::Protocol("finished without a file".into()));
-                }
-                ReceiverEvent::Failed(e) => {
-                    if let Some(bar) = &bar {
-                        bar.abandon();
+                    ReceiverEvent::Failed(e) => {
+                        if let Some(bar) = &bar {
+                            bar.abandon();
+                        }
+                        return Err(Error::Protocol(e.to_string()));
                     }
-                    return Err(Error::Protocol(e.to_string()));
                 }
             }
         }

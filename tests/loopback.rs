@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Proc, TempDir, bin, md5_of, random_file, text};
+use std::ops::Not;
 use std::process::Command;
 use std::time::Duration;
 
@@ -197,4 +198,88 @@ fn cli_errors_are_one_clear_line() {
     ] {
         assert!(!e.contains("panicked") && e.lines().count() == 1, "{e}");
     }
+}
+
+#[test]
+fn keep_receives_file_after_file_and_ends_on_a_quiet_spell() {
+    let dir = TempDir::new("keep");
+    let out = dir.path().join("out");
+    let group = "239.77.1.6:47006";
+    let r = Proc::spawn(
+        "keep",
+        Command::new(bin())
+            .args(["recv", "--group", group, "--iface", "127.0.0.1", "--keep"])
+            .args(["--timeout", "4", "--out"])
+            .arg(&out),
+    );
+    let mut sources = Vec::new();
+    for (i, len) in [1_000_000, 2_500_000].into_iter().enumerate() {
+        let src = dir.path().join(format!("part{i}.bin"));
+        random_file(&src, len, 10 + i as u64);
+        let s = send(group, &src, &["--rate", "400M", "--wait", "20"]).wait(LIMIT);
+        assert!(s.status.success(), "{:?}", text(&s));
+        sources.push(src);
+    }
+    let o = r.wait(LIMIT);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    for src in &sources {
+        assert_eq!(md5_of(&out.join(src.file_name().unwrap())), md5_of(src));
+    }
+}
+
+/// A receiver whose disk is full says so, and the sender reports it as failed (exit 2) instead of
+/// waiting for it. Root only: the full disk is a 1 MiB tmpfs.
+#[test]
+fn a_full_disk_is_reported_on_both_sides() {
+    if is_root().not() {
+        eprintln!("skipping the full-disk test: needs root to mount a small tmpfs");
+        return;
+    }
+    let dir = TempDir::new("full");
+    let out = dir.path().join("tiny");
+    std::fs::create_dir_all(&out).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "edm-cast-test"])
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping the full-disk test: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(out.clone());
+    let src = dir.path().join("big.bin");
+    random_file(&src, 4 << 20, 5);
+    let group = "239.77.1.7:47007";
+    let r = recv(group, &out, "pc");
+    let s = send(group, &src, &["--rate", "400M", "--wait", "20"]).wait(LIMIT);
+    let o = r.wait(LIMIT);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the disk is full"), "{stderr}");
+    let (summary, log) = text(&s);
+    assert_eq!(s.status.code(), Some(2), "{summary}\n{log}");
+    assert!(
+        summary.contains("0 done / 1 known") && summary.contains("failed"),
+        "{summary}"
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }

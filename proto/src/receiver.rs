@@ -27,6 +27,8 @@ pub struct ReceiverConfig {
     pub seed: u64,
     /// Join only this session, if set.
     pub session: Option<u32>,
+    /// Never join these (sessions already received, when staying for more).
+    pub skip_sessions: Vec<u32>,
     /// Mean time between NEED reports; each is jittered by +-50%.
     pub report_interval: Duration,
     pub status_interval: Duration,
@@ -45,6 +47,7 @@ impl Default for ReceiverConfig {
             name: String::new(),
             seed: 1,
             session: None,
+            skip_sessions: Vec::new(),
             report_interval: Duration::from_millis(150),
             status_interval: Duration::from_millis(500),
             sender_timeout: Duration::from_secs(10),
@@ -239,6 +242,7 @@ impl Receiver {
             && self.session.is_none()
             && self.phase == Phase::Listening
             && self.cfg.session.is_none_or(|s| s == session)
+            && !self.cfg.skip_sessions.contains(&session)
         {
             return self.join(now, from, session, a.clone());
         }

@@ -29,6 +29,8 @@ struct Peer {
     /// After this time the receiver is switched off (a dead PC).
     dies_at: Option<Duration>,
     buffered_blocks: usize,
+    /// Its MD5 check fails (a bad disk, say).
+    corrupt: bool,
 }
 
 impl Peer {
@@ -38,6 +40,7 @@ impl Peer {
             joins_at: Duration::ZERO,
             dies_at: None,
             buffered_blocks: 32,
+            corrupt: false,
         }
     }
 }
@@ -242,8 +245,9 @@ fn drive_receiver(node: &mut Node, now: Instant, original: &[u8]) {
                 }
             }
             ReceiverEvent::Complete => {
-                let ok = node.file == original;
-                node.rx.verified(now, ok)
+                let ok = node.file == original && !node.peer.corrupt;
+                node.rx.verified(now, ok);
+                node.finished |= !ok;
             }
             ReceiverEvent::Finished => node.finished = true,
             ReceiverEvent::Failed(e) => {
@@ -570,4 +574,35 @@ fn the_sender_refuses_what_receivers_would_refuse() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("needs more than"), "{e}");
+}
+
+#[test]
+fn a_receiver_whose_check_fails_is_reported_failed_not_waited_for() {
+    let file = file_bytes(6 * 512 * 256, 12);
+    let bad = Peer {
+        corrupt: true,
+        ..Peer::lossy(0.05)
+    };
+    let out = run(
+        &file,
+        &[Peer::lossy(0.05), bad],
+        sender_config(2),
+        Duration::from_secs(30),
+    );
+    assert!(out.sender.is_finished());
+    assert!(out.nodes[0].finished && out.nodes[0].file == file);
+    let states: Vec<_> = out
+        .sender
+        .receivers()
+        .map(|r| (r.id, r.state, r.dropped))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (100, edm_cast_proto::wire::ReceiverState::Done, false),
+            (101, edm_cast_proto::wire::ReceiverState::Failed, false)
+        ]
+    );
+    // Told, not timed out: the session ends well before the receiver timeout would drop it.
+    assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
 }
