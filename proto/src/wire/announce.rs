@@ -68,12 +68,7 @@ impl Announce {
             _ => return Err(ParseError::Invalid("feedback address family")),
         };
         let name_len = r.u16()? as usize;
-        if name_len > MAX_NAME_LEN {
-            return Err(ParseError::Invalid("name too long"));
-        }
-        let name = std::str::from_utf8(r.bytes(name_len)?)
-            .map_err(|_| ParseError::Invalid("name is not UTF-8"))?
-            .to_owned();
+        let name = r.text(name_len, MAX_NAME_LEN, "name")?;
         if !(MIN_SYMBOL_SIZE..=super::MAX_SYMBOL_SIZE).contains(&symbol_size) {
             return Err(ParseError::Invalid("symbol size"));
         }

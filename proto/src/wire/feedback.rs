@@ -89,12 +89,7 @@ impl Status {
         };
         let blocks_done = r.u32()?;
         let len = r.u8()? as usize;
-        if len > MAX_RECEIVER_NAME {
-            return Err(ParseError::Invalid("receiver name too long"));
-        }
-        let name = std::str::from_utf8(r.bytes(len)?)
-            .map_err(|_| ParseError::Invalid("receiver name is not UTF-8"))?
-            .to_owned();
+        let name = r.text(len, MAX_RECEIVER_NAME, "receiver name")?;
         Ok(Status {
             receiver,
             state,

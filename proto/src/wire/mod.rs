@@ -209,6 +209,21 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
+    /// `len` bytes of UTF-8, refused if `len` is above `max`.
+    pub(crate) fn text(
+        &mut self,
+        len: usize,
+        max: usize,
+        what: &'static str,
+    ) -> Result<String, ParseError> {
+        if len > max {
+            return Err(ParseError::Invalid(what));
+        }
+        std::str::from_utf8(self.bytes(len)?)
+            .map(str::to_owned)
+            .map_err(|_| ParseError::Invalid(what))
+    }
+
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)
     }
