@@ -3,6 +3,7 @@
 //! The protocol lives in the `edm-cast-proto` crate (`proto/`); this binary is the shell around it:
 //! command line, sockets, pacing, files and the terminal.
 
+mod datapath;
 mod digest;
 mod error;
 mod net;

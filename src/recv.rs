@@ -1,6 +1,7 @@
 //! `edm-cast recv`: joins the group, feeds proto's `Receiver`, runs decodes on the blocking pool,
 //! writes blocks into a temporary file in `--out`, checks the MD5 and renames the file into place.
 
+use crate::datapath::RecvBatch;
 use crate::digest::{hex, md5_file};
 use crate::error::Error;
 use crate::net::{self, Group};
@@ -117,6 +118,9 @@ enum Done {
 }
 
 /// Receives one file; returns where it is.
+/// Decode jobs (each holding a block) at most in flight before the receiver stops reading.
+const MAX_JOBS: usize = 8;
+
 /// How long a receiver lets packets gather between reads.
 const COALESCE: Duration = Duration::from_millis(1);
 
@@ -165,7 +169,11 @@ impl Listener<'_> {
         let mut md5: Option<RunningMd5> = None;
         let mut bar: Option<ProgressBar> = None;
         let mut result: Option<PathBuf> = None;
-        let mut inbox = vec![0u8; 2048];
+        let mut jobs = 0;
+        let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
+            what: "cannot set up batched receive".into(),
+            source,
+        })?;
         let mut fb_inbox = vec![0u8; 2048];
         let mut out = Vec::with_capacity(1500);
         let give_up = timeout.map(|t| Instant::now() + t);
@@ -177,16 +185,19 @@ impl Listener<'_> {
                 .or(if file.is_none() { give_up } else { None })
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                r = group.recv_from(&mut inbox) => {
+                // Past MAX_JOBS blocks waiting for the disk or a decoder, stop reading: the kernel
+                // drops what does not fit and repair brings it back, so memory stays bounded.
+                _ = group.readable(), if jobs < MAX_JOBS => {
                     let now = Instant::now();
-                    if let Ok((n, from)) = r {
-                        rx.handle_datagram(now, from, &inbox[..n]);
-                    }
-                    // Drain what else is queued before doing anything slower.
-                    for _ in 0..1024 {
-                        match group.try_recv_from(&mut inbox) {
-                            Ok((n, from)) => rx.handle_datagram(now, from, &inbox[..n]),
-                            Err(_) => break,
+                    // Drain what is queued (a batch per system call) before anything slower.
+                    for _ in 0..64 {
+                        match inbox.try_recv(group, |from, d| rx.handle_datagram(now, from, d)) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                tracing::debug!("group socket: {e}");
+                                break;
+                            }
                         }
                     }
                     // Let packets gather for a moment: one wake-up per millisecond instead of one per
@@ -205,6 +216,7 @@ impl Listener<'_> {
                     let now = Instant::now();
                     match d {
                         Done::Decoded(outcome) => {
+                            jobs -= 1;
                             rx.handle_decoded(now, outcome);
                             if let (Some(bar), Some((done, total))) = (&bar, rx.progress()) {
                                 let size = file.as_ref().map_or(0, |f| f.0.size);
@@ -274,6 +286,7 @@ impl Listener<'_> {
                     }
                     ReceiverEvent::Decode(job) => match (&file, &md5) {
                         (Some((_, f)), Some(m)) => {
+                            jobs += 1;
                             spawn_decode(job, f.handle(), m.progress(), tx_done.clone())
                         }
                         // The file was found already present: nothing to write.

@@ -1,5 +1,6 @@
 //! `edm-cast send`: wires a file, a multicast socket and a pacer to proto's `Sender`.
 
+use crate::datapath::{RecvBatch, SendBatch};
 use crate::digest::{hex, md5_file};
 use crate::error::Error;
 use crate::net::{self, Group};
@@ -10,6 +11,7 @@ use edm_cast_proto::wire::{FeedbackAddr, ReceiverState};
 use edm_cast_proto::{Destination, FileInfo, Sender, SenderConfig, SenderEvent};
 use std::fs::File;
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -152,19 +154,25 @@ struct Session {
 }
 
 /// Datagrams sent between two looks at the feedback socket.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 impl Session {
     async fn run(&mut self, socket: tokio::net::UdpSocket) -> Result<(), Error> {
+        let io_err = |source| Error::Socket {
+            what: "cannot set up batched I/O".into(),
+            source,
+        };
+        let mut batch = SendBatch::new(&socket).map_err(io_err)?;
+        let mut inbox = RecvBatch::new(&socket, 8).map_err(io_err)?;
         let mut out = Vec::with_capacity(1500);
-        let mut inbox = vec![0u8; 2048];
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         loop {
             let now = Instant::now();
             loop {
-                match socket.try_recv_from(&mut inbox) {
-                    Ok((n, from)) => self.sender.handle_datagram(now, from, &inbox[..n]),
+                let sender = &mut self.sender;
+                match inbox.try_recv(&socket, |from, d| sender.handle_datagram(now, from, d)) {
+                    Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     // ICMP errors from an earlier unicast ACK: nothing to do about them.
                     Err(e) => tracing::debug!("feedback socket: {e}"),
@@ -174,7 +182,7 @@ impl Session {
                 self.sender.handle_timeout(now);
             }
             let before = self.sender.sent_blocks();
-            let idle = self.transmit(&socket, &mut out).await?;
+            let idle = self.transmit(&socket, &mut batch, &mut out).await?;
             if self.sender.sent_blocks() != before {
                 tracing::debug!(blocks = self.sender.sent_blocks(), "first pass progress");
             }
@@ -213,53 +221,56 @@ impl Session {
         }
     }
 
-    /// Sends what is due, as the pacer allows. True when the sender has nothing to send now.
+    /// Sends what is due, as the pacer allows, gathering data datagrams into GSO batches. True when
+    /// the sender has nothing to send now.
     async fn transmit(
         &mut self,
         socket: &tokio::net::UdpSocket,
+        batch: &mut SendBatch,
         out: &mut Vec<u8>,
     ) -> Result<bool, Error> {
+        let mut idle = false;
         for _ in 0..BATCH {
             self.events()?;
             if !self.pacer.delay().is_zero() {
-                return Ok(false);
+                break;
             }
             let Some(dest) = self.sender.poll_transmit(Instant::now(), out) else {
                 // A block was asked for: supply it and go on.
                 if self.events()? {
                     continue;
                 }
-                return Ok(true);
+                idle = true;
+                break;
             };
             let to = match dest {
-                Destination::Group => std::net::SocketAddr::V4(self.group.0),
+                Destination::Group => SocketAddr::V4(self.group.0),
                 Destination::Unicast(a) => a,
             };
-            loop {
-                match socket.try_send_to(out, to) {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        tracing::trace!("send buffer full");
-                        let _ = socket.writable().await;
-                    }
-                    Err(e) if dest == Destination::Group => {
-                        return Err(Error::Socket {
-                            what: format!(
-                                "cannot send to {} (is there a route? try --iface)",
-                                self.group
-                            ),
-                            source: e,
-                        });
-                    }
-                    Err(e) => {
-                        tracing::debug!("ack to {to}: {e}");
-                        break;
-                    }
-                }
-            }
             self.pacer.spend(out.len());
+            if let Err((to, e)) = batch.push(socket, to, out).await {
+                self.send_failed(to, e)?;
+            }
         }
-        Ok(false)
+        if let Err((to, e)) = batch.flush(socket).await {
+            self.send_failed(to, e)?;
+        }
+        Ok(idle)
+    }
+
+    /// A failed send to the group ends the session; one to a receiver (an ACK) is its loss.
+    fn send_failed(&self, to: SocketAddr, e: std::io::Error) -> Result<(), Error> {
+        if to == SocketAddr::V4(self.group.0) {
+            return Err(Error::Socket {
+                what: format!(
+                    "cannot send to {} (is there a route? try --iface)",
+                    self.group
+                ),
+                source: e,
+            });
+        }
+        tracing::debug!("ack to {to}: {e}");
+        Ok(())
     }
 
     /// Handles the sender's events; true if a block was supplied.

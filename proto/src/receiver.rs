@@ -51,7 +51,7 @@ impl Default for ReceiverConfig {
             report_interval: Duration::from_millis(150),
             status_interval: Duration::from_millis(500),
             sender_timeout: Duration::from_secs(10),
-            buffered_blocks: 32,
+            buffered_blocks: 16,
             finish_linger: Duration::from_secs(3),
         }
     }
@@ -104,6 +104,8 @@ pub struct ReceiverStats {
     pub symbols: u64,
     pub decode_failures: u64,
     pub spilled_blocks: u64,
+    /// Symbols dropped to keep memory bounded (asked for again later).
+    pub forgotten_symbols: u64,
     pub need_reports: u64,
     pub dropped: Counters,
 }
@@ -179,6 +181,8 @@ struct Session {
     hello_due: bool,
     /// Blocks whose `buf` is in memory.
     in_memory: Vec<u32>,
+    /// Symbols held in `extra` lists, across blocks (not counting those lent to decode jobs).
+    extra_held: usize,
     tick: u64,
     sender_ended: bool,
 }
@@ -303,6 +307,7 @@ impl Receiver {
             next_status: now + self.cfg.status_interval,
             hello_due: true,
             in_memory: Vec::new(),
+            extra_held: 0,
             tick: 0,
             sender_ended: false,
             layout,
@@ -382,14 +387,64 @@ impl Receiver {
                     .get_or_insert_with(|| SymbolSet::new(k as u16))
                     .insert(d.esi);
             }
+            (None, true) if p.spilled && !decoding => {
+                // A spilled block's source symbol goes where it belongs: into the file.
+                let at = d.esi as usize * d.symbol.len();
+                let end = (at + d.symbol.len()).min(layout.len(d.block));
+                self.events.push_back(ReceiverEvent::Store {
+                    offset: layout.offset(d.block) + at as u64,
+                    data: d.symbol[..end - at].to_vec(),
+                });
+                p.have
+                    .get_or_insert_with(|| SymbolSet::new(k as u16))
+                    .insert(d.esi);
+            }
             _ => {
                 p.extra.push((d.esi, d.symbol.to_vec()));
                 p.extra_esis.insert(d.esi);
                 p.extra_source += is_source as u32;
+                s.extra_held += 1;
             }
         }
         if !decoding && (p.all_source(k) || p.count() >= p.decode_at) {
             self.start_decode(d.block);
+        }
+        self.limit_extras(d.block);
+    }
+
+    /// Keeps the symbols held apart (repair, late source) within the same budget as the block
+    /// buffers: past it, the least recently touched blocks forget theirs and will ask again.
+    fn limit_extras(&mut self, current: u32) {
+        let s = self.session.as_mut().expect("caller checked");
+        // At least a few blocks' worth, so a block short of a few symbols survives the next
+        // block's repair burst.
+        let budget = self.cfg.buffered_blocks.max(4) * s.layout.block_symbols() as usize;
+        if s.extra_held <= budget {
+            return;
+        }
+        let mut holders: Vec<(u64, u32)> = s
+            .blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(b, slot)| match slot {
+                BlockRx::Pending(p) if !p.extra.is_empty() && b as u32 != current => {
+                    Some((p.touched, b as u32))
+                }
+                _ => None,
+            })
+            .collect();
+        holders.sort_unstable();
+        for (_, b) in holders {
+            if s.extra_held <= budget * 3 / 4 {
+                break;
+            }
+            if let BlockRx::Pending(p) = &mut s.blocks[b as usize] {
+                s.extra_held -= p.extra.len();
+                self.stats.forgotten_symbols += p.extra.len() as u64;
+                p.extra = Vec::new();
+                p.extra_esis = HashSet::new();
+                p.extra_source = 0;
+            }
         }
     }
 
@@ -433,6 +488,7 @@ impl Receiver {
         };
         s.in_memory.retain(|&b| b != block);
         let k = s.layout.symbols(block);
+        s.extra_held -= p.extra.len();
         let have = p.have.clone().unwrap_or_else(|| SymbolSet::new(k));
         let job = DecodeJob::new(
             &s.layout,
@@ -460,11 +516,15 @@ impl Receiver {
         let Some(slot) = s.blocks.get_mut(block as usize) else {
             return;
         };
-        let BlockRx::Decoding(mut p) = std::mem::replace(slot, BlockRx::Empty) else {
+        if !matches!(slot, BlockRx::Decoding(_)) {
             return;
+        }
+        let BlockRx::Decoding(mut p) = std::mem::replace(slot, BlockRx::Empty) else {
+            unreachable!("checked above");
         };
         match outcome {
             Ok(_) => {
+                s.extra_held -= p.extra.len();
                 *slot = BlockRx::Done;
                 s.done += 1;
                 while s.low < s.layout.num_blocks()
@@ -480,6 +540,7 @@ impl Receiver {
                 self.stats.decode_failures += 1;
                 let mut job = *job;
                 let late = std::mem::take(&mut p.extra);
+                s.extra_held += job.extra.len();
                 p.extra = std::mem::take(&mut job.extra);
                 p.extra.extend(late);
                 p.buf = job.source.take();
@@ -639,7 +700,11 @@ impl Receiver {
             return None;
         }
         s.next_report = now + jitter;
-        let entries = needs(s);
+        // Ask for no more than half the memory budget at once: symbols that cannot be held would
+        // be forgotten and asked for again.
+        let budget =
+            (self.cfg.buffered_blocks.max(4) * s.layout.block_symbols() as usize / 2) as u32;
+        let entries = needs(s, budget);
         if entries.is_empty() {
             return None;
         }
@@ -653,11 +718,13 @@ impl Receiver {
     }
 }
 
-/// The blocks a receiver lacks among those whose first pass is over, lowest first.
-fn needs(s: &Session) -> Vec<NeedEntry> {
+/// The blocks a receiver lacks among those whose first pass is over, lowest first, until their
+/// needs add up to `budget` symbols (at least one block).
+fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
     let mut entries = Vec::new();
+    let mut asked = 0;
     for block in s.low..s.layout.num_blocks() {
-        if !s.passed(block) || entries.len() == MAX_NEED_ENTRIES {
+        if !s.passed(block) || entries.len() == MAX_NEED_ENTRIES || asked >= budget {
             break;
         }
         let k = s.layout.symbols(block) as u32;
@@ -669,6 +736,7 @@ fn needs(s: &Session) -> Vec<NeedEntry> {
             _ => continue,
         };
         if need > 0 {
+            asked += need;
             entries.push(NeedEntry {
                 block,
                 need: need.min(u16::MAX as u32) as u16,

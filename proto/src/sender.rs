@@ -74,7 +74,7 @@ impl Default for SenderConfig {
             repair_holdoff: Duration::from_millis(100),
             linger: Duration::from_secs(2),
             feedback: FeedbackAddr::Source { port: 1 },
-            cached_blocks: 16,
+            cached_blocks: 4,
         }
     }
 }
@@ -206,6 +206,7 @@ pub struct Sender {
     blocks: Vec<BlockTx>,
     repair: VecDeque<u32>,
     burst: Option<Burst>,
+    last_was_repair: bool,
     /// Blocks in memory, least recently used first.
     cache: VecDeque<(u32, BlockEncoder)>,
     loading: Vec<u32>,
@@ -257,6 +258,7 @@ impl Sender {
             blocks,
             repair: VecDeque::new(),
             burst: None,
+            last_was_repair: false,
             cache: VecDeque::new(),
             loading: Vec::new(),
             plans: Plans::default(),
@@ -490,7 +492,7 @@ impl Sender {
         if self.phase != Phase::Sending {
             return None;
         }
-        let (block, esi) = self.next_symbol()?;
+        let (block, esi, repair) = self.next_symbol()?;
         let Some(at) = self.cache.iter().position(|(b, _)| *b == block) else {
             self.load(block);
             return None;
@@ -513,7 +515,7 @@ impl Sender {
         }
         self.stats.bytes += buf.len() as u64;
         self.blocks[block as usize].last_sent = Some(now);
-        self.advance(now);
+        self.advance(now, repair);
         Some(Destination::Group)
     }
 
@@ -548,9 +550,15 @@ impl Sender {
         }
     }
 
-    /// The symbol to send next: a repair burst in progress, else a new burst for the oldest block
-    /// that needs one, else the first pass. Repair goes first so receivers finish blocks early.
-    fn next_symbol(&mut self) -> Option<(u32, u32)> {
+    /// The symbol to send next, and whether it is repair: a repair burst in progress, else a new
+    /// burst for the oldest block that needs one, else the first pass. While the first pass is
+    /// still going, repair and first-pass symbols take turns, so heavy repair (a late joiner, one
+    /// terrible receiver) slows the class at most by half, never stops it.
+    fn next_symbol(&mut self) -> Option<(u32, u32, bool)> {
+        let pass = (self.pass.start < self.pass.end).then_some((self.pass.block, self.pass.esi));
+        if let (Some((block, esi)), true) = (pass, self.last_was_repair) {
+            return Some((block, esi, false));
+        }
         if self.burst.is_none()
             && let Some(block) = self.repair.pop_front()
         {
@@ -568,20 +576,23 @@ impl Sender {
         }
         if let Some(b) = self.burst {
             if b.next < b.end {
-                return Some((b.block, b.next));
+                return Some((b.block, b.next, true));
             }
             self.burst = None;
             return self.next_symbol();
         }
-        (self.pass.start < self.pass.end).then_some((self.pass.block, self.pass.esi))
+        pass.map(|(block, esi)| (block, esi, false))
     }
 
     /// Moves past the symbol just sent.
-    fn advance(&mut self, now: Instant) {
-        if let Some(b) = &mut self.burst {
-            b.next += 1;
-            if b.next >= b.end {
-                self.burst = None;
+    fn advance(&mut self, now: Instant, repair: bool) {
+        self.last_was_repair = repair;
+        if repair {
+            if let Some(b) = &mut self.burst {
+                b.next += 1;
+                if b.next >= b.end {
+                    self.burst = None;
+                }
             }
             return;
         }

@@ -148,8 +148,10 @@ fn run(file: &[u8], peers: &[Peer], cfg: SenderConfig, limit: Duration) -> Outco
                 break;
             }
             let Some(dest) = sender.poll_transmit(now, &mut buf) else {
-                if sender.poll_event().is_some() {
-                    unreachable!("events are drained above");
+                // A repair for a block no longer in memory: supply it (above) and go on.
+                if let Some(SenderEvent::NeedBlock { block, offset, len }) = sender.poll_event() {
+                    sender.supply_block(block, file[offset as usize..][..len].to_vec());
+                    continue;
                 }
                 break;
             };
@@ -261,7 +263,12 @@ fn drive_receiver(node: &mut Node, now: Instant, original: &[u8]) {
 fn assert_all_received(out: &Outcome, file: &[u8]) {
     for (i, n) in out.nodes.iter().enumerate() {
         assert!(n.error.is_none(), "receiver {i}: {:?}", n.error);
-        assert!(n.finished, "receiver {i} did not finish");
+        assert!(
+            n.finished,
+            "receiver {i} did not finish: {:?} {:?}",
+            n.rx.progress(),
+            n.rx.stats()
+        );
         assert!(n.file == file, "receiver {i} has different bytes");
     }
     assert!(out.sender.is_finished(), "sender did not finish");
@@ -389,6 +396,28 @@ fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
     );
     assert_all_received(&out, &file);
     assert!(out.nodes[0].rx.stats().spilled_blocks > 0);
+}
+
+#[test]
+fn held_repair_symbols_stay_within_the_memory_budget() {
+    // A late joiner lives on repair symbols; with room for one block it must forget some and
+    // ask again, and still end with the exact file.
+    let file = file_bytes(24 * 512 * 256, 13);
+    let late = Peer {
+        buffered_blocks: 1,
+        joins_at: Duration::from_millis(800),
+        ..Peer::lossy(0.2)
+    };
+    let out = run(
+        &file,
+        &[Peer::lossy(0.2), late],
+        sender_config(1),
+        Duration::from_secs(120),
+    );
+    assert_all_received(&out, &file);
+    let stats = out.nodes[1].rx.stats();
+    println!("late joiner: {stats:?}");
+    assert!(stats.forgotten_symbols > 0, "{stats:?}");
 }
 
 #[test]
