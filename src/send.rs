@@ -325,6 +325,15 @@ impl Session {
         if secs > 0.0 {
             println!("  goodput    {:.1} Mbit/s", size as f64 * 8.0 / secs / 1e6);
         }
+        if let (Some(start), Some(done)) =
+            (self.sender.started_at(), self.sender.first_pass_done_at())
+        {
+            let pass = done.duration_since(start).as_secs_f64();
+            println!(
+                "  first pass {pass:.2} s ({:.1} Mbit/s of file)",
+                size as f64 * 8.0 / pass.max(1e-6) / 1e6
+            );
+        }
         println!("  receivers  {done} done / {} known", receivers.len());
         for r in receivers
             .iter()

@@ -135,7 +135,7 @@ pub struct DecodeJob {
 }
 
 impl DecodeJob {
-    pub(crate) fn new(
+    pub fn new(
         layout: &Layout,
         block: u32,
         source: Option<Vec<u8>>,

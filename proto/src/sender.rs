@@ -298,6 +298,11 @@ impl Sender {
         self.started_at
     }
 
+    /// When the first pass ended (every block sent once).
+    pub fn first_pass_done_at(&self) -> Option<Instant> {
+        self.pass_done_at
+    }
+
     /// Feedback from a receiver. Anything malformed, foreign or not ours is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let (session, packet) = match Packet::parse(bytes) {
