@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Highest loss rate a repair burst is sized for: a receiver losing more asks again.
+const MAX_LOSS: f64 = 0.5;
+
 /// How many END packets the sender repeats when it leaves (they may be lost).
 const END_REPEATS: u8 = 3;
 const END_SPACING: Duration = Duration::from_millis(20);
@@ -169,7 +172,8 @@ struct BlockTx {
     next_esi: u32,
     /// When its last symbol was sent.
     last_sent: Option<Instant>,
-    /// Largest need reported since its last repair burst (after in-flight symbols).
+    /// Largest need reported since its last repair burst, after in-flight symbols, scaled up by
+    /// the reporting receiver's loss rate.
     pending: u32,
     queued: bool,
 }
@@ -392,6 +396,15 @@ impl Sender {
                 .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.repair_holdoff);
             let in_flight = if recent { tx.next_esi - e.seen } else { 0 };
             let need = (e.need as u32).saturating_sub(in_flight);
+            // The repair reaches this receiver through the same loss it reported: of the `seen`
+            // symbols sent, it holds about K + 1 - need. Ask enough that what survives is enough.
+            let held = (k + 1).saturating_sub(e.need as u32).min(e.seen);
+            let loss = if e.seen > 0 {
+                (1.0 - held as f64 / e.seen as f64).clamp(0.0, MAX_LOSS)
+            } else {
+                0.0
+            };
+            let need = (need as f64 / (1.0 - loss)).ceil() as u32;
             tx.pending = tx.pending.max(need);
             if tx.pending > 0 && !tx.queued {
                 tx.queued = true;
