@@ -15,6 +15,8 @@ pub enum Error {
     Write { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Usage(String),
+    #[error("interrupted")]
+    Interrupted,
     #[error("{0}")]
     Protocol(String),
     #[error(

@@ -85,6 +85,9 @@ fn main() -> ExitCode {
     };
     result.unwrap_or_else(|e| {
         eprintln!("edm-cast: {e}");
-        ExitCode::FAILURE
+        match e {
+            error::Error::Interrupted => ExitCode::from(130),
+            _ => ExitCode::FAILURE,
+        }
     })
 }

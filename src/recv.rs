@@ -258,7 +258,7 @@ impl Listener<'_> {
                     }
                     rx.handle_timeout(now);
                 }
-                _ = &mut ctrl_c => return Err(Error::Usage("interrupted".into())),
+                _ = &mut ctrl_c => return Err(Error::Interrupted),
             }
             flush(rx, feedback, &mut out).await;
             while let Some(ev) = rx.poll_event() {
