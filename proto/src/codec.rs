@@ -70,13 +70,18 @@ impl BlockEncoder {
             out.extend_from_slice(self.source_symbol(esi));
             return;
         }
-        let k = self.k;
-        let data = &self.data;
-        let encoder = self.encoder.get_or_insert_with(|| {
-            SourceBlockEncoder::with_encoding_plan(0, &oti(layout, k), data, plans.get(k))
-        });
-        let packet = encoder.repair_packets(esi - k as u32, 1);
+        let k = self.k as u32;
+        let packet = self.prepare(layout, plans).repair_packets(esi - k, 1);
         out.extend_from_slice(packet[0].data());
+    }
+
+    /// Builds the encoder now (the costly part of repair: milliseconds per block), so the caller
+    /// can choose when that pause happens.
+    pub fn prepare(&mut self, layout: &Layout, plans: &mut Plans) -> &SourceBlockEncoder {
+        let (k, data) = (self.k, &self.data);
+        self.encoder.get_or_insert_with(|| {
+            SourceBlockEncoder::with_encoding_plan(0, &oti(layout, k), data, plans.get(k))
+        })
     }
 }
 

@@ -519,6 +519,15 @@ impl Sender {
         let entry = self.cache.remove(at).expect("position is in range");
         self.cache.push_back(entry);
         let enc = &mut self.cache.back_mut().expect("just pushed").1;
+        // The window's proactive repair symbols all come at its end; building their encoders
+        // there would stall the stream for W encoder builds at once. Build block i of the window
+        // when the pass reaches ESI i*K/W instead, one short pause at a time.
+        if !repair && self.cfg.proactive > 0.0 {
+            let spread = (self.layout.block_symbols() / self.cfg.interleave.max(1)) as u32;
+            if esi >= (block - self.pass.start) * spread {
+                enc.prepare(&self.layout, &mut self.plans);
+            }
+        }
         Packet::Data(Data {
             block,
             esi,
