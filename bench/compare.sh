@@ -17,7 +17,9 @@
 #   MIB      file size in MiB (64);  RUNS  runs per tool and case (1)
 #   RATE_FACTOR   each tool is paced at this fraction of the link (0.97): edm-cast --rate,
 #            udp-sender --max-bitrate, uftp -R
-#   MIXED_HIGH / MIXED_LOW (20 / 1);  BURST_PPM / BURST_MS (2500 / 4; see bench/burstloss.sh)
+#   MIXED_HIGH / MIXED_LOW (20 / 1);  BURST_PPM / BURST_MS (2500 / 4; see bench/burstloss.sh): bursts
+#            of BURST_MS start with BURST_PPM per million packets at 100 Mbit/s (scaled by 100/rate),
+#            about 4-5% loss in bursts of about 20 packets at 100 Mbit/s
 #   DEADLINE seconds a run may take before it is stopped and recorded as "timeout" (automatic:
 #            multicast max(60, 20 x ideal); http max(120, 8 x N x ideal); ideal = file / link rate)
 #   LAB      lab name (cmp);  LOCK  lock file (/tmp/edm-bench.lock);  LOCK_WAIT  seconds (7200)
@@ -25,7 +27,9 @@
 #   PNG      chart (bench/results/compare.png; --smoke: compare-smoke.png), drawn for
 #            PLOT_N (8) receivers, PLOT_MBIT (100), PLOT_MIB (64); --smoke: 2, 100, 8
 #   EDM_CAST edm-cast binary (target/release/edm-cast, built if missing)
-#   KEEP_WORK=1 keeps the work directory (logs of every process) for a look afterwards
+#   QUIET_IDLE / QUIET_WAIT  before each run, wait up to QUIET_WAIT s (600) for the machine to be
+#            QUIET_IDLE % idle (80): other work (builds, tests) makes every tool slower
+#   KEEP_WORK=1 keeps the work directory, with every run's logs and time reports in runs/
 #
 # Each run: the receivers start (under `nice -n 10`, every tool alike: nine machines share two
 # cores here, see README), then the clock starts with the sender (for http: with the N downloads,
@@ -33,14 +37,31 @@
 # path (polled every 20 ms by bench/waitdone.py). Bytes = the sender's eth0 tx_bytes (lanlab.sh
 # txbytes s) after the sender ended and the shaper drained, minus before, / file size. CPU (user+sys)
 # and peak RSS from /usr/bin/time -v; receivers' CPU is the sum over all, their RSS the largest.
-# Every run holds LOCK (flock), so it never overlaps with another benchmark on this machine.
+# Every run holds LOCK (flock), so it never overlaps with another benchmark on this machine. Every
+# process is bounded by `timeout`; on exit, failure or Ctrl-C all are stopped and the lab removed.
+#
+# The commands (RATE = RATE_FACTOR x link, e.g. 97 for 100 Mbit/s; receivers under nice -n 10):
+#   edm-cast  r: edm-cast recv --group 239.1.1.1 --iface eth0 --out DIR --timeout 60 --name rI
+#             s: edm-cast send FILE --group 239.1.1.1 --iface eth0 --rate RATEM --min-receivers N --wait 30
+#   udpcast   r: udp-receiver --nokbd --interface eth0 --file DIR/FILE
+#             s: udp-sender --nokbd --interface eth0 --file FILE --min-receivers N --nopointopoint
+#                --rexmit-hello-interval 500 --max-bitrate RATEm
+#   uftp      r: uftpd -d -I eth0 -D DIR -T TMPDIR -q   (a daemon: stopped once the run is over)
+#             s: uftp -I eth0 -R RATE*1000 -H 0x0a4d000b,... FILE   (client ids = IPv4 in hex)
+#                (uftp's -R counts its data, not the headers: it fills the link, tbf holds it back)
+#   http      s: python3 -m http.server 8000 --bind 10.77.0.1   r: curl -sS --fail -o DIR/FILE URL
+# Results: OUT (one row per run), OUT with -medians.tsv (medians of the ok runs), PNG.
 #
 # TSV columns: date tool n loss mbit mib run status secs done md5_ok bytes_ratio sender_cpu_s
-#   recv_cpu_s sender_rss_kib recv_rss_kib loss_meas_pct qdisc_drops sender_rc first_secs
+#   recv_cpu_s sender_rss_kib recv_rss_kib loss_meas_pct qdisc_drops sender_rc first_secs load1
+#   idle_pct edm_build
 #   status: ok (all N complete, right MD5), timeout (DEADLINE reached), fail (anything else);
 #   secs: NA unless all N completed; done: receivers complete; loss_meas_pct: packets dropped toward
-#   the receivers / packets toward them (nft counters); qdisc_drops: datagrams the sender's own
-#   shaper dropped (the tool sent faster than the link); first_secs: the first receiver's time.
+#   the receivers / packets toward them (nft counters); qdisc_drops: packets the sender's own
+#   shaper dropped (a UDP tool sent faster than the link; normal for TCP); first_secs: the first
+#   receiver's time; load1: the machine's 1-minute load average just before the run; idle_pct: %
+#   of CPU idle in the second just before the run (other work on the machine disturbs the figures);
+#   edm_build: `git describe --dirty` of the tree / the edm-cast binary's time (on every row).
 set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
@@ -76,7 +97,7 @@ fi
 : "${MIXED_HIGH:=20}" "${MIXED_LOW:=1}" "${BURST_PPM:=2500}" "${BURST_MS:=4}" "${DEADLINE:=}"
 : "${LAB:=cmp}" "${LOCK:=/tmp/edm-bench.lock}" "${LOCK_WAIT:=7200}"
 : "${OUT:=bench/results/compare.tsv}" "${PNG:=bench/results/compare.png}"
-: "${PLOT_N:=8}" "${PLOT_MBIT:=100}" "${PLOT_MIB:=64}" "${KEEP_WORK:=0}"
+: "${PLOT_N:=8}" "${PLOT_MBIT:=100}" "${PLOT_MIB:=64}" "${KEEP_WORK:=0}" "${QUIET_IDLE:=80}" "${QUIET_WAIT:=600}"
 export LAB
 
 for t in $TOOLS; do
@@ -88,8 +109,9 @@ done
 for n in $NS; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "bad N '$n'"; done
 for r in $RATES; do [[ "$r" =~ ^[1-9][0-9]*$ ]] || die "bad rate '$r' (Mbit/s)"; done
 [[ "$MIB" =~ ^[1-9][0-9]*$ && "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "MIB and RUNS must be positive integers"
+[[ -z "$DEADLINE" || "$DEADLINE" =~ ^[1-9][0-9]*$ ]] || die "DEADLINE must be whole seconds"
 
-HEADER=$'date\ttool\tn\tloss\tmbit\tmib\trun\tstatus\tsecs\tdone\tmd5_ok\tbytes_ratio\tsender_cpu_s\trecv_cpu_s\tsender_rss_kib\trecv_rss_kib\tloss_meas_pct\tqdisc_drops\tsender_rc\tfirst_secs'
+HEADER=$'date\ttool\tn\tloss\tmbit\tmib\trun\tstatus\tsecs\tdone\tmd5_ok\tbytes_ratio\tsender_cpu_s\trecv_cpu_s\tsender_rss_kib\trecv_rss_kib\tloss_meas_pct\tqdisc_drops\tsender_rc\tfirst_secs\tload1\tidle_pct\tedm_build'
 
 # ------------------------------------------------------------------------------------ summary, chart
 summarize_and_plot() {
@@ -158,6 +180,29 @@ unlock() { if ((LOCKED)); then flock -u 9 || true; LOCKED=0; fi; }
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# Percent of CPU time idle over the next second (whole machine).
+idle_pct() {
+    local a b
+    a=$(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2];
+        printf "%.0f\n", (d > 0 ? 100 * (y[1] - x[1]) / d : 100) }'
+}
+
+# Other work on this machine (builds, tests) slows every tool and makes figures noisy: before a run,
+# wait (at most QUIET_WAIT s) until the machine is at least QUIET_IDLE % idle. Sets IDLE.
+wait_quiet() {
+    local t=$SECONDS
+    IDLE=$(idle_pct)
+    while ((IDLE < QUIET_IDLE && SECONDS - t < QUIET_WAIT)); do
+        sleep 4
+        IDLE=$(idle_pct)
+    done
+    if ((IDLE < QUIET_IDLE)); then log "warning: machine only $IDLE% idle after $QUIET_WAIT s; running anyway"
+    elif ((SECONDS - t > 2)); then log "waited $((SECONDS - t)) s for the machine to be quiet ($IDLE% idle)"; fi
+}
+
 # Wait (at most $2 seconds) for process $1 to end.
 wait_gone() {
     local pid="$1" deadline=$((SECONDS + $2))
@@ -165,25 +210,32 @@ wait_gone() {
     ! alive "$pid"
 }
 
-# Stop one process we launched: the pid is /usr/bin/time, its child is `timeout`, which passes
-# TERM on to the tool, so time still writes its report. KILL after 5 s.
-stop_proc() {
-    local pid="$1" kids k
-    alive "$pid" || return 0
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-    for k in $kids; do kill -TERM "$k" 2>/dev/null || true; done
-    if [[ -z "$kids" ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
-    wait_gone "$pid" 5 && return 0
-    for k in $kids $(for j in $kids; do ps -o pid= --ppid "$j" 2>/dev/null; done); do
-        kill -KILL "$k" 2>/dev/null || true
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 2 || log "warning: process $pid did not end"
-}
-
+# Stop the processes we launched: each pid is /usr/bin/time, its child is `timeout`, which passes
+# TERM on to the tool, so time still writes its report. All get TERM at once; KILL after 5 s.
 stop_all() {
-    local p
-    for p in "${PIDS[@]}"; do stop_proc "$p"; done
+    local p k kids=() left=() deadline
+    for p in "${PIDS[@]}"; do
+        alive "$p" || continue
+        left+=("$p")
+        k=$(ps -o pid= --ppid "$p" 2>/dev/null || true)
+        # shellcheck disable=SC2206,SC2086   # pids: split on purpose
+        if [[ -n "$k" ]]; then kids+=($k); kill -TERM $k 2>/dev/null || true
+        else kill -TERM "$p" 2>/dev/null || true; fi
+    done
+    deadline=$((SECONDS + 5))
+    while ((SECONDS < deadline)); do
+        k=0
+        for p in "${left[@]}"; do if alive "$p"; then k=1; break; fi; done
+        ((k)) || break
+        sleep 0.05
+    done
+    for p in "${left[@]}"; do
+        alive "$p" || continue
+        log "warning: process $p ($(ps -o args= -p "$p" 2>/dev/null | cut -c1-80)) ignored TERM; killing it"
+        # shellcheck disable=SC2046
+        for k in "${kids[@]}"; do kill -KILL $(ps -o pid= --ppid "$k" 2>/dev/null) "$k" 2>/dev/null || true; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
     PIDS=()
 }
 
@@ -265,7 +317,8 @@ run_one() {
 
     for ((i = 1; i <= n; i++)); do mkdir -p "$RUN/r$i/out" "$RUN/r$i/tmp"; done
 
-    local tx0 q0 l0
+    local tx0 q0 l0 load1
+    load1=$(cut -d' ' -f1 /proc/loadavg)
     tx0=$(timeout 20 "$LANLAB" txbytes s); q0=$(qdisc_drops); l0=$(loss_counters "$n")
 
     # receivers (http: the server first)
@@ -368,13 +421,22 @@ run_one() {
     local row
     row=$(printf '%s\t' "$(date -u +%FT%TZ)" "$tool" "$n" "$CASE_LOSS" "$mbit" "$MIB" "$runi" "$status" \
         "$secs" "$done_n" "$md5ok/$n" "$ratio" "$scpu" "$rcpu" "$srss" "$rrss" "$lossm" "$((q1 - q0))" "$src")
-    row+="$first"
+    row+="$first"$'\t'"$load1"$'\t'"$IDLE"$'\t'"$EDM_BUILD"
     printf '%s\n' "$row" >>"$OUT"
     printf '%s\n' "$row"
     if [[ "$status" != ok ]]; then
-        log "$tool run $runi: $status (logs: ${KEEP_WORK/1/$RUN}; the last lines of the sender's:)"
-        tail -n 3 "$RUN/sender.log" 2>/dev/null | sed 's/^/compare:   /' >&2 || true
-        if [[ "$KEEP_WORK" == 1 ]]; then mv "$RUN" "$WORK/failed-$tool-$n-$CASE_LOSS-$mbit-$runi-$$-$RANDOM"; fi
+        log "$tool, N=$n, loss $CASE_LOSS, run $runi: $status ($done_n/$n complete); the last lines of the logs:"
+        for i in sender r1; do
+            tr '\r' '\n' <"$RUN/$i.log" 2>/dev/null | grep -v '^\s*$' | tail -n 3 | cut -c1-160 |
+                sed "s/^/compare:   $i: /" >&2 || true
+        done
+    fi
+    if [[ "$KEEP_WORK" == 1 ]]; then      # keep the logs and time reports, not the copies
+        local keep="$WORK/runs/$tool-n$n-$CASE_LOSS-${mbit}M-run$runi"
+        rm -rf "$keep"; mkdir -p "$WORK/runs"
+        find "$RUN" -name "$name" -type f -delete
+        mv "$RUN" "$keep"
+        [[ "$status" == ok ]] || log "logs kept in $keep"
     fi
     rm -rf "$RUN"
 }
@@ -383,6 +445,12 @@ run_one() {
 mkdir -p "$(dirname "$OUT")" "$(dirname "$PNG")"
 if [[ ! -s "$OUT" ]]; then printf '%s\n' "$HEADER" >"$OUT"
 elif [[ "$(head -n1 "$OUT")" != "$HEADER" ]]; then die "$OUT has another header; move it away or set OUT"; fi
+
+# A copy of the binary: a rebuild during the benchmark cannot change what is measured.
+cp "$EDM" "$WORK/edm-cast"
+EDM_BUILD="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')/$(date -u -r "$EDM" +%FT%TZ)"
+log "edm-cast: $EDM (git/binary time: $EDM_BUILD)"
+EDM="$WORK/edm-cast"
 
 SRC="$WORK/src/image.bin"
 mkdir -p "$WORK/src"
@@ -404,12 +472,17 @@ for mbit in $RATES; do
             timeout 300 "$LANLAB" up "$n" "${mbit}mbit" "${up_loss[@]}" 9>&- 2>"$WORK/lanlab.log" ||
                 { cat "$WORK/lanlab.log" >&2; die "lanlab up $n ${mbit}mbit ${up_loss[*]} failed"; }
             if [[ "$CASE_LOSS" == burst ]]; then
-                "$BENCH/burstloss.sh" up "$n" "$BURST_PPM" "$BURST_MS" || die "burst loss rules failed"
+                # BURST_PPM is per packet at 100 Mbit/s: scaled so that bursts start as often per
+                # second at other rates (about the same loss; a burst is a span of time, see burstloss.sh)
+                burst_ppm=$(awk -v p="$BURST_PPM" -v r="$mbit" 'BEGIN { printf "%d", p * 100 / r + 0.5 }')
+                "$BENCH/burstloss.sh" up "$n" "$burst_ppm" "$BURST_MS" || die "burst loss rules failed"
             fi
             unlock
             for ((run = 1; run <= RUNS; run++)); do
                 for tool in $TOOLS; do
+                    wait_quiet
                     lock
+                    IDLE=$(idle_pct)        # the second just before the run, for the record
                     run_one "$tool" "$n" "$mbit" "$run"
                     unlock
                 done

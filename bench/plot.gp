@@ -7,10 +7,10 @@ if (!exists("tools")) tools = "edm-cast udpcast uftp http"
 if (!exists("out")) out = "compare.png"
 if (!exists("subtitle")) subtitle = ""
 
-set terminal pngcairo size 1400,560 font "sans,11"
+set terminal pngcairo size 1400,600 font "sans,11"
 set output out
 set datafile separator "\t"
-set key top left
+set key below horizontal center
 set grid ytics mytics
 set logscale y
 set xlabel "loss toward each receiver (mixed: one receiver 20%, the others 1%)"

@@ -130,6 +130,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         path: args.file.clone(),
         group: args.group,
         pacer: Pacer::new(args.rate),
+        min_sleep: Duration::from_secs_f64((8.0 * 1500.0 * 8.0 / args.rate.0).min(0.001)),
         view: SenderView::new(),
         aborted: false,
     };
@@ -149,6 +150,8 @@ struct Session {
     path: PathBuf,
     group: Group,
     pacer: Pacer,
+    /// The shortest pause between batches: 8 datagrams' time at the configured rate, at most 1 ms.
+    min_sleep: Duration,
     view: SenderView,
     aborted: bool,
 }
@@ -196,7 +199,9 @@ impl Session {
                 // millisecond timer, so the stream stays smooth and the rate is kept.
                 let delay = self.pacer.delay();
                 if delay < Duration::from_millis(2) {
-                    std::thread::sleep(delay);
+                    // Sleeping for at least a few datagrams' time (at most 1 ms) saves wake-ups at
+                    // low rates; the pacer's credit lets the batch out after it.
+                    std::thread::sleep(delay.max(self.min_sleep));
                     // Lets the runtime poll its reactor, so the socket's readiness stays current.
                     tokio::task::yield_now().await;
                     continue;
