@@ -19,7 +19,7 @@ use bytes::BufMut;
 /// First two bytes of every edm-cast datagram.
 pub const MAGIC: [u8; 2] = [0xED, 0xC5];
 /// The protocol version this crate speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the common header: magic, version, type, session id.
 pub const HEADER_LEN: usize = 8;
 /// Largest datagram edm-cast ever sends or accepts (fits a 1500-byte MTU under IPv4 and IPv6).
@@ -245,8 +245,9 @@ mod tests {
     fn samples() -> Vec<Packet<'static>> {
         vec![
             Packet::Announce(Announce {
-                file_size: 67_108_864,
-                md5: [7; 16],
+                file_size: Some(67_108_864),
+                md5: Some([7; 16]),
+                padded: false,
                 symbol_size: 1408,
                 block_symbols: 1024,
                 interleave: 8,
@@ -255,8 +256,9 @@ mod tests {
                 name: "ubuntu.iso".into(),
             }),
             Packet::Announce(Announce {
-                file_size: 0,
-                md5: [0; 16],
+                file_size: None,
+                md5: None,
+                padded: true,
                 symbol_size: 16,
                 block_symbols: 1,
                 interleave: 1,
@@ -265,8 +267,9 @@ mod tests {
                 name: String::new(),
             }),
             Packet::Announce(Announce {
-                file_size: u64::MAX >> 8,
-                md5: [1; 16],
+                file_size: Some(u64::MAX >> 8),
+                md5: None,
+                padded: true,
                 symbol_size: 1408,
                 block_symbols: 4096,
                 interleave: 4,
@@ -339,8 +342,8 @@ mod tests {
         assert_eq!(Packet::parse(b"GET / HTTP/1.1"), Err(ParseError::Foreign));
         assert_eq!(Packet::parse(&[]), Err(ParseError::Foreign));
         let mut v = Packet::Ack(Ack { receiver: 1 }).to_vec(9);
-        v[2] = 2;
-        assert_eq!(Packet::parse(&v), Err(ParseError::Version(2)));
+        v[2] = 1;
+        assert_eq!(Packet::parse(&v), Err(ParseError::Version(1)));
         v[2] = VERSION;
         v[3] = 0x7F;
         assert_eq!(Packet::parse(&v), Err(ParseError::UnknownType(0x7F)));
@@ -352,11 +355,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn announce_flags_have_one_encoding() {
+        let good = Packet::Announce(Announce {
+            file_size: None,
+            md5: None,
+            padded: true,
+            symbol_size: 1408,
+            block_symbols: 1024,
+            interleave: 8,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5007 },
+            name: "a".into(),
+        })
+        .to_vec(1);
+        assert!(Packet::parse(&good).is_ok());
+        // flags at offset 32: MD5 without size, unknown bits; then a size that is "unknown".
+        for flags in [0x02, 0x06, 0x08, 0x80] {
+            let mut v = good.clone();
+            v[32] = flags;
+            assert_eq!(Packet::parse(&v), Err(ParseError::Invalid("flags")), "{flags:#x}");
+        }
+        let mut v = good.clone();
+        v[15] = 1;
+        assert_eq!(Packet::parse(&v), Err(ParseError::Invalid("flags")));
+    }
+
     /// The example in PROTOCOL.md, byte for byte.
     #[test]
     fn spec_example_parses() {
         let bytes: [u8; 24] = [
-            0xED, 0xC5, 0x01, 0x02, // magic, version 1, DATA
+            0xED, 0xC5, 0x02, 0x02, // magic, version 2, DATA
             0x12, 0x34, 0x56, 0x78, // session
             0x00, 0x00, 0x00, 0x05, // block 5
             0x00, 0x00, 0x04, 0x01, // ESI 1025
