@@ -236,6 +236,8 @@ pub struct Sender {
     receivers: BTreeMap<u32, ReceiverInfo>,
     next_announce: Instant,
     acks: VecDeque<(SocketAddr, u32)>,
+    /// The session does not end before this (see `hold_until`).
+    hold: Option<Instant>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
 }
@@ -300,6 +302,7 @@ impl Sender {
             receivers: BTreeMap::new(),
             next_announce: now,
             acks: VecDeque::new(),
+            hold: None,
             events: VecDeque::new(),
             stats: SenderStats::default(),
         };
@@ -356,6 +359,12 @@ impl Sender {
             self.open_window(p.start, now);
         }
         self.maybe_start(now);
+    }
+
+    /// Keeps the session open until `t` even if every receiver it knows is done: a receiver was
+    /// just told to join (the download manager's OFFER) and has not said hello yet.
+    pub fn hold_until(&mut self, t: Instant) {
+        self.hold = self.hold.max(Some(t));
     }
 
     /// Whether the whole source is readable, and its size and MD5 known.
@@ -515,6 +524,9 @@ impl Sender {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.hold.is_some_and(|h| now >= h) {
+            self.hold = None;
+        }
         for r in self.receivers.values_mut() {
             if r.pending()
                 && now.saturating_duration_since(r.last_heard) > self.cfg.receiver_timeout
@@ -544,6 +556,9 @@ impl Sender {
         }
         if let (Some(done), true) = (self.pass_done_at, self.receivers.is_empty()) {
             t = t.min(done + self.cfg.linger);
+        }
+        if let Some(hold) = self.hold {
+            t = t.min(hold);
         }
         Some(t)
     }
@@ -795,7 +810,7 @@ impl Sender {
     /// Ends the session once no known receiver is still expected (all done, failed or dropped); with
     /// none known at all, the linger time after the first pass.
     fn maybe_finish(&mut self, now: Instant) {
-        if self.phase != Phase::Sending {
+        if self.phase != Phase::Sending || self.hold.is_some() {
             return;
         }
         // Receivers known and none still expected: over, even mid-pass (they all had the file).

@@ -31,6 +31,40 @@ impl FeedbackAddr {
             FeedbackAddr::V6(ip, port) => SocketAddr::new(ip.into(), port),
         }
     }
+
+    /// Port (2 bytes), family (1: 0, 4 or 6), then the address (0, 4 or 16 bytes).
+    pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, ParseError> {
+        let port = r.u16()?;
+        let addr = match r.u8()? {
+            0 => FeedbackAddr::Source { port },
+            4 => FeedbackAddr::V4(Ipv4Addr::from(r.array::<4>()?), port),
+            6 => FeedbackAddr::V6(Ipv6Addr::from(r.array::<16>()?), port),
+            _ => return Err(ParseError::Invalid("feedback address family")),
+        };
+        if port == 0 {
+            return Err(ParseError::Invalid("feedback port"));
+        }
+        Ok(addr)
+    }
+
+    pub(crate) fn write(&self, out: &mut impl BufMut) {
+        match *self {
+            FeedbackAddr::Source { port } => {
+                out.put_u16(port);
+                out.put_u8(0);
+            }
+            FeedbackAddr::V4(ip, port) => {
+                out.put_u16(port);
+                out.put_u8(4);
+                out.put_slice(&ip.octets());
+            }
+            FeedbackAddr::V6(ip, port) => {
+                out.put_u16(port);
+                out.put_u8(6);
+                out.put_slice(&ip.octets());
+            }
+        }
+    }
 }
 
 /// `flags` bits.
@@ -68,13 +102,7 @@ impl Announce {
         let block_symbols = r.u16()?;
         let interleave = r.u16()?;
         let sent_blocks = r.u32()?;
-        let port = r.u16()?;
-        let feedback = match r.u8()? {
-            0 => FeedbackAddr::Source { port },
-            4 => FeedbackAddr::V4(Ipv4Addr::from(r.array::<4>()?), port),
-            6 => FeedbackAddr::V6(Ipv6Addr::from(r.array::<16>()?), port),
-            _ => return Err(ParseError::Invalid("feedback address family")),
-        };
+        let feedback = FeedbackAddr::parse(r)?;
         let name_len = r.u16()? as usize;
         let name = r.text(name_len, MAX_NAME_LEN, "name")?;
         if !(MIN_SYMBOL_SIZE..=super::MAX_SYMBOL_SIZE).contains(&symbol_size) {
@@ -85,9 +113,6 @@ impl Announce {
         }
         if interleave == 0 {
             return Err(ParseError::Invalid("interleave"));
-        }
-        if port == 0 {
-            return Err(ParseError::Invalid("feedback port"));
         }
         // One encoding per meaning: unknown fields are zero, and an MD5 needs the size.
         let size_known = flags & SIZE_KNOWN != 0;
@@ -125,22 +150,7 @@ impl Announce {
         out.put_u16(self.block_symbols);
         out.put_u16(self.interleave);
         out.put_u32(self.sent_blocks);
-        match self.feedback {
-            FeedbackAddr::Source { port } => {
-                out.put_u16(port);
-                out.put_u8(0);
-            }
-            FeedbackAddr::V4(ip, port) => {
-                out.put_u16(port);
-                out.put_u8(4);
-                out.put_slice(&ip.octets());
-            }
-            FeedbackAddr::V6(ip, port) => {
-                out.put_u16(port);
-                out.put_u8(6);
-                out.put_slice(&ip.octets());
-            }
-        }
+        self.feedback.write(out);
         let name = super::feedback::truncate_utf8(&self.name, MAX_NAME_LEN);
         out.put_u16(name.len() as u16);
         out.put_slice(name.as_bytes());

@@ -6,6 +6,7 @@
 mod announce;
 mod data;
 mod feedback;
+mod request;
 
 pub use announce::{Announce, FeedbackAddr, MAX_BLOCK_SYMBOLS, MAX_NAME_LEN, MIN_SYMBOL_SIZE};
 pub use data::{DATA_OVERHEAD, Data, MAX_ESI};
@@ -13,6 +14,8 @@ pub use feedback::{
     Ack, End, EndReason, MAX_NEED_ENTRIES, MAX_RECEIVER_NAME, Need, NeedEntry, ReceiverState,
     Status,
 };
+
+pub use request::{MAX_REASON_LEN, MAX_URL_LEN, Offer, Refuse, Request, Server};
 
 use bytes::BufMut;
 
@@ -52,6 +55,10 @@ pub enum PacketType {
     Ack = 0x04,
     Status = 0x10,
     Need = 0x11,
+    Server = 0x20,
+    Request = 0x21,
+    Offer = 0x22,
+    Refuse = 0x23,
 }
 
 impl PacketType {
@@ -63,6 +70,10 @@ impl PacketType {
             0x04 => Self::Ack,
             0x10 => Self::Status,
             0x11 => Self::Need,
+            0x20 => Self::Server,
+            0x21 => Self::Request,
+            0x22 => Self::Offer,
+            0x23 => Self::Refuse,
             other => return Err(ParseError::UnknownType(other)),
         })
     }
@@ -108,6 +119,10 @@ pub enum Packet<'a> {
     Ack(Ack),
     Status(Status),
     Need(Need),
+    Server(Server),
+    Request(Request),
+    Offer(Offer),
+    Refuse(Refuse),
 }
 
 impl<'a> Packet<'a> {
@@ -127,6 +142,10 @@ impl<'a> Packet<'a> {
             PacketType::Ack => Packet::Ack(Ack::parse(&mut r)?),
             PacketType::Status => Packet::Status(Status::parse(&mut r)?),
             PacketType::Need => Packet::Need(Need::parse(&mut r)?),
+            PacketType::Server => Packet::Server(Server::parse(&mut r)?),
+            PacketType::Request => Packet::Request(Request::parse(&mut r)?),
+            PacketType::Offer => Packet::Offer(Offer::parse(&mut r)?),
+            PacketType::Refuse => Packet::Refuse(Refuse::parse(&mut r)?),
         };
         r.finish()?;
         Ok((header.session, packet))
@@ -140,6 +159,10 @@ impl<'a> Packet<'a> {
             Packet::Ack(_) => PacketType::Ack,
             Packet::Status(_) => PacketType::Status,
             Packet::Need(_) => PacketType::Need,
+            Packet::Server(_) => PacketType::Server,
+            Packet::Request(_) => PacketType::Request,
+            Packet::Offer(_) => PacketType::Offer,
+            Packet::Refuse(_) => PacketType::Refuse,
         }
     }
 
@@ -157,6 +180,10 @@ impl<'a> Packet<'a> {
             Packet::Ack(p) => p.write(out),
             Packet::Status(p) => p.write(out),
             Packet::Need(p) => p.write(out),
+            Packet::Server(p) => p.write(out),
+            Packet::Request(p) => p.write(out),
+            Packet::Offer(p) => p.write(out),
+            Packet::Refuse(p) => p.write(out),
         }
     }
 
@@ -309,6 +336,22 @@ mod tests {
                         seen: 0,
                     },
                 ],
+            }),
+            Packet::Server(Server {
+                requests: FeedbackAddr::Source { port: 5006 },
+            }),
+            Packet::Request(Request {
+                request: 7,
+                url: "https://example.org/ubuntu-24.04.iso".into(),
+            }),
+            Packet::Offer(Offer {
+                request: 7,
+                session: 0xABCD_0001,
+                port: 5008,
+            }),
+            Packet::Refuse(Refuse {
+                request: 7,
+                reason: "10.0.0.5 is a private address".into(),
             }),
         ]
     }
