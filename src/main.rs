@@ -3,14 +3,19 @@
 //! The protocol lives in the `edm-cast-proto` crate (`proto/`); this binary is the shell around it:
 //! command line, sockets, pacing, files and the terminal.
 
+mod cache;
 mod datapath;
 mod digest;
 mod error;
+mod fetch;
 mod net;
 mod output;
 mod pace;
+mod policy;
 mod recv;
 mod send;
+mod session;
+mod source;
 mod ui;
 mod verify;
 

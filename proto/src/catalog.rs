@@ -44,8 +44,13 @@ pub enum Reply {
 #[derive(Debug)]
 enum Entry {
     /// The shell is setting the session up; these requesters wait for the answer.
-    Starting { waiting: Vec<(SocketAddr, u32)> },
-    Running { session: u32, port: u16 },
+    Starting {
+        waiting: Vec<(SocketAddr, u32)>,
+    },
+    Running {
+        session: u32,
+        port: u16,
+    },
 }
 
 pub struct Catalog {
@@ -205,14 +210,22 @@ mod tests {
     fn requests_that_arrive_together_start_one_session_and_all_get_it() {
         let t = Instant::now();
         let mut c = Catalog::new(CatalogConfig::default(), t);
-        assert!(matches!(replies(&mut c, t)[..], [(Reply::Group, Packet::Server(_))]));
-        let (a, b): (SocketAddr, SocketAddr) =
-            ("10.0.0.2:40000".parse().unwrap(), "10.0.0.3:40000".parse().unwrap());
+        assert!(matches!(
+            replies(&mut c, t)[..],
+            [(Reply::Group, Packet::Server(_))]
+        ));
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.2:40000".parse().unwrap(),
+            "10.0.0.3:40000".parse().unwrap(),
+        );
         let url = "http://mirror/x.iso";
         c.handle_datagram(t, a, &request(1, url));
         c.handle_datagram(t, b, &request(9, url));
         c.handle_datagram(t, a, &request(1, url)); // a retry
-        assert_eq!(c.poll_event(), Some(CatalogEvent::Start { url: url.into() }));
+        assert_eq!(
+            c.poll_event(),
+            Some(CatalogEvent::Start { url: url.into() })
+        );
         assert_eq!(c.poll_event(), None);
         assert!(replies(&mut c, t).is_empty());
         c.started(url, 77, 5008);
@@ -236,7 +249,10 @@ mod tests {
         // After the session, the next request starts a new one.
         c.ended(url);
         c.handle_datagram(t, b, &request(11, url));
-        assert_eq!(c.poll_event(), Some(CatalogEvent::Start { url: url.into() }));
+        assert_eq!(
+            c.poll_event(),
+            Some(CatalogEvent::Start { url: url.into() })
+        );
         c.refused(url, "404 Not Found");
         assert!(matches!(
             &replies(&mut c, t)[..],

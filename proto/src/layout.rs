@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn padded_blocks_keep_k_when_the_size_arrives() {
         let open = Layout::open(1408, 1024).unwrap();
-        assert_eq!((open.file_size(), open.len(7), open.symbols(7)), (None, 1408 * 1024, 1024));
+        assert_eq!(
+            (open.file_size(), open.len(7), open.symbols(7)),
+            (None, 1408 * 1024, 1024)
+        );
         let l = open.finish(1408 * 1024 + 1).unwrap();
         assert!(l.padded());
         assert_eq!((l.num_blocks(), l.symbols(1), l.len(1)), (2, 1024, 1));

@@ -15,11 +15,11 @@ pub mod rng;
 pub mod sender;
 pub mod wire;
 
+pub use catalog::{Catalog, CatalogConfig, CatalogEvent, Reply};
 pub use codec::DecodeJob;
 pub use counters::Counters;
 pub use layout::{Layout, LayoutError};
 pub use receiver::{ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
-pub use catalog::{Catalog, CatalogConfig, CatalogEvent, Reply};
 pub use requester::{Answer, Requester};
 pub use sender::{
     ConfigError, Destination, FileInfo, Sender, SenderConfig, SenderEvent, SenderStats, SourceError,

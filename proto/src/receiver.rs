@@ -95,7 +95,10 @@ pub enum ReceiverEvent {
     Decode(DecodeJob),
     /// Every block is decoded: the shell cuts the file to `size`, checks that its MD5 is `md5`,
     /// and calls `verified`.
-    Complete { size: u64, md5: [u8; 16] },
+    Complete {
+        size: u64,
+        md5: [u8; 16],
+    },
     /// The sender acknowledged (or the linger ran out): the receiver is done.
     Finished,
     Failed(ReceiveError),
@@ -414,7 +417,8 @@ impl Receiver {
             return;
         }
         if s.blocks.len() <= d.block as usize {
-            s.blocks.resize_with(d.block as usize + 1, || BlockRx::Empty);
+            s.blocks
+                .resize_with(d.block as usize + 1, || BlockRx::Empty);
         }
         s.max_block_seen = Some(s.max_block_seen.map_or(d.block, |m| m.max(d.block)));
         s.tick += 1;

@@ -12,7 +12,10 @@ pub const REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// Join `session` on the group at `port`.
-    Offer { session: u32, port: u16 },
+    Offer {
+        session: u32,
+        port: u16,
+    },
     Refused(String),
 }
 
@@ -71,7 +74,9 @@ impl Requester {
     }
 
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        let to = self.server.filter(|_| self.answer.is_none() && now >= self.next_request)?;
+        let to = self
+            .server
+            .filter(|_| self.answer.is_none() && now >= self.next_request)?;
         self.next_request = now + REQUEST_INTERVAL;
         buf.clear();
         Packet::Request(Request {
@@ -117,7 +122,13 @@ mod tests {
             port: 9,
         });
         r.handle_datagram(to, &mine.to_vec(0));
-        assert_eq!(r.answer(), Some(&Answer::Offer { session: 1, port: 9 }));
+        assert_eq!(
+            r.answer(),
+            Some(&Answer::Offer {
+                session: 1,
+                port: 9
+            })
+        );
         assert_eq!(r.poll_timeout(), None);
     }
 }

@@ -320,13 +320,21 @@ impl Sender {
     }
 
     /// The source is complete: `size` bytes with this MD5. The final ANNOUNCE goes out at once.
-    pub fn source_ended(&mut self, now: Instant, size: u64, md5: [u8; 16]) -> Result<(), SourceError> {
+    pub fn source_ended(
+        &mut self,
+        now: Instant,
+        size: u64,
+        md5: [u8; 16],
+    ) -> Result<(), SourceError> {
         if self.source_done {
             return Ok(());
         }
         match self.layout.file_size() {
             Some(announced) if announced != size => {
-                return Err(SourceError::SizeMismatch { announced, got: size });
+                return Err(SourceError::SizeMismatch {
+                    announced,
+                    got: size,
+                });
             }
             Some(_) => {}
             None => {

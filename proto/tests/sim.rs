@@ -95,7 +95,10 @@ enum Source {
     /// All there from the start.
     File,
     /// Arriving at this many bytes per second (a download), its size known from the start or not.
-    Growing { bytes_per_sec: u64, size_known: bool },
+    Growing {
+        bytes_per_sec: u64,
+        size_known: bool,
+    },
 }
 
 fn run(file: &[u8], peers: &[Peer], cfg: SenderConfig, limit: Duration) -> Outcome {
@@ -167,7 +170,9 @@ fn run_from(
         {
             let arrived = (bytes_per_sec as u128 * (now - t0).as_micros() / 1_000_000) as u64;
             if arrived >= file.len() as u64 {
-                sender.source_ended(now, file.len() as u64, [0; 16]).unwrap();
+                sender
+                    .source_ended(now, file.len() as u64, [0; 16])
+                    .unwrap();
             } else {
                 sender.source_grew(now, arrived);
             }

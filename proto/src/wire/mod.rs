@@ -417,7 +417,11 @@ mod tests {
         for flags in [0x02, 0x06, 0x08, 0x80] {
             let mut v = good.clone();
             v[32] = flags;
-            assert_eq!(Packet::parse(&v), Err(ParseError::Invalid("flags")), "{flags:#x}");
+            assert_eq!(
+                Packet::parse(&v),
+                Err(ParseError::Invalid("flags")),
+                "{flags:#x}"
+            );
         }
         let mut v = good.clone();
         v[15] = 1;
