@@ -41,7 +41,6 @@ pub struct Download {
     pub name: String,
     /// From Content-Length, if the server sent one.
     pub size: Option<u64>,
-    pub validators: Validators,
     pub progress: watch::Receiver<Progress>,
 }
 
@@ -122,7 +121,7 @@ pub fn start(
         agent: agent.clone(),
         url: url.to_owned(),
         size,
-        validators: validators.clone(),
+        validators,
         spool,
         spool_path,
     };
@@ -147,7 +146,6 @@ pub fn start(
     Ok(Fetched::Started(Download {
         name,
         size,
-        validators,
         progress: rx,
     }))
 }
@@ -278,15 +276,24 @@ fn fetch_error(url: &str, e: ureq::Error) -> Error {
     let why = match e {
         ureq::Error::Status(code, resp) => format!("{code} {}", resp.status_text()),
         ureq::Error::Transport(t) => {
-            let mut why = t.to_string();
-            // The policy's refusal is the useful part of a connection error.
-            if let Some(src) = std::error::Error::source(&t) {
-                let src = src.to_string();
-                if !why.contains(&src) {
-                    why = format!("{why}: {src}");
+            // The policy's refusal, an io error deep in the chain, is the whole story.
+            let mut source = std::error::Error::source(&t);
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<io::Error>()
+                    && io.kind() == io::ErrorKind::PermissionDenied
+                {
+                    return Error::Fetch {
+                        url: url.into(),
+                        why: io.to_string(),
+                    };
                 }
+                source = e.source();
             }
-            why
+            match (t.message(), std::error::Error::source(&t)) {
+                (Some(m), _) => format!("{}: {m}", t.kind()),
+                (None, Some(s)) => format!("{}: {s}", t.kind()),
+                (None, None) => t.kind().to_string(),
+            }
         }
     };
     Error::Fetch {

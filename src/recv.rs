@@ -354,7 +354,7 @@ impl Listener {
                         if let Some(bar) = &bar {
                             bar.abandon();
                         }
-                        return Err(Error::Protocol(e.to_string()));
+                        return Err(Error::Receive(e));
                     }
                 }
             }

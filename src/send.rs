@@ -67,7 +67,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let wait = args.wait.map(|w| secs(w, "--wait")).transpose()?;
     let drop_after = secs(args.drop_after, "--drop-after")?;
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let socket = net::sender_socket(args.group, iface, args.ttl)?;
+    let socket = net::sender_socket(args.group, iface, args.ttl, 0)?;
 
     let mut source = if fetch::is_url(&args.source) {
         let cache = args

@@ -15,6 +15,8 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -29,6 +31,9 @@ pub struct Session {
     aborted: bool,
     /// Why the source failed (a download that broke off for good).
     failure: Option<String>,
+    /// `serve`: this session's share of the link (bit/s), and "someone was told to join: wait".
+    shared_rate: Option<Arc<AtomicU64>>,
+    hold: Option<watch::Receiver<Instant>>,
 }
 
 /// Datagrams sent between two looks at the feedback socket.
@@ -45,7 +50,16 @@ impl Session {
             view,
             aborted: false,
             failure: None,
+            shared_rate: None,
+            hold: None,
         }
+    }
+
+    /// For `serve`: the rate follows `rate` (bit/s), and the session stays open until the time
+    /// `hold` says (a student was just offered it).
+    pub fn share(&mut self, rate: Arc<AtomicU64>, hold: watch::Receiver<Instant>) {
+        self.shared_rate = Some(rate);
+        self.hold = Some(hold);
     }
 
     /// Runs the session to its end. `ctrl_c`: whether Ctrl-C aborts it (not in `serve`, which
@@ -64,6 +78,15 @@ impl Session {
         loop {
             let now = Instant::now();
             self.feed(now);
+            if let Some(rate) = &self.shared_rate {
+                self.pacer
+                    .set_rate(Rate(rate.load(Ordering::Relaxed) as f64));
+            }
+            if let Some(hold) = &mut self.hold
+                && hold.has_changed().unwrap_or(false)
+            {
+                self.sender.hold_until(*hold.borrow_and_update());
+            }
             loop {
                 let sender = &mut self.sender;
                 match inbox.try_recv(&socket, |from, d| sender.handle_datagram(now, from, d)) {

@@ -32,6 +32,8 @@ pub enum CatalogEvent {
     /// A URL nobody is receiving yet was asked for: check it, start a session, and call `started`
     /// (or `refused`).
     Start { url: String },
+    /// Someone was told to join the session of `url`: it should wait for their hello.
+    Offered { url: String },
 }
 
 /// Where a datagram goes.
@@ -91,6 +93,8 @@ impl Catalog {
                     port: *port,
                 };
                 self.out.push_back((from, Packet::Offer(offer)));
+                self.events
+                    .push_back(CatalogEvent::Offered { url: request.url });
             }
             Some(Entry::Starting { waiting }) => {
                 // A repeated request (its answer is not out yet) is not a second requester.
@@ -244,7 +248,10 @@ mod tests {
         );
         // A late request joins the running session at once.
         c.handle_datagram(t, b, &request(10, url));
-        assert_eq!(c.poll_event(), None);
+        assert_eq!(
+            c.poll_event(),
+            Some(CatalogEvent::Offered { url: url.into() })
+        );
         assert_eq!(replies(&mut c, t).len(), 1);
         // After the session, the next request starts a new one.
         c.ended(url);
