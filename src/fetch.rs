@@ -174,7 +174,7 @@ impl Job {
                 Ok(0) => match self.size {
                     Some(size) if at < size => io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("the connection closed at byte {at} of {size}"),
+                        format!("the connection closed at byte {at} of {size} (Content-Length)"),
                     ),
                     _ => break,
                 },
@@ -199,10 +199,11 @@ impl Job {
                 ));
             }
             tracing::warn!("{}: {dropped}; resuming at byte {at}", self.url);
-            std::thread::sleep(Duration::from_millis(250 << failures.min(4)));
+            std::thread::sleep(Duration::from_millis(100 << failures.min(4)));
             match self.resume(at) {
                 Ok(b) => body = b,
-                Err(e) => tracing::warn!("{}: resume failed: {e}", self.url),
+                Err(Resume::Retry(e)) => tracing::warn!("{}: resume failed: {e}", self.url),
+                Err(Resume::Fatal(e)) => return Err(format!("{}: {e}", self.url)),
             }
         }
         if let Some(size) = self.size
@@ -219,7 +220,7 @@ impl Job {
     /// The rest of the resource from byte `at`: a 206 for exactly that range, or (a server that
     /// ignores Range) the whole resource again with the first `at` bytes skipped, provided it has
     /// not changed.
-    fn resume(&self, at: u64) -> Result<Box<dyn Read + Send + Sync>, String> {
+    fn resume(&self, at: u64) -> Result<Box<dyn Read + Send + Sync>, Resume> {
         let mut req = self
             .agent
             .get(&self.url)
@@ -234,9 +235,19 @@ impl Job {
         {
             req = req.set("If-Range", v);
         }
-        let resp = req
-            .call()
-            .map_err(|e| fetch_error(&self.url, e).to_string())?;
+        let resp = match req.call() {
+            Ok(r) => r,
+            // Nothing there from `at` on: the resource is shorter than the server first said.
+            Err(ureq::Error::Status(416, _)) => {
+                return Err(Resume::Fatal(match self.size {
+                    Some(size) => {
+                        format!("the server said Content-Length {size} but has only {at} bytes")
+                    }
+                    None => format!("the server has no bytes past {at} (416)"),
+                }));
+            }
+            Err(e) => return Err(Resume::Retry(fetch_error(&self.url, e).to_string())),
+        };
         let changed = validators(&resp) != self.validators;
         match resp.status() {
             206 => {
@@ -246,22 +257,30 @@ impl Job {
                     .and_then(|r| r.split('-').next())
                     .and_then(|s| s.trim().parse::<u64>().ok());
                 if start != Some(at) {
-                    return Err(format!("the server resumed at the wrong place ({start:?})"));
+                    return Err(Resume::Fatal(format!(
+                        "the server resumed at the wrong place ({start:?}, not {at})"
+                    )));
                 }
                 Ok(resp.into_reader())
             }
-            200 if changed => Err(format!(
-                "{}: the resource changed during the download; start again",
-                self.url
+            200 if changed => Err(Resume::Fatal(
+                "the resource changed during the download; start again".into(),
             )),
             200 => {
                 let mut body = resp.into_reader();
-                io::copy(&mut (&mut body).take(at), &mut io::sink()).map_err(|e| e.to_string())?;
+                io::copy(&mut (&mut body).take(at), &mut io::sink())
+                    .map_err(|e| Resume::Retry(e.to_string()))?;
                 Ok(body)
             }
-            s => Err(format!("answer {s} to a Range request")),
+            s => Err(Resume::Retry(format!("answer {s} to a Range request"))),
         }
     }
+}
+
+/// Why a resume failed: worth another try, or not.
+enum Resume {
+    Retry(String),
+    Fatal(String),
 }
 
 fn validators(resp: &ureq::Response) -> Validators {

@@ -7,6 +7,7 @@ Last-Modified, If-None-Match -> 304, Range -> 206, If-Range) and faults on reque
   --chunked        no Content-Length: the body is sent chunked (size unknown to the client)
   --drop-at N      the first full (non-Range) GET of each file is cut after N body bytes
   --lie            Content-Length claims 1000 bytes more than the file has
+  --rate B         send each response at most B bytes per second (a slow WAN without a lab)
   --log FILE       one line per request: METHOD PATH RANGE STATUS
 
 Stdlib only. Bound to --bind (default 127.0.0.1); stops after --max-secs (default 600).
@@ -17,6 +18,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 args = None
@@ -97,8 +99,13 @@ class Handler(BaseHTTPRequestHandler):
         with open(path, "rb") as f:
             f.seek(start)
             sent = 0
+            t0 = time.monotonic()
             while sent < limit:
-                buf = f.read(min(256 * 1024, limit - sent))
+                if args.rate:
+                    ahead = sent / args.rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                buf = f.read(min(64 * 1024, limit - sent))
                 if not buf:
                     break
                 try:
@@ -129,6 +136,7 @@ def main():
     p.add_argument("--drop-at", type=int)
     p.add_argument("--lie", action="store_true")
     p.add_argument("--log")
+    p.add_argument("--rate", type=float)
     p.add_argument("--max-secs", type=float, default=600)
     args = p.parse_args()
     srv = ThreadingHTTPServer((args.bind, args.port), Handler)
