@@ -308,11 +308,14 @@ fn fetch_error(url: &str, e: ureq::Error) -> Error {
                 }
                 source = e.source();
             }
-            match (t.message(), std::error::Error::source(&t)) {
-                (Some(m), _) => format!("{}: {m}", t.kind()),
-                (None, Some(s)) => format!("{}: {s}", t.kind()),
-                (None, None) => t.kind().to_string(),
+            let mut why = t.kind().to_string();
+            if let Some(m) = t.message() {
+                why = format!("{why}: {m}");
             }
+            if let Some(src) = std::error::Error::source(&t) {
+                why = format!("{why}: {src}");
+            }
+            why
         }
     };
     Error::Fetch {

@@ -194,3 +194,31 @@ fn get_refusals_say_why() {
         text(&o)
     );
 }
+
+#[test]
+fn send_url_errors_are_one_clear_line() {
+    let dir = TempDir::new("dl-errors");
+    let http = Http::start(&mut Command::new("env"), dir.path(), "127.0.0.1", &[]);
+    let cases = [
+        // TLS to a plain HTTP server: the handshake fails.
+        (format!("https://127.0.0.1:{}/x", http.port), "tls"),
+        (
+            format!("http://127.0.0.1:{}/missing.iso", http.port),
+            "404 Not Found",
+        ),
+    ];
+    for (url, want) in cases {
+        let o = Command::new(bin())
+            .args(["send", &url, "--iface", "lo", "--group", "239.77.2.7:47107"])
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{url}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("edm-cast: cannot download {url}: "))
+                && stderr.contains(want),
+            "{stderr}"
+        );
+    }
+}
