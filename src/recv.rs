@@ -114,9 +114,6 @@ enum Done {
 /// Decode jobs (each holding a block) at most in flight before the receiver stops reading.
 const MAX_JOBS: usize = 8;
 
-/// Progress shown while the size is unknown: blocks of the default size.
-const BLOCK_BYTES_HINT: u64 = 1408 * 1024;
-
 /// How long a receiver lets packets gather between reads.
 const COALESCE: Duration = Duration::from_millis(1);
 
@@ -248,11 +245,11 @@ impl Listener {
                         Done::Decoded(outcome) => {
                             jobs -= 1;
                             rx.handle_decoded(now, outcome);
-                            if let (Some(bar), Some((done, total))) = (&bar, rx.progress()) {
-                                match file.as_ref().and_then(|f| f.0.size) {
-                                    Some(size) => bar.set_position(size * done as u64 / total.max(1) as u64),
-                                    None => bar.set_position(done as u64 * BLOCK_BYTES_HINT),
-                                }
+                            if let (Some(bar), Some((info, _)), Some((done, _))) =
+                                (&bar, &file, rx.progress())
+                            {
+                                let at = done as u64 * info.block_bytes;
+                                bar.set_position(info.size.map_or(at, |size| at.min(size)));
                             }
                         }
                         Done::Verified(md5) => {
@@ -308,7 +305,7 @@ impl Listener {
                             info.size.map_or("size not known yet".into(), ui::bytes),
                             output.final_path.display()
                         );
-                        bar = Some(ui::byte_bar(info.size.unwrap_or(0), "receiving"));
+                        bar = Some(ui::byte_bar(info.size, "receiving"));
                         md5 = Some(RunningMd5::start(output.handle(), info.size.is_some()));
                         file = Some((info, output));
                     }
@@ -327,9 +324,7 @@ impl Listener {
                     },
                     ReceiverEvent::Complete { size, md5: want } => {
                         expected = Some((size, want));
-                        if let (Some(bar), true) =
-                            (&bar, bar.as_ref().is_some_and(|b| b.length() == Some(0)))
-                        {
+                        if let Some(bar) = &bar {
                             bar.set_length(size);
                         }
                         match (md5.take(), &file) {

@@ -50,7 +50,7 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
         )));
     }
     let size = meta.len();
-    let bar = ui::byte_bar(size, "md5");
+    let bar = ui::byte_bar(Some(size), "md5");
     let md5 = md5_file(path, |n| bar.set_position(n)).map_err(read_err)?;
     bar.finish_and_clear();
     Ok(Source {

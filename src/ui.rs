@@ -27,10 +27,11 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// A byte progress bar, drawn only on a terminal.
-pub fn byte_bar(total: u64, prefix: &str) -> ProgressBar {
+/// A byte progress bar, drawn only on a terminal; without a total (a download of unknown size)
+/// it shows bytes and speed until `set_length`.
+pub fn byte_bar(total: Option<u64>, prefix: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
-        Some(total),
+        total,
         if interactive() {
             ProgressDrawTarget::stderr()
         } else {

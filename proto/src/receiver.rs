@@ -67,6 +67,8 @@ pub struct SessionInfo {
     pub size: Option<u64>,
     /// `None` until the sender has the whole source.
     pub md5: Option<[u8; 16]>,
+    /// Bytes in a full block (T·K).
+    pub block_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -330,6 +332,7 @@ impl Receiver {
             name: session.announce.name.clone(),
             size: session.announce.file_size,
             md5: session.announce.md5,
+            block_bytes: layout.block_bytes(),
         }));
         self.phase = Phase::Receiving;
         self.session = Some(session);
