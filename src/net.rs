@@ -129,6 +129,17 @@ pub fn sender_socket(
     Ok(socket.into())
 }
 
+/// The port a socket was bound to (the sender's feedback port).
+pub fn local_port(socket: &std::net::UdpSocket) -> Result<u16, Error> {
+    socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Socket {
+            what: "cannot read the socket's port".into(),
+            source: e,
+        })
+}
+
 /// A receiver's group socket: joined on `iface`, bound to the group so other groups on the port
 /// stay out. Several receivers on one host may share the port.
 pub fn group_socket(group: Group, iface: Ipv4Addr) -> Result<std::net::UdpSocket, Error> {

@@ -11,12 +11,12 @@ use crate::policy::Policy;
 use crate::session::Session;
 use crate::source;
 use crate::ui::{self, SenderView};
+use edm_cast_proto::SenderConfig;
 use edm_cast_proto::wire::FeedbackAddr;
-use edm_cast_proto::{FileInfo, Sender, SenderConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -87,13 +87,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     if let Some(n) = &args.name {
         source.name = n.clone();
     }
-    let port = socket
-        .local_addr()
-        .map_err(|e| Error::Socket {
-            what: "cannot read the socket's port".into(),
-            source: e,
-        })?
-        .port();
+    let port = net::local_port(&socket)?;
     let session = crate::random_u64() as u32;
     let cfg = SenderConfig {
         session,
@@ -104,18 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         feedback: FeedbackAddr::Source { port },
         ..SenderConfig::default()
     };
-    let info = FileInfo {
-        name: source.name.clone(),
-        size: source.size,
-        md5: source.md5,
-    };
-    let now = Instant::now();
-    let sender = if source.feed.is_some() {
-        Sender::growing(cfg, info, now)
-    } else {
-        Sender::new(cfg, info, now)
-    }
-    .map_err(|e| Error::Usage(e.to_string()))?;
+    let sender = source.sender(cfg)?;
     eprintln!(
         "edm-cast: sending {} ({}, {}) to {} at {}, session {session:08x}; waiting for {} receiver(s){}",
         source.name,

@@ -13,7 +13,7 @@ use crate::session::Session;
 use crate::source;
 use crate::ui::{self, SenderView};
 use edm_cast_proto::wire::FeedbackAddr;
-use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, FileInfo, Reply, Sender, SenderConfig};
+use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
@@ -286,13 +286,7 @@ fn session(
         })?;
     let group = Group(SocketAddrV4::new(*shared.group.0.ip(), port));
     let socket = net::sender_socket(group, shared.iface, shared.ttl, 0)?;
-    let feedback = socket
-        .local_addr()
-        .map_err(|e| Error::Socket {
-            what: "cannot read the socket's port".into(),
-            source: e,
-        })?
-        .port();
+    let feedback = net::local_port(&socket)?;
     let id = crate::random_u64() as u32;
     let cfg = SenderConfig {
         session: id,
@@ -303,18 +297,7 @@ fn session(
         feedback: FeedbackAddr::Source { port: feedback },
         ..SenderConfig::default()
     };
-    let info = FileInfo {
-        name: source.name.clone(),
-        size: source.size,
-        md5: source.md5,
-    };
-    let now = Instant::now();
-    let sender = if source.feed.is_some() {
-        Sender::growing(cfg, info, now)
-    } else {
-        Sender::new(cfg, info, now)
-    }
-    .map_err(|e| Error::Usage(e.to_string()))?;
+    let sender = source.sender(cfg)?;
     eprintln!(
         "session {id:08x}: {url} ({}, from {}) on port {port}",
         source.size.map_or("size not known yet".into(), ui::bytes),

@@ -6,9 +6,11 @@ use crate::digest::md5_file;
 use crate::error::Error;
 use crate::fetch::{self, Fetched, Progress};
 use crate::ui;
+use edm_cast_proto::{FileInfo, Sender, SenderConfig};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::watch;
 
 pub struct Source {
@@ -24,6 +26,23 @@ pub struct Source {
     /// Where it came from, for the operator: "cache", "download", "file".
     pub origin: &'static str,
     _spool: Option<TempFile>,
+}
+
+impl Source {
+    /// The protocol's sender for this source: of a whole file, or of a download still arriving.
+    pub fn sender(&self, cfg: SenderConfig) -> Result<Sender, Error> {
+        let info = FileInfo {
+            name: self.name.clone(),
+            size: self.size,
+            md5: self.md5,
+        };
+        let now = Instant::now();
+        match self.feed {
+            Some(_) => Sender::growing(cfg, info, now),
+            None => Sender::new(cfg, info, now),
+        }
+        .map_err(|e| Error::Usage(e.to_string()))
+    }
 }
 
 /// Removed when dropped (a download spooled outside the cache).

@@ -4,28 +4,10 @@
 
 mod common;
 
-use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
+use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv, text};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-fn recv(group: &str, out: &Path) -> Proc {
-    Proc::spawn(
-        "recv",
-        Command::new(bin())
-            .args([
-                "recv",
-                "--group",
-                group,
-                "--iface",
-                "lo",
-                "--timeout",
-                "30",
-                "--out",
-            ])
-            .arg(out),
-    )
-}
 
 fn get(group: &str, url: &str, out: &Path) -> Proc {
     Proc::spawn(
@@ -61,7 +43,7 @@ fn send_url_of_unknown_size_survives_a_dropped_connection() {
     );
     let group = "239.77.2.1:47101";
     let out = dir.path().join("out");
-    let r = recv(group, &out);
+    let r = recv(group, &out, "recv");
     let url = format!("http://127.0.0.1:{}/odd.bin", http.port);
     let s = Proc::spawn(
         "send",
@@ -92,7 +74,7 @@ fn a_server_that_lies_about_its_length_is_a_clear_error() {
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &["--lie"]);
     let group = "239.77.2.2:47102";
     let out = dir.path().join("out");
-    let r = recv(group, &out);
+    let r = recv(group, &out, "recv");
     let url = format!("http://127.0.0.1:{}/short.bin", http.port);
     let s = Proc::spawn(
         "send",

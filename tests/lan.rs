@@ -12,7 +12,7 @@
 mod common;
 
 use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -78,6 +78,32 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Runs `edm-cast ARGS --group 239.1.1.1 --iface eth0 --name rI --out DIR/rI` on r1..rN. Nine
+    /// machines share this box's two cores here; on a real LAN every receiver has its own, so
+    /// they run under `nice`, which keeps them from starving the sender's pacing.
+    fn on_receivers(&self, n: usize, dir: &Path, args: &[&str]) -> (Vec<PathBuf>, Vec<Proc>) {
+        let outs: Vec<PathBuf> = (1..=n).map(|i| dir.join(format!("r{i}"))).collect();
+        let procs = outs
+            .iter()
+            .enumerate()
+            .map(|(i, out)| {
+                let host = format!("r{}", i + 1);
+                Proc::spawn(
+                    &host,
+                    self.exec(&host)
+                        .args(["nice", "-n", "10", bin()])
+                        .args(args)
+                        .args(["--group", "239.1.1.1", "--iface", "eth0", "--name", &host])
+                        .arg("--out")
+                        .arg(out),
+                )
+            })
+            .collect();
+        (outs, procs)
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.cmd().arg("down").output();
@@ -132,26 +158,7 @@ fn lan_lab_every_receiver_gets_the_exact_file() {
         None,
     );
 
-    let outs: Vec<PathBuf> = (1..=receivers)
-        .map(|i| dir.path().join(format!("r{i}")))
-        .collect();
-    let procs: Vec<Proc> = outs
-        .iter()
-        .enumerate()
-        .map(|(i, out)| {
-            let host = format!("r{}", i + 1);
-            // Nine machines share this box's two cores here; on a real LAN every receiver has
-            // its own. `nice` keeps the receivers from starving the sender's pacing.
-            Proc::spawn(
-                &host,
-                lab.exec(&host)
-                    .args(["nice", "-n", "10"])
-                    .args([bin(), "recv", "--group", "239.1.1.1", "--iface", "eth0"])
-                    .args(["--timeout", "60", "--name", &host, "--out"])
-                    .arg(out),
-            )
-        })
-        .collect();
+    let (outs, procs) = lab.on_receivers(receivers, dir.path(), &["recv", "--timeout", "60"]);
     let before = lab.tx_bytes("s");
     let started = Instant::now();
     // Paced a little under the link so the shaper's queue never overflows.
@@ -236,32 +243,7 @@ fn wan_lab_the_class_downloads_once() {
     let url = format!("http://10.78.0.2:{}/course.iso", http.port);
     let before = lab.tx_bytes("w");
     let started = Instant::now();
-    let outs: Vec<PathBuf> = (1..=receivers)
-        .map(|i| dir.path().join(format!("r{i}")))
-        .collect();
-    let gets: Vec<Proc> = outs
-        .iter()
-        .enumerate()
-        .map(|(i, out)| {
-            let host = format!("r{}", i + 1);
-            Proc::spawn(
-                &host,
-                lab.exec(&host)
-                    .args(["nice", "-n", "10"])
-                    .args([
-                        bin(),
-                        "get",
-                        &url,
-                        "--group",
-                        "239.1.1.1",
-                        "--iface",
-                        "eth0",
-                    ])
-                    .args(["--name", &host, "--out"])
-                    .arg(out),
-            )
-        })
-        .collect();
+    let (outs, gets) = lab.on_receivers(receivers, dir.path(), &["get", &url]);
     let limit = Duration::from_secs(60 + (mib as u64 * 8 * 4) / wan_mbit as u64);
     for (p, out) in gets.into_iter().zip(&outs) {
         let name = p.name.clone();

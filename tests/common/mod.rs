@@ -11,6 +11,17 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_edm-cast")
 }
 
+/// `edm-cast recv` on loopback into `out`, giving up after 30 s without a session.
+pub fn recv(group: &str, out: &Path, name: &str) -> Proc {
+    Proc::spawn(
+        name,
+        Command::new(bin())
+            .args(["recv", "--group", group, "--iface", "lo", "--timeout", "30"])
+            .args(["--name", name, "--out"])
+            .arg(out),
+    )
+}
+
 /// A child process that is killed if the test ends (or panics) before it exits.
 pub struct Proc {
     child: Option<Child>,
