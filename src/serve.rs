@@ -279,6 +279,9 @@ fn session(
     hold: watch::Receiver<Instant>,
     tx: &mpsc::UnboundedSender<Report>,
 ) -> Result<(), Error> {
+    if !fetch::is_url(url) {
+        return Err(Error::Usage("only http:// and https:// URLs are served".into()));
+    }
     let source = source::url(&shared.agent, url, shared.cache.as_ref())?;
     let port =
         shared.group.0.port().checked_add(1 + slot).ok_or_else(|| {
