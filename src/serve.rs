@@ -280,7 +280,9 @@ fn session(
     tx: &mpsc::UnboundedSender<Report>,
 ) -> Result<(), Error> {
     if !fetch::is_url(url) {
-        return Err(Error::Usage("only http:// and https:// URLs are served".into()));
+        return Err(Error::Usage(
+            "only http:// and https:// URLs are served".into(),
+        ));
     }
     let source = source::url(&shared.agent, url, shared.cache.as_ref())?;
     let port =
