@@ -11,6 +11,9 @@ use tokio::net::UdpSocket;
 /// Most datagrams one GSO send carries (the kernel's limit is 64).
 const MAX_SEGMENTS: usize = 32;
 
+/// Longest wait for the socket to take a batch.
+const SEND_STALL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Outgoing datagrams gathered for one GSO send: same destination, same size.
 pub struct SendBatch {
     state: UdpSocketState,
@@ -68,11 +71,20 @@ impl SendBatch {
             src_ip: None,
         };
         let state = &self.state;
-        let result = socket
-            .async_io(Interest::WRITABLE, || {
-                state.try_send(UdpSockRef::from(socket), &transmit)
-            })
-            .await;
+        let send = socket.async_io(Interest::WRITABLE, || {
+            state.try_send(UdpSockRef::from(socket), &transmit)
+        });
+        // A socket that stays unwritable must not stall the session (its announces included):
+        // past the bound the batch is dropped, like a lossy link would, and repair brings it back.
+        let result = match tokio::time::timeout(SEND_STALL, send).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    "{dest}: the socket stayed unwritable for {SEND_STALL:?}; batch dropped"
+                );
+                Ok(())
+            }
+        };
         self.buf.clear();
         self.segment = 0;
         self.dest = None;

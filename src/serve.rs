@@ -257,7 +257,16 @@ fn spawn_session(
     tx: mpsc::UnboundedSender<Report>,
 ) {
     std::thread::spawn(move || {
-        if let Err(e) = session(&url, slot, &shared, hold, &tx) {
+        // A bug in one session must not leave its URL marked running for ever.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            session(&url, slot, &shared, hold, &tx)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Protocol(
+                "the session failed (a bug: see above)".into(),
+            ))
+        });
+        if let Err(e) = outcome {
             let why = match e {
                 Error::Fetch { why, .. } => why,
                 e => e.to_string(),

@@ -65,12 +65,30 @@ impl Session {
     /// Runs the session to its end. `ctrl_c`: whether Ctrl-C aborts it (not in `serve`, which
     /// handles that itself).
     pub async fn run(&mut self, socket: tokio::net::UdpSocket, ctrl_c: bool) -> Result<(), Error> {
+        let result = self.pump(&socket, ctrl_c).await;
+        if result.is_err() {
+            // Tell the receivers at once rather than leave them to time out: END (aborted).
+            self.sender.abort(Instant::now());
+            let mut out = Vec::with_capacity(64);
+            while !self.sender.is_finished() {
+                while let Some(dest) = self.sender.poll_transmit(Instant::now(), &mut out) {
+                    if dest == Destination::Group {
+                        let _ = socket.send_to(&out, SocketAddr::V4(self.group.0)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        result
+    }
+
+    async fn pump(&mut self, socket: &tokio::net::UdpSocket, ctrl_c: bool) -> Result<(), Error> {
         let io_err = |source| Error::Socket {
             what: "cannot set up batched I/O".into(),
             source,
         };
-        let mut batch = SendBatch::new(&socket).map_err(io_err)?;
-        let mut inbox = RecvBatch::new(&socket, 8).map_err(io_err)?;
+        let mut batch = SendBatch::new(socket).map_err(io_err)?;
+        let mut inbox = RecvBatch::new(socket, 8).map_err(io_err)?;
         let mut out = Vec::with_capacity(1500);
         let ctrl_c_aborts = ctrl_c;
         let ctrl_c = tokio::signal::ctrl_c();

@@ -63,6 +63,16 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// Kills the process (if still running) and returns what it wrote: for a server that
+    /// would run on, when its log is wanted.
+    pub fn stop(mut self) -> Output {
+        let mut child = self.child.take().expect("not waited yet");
+        let _ = child.kill();
+        child.wait_with_output().expect("output")
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
