@@ -107,7 +107,7 @@ impl Session {
             }
             loop {
                 let sender = &mut self.sender;
-                match inbox.try_recv(&socket, |from, d| sender.handle_datagram(now, from, d)) {
+                match inbox.try_recv(socket, |from, d| sender.handle_datagram(now, from, d)) {
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     // ICMP errors from an earlier unicast ACK: nothing to do about them.
@@ -118,7 +118,7 @@ impl Session {
                 self.sender.handle_timeout(now);
             }
             let before = self.sender.sent_blocks();
-            let idle = self.transmit(&socket, &mut batch, &mut out).await?;
+            let idle = self.transmit(socket, &mut batch, &mut out).await?;
             if self.sender.sent_blocks() != before {
                 tracing::debug!(blocks = self.sender.sent_blocks(), "first pass progress");
             }
