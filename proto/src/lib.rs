@@ -10,6 +10,7 @@ pub mod layout;
 pub mod receiver;
 pub mod rng;
 pub mod sender;
+pub mod video;
 pub mod wire;
 
 pub use codec::DecodeJob;
