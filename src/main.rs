@@ -13,6 +13,8 @@ mod recv;
 mod send;
 mod ui;
 mod verify;
+mod video;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -48,6 +50,17 @@ enum Command {
   edm-cast recv --group 239.1.1.1 --out ~/Downloads
   edm-cast recv --iface eth0 --out /srv/images --keep")]
     Recv(recv::Args),
+    /// Relay live H.264 sources (e.g. a Pi camera) as multicast RTP with FEC, while someone watches.
+    #[command(after_help = "Examples:
+  pi$     rpicam-vid -t 0 --inline --intra 30 -o udp://SERVER:5000
+  server$ edm-cast video --from pi        # pi = raw H.264 on udp://:5000 unless --source says otherwise
+  server$ edm-cast video --from pi --from cam2 --source cam2=rtp://:5002 --run-on-demand cam2='ffmpeg ...'")]
+    Video(video::Args),
+    /// Watch a relayed channel: starts ffplay (or VLC), or with --sdp writes an SDP for any player.
+    #[command(after_help = "Examples:
+  edm-cast watch pi
+  edm-cast watch pi --sdp pi.sdp        # then: vlc pi.sdp")]
+    Watch(watch::Args),
 }
 
 /// A random number for session and receiver ids, seeded by the standard library's per-process keys.
@@ -82,6 +95,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
+        Command::Video(args) => video::run(args),
+        Command::Watch(args) => watch::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("edm-cast: {e}");
