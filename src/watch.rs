@@ -204,10 +204,10 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
     } else {
         None
     };
-    let local = register(
-        std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(socket_error("cannot open a local socket".into()))?,
-    )?;
+    let local = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|s| s.set_nonblocking(true).map(|_| s))
+        .map_err(socket_error("cannot open a local socket".into()))?;
+    let local = register(local)?;
     let forward_to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     let sdp_path = args.sdp.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("edm-cast-{}-{}.sdp", args.name, std::process::id()))

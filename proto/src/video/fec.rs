@@ -221,6 +221,8 @@ pub struct Playout {
     highest: u64,
     /// Packets waiting for their turn, with when each arrived (or was repaired).
     packets: BTreeMap<u64, (Instant, Vec<u8>)>,
+    /// Packets already handed out that a window still open may need as source symbols.
+    released: BTreeMap<u64, Vec<u8>>,
     windows: BTreeMap<u64, Window>,
     out: VecDeque<Vec<u8>>,
     pub stats: PlayoutStats,
@@ -237,6 +239,7 @@ impl Playout {
             next: None,
             highest: 0,
             packets: BTreeMap::new(),
+            released: BTreeMap::new(),
             windows: BTreeMap::new(),
             out: VecDeque::new(),
             stats: PlayoutStats::default(),
@@ -327,10 +330,11 @@ impl Playout {
             self.windows.remove(&base);
             return;
         }
-        let have: Vec<u64> = self
+        let have: Vec<(u64, &Vec<u8>)> = self
             .packets
             .range(base..base + k)
-            .map(|(s, _)| *s)
+            .map(|(s, (_, p))| (*s, p))
+            .chain(self.released.range(base..base + k).map(|(s, p)| (*s, p)))
             .collect();
         if have.len() as u64 == k {
             self.windows.remove(&base);
@@ -342,8 +346,7 @@ impl Playout {
             return;
         }
         let mut symbols = Vec::with_capacity(k as usize + w.repairs.len());
-        for s in &have {
-            let p = &self.packets[s].1;
+        for (s, p) in &have {
             if p.len() + 2 > t {
                 self.windows.remove(&base); // not the window the repair was made from
                 self.stats.dropped += 1;
@@ -388,6 +391,7 @@ impl Playout {
         };
         loop {
             if let Some((_, p)) = self.packets.remove(&next) {
+                self.released.insert(next, p.clone());
                 self.out.push_back(p);
                 next += 1;
                 continue;
@@ -412,6 +416,10 @@ impl Playout {
         for b in stale {
             self.windows.remove(&b);
         }
+        // A window spans at most MAX_WINDOW packets, so older ones can no longer help.
+        self.released = self
+            .released
+            .split_off(&next.saturating_sub(MAX_WINDOW as u64));
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -468,6 +476,7 @@ mod tests {
         loss_ppm: u64,
         fec: bool,
         seed: u64,
+        step_ms: u64,
     ) -> (Vec<Vec<u8>>, PlayoutStats) {
         let t0 = Instant::now();
         let mut enc = FecEncoder::new(FecConfig::default());
@@ -476,7 +485,7 @@ mod tests {
         let mut out = Vec::new();
         let mut in_flight: Vec<(bool, Vec<u8>)> = Vec::new();
         for (i, p) in packets.iter().enumerate() {
-            let now = t0 + Duration::from_millis(i as u64);
+            let now = t0 + Duration::from_millis(i as u64 * step_ms);
             enc.push(now, p);
             enc.handle_timeout(now);
             in_flight.push((true, p.clone()));
@@ -525,16 +534,18 @@ mod tests {
     #[test]
     fn lossless_round_trip_is_in_order() {
         let packets = stream(500);
-        let (out, stats) = run(&packets, 0, true, 1);
+        let (out, stats) = run(&packets, 0, true, 1, 1);
         assert_eq!(out, packets);
-        assert_eq!((stats.lost, stats.recovered), (0, 0));
+        // A repair overtaking the window's last packet may rebuild it first: not a loss.
+        assert_eq!(stats.lost, 0);
     }
 
     #[test]
     fn five_percent_loss_is_repaired_with_seeded_loss() {
         let packets = stream(2000);
-        for seed in [1, 2, 3] {
-            let (out, stats) = run(&packets, 50_000, true, seed);
+        // 1 ms apart: windows close at 25 packets; 9 ms apart: after 100 ms, at 12 packets.
+        for (seed, step_ms) in [(1, 1), (2, 1), (3, 9), (4, 9)] {
+            let (out, stats) = run(&packets, 50_000, true, seed, step_ms);
             assert!(stats.recovered > 50, "{stats:?}");
             // RaptorQ 25+5 fails a window only past 5 losses of 30: allow a rare one.
             assert!(stats.lost <= 25, "seed {seed}: {stats:?}");
@@ -547,7 +558,7 @@ mod tests {
     #[test]
     fn without_repair_loss_shows() {
         let packets = stream(2000);
-        let (out, stats) = run(&packets, 50_000, false, 1);
+        let (out, stats) = run(&packets, 50_000, false, 1, 1);
         assert!(
             stats.lost > 50 && out.len() < 1950,
             "{stats:?} {}",
