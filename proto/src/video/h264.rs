@@ -45,14 +45,18 @@ pub struct Nal {
 
 /// Cuts an Annex B byte stream, delivered in arbitrary chunks (UDP datagrams), into NAL units.
 /// A unit is complete when the next start code and the next unit's first two bytes have arrived,
-/// which also tells whether it ends its access unit.
+/// which also tells whether it ends its access unit; or, sooner, when a datagram shorter than the
+/// largest one seen so far ends: writers (rpicam-vid, ffmpeg) send each frame as full-size chunks
+/// and one short last chunk, so that datagram ends the frame.
 #[derive(Debug, Default)]
 pub struct AnnexB {
+    /// Bytes from the current unit's first byte on (or, before any start code, anything).
     buf: Vec<u8>,
-    /// Where the current NAL unit starts in `buf`, once a start code was seen, and when.
-    current: Option<(usize, Instant)>,
+    /// When the current unit's start code arrived, once one was seen.
+    current: Option<Instant>,
     /// Bytes of `buf` already searched for a start code.
     scanned: usize,
+    largest_datagram: usize,
     out: VecDeque<Nal>,
     /// NAL units dropped for being longer than `MAX_NAL`.
     pub oversized: u64,
@@ -61,34 +65,34 @@ pub struct AnnexB {
 impl AnnexB {
     pub fn push(&mut self, now: Instant, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
-        // A start code is 00 00 01; its next unit needs two bytes after it.
-        while self.scanned + 5 <= self.buf.len() {
+        let flush = bytes.len() < self.largest_datagram;
+        self.largest_datagram = self.largest_datagram.max(bytes.len());
+        // A start code is 00 00 01; deciding the end of an access unit wants two bytes after it.
+        let lookahead = if flush { 0 } else { 2 };
+        while self.scanned + 3 + lookahead <= self.buf.len() {
             let i = self.scanned;
             if self.buf[i..i + 3] != [0, 0, 1] {
                 self.scanned += 1;
                 continue;
             }
             let next = i + 3;
-            if let Some((start, arrived)) = self.current {
-                let mut end = i;
-                // Zeros before a start code are trailing_zero_8bits or a 4-byte start code.
-                while end > start && self.buf[end - 1] == 0 {
-                    end -= 1;
-                }
-                if end > start {
-                    let data = self.buf[start..end].to_vec();
-                    let end_of_au =
-                        is_vcl(nal_type(&data)) && starts_access_unit(&self.buf[next..]);
-                    self.out.push_back(Nal {
-                        data,
-                        end_of_au,
-                        arrived,
-                    });
-                }
+            if let Some(arrived) = self.current {
+                let end_of_au = starts_access_unit(&self.buf[next..]);
+                self.emit(i, arrived, end_of_au);
             }
             self.buf.drain(..next);
-            self.current = Some((0, now));
+            self.current = Some(now);
             self.scanned = 0;
+        }
+        if flush && let Some(arrived) = self.current {
+            let len = self.buf.len();
+            // Zeros at the end stay: they may begin the next datagram's start code.
+            if self.emit(len, arrived, true) {
+                let end = self.buf.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+                self.buf.drain(..end);
+                self.current = None;
+                self.scanned = 0;
+            }
         }
         if self.buf.len() > MAX_NAL {
             self.oversized += 1;
@@ -96,6 +100,27 @@ impl AnnexB {
             self.current = None;
             self.scanned = 0;
         }
+    }
+
+    /// Emits `buf[..end]` without trailing zeros as a unit, if anything is left of it. A unit ends
+    /// its access unit only if it is a slice and `next_starts_au`.
+    fn emit(&mut self, end: usize, arrived: Instant, next_starts_au: bool) -> bool {
+        // Zeros before a start code are trailing_zero_8bits or a 4-byte start code.
+        let end = self.buf[..end]
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |p| p + 1);
+        if end == 0 {
+            return false;
+        }
+        let data = self.buf[..end].to_vec();
+        let end_of_au = is_vcl(nal_type(&data)) && next_starts_au;
+        self.out.push_back(Nal {
+            data,
+            end_of_au,
+            arrived,
+        });
+        true
     }
 
     pub fn poll_nal(&mut self) -> Option<Nal> {
@@ -347,6 +372,8 @@ mod tests {
         }
         stream.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xF0]); // AUD: ends the last P frame
         let mut a = AnnexB::default();
+        // Equal chunks: no datagram is shorter than the largest, so only start codes cut.
+        stream.resize(stream.len().next_multiple_of(7), 0);
         for chunk in stream.chunks(7) {
             a.push(now, chunk);
         }
@@ -361,6 +388,31 @@ mod tests {
             (p, true),
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_short_datagram_ends_the_frame_at_once() {
+        let now = Instant::now();
+        let (sps, pps, idr, p) = (nal(7, 10, 1), nal(8, 4, 2), nal(5, 3000, 3), nal(1, 500, 4));
+        let mut frame1 = Vec::new();
+        for n in [&sps, &pps, &idr] {
+            frame1.extend_from_slice(&[0, 0, 0, 1]);
+            frame1.extend_from_slice(n);
+        }
+        let mut a = AnnexB::default();
+        let mut got = Vec::new();
+        for chunk in frame1.chunks(1316) {
+            a.push(now, chunk);
+            got.extend(std::iter::from_fn(|| a.poll_nal()).map(|n| (n.data, n.end_of_au)));
+        }
+        assert_eq!(got, [(sps, false), (pps, false), (idr, true)]);
+        // The next frame, in one datagram, split before its start code's last byte.
+        a.push(now, &[0, 0]);
+        assert_eq!(a.poll_nal(), None);
+        let mut rest = vec![0, 1];
+        rest.extend_from_slice(&p);
+        a.push(now, &rest);
+        assert_eq!(a.poll_nal().map(|n| (n.data, n.end_of_au)), Some((p, true)));
     }
 
     #[test]
