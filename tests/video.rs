@@ -1,0 +1,344 @@
+//! Live video in the LAN lab (tools/lanlab.sh) with a fake Pi (tools/fakepi.sh, Debian's ffmpeg):
+//! the relay in the sender's namespace, viewers in receiver namespaces with random loss on their
+//! ports, and each viewer's forwarded stream captured by ffmpeg and compared frame by frame
+//! (framemd5) with the clip. Needs root and ffmpeg; skips with a message elsewhere, and fails
+//! instead when EDM_CAST_REQUIRE_LAB is set (CI as root).
+//!
+//! `bench/video.sh` reruns `video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr` with
+//! EDM_VIDEO_LOSS (percent, default 5) and collects the figures it prints.
+
+mod common;
+
+use common::{Proc, TempDir, bin, text};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The lab tests share two cores: one at a time.
+static LAB: Mutex<()> = Mutex::new(());
+
+fn tool(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools").join(name)
+}
+
+/// A lab, torn down when dropped (also when the test panics).
+struct Lab {
+    name: String,
+}
+
+impl Lab {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(tool("lanlab.sh")).env("LAB", &self.name);
+        c
+    }
+
+    fn up(tag: &str, receivers: usize, loss: f64) -> Lab {
+        let lab = Lab {
+            name: format!("vid{tag}{}", std::process::id() % 10_000),
+        };
+        let out = lab
+            .cmd()
+            .args(["up", &receivers.to_string(), "100mbit", &loss.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lanlab up: {:?}", text(&out));
+        lab
+    }
+
+    fn exec(&self, host: &str) -> Command {
+        let mut c = self.cmd();
+        c.args(["exec", host]);
+        c
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("down").output();
+    }
+}
+
+/// Why the lab cannot run here, if it cannot; panics instead under EDM_CAST_REQUIRE_LAB.
+fn unavailable() -> Option<String> {
+    let why = match Command::new("bash").arg(tool("lanlab.sh")).arg("check").output() {
+        Ok(o) if o.status.success() => match Command::new("ffmpeg").arg("-version").output() {
+            Ok(o) if o.status.success() => None,
+            _ => Some("ffmpeg is not installed (apt-get install ffmpeg)".to_owned()),
+        },
+        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+        Err(e) => Some(e.to_string()),
+    }?;
+    assert!(
+        std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+        "the video lab is required here but unavailable: {why}"
+    );
+    eprintln!("skipping the video lab test: {why}");
+    Some(why)
+}
+
+fn encode_clip(dir: &Path) -> PathBuf {
+    let clip = dir.join("clip.h264");
+    let out = Command::new("timeout")
+        .args(["60"])
+        .arg(tool("fakepi.sh"))
+        .args(["encode"])
+        .arg(&clip)
+        .args(["10", "640x360"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "encode: {:?}", text(&out));
+    clip
+}
+
+/// One MD5 per decoded frame.
+fn frames(path: &Path) -> Vec<String> {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool("fakepi.sh"))
+        .arg("framemd5")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_owned()))
+        .collect()
+}
+
+/// The clip has an IDR every 30 frames.
+const GOP: usize = 30;
+
+/// Where a viewer's first IDR is in the clip: its first decoded frame equal to a clip keyframe
+/// (frames a decoder shows before that are not required to be exact).
+fn first_idr(source: &[String], got: &[String]) -> Option<(usize, usize)> {
+    got.iter().enumerate().find_map(|(i, g)| {
+        (0..source.len())
+            .step_by(GOP)
+            .find(|&s| &source[s] == g)
+            .map(|s| (i, s))
+    })
+}
+
+/// Every frame from the viewer's first IDR on must be the clip's, in order, none missing:
+/// Ok((index of the first IDR in the clip, frames compared)).
+fn bit_exact(source: &[String], got: &[String]) -> Result<(usize, usize), String> {
+    let (start, first) = first_idr(source, got).ok_or("no keyframe of the clip decoded")?;
+    for (k, g) in got[start..].iter().enumerate() {
+        if source.get(first + k) != Some(g) {
+            return Err(format!(
+                "viewer frame {} (clip frame {}) differs",
+                start + k,
+                first + k
+            ));
+        }
+    }
+    Ok((first, got.len() - start))
+}
+
+/// Share of the clip's frames from the viewer's first IDR on that the viewer decoded exactly.
+fn exact_share(source: &[String], got: &[String]) -> (usize, usize) {
+    let Some((start, first)) = first_idr(source, got) else {
+        return (0, source.len());
+    };
+    let have: HashSet<&String> = got[start..].iter().collect();
+    let exact = source[first..].iter().filter(|s| have.contains(s)).count();
+    (exact, source.len() - first)
+}
+
+/// `watch NAME --sdp` in `host` for `secs` (then SIGTERM: it leaves and prints its counts).
+fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Proc, PathBuf) {
+    let sdp = dir.join(format!("{host}.sdp"));
+    let p = Proc::spawn(
+        &format!("watch {host}"),
+        lab.exec(host)
+            .args(["timeout", "-s", "TERM", &secs.to_string()])
+            .args([bin(), "watch", "pi", "--iface", "eth0", "--sdp"])
+            .arg(&sdp)
+            .args(extra),
+    );
+    (p, sdp)
+}
+
+/// ffmpeg in `host` recording what `watch` forwards, for `secs` (then SIGINT: it closes the file).
+fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Proc {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sdp.exists() {
+        assert!(Instant::now() < end, "watch in {host} wrote no SDP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc::spawn(
+        &format!("capture {host}"),
+        lab.exec(host)
+            .args(["timeout", "-s", "INT", &secs.to_string()])
+            .args(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
+            .arg(sdp)
+            .args(["-c", "copy", "-flush_packets", "1", "-f", "h264"])
+            .arg(out),
+    )
+}
+
+fn first_keyframe_secs(log: &str) -> Option<f64> {
+    log.lines()
+        .find_map(|l| l.strip_prefix("watch: first keyframe after "))
+        .and_then(|t| t.trim_end_matches(" s").parse().ok())
+}
+
+#[test]
+fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if unavailable().is_some() {
+        return;
+    }
+    let loss: f64 = std::env::var("EDM_VIDEO_LOSS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5.0);
+    let dir = TempDir::new("video");
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    assert_eq!(source.len(), 300, "the clip is 10 s at 30 fps");
+    let lab = Lab::up("f", 3, loss);
+
+    let relay = Proc::spawn(
+        "relay",
+        lab.exec("s")
+            .args(["timeout", "-s", "INT", "17"])
+            .args([bin(), "video", "--from", "pi", "--iface", "eth0"])
+            .args(["--grace", "2", "--stats"]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 14, &[]);
+    let (w3, sdp3) = watch(&lab, "r3", dir.path(), 14, &["--no-fec"]);
+    let out1 = dir.path().join("r1.h264");
+    let out3 = dir.path().join("r3.h264");
+    let c1 = capture(&lab, "r1", &sdp1, &out1, 13.0);
+    let c3 = capture(&lab, "r3", &sdp3, &out3, 13.0);
+    std::thread::sleep(Duration::from_millis(700));
+    let pi = Proc::spawn(
+        "fake pi",
+        lab.exec("s")
+            .args(["timeout", "20"])
+            .arg(tool("fakepi.sh"))
+            .arg("raw")
+            .arg(&clip)
+            .arg("127.0.0.1:5000"),
+    );
+    // The late joiner: 3 s into the stream.
+    std::thread::sleep(Duration::from_secs(3));
+    let (w2, sdp2) = watch(&lab, "r2", dir.path(), 10, &[]);
+    let out2 = dir.path().join("r2.h264");
+    let c2 = capture(&lab, "r2", &sdp2, &out2, 9.0);
+
+    let pi = pi.wait(Duration::from_secs(25));
+    assert!(pi.status.success(), "fake pi: {:?}", text(&pi));
+    for c in [c1, c2, c3] {
+        c.wait(Duration::from_secs(20));
+    }
+    let logs: Vec<String> = [w1, w2, w3]
+        .into_iter()
+        .map(|w| text(&w.wait(Duration::from_secs(20))).1)
+        .collect();
+    let relay = relay.wait(Duration::from_secs(20));
+    let (stats, relay_log) = text(&relay);
+
+    let got1 = frames(&out1);
+    let got2 = frames(&out2);
+    let got3 = frames(&out3);
+    let share = |got: &[String]| {
+        let (a, b) = exact_share(&source, got);
+        format!("{a}/{b} = {:.1}%", 100.0 * a as f64 / b.max(1) as f64)
+    };
+    println!(
+        "video lab: loss {loss}%: r1 (FEC) exact {}; r2 (FEC, 3 s late) exact {}, first keyframe \
+         {:.3} s after watch started; r3 (no FEC) exact {}\n{}",
+        share(&got1),
+        share(&got2),
+        first_keyframe_secs(&logs[1]).unwrap_or(f64::NAN),
+        share(&got3),
+        stats.trim()
+    );
+    let context = format!("relay:\n{relay_log}\nviewers:\n{}", logs.join("\n"));
+    let (first, n) = bit_exact(&source, &got1).unwrap_or_else(|e| panic!("r1: {e}\n{context}"));
+    assert!(first <= GOP && n >= 250, "r1 saw too little: {first} {n}\n{context}");
+    let (first, n) = bit_exact(&source, &got2).unwrap_or_else(|e| panic!("r2: {e}\n{context}"));
+    assert!(first >= 3 * GOP && n >= 120, "r2 joined late: {first} {n}\n{context}");
+    if loss >= 1.0 {
+        assert!(
+            bit_exact(&source, &got3).is_err(),
+            "without FEC, {loss}% loss should damage frames\n{context}"
+        );
+    }
+    assert!(relay_log.contains("pi: started"), "{context}");
+}
+
+#[test]
+fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if unavailable().is_some() {
+        return;
+    }
+    let dir = TempDir::new("ondemand");
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    let lab = Lab::up("o", 2, 0.0);
+    // The fake Pi pushes RTP only while someone watches, started and stopped by the relay.
+    let command = format!(
+        "pi={} rtp {} 127.0.0.1:5002",
+        tool("fakepi.sh").display(),
+        clip.display()
+    );
+    let grace = 2.0;
+    let relay = Proc::spawn(
+        "relay",
+        lab.exec("s")
+            .args(["timeout", "-s", "INT", "14"])
+            .args([bin(), "video", "--from", "pi", "--iface", "eth0", "--stats"])
+            .args(["--source", "pi=rtp://127.0.0.1:5002", "--run-on-demand", &command])
+            .args(["--grace", &grace.to_string()]),
+    );
+    let pis = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("^ffmpeg .*{}", clip.display())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pis(), 0, "the source runs only on demand");
+    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 7, &[]);
+    let out1 = dir.path().join("r1.h264");
+    let c1 = capture(&lab, "r1", &sdp1, &out1, 6.0);
+    std::thread::sleep(Duration::from_secs(2));
+    let (w2, _) = watch(&lab, "r2", dir.path(), 5, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pis(), 1, "both viewers share one source");
+    c1.wait(Duration::from_secs(15));
+    w1.wait(Duration::from_secs(15));
+    w2.wait(Duration::from_secs(15));
+    let left = Instant::now();
+    while pis() > 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs_f64(grace + 2.0),
+            "the source still runs {:?} after the last viewer left",
+            left.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped_after = left.elapsed().as_secs_f64();
+    let relay = relay.wait(Duration::from_secs(20));
+    let (stats, log) = text(&relay);
+    println!("on demand: source stopped {stopped_after:.2} s after the last viewer left\n{stats}");
+    assert_eq!(log.matches("pi: started").count(), 1, "{log}");
+    assert!(log.contains("source command started"), "{log}");
+    assert_eq!(log.matches("pi: stopped").count(), 1, "{log}");
+    assert!(stats.contains("1 starts"), "{stats}");
+    // RTP ingest, repacketized: still the clip's frames, bit for bit.
+    let got = frames(&out1);
+    let (_, n) = bit_exact(&source, &got).unwrap_or_else(|e| panic!("r1: {e}\n{log}"));
+    assert!(n >= 90, "r1 decoded {n} frames");
+}
