@@ -150,6 +150,8 @@ impl Channel {
             .args(["-c", cmd])
             .process_group(0)
             .stdin(std::process::Stdio::null())
+            // Our stdout carries only the --stats figures.
+            .stdout(std::io::stderr())
             .spawn()
         {
             Ok(c) => self.child = Some(c),

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 static LAB: Mutex<()> = Mutex::new(());
 
 fn tool(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tools")
+        .join(name)
 }
 
 /// A lab, torn down when dropped (also when the test panics).
@@ -63,7 +65,11 @@ impl Drop for Lab {
 
 /// Why the lab cannot run here, if it cannot; panics instead under EDM_CAST_REQUIRE_LAB.
 fn unavailable() -> Option<String> {
-    let why = match Command::new("bash").arg(tool("lanlab.sh")).arg("check").output() {
+    let why = match Command::new("bash")
+        .arg(tool("lanlab.sh"))
+        .arg("check")
+        .output()
+    {
         Ok(o) if o.status.success() => match Command::new("ffmpeg").arg("-version").output() {
             Ok(o) if o.status.success() => None,
             _ => Some("ffmpeg is not installed (apt-get install ffmpeg)".to_owned()),
@@ -264,9 +270,15 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     );
     let context = format!("relay:\n{relay_log}\nviewers:\n{}", logs.join("\n"));
     let (first, n) = bit_exact(&source, &got1).unwrap_or_else(|e| panic!("r1: {e}\n{context}"));
-    assert!(first <= GOP && n >= 250, "r1 saw too little: {first} {n}\n{context}");
+    assert!(
+        first <= GOP && n >= 250,
+        "r1 saw too little: {first} {n}\n{context}"
+    );
     let (first, n) = bit_exact(&source, &got2).unwrap_or_else(|e| panic!("r2: {e}\n{context}"));
-    assert!(first >= 3 * GOP && n >= 120, "r2 joined late: {first} {n}\n{context}");
+    assert!(
+        first >= 3 * GOP && n >= 120,
+        "r2 joined late: {first} {n}\n{context}"
+    );
     if loss >= 1.0 {
         assert!(
             bit_exact(&source, &got3).is_err(),
@@ -298,7 +310,12 @@ fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
         lab.exec("s")
             .args(["timeout", "-s", "INT", "14"])
             .args([bin(), "video", "--from", "pi", "--iface", "eth0", "--stats"])
-            .args(["--source", "pi=rtp://127.0.0.1:5002", "--run-on-demand", &command])
+            .args([
+                "--source",
+                "pi=rtp://127.0.0.1:5002",
+                "--run-on-demand",
+                &command,
+            ])
             .args(["--grace", &grace.to_string()]),
     );
     let pis = || {

@@ -32,7 +32,8 @@ case "$cmd" in
         ;;
     rtp)
         [[ $# -eq 3 ]] || usage
-        exec "${ff[@]}" -re -framerate 30 -i "$clip" -c copy -f rtp "rtp://$3?pkt_size=1316"
+        # ffmpeg prints the SDP on stdout: keep stdout for whoever runs us.
+        exec "${ff[@]}" -re -framerate 30 -i "$clip" -c copy -f rtp "rtp://$3?pkt_size=1316" >&2
         ;;
     framemd5)
         exec "${ff[@]}" -i "$clip" -f framemd5 -

@@ -566,6 +566,30 @@ mod tests {
         );
     }
 
+    /// The REPAIR example in VIDEO.md, byte for byte.
+    #[test]
+    fn spec_example_parses() {
+        let bytes = [
+            0xED, 0x56, 0x01, 0x20, // magic, version 1, REPAIR
+            0, 0, 0, 9, // ssrc
+            0xFF, 0xFF, // base_seq
+            0, 25, // K
+            0, 27, // ESI
+            0, 4, // T
+            1, 2, 3, 4, // symbol
+        ];
+        assert_eq!(
+            Repair::parse(&bytes),
+            Ok(Repair {
+                ssrc: 9,
+                base_seq: 0xFFFF,
+                source: 25,
+                esi: 27,
+                symbol: &[1, 2, 3, 4],
+            })
+        );
+    }
+
     #[test]
     fn repair_packets_round_trip_and_malformed_ones_are_dropped() {
         let r = Repair {
