@@ -181,7 +181,14 @@ fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Proc {
         lab.exec(host)
             .args(["timeout", "-s", "INT", &secs.to_string()])
             .args(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"])
-            .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
+            // A large socket buffer: on two busy cores ffmpeg may fall behind for a moment.
+            .args([
+                "-protocol_whitelist",
+                "file,udp,rtp",
+                "-buffer_size",
+                "8388608",
+                "-i",
+            ])
             .arg(sdp)
             .args(["-c", "copy", "-flush_packets", "1", "-f", "h264"])
             .arg(out),
