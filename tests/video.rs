@@ -366,3 +366,37 @@ fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
     let (_, n) = bit_exact(&source, &got).unwrap_or_else(|e| panic!("r1: {e}\n{log}"));
     assert!(n >= 90, "r1 decoded {n} frames");
 }
+
+/// Mistakes get one clear line and exit 1, no panic; these need no lab.
+#[test]
+fn video_cli_errors_are_one_line() {
+    let run = |args: &[&str]| {
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {:?}", text(&out));
+        let err = text(&out).1;
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let e = run(&["video", "--from", "pi", "--source", "pi=rtsp://pi:8554/cam"]);
+    assert!(e.contains("RTSP"), "{e}");
+    let e = run(&["video", "--from", "pi", "--source", "cam=udp://:5000"]);
+    assert!(e.contains("not offered with --from"), "{e}");
+    let e = run(&["video", "--from", "pi", "--source", "pi=udp://nowhere"]);
+    assert!(e.contains("ADDR:PORT"), "{e}");
+    let e = run(&[
+        "watch",
+        "pi",
+        "--iface",
+        "lo",
+        "--group",
+        "239.255.9.9:5999",
+        "--timeout",
+        "1",
+    ]);
+    assert!(e.contains("no relay heard"), "{e}");
+}
