@@ -88,24 +88,25 @@ impl FromStr for Ingest {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("'{url}': expected udp://[ADDR]:PORT or rtp://[ADDR]:PORT"))?;
-        let rest = rest.trim_end_matches('/');
-        let addr = if let Some(port) = rest.strip_prefix(':') {
-            format!("0.0.0.0:{port}")
-        } else {
-            rest.to_owned()
+        let make = match scheme {
+            "udp" => Ingest::AnnexB,
+            "rtp" => Ingest::Rtp,
+            "rtsp" => {
+                return Err(format!(
+                    "'{url}': RTSP pull is not built in yet; have MediaMTX or ffmpeg push RTP \
+                     (rtp://SERVER:PORT) or raw H.264 (udp://SERVER:PORT) instead"
+                ));
+            }
+            other => return Err(format!("'{url}': unknown scheme '{other}' (udp or rtp)")),
         };
-        let addr: SocketAddr = addr
-            .parse()
-            .map_err(|_| format!("'{url}': '{rest}' is not ADDR:PORT or :PORT"))?;
-        match scheme {
-            "udp" => Ok(Ingest::AnnexB(addr)),
-            "rtp" => Ok(Ingest::Rtp(addr)),
-            "rtsp" => Err(format!(
-                "'{url}': RTSP pull is not built in yet; have MediaMTX or ffmpeg push RTP \
-                 (rtp://SERVER:PORT) or raw H.264 (udp://SERVER:PORT) instead"
-            )),
-            other => Err(format!("'{url}': unknown scheme '{other}' (udp or rtp)")),
-        }
+        let rest = rest.trim_end_matches('/');
+        let addr = match rest.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => rest.to_owned(),
+        };
+        addr.parse()
+            .map(make)
+            .map_err(|_| format!("'{url}': '{rest}' is not ADDR:PORT or :PORT"))
     }
 }
 
