@@ -128,6 +128,28 @@ impl AnnexB {
     }
 }
 
+/// The SPS and PPS in an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 section 5.2.4.1), which is
+/// how an RTSP client hands over an SDP's sprop-parameter-sets. Malformed records give what parsed.
+pub fn avcc_parameter_sets(record: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut r = crate::wire::Reader::new(record.get(5..).unwrap_or_default());
+    let mut sets = |r: &mut crate::wire::Reader, count: u8| -> Option<()> {
+        for _ in 0..count {
+            let len = r.u16().ok()? as usize;
+            out.push(r.bytes(len).ok()?.to_vec());
+        }
+        Some(())
+    };
+    let _ = r
+        .u8()
+        .ok()
+        .and_then(|n| sets(&mut r, n & 0x1F))
+        .and_then(|_| r.u8().ok())
+        .and_then(|n| sets(&mut r, n));
+    out.retain(|n| matches!(nal_type(n), NAL_SPS | NAL_PPS));
+    out
+}
+
 /// Makes RTP packets from NAL units: the relay's own SSRC and sequence numbers, whatever the
 /// source does, and the last SPS and PPS sent again before an IDR that comes without them.
 #[derive(Debug)]
@@ -463,6 +485,50 @@ mod tests {
             .map(|p| RtpHeader::parse(p).unwrap().0.timestamp)
             .collect();
         assert_eq!(ts, [0, 0, 0, 3000, 6000, 6000, 6000]);
+    }
+
+    #[test]
+    fn parameter_sets_come_out_of_an_avc_record() {
+        let record = [
+            1, 0x64, 0, 0x1E, 0xFF, // version, profile, compatibility, level, length size
+            0xE1, 0, 3, 0x67, 0x64, 0x00, // one SPS
+            1, 0, 2, 0x68, 0xEF, // one PPS
+        ];
+        assert_eq!(
+            avcc_parameter_sets(&record),
+            vec![vec![0x67, 0x64, 0x00], vec![0x68, 0xEF]]
+        );
+        assert_eq!(avcc_parameter_sets(&record[..9]), Vec::<Vec<u8>>::new());
+        assert_eq!(avcc_parameter_sets(&record[..12]).len(), 1);
+        assert!(avcc_parameter_sets(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_source_keeps_the_relay_stream_continuous() {
+        // The camera restarts: new SSRC, new sequence numbers. The relay's own stream goes on.
+        let mut d = Depacketizer::default();
+        let mut pz = Packetizer::new(5, 100);
+        for (ssrc, seq) in [(1, 10), (1, 11), (2, 60000), (2, 60001)] {
+            let h = RtpHeader {
+                marker: true,
+                payload_type: 96,
+                seq,
+                timestamp: 0,
+                ssrc,
+            };
+            d.push(&h, &nal(1, 30, 9));
+            while let Some((n, end)) = d.poll_nal() {
+                pz.push(&n, seq as u32, end);
+            }
+        }
+        let out: Vec<RtpHeader> = std::iter::from_fn(|| pz.poll_packet())
+            .map(|p| RtpHeader::parse(&p).unwrap().0)
+            .collect();
+        assert_eq!(
+            out.iter().map(|h| h.seq).collect::<Vec<_>>(),
+            [100, 101, 102, 103]
+        );
+        assert!(out.iter().all(|h| h.ssrc == 5));
     }
 
     #[test]
