@@ -9,7 +9,7 @@ use edm_cast_proto::video::channel::{
     ChannelInfo, Control, DEFAULT_GRACE, DEFAULT_LEASE, LeaseEvent, Leases, MAX_CHANNEL_NAME,
 };
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
-use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
+use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer, avcc_parameter_sets};
 use edm_cast_proto::video::rtp::{CLOCK_RATE, RtpHeader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Child, ExitCode};
@@ -42,7 +42,8 @@ pub struct Args {
     /// H.264 on udp://:5000 (what `rpicam-vid --inline -o udp://SERVER:5000` sends).
     #[arg(long = "from", value_name = "NAME", required = true)]
     from: Vec<String>,
-    /// Where NAME comes from: udp://[ADDR]:PORT (raw H.264 Annex B) or rtp://[ADDR]:PORT (RTP H.264).
+    /// Where NAME comes from: udp://[ADDR]:PORT (raw H.264 Annex B), rtp://[ADDR]:PORT (RTP H.264),
+    /// or rtsp://HOST[:PORT]/PATH (pulled while someone watches, e.g. MediaMTX's rpiCamera).
     #[arg(long = "source", value_name = "NAME=URL")]
     sources: Vec<String>,
     /// A shell command started when NAME's first viewer comes and stopped (SIGTERM to its process
@@ -79,25 +80,39 @@ pub struct Args {
 enum Ingest {
     AnnexB(SocketAddr),
     Rtp(SocketAddr),
+    /// Pulled (RTP over the RTSP connection) only while the channel is live.
+    Rtsp(url::Url),
 }
+
+/// What an ingest task hands the relay loop.
+enum Feed {
+    Datagram(Vec<u8>),
+    /// An SPS or PPS from the RTSP server's SDP, to insert before the next IDR.
+    ParameterSet(Vec<u8>),
+}
+
+type FeedTx = mpsc::Sender<(usize, Instant, Feed)>;
 
 impl FromStr for Ingest {
     type Err = String;
 
     fn from_str(url: &str) -> Result<Self, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("'{url}': expected udp://[ADDR]:PORT or rtp://[ADDR]:PORT"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            format!("'{url}': expected udp://[ADDR]:PORT, rtp://[ADDR]:PORT or rtsp://...")
+        })?;
         let make = match scheme {
             "udp" => Ingest::AnnexB,
             "rtp" => Ingest::Rtp,
             "rtsp" => {
+                return url::Url::parse(url)
+                    .map(Ingest::Rtsp)
+                    .map_err(|e| format!("'{url}': {e}"));
+            }
+            other => {
                 return Err(format!(
-                    "'{url}': RTSP pull is not built in yet; have MediaMTX or ffmpeg push RTP \
-                     (rtp://SERVER:PORT) or raw H.264 (udp://SERVER:PORT) instead"
+                    "'{url}': unknown scheme '{other}' (udp, rtp or rtsp)"
                 ));
             }
-            other => return Err(format!("'{url}': unknown scheme '{other}' (udp or rtp)")),
         };
         let rest = rest.trim_end_matches('/');
         let addr = match rest.strip_prefix(':') {
@@ -107,6 +122,16 @@ impl FromStr for Ingest {
         addr.parse()
             .map(make)
             .map_err(|_| format!("'{url}': '{rest}' is not ADDR:PORT or :PORT"))
+    }
+}
+
+impl std::fmt::Display for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ingest::AnnexB(a) => write!(f, "raw H.264 on udp://{a}"),
+            Ingest::Rtp(a) => write!(f, "RTP on rtp://{a}"),
+            Ingest::Rtsp(u) => write!(f, "RTSP from {u}"),
+        }
     }
 }
 
@@ -123,6 +148,7 @@ struct Channel {
     ingest: Ingest,
     on_demand: Option<String>,
     child: Option<Child>,
+    puller: Option<tokio::task::JoinHandle<()>>,
     annexb: AnnexB,
     depacketizer: Depacketizer,
     packetizer: Packetizer,
@@ -234,6 +260,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             ingest,
             on_demand: commands.remove(name),
             child: None,
+            puller: None,
             annexb: AnnexB::default(),
             depacketizer: Depacketizer::default(),
             packetizer: Packetizer::new(crate::random_u64() as u32, crate::random_u64() as u16),
@@ -307,10 +334,11 @@ async fn relay(
     channels: &mut [Channel],
 ) -> Result<(), Error> {
     let out = register(out)?;
-    let (tx, mut rx) = mpsc::channel::<(usize, Instant, Vec<u8>)>(4096);
+    let (tx, mut rx) = mpsc::channel::<(usize, Instant, Feed)>(4096);
     for (i, c) in channels.iter().enumerate() {
         let addr = match c.ingest {
             Ingest::AnnexB(a) | Ingest::Rtp(a) => a,
+            Ingest::Rtsp(_) => continue,
         };
         let socket = std::net::UdpSocket::bind(addr).map_err(|e| Error::Socket {
             what: format!("{}: cannot listen on {addr}", c.info.name),
@@ -325,11 +353,8 @@ async fn relay(
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
             while let Ok(n) = socket.recv(&mut buf).await {
-                if tx
-                    .send((i, Instant::now(), buf[..n].to_vec()))
-                    .await
-                    .is_err()
-                {
+                let feed = Feed::Datagram(buf[..n].to_vec());
+                if tx.send((i, Instant::now(), feed)).await.is_err() {
                     return;
                 }
             }
@@ -353,7 +378,7 @@ async fn relay(
         names.join(", "),
         channels
             .iter()
-            .map(|c| format!("{} <- {:?}", c.info.name, c.ingest))
+            .map(|c| format!("{}: {}", c.info.name, c.ingest))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -377,12 +402,15 @@ async fn relay(
             _ = &mut ctrl_c => return Ok(()),
             _ = term.recv() => return Ok(()),
             got = rx.recv() => {
-                let Some((i, arrived, data)) = got else { return Ok(()) };
-                ingest(&out, epoch, &mut channels[i], arrived, &data).await;
+                let Some((i, arrived, feed)) = got else { return Ok(()) };
+                match feed {
+                    Feed::Datagram(data) => ingest(&out, epoch, &mut channels[i], arrived, &data).await,
+                    Feed::ParameterSet(nal) => channels[i].packetizer.observe(&nal),
+                }
             }
             got = out.recv_from(&mut buf) => {
                 if let Ok((n, from)) = got {
-                    control(&out, &mut leases, channels, from, &buf[..n]).await;
+                    control(&out, &mut leases, channels, &tx, from, &buf[..n]).await;
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
@@ -390,7 +418,7 @@ async fn relay(
         let now = Instant::now();
         leases.handle_timeout(now);
         while let Some(e) = leases.poll_event() {
-            lease_event(channels, e);
+            lease_event(channels, &tx, e);
         }
         for c in channels.iter_mut() {
             if let Some(fec) = &mut c.fec {
@@ -401,17 +429,21 @@ async fn relay(
     }
 }
 
-fn lease_event(channels: &mut [Channel], e: LeaseEvent) {
+fn lease_event(channels: &mut [Channel], tx: &FeedTx, e: LeaseEvent) {
     let (LeaseEvent::Start(name) | LeaseEvent::Stop(name)) = &e;
-    let Some(c) = channels.iter_mut().find(|c| &c.info.name == name) else {
+    let Some(i) = channels.iter().position(|c| &c.info.name == name) else {
         return;
     };
+    let c = &mut channels[i];
     match e {
         LeaseEvent::Start(_) => {
             c.info.live = true;
             c.stats.starts += 1;
             c.packetizer.reset_access_unit();
             c.start_source();
+            if let Ingest::Rtsp(url) = &c.ingest {
+                c.puller = Some(tokio::spawn(pull(i, url.clone(), name.clone(), tx.clone())));
+            }
             eprintln!(
                 "video: {name}: started, relaying to {}:{}{}",
                 c.info.group,
@@ -426,6 +458,10 @@ fn lease_event(channels: &mut [Channel], e: LeaseEvent) {
         LeaseEvent::Stop(_) => {
             c.info.live = false;
             c.stop_source();
+            // Dropping the RTSP session sends TEARDOWN.
+            if let Some(p) = c.puller.take() {
+                p.abort();
+            }
             eprintln!("video: {name}: stopped (no viewer for the grace period)");
         }
     }
@@ -435,6 +471,7 @@ async fn control(
     out: &UdpSocket,
     leases: &mut Leases,
     channels: &mut [Channel],
+    tx: &FeedTx,
     from: SocketAddr,
     bytes: &[u8],
 ) {
@@ -443,7 +480,7 @@ async fn control(
         Ok(Control::Request { viewer, channel }) => {
             let granted = leases.request(now, viewer, &channel);
             while let Some(e) = leases.poll_event() {
-                lease_event(channels, e);
+                lease_event(channels, tx, e);
             }
             let info = channels.iter().find(|c| c.info.name == channel);
             let reply = Control::Reply {
@@ -472,7 +509,7 @@ async fn ingest(out: &UdpSocket, epoch: Instant, c: &mut Channel, arrived: Insta
                 nals.push((n.data, n.end_of_au, n.arrived));
             }
         }
-        Ingest::Rtp(_) => match RtpHeader::parse(data) {
+        Ingest::Rtp(_) | Ingest::Rtsp(_) => match RtpHeader::parse(data) {
             Ok((h, payload)) => {
                 c.depacketizer.push(&h, payload);
                 while let Some((nal, end)) = c.depacketizer.poll_nal() {
@@ -506,6 +543,59 @@ async fn ingest(out: &UdpSocket, epoch: Instant, c: &mut Channel, arrived: Insta
     }
 }
 
+/// Pulls `url` (RTSP over TCP, via retina) while the channel is live, reconnecting after a second
+/// when the server goes away: its RTP packets go through the same path as `rtp://` ingest.
+async fn pull(i: usize, url: url::Url, name: String, tx: FeedTx) {
+    loop {
+        match pull_once(i, &url, &tx).await {
+            Ok(()) => eprintln!("video: {name}: {url} ended; reconnecting in 1 s"),
+            Err(e) => eprintln!("video: {name}: {url}: {e}; retrying in 1 s"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn pull_once(i: usize, url: &url::Url, tx: &FeedTx) -> Result<(), String> {
+    use futures_util::StreamExt;
+    use retina::client::{PacketItem, PlayOptions, Session, SessionOptions, SetupOptions};
+    let options = SessionOptions::default().user_agent("edm-cast".into());
+    let mut session = Session::describe(url.clone(), options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = session
+        .streams()
+        .iter()
+        .position(|s| s.media() == "video" && s.encoding_name() == "h264")
+        .ok_or("no H.264 video stream")?;
+    session
+        .setup(stream, SetupOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(retina::codec::ParametersRef::Video(v)) = session.streams()[stream].parameters() {
+        for nal in avcc_parameter_sets(v.extra_data()) {
+            let _ = tx.send((i, Instant::now(), Feed::ParameterSet(nal))).await;
+        }
+    }
+    let mut playing = session
+        .play(PlayOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(item) = playing.next().await {
+        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())?
+            && p.stream_id() == stream
+        {
+            let feed = Feed::Datagram(p.raw().to_vec());
+            tx.send((i, Instant::now(), feed))
+                .await
+                .map_err(|_| "the relay stopped")?;
+        }
+    }
+    Ok(())
+}
+
 async fn send_repairs(out: &UdpSocket, c: &mut Channel) {
     let Some(fec) = &mut c.fec else { return };
     let to = SocketAddr::V4(SocketAddrV4::new(c.info.group, c.info.repair_port));
@@ -530,11 +620,9 @@ mod tests {
             "rtp://127.0.0.1:5002/".parse::<Ingest>(),
             Ok(Ingest::Rtp("127.0.0.1:5002".parse().unwrap()))
         );
-        assert!(
-            "rtsp://pi:8554/cam"
-                .parse::<Ingest>()
-                .unwrap_err()
-                .contains("RTSP")
+        assert_eq!(
+            "rtsp://pi:8554/cam".parse::<Ingest>(),
+            Ok(Ingest::Rtsp("rtsp://pi:8554/cam".parse().unwrap()))
         );
         assert!("http://x:1".parse::<Ingest>().is_err());
         assert!("udp://nope".parse::<Ingest>().is_err());

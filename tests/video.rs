@@ -10,10 +10,14 @@
 mod common;
 
 use common::{Proc, TempDir, bin, text};
+use edm_cast_proto::video::h264::{AnnexB, Packetizer, nal_type};
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The lab tests share two cores: one at a time.
@@ -382,8 +386,8 @@ fn video_cli_errors_are_one_line() {
         assert!(!err.contains("panicked"), "{err}");
         err
     };
-    let e = run(&["video", "--from", "pi", "--source", "pi=rtsp://pi:8554/cam"]);
-    assert!(e.contains("RTSP"), "{e}");
+    let e = run(&["video", "--from", "pi", "--source", "pi=http://pi/cam"]);
+    assert!(e.contains("unknown scheme"), "{e}");
     let e = run(&["video", "--from", "pi", "--source", "cam=udp://:5000"]);
     assert!(e.contains("not offered with --from"), "{e}");
     let e = run(&["video", "--from", "pi", "--source", "pi=udp://nowhere"]);
@@ -399,4 +403,258 @@ fn video_cli_errors_are_one_line() {
         "1",
     ]);
     assert!(e.contains("no relay heard"), "{e}");
+}
+
+/// A minimal RTSP server (RFC 2326) standing in for MediaMTX's rpiCamera: DESCRIBE with the SPS
+/// and PPS in sprop-parameter-sets, SETUP and PLAY for TCP-interleaved RTP, then the clip at 30 fps
+/// from its second IDR on (frame 30), which comes without in-band SPS/PPS: a viewer decodes only if
+/// the relay took them from the SDP.
+struct FakeRtsp {
+    port: u16,
+    plays: Arc<AtomicUsize>,
+    connected: Arc<AtomicBool>,
+}
+
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl FakeRtsp {
+    fn start(clip: &Path) -> FakeRtsp {
+        let mut annexb = AnnexB::default();
+        annexb.push(Instant::now(), &std::fs::read(clip).unwrap());
+        let (mut sps, mut pps) = (Vec::new(), Vec::new());
+        let mut pz = Packetizer::new(0x5EED, 1000);
+        let mut frames: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
+        while let Some(n) = annexb.poll_nal() {
+            // Parameter sets only in the SDP: a packetizer that saw them would repeat them in-band.
+            match nal_type(&n.data) {
+                7 => sps = n.data,
+                8 => pps = n.data,
+                _ => pz.push(&n.data, frames.len() as u32 * 3000, n.end_of_au),
+            }
+            let frame = frames.last_mut().unwrap();
+            frame.extend(std::iter::from_fn(|| pz.poll_packet()));
+            if n.end_of_au {
+                frames.push(Vec::new());
+            }
+        }
+        frames.drain(..GOP);
+        let sdp = format!(
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=fake pi\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+             a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;sprop-parameter-sets={},{}\r\n\
+             a=control:trackID=0\r\n",
+            base64(&sps),
+            base64(&pps)
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let plays = Arc::new(AtomicUsize::new(0));
+        let connected = Arc::new(AtomicBool::new(false));
+        let (p, c) = (plays.clone(), connected.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                c.store(true, Ordering::SeqCst);
+                let _ = serve(conn, port, &sdp, &frames, &p);
+                c.store(false, Ordering::SeqCst);
+            }
+        });
+        FakeRtsp {
+            port,
+            plays,
+            connected,
+        }
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    port: u16,
+    sdp: &str,
+    frames: &[Vec<Vec<u8>>],
+    plays: &AtomicUsize,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut out = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let method = line.split_whitespace().next().unwrap_or("").to_owned();
+        let (mut cseq, mut transport, mut body) = (String::new(), String::new(), 0);
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap_or((&h, ""));
+            match k.to_ascii_lowercase().as_str() {
+                "cseq" => cseq = v.trim().to_owned(),
+                "transport" => transport = v.trim().to_owned(),
+                "content-length" => body = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        std::io::Read::read_exact(&mut reader, &mut vec![0; body])?;
+        let head = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n");
+        match method.as_str() {
+            "DESCRIBE" => write!(
+                out,
+                "{head}Content-Base: rtsp://127.0.0.1:{port}/cam/\r\nContent-Type: application/sdp\r\n\
+                 Content-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )?,
+            "SETUP" => write!(
+                out,
+                "{head}Transport: {transport}\r\nSession: 42;timeout=60\r\n\r\n"
+            )?,
+            "PLAY" => {
+                write!(out, "{head}Session: 42\r\n\r\n")?;
+                plays.fetch_add(1, Ordering::SeqCst);
+                // Until the clip ends or the client goes: a write to a closed connection fails.
+                for frame in frames {
+                    for p in frame {
+                        let mut msg = vec![b'$', 0];
+                        msg.extend_from_slice(&(p.len() as u16).to_be_bytes());
+                        msg.extend_from_slice(p);
+                        out.write_all(&msg)?;
+                    }
+                    std::thread::sleep(Duration::from_millis(33));
+                }
+            }
+            "TEARDOWN" => {
+                write!(out, "{head}\r\n")?;
+                return Ok(());
+            }
+            _ => write!(
+                out,
+                "{head}Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN\r\n\r\n"
+            )?,
+        }
+    }
+}
+
+/// RTSP pull on loopback (no namespaces): pulled only once someone watches, SPS/PPS from the SDP
+/// inserted before the first IDR, frames bit-exact, and the RTSP session closed after the grace
+/// period once the viewer left.
+#[test]
+fn video_rtsp_source_is_pulled_on_demand() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        assert!(
+            std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+            "ffmpeg is required here"
+        );
+        eprintln!("skipping the RTSP test: ffmpeg is not installed");
+        return;
+    }
+    let dir = TempDir::new("rtsp");
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    let server = FakeRtsp::start(&clip);
+    let group = "239.255.42.1:5410";
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "14"])
+            .args([
+                bin(),
+                "video",
+                "--from",
+                "cam",
+                "--iface",
+                "lo",
+                "--group",
+                group,
+            ])
+            .arg("--source")
+            .arg(format!("cam=rtsp://127.0.0.1:{}/cam", server.port))
+            .args(["--grace", "1", "--stats"]),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        server.plays.load(Ordering::SeqCst),
+        0,
+        "pulled only on demand"
+    );
+    let sdp = dir.path().join("cam.sdp");
+    let watch = Proc::spawn(
+        "watch",
+        Command::new("timeout")
+            .args(["-s", "TERM", "7"])
+            .args([
+                bin(),
+                "watch",
+                "cam",
+                "--iface",
+                "lo",
+                "--group",
+                group,
+                "--port",
+                "6404",
+            ])
+            .arg("--sdp")
+            .arg(&sdp),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sdp.exists() {
+        assert!(Instant::now() < end, "watch wrote no SDP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = dir.path().join("cam.h264");
+    let capture = Proc::spawn(
+        "capture",
+        Command::new("timeout")
+            .args(["-s", "INT", "6"])
+            .args(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args([
+                "-protocol_whitelist",
+                "file,udp,rtp",
+                "-buffer_size",
+                "8388608",
+                "-i",
+            ])
+            .arg(&sdp)
+            .args(["-c", "copy", "-flush_packets", "1", "-f", "h264"])
+            .arg(&out),
+    );
+    capture.wait(Duration::from_secs(15));
+    let watch_log = text(&watch.wait(Duration::from_secs(15))).1;
+    let left = Instant::now();
+    while server.connected.load(Ordering::SeqCst) {
+        assert!(
+            left.elapsed() < Duration::from_secs(4),
+            "the RTSP session is still open {:?} after the viewer left",
+            left.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed_after = left.elapsed().as_secs_f64();
+    let (stats, log) = text(&relay.wait(Duration::from_secs(20)));
+    println!("rtsp: session closed {closed_after:.2} s after the viewer left\n{stats}");
+    assert_eq!(server.plays.load(Ordering::SeqCst), 1, "{log}");
+    let got = frames(&out);
+    let (first, n) = bit_exact(&source, &got)
+        .unwrap_or_else(|e| panic!("{e}\nrelay:\n{log}\nwatch:\n{watch_log}"));
+    // The stream starts at frame 30 (an IDR); the capture may start a keyframe later.
+    assert!(
+        first >= GOP && n >= 90,
+        "first {first}, {n} frames\n{log}\n{watch_log}"
+    );
 }
