@@ -585,6 +585,8 @@ fn video_rtsp_source_is_pulled_on_demand() {
             ])
             .arg("--source")
             .arg(format!("cam=rtsp://127.0.0.1:{}/cam", server.port))
+            // A second channel nobody watches: offered, never started.
+            .args(["--from", "idle", "--source", "idle=rtp://127.0.0.1:0"])
             .args(["--grace", "1", "--stats"]),
     );
     std::thread::sleep(Duration::from_millis(700));
@@ -649,6 +651,11 @@ fn video_rtsp_source_is_pulled_on_demand() {
     let (stats, log) = text(&relay.wait(Duration::from_secs(20)));
     println!("rtsp: session closed {closed_after:.2} s after the viewer left\n{stats}");
     assert_eq!(server.plays.load(Ordering::SeqCst), 1, "{log}");
+    assert!(
+        stats.contains("idle: 0 ingest datagrams (0 malformed), 0 starts"),
+        "{stats}"
+    );
+    assert!(!log.contains("idle: started"), "{log}");
     let got = frames(&out);
     let (first, n) = bit_exact(&source, &got)
         .unwrap_or_else(|e| panic!("{e}\nrelay:\n{log}\nwatch:\n{watch_log}"));
