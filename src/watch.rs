@@ -73,6 +73,19 @@ fn starts_keyframe(packet: &[u8]) -> bool {
     matches!(kind, Some(NAL_IDR | NAL_SPS))
 }
 
+fn announces_channel(datagram: &[u8], name: &str) -> bool {
+    matches!(Control::parse(datagram), Ok(Control::Announce { channels })
+        if channels.iter().any(|c| c.name == name))
+}
+
+/// Receives on `socket`, or waits forever if there is none.
+async fn recv_if(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match socket {
+        Some(s) => s.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn find_player(path: &Path) -> Option<(Child, String)> {
     let sdp = path.display().to_string();
     let candidates: [(&str, Vec<&str>); 2] = [
@@ -118,13 +131,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     runtime.block_on(watch(args, iface, limit))
 }
 
-/// Waits for an announcement that lists `name`; returns the relay's control address.
+/// Waits for an announcement that lists `name`; returns the relay's control address, and the
+/// announce socket (kept to notice a restarted relay).
 async fn find_relay(
     group: Group,
     iface: Ipv4Addr,
     name: &str,
     limit: Duration,
-) -> Result<SocketAddr, Error> {
+) -> Result<(SocketAddr, UdpSocket), Error> {
     let socket = register(net::group_socket(group, iface)?)?;
     let mut buf = vec![0u8; 2048];
     let mut heard: Vec<String> = Vec::new();
@@ -146,7 +160,7 @@ async fn find_relay(
         };
         if let Ok(Control::Announce { channels }) = Control::parse(&buf[..n]) {
             if channels.iter().any(|c| c.name == name) {
-                return Ok(from);
+                return Ok((from, socket));
             }
             heard = channels.into_iter().map(|c| c.name).collect();
         }
@@ -155,7 +169,7 @@ async fn find_relay(
 
 async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode, Error> {
     let started = Instant::now();
-    let relay = find_relay(args.group, iface, &args.name, limit).await?;
+    let (mut relay, announces) = find_relay(args.group, iface, &args.name, limit).await?;
     let control = register(net::feedback_socket(iface)?)?;
     let viewer = crate::random_u64();
     let request = Control::Request {
@@ -245,6 +259,7 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
     let mut playout = Playout::new(Duration::from_millis(args.hold_ms));
     let mut media_buf = vec![0u8; 65536];
     let mut repair_buf = vec![0u8; 65536];
+    let mut announce_buf = vec![0u8; 2048];
     let mut forwarded = 0u64;
     let mut keyframe_seen = false;
     let mut next_renew = Instant::now() + lease / 3;
@@ -265,9 +280,20 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
                     playout.handle_rtp(Instant::now(), &media_buf[..n]);
                 }
             }
-            got = async { repair.as_ref().expect("guarded").recv(&mut repair_buf).await }, if repair.is_some() => {
+            got = recv_if(repair.as_ref(), &mut repair_buf) => {
                 if let Ok(n) = got {
                     playout.handle_repair(Instant::now(), &repair_buf[..n]);
+                }
+            }
+            got = announces.recv_from(&mut announce_buf) => {
+                // A relay restarted on another port: renew there at once.
+                if let Ok((n, from)) = got
+                    && from != relay
+                    && announces_channel(&announce_buf[..n], &args.name)
+                {
+                    eprintln!("watch: the relay is now at {from}");
+                    relay = from;
+                    next_renew = Instant::now();
                 }
             }
             _ = control.recv_from(&mut buf) => {} // renewal replies: the lease is the relay's

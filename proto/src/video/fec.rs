@@ -216,6 +216,8 @@ struct Window {
 pub struct Playout {
     hold: Duration,
     ssrc: Option<u32>,
+    /// When the last RTP packet of `ssrc` came.
+    last_heard: Option<Instant>,
     /// Extended (64-bit, unwrapped) sequence number of the next packet to hand out.
     next: Option<u64>,
     highest: u64,
@@ -230,12 +232,15 @@ pub struct Playout {
 
 /// Packets buffered at most; past it the oldest gap is given up on at once.
 const MAX_BUFFERED: usize = 8192;
+/// Silence of the followed SSRC after which packets of another one are followed instead.
+const SSRC_SWITCH: Duration = Duration::from_secs(1);
 
 impl Playout {
     pub fn new(hold: Duration) -> Self {
         Playout {
             hold,
             ssrc: None,
+            last_heard: None,
             next: None,
             highest: 0,
             packets: BTreeMap::new(),
@@ -266,9 +271,21 @@ impl Playout {
             self.stats.dropped += 1;
             return;
         };
+        // A restarted relay has a new SSRC: follow it once the old one has been silent a while.
+        if self.ssrc.is_some_and(|s| s != h.ssrc)
+            && self.last_heard.is_none_or(|t| now >= t + SSRC_SWITCH)
+        {
+            self.stats.lost += self.packets.len() as u64;
+            self.ssrc = None;
+            self.next = None;
+            self.packets.clear();
+            self.released.clear();
+            self.windows.clear();
+        }
         if bytes.len() > u16::MAX as usize - 2 || !self.accepts(h.ssrc) {
             return;
         }
+        self.last_heard = Some(now);
         if self.next.is_none() {
             self.highest = (1 << 32) + h.seq as u64;
             self.next = Some(self.highest);
@@ -564,6 +581,35 @@ mod tests {
             "{stats:?} {}",
             out.len()
         );
+    }
+
+    #[test]
+    fn a_restarted_relay_is_followed_after_a_second_of_silence() {
+        let t0 = Instant::now();
+        let mut play = Playout::new(Duration::from_millis(150));
+        let rtp = |ssrc: u32, seq: u16| {
+            let mut p = Vec::new();
+            RtpHeader {
+                marker: true,
+                payload_type: 96,
+                seq,
+                timestamp: 0,
+                ssrc,
+            }
+            .write(&mut p);
+            p.push(0x41);
+            p
+        };
+        play.handle_rtp(t0, &rtp(1, 10));
+        play.handle_rtp(t0, &rtp(2, 500)); // a stray packet of another stream: dropped
+        play.handle_rtp(t0 + Duration::from_millis(500), &rtp(1, 11));
+        play.handle_rtp(t0 + Duration::from_millis(1600), &rtp(2, 7000));
+        play.handle_rtp(t0 + Duration::from_millis(1601), &rtp(2, 7001));
+        let seqs: Vec<u16> = std::iter::from_fn(|| play.poll_packet())
+            .map(|p| RtpHeader::parse(&p).unwrap().0.seq)
+            .collect();
+        assert_eq!(seqs, [10, 11, 7000, 7001]);
+        assert_eq!(play.stats.dropped, 1);
     }
 
     /// The REPAIR example in VIDEO.md, byte for byte.
