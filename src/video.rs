@@ -38,10 +38,15 @@ pub fn parse_group(s: &str) -> Result<Group, String> {
 
 #[derive(Parser, Debug)]
 pub struct Args {
-    /// Source names to offer as channels (repeat for several). A name without --source is raw
-    /// H.264 on udp://:5000 (what `rpicam-vid --inline -o udp://SERVER:5000` sends).
-    #[arg(long = "from", value_name = "NAME", required = true)]
+    /// Source names to offer as channels (repeat for several). A name that neither --source nor
+    /// --config defines is raw H.264 on udp://:5000 (what `rpicam-vid --inline -o udp://SERVER:5000`
+    /// sends).
+    #[arg(long = "from", value_name = "NAME")]
     from: Vec<String>,
+    /// A TOML file of sources, one table per name: `[pi]` with `url = "udp://:5000"` and optionally
+    /// `run_on_demand = "COMMAND"`. Without --from, every source in it is offered; flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Where NAME comes from: udp://[ADDR]:PORT (raw H.264 Annex B), rtp://[ADDR]:PORT (RTP H.264),
     /// or rtsp://HOST[:PORT]/PATH (pulled while someone watches, e.g. MediaMTX's rpiCamera).
     #[arg(long = "source", value_name = "NAME=URL")]
@@ -135,6 +140,28 @@ impl std::fmt::Display for Ingest {
     }
 }
 
+/// One source in the `--config` file.
+#[derive(Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceConfig {
+    url: Option<String>,
+    run_on_demand: Option<String>,
+}
+
+fn parse_config(text: &str) -> Result<std::collections::BTreeMap<String, SourceConfig>, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+fn load_config(
+    path: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, SourceConfig>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_config(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
+}
+
 fn split_named(s: &str, what: &str) -> Result<(String, String), Error> {
     let (name, value) = s
         .split_once('=')
@@ -220,6 +247,20 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         repair_percent: args.fec_repair,
         ..FecConfig::default()
     };
+    let config = match &args.config {
+        Some(path) => load_config(path)?,
+        None => Default::default(),
+    };
+    let from: Vec<String> = if args.from.is_empty() {
+        config.keys().cloned().collect()
+    } else {
+        args.from.clone()
+    };
+    if from.is_empty() {
+        return Err(Error::Usage(
+            "name a source to offer: --from NAME (or --config FILE)".into(),
+        ));
+    }
     let mut defined = std::collections::HashMap::new();
     for s in &args.sources {
         let (name, url) = split_named(s, "--source")?;
@@ -233,8 +274,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     }
     let base = u32::from(*args.group.0.ip());
     let mut channels = Vec::new();
-    for (i, name) in args.from.iter().enumerate() {
-        if name.is_empty() || name.len() > MAX_CHANNEL_NAME || args.from[..i].contains(name) {
+    for (i, name) in from.iter().enumerate() {
+        if name.is_empty() || name.len() > MAX_CHANNEL_NAME || from[..i].contains(name) {
             return Err(Error::Usage(format!(
                 "--from '{name}': names must be 1 to {MAX_CHANNEL_NAME} bytes and distinct"
             )));
@@ -245,10 +286,18 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 "--group leaves no room for channel {name}"
             )));
         }
+        let configured = config.get(name);
+        let url = configured.and_then(|c| c.url.as_deref());
         let ingest = match defined.remove(name) {
             Some(i) => i,
-            None => DEFAULT_SOURCE.parse().map_err(Error::Usage)?,
+            None => url
+                .unwrap_or(DEFAULT_SOURCE)
+                .parse()
+                .map_err(|e| Error::Usage(format!("source '{name}': {e}")))?,
         };
+        let on_demand = commands
+            .remove(name)
+            .or_else(|| configured.and_then(|c| c.run_on_demand.clone()));
         channels.push(Channel {
             info: ChannelInfo {
                 name: name.clone(),
@@ -258,7 +307,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 repair_port: if args.no_fec { 0 } else { REPAIR_PORT },
             },
             ingest,
-            on_demand: commands.remove(name),
+            on_demand,
             child: None,
             puller: None,
             annexb: AnnexB::default(),
@@ -609,6 +658,20 @@ async fn send_repairs(out: &UdpSocket, c: &mut Channel) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_files_parse() {
+        let c = parse_config(
+            "[pi]\nurl = \"udp://:5000\"\n\n[door]\nurl = \"rtsp://door:8554/cam\"\n\
+             run_on_demand = \"ffmpeg -i x\"\n[bare]\n",
+        )
+        .unwrap();
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["bare", "door", "pi"]);
+        assert_eq!(c["door"].run_on_demand.as_deref(), Some("ffmpeg -i x"));
+        assert_eq!(c["bare"], SourceConfig::default());
+        assert!(parse_config("[pi]\nurl = 5").is_err());
+        assert!(parse_config("[pi]\nadress = \"udp://:1\"").is_err());
+    }
 
     #[test]
     fn source_urls_parse() {

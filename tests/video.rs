@@ -309,24 +309,25 @@ fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
     let clip = encode_clip(dir.path());
     let source = frames(&clip);
     let lab = Lab::up("o", 2, 0.0);
-    // The fake Pi pushes RTP only while someone watches, started and stopped by the relay.
-    let command = format!(
-        "pi={} rtp {} 127.0.0.1:5002",
-        tool("fakepi.sh").display(),
-        clip.display()
-    );
+    // The fake Pi pushes RTP only while someone watches, started and stopped by the relay; the
+    // source comes from a config file (no --from: every source in it is offered).
+    let config = dir.path().join("sources.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pi]\nurl = 'rtp://127.0.0.1:5002'\nrun_on_demand = '{} rtp {} 127.0.0.1:5002'\n",
+            tool("fakepi.sh").display(),
+            clip.display()
+        ),
+    )
+    .unwrap();
     let grace = 2.0;
     let relay = Proc::spawn(
         "relay",
         lab.exec("s")
             .args(["timeout", "-s", "INT", "14"])
-            .args([bin(), "video", "--from", "pi", "--iface", "eth0", "--stats"])
-            .args([
-                "--source",
-                "pi=rtp://127.0.0.1:5002",
-                "--run-on-demand",
-                &command,
-            ])
+            .args([bin(), "video", "--iface", "eth0", "--stats", "--config"])
+            .arg(&config)
             .args(["--grace", &grace.to_string()]),
     );
     let pis = || {
@@ -392,6 +393,10 @@ fn video_cli_errors_are_one_line() {
     assert!(e.contains("not offered with --from"), "{e}");
     let e = run(&["video", "--from", "pi", "--source", "pi=udp://nowhere"]);
     assert!(e.contains("ADDR:PORT"), "{e}");
+    let e = run(&["video"]);
+    assert!(e.contains("--from NAME"), "{e}");
+    let e = run(&["video", "--config", "/nonexistent/sources.toml"]);
+    assert!(e.contains("cannot read /nonexistent/sources.toml"), "{e}");
     let e = run(&[
         "watch",
         "pi",
