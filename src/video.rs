@@ -327,7 +327,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
-    let result = runtime.block_on(relay(out, args.group, grace, &mut channels));
+    let mut control_dropped = 0;
+    let result = runtime.block_on(relay(
+        out,
+        args.group,
+        grace,
+        &mut channels,
+        &mut control_dropped,
+    ));
     for c in &mut channels {
         c.stop_source();
     }
@@ -335,6 +342,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         for c in &mut channels {
             print_stats(c);
         }
+        println!("control: {control_dropped} malformed or foreign datagrams dropped");
     }
     result.map(|_| ExitCode::SUCCESS)
 }
@@ -352,7 +360,8 @@ fn print_stats(c: &mut Channel) {
          packets ({} bytes), FEC overhead {:.1}%; relay latency p50 {:.3} ms p99 {:.3} ms",
         c.info.name,
         s.datagrams,
-        s.malformed,
+        // Unparsable RTP, broken fragments and oversized NAL units.
+        s.malformed + c.depacketizer.dropped + c.annexb.oversized,
         s.starts,
         s.rtp_packets,
         s.rtp_bytes,
@@ -381,6 +390,7 @@ async fn relay(
     group: Group,
     grace: Duration,
     channels: &mut [Channel],
+    control_dropped: &mut u64,
 ) -> Result<(), Error> {
     let out = register(out)?;
     let (tx, mut rx) = mpsc::channel::<(usize, Instant, Feed)>(4096);
@@ -459,7 +469,7 @@ async fn relay(
             }
             got = out.recv_from(&mut buf) => {
                 if let Ok((n, from)) = got {
-                    control(&out, &mut leases, channels, &tx, from, &buf[..n]).await;
+                    control(&out, &mut leases, channels, &tx, from, &buf[..n], control_dropped).await;
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
@@ -523,6 +533,7 @@ async fn control(
     tx: &FeedTx,
     from: SocketAddr,
     bytes: &[u8],
+    dropped: &mut u64,
 ) {
     let now = Instant::now();
     match Control::parse(bytes) {
@@ -544,7 +555,10 @@ async fn control(
         }
         Ok(Control::Leave { viewer, channel }) => leases.leave(now, viewer, &channel),
         Ok(_) => {}
-        Err(e) => tracing::debug!("control datagram from {from} dropped: {e}"),
+        Err(e) => {
+            *dropped += 1;
+            tracing::debug!("control datagram from {from} dropped: {e}");
+        }
     }
 }
 
