@@ -670,3 +670,112 @@ fn video_rtsp_source_is_pulled_on_demand() {
         "first {first}, {n} frames\n{log}\n{watch_log}"
     );
 }
+
+/// Hostile input on loopback: random datagrams into a live RTP channel, a raw H.264 channel and
+/// the control port are dropped and counted; the relay neither panics nor stops.
+#[test]
+fn video_relay_survives_garbage() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let group: std::net::SocketAddrV4 = "239.255.44.1:5430".parse().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let announces = std::net::UdpSocket::bind(group).unwrap();
+    announces
+        .join_multicast_v4(group.ip(), &std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    announces
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "6"])
+            .args([
+                bin(),
+                "video",
+                "--iface",
+                "lo",
+                "--group",
+                &group.to_string(),
+            ])
+            .args(["--from", "rtp", "--source"])
+            .arg(format!("rtp=rtp://127.0.0.1:{}", ports[0]))
+            .args(["--from", "raw", "--source"])
+            .arg(format!("raw=udp://127.0.0.1:{}", ports[1]))
+            .arg("--stats"),
+    );
+    let mut buf = [0u8; 2048];
+    let (_, control) = announces.recv_from(&mut buf).expect("an announcement");
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Make both channels live: REQUESTs from viewer 1.
+    for name in [b"rtp", b"raw"] {
+        let mut request = vec![0xED, 0x56, 1, 0x22, 0, 0, 0, 0, 0, 0, 0, 1, 3];
+        request.extend_from_slice(name);
+        tx.send_to(&request, control).unwrap();
+    }
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..3000 {
+        let len = (next() % 1500) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match i % 3 {
+            // Mostly valid RTP version and H.264 NAL or FU-A headers, so the parsers go deep.
+            0 if d.len() > 14 => {
+                d[0] = 0x80;
+                d[12] = [0x41, 0x65, 0x67, 0x7C, 0x78][i % 5];
+                tx.send_to(&d, ("127.0.0.1", ports[0])).unwrap();
+            }
+            0 | 1 => {
+                // Start codes now and then, so junk NAL units reach the packetizer.
+                for k in (0..d.len().saturating_sub(3)).step_by(97) {
+                    d[k..k + 3].copy_from_slice(&[0, 0, 1]);
+                }
+                tx.send_to(&d, ("127.0.0.1", ports[1])).unwrap();
+            }
+            _ => {
+                if d.len() > 4 {
+                    d[..3].copy_from_slice(&[0xED, 0x56, 1]);
+                }
+                tx.send_to(&d, control).unwrap();
+            }
+        }
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let out = relay.wait(Duration::from_secs(15));
+    let (stats, log) = text(&out);
+    // 124: `timeout` ended it (SIGINT) as planned, rather than the relay exiting on its own.
+    assert_eq!(out.status.code(), Some(124), "{stats}\n{log}");
+    println!("{stats}");
+    assert!(
+        log.contains("rtp: started") && log.contains("raw: started"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let dropped = |prefix: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no '{prefix}' in {stats}"))
+    };
+    assert!(dropped("control: ") > 500, "{stats}");
+    assert!(
+        dropped("rtp: ") > 500 && stats.contains("malformed)"),
+        "{stats}"
+    );
+}
