@@ -5,7 +5,8 @@
 //! instead when EDM_CAST_REQUIRE_LAB is set (CI as root).
 //!
 //! `bench/video.sh` reruns `video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr` with
-//! EDM_VIDEO_LOSS (percent, default 5) and collects the figures it prints.
+//! EDM_VIDEO_LOSS (percent, default 5) and EDM_VIDEO_FEC_REPAIR (the relay's --fec-repair, default
+//! 20) and collects the figures it prints.
 
 mod common;
 
@@ -215,6 +216,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5.0);
+    let repair = std::env::var("EDM_VIDEO_FEC_REPAIR").unwrap_or_else(|_| "20".into());
     let dir = TempDir::new("video");
     let clip = encode_clip(dir.path());
     let source = frames(&clip);
@@ -226,7 +228,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         lab.exec("s")
             .args(["timeout", "-s", "INT", "17"])
             .args([bin(), "video", "--from", "pi", "--iface", "eth0"])
-            .args(["--grace", "2", "--stats"]),
+            .args(["--grace", "2", "--stats", "--fec-repair", &repair]),
     );
     std::thread::sleep(Duration::from_millis(500));
     let (w1, sdp1) = watch(&lab, "r1", dir.path(), 14, &[]);
