@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Proc, TempDir, bin, text};
+use common::{TempDir, bin, text};
 use edm_cast_proto::video::h264::{AnnexB, Packetizer, nal_type};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -20,6 +20,62 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A child in its own process group, the whole group killed on drop: so a failing test leaves no
+/// relay, viewer or ffmpeg behind its `timeout` or `ip netns exec` wrapper.
+struct Bg {
+    child: Option<std::process::Child>,
+    name: String,
+}
+
+impl Bg {
+    fn spawn(name: &str, cmd: &mut Command) -> Bg {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Bg {
+            child: Some(child),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Waits at most `limit` for the process to exit; kills its group and panics past that.
+    fn wait(mut self, limit: Duration) -> std::process::Output {
+        let mut child = self.child.take().expect("not waited yet");
+        let end = Instant::now() + limit;
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= end {
+                kill_group(&child);
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "{} still running after {limit:?}; stderr:\n{}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("output")
+    }
+}
+
+fn kill_group(child: &std::process::Child) {
+    // SAFETY: kill(2) on the process group this test created for the child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            kill_group(c);
+            let _ = c.wait();
+        }
+    }
+}
 
 /// The lab tests share two cores: one at a time.
 static LAB: Mutex<()> = Mutex::new(());
@@ -161,9 +217,9 @@ fn exact_share(source: &[String], got: &[String]) -> (usize, usize) {
 }
 
 /// `watch NAME --sdp` in `host` for `secs` (then SIGTERM: it leaves and prints its counts).
-fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Proc, PathBuf) {
+fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Bg, PathBuf) {
     let sdp = dir.join(format!("{host}.sdp"));
-    let p = Proc::spawn(
+    let p = Bg::spawn(
         &format!("watch {host}"),
         lab.exec(host)
             .args(["timeout", "-s", "TERM", &secs.to_string()])
@@ -175,13 +231,13 @@ fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Proc,
 }
 
 /// ffmpeg in `host` recording what `watch` forwards, for `secs` (then SIGINT: it closes the file).
-fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Proc {
+fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Bg {
     let end = Instant::now() + Duration::from_secs(10);
     while !sdp.exists() {
         assert!(Instant::now() < end, "watch in {host} wrote no SDP");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Proc::spawn(
+    Bg::spawn(
         &format!("capture {host}"),
         lab.exec(host)
             .args(["timeout", "-s", "INT", &secs.to_string()])
@@ -225,7 +281,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     assert_eq!(source.len(), 300, "the clip is 10 s at 30 fps");
     let lab = Lab::up("f", 3, loss);
 
-    let relay = Proc::spawn(
+    let relay = Bg::spawn(
         "relay",
         lab.exec("s")
             .args(["timeout", "-s", "INT", "17"])
@@ -240,7 +296,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     let c1 = capture(&lab, "r1", &sdp1, &out1, 13.0);
     let c3 = capture(&lab, "r3", &sdp3, &out3, 13.0);
     std::thread::sleep(Duration::from_millis(700));
-    let pi = Proc::spawn(
+    let pi = Bg::spawn(
         "fake pi",
         lab.exec("s")
             .args(["timeout", "20"])
@@ -326,7 +382,7 @@ fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
     )
     .unwrap();
     let grace = 2.0;
-    let relay = Proc::spawn(
+    let relay = Bg::spawn(
         "relay",
         lab.exec("s")
             .args(["timeout", "-s", "INT", "14"])
@@ -578,7 +634,7 @@ fn video_rtsp_source_is_pulled_on_demand() {
     let source = frames(&clip);
     let server = FakeRtsp::start(&clip);
     let group = "239.255.42.1:5410";
-    let relay = Proc::spawn(
+    let relay = Bg::spawn(
         "relay",
         Command::new("timeout")
             .args(["-s", "INT", "14"])
@@ -605,7 +661,7 @@ fn video_rtsp_source_is_pulled_on_demand() {
         "pulled only on demand"
     );
     let sdp = dir.path().join("cam.sdp");
-    let watch = Proc::spawn(
+    let watch = Bg::spawn(
         "watch",
         Command::new("timeout")
             .args(["-s", "TERM", "7"])
@@ -629,7 +685,7 @@ fn video_rtsp_source_is_pulled_on_demand() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = dir.path().join("cam.h264");
-    let capture = Proc::spawn(
+    let capture = Bg::spawn(
         "capture",
         Command::new("timeout")
             .args(["-s", "INT", "6"])
@@ -697,7 +753,7 @@ fn video_relay_survives_garbage() {
     announces
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let relay = Proc::spawn(
+    let relay = Bg::spawn(
         "relay",
         Command::new("timeout")
             .args(["-s", "INT", "6"])
@@ -782,4 +838,58 @@ fn video_relay_survives_garbage() {
         dropped("rtp: ") > 500 && stats.contains("malformed)"),
         "{stats}"
     );
+}
+
+/// `watch` without --sdp: starts ffplay on the SDP (a fake one here: no display), leaves when the
+/// player exits; with no player installed, prints the command instead.
+#[test]
+fn video_watch_starts_a_player_or_prints_the_command() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("player");
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let args_file = dir.path().join("ffplay.args");
+    let ffplay = bin_dir.join("ffplay");
+    std::fs::write(
+        &ffplay,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {}\nsleep 1\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ffplay, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let group = "239.255.46.1:5450";
+    let relay = Bg::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "8"])
+            .args([bin(), "video", "--iface", "lo", "--group", group])
+            .args(["--from", "pi", "--source", "pi=udp://127.0.0.1:0"]),
+    );
+    let watch = |path: &str| {
+        Command::new("timeout")
+            .args(["-s", "INT", "3", "env", &format!("PATH={path}"), bin()])
+            .args(["watch", "pi", "--iface", "lo", "--group", group])
+            .output()
+            .unwrap()
+    };
+    let out = watch(&format!("{}:/usr/bin:/bin", bin_dir.display()));
+    let log = text(&out).1;
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("watch: playing with: ffplay") && log.contains("the player exited"));
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert!(
+        args.starts_with("-protocol_whitelist file,udp,rtp") && args.trim_end().ends_with(".sdp"),
+        "{args}"
+    );
+    let out = watch("/nonexistent");
+    let log = text(&out).1;
+    assert!(log.contains("no ffplay or vlc found"), "{log}");
+    assert!(
+        log.contains("ffplay -protocol_whitelist file,udp,rtp"),
+        "{log}"
+    );
+    drop(relay);
 }
