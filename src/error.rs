@@ -23,6 +23,16 @@ pub enum Error {
         "no session heard on {group} within {secs} s: is the sender running, on this LAN, with the same --group? (check --iface)"
     )]
     NoSession { group: String, secs: u64 },
+    #[error(transparent)]
+    Receive(#[from] edm_cast_proto::ReceiveError),
+    #[error("the server refused {url}: {why}")]
+    Refused { url: String, why: String },
+    #[error(
+        "no edm-cast server answered on {group} within {secs} s: is `edm-cast serve` running on this LAN with the same --group? (or give --server HOST)"
+    )]
+    NoServer { group: String, secs: u64 },
+    #[error("cannot download {url}: {why}")]
+    Fetch { url: String, why: String },
     #[error("{name}: MD5 mismatch (expected {expected}, got {got}); the file was not kept")]
     Md5Mismatch {
         name: String,

@@ -3,14 +3,21 @@
 //! The protocol lives in the `edm-cast-proto` crate (`proto/`); this binary is the shell around it:
 //! command line, sockets, pacing, files and the terminal.
 
+mod cache;
 mod datapath;
 mod digest;
 mod error;
+mod fetch;
+mod get;
 mod net;
 mod output;
 mod pace;
+mod policy;
 mod recv;
 mod send;
+mod serve;
+mod session;
+mod source;
 mod ui;
 mod verify;
 mod video;
@@ -26,7 +33,10 @@ use std::process::ExitCode;
     about = "Send one file to a whole LAN at once over IP multicast (RaptorQ FEC)",
     after_help = "Examples:
   teacher$ edm-cast send ubuntu.iso --group 239.1.1.1 --min-receivers 8
+  teacher$ edm-cast send https://example.org/big.iso --group 239.1.1.1 --min-receivers 8
   student$ edm-cast recv --group 239.1.1.1 --out ~/Downloads
+  server$  edm-cast serve --group 239.1.1.1 --cache /srv/edm-cache
+  student$ edm-cast get https://example.org/big.iso --out ~/Downloads
 
 Exit codes: 0 success; 1 error; 2 (send) some receivers did not get the file; 130 interrupted."
 )]
@@ -40,16 +50,29 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Send a file to every receiver on the group; exits when all have it.
+    /// Send a file, or a URL while it downloads, to every receiver on the group; exits when all
+    /// have it.
     #[command(after_help = "Examples:
   edm-cast send ubuntu.iso --group 239.1.1.1 --min-receivers 8
-  edm-cast send image.img --iface eth0 --rate 900M --min-receivers 30 --wait 60")]
+  edm-cast send image.img --iface eth0 --rate 900M --min-receivers 30 --wait 60
+  edm-cast send https://example.org/big.iso --min-receivers 8 --cache /srv/edm-cache")]
     Send(send::Args),
     /// Receive the next file sent on the group, check its MD5, and print its path.
     #[command(after_help = "Examples:
   edm-cast recv --group 239.1.1.1 --out ~/Downloads
   edm-cast recv --iface eth0 --out /srv/images --keep")]
     Recv(recv::Args),
+    /// Run the lab's download manager: students' `get URL` requests are sent once, from the
+    /// cache or downloaded with cut-through, to everyone who asks.
+    #[command(after_help = "Examples:
+  edm-cast serve --group 239.1.1.1 --cache /srv/edm-cache --cache-size 200G
+  edm-cast serve --iface eth0 --rate 900M --allow 10.20.0.0/16")]
+    Serve(serve::Args),
+    /// Ask the lab's server for a URL and receive it with the class.
+    #[command(after_help = "Examples:
+  edm-cast get https://example.org/big.iso --out ~/Downloads
+  edm-cast get https://example.org/big.iso --server labserver")]
+    Get(get::Args),
     /// Relay live H.264 sources (e.g. a Pi camera) as multicast RTP with FEC, while someone watches.
     #[command(after_help = "Examples:
   pi$     rpicam-vid -t 0 --inline --intra 30 -o udp://SERVER:5000
@@ -95,6 +118,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Get(args) => get::run(args),
         Command::Video(args) => video::run(args),
         Command::Watch(args) => watch::run(args),
     };

@@ -103,11 +103,13 @@ fn grow_recv_buffer(socket: &Socket) {
     );
 }
 
-/// The sender's one socket: sends to the group from `iface`, and receives feedback on its port.
+/// The sender's one socket: sends to the group from `iface`, and receives feedback on its port
+/// (`port`, or any free one if 0).
 pub fn sender_socket(
     group: Group,
     iface: Ipv4Addr,
     ttl: u32,
+    port: u16,
 ) -> Result<std::net::UdpSocket, Error> {
     let fail = |e: std::io::Error| Error::Socket {
         what: format!("cannot send to {group} from {iface}"),
@@ -115,7 +117,7 @@ pub fn sender_socket(
     };
     let socket = udp_socket().map_err(fail)?;
     socket
-        .bind(&SocketAddr::from((iface, 0)).into())
+        .bind(&SocketAddr::from((iface, port)).into())
         .map_err(fail)?;
     if !iface.is_unspecified() {
         socket.set_multicast_if_v4(&iface).map_err(fail)?;
@@ -125,6 +127,17 @@ pub fn sender_socket(
     grow_recv_buffer(&socket);
     socket.set_nonblocking(true).map_err(fail)?;
     Ok(socket.into())
+}
+
+/// The port a socket was bound to (the sender's feedback port).
+pub fn local_port(socket: &std::net::UdpSocket) -> Result<u16, Error> {
+    socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Socket {
+            what: "cannot read the socket's port".into(),
+            source: e,
+        })
 }
 
 /// A receiver's group socket: joined on `iface`, bound to the group so other groups on the port

@@ -36,8 +36,9 @@ pub struct OutputFile {
 }
 
 impl OutputFile {
-    /// Creates the temporary file and reserves `size` bytes, so a full disk is reported now.
-    pub fn create(dir: &Path, name: &str, session: u32, size: u64) -> Result<Self, Error> {
+    /// Creates the temporary file and reserves `size` bytes (if known), so a full disk is
+    /// reported now.
+    pub fn create(dir: &Path, name: &str, session: u32, size: Option<u64>) -> Result<Self, Error> {
         let final_path = dir.join(name);
         let temp_path = dir.join(format!(".{name}.{session:08x}.part"));
         let write_err = |source| Error::Write {
@@ -57,7 +58,9 @@ impl OutputFile {
             file: Arc::new(file),
             committed: false,
         };
-        reserve(&out.file, size).map_err(write_err)?;
+        if let Some(size) = size {
+            reserve(&out.file, size).map_err(write_err)?;
+        }
         Ok(out)
     }
 
@@ -67,6 +70,14 @@ impl OutputFile {
             file: self.file.clone(),
             path: self.temp_path.clone(),
         }
+    }
+
+    /// Cuts the file to its final size.
+    pub fn set_len(&self, size: u64) -> Result<(), Error> {
+        self.file.set_len(size).map_err(|source| Error::Write {
+            path: self.temp_path.clone(),
+            source,
+        })
     }
 
     /// Moves the checked file to its name (replacing an older file of that name).

@@ -74,6 +74,12 @@ impl Pacer {
         }
     }
 
+    /// Changes the rate (a server's link shared by a changing number of sessions).
+    pub fn set_rate(&mut self, rate: Rate) {
+        self.bytes_per_sec = rate.0 / 8.0;
+        self.burst = (self.bytes_per_sec * 0.004).max(3.0 * 1500.0);
+    }
+
     fn refill(&mut self) {
         let now = self.clock.now();
         let dt = now.duration_since(self.last).as_secs_f64();

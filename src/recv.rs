@@ -53,32 +53,16 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         })
         .transpose()?;
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let group_std = net::group_socket(args.group, iface)?;
-    let feedback_std = net::feedback_socket(iface)?;
-    // 8 MiB is 60 ms at 1 Gbit/s: ample for a 1 ms pause.
-    let coalesce = socket2::SockRef::from(&group_std)
-        .recv_buffer_size()
-        .is_ok_and(|b| b >= 8 << 20);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
-        let register = |s| {
-            UdpSocket::from_std(s).map_err(|e| Error::Socket {
-                what: "cannot register a socket".into(),
-                source: e,
-            })
-        };
-        let listener = Listener {
-            args: &args,
-            group: register(group_std)?,
-            feedback: register(feedback_std)?,
-            coalesce,
-            name: args.name.clone().unwrap_or_else(hostname),
+        let listener = Listener::new(
+            args.group,
+            iface,
+            args.out.clone(),
+            args.name.clone(),
             timeout,
-        };
+            None,
+        )?;
         let mut done_sessions = Vec::new();
         loop {
             let received = listener.receive(&done_sessions).await;
@@ -96,6 +80,15 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             }
         }
     })
+}
+
+/// The receiving side's runtime: one thread for the network, a few for decoding and the disk.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
 }
 
 fn hostname() -> String {
@@ -125,26 +118,63 @@ const MAX_JOBS: usize = 8;
 const COALESCE: Duration = Duration::from_millis(1);
 
 /// What stays the same from one received file to the next.
-struct Listener<'a> {
-    args: &'a Args,
+pub struct Listener {
+    group_addr: Group,
+    out: PathBuf,
     group: UdpSocket,
     feedback: UdpSocket,
     /// Pause between reads (see `COALESCE`).
     coalesce: bool,
     name: String,
     timeout: Option<Duration>,
+    /// Join only this session (`get`: the one the server offered).
+    session: Option<u32>,
 }
 
-impl Listener<'_> {
+impl Listener {
+    /// Joins `group` on `iface`; must be called inside the runtime.
+    pub fn new(
+        group: Group,
+        iface: std::net::Ipv4Addr,
+        out: PathBuf,
+        name: Option<String>,
+        timeout: Option<Duration>,
+        session: Option<u32>,
+    ) -> Result<Self, Error> {
+        let group_std = net::group_socket(group, iface)?;
+        let feedback_std = net::feedback_socket(iface)?;
+        // 8 MiB is 60 ms at 1 Gbit/s: ample for a 1 ms pause.
+        let coalesce = socket2::SockRef::from(&group_std)
+            .recv_buffer_size()
+            .is_ok_and(|b| b >= 8 << 20);
+        let register = |s| {
+            UdpSocket::from_std(s).map_err(|e| Error::Socket {
+                what: "cannot register a socket".into(),
+                source: e,
+            })
+        };
+        Ok(Listener {
+            group_addr: group,
+            out,
+            group: register(group_std)?,
+            feedback: register(feedback_std)?,
+            coalesce,
+            name: name.unwrap_or_else(hostname),
+            timeout,
+            session,
+        })
+    }
+
     /// Receives one file; returns its session and where it is. On any failure the sender is told,
     /// so it does not wait for this receiver.
-    async fn receive(&self, skip_sessions: &[u32]) -> Result<(u32, PathBuf), Error> {
+    pub async fn receive(&self, skip_sessions: &[u32]) -> Result<(u32, PathBuf), Error> {
         let seed = crate::random_u64();
         let mut rx = Receiver::new(ReceiverConfig {
             id: seed as u32,
             name: self.name.clone(),
             seed,
             skip_sessions: skip_sessions.to_vec(),
+            session: self.session,
             ..ReceiverConfig::default()
         });
         let result = self.session(&mut rx).await;
@@ -156,19 +186,16 @@ impl Listener<'_> {
     }
 
     async fn session(&self, rx: &mut Receiver) -> Result<(u32, PathBuf), Error> {
-        let (args, group, feedback, coalesce, timeout) = (
-            self.args,
-            &self.group,
-            &self.feedback,
-            self.coalesce,
-            self.timeout,
-        );
+        let (group, feedback, coalesce, timeout) =
+            (&self.group, &self.feedback, self.coalesce, self.timeout);
         let mut session = 0;
         let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
         let mut file: Option<(SessionInfo, OutputFile)> = None;
         let mut md5: Option<RunningMd5> = None;
         let mut bar: Option<ProgressBar> = None;
         let mut result: Option<PathBuf> = None;
+        // Size and MD5 the file must have, once every block is in.
+        let mut expected: Option<(u64, [u8; 16])> = None;
         let mut jobs = 0;
         let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
             what: "cannot set up batched receive".into(),
@@ -218,20 +245,23 @@ impl Listener<'_> {
                         Done::Decoded(outcome) => {
                             jobs -= 1;
                             rx.handle_decoded(now, outcome);
-                            if let (Some(bar), Some((done, total))) = (&bar, rx.progress()) {
-                                let size = file.as_ref().map_or(0, |f| f.0.size);
-                                bar.set_position(size * done as u64 / total.max(1) as u64);
+                            if let (Some(bar), Some((info, _)), Some((done, _))) =
+                                (&bar, &file, rx.progress())
+                            {
+                                let at = done as u64 * info.block_bytes;
+                                bar.set_position(info.size.map_or(at, |size| at.min(size)));
                             }
                         }
                         Done::Verified(md5) => {
                             let (info, output) = file.take().expect("verified a file");
-                            if md5 == info.md5 {
+                            let want = expected.map(|e| e.1).expect("complete before verified");
+                            if md5 == want {
                                 result = Some(output.commit()?);
                                 rx.verified(now, true);
                             } else {
                                 return Err(Error::Md5Mismatch {
                                     name: info.name,
-                                    expected: hex(&info.md5),
+                                    expected: hex(&want),
                                     got: hex(&md5),
                                 });
                             }
@@ -252,7 +282,7 @@ impl Listener<'_> {
                     let now = Instant::now();
                     if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
                         return Err(Error::NoSession {
-                            group: args.group.to_string(),
+                            group: self.group_addr.to_string(),
                             secs: timeout.unwrap_or_default().as_secs(),
                         });
                     }
@@ -268,15 +298,15 @@ impl Listener<'_> {
                 match ev {
                     ReceiverEvent::Joined(info) => {
                         session = info.session;
-                        let output = start_file(&args.out, &info, &tx_done)?;
+                        let output = start_file(&self.out, &info, &tx_done)?;
                         eprintln!(
                             "receiving {} ({}) into {}",
                             info.name,
-                            ui::bytes(info.size),
+                            info.size.map_or("size not known yet".into(), ui::bytes),
                             output.final_path.display()
                         );
                         bar = Some(ui::byte_bar(info.size, "receiving"));
-                        md5 = Some(RunningMd5::start(output.handle()));
+                        md5 = Some(RunningMd5::start(output.handle(), info.size.is_some()));
                         file = Some((info, output));
                     }
                     ReceiverEvent::Store { offset, data } => {
@@ -292,10 +322,20 @@ impl Listener<'_> {
                         // The file was found already present: nothing to write.
                         _ => rx.handle_decoded(Instant::now(), Ok(job.block)),
                     },
-                    ReceiverEvent::Complete => match md5.take() {
-                        Some(m) if file.is_some() => spawn_verify(m, tx_done.clone()),
-                        _ => rx.verified(Instant::now(), true),
-                    },
+                    ReceiverEvent::Complete { size, md5: want } => {
+                        expected = Some((size, want));
+                        if let Some(bar) = &bar {
+                            bar.set_length(size);
+                        }
+                        match (md5.take(), &file) {
+                            (Some(m), Some((_, f))) => {
+                                // A padded last block may have been written whole: cut it.
+                                f.set_len(size)?;
+                                spawn_verify(m, size, tx_done.clone())
+                            }
+                            _ => rx.verified(Instant::now(), true),
+                        }
+                    }
                     ReceiverEvent::Finished => {
                         if let Some(bar) = &bar {
                             bar.finish_and_clear();
@@ -309,7 +349,7 @@ impl Listener<'_> {
                         if let Some(bar) = &bar {
                             bar.abandon();
                         }
-                        return Err(Error::Protocol(e.to_string()));
+                        return Err(Error::Receive(e));
                     }
                 }
             }
@@ -340,8 +380,10 @@ fn start_file(
     let output = OutputFile::create(dir, &name, info.session, info.size)?;
     // A complete copy already there? Check it on the side while receiving goes on.
     let existing = output.final_path.clone();
-    if std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() == info.size) {
-        let (tx, want) = (tx.clone(), info.md5);
+    if let (Some(size), Some(want)) = (info.size, info.md5)
+        && std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() == size)
+    {
+        let tx = tx.clone();
         tokio::task::spawn_blocking(move || {
             let same = md5_file(&existing, |_| {}).is_ok_and(|m| m == want);
             let _ = tx.send(Done::AlreadyHave(same));
@@ -372,9 +414,9 @@ fn spawn_decode(job: DecodeJob, file: FileHandle, md5: Progress, tx: mpsc::Unbou
     });
 }
 
-fn spawn_verify(md5: RunningMd5, tx: mpsc::UnboundedSender<Done>) {
+fn spawn_verify(md5: RunningMd5, size: u64, tx: mpsc::UnboundedSender<Done>) {
     tokio::task::spawn_blocking(move || {
-        let _ = tx.send(match md5.finish() {
+        let _ = tx.send(match md5.finish(size) {
             Ok(digest) => Done::Verified(digest),
             Err(e) => Done::Failed(e),
         });

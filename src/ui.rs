@@ -27,10 +27,11 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// A byte progress bar, drawn only on a terminal.
-pub fn byte_bar(total: u64, prefix: &str) -> ProgressBar {
+/// A byte progress bar, drawn only on a terminal; without a total (a download of unknown size)
+/// it shows bytes and speed until `set_length`.
+pub fn byte_bar(total: Option<u64>, prefix: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
-        Some(total),
+        total,
         if interactive() {
             ProgressDrawTarget::stderr()
         } else {
@@ -69,6 +70,8 @@ fn state(r: &ReceiverInfo) -> &'static str {
 /// The sender's live view: one line per receiver with its percentage.
 pub struct SenderView {
     multi: Option<MultiProgress>,
+    /// Put before every plain line (a server's sessions share one log).
+    prefix: String,
     bars: HashMap<u32, ProgressBar>,
     last_draw: Instant,
 }
@@ -77,6 +80,17 @@ impl SenderView {
     pub fn new() -> Self {
         SenderView {
             multi: interactive().then(MultiProgress::new),
+            prefix: String::new(),
+            bars: HashMap::new(),
+            last_draw: Instant::now(),
+        }
+    }
+
+    /// Plain lines only, each starting with `prefix`.
+    pub fn lines(prefix: String) -> Self {
+        SenderView {
+            multi: None,
+            prefix,
             bars: HashMap::new(),
             last_draw: Instant::now(),
         }
@@ -87,7 +101,7 @@ impl SenderView {
             Some(m) => {
                 let _ = m.println(line);
             }
-            None => eprintln!("{line}"),
+            None => eprintln!("{}{line}", self.prefix),
         }
     }
 

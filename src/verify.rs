@@ -1,6 +1,7 @@
 //! The receiver's MD5, computed while the file arrives: blocks are hashed in file order as soon as
 //! the ones before them are written, so at the end only the last few remain and the class is not
-//! kept waiting for a full re-read of the file.
+//! kept waiting for a full re-read of the file. While the size is unknown, the highest block so far
+//! may be the padded last one: it waits until a later block shows it is not, or the size is known.
 
 use crate::output::FileHandle;
 use md5::{Digest, Md5};
@@ -10,7 +11,7 @@ use std::thread::JoinHandle;
 
 enum Msg {
     Written { block: u32, offset: u64, len: usize },
-    Finish,
+    Finish { size: u64 },
 }
 
 /// Tells the hashing thread which blocks are on disk.
@@ -29,7 +30,8 @@ pub struct RunningMd5 {
 }
 
 impl RunningMd5 {
-    pub fn start(file: FileHandle) -> Self {
+    /// `exact`: the file's size is known, so every block's length is final.
+    pub fn start(file: FileHandle, exact: bool) -> Self {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut md5 = Md5::new();
@@ -39,12 +41,22 @@ impl RunningMd5 {
                 match msg {
                     Msg::Written { block, offset, len } => {
                         ready.insert(block, (offset, len));
-                        while let Some((offset, len)) = ready.remove(&next) {
+                        while ready.contains_key(&next)
+                            && (exact || ready.contains_key(&(next + 1)))
+                        {
+                            let (offset, len) = ready.remove(&next).expect("checked");
                             md5.update(file.read_at(offset, len)?);
                             next += 1;
                         }
                     }
-                    Msg::Finish => break,
+                    Msg::Finish { size } => {
+                        while let Some((offset, len)) = ready.remove(&next) {
+                            let len = (len as u64).min(size.saturating_sub(offset)) as usize;
+                            md5.update(file.read_at(offset, len)?);
+                            next += 1;
+                        }
+                        break;
+                    }
                 }
             }
             Ok(md5.finalize().into())
@@ -59,9 +71,9 @@ impl RunningMd5 {
         Progress(self.tx.clone())
     }
 
-    /// The digest, once every block has been reported written.
-    pub fn finish(mut self) -> Result<[u8; 16], crate::error::Error> {
-        let _ = self.tx.send(Msg::Finish);
+    /// The digest of the file's `size` bytes, once every block has been reported written.
+    pub fn finish(mut self, size: u64) -> Result<[u8; 16], crate::error::Error> {
+        let _ = self.tx.send(Msg::Finish { size });
         self.thread
             .take()
             .expect("finished once")

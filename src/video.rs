@@ -322,7 +322,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             "'{name}' has a --source or --run-on-demand but is not offered with --from"
         )));
     }
-    let out = net::sender_socket(args.group, iface, args.ttl)?;
+    let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

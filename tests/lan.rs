@@ -5,13 +5,20 @@
 //!
 //! Defaults: 8 receivers, 5% loss, 100 Mbit/s, 64 MiB. `bench/lan.sh` varies them through
 //! EDM_LAN_RECEIVERS, EDM_LAN_LOSS, EDM_LAN_MBIT and EDM_LAN_MIB and collects the figures printed.
+//!
+//! The WAN test adds a web server behind a 20 Mbit/s link to the sender (EDM_WAN_MBIT, EDM_WAN_MIB):
+//! 8 students `get` the same URL from `serve`, and the WAN link carries the file once.
 
 mod common;
 
-use common::{Proc, TempDir, bin, md5_of, random_file, text};
-use std::path::PathBuf;
+use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The lab tests run one at a time: each takes the whole machine.
+static LAB: Mutex<()> = Mutex::new(());
 
 fn lanlab() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/lanlab.sh")
@@ -36,10 +43,13 @@ impl Lab {
         c
     }
 
-    fn up(name: &str, receivers: usize, mbit: u32, loss: f64) -> Lab {
+    fn up(name: &str, receivers: usize, mbit: u32, loss: f64, wan_mbit: Option<u32>) -> Lab {
         let lab = Lab { name: name.into() };
-        let out = lab
-            .cmd()
+        let mut cmd = lab.cmd();
+        if let Some(w) = wan_mbit {
+            cmd.env("WAN_RATE", format!("{w}mbit"));
+        }
+        let out = cmd
             .args([
                 "up",
                 &receivers.to_string(),
@@ -68,6 +78,32 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Runs `edm-cast ARGS --group 239.1.1.1 --iface eth0 --name rI --out DIR/rI` on r1..rN. Nine
+    /// machines share this box's two cores here; on a real LAN every receiver has its own, so
+    /// they run under `nice`, which keeps them from starving the sender's pacing.
+    fn on_receivers(&self, n: usize, dir: &Path, args: &[&str]) -> (Vec<PathBuf>, Vec<Proc>) {
+        let outs: Vec<PathBuf> = (1..=n).map(|i| dir.join(format!("r{i}"))).collect();
+        let procs = outs
+            .iter()
+            .enumerate()
+            .map(|(i, out)| {
+                let host = format!("r{}", i + 1);
+                Proc::spawn(
+                    &host,
+                    self.exec(&host)
+                        .args(["nice", "-n", "10", bin()])
+                        .args(args)
+                        .args(["--group", "239.1.1.1", "--iface", "eth0", "--name", &host])
+                        .arg("--out")
+                        .arg(out),
+                )
+            })
+            .collect();
+        (outs, procs)
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.cmd().arg("down").output();
@@ -84,16 +120,27 @@ fn unavailable() -> Option<String> {
     }
 }
 
+/// False (after saying why) if the lab cannot run here and is not required.
+fn lab_available() -> bool {
+    match unavailable() {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+                "the LAN lab is required here but unavailable: {why}"
+            );
+            eprintln!("skipping the LAN lab test: {why}");
+            false
+        }
+    }
+}
+
 #[test]
 fn lan_lab_every_receiver_gets_the_exact_file() {
-    if let Some(why) = unavailable() {
-        assert!(
-            std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
-            "the LAN lab is required here but unavailable: {why}"
-        );
-        eprintln!("skipping the LAN lab test: {why}");
+    if !lab_available() {
         return;
     }
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let receivers: usize = env_or("EDM_LAN_RECEIVERS", 8);
     let loss: f64 = env_or("EDM_LAN_LOSS", 5.0);
     let mbit: u32 = env_or("EDM_LAN_MBIT", 100);
@@ -108,28 +155,10 @@ fn lan_lab_every_receiver_gets_the_exact_file() {
         receivers,
         mbit,
         loss,
+        None,
     );
 
-    let outs: Vec<PathBuf> = (1..=receivers)
-        .map(|i| dir.path().join(format!("r{i}")))
-        .collect();
-    let procs: Vec<Proc> = outs
-        .iter()
-        .enumerate()
-        .map(|(i, out)| {
-            let host = format!("r{}", i + 1);
-            // Nine machines share this box's two cores here; on a real LAN every receiver has
-            // its own. `nice` keeps the receivers from starving the sender's pacing.
-            Proc::spawn(
-                &host,
-                lab.exec(&host)
-                    .args(["nice", "-n", "10"])
-                    .args([bin(), "recv", "--group", "239.1.1.1", "--iface", "eth0"])
-                    .args(["--timeout", "60", "--name", &host, "--out"])
-                    .arg(out),
-            )
-        })
-        .collect();
+    let (outs, procs) = lab.on_receivers(receivers, dir.path(), &["recv", "--timeout", "60"]);
     let before = lab.tx_bytes("s");
     let started = Instant::now();
     // Paced a little under the link so the shaper's queue never overflows.
@@ -173,4 +202,73 @@ fn lan_lab_every_receiver_gets_the_exact_file() {
         secs / ideal,
     );
     println!("{summary}");
+}
+
+#[test]
+fn wan_lab_the_class_downloads_once() {
+    if !lab_available() {
+        return;
+    }
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let receivers = 8;
+    let wan_mbit: u32 = env_or("EDM_WAN_MBIT", 20);
+    let mib: usize = env_or("EDM_WAN_MIB", 64);
+    let dir = TempDir::new("wan");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let src = www.join("course.iso");
+    random_file(&src, mib << 20, 65);
+    let want = md5_of(&src);
+    let lab = Lab::up(
+        &format!("w{}", std::process::id() % 100_000),
+        receivers,
+        100,
+        1.0,
+        Some(wan_mbit),
+    );
+    let http = Http::start(&mut lab.exec("w"), &www, "10.78.0.2", &[]);
+    let server = Proc::spawn(
+        "serve",
+        lab.exec("s")
+            .args([bin(), "serve", "--group", "239.1.1.1", "--iface", "eth0"])
+            .args([
+                "--rate",
+                "97M",
+                "--allow",
+                "10.78.0.0/24",
+                "--exit-after",
+                "400",
+            ]),
+    );
+    let url = format!("http://10.78.0.2:{}/course.iso", http.port);
+    let before = lab.tx_bytes("w");
+    let started = Instant::now();
+    let (outs, gets) = lab.on_receivers(receivers, dir.path(), &["get", &url]);
+    let limit = Duration::from_secs(60 + (mib as u64 * 8 * 4) / wan_mbit as u64);
+    for (p, out) in gets.into_iter().zip(&outs) {
+        let name = p.name.clone();
+        let o = p.wait(limit);
+        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        assert_eq!(md5_of(&out.join("course.iso")), want, "{name}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(300));
+    let wan_bytes = lab.tx_bytes("w") - before;
+    let size = (mib << 20) as f64;
+    let ratio = wan_bytes as f64 / size;
+    let gets_logged: Vec<String> = http
+        .requests()
+        .into_iter()
+        .filter(|l| l.starts_with("GET"))
+        .collect();
+    drop(server);
+    assert_eq!(gets_logged.len(), 1, "one download: {gets_logged:?}");
+    assert!(ratio <= 1.05, "the WAN carried {ratio:.3} x the file");
+    let wan_ideal = size * 8.0 / (wan_mbit as f64 * 1e6);
+    println!(
+        "WAN lab: {receivers} students get one {mib} MiB URL over a {wan_mbit} Mbit/s WAN, \
+         100 Mbit/s LAN, 1% loss: {receivers}/{receivers} MD5 equal; WAN bytes {wan_bytes} = \
+         {ratio:.3} x file; class done in {secs:.2} s = {:.2} x the WAN time {wan_ideal:.2} s",
+        secs / wan_ideal
+    );
 }

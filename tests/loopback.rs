@@ -2,32 +2,12 @@
 
 mod common;
 
-use common::{Proc, TempDir, bin, md5_of, random_file, text};
+use common::{Proc, TempDir, bin, md5_of, random_file, recv, text};
 use std::ops::Not;
 use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn recv(group: &str, out: &std::path::Path, name: &str) -> Proc {
-    Proc::spawn(
-        name,
-        Command::new(bin())
-            .args([
-                "recv",
-                "--group",
-                group,
-                "--iface",
-                "127.0.0.1",
-                "--timeout",
-                "30",
-                "--name",
-                name,
-                "--out",
-            ])
-            .arg(out),
-    )
-}
 
 fn send(group: &str, file: &std::path::Path, extra: &[&str]) -> Proc {
     Proc::spawn(

@@ -19,6 +19,11 @@
 #   (no DAD/MLD/router solicitations); tso/gso/gro are off on every veth (ethtool) so the counters count
 #   wire-sized frames.
 #
+# - WAN (optional, WAN_RATE set at `up`): ns ${LAB}-w, 10.78.0.2/24, linked to the sender's wan0
+#   (10.78.0.1) by a veth pair whose wan-side egress (the download direction) is limited to
+#   WAN_RATE with tbf. The sender routes between the LAN and the WAN, so receivers can reach the
+#   wan host too (through the sender, over the same limited link).
+#
 # Run `tools/lanlab.sh` without arguments for usage. Needs root, iproute2, nftables (ethtool optional).
 
 set -Eeuo pipefail
@@ -27,6 +32,7 @@ LAB="${LAB:-edm}"
 PROG="${0##*/}"
 SUBNET_PREFIX="10.77.0"        # /24
 SENDER_ADDR="${SUBNET_PREFIX}.1"
+WAN_PREFIX="10.78.0"           # /24: ${WAN_PREFIX}.1 the sender's wan0, ${WAN_PREFIX}.2 the wan host
 NFT_TABLE="lanlab"             # table name inside our own namespaces
 T="timeout 20"                 # bound for every single ip/tc/nft/ethtool command
 
@@ -38,7 +44,7 @@ usage: $PROG up N RATE LOSS [LOSS_R1 ... LOSS_RN]
            LOSS: random loss percentage toward every receiver (e.g. 5, 0.5, 0); optional
            per-receiver values LOSS_R1.. override it for the first receivers.
        $PROG down            remove every namespace of this lab (idempotent)
-       $PROG exec HOST CMD...   run CMD inside HOST's namespace (HOST: s, r1..rN, br)
+       $PROG exec HOST CMD...   run CMD inside HOST's namespace (HOST: s, r1..rN, br, w)
        $PROG addr HOST       print HOST's IPv4 address (s, r1..rN)
        $PROG stats           one tab-separated line per host:
                                host tx_bytes tx_packets rx_bytes dropped
@@ -46,6 +52,7 @@ usage: $PROG up N RATE LOSS [LOSS_R1 ... LOSS_RN]
        $PROG txbytes HOST    print HOST's eth0 tx_bytes
        $PROG check           exit 0 if labs can be built here, else print why and exit 1
 environment: LAB=name prefix of namespaces and links (default edm; [A-Za-z0-9_], at most 12 chars)
+             WAN_RATE=tc rate (at up): add the wan host w (${WAN_PREFIX}.2) behind the sender
              LANLAB_LOSS_HOOK=egress|ingress (default: egress, falls back to ingress if unsupported)
 names: namespaces \${LAB}-br \${LAB}-s \${LAB}-r1..\${LAB}-rN; sender 10.77.0.1, receiver i 10.77.0.(10+i);
        every host's interface is eth0; bridge ports in \${LAB}-br are \${LAB}-s, \${LAB}-r1...
@@ -68,7 +75,7 @@ ns_r()   { echo "${LAB}-r$1"; }
 # edmx-s; the -chkNNN ones are left by an interrupted `check`).
 our_namespaces() {
     { ip netns list 2>/dev/null || true; } | awk '{print $1}' |
-        grep -E "^${LAB}-(br|s|r[0-9]+|chk[0-9]+)\$" || true
+        grep -E "^${LAB}-(br|s|w|r[0-9]+|chk[0-9]+)\$" || true
 }
 
 # Receiver indices present, sorted numerically.
@@ -79,7 +86,7 @@ receivers() {
 # HOST (s, rI, br) -> namespace name, checking that it exists.
 host_ns() {
     local h="$1"
-    [[ "$h" =~ ^(s|br|r[1-9][0-9]*)$ ]] || { log "bad HOST '$h' (want s, br or rI)"; exit 2; }
+    [[ "$h" =~ ^(s|br|w|r[1-9][0-9]*)$ ]] || { log "bad HOST '$h' (want s, br, w or rI)"; exit 2; }
     local ns="${LAB}-$h"
     [[ -e "/run/netns/$ns" ]] || die "namespace $ns does not exist (is the lab up? LAB=$LAB)"
     echo "$ns"
@@ -89,6 +96,7 @@ host_addr() {
     local h="$1"
     case "$h" in
         s) echo "$SENDER_ADDR" ;;
+        w) echo "${WAN_PREFIX}.2" ;;
         r[1-9]*) [[ "$h" =~ ^r([1-9][0-9]*)$ ]] || { log "bad HOST '$h'"; exit 2; }
                  echo "${SUBNET_PREFIX}.$((10 + BASH_REMATCH[1]))" ;;
         *) log "HOST '$h' has no address (want s or rI)"; exit 2 ;;
@@ -226,6 +234,32 @@ add_host() {  # kind(s|r) index addr
     $T ip -n "$ns" route add 224.0.0.0/4 dev eth0
 }
 
+# The wan host behind the sender, on a link limited to RATE in the download direction; the
+# sender forwards between it and the N receivers.
+add_wan() {  # rate n
+    local rate="$1" n="$2" wns sns i wbps
+    wbps=$(rate_bytes_per_sec "$rate") || die "bad WAN_RATE '$rate'"
+    wns="${LAB}-w"; sns=$(ns_s)
+    new_ns "$wns"
+    $T ip -n "$sns" link add wan0 type veth peer name eth0 netns "$wns"
+    offloads_off "$sns" wan0
+    offloads_off "$wns" eth0
+    $T ip -n "$sns" addr add "${WAN_PREFIX}.1/24" dev wan0
+    $T ip -n "$sns" link set wan0 up
+    $T ip -n "$wns" addr add "${WAN_PREFIX}.2/24" dev eth0
+    $T ip -n "$wns" link set eth0 up
+    $T ip -n "$wns" route add "${SUBNET_PREFIX}.0/24" via "${WAN_PREFIX}.1"
+    $T ip netns exec "$sns" sysctl -q -w net.ipv4.ip_forward=1 >/dev/null
+    for ((i = 1; i <= n; i++)); do
+        $T ip -n "$(ns_r "$i")" route add "${WAN_PREFIX}.0/24" via "$SENDER_ADDR"
+    done
+    local burst limit
+    burst=$(( wbps / 250 )); (( burst < 32768 )) && burst=32768
+    limit=$(( wbps / 20 )); (( limit < 262144 )) && limit=262144
+    $T ip netns exec "$wns" tc qdisc add dev eth0 root tbf rate "$rate" burst "$burst" limit $(( limit + burst ))
+    log "wan host ${WAN_PREFIX}.2 behind the sender's wan0 (${WAN_PREFIX}.1), rate ${rate}"
+}
+
 UP_DONE=0
 on_up_exit() {
     local rc=$?
@@ -298,6 +332,10 @@ cmd_up() {
         limit=$(( bps / 20 )); (( limit < 262144 )) && limit=262144
         limit=$(( limit + burst ))
         $T ip netns exec "$(ns_s)" tc qdisc add dev eth0 root tbf rate "$rate" burst "$burst" limit "$limit"
+    fi
+
+    if [[ -n "${WAN_RATE:-}" ]]; then
+        add_wan "$WAN_RATE" "$n"
     fi
 
     # Random loss toward each receiver.

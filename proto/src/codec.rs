@@ -224,7 +224,7 @@ mod tests {
         let mut plans = Plans::default();
         for block in 0..layout.num_blocks() {
             let at = layout.offset(block) as usize;
-            let file = pattern(layout.file_size() as usize);
+            let file = pattern(layout.file_size().unwrap_or(0) as usize);
             let data = file[at..at + layout.len(block)].to_vec();
             let mut enc = BlockEncoder::new(&layout, block, data.clone());
             let k = enc.symbols() as u32;

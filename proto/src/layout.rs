@@ -1,4 +1,7 @@
-//! How a file is cut into source blocks of K symbols of T bytes (the last block may be shorter).
+//! How a file is cut into source blocks of K symbols of T bytes. In an exact layout the last block
+//! has only the symbols it needs; in a padded layout (a source whose size was not known when the
+//! session began) every block has K symbols, the last one zero-padded, so that no block's K changes
+//! when the size becomes known.
 
 use crate::wire::{MAX_BLOCK_SYMBOLS, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
@@ -18,35 +21,66 @@ pub const MAX_BLOCKS: u32 = 1 << 22;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    file_size: u64,
+    /// `None` until the size of a growing source is known.
+    file_size: Option<u64>,
     symbol_size: u16,
     block_symbols: u16,
+    /// `MAX_BLOCKS` while the size is unknown.
     num_blocks: u32,
+    padded: bool,
 }
 
 impl Layout {
+    /// The exact layout of a file of known size.
     pub fn new(file_size: u64, symbol_size: u16, block_symbols: u16) -> Result<Self, LayoutError> {
+        Layout::open(symbol_size, block_symbols)?.exact(file_size)
+    }
+
+    /// A padded layout whose size is not known yet (`finish` sets it).
+    pub fn open(symbol_size: u16, block_symbols: u16) -> Result<Self, LayoutError> {
         if !(MIN_SYMBOL_SIZE..=MAX_SYMBOL_SIZE).contains(&symbol_size) {
             return Err(LayoutError::SymbolSize(symbol_size));
         }
         if block_symbols == 0 || block_symbols > MAX_BLOCK_SYMBOLS {
             return Err(LayoutError::BlockSymbols(block_symbols));
         }
-        let block_bytes = symbol_size as u64 * block_symbols as u64;
-        let num_blocks = u32::try_from(file_size.div_ceil(block_bytes))
+        Ok(Layout {
+            file_size: None,
+            symbol_size,
+            block_symbols,
+            num_blocks: MAX_BLOCKS,
+            padded: true,
+        })
+    }
+
+    fn exact(self, file_size: u64) -> Result<Self, LayoutError> {
+        Ok(Layout {
+            padded: false,
+            ..self.finish(file_size)?
+        })
+    }
+
+    /// The layout once the size is known; a padded layout stays padded.
+    pub fn finish(self, file_size: u64) -> Result<Self, LayoutError> {
+        let num_blocks = u32::try_from(file_size.div_ceil(self.block_bytes()))
             .ok()
             .filter(|&n| n <= MAX_BLOCKS)
             .ok_or(LayoutError::TooLarge(file_size))?;
         Ok(Layout {
-            file_size,
-            symbol_size,
-            block_symbols,
+            file_size: Some(file_size),
             num_blocks,
+            ..self
         })
     }
 
-    pub fn file_size(&self) -> u64 {
+    /// The file's size, once known.
+    pub fn file_size(&self) -> Option<u64> {
         self.file_size
+    }
+
+    /// Every block has K symbols (the session began without a known size).
+    pub fn padded(&self) -> bool {
+        self.padded
     }
 
     /// T.
@@ -59,6 +93,7 @@ impl Layout {
         self.block_symbols
     }
 
+    /// Blocks in the file; while the size is unknown, the most a file may have.
     pub fn num_blocks(&self) -> u32 {
         self.num_blocks
     }
@@ -73,14 +108,24 @@ impl Layout {
         block as u64 * self.block_bytes()
     }
 
-    /// Bytes of the file in `block` (0 past the end).
+    /// Bytes of the file in `block` (0 past the end; a whole block while the size is unknown).
     pub fn len(&self, block: u32) -> usize {
-        let start = self.offset(block).min(self.file_size);
-        (self.file_size - start).min(self.block_bytes()) as usize
+        let Some(size) = self.file_size else {
+            return self.block_bytes() as usize;
+        };
+        let start = self.offset(block).min(size);
+        (size - start).min(self.block_bytes()) as usize
     }
 
     /// K of `block`: its number of source symbols.
     pub fn symbols(&self, block: u32) -> u16 {
+        if self.padded {
+            return if block < self.num_blocks {
+                self.block_symbols
+            } else {
+                0
+            };
+        }
         self.len(block).div_ceil(self.symbol_size as usize) as u16
     }
 }
@@ -111,6 +156,20 @@ mod tests {
         }
         let l = Layout::new(1408 * 1024 + 1, 1408, 1024).unwrap();
         assert_eq!((l.num_blocks(), l.symbols(1), l.len(1)), (2, 1, 1));
+    }
+
+    #[test]
+    fn padded_blocks_keep_k_when_the_size_arrives() {
+        let open = Layout::open(1408, 1024).unwrap();
+        assert_eq!(
+            (open.file_size(), open.len(7), open.symbols(7)),
+            (None, 1408 * 1024, 1024)
+        );
+        let l = open.finish(1408 * 1024 + 1).unwrap();
+        assert!(l.padded());
+        assert_eq!((l.num_blocks(), l.symbols(1), l.len(1)), (2, 1024, 1));
+        assert_eq!(l.symbols(2), 0);
+        assert!(open.finish(u64::MAX).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use crate::codec::{DecodeJob, SymbolSet};
 use crate::counters::Counters;
-use crate::layout::Layout;
+use crate::layout::{Layout, MAX_BLOCKS};
 use crate::rng::Rng;
 use crate::wire::{
     Announce, Data, EndReason, MAX_NEED_ENTRIES, Need, NeedEntry, Packet, ReceiverState, Status,
@@ -63,9 +63,12 @@ pub struct SessionInfo {
     pub session: u32,
     /// As announced: the shell must reduce it to a plain file name.
     pub name: String,
-    pub size: u64,
-    pub md5: [u8; 16],
-    pub blocks: u32,
+    /// `None` while the sender's source is still growing.
+    pub size: Option<u64>,
+    /// `None` until the sender has the whole source.
+    pub md5: Option<[u8; 16]>,
+    /// Bytes in a full block (T·K).
+    pub block_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,8 +95,12 @@ pub enum ReceiverEvent {
     /// Run the job (off the network path), write its result at `job.offset`, then call
     /// `handle_decoded`.
     Decode(DecodeJob),
-    /// Every block is decoded: the shell verifies the MD5 and calls `verified`.
-    Complete,
+    /// Every block is decoded: the shell cuts the file to `size`, checks that its MD5 is `md5`,
+    /// and calls `verified`.
+    Complete {
+        size: u64,
+        md5: [u8; 16],
+    },
     /// The sender acknowledged (or the linger ran out): the receiver is done.
     Finished,
     Failed(ReceiveError),
@@ -222,11 +229,16 @@ impl Receiver {
         &self.stats
     }
 
-    /// (blocks decoded, blocks in the file), once a session is joined.
+    /// (blocks decoded, blocks in the file), once a session is joined. While the sender's source
+    /// is still growing, the second is the blocks known so far.
     pub fn progress(&self) -> Option<(u32, u32)> {
-        self.session
-            .as_ref()
-            .map(|s| (s.done, s.layout.num_blocks()))
+        self.session.as_ref().map(|s| {
+            let total = match s.layout.file_size() {
+                Some(_) => s.layout.num_blocks(),
+                None => s.sent_blocks.max(s.blocks.len() as u32).max(s.done),
+            };
+            (s.done, total)
+        })
     }
 
     pub fn is_finished(&self) -> bool {
@@ -260,17 +272,7 @@ impl Receiver {
         }
         s.last_heard = now;
         match packet {
-            Packet::Announce(a) => {
-                let same = Announce {
-                    sent_blocks: s.announce.sent_blocks,
-                    ..a.clone()
-                } == s.announce;
-                if same {
-                    s.sent_blocks = s.sent_blocks.max(a.sent_blocks);
-                } else {
-                    self.stats.dropped.out_of_range += 1;
-                }
-            }
+            Packet::Announce(a) => self.on_announce(a),
             Packet::Data(d) => self.on_data(d),
             Packet::End(e) => self.on_end(e.reason),
             Packet::Ack(a) if a.receiver == self.cfg.id => {
@@ -285,19 +287,31 @@ impl Receiver {
     }
 
     fn join(&mut self, now: Instant, from: SocketAddr, id: u32, announce: Announce) {
-        let Ok(layout) = Layout::new(
-            announce.file_size,
-            announce.symbol_size,
-            announce.block_symbols,
-        ) else {
+        let (t, k) = (announce.symbol_size, announce.block_symbols);
+        let layout = match (announce.file_size, announce.padded) {
+            (Some(size), false) => Layout::new(size, t, k),
+            (Some(size), true) => Layout::open(t, k).and_then(|l| l.finish(size)),
+            (None, true) => Layout::open(t, k),
+            // A size that is not known yet needs the padded layout.
+            (None, false) => {
+                self.stats.dropped.malformed += 1;
+                return;
+            }
+        };
+        let Ok(layout) = layout else {
             self.stats.dropped.malformed += 1;
             return;
+        };
+        let slots = if layout.file_size().is_some() {
+            layout.num_blocks()
+        } else {
+            0
         };
         let jitter = self.jitter();
         let session = Session {
             id,
             feedback: announce.feedback.resolve(from),
-            blocks: (0..layout.num_blocks()).map(|_| BlockRx::Empty).collect(),
+            blocks: (0..slots).map(|_| BlockRx::Empty).collect(),
             done: 0,
             low: 0,
             max_block_seen: None,
@@ -318,12 +332,68 @@ impl Receiver {
             name: session.announce.name.clone(),
             size: session.announce.file_size,
             md5: session.announce.md5,
-            blocks: layout.num_blocks(),
+            block_bytes: layout.block_bytes(),
         }));
         self.phase = Phase::Receiving;
         self.session = Some(session);
-        if layout.num_blocks() == 0 {
-            self.complete();
+        self.check_complete();
+    }
+
+    /// A repeated ANNOUNCE: progress, and for a growing source perhaps the size and MD5 at last.
+    fn on_announce(&mut self, a: Announce) {
+        let s = self.session.as_mut().expect("caller checked");
+        let known = &s.announce;
+        // Everything as first announced, except progress and what was unknown and is now known.
+        let consistent = (known.file_size.is_none() || known.file_size == a.file_size)
+            && (known.md5.is_none() || known.md5 == a.md5)
+            && Announce {
+                file_size: known.file_size,
+                md5: known.md5,
+                sent_blocks: known.sent_blocks,
+                ..a.clone()
+            } == *known;
+        if !consistent {
+            self.stats.dropped.out_of_range += 1;
+            return;
+        }
+        s.sent_blocks = s.sent_blocks.max(a.sent_blocks);
+        if let (None, Some(size)) = (s.layout.file_size(), a.file_size) {
+            let Ok(layout) = s.layout.finish(size) else {
+                self.stats.dropped.out_of_range += 1;
+                return;
+            };
+            let n = layout.num_blocks();
+            // Slots past the end exist only if a confused or hostile peer sent such blocks.
+            for slot in s.blocks.iter().skip(n as usize) {
+                match slot {
+                    BlockRx::Done => s.done -= 1,
+                    BlockRx::Pending(p) => s.extra_held -= p.extra.len(),
+                    _ => {}
+                }
+            }
+            s.in_memory.retain(|&b| b < n);
+            s.blocks.resize_with(n as usize, || BlockRx::Empty);
+            s.low = s.low.min(n);
+            s.layout = layout;
+            s.announce.file_size = Some(size);
+        }
+        if s.announce.md5.is_none() {
+            s.announce.md5 = a.md5;
+        }
+        self.check_complete();
+    }
+
+    /// Every block decoded, and the size and MD5 known: over to the shell's check.
+    fn check_complete(&mut self) {
+        let Some(s) = self.session.as_ref() else {
+            return;
+        };
+        if let (Phase::Receiving, Some(size), Some(md5)) =
+            (self.phase, s.layout.file_size(), s.announce.md5)
+            && s.done == s.layout.num_blocks()
+        {
+            self.phase = Phase::Verifying;
+            self.events.push_back(ReceiverEvent::Complete { size, md5 });
         }
     }
 
@@ -334,9 +404,24 @@ impl Receiver {
     fn on_data(&mut self, d: Data<'_>) {
         let s = self.session.as_mut().expect("caller checked");
         let layout = s.layout;
-        if d.block >= layout.num_blocks() || d.symbol.len() != layout.symbol_size() as usize {
+        // While the size is unknown, blocks may come a few windows ahead of what was announced,
+        // no further: a hostile packet must not make the receiver allocate millions of slots.
+        let limit = match layout.file_size() {
+            Some(_) => layout.num_blocks(),
+            None => {
+                let ahead = s.max_block_seen.map_or(0, |m| m + 1).max(s.sent_blocks);
+                ahead
+                    .saturating_add(4 * s.announce.interleave as u32)
+                    .min(MAX_BLOCKS)
+            }
+        };
+        if d.block >= limit || d.symbol.len() != layout.symbol_size() as usize {
             self.stats.dropped.out_of_range += 1;
             return;
+        }
+        if s.blocks.len() <= d.block as usize {
+            s.blocks
+                .resize_with(d.block as usize + 1, || BlockRx::Empty);
         }
         s.max_block_seen = Some(s.max_block_seen.map_or(d.block, |m| m.max(d.block)));
         s.tick += 1;
@@ -527,14 +612,10 @@ impl Receiver {
                 s.extra_held -= p.extra.len();
                 *slot = BlockRx::Done;
                 s.done += 1;
-                while s.low < s.layout.num_blocks()
-                    && matches!(s.blocks[s.low as usize], BlockRx::Done)
-                {
+                while matches!(s.blocks.get(s.low as usize), Some(BlockRx::Done)) {
                     s.low += 1;
                 }
-                if s.done == s.layout.num_blocks() {
-                    self.complete();
-                }
+                self.check_complete();
             }
             Err(job) => {
                 self.stats.decode_failures += 1;
@@ -556,11 +637,6 @@ impl Receiver {
                 }
             }
         }
-    }
-
-    fn complete(&mut self) {
-        self.phase = Phase::Verifying;
-        self.events.push_back(ReceiverEvent::Complete);
     }
 
     /// The shell's MD5 check of the whole file.
@@ -728,9 +804,9 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
             break;
         }
         let k = s.layout.symbols(block) as u32;
-        let (need, seen) = match &s.blocks[block as usize] {
-            BlockRx::Empty => (k + 1, 0),
-            BlockRx::Pending(p) if !p.all_source(k) => {
+        let (need, seen) = match s.blocks.get(block as usize) {
+            None | Some(BlockRx::Empty) => (k + 1, 0),
+            Some(BlockRx::Pending(p)) if !p.all_source(k) => {
                 (p.decode_at.saturating_sub(p.count()), p.seen)
             }
             _ => continue,

@@ -86,8 +86,21 @@ impl Default for SenderConfig {
 #[derive(Debug, Clone)]
 pub struct FileInfo {
     pub name: String,
-    pub size: u64,
-    pub md5: [u8; 16],
+    /// `None` for a growing source of unknown size (a download without Content-Length).
+    pub size: Option<u64>,
+    /// `None` until the source has ended.
+    pub md5: Option<[u8; 16]>,
+}
+
+/// A growing source ended in a way that contradicts what was announced.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("the source ended at {got} bytes, but its size was announced as {announced}")]
+    SizeMismatch { announced: u64, got: u64 },
+    #[error("the source ended at {got} bytes, after {had} bytes had already been sent")]
+    Shrunk { had: u64, got: u64 },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 /// Where a datagram goes.
@@ -199,8 +212,13 @@ struct Pass {
 
 pub struct Sender {
     cfg: SenderConfig,
-    file: FileInfo,
+    name: String,
+    md5: Option<[u8; 16]>,
     layout: Layout,
+    /// Blocks whose bytes are all readable.
+    available: u32,
+    /// The source has ended: `available` covers the file, and its size and MD5 are known.
+    source_done: bool,
     phase: Phase,
     end_reason: EndReason,
     created: Instant,
@@ -218,13 +236,31 @@ pub struct Sender {
     receivers: BTreeMap<u32, ReceiverInfo>,
     next_announce: Instant,
     acks: VecDeque<(SocketAddr, u32)>,
+    /// The session does not end before this (see `hold_until`).
+    hold: Option<Instant>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
 }
 
 impl Sender {
+    /// A sender of a whole file, all of it readable now (`file.size` and `file.md5` are set).
     pub fn new(cfg: SenderConfig, file: FileInfo, now: Instant) -> Result<Self, ConfigError> {
-        let layout = Layout::new(file.size, cfg.symbol_size, cfg.block_symbols)?;
+        let mut s = Sender::growing(cfg, file, now)?;
+        if s.md5.is_some() {
+            s.source_done = true;
+            s.set_available(now, s.layout.num_blocks());
+        }
+        Ok(s)
+    }
+
+    /// A sender of a source that is still arriving (a download): blocks are sent as
+    /// `source_grew` makes them available, and the size (if unknown) and MD5 are announced once
+    /// `source_ended` is called.
+    pub fn growing(cfg: SenderConfig, file: FileInfo, now: Instant) -> Result<Self, ConfigError> {
+        let layout = match file.size {
+            Some(size) => Layout::new(size, cfg.symbol_size, cfg.block_symbols)?,
+            None => Layout::open(cfg.symbol_size, cfg.block_symbols)?,
+        };
         if cfg.interleave == 0 {
             return Err(ConfigError::Interleave);
         }
@@ -237,16 +273,13 @@ impl Sender {
         ) {
             return Err(ConfigError::FeedbackPort);
         }
-        let blocks = (0..layout.num_blocks())
-            .map(|b| BlockTx {
-                next_esi: first_pass_symbols(&layout, &cfg, b),
-                ..BlockTx::default()
-            })
-            .collect();
         let mut s = Sender {
             cfg,
-            file,
+            md5: file.md5.filter(|_| file.size.is_some()),
+            name: file.name,
             layout,
+            available: 0,
+            source_done: false,
             phase: Phase::Waiting,
             end_reason: EndReason::Complete,
             created: now,
@@ -259,7 +292,7 @@ impl Sender {
                 width: 0,
             },
             pass_done_at: None,
-            blocks,
+            blocks: Vec::new(),
             repair: VecDeque::new(),
             burst: None,
             last_was_repair: false,
@@ -269,11 +302,82 @@ impl Sender {
             receivers: BTreeMap::new(),
             next_announce: now,
             acks: VecDeque::new(),
+            hold: None,
             events: VecDeque::new(),
             stats: SenderStats::default(),
         };
         s.maybe_start(now);
         Ok(s)
+    }
+
+    /// The source now has `bytes` bytes readable from its start.
+    pub fn source_grew(&mut self, now: Instant, bytes: u64) {
+        if self.source_done {
+            return;
+        }
+        let full = (bytes / self.layout.block_bytes()).min(self.layout.num_blocks() as u64);
+        self.set_available(now, full as u32);
+    }
+
+    /// The source is complete: `size` bytes with this MD5. The final ANNOUNCE goes out at once.
+    pub fn source_ended(
+        &mut self,
+        now: Instant,
+        size: u64,
+        md5: [u8; 16],
+    ) -> Result<(), SourceError> {
+        if self.source_done {
+            return Ok(());
+        }
+        match self.layout.file_size() {
+            Some(announced) if announced != size => {
+                return Err(SourceError::SizeMismatch {
+                    announced,
+                    got: size,
+                });
+            }
+            Some(_) => {}
+            None => {
+                let had = self.available as u64 * self.layout.block_bytes();
+                if size < had {
+                    return Err(SourceError::Shrunk { had, got: size });
+                }
+                self.layout = self.layout.finish(size)?;
+            }
+        }
+        self.md5 = Some(md5);
+        self.source_done = true;
+        self.next_announce = now;
+        self.set_available(now, self.layout.num_blocks());
+        Ok(())
+    }
+
+    fn set_available(&mut self, now: Instant, blocks: u32) {
+        self.available = self.available.max(blocks);
+        while (self.blocks.len() as u32) < self.available {
+            let b = self.blocks.len() as u32;
+            self.blocks.push(BlockTx {
+                next_esi: first_pass_symbols(&self.layout, &self.cfg, b),
+                ..BlockTx::default()
+            });
+        }
+        // The first pass was waiting for this window's bytes.
+        let p = self.pass;
+        if self.phase == Phase::Sending && p.start == p.end && self.pass_done_at.is_none() {
+            self.open_window(p.start, now);
+        }
+        self.maybe_start(now);
+    }
+
+    /// Keeps the session open until `t` even if every receiver it knows is done: a receiver was
+    /// just told to join (the download manager's OFFER) and has not said hello yet.
+    pub fn hold_until(&mut self, t: Instant) {
+        self.hold = self.hold.max(Some(t));
+    }
+
+    /// Whether the whole source is readable, and its size and MD5 known.
+    pub fn source_done(&self) -> bool {
+        self.source_done
     }
 
     pub fn layout(&self) -> &Layout {
@@ -416,7 +520,7 @@ impl Sender {
     /// The block's bytes, asked for with `SenderEvent::NeedBlock`.
     pub fn supply_block(&mut self, block: u32, data: Vec<u8>) {
         self.loading.retain(|&b| b != block);
-        if block >= self.layout.num_blocks() || data.len() != self.layout.len(block) {
+        if block >= self.available || data.len() != self.layout.len(block) {
             return;
         }
         let limit = self.cfg.cached_blocks + self.cfg.interleave as usize;
@@ -428,6 +532,9 @@ impl Sender {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.hold.is_some_and(|h| now >= h) {
+            self.hold = None;
+        }
         for r in self.receivers.values_mut() {
             if r.pending()
                 && now.saturating_duration_since(r.last_heard) > self.cfg.receiver_timeout
@@ -457,6 +564,9 @@ impl Sender {
         }
         if let (Some(done), true) = (self.pass_done_at, self.receivers.is_empty()) {
             t = t.min(done + self.cfg.linger);
+        }
+        if let Some(hold) = self.hold {
+            t = t.min(hold);
         }
         Some(t)
     }
@@ -555,14 +665,15 @@ impl Sender {
 
     fn announce(&self) -> Announce {
         Announce {
-            file_size: self.file.size,
-            md5: self.file.md5,
+            file_size: self.layout.file_size(),
+            md5: self.md5,
+            padded: self.layout.padded(),
             symbol_size: self.layout.symbol_size(),
             block_symbols: self.layout.block_symbols(),
             interleave: self.cfg.interleave,
             sent_blocks: self.pass.start,
             feedback: self.cfg.feedback,
-            name: self.file.name.clone(),
+            name: self.name.clone(),
         }
     }
 
@@ -654,6 +765,18 @@ impl Sender {
         let end = start
             .saturating_add(self.cfg.interleave as u32)
             .min(self.layout.num_blocks());
+        if end > self.available {
+            // A growing source: wait (repairing older blocks meanwhile) until the whole window
+            // has arrived, so it is still interleaved over W blocks.
+            self.pass = Pass {
+                start,
+                end: start,
+                esi: 0,
+                block: start,
+                width: 0,
+            };
+            return;
+        }
         let width = (start..end)
             .map(|b| first_pass_symbols(&self.layout, &self.cfg, b))
             .max()
@@ -695,7 +818,7 @@ impl Sender {
     /// Ends the session once no known receiver is still expected (all done, failed or dropped); with
     /// none known at all, the linger time after the first pass.
     fn maybe_finish(&mut self, now: Instant) {
-        if self.phase != Phase::Sending {
+        if self.phase != Phase::Sending || self.hold.is_some() {
             return;
         }
         // Receivers known and none still expected: over, even mid-pass (they all had the file).

@@ -89,17 +89,54 @@ fn sender_config(min_receivers: usize) -> SenderConfig {
     }
 }
 
+/// Where the sender's bytes come from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// All there from the start.
+    File,
+    /// Arriving at this many bytes per second (a download), its size known from the start or not.
+    Growing {
+        bytes_per_sec: u64,
+        size_known: bool,
+    },
+}
+
 fn run(file: &[u8], peers: &[Peer], cfg: SenderConfig, limit: Duration) -> Outcome {
+    run_from(file, peers, cfg, limit, Source::File)
+}
+
+fn run_from(
+    file: &[u8],
+    peers: &[Peer],
+    cfg: SenderConfig,
+    limit: Duration,
+    source: Source,
+) -> Outcome {
     let t0 = Instant::now();
     let sender_addr: SocketAddr = SENDER.parse().unwrap();
-    let info = FileInfo {
-        name: "class.iso".into(),
-        size: file.len() as u64,
-        md5: [0; 16],
-    };
     let first_pass_k = |k: u32| k + (k as f64 * cfg.proactive).ceil() as u32;
-    let mut sender = Sender::new(cfg.clone(), info, t0).unwrap();
+    let mut sender = match source {
+        Source::File => {
+            let info = FileInfo {
+                name: "class.iso".into(),
+                size: Some(file.len() as u64),
+                md5: Some([0; 16]),
+            };
+            Sender::new(cfg.clone(), info, t0).unwrap()
+        }
+        Source::Growing { size_known, .. } => {
+            let info = FileInfo {
+                name: "class.iso".into(),
+                size: size_known.then_some(file.len() as u64),
+                md5: None,
+            };
+            Sender::growing(cfg.clone(), info, t0).unwrap()
+        }
+    };
     let layout = *sender.layout();
+    let num_blocks = file
+        .len()
+        .div_ceil(cfg.symbol_size as usize * cfg.block_symbols as usize);
     let mut nodes: Vec<Node> = peers
         .iter()
         .enumerate()
@@ -117,10 +154,10 @@ fn run(file: &[u8], peers: &[Peer], cfg: SenderConfig, limit: Duration) -> Outco
             file: Vec::new(),
             finished: false,
             error: None,
-            first_pass: vec![0; layout.num_blocks() as usize],
+            first_pass: vec![0; num_blocks],
         })
         .collect();
-    let mut sent = vec![0u32; layout.num_blocks() as usize];
+    let mut sent = vec![0u32; num_blocks];
     // Feedback in flight: (arrival, from receiver, bytes); and unicast ACKs to receivers.
     let mut to_sender: VecDeque<(Instant, usize, Vec<u8>)> = VecDeque::new();
     let mut buf = Vec::new();
@@ -128,6 +165,18 @@ fn run(file: &[u8], peers: &[Peer], cfg: SenderConfig, limit: Duration) -> Outco
     let addr_of = |i: usize| -> SocketAddr { format!("10.0.1.{}:6000", i + 1).parse().unwrap() };
 
     while now - t0 < limit {
+        if let Source::Growing { bytes_per_sec, .. } = source
+            && !sender.source_done()
+        {
+            let arrived = (bytes_per_sec as u128 * (now - t0).as_micros() / 1_000_000) as u64;
+            if arrived >= file.len() as u64 {
+                sender
+                    .source_ended(now, file.len() as u64, [0; 16])
+                    .unwrap();
+            } else {
+                sender.source_grew(now, arrived);
+            }
+        }
         while to_sender.front().is_some_and(|(t, _, _)| *t <= now) {
             let (_, i, bytes) = to_sender.pop_front().unwrap();
             sender.handle_datagram(now, addr_of(i), &bytes);
@@ -229,24 +278,24 @@ fn run(file: &[u8], peers: &[Peer], cfg: SenderConfig, limit: Duration) -> Outco
 fn drive_receiver(node: &mut Node, now: Instant, original: &[u8]) {
     while let Some(ev) = node.rx.poll_event() {
         match ev {
-            ReceiverEvent::Joined(info) => node.file = vec![0; info.size as usize],
-            ReceiverEvent::Store { offset, data } => {
-                node.file[offset as usize..offset as usize + data.len()].copy_from_slice(&data)
-            }
+            ReceiverEvent::Joined(info) => node.file = vec![0; info.size.unwrap_or(0) as usize],
+            ReceiverEvent::Store { offset, data } => write_at(&mut node.file, offset, &data),
             ReceiverEvent::Decode(job) => {
-                let spilled = job
-                    .needs_spilled()
-                    .then(|| node.file[job.offset as usize..][..job.len].to_vec());
-                let (offset, block) = (job.offset as usize, job.block);
+                let spilled = job.needs_spilled().then(|| {
+                    let end = (job.offset as usize + job.len).min(node.file.len());
+                    node.file[(job.offset as usize).min(end)..end].to_vec()
+                });
+                let (offset, block) = (job.offset, job.block);
                 match job.run(spilled) {
                     Ok(bytes) => {
-                        node.file[offset..offset + bytes.len()].copy_from_slice(&bytes);
+                        write_at(&mut node.file, offset, &bytes);
                         node.rx.handle_decoded(now, Ok(block));
                     }
                     Err(job) => node.rx.handle_decoded(now, Err(job)),
                 }
             }
-            ReceiverEvent::Complete => {
+            ReceiverEvent::Complete { size, .. } => {
+                node.file.resize(size as usize, 0);
                 let ok = node.file == original && !node.peer.corrupt;
                 node.rx.verified(now, ok);
                 node.finished |= !ok;
@@ -258,6 +307,15 @@ fn drive_receiver(node: &mut Node, now: Instant, original: &[u8]) {
             }
         }
     }
+}
+
+/// Like a file: writing past the end makes it longer.
+fn write_at(file: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let end = offset as usize + data.len();
+    if file.len() < end {
+        file.resize(end, 0);
+    }
+    file[offset as usize..end].copy_from_slice(data);
 }
 
 fn assert_all_received(out: &Outcome, file: &[u8]) {
@@ -450,8 +508,8 @@ fn an_abort_reaches_the_receivers() {
     let file = file_bytes(4 * 512 * 256, 9);
     let info = FileInfo {
         name: "x".into(),
-        size: file.len() as u64,
-        md5: [0; 16],
+        size: Some(file.len() as u64),
+        md5: Some([0; 16]),
     };
     let mut sender = Sender::new(sender_config(0), info, t0).unwrap();
     let mut rx = Receiver::new(ReceiverConfig::default());
@@ -481,8 +539,8 @@ fn hostile_input_is_counted_never_fatal() {
     let file = file_bytes(3 * 512 * 256, 10);
     let info = FileInfo {
         name: "../../etc/passwd".into(),
-        size: file.len() as u64,
-        md5: [0; 16],
+        size: Some(file.len() as u64),
+        md5: Some([0; 16]),
     };
     let mut sender = Sender::new(sender_config(0), info, t0).unwrap();
     let mut rx = Receiver::new(ReceiverConfig::default());
@@ -570,8 +628,8 @@ fn the_sender_refuses_what_receivers_would_refuse() {
     let t0 = Instant::now();
     let info = |size| FileInfo {
         name: "f".into(),
-        size,
-        md5: [0; 16],
+        size: Some(size),
+        md5: Some([0; 16]),
     };
     let bad = [
         SenderConfig {
@@ -634,4 +692,62 @@ fn a_receiver_whose_check_fails_is_reported_failed_not_waited_for() {
     );
     // Told, not timed out: the session ends well before the receiver timeout would drop it.
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
+}
+
+/// A download of unknown size (no Content-Length): blocks go out as they arrive, the size and MD5
+/// come at the end, and every receiver, a late one too, gets exactly the bytes. The class is done
+/// soon after the source is: the LAN time hides under the download's.
+#[test]
+fn a_growing_source_of_unknown_size_is_sent_while_it_arrives() {
+    for size_known in [false, true] {
+        let file = file_bytes(20 * 512 * 256 + 12_345, 13);
+        let mut peers = vec![Peer::lossy(0.05); 5];
+        peers[4].joins_at = Duration::from_secs(1);
+        // About half the simulated link's rate, so the sender keeps waiting for the source.
+        let bytes_per_sec = 1_000_000;
+        let source_time = Duration::from_secs_f64(file.len() as f64 / bytes_per_sec as f64);
+        let out = run_from(
+            &file,
+            &peers,
+            sender_config(5),
+            Duration::from_secs(60),
+            Source::Growing {
+                bytes_per_sec,
+                size_known,
+            },
+        );
+        assert_all_received(&out, &file);
+        let s = out.sender.stats();
+        println!(
+            "growing source (size known: {size_known}): source {source_time:?}, class done after \
+             {:?}, repair {:.3} of source",
+            out.elapsed,
+            s.repair_symbols as f64 / s.source_symbols as f64
+        );
+        assert_eq!(out.sender.layout().padded(), !size_known);
+        assert!(
+            out.elapsed < source_time + Duration::from_secs(2),
+            "{:?}",
+            out.elapsed
+        );
+    }
+}
+
+/// At 30% loss receivers often miss the ANNOUNCE that brings the size, and may decode the padded
+/// last block before they know it is the last: they still end with the right length and bytes.
+#[test]
+fn a_growing_source_reaches_very_lossy_receivers() {
+    let file = file_bytes(9 * 512 * 256 + 77, 14);
+    let peers = vec![Peer::lossy(0.3); 3];
+    let out = run_from(
+        &file,
+        &peers,
+        sender_config(3),
+        Duration::from_secs(60),
+        Source::Growing {
+            bytes_per_sec: 4_000_000,
+            size_known: false,
+        },
+    );
+    assert_all_received(&out, &file);
 }

@@ -11,6 +11,17 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_edm-cast")
 }
 
+/// `edm-cast recv` on loopback into `out`, giving up after 30 s without a session.
+pub fn recv(group: &str, out: &Path, name: &str) -> Proc {
+    Proc::spawn(
+        name,
+        Command::new(bin())
+            .args(["recv", "--group", group, "--iface", "lo", "--timeout", "30"])
+            .args(["--name", name, "--out"])
+            .arg(out),
+    )
+}
+
 /// A child process that is killed if the test ends (or panics) before it exits.
 pub struct Proc {
     child: Option<Child>,
@@ -114,4 +125,57 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// tools/httpd.py, the tests' web server, killed on drop.
+pub struct Http {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Http {
+    /// Serves `dir` on 127.0.0.1 (or where `prefix` runs it: a lab host) with httpd.py's `args`.
+    pub fn start(prefix: &mut Command, dir: &Path, bind: &str, args: &[&str]) -> Http {
+        use std::io::BufRead;
+        let log = dir.join("access.log");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/httpd.py");
+        let mut child = prefix
+            .arg("python3")
+            .arg(script)
+            .arg("--dir")
+            .arg(dir)
+            .args(["--bind", bind, "--max-secs", "300", "--log"])
+            .arg(&log)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs tools/httpd.py (apt-get install -y python3)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("httpd prints its port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("httpd.py did not start: {line:?}")
+        });
+        Http { child, port, log }
+    }
+
+    /// The request lines logged so far ("GET /f.bin - 200").
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

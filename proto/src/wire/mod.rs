@@ -6,6 +6,7 @@
 mod announce;
 mod data;
 mod feedback;
+mod request;
 
 pub use announce::{Announce, FeedbackAddr, MAX_BLOCK_SYMBOLS, MAX_NAME_LEN, MIN_SYMBOL_SIZE};
 pub use data::{DATA_OVERHEAD, Data, MAX_ESI};
@@ -14,12 +15,14 @@ pub use feedback::{
     Status,
 };
 
+pub use request::{MAX_REASON_LEN, MAX_URL_LEN, Offer, Refuse, Request, Server};
+
 use bytes::BufMut;
 
 /// First two bytes of every edm-cast datagram.
 pub const MAGIC: [u8; 2] = [0xED, 0xC5];
 /// The protocol version this crate speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the common header: magic, version, type, session id.
 pub const HEADER_LEN: usize = 8;
 /// Largest datagram edm-cast ever sends or accepts (fits a 1500-byte MTU under IPv4 and IPv6).
@@ -52,6 +55,10 @@ pub enum PacketType {
     Ack = 0x04,
     Status = 0x10,
     Need = 0x11,
+    Server = 0x20,
+    Request = 0x21,
+    Offer = 0x22,
+    Refuse = 0x23,
 }
 
 impl PacketType {
@@ -63,6 +70,10 @@ impl PacketType {
             0x04 => Self::Ack,
             0x10 => Self::Status,
             0x11 => Self::Need,
+            0x20 => Self::Server,
+            0x21 => Self::Request,
+            0x22 => Self::Offer,
+            0x23 => Self::Refuse,
             other => return Err(ParseError::UnknownType(other)),
         })
     }
@@ -108,6 +119,10 @@ pub enum Packet<'a> {
     Ack(Ack),
     Status(Status),
     Need(Need),
+    Server(Server),
+    Request(Request),
+    Offer(Offer),
+    Refuse(Refuse),
 }
 
 impl<'a> Packet<'a> {
@@ -127,6 +142,10 @@ impl<'a> Packet<'a> {
             PacketType::Ack => Packet::Ack(Ack::parse(&mut r)?),
             PacketType::Status => Packet::Status(Status::parse(&mut r)?),
             PacketType::Need => Packet::Need(Need::parse(&mut r)?),
+            PacketType::Server => Packet::Server(Server::parse(&mut r)?),
+            PacketType::Request => Packet::Request(Request::parse(&mut r)?),
+            PacketType::Offer => Packet::Offer(Offer::parse(&mut r)?),
+            PacketType::Refuse => Packet::Refuse(Refuse::parse(&mut r)?),
         };
         r.finish()?;
         Ok((header.session, packet))
@@ -140,6 +159,10 @@ impl<'a> Packet<'a> {
             Packet::Ack(_) => PacketType::Ack,
             Packet::Status(_) => PacketType::Status,
             Packet::Need(_) => PacketType::Need,
+            Packet::Server(_) => PacketType::Server,
+            Packet::Request(_) => PacketType::Request,
+            Packet::Offer(_) => PacketType::Offer,
+            Packet::Refuse(_) => PacketType::Refuse,
         }
     }
 
@@ -157,6 +180,10 @@ impl<'a> Packet<'a> {
             Packet::Ack(p) => p.write(out),
             Packet::Status(p) => p.write(out),
             Packet::Need(p) => p.write(out),
+            Packet::Server(p) => p.write(out),
+            Packet::Request(p) => p.write(out),
+            Packet::Offer(p) => p.write(out),
+            Packet::Refuse(p) => p.write(out),
         }
     }
 
@@ -245,8 +272,9 @@ mod tests {
     fn samples() -> Vec<Packet<'static>> {
         vec![
             Packet::Announce(Announce {
-                file_size: 67_108_864,
-                md5: [7; 16],
+                file_size: Some(67_108_864),
+                md5: Some([7; 16]),
+                padded: false,
                 symbol_size: 1408,
                 block_symbols: 1024,
                 interleave: 8,
@@ -255,8 +283,9 @@ mod tests {
                 name: "ubuntu.iso".into(),
             }),
             Packet::Announce(Announce {
-                file_size: 0,
-                md5: [0; 16],
+                file_size: None,
+                md5: None,
+                padded: true,
                 symbol_size: 16,
                 block_symbols: 1,
                 interleave: 1,
@@ -265,8 +294,9 @@ mod tests {
                 name: String::new(),
             }),
             Packet::Announce(Announce {
-                file_size: u64::MAX >> 8,
-                md5: [1; 16],
+                file_size: Some(u64::MAX >> 8),
+                md5: None,
+                padded: true,
                 symbol_size: 1408,
                 block_symbols: 4096,
                 interleave: 4,
@@ -307,6 +337,22 @@ mod tests {
                     },
                 ],
             }),
+            Packet::Server(Server {
+                requests: FeedbackAddr::Source { port: 5006 },
+            }),
+            Packet::Request(Request {
+                request: 7,
+                url: "https://example.org/ubuntu-24.04.iso".into(),
+            }),
+            Packet::Offer(Offer {
+                request: 7,
+                session: 0xABCD_0001,
+                port: 5008,
+            }),
+            Packet::Refuse(Refuse {
+                request: 7,
+                reason: "10.0.0.5 is a private address".into(),
+            }),
         ]
     }
 
@@ -339,8 +385,8 @@ mod tests {
         assert_eq!(Packet::parse(b"GET / HTTP/1.1"), Err(ParseError::Foreign));
         assert_eq!(Packet::parse(&[]), Err(ParseError::Foreign));
         let mut v = Packet::Ack(Ack { receiver: 1 }).to_vec(9);
-        v[2] = 2;
-        assert_eq!(Packet::parse(&v), Err(ParseError::Version(2)));
+        v[2] = 1;
+        assert_eq!(Packet::parse(&v), Err(ParseError::Version(1)));
         v[2] = VERSION;
         v[3] = 0x7F;
         assert_eq!(Packet::parse(&v), Err(ParseError::UnknownType(0x7F)));
@@ -352,11 +398,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn announce_flags_have_one_encoding() {
+        let good = Packet::Announce(Announce {
+            file_size: None,
+            md5: None,
+            padded: true,
+            symbol_size: 1408,
+            block_symbols: 1024,
+            interleave: 8,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5007 },
+            name: "a".into(),
+        })
+        .to_vec(1);
+        assert!(Packet::parse(&good).is_ok());
+        // flags at offset 32: MD5 without size, unknown bits; then a size that is "unknown".
+        for flags in [0x02, 0x06, 0x08, 0x80] {
+            let mut v = good.clone();
+            v[32] = flags;
+            assert_eq!(
+                Packet::parse(&v),
+                Err(ParseError::Invalid("flags")),
+                "{flags:#x}"
+            );
+        }
+        let mut v = good.clone();
+        v[15] = 1;
+        assert_eq!(Packet::parse(&v), Err(ParseError::Invalid("flags")));
+    }
+
     /// The example in PROTOCOL.md, byte for byte.
     #[test]
     fn spec_example_parses() {
         let bytes: [u8; 24] = [
-            0xED, 0xC5, 0x01, 0x02, // magic, version 1, DATA
+            0xED, 0xC5, 0x02, 0x02, // magic, version 2, DATA
             0x12, 0x34, 0x56, 0x78, // session
             0x00, 0x00, 0x00, 0x05, // block 5
             0x00, 0x00, 0x04, 0x01, // ESI 1025

@@ -1,0 +1,261 @@
+//! `--cache DIR`: downloads kept by URL, so the next class does not fetch them again. Each entry is
+//! `KEY.data` (the bytes) and `KEY.meta` (URL, name, size, MD5, ETag, Last-Modified), KEY being the
+//! MD5 of the URL. The `.meta` file's modification time is the entry's last use; past the size
+//! limit the least recently used entries are removed.
+
+use crate::digest::hex;
+use crate::error::Error;
+use crate::fetch::Validators;
+use md5::{Digest, Md5};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+/// A byte count with an optional binary unit: `500M`, `20G`, `1T`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().trim_end_matches(['B', 'b']);
+        let (num, shift) = match t.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => {
+                let shift = match c.to_ascii_uppercase() {
+                    'K' => 10,
+                    'M' => 20,
+                    'G' => 30,
+                    'T' => 40,
+                    _ => return Err(format!("{s:?} is not a size (like 500M or 20G)")),
+                };
+                (&t[..i], shift)
+            }
+            _ => (t, 0),
+        };
+        let n: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size (like 500M or 20G)"))?;
+        if !(n >= 0.0 && n.is_finite()) {
+            return Err(format!("{s:?} is not a size"));
+        }
+        Ok(Size((n * (1u64 << shift) as f64) as u64))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub validators: Validators,
+}
+
+pub struct Cache {
+    dir: PathBuf,
+    limit: u64,
+}
+
+impl Cache {
+    pub fn open(dir: &Path, limit: Size) -> Result<Self, Error> {
+        fs::create_dir_all(dir).map_err(|source| Error::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(Cache {
+            dir: dir.to_owned(),
+            limit: limit.0,
+        })
+    }
+
+    fn key(url: &str) -> String {
+        hex(&Md5::digest(url.as_bytes()).into())
+    }
+
+    /// The cached copy of `url`, if complete; marks it used.
+    pub fn lookup(&self, url: &str) -> Option<Entry> {
+        let key = Cache::key(url);
+        let meta_path = self.dir.join(format!("{key}.meta"));
+        let text = fs::read_to_string(&meta_path).ok()?;
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        if field("url")? != url {
+            return None;
+        }
+        let size = field("size")?.parse().ok()?;
+        let md5 = parse_md5(&field("md5")?)?;
+        let path = self.dir.join(format!("{key}.data"));
+        if fs::metadata(&path).ok()?.len() != size {
+            return None;
+        }
+        let _ = File::options()
+            .write(true)
+            .open(&meta_path)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        Some(Entry {
+            path,
+            name: field("name").unwrap_or_else(|| "download".into()),
+            size,
+            md5,
+            validators: Validators {
+                etag: field("etag"),
+                last_modified: field("last-modified"),
+            },
+        })
+    }
+
+    /// A new file to download `url` into; `insert` makes it the cached copy.
+    pub fn spool(&self, url: &str) -> Result<(File, PathBuf), Error> {
+        let path = self.dir.join(format!(
+            "{}.{:08x}.part",
+            Cache::key(url),
+            crate::random_u64() as u32
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+        Ok((file, path))
+    }
+
+    /// Makes a finished download the cached copy of `url`, then trims the cache to its limit.
+    pub fn insert(&self, url: &str, spooled: &Path, entry: &Entry) -> Result<PathBuf, Error> {
+        let key = Cache::key(url);
+        let data = self.dir.join(format!("{key}.data"));
+        let meta = self.dir.join(format!("{key}.meta"));
+        let werr = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Write { path, source }
+        };
+        let mut text = format!(
+            "url={url}\nname={}\nsize={}\nmd5={}\n",
+            entry.name.replace('\n', " "),
+            entry.size,
+            hex(&entry.md5)
+        );
+        for (k, v) in [
+            ("etag", &entry.validators.etag),
+            ("last-modified", &entry.validators.last_modified),
+        ] {
+            if let Some(v) = v {
+                text.push_str(&format!("{k}={}\n", v.replace('\n', " ")));
+            }
+        }
+        // The old meta goes first, so a crash in between leaves no meta pointing at wrong bytes.
+        let _ = fs::remove_file(&meta);
+        fs::rename(spooled, &data).map_err(werr(&data))?;
+        let tmp = self.dir.join(format!("{key}.meta.tmp"));
+        fs::write(&tmp, text).map_err(werr(&tmp))?;
+        fs::rename(&tmp, &meta).map_err(werr(&meta))?;
+        self.evict(&key);
+        Ok(data)
+    }
+
+    /// Removes least recently used entries (never `keep`) until the data fits the limit.
+    fn evict(&self, keep: &str) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(SystemTime, String, u64)> = dir
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let key = name.strip_suffix(".meta")?.to_owned();
+                let used = e.metadata().ok()?.modified().ok()?;
+                let size = fs::metadata(self.dir.join(format!("{key}.data")))
+                    .ok()?
+                    .len();
+                Some((used, key, size))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|e| e.2).sum();
+        entries.sort();
+        for (_, key, size) in entries {
+            if total <= self.limit {
+                break;
+            }
+            if key == keep {
+                continue;
+            }
+            let _ = fs::remove_file(self.dir.join(format!("{key}.meta")));
+            let _ = fs::remove_file(self.dir.join(format!("{key}.data")));
+            tracing::info!("cache: evicted {key} ({size} bytes)");
+            total -= size;
+        }
+    }
+}
+
+fn parse_md5(s: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    if s.len() != 32 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!("20G".parse::<Size>().unwrap().0, 20 << 30);
+        assert_eq!("500M".parse::<Size>().unwrap().0, 500 << 20);
+        assert_eq!("1.5k".parse::<Size>().unwrap().0, 1536);
+        assert_eq!("123".parse::<Size>().unwrap().0, 123);
+        assert!("lots".parse::<Size>().is_err());
+        assert!("-1G".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn entries_round_trip_and_the_least_recently_used_goes_first() {
+        let dir = std::env::temp_dir().join(format!("edm-cache-test-{:x}", crate::random_u64()));
+        let cache = Cache::open(&dir, Size(250)).unwrap();
+        let put = |url: &str, len: usize| {
+            let (_, spool) = cache.spool(url).unwrap();
+            fs::write(&spool, vec![7u8; len]).unwrap();
+            let e = Entry {
+                path: PathBuf::new(),
+                name: "x.iso".into(),
+                size: len as u64,
+                md5: [9; 16],
+                validators: Validators {
+                    etag: Some("\"abc\"".into()),
+                    last_modified: None,
+                },
+            };
+            cache.insert(url, &spool, &e).unwrap();
+        };
+        put("http://a/1", 100);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        put("http://a/2", 100);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let e = cache.lookup("http://a/1").unwrap();
+        assert_eq!(
+            (e.size, e.md5, e.validators.etag.as_deref()),
+            (100, [9; 16], Some("\"abc\""))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        put("http://a/3", 100);
+        // 300 bytes > 250: entry 2, used least recently, is gone; 1 was just looked up.
+        assert!(cache.lookup("http://a/2").is_none());
+        assert!(cache.lookup("http://a/1").is_some());
+        assert!(cache.lookup("http://a/3").is_some());
+        assert!(cache.lookup("http://other").is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

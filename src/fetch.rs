@@ -1,0 +1,377 @@
+//! Downloads a URL into a spool file on a thread of its own, publishing how many bytes are on disk
+//! as they arrive, so the sender can multicast each block as soon as it is complete. The MD5 is
+//! computed from the bytes as they stream in. A dropped connection is resumed with a Range request
+//! (If-Range guards against the resource changing meanwhile).
+
+use crate::cache::{Cache, Entry};
+use crate::error::Error;
+use crate::policy::Policy;
+use md5::{Digest, Md5};
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Attempts to resume after a dropped connection, with no progress between them, before giving up.
+const RESUMES: u32 = 5;
+
+/// What identifies a version of a resource (RFC 9110 section 8.8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// The download's progress, as the sender sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Bytes from the start of the resource that are in the spool file.
+    pub bytes: u64,
+    /// Set once: the final size and MD5, or why the download failed.
+    pub end: Option<Result<(u64, [u8; 16]), String>>,
+}
+
+/// A download under way.
+pub struct Download {
+    /// The resource's name for the receivers: the last segment of the final URL's path.
+    pub name: String,
+    /// From Content-Length, if the server sent one.
+    pub size: Option<u64>,
+    pub progress: watch::Receiver<Progress>,
+}
+
+/// What a conditional GET found.
+pub enum Fetched {
+    Started(Download),
+    /// The cached copy (whose validators were sent) is still current.
+    NotModified,
+}
+
+/// An HTTP(S) client that only connects to addresses `policy` allows (checked per connection,
+/// so redirects and DNS tricks are covered too).
+pub fn agent(policy: Arc<Policy>) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout_read(Duration::from_secs(30))
+        .redirects(8)
+        .user_agent(concat!("edm-cast/", env!("CARGO_PKG_VERSION")))
+        .resolver(move |netloc: &str| -> io::Result<Vec<SocketAddr>> {
+            let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+            let mut refused = None;
+            let ok: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        refused = Some(why);
+                        false
+                    }
+                })
+                .collect();
+            match (ok.is_empty(), refused) {
+                (true, Some(why)) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
+                _ => Ok(ok),
+            }
+        })
+        .build()
+}
+
+/// Starts downloading `url` into `spool` (from byte 0). Errors that show at once (a refused
+/// address, 404, TLS, no such host) come back here; later ones arrive in `Progress::end`.
+/// With `cached`, the request is conditional and may come back `NotModified`. With `cache`, the
+/// finished download becomes the cached copy of `url`.
+pub fn start(
+    agent: &ureq::Agent,
+    url: &str,
+    spool: File,
+    spool_path: PathBuf,
+    cached: Option<&Validators>,
+    cache: Option<Arc<Cache>>,
+) -> Result<Fetched, Error> {
+    let mut req = agent.get(url);
+    if let Some(v) = cached {
+        if let Some(etag) = &v.etag {
+            req = req.set("If-None-Match", etag);
+        }
+        if let Some(lm) = &v.last_modified {
+            req = req.set("If-Modified-Since", lm);
+        }
+    }
+    let resp = req.call().map_err(|e| fetch_error(url, e))?;
+    if resp.status() == 304 {
+        return Ok(Fetched::NotModified);
+    }
+    if resp.status() != 200 {
+        return Err(Error::Fetch {
+            url: url.into(),
+            why: format!("unexpected answer {} {}", resp.status(), resp.status_text()),
+        });
+    }
+    let size = resp
+        .header("Content-Length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let validators = validators(&resp);
+    let name = name_of(resp.get_url());
+    let (tx, rx) = watch::channel(Progress::default());
+    let job = Job {
+        agent: agent.clone(),
+        url: url.to_owned(),
+        size,
+        validators,
+        spool,
+        spool_path,
+    };
+    let body = resp.into_reader();
+    let entry_name = name.clone();
+    std::thread::spawn(move || {
+        let end = job.run(body, &tx);
+        if let (Ok((size, md5)), Some(cache)) = (&end, cache) {
+            let entry = Entry {
+                path: job.spool_path.clone(),
+                name: entry_name,
+                size: *size,
+                md5: *md5,
+                validators: job.validators.clone(),
+            };
+            if let Err(e) = cache.insert(&job.url, &job.spool_path, &entry) {
+                tracing::warn!("{}: not cached: {e}", job.url);
+            }
+        }
+        tx.send_modify(|p| p.end = Some(end));
+    });
+    Ok(Fetched::Started(Download {
+        name,
+        size,
+        progress: rx,
+    }))
+}
+
+struct Job {
+    agent: ureq::Agent,
+    url: String,
+    size: Option<u64>,
+    validators: Validators,
+    spool: File,
+    spool_path: PathBuf,
+}
+
+impl Job {
+    fn run(
+        &self,
+        mut body: Box<dyn Read + Send + Sync>,
+        tx: &watch::Sender<Progress>,
+    ) -> Result<(u64, [u8; 16]), String> {
+        let mut md5 = Md5::new();
+        let mut at = 0u64;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut failures = 0;
+        loop {
+            let dropped = match body.read(&mut buf) {
+                Ok(0) => match self.size {
+                    Some(size) if at < size => io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the connection closed at byte {at} of {size} (Content-Length)"),
+                    ),
+                    _ => break,
+                },
+                Ok(n) => {
+                    self.spool
+                        .write_all_at(&buf[..n], at)
+                        .map_err(|e| format!("cannot write {}: {e}", self.spool_path.display()))?;
+                    md5.update(&buf[..n]);
+                    at += n as u64;
+                    failures = 0;
+                    tx.send_modify(|p| p.bytes = at);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            failures += 1;
+            if failures > RESUMES {
+                return Err(format!(
+                    "{}: gave up after {RESUMES} attempts to resume at byte {at}: {dropped}",
+                    self.url
+                ));
+            }
+            tracing::warn!("{}: {dropped}; resuming at byte {at}", self.url);
+            std::thread::sleep(Duration::from_millis(100 << failures.min(4)));
+            match self.resume(at) {
+                Ok(b) => body = b,
+                Err(Resume::Retry(e)) => tracing::warn!("{}: resume failed: {e}", self.url),
+                Err(Resume::Fatal(e)) => return Err(format!("{}: {e}", self.url)),
+            }
+        }
+        if let Some(size) = self.size
+            && at != size
+        {
+            return Err(format!(
+                "{}: the server sent {at} bytes but said Content-Length {size}",
+                self.url
+            ));
+        }
+        Ok((at, md5.finalize().into()))
+    }
+
+    /// The rest of the resource from byte `at`: a 206 for exactly that range, or (a server that
+    /// ignores Range) the whole resource again with the first `at` bytes skipped, provided it has
+    /// not changed.
+    fn resume(&self, at: u64) -> Result<Box<dyn Read + Send + Sync>, Resume> {
+        let mut req = self
+            .agent
+            .get(&self.url)
+            .set("Range", &format!("bytes={at}-"));
+        // If-Range needs a strong validator: an ETag, else the date.
+        if let Some(v) = self
+            .validators
+            .etag
+            .as_ref()
+            .filter(|e| !e.starts_with("W/"))
+            .or(self.validators.last_modified.as_ref())
+        {
+            req = req.set("If-Range", v);
+        }
+        let resp = match req.call() {
+            Ok(r) => r,
+            // Nothing there from `at` on: the resource is shorter than the server first said.
+            Err(ureq::Error::Status(416, _)) => {
+                return Err(Resume::Fatal(match self.size {
+                    Some(size) => {
+                        format!("the server said Content-Length {size} but has only {at} bytes")
+                    }
+                    None => format!("the server has no bytes past {at} (416)"),
+                }));
+            }
+            Err(e) => return Err(Resume::Retry(fetch_error(&self.url, e).to_string())),
+        };
+        let changed = validators(&resp) != self.validators;
+        match resp.status() {
+            206 => {
+                let start = resp
+                    .header("Content-Range")
+                    .and_then(|r| r.strip_prefix("bytes "))
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|s| s.trim().parse::<u64>().ok());
+                if start != Some(at) {
+                    return Err(Resume::Fatal(format!(
+                        "the server resumed at the wrong place ({start:?}, not {at})"
+                    )));
+                }
+                Ok(resp.into_reader())
+            }
+            200 if changed => Err(Resume::Fatal(
+                "the resource changed during the download; start again".into(),
+            )),
+            200 => {
+                let mut body = resp.into_reader();
+                io::copy(&mut (&mut body).take(at), &mut io::sink())
+                    .map_err(|e| Resume::Retry(e.to_string()))?;
+                Ok(body)
+            }
+            s => Err(Resume::Retry(format!("answer {s} to a Range request"))),
+        }
+    }
+}
+
+/// Why a resume failed: worth another try, or not.
+enum Resume {
+    Retry(String),
+    Fatal(String),
+}
+
+fn validators(resp: &ureq::Response) -> Validators {
+    Validators {
+        etag: resp.header("ETag").map(str::to_owned),
+        last_modified: resp.header("Last-Modified").map(str::to_owned),
+    }
+}
+
+/// One line a person can act on: the status, the refused address, the TLS or DNS failure.
+fn fetch_error(url: &str, e: ureq::Error) -> Error {
+    let why = match e {
+        ureq::Error::Status(code, resp) => format!("{code} {}", resp.status_text()),
+        ureq::Error::Transport(t) => {
+            // The policy's refusal, an io error deep in the chain, is the whole story.
+            let mut source = std::error::Error::source(&t);
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<io::Error>()
+                    && io.kind() == io::ErrorKind::PermissionDenied
+                {
+                    return Error::Fetch {
+                        url: url.into(),
+                        why: io.to_string(),
+                    };
+                }
+                source = e.source();
+            }
+            let mut why = t.kind().to_string();
+            if let Some(m) = t.message() {
+                why = format!("{why}: {m}");
+            }
+            if let Some(src) = std::error::Error::source(&t) {
+                why = format!("{why}: {src}");
+            }
+            why
+        }
+    };
+    Error::Fetch {
+        url: url.into(),
+        why,
+    }
+}
+
+/// The file name a URL's path ends with, or "download".
+pub fn name_of(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let path = path.split_once("://").map_or(path, |(_, rest)| rest);
+    match path.split_once('/') {
+        Some((_, p)) => p.rsplit('/').next().filter(|s| !s.is_empty()),
+        None => None,
+    }
+    .map(percent_decode)
+    .unwrap_or_else(|| "download".into())
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a `send` argument is a URL rather than a file.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_path() {
+        assert_eq!(name_of("https://example.org/a/ubuntu.iso"), "ubuntu.iso");
+        assert_eq!(name_of("http://h:8000/x%20y.bin?token=1#f"), "x y.bin");
+        assert_eq!(name_of("http://h/"), "download");
+        assert_eq!(name_of("http://h"), "download");
+    }
+}

@@ -1,0 +1,344 @@
+//! `edm-cast serve`: the lab's download manager. It announces itself on the group; a student's
+//! `edm-cast get URL` asks it for a URL, and it answers with the session that carries it: the one
+//! already running, or a new one sent from the cache or downloaded with cut-through. Each session
+//! runs on a thread of its own, on its own data port (group port + 1 + slot), sharing `--rate`.
+
+use crate::cache::{Cache, Size};
+use crate::error::Error;
+use crate::fetch;
+use crate::net::{self, Group};
+use crate::pace::Rate;
+use crate::policy::{Net, Policy};
+use crate::session::Session;
+use crate::source;
+use crate::ui::{self, SenderView};
+use edm_cast_proto::wire::FeedbackAddr;
+use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// How long a session stays open for a student who was just told to join it.
+const JOIN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Multicast group, ADDR or ADDR:PORT: the server announces itself on PORT, and session N
+    /// sends on PORT + 1 + N.
+    #[arg(long, default_value = "239.1.1.1")]
+    pub group: Group,
+    /// UDP port that takes students' requests.
+    #[arg(long, default_value_t = 5006)]
+    pub port: u16,
+    /// Interface to serve on: a name (eth0) or one of its IPv4 addresses. Default: the route's.
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Link rate for all sessions together, in bit/s with k/M/G units.
+    #[arg(long, default_value = "100M")]
+    pub rate: Rate,
+    /// Multicast TTL: 1 keeps the packets on the local network.
+    #[arg(long, default_value_t = 1)]
+    pub ttl: u32,
+    /// Sessions (different URLs) at once; more requests are refused as busy.
+    #[arg(long, default_value_t = 4)]
+    pub max_sessions: u16,
+    /// Keep downloads in DIR and send them from there while the web server says they are current.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Largest size of --cache; least recently used downloads go first.
+    #[arg(long, value_name = "SIZE", default_value = "20G")]
+    pub cache_size: Size,
+    /// Allow downloads from this address range, even a private one (repeatable). Private,
+    /// loopback and link-local ranges are refused by default.
+    #[arg(long, value_name = "NET")]
+    pub allow: Vec<Net>,
+    /// Refuse downloads from this address range too (repeatable); `--deny 0.0.0.0/0 --allow NET`
+    /// allows only NET.
+    #[arg(long, value_name = "NET")]
+    pub deny: Vec<Net>,
+    /// Drop a receiver that has been silent this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub drop_after: f64,
+    /// Stop after this many seconds (tests, scheduled lab hours). Default: run until Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+}
+
+/// What a session's thread reports.
+enum Report {
+    Started {
+        url: String,
+        session: u32,
+        port: u16,
+    },
+    Refused {
+        url: String,
+        why: String,
+    },
+    Ended {
+        url: String,
+    },
+}
+
+/// What the server keeps per running session.
+struct Running {
+    slot: u16,
+    hold: watch::Sender<Instant>,
+}
+
+/// What every session's thread needs.
+#[derive(Clone)]
+struct Shared {
+    agent: ureq::Agent,
+    cache: Option<Arc<Cache>>,
+    iface: Ipv4Addr,
+    group: Group,
+    ttl: u32,
+    drop_after: Duration,
+    /// Each session's share of the link, in bit/s.
+    rate: Arc<AtomicU64>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Error> {
+    let iface = net::interface_addr(args.iface.as_deref())?;
+    let control = net::sender_socket(args.group, iface, args.ttl, args.port)?;
+    let drop_after = Duration::try_from_secs_f64(args.drop_after)
+        .map_err(|_| Error::Usage("--drop-after: not a number of seconds".into()))?;
+    let exit_after = args
+        .exit_after
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| Error::Usage("--exit-after: not a number of seconds".into()))
+        })
+        .transpose()?;
+    let cache = args
+        .cache
+        .as_deref()
+        .map(|d| Cache::open(d, args.cache_size).map(Arc::new))
+        .transpose()?;
+    let policy = Arc::new(Policy::new(args.allow.clone(), args.deny.clone()));
+    let shared = Shared {
+        agent: fetch::agent(policy),
+        cache,
+        iface,
+        group: args.group,
+        ttl: args.ttl,
+        drop_after,
+        rate: Arc::new(AtomicU64::new(args.rate.0 as u64)),
+    };
+    eprintln!(
+        "edm-cast: serving on {} (requests to port {}), {} for all sessions{}",
+        args.group,
+        args.port,
+        args.rate,
+        args.cache
+            .as_ref()
+            .map(|d| format!(", cache {}", d.display()))
+            .unwrap_or_default()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(args, control, shared, exit_after))
+}
+
+async fn serve(
+    args: Args,
+    control: std::net::UdpSocket,
+    shared: Shared,
+    exit_after: Option<Duration>,
+) -> Result<ExitCode, Error> {
+    let control = tokio::net::UdpSocket::from_std(control).map_err(|e| Error::Socket {
+        what: "cannot register the socket".into(),
+        source: e,
+    })?;
+    let mut catalog = Catalog::new(
+        CatalogConfig {
+            requests: FeedbackAddr::Source { port: args.port },
+            ..CatalogConfig::default()
+        },
+        Instant::now(),
+    );
+    let (tx, mut reports) = mpsc::unbounded_channel::<Report>();
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut inbox = vec![0u8; 2048];
+    let mut out = Vec::with_capacity(1500);
+    let stop_at = exit_after.map(|d| Instant::now() + d);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let wake = catalog.poll_timeout();
+        tokio::select! {
+            r = control.recv_from(&mut inbox) => {
+                if let Ok((n, from)) = r {
+                    catalog.handle_datagram(Instant::now(), from, &inbox[..n]);
+                }
+            }
+            Some(report) = reports.recv() => match report {
+                Report::Started { url, session, port } => {
+                    catalog.started(&url, session, port);
+                }
+                Report::Refused { url, why } => {
+                    eprintln!("refused {url}: {why}");
+                    catalog.refused(&url, &why);
+                    running.remove(&url);
+                }
+                Report::Ended { url } => {
+                    catalog.ended(&url);
+                    running.remove(&url);
+                }
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = sleep_until(stop_at) => return Ok(ExitCode::SUCCESS),
+            _ = &mut ctrl_c => return Err(Error::Interrupted),
+        }
+        while let Some(ev) = catalog.poll_event() {
+            match ev {
+                CatalogEvent::Start { url } => {
+                    let free =
+                        (0..args.max_sessions).find(|s| !running.values().any(|r| r.slot == *s));
+                    match free {
+                        Some(slot) => {
+                            let (hold, hold_rx) = watch::channel(Instant::now() + JOIN_GRACE);
+                            running.insert(url.clone(), Running { slot, hold });
+                            spawn_session(url, slot, shared.clone(), hold_rx, tx.clone());
+                        }
+                        None => catalog.refused(
+                            &url,
+                            &format!(
+                                "the server is busy: {} sessions are running (--max-sessions)",
+                                args.max_sessions
+                            ),
+                        ),
+                    }
+                }
+                CatalogEvent::Offered { url } => {
+                    if let Some(r) = running.get(&url) {
+                        let _ = r.hold.send(Instant::now() + JOIN_GRACE);
+                    }
+                }
+            }
+        }
+        // The link is shared evenly by the sessions running.
+        let share = args.rate.0 / running.len().max(1) as f64;
+        shared.rate.store(share as u64, Ordering::Relaxed);
+        while let Some(to) = catalog.poll_transmit(Instant::now(), &mut out) {
+            let to = match to {
+                Reply::Group => SocketAddr::V4(args.group.0),
+                Reply::To(a) => a,
+            };
+            if let Err(e) = control.send_to(&out, to).await {
+                tracing::debug!("to {to}: {e}");
+            }
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the session for `url` on a thread of its own: fetch (or find in the cache), report the
+/// session to the catalog, send until every receiver is done, report the end.
+fn spawn_session(
+    url: String,
+    slot: u16,
+    shared: Shared,
+    hold: watch::Receiver<Instant>,
+    tx: mpsc::UnboundedSender<Report>,
+) {
+    std::thread::spawn(move || {
+        if let Err(e) = session(&url, slot, &shared, hold, &tx) {
+            let why = match e {
+                Error::Fetch { why, .. } => why,
+                e => e.to_string(),
+            };
+            let _ = tx.send(Report::Refused {
+                url: url.clone(),
+                why,
+            });
+            return;
+        }
+        let _ = tx.send(Report::Ended { url });
+    });
+}
+
+fn session(
+    url: &str,
+    slot: u16,
+    shared: &Shared,
+    hold: watch::Receiver<Instant>,
+    tx: &mpsc::UnboundedSender<Report>,
+) -> Result<(), Error> {
+    if !fetch::is_url(url) {
+        return Err(Error::Usage(
+            "only http:// and https:// URLs are served".into(),
+        ));
+    }
+    let source = source::url(&shared.agent, url, shared.cache.as_ref())?;
+    let port =
+        shared.group.0.port().checked_add(1 + slot).ok_or_else(|| {
+            Error::Usage("the group's port is too high for --max-sessions".into())
+        })?;
+    let group = Group(SocketAddrV4::new(*shared.group.0.ip(), port));
+    let socket = net::sender_socket(group, shared.iface, shared.ttl, 0)?;
+    let feedback = net::local_port(&socket)?;
+    let id = crate::random_u64() as u32;
+    let cfg = SenderConfig {
+        session: id,
+        min_receivers: 1,
+        // A requester that vanished before its hello does not keep the session waiting.
+        wait: Some(Duration::from_secs(10)),
+        receiver_timeout: shared.drop_after,
+        feedback: FeedbackAddr::Source { port: feedback },
+        ..SenderConfig::default()
+    };
+    let sender = source.sender(cfg)?;
+    eprintln!(
+        "session {id:08x}: {url} ({}, from {}) on port {port}",
+        source.size.map_or("size not known yet".into(), ui::bytes),
+        source.origin
+    );
+    let view = SenderView::lines(format!("session {id:08x}: "));
+    let mut session = Session::new(sender, source, group, Rate(1e6), view);
+    session.share(shared.rate.clone(), hold);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let _ = tx.send(Report::Started {
+        url: url.to_owned(),
+        session: id,
+        port,
+    });
+    runtime.block_on(async {
+        let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| Error::Socket {
+            what: "cannot register the socket".into(),
+            source: e,
+        })?;
+        session.run(socket, false).await
+    })?;
+    let done = session
+        .sender
+        .receivers()
+        .filter(|r| r.state == edm_cast_proto::wire::ReceiverState::Done)
+        .count();
+    eprintln!(
+        "session {id:08x}: ended; {done} receiver(s) done of {}{}",
+        session.sender.receivers().count(),
+        session
+            .failure()
+            .map(|f| format!("; failed: {f}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! One sending session: proto's `Sender` wired to a socket, a pacer and a source (a file, or a
+//! download still arriving), with the operator's view. `send` runs one; `serve` runs one per URL.
+
+use crate::datapath::{RecvBatch, SendBatch};
+use crate::error::Error;
+use crate::fetch::Progress;
+use crate::net::Group;
+use crate::pace::{Pacer, Rate};
+use crate::source::Source;
+use crate::ui::{self, SenderView};
+use edm_cast_proto::sender::ReceiverInfo;
+use edm_cast_proto::wire::ReceiverState;
+use edm_cast_proto::{Destination, Sender, SenderEvent};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+pub struct Session {
+    pub sender: Sender,
+    source: Source,
+    group: Group,
+    pacer: Pacer,
+    /// The shortest pause between batches: 8 datagrams' time at the configured rate, at most 1 ms.
+    min_sleep: Duration,
+    pub view: SenderView,
+    aborted: bool,
+    /// Why the source failed (a download that broke off for good).
+    failure: Option<String>,
+    /// `serve`: this session's share of the link (bit/s), and "someone was told to join: wait".
+    shared_rate: Option<Arc<AtomicU64>>,
+    hold: Option<watch::Receiver<Instant>>,
+}
+
+/// Datagrams sent between two looks at the feedback socket.
+const BATCH: usize = 256;
+
+impl Session {
+    pub fn new(sender: Sender, source: Source, group: Group, rate: Rate, view: SenderView) -> Self {
+        Session {
+            sender,
+            source,
+            group,
+            pacer: Pacer::new(rate),
+            min_sleep: Duration::from_secs_f64((8.0 * 1500.0 * 8.0 / rate.0).min(0.001)),
+            view,
+            aborted: false,
+            failure: None,
+            shared_rate: None,
+            hold: None,
+        }
+    }
+
+    /// For `serve`: the rate follows `rate` (bit/s), and the session stays open until the time
+    /// `hold` says (a student was just offered it).
+    pub fn share(&mut self, rate: Arc<AtomicU64>, hold: watch::Receiver<Instant>) {
+        self.shared_rate = Some(rate);
+        self.hold = Some(hold);
+    }
+
+    /// Runs the session to its end. `ctrl_c`: whether Ctrl-C aborts it (not in `serve`, which
+    /// handles that itself).
+    pub async fn run(&mut self, socket: tokio::net::UdpSocket, ctrl_c: bool) -> Result<(), Error> {
+        let io_err = |source| Error::Socket {
+            what: "cannot set up batched I/O".into(),
+            source,
+        };
+        let mut batch = SendBatch::new(&socket).map_err(io_err)?;
+        let mut inbox = RecvBatch::new(&socket, 8).map_err(io_err)?;
+        let mut out = Vec::with_capacity(1500);
+        let ctrl_c_aborts = ctrl_c;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            let now = Instant::now();
+            self.feed(now);
+            if let Some(rate) = &self.shared_rate {
+                self.pacer
+                    .set_rate(Rate(rate.load(Ordering::Relaxed) as f64));
+            }
+            if let Some(hold) = &mut self.hold
+                && hold.has_changed().unwrap_or(false)
+            {
+                self.sender.hold_until(*hold.borrow_and_update());
+            }
+            loop {
+                let sender = &mut self.sender;
+                match inbox.try_recv(&socket, |from, d| sender.handle_datagram(now, from, d)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // ICMP errors from an earlier unicast ACK: nothing to do about them.
+                    Err(e) => tracing::debug!("feedback socket: {e}"),
+                }
+            }
+            if self.sender.poll_timeout().is_some_and(|t| t <= now) {
+                self.sender.handle_timeout(now);
+            }
+            let before = self.sender.sent_blocks();
+            let idle = self.transmit(&socket, &mut batch, &mut out).await?;
+            if self.sender.sent_blocks() != before {
+                tracing::debug!(blocks = self.sender.sent_blocks(), "first pass progress");
+            }
+            self.events()?;
+            if self.sender.is_finished() {
+                return Ok(());
+            }
+            self.view.tick(&self.sender);
+            if !idle {
+                // Paced: a short precise sleep (nanosleep) rather than the runtime's
+                // millisecond timer, so the stream stays smooth and the rate is kept.
+                let delay = self.pacer.delay();
+                if delay < Duration::from_millis(2) {
+                    // Sleeping for at least a few datagrams' time (at most 1 ms) saves wake-ups at
+                    // low rates; the pacer's credit lets the batch out after it.
+                    std::thread::sleep(delay.max(self.min_sleep));
+                    // Lets the runtime poll its reactor, so the socket's readiness stays current.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            }
+            let wake = if idle {
+                self.sender
+                    .poll_timeout()
+                    .unwrap_or(now + Duration::from_millis(100))
+            } else {
+                Instant::now() + self.pacer.delay()
+            };
+            tokio::select! {
+                _ = socket.readable() => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = changed(&mut self.source.feed) => {}
+                _ = &mut ctrl_c, if ctrl_c_aborts && !self.aborted => {
+                    self.aborted = true;
+                    self.view.println("interrupted: ending the session".into());
+                    self.sender.abort(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Sends what is due, as the pacer allows, gathering data datagrams into GSO batches. True when
+    /// the sender has nothing to send now.
+    async fn transmit(
+        &mut self,
+        socket: &tokio::net::UdpSocket,
+        batch: &mut SendBatch,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Error> {
+        let mut idle = false;
+        for _ in 0..BATCH {
+            self.events()?;
+            if !self.pacer.delay().is_zero() {
+                break;
+            }
+            let Some(dest) = self.sender.poll_transmit(Instant::now(), out) else {
+                // A block was asked for: supply it and go on.
+                if self.events()? {
+                    continue;
+                }
+                idle = true;
+                break;
+            };
+            let to = match dest {
+                Destination::Group => SocketAddr::V4(self.group.0),
+                Destination::Unicast(a) => a,
+            };
+            self.pacer.spend(out.len());
+            if let Err((to, e)) = batch.push(socket, to, out).await {
+                self.send_failed(to, e)?;
+            }
+        }
+        if let Err((to, e)) = batch.flush(socket).await {
+            self.send_failed(to, e)?;
+        }
+        Ok(idle)
+    }
+
+    /// A failed send to the group ends the session; one to a receiver (an ACK) is its loss.
+    fn send_failed(&self, to: SocketAddr, e: std::io::Error) -> Result<(), Error> {
+        if to == SocketAddr::V4(self.group.0) {
+            return Err(Error::Socket {
+                what: format!(
+                    "cannot send to {} (is there a route? try --iface)",
+                    self.group
+                ),
+                source: e,
+            });
+        }
+        tracing::debug!("ack to {to}: {e}");
+        Ok(())
+    }
+
+    /// Handles the sender's events; true if a block was supplied.
+    fn events(&mut self) -> Result<bool, Error> {
+        let mut supplied = false;
+        while let Some(ev) = self.sender.poll_event() {
+            if let SenderEvent::NeedBlock { block, offset, len } = ev {
+                let mut data = vec![0; len];
+                self.source
+                    .file
+                    .read_exact_at(&mut data, offset)
+                    .map_err(|source| Error::Read {
+                        path: self.source.path.clone(),
+                        source,
+                    })?;
+                self.sender.supply_block(block, data);
+                supplied = true;
+            } else {
+                tracing::debug!(sent_blocks = self.sender.sent_blocks(), "{ev:?}");
+                self.view.event(&ev, &self.sender);
+            }
+        }
+        Ok(supplied)
+    }
+
+    /// Passes a download's progress to the sender: more blocks to send, and at the end the size
+    /// and MD5. A download that failed for good aborts the session.
+    fn feed(&mut self, now: Instant) {
+        let Some(rx) = &mut self.source.feed else {
+            return;
+        };
+        if !rx.has_changed().unwrap_or(true) {
+            return;
+        }
+        let p = rx.borrow_and_update().clone();
+        self.sender.source_grew(now, p.bytes);
+        let Some(end) = p.end else {
+            return;
+        };
+        self.source.feed = None;
+        let result = end.and_then(|(size, md5)| {
+            self.sender
+                .source_ended(now, size, md5)
+                .map_err(|e| e.to_string())?;
+            Ok((size, md5))
+        });
+        match result {
+            Ok((size, md5)) => self.view.println(format!(
+                "downloaded {} ({}, md5 {})",
+                self.source.name,
+                ui::bytes(size),
+                crate::digest::hex(&md5)
+            )),
+            Err(why) => {
+                self.view.println(format!("download failed: {why}"));
+                self.failure = Some(why);
+                self.sender.abort(now);
+            }
+        }
+    }
+
+    /// Why the session failed, if its source did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// Prints the summary; the exit code says whether every receiver got the file.
+    pub fn summary(&self, min_receivers: usize) -> ExitCode {
+        let name = &self.source.name;
+        let size = self.sender.layout().file_size().unwrap_or(0);
+        let stats = self.sender.stats();
+        let secs = self
+            .sender
+            .started_at()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let receivers: Vec<&ReceiverInfo> = self.sender.receivers().collect();
+        let done = receivers
+            .iter()
+            .filter(|r| r.state == ReceiverState::Done && !r.dropped)
+            .count();
+        let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
+        println!(
+            "{}: {name} ({}, from {}) in {secs:.2} s",
+            if self.failure.is_some() {
+                "failed"
+            } else if self.aborted {
+                "aborted"
+            } else {
+                "sent"
+            },
+            ui::bytes(size),
+            self.source.origin
+        );
+        println!(
+            "  datagrams  {datagrams} ({} source, {} repair, {} control)",
+            stats.source_symbols, stats.repair_symbols, stats.control_packets
+        );
+        println!(
+            "  bytes      {} UDP payload = {:.3} x file size",
+            stats.bytes,
+            stats.bytes as f64 / size.max(1) as f64
+        );
+        if secs > 0.0 {
+            println!("  goodput    {:.1} Mbit/s", size as f64 * 8.0 / secs / 1e6);
+        }
+        if let (Some(start), Some(done)) =
+            (self.sender.started_at(), self.sender.first_pass_done_at())
+        {
+            let pass = done.duration_since(start).as_secs_f64();
+            println!(
+                "  first pass {pass:.2} s ({:.1} Mbit/s of file)",
+                size as f64 * 8.0 / pass.max(1e-6) / 1e6
+            );
+        }
+        println!("  receivers  {done} done / {} known", receivers.len());
+        for r in receivers
+            .iter()
+            .filter(|r| r.state != ReceiverState::Done || r.dropped)
+        {
+            let what = if r.dropped {
+                "dropped: went silent"
+            } else if r.state == ReceiverState::Failed {
+                "failed (see its own message)"
+            } else {
+                "not done"
+            };
+            println!("    {} {}: {what}", r.name, r.addr);
+        }
+        if let Some(why) = &self.failure {
+            eprintln!("edm-cast: {why}");
+            ExitCode::FAILURE
+        } else if self.aborted {
+            ExitCode::from(130)
+        } else if done == receivers.len() && done >= min_receivers {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Resolves when a download has news; never, for a complete file.
+async fn changed(feed: &mut Option<watch::Receiver<Progress>>) {
+    match feed {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The download thread is gone without a last word: look once more, then stop.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}

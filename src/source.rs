@@ -1,0 +1,167 @@
+//! Where a session's bytes come from: a file on disk (its MD5 read first), or a URL being
+//! downloaded into a spool file while it is sent (a cached copy, if still current, is a file).
+
+use crate::cache::{Cache, Entry};
+use crate::digest::md5_file;
+use crate::error::Error;
+use crate::fetch::{self, Fetched, Progress};
+use crate::ui;
+use edm_cast_proto::{FileInfo, Sender, SenderConfig};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+pub struct Source {
+    pub name: String,
+    /// `None`: a download without Content-Length, until it ends.
+    pub size: Option<u64>,
+    /// `None`: a download, until it ends.
+    pub md5: Option<[u8; 16]>,
+    pub file: File,
+    pub path: PathBuf,
+    /// A download's progress; `None` for a complete file.
+    pub feed: Option<watch::Receiver<Progress>>,
+    /// Where it came from, for the operator: "cache", "download", "file".
+    pub origin: &'static str,
+    _spool: Option<TempFile>,
+}
+
+impl Source {
+    /// The protocol's sender for this source: of a whole file, or of a download still arriving.
+    pub fn sender(&self, cfg: SenderConfig) -> Result<Sender, Error> {
+        let info = FileInfo {
+            name: self.name.clone(),
+            size: self.size,
+            md5: self.md5,
+        };
+        let now = Instant::now();
+        match self.feed {
+            Some(_) => Sender::growing(cfg, info, now),
+            None => Sender::new(cfg, info, now),
+        }
+        .map_err(|e| Error::Usage(e.to_string()))
+    }
+}
+
+/// Removed when dropped (a download spooled outside the cache).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A complete file: its MD5 is computed first (with a progress bar on a terminal).
+pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
+    let read_err = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(Error::Usage(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let size = meta.len();
+    let bar = ui::byte_bar(Some(size), "md5");
+    let md5 = md5_file(path, |n| bar.set_position(n)).map_err(read_err)?;
+    bar.finish_and_clear();
+    Ok(Source {
+        name: name.unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into())
+        }),
+        size: Some(size),
+        md5: Some(md5),
+        file,
+        path: path.to_owned(),
+        feed: None,
+        origin: "file",
+        _spool: None,
+    })
+}
+
+/// A URL: the cached copy if the server says it is current (or cannot be asked), otherwise a
+/// download that has started (into the cache, with `cache`).
+pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result<Source, Error> {
+    let cached = cache.and_then(|c| c.lookup(url));
+    let (file, path, temp) = match cache {
+        Some(c) => {
+            let (f, p) = c.spool(url)?;
+            (f, p.clone(), TempFile(p))
+        }
+        None => {
+            let p =
+                std::env::temp_dir().join(format!("edm-cast-{:016x}.part", crate::random_u64()));
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .map_err(|source| Error::Write {
+                    path: p.clone(),
+                    source,
+                })?;
+            (f, p.clone(), TempFile(p))
+        }
+    };
+    let reader = file.try_clone().map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let started = fetch::start(
+        agent,
+        url,
+        file,
+        path.clone(),
+        cached.as_ref().map(|e| &e.validators),
+        cache.cloned(),
+    );
+    match (started, cached) {
+        (Ok(Fetched::Started(d)), _) => Ok(Source {
+            name: d.name,
+            size: d.size,
+            md5: None,
+            file: reader,
+            path,
+            feed: Some(d.progress),
+            origin: "download",
+            // With a cache the finished download is moved into it; the guard then finds nothing.
+            _spool: Some(temp),
+        }),
+        (Ok(Fetched::NotModified), Some(entry)) => cached_source(entry),
+        (Ok(Fetched::NotModified), None) => Err(Error::Fetch {
+            url: url.into(),
+            why: "304 Not Modified to an unconditional request".into(),
+        }),
+        (Err(e), Some(entry)) => {
+            eprintln!("edm-cast: {e}; sending the cached copy");
+            cached_source(entry)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+fn cached_source(e: Entry) -> Result<Source, Error> {
+    let file = File::open(&e.path).map_err(|source| Error::Read {
+        path: e.path.clone(),
+        source,
+    })?;
+    Ok(Source {
+        name: e.name,
+        size: Some(e.size),
+        md5: Some(e.md5),
+        file,
+        path: e.path,
+        feed: None,
+        origin: "cache",
+        _spool: None,
+    })
+}
