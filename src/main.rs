@@ -37,6 +37,8 @@ use std::process::ExitCode;
   student$ edm-cast recv --group 239.1.1.1 --out ~/Downloads
   server$  edm-cast serve --group 239.1.1.1 --cache /srv/edm-cache
   student$ edm-cast get https://example.org/big.iso --out ~/Downloads
+  server$  edm-cast video --from pi                      # live camera, relayed while watched
+  student$ edm-cast watch pi
 
 Exit codes: 0 success; 1 error; 2 (send) some receivers did not get the file; 130 interrupted."
 )]
