@@ -20,6 +20,8 @@ mod session;
 mod source;
 mod ui;
 mod verify;
+mod video;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +37,8 @@ use std::process::ExitCode;
   student$ edm-cast recv --group 239.1.1.1 --out ~/Downloads
   server$  edm-cast serve --group 239.1.1.1 --cache /srv/edm-cache
   student$ edm-cast get https://example.org/big.iso --out ~/Downloads
+  server$  edm-cast video --from pi                      # live camera, relayed while watched
+  student$ edm-cast watch pi
 
 Exit codes: 0 success; 1 error; 2 (send) some receivers did not get the file; 130 interrupted."
 )]
@@ -71,6 +75,17 @@ enum Command {
   edm-cast get https://example.org/big.iso --out ~/Downloads
   edm-cast get https://example.org/big.iso --server labserver")]
     Get(get::Args),
+    /// Relay live H.264 sources (e.g. a Pi camera) as multicast RTP with FEC, while someone watches.
+    #[command(after_help = "Examples:
+  pi$     rpicam-vid -t 0 --inline --intra 30 -o udp://SERVER:5000
+  server$ edm-cast video --from pi        # pi = raw H.264 on udp://:5000 unless --source says otherwise
+  server$ edm-cast video --from pi --from cam2 --source cam2=rtp://:5002 --run-on-demand cam2='ffmpeg ...'")]
+    Video(video::Args),
+    /// Watch a relayed channel: starts ffplay (or VLC), or with --sdp writes an SDP for any player.
+    #[command(after_help = "Examples:
+  edm-cast watch pi
+  edm-cast watch pi --sdp pi.sdp        # then: vlc pi.sdp")]
+    Watch(watch::Args),
 }
 
 /// A random number for session and receiver ids, seeded by the standard library's per-process keys.
@@ -107,6 +122,8 @@ fn main() -> ExitCode {
         Command::Recv(args) => recv::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Get(args) => get::run(args),
+        Command::Video(args) => video::run(args),
+        Command::Watch(args) => watch::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("edm-cast: {e}");

@@ -13,6 +13,7 @@ pub mod receiver;
 pub mod requester;
 pub mod rng;
 pub mod sender;
+pub mod video;
 pub mod wire;
 
 pub use catalog::{Catalog, CatalogConfig, CatalogEvent, Reply};

@@ -373,7 +373,7 @@ fn twenty_receivers_with_independent_loss_get_exact_bytes_and_repair_is_max_not_
         layout.num_blocks(),
         out.elapsed
     );
-    assert!(ratio >= 1.0 && ratio < 1.6, "repair/max = {ratio}");
+    assert!((1.0..1.6).contains(&ratio), "repair/max = {ratio}");
     assert!(
         repair * 5 < sum_lack,
         "repair {repair} is not far below the sum {sum_lack}"

@@ -1,0 +1,564 @@
+//! H.264 in and out: Annex B byte streams cut into NAL units (ITU-T H.264 annex B), RTP payloads
+//! made from NAL units (RFC 6184 packetization mode 1: single NAL unit packets and FU-A), RTP payloads
+//! turned back into NAL units (single, STAP-A, FU-A), and SPS/PPS re-inserted before every IDR.
+
+use super::rtp::{HEADER_LEN, PAYLOAD_TYPE_H264, RtpHeader};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// NAL unit types used here (H.264 table 7-1, RFC 6184 table 1).
+pub const NAL_IDR: u8 = 5;
+pub const NAL_SPS: u8 = 7;
+pub const NAL_PPS: u8 = 8;
+const STAP_A: u8 = 24;
+const FU_A: u8 = 28;
+
+/// RTP packets the relay sends are at most this long: with IPv4 + UDP headers (28 bytes) a
+/// 1428-byte datagram, and a RaptorQ repair datagram (16 + 2 + 1400) fits the 1500-byte MTU too.
+pub const MAX_RTP_PACKET: usize = 1400;
+/// A NAL unit longer than this in an Annex B stream is dropped (a 1080p IDR is a few hundred KB).
+pub const MAX_NAL: usize = 4 << 20;
+
+pub fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1F)
+}
+
+fn is_vcl(t: u8) -> bool {
+    (1..=5).contains(&t)
+}
+
+/// True if `next` begins a new access unit after a VCL NAL unit (H.264 section 7.4.1.2.3): an AUD,
+/// SEI, SPS or PPS, or a slice whose first_mb_in_slice is 0 (its ue(v) code is the single bit 1).
+fn starts_access_unit(next: &[u8]) -> bool {
+    let t = nal_type(next);
+    matches!(t, 6..=9 | 14..=18) || (is_vcl(t) && next.get(1).is_some_and(|b| b & 0x80 != 0))
+}
+
+/// One NAL unit out of the ingest, with when its first byte arrived (for latency figures).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nal {
+    pub data: Vec<u8>,
+    /// The last NAL unit of its access unit (sets the RTP marker bit).
+    pub end_of_au: bool,
+    pub arrived: Instant,
+}
+
+/// Cuts an Annex B byte stream, delivered in arbitrary chunks (UDP datagrams), into NAL units.
+/// A unit is complete when the next start code and the next unit's first two bytes have arrived,
+/// which also tells whether it ends its access unit; or, sooner, when a datagram shorter than the
+/// largest one seen so far ends: writers (rpicam-vid, ffmpeg) send each frame as full-size chunks
+/// and one short last chunk, so that datagram ends the frame.
+#[derive(Debug, Default)]
+pub struct AnnexB {
+    /// Bytes from the current unit's first byte on (or, before any start code, anything).
+    buf: Vec<u8>,
+    /// When the current unit's start code arrived, once one was seen.
+    current: Option<Instant>,
+    /// Bytes of `buf` already searched for a start code.
+    scanned: usize,
+    largest_datagram: usize,
+    out: VecDeque<Nal>,
+    /// NAL units dropped for being longer than `MAX_NAL`.
+    pub oversized: u64,
+}
+
+impl AnnexB {
+    pub fn push(&mut self, now: Instant, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        let flush = bytes.len() < self.largest_datagram;
+        self.largest_datagram = self.largest_datagram.max(bytes.len());
+        // A start code is 00 00 01; deciding the end of an access unit wants two bytes after it.
+        let lookahead = if flush { 0 } else { 2 };
+        while self.scanned + 3 + lookahead <= self.buf.len() {
+            let i = self.scanned;
+            if self.buf[i..i + 3] != [0, 0, 1] {
+                self.scanned += 1;
+                continue;
+            }
+            let next = i + 3;
+            if let Some(arrived) = self.current {
+                let end_of_au = starts_access_unit(&self.buf[next..]);
+                self.emit(i, arrived, end_of_au);
+            }
+            self.buf.drain(..next);
+            self.current = Some(now);
+            self.scanned = 0;
+        }
+        if flush && let Some(arrived) = self.current {
+            let len = self.buf.len();
+            // Zeros at the end stay: they may begin the next datagram's start code.
+            if self.emit(len, arrived, true) {
+                let end = self.buf.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+                self.buf.drain(..end);
+                self.current = None;
+                self.scanned = 0;
+            }
+        }
+        if self.buf.len() > MAX_NAL {
+            self.oversized += 1;
+            self.buf.clear();
+            self.current = None;
+            self.scanned = 0;
+        }
+    }
+
+    /// Emits `buf[..end]` without trailing zeros as a unit, if anything is left of it. A unit ends
+    /// its access unit only if it is a slice and `next_starts_au`.
+    fn emit(&mut self, end: usize, arrived: Instant, next_starts_au: bool) -> bool {
+        // Zeros before a start code are trailing_zero_8bits or a 4-byte start code.
+        let end = self.buf[..end]
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |p| p + 1);
+        if end == 0 {
+            return false;
+        }
+        let data = self.buf[..end].to_vec();
+        let end_of_au = is_vcl(nal_type(&data)) && next_starts_au;
+        self.out.push_back(Nal {
+            data,
+            end_of_au,
+            arrived,
+        });
+        true
+    }
+
+    pub fn poll_nal(&mut self) -> Option<Nal> {
+        self.out.pop_front()
+    }
+}
+
+/// The SPS and PPS in an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 section 5.2.4.1), which is
+/// how an RTSP client hands over an SDP's sprop-parameter-sets. Malformed records give what parsed.
+pub fn avcc_parameter_sets(record: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut r = crate::wire::Reader::new(record.get(5..).unwrap_or_default());
+    let mut sets = |r: &mut crate::wire::Reader, count: u8| -> Option<()> {
+        for _ in 0..count {
+            let len = r.u16().ok()? as usize;
+            out.push(r.bytes(len).ok()?.to_vec());
+        }
+        Some(())
+    };
+    let _ = r
+        .u8()
+        .ok()
+        .and_then(|n| sets(&mut r, n & 0x1F))
+        .and_then(|_| r.u8().ok())
+        .and_then(|n| sets(&mut r, n));
+    out.retain(|n| matches!(nal_type(n), NAL_SPS | NAL_PPS));
+    out
+}
+
+/// Makes RTP packets from NAL units: the relay's own SSRC and sequence numbers, whatever the
+/// source does, and the last SPS and PPS sent again before an IDR that comes without them.
+#[derive(Debug)]
+pub struct Packetizer {
+    ssrc: u32,
+    seq: u16,
+    /// Timestamp of the access unit being sent, once its first NAL unit came.
+    au_timestamp: Option<u32>,
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+    au_has_sps: bool,
+    au_has_pps: bool,
+    out: VecDeque<Vec<u8>>,
+    /// SPS/PPS units inserted before IDRs.
+    pub inserted: u64,
+}
+
+impl Packetizer {
+    pub fn new(ssrc: u32, first_seq: u16) -> Self {
+        Packetizer {
+            ssrc,
+            seq: first_seq,
+            au_timestamp: None,
+            sps: None,
+            pps: None,
+            au_has_sps: false,
+            au_has_pps: false,
+            out: VecDeque::new(),
+            inserted: 0,
+        }
+    }
+
+    /// Remembers the parameter sets without sending anything (while nobody watches), so the first
+    /// IDR after a start can be preceded by them.
+    pub fn observe(&mut self, nal: &[u8]) {
+        match nal_type(nal) {
+            NAL_SPS => self.sps = Some(nal.to_vec()),
+            NAL_PPS => self.pps = Some(nal.to_vec()),
+            _ => {}
+        }
+    }
+
+    /// Starts the next output at an access unit boundary (after a pause in relaying).
+    pub fn reset_access_unit(&mut self) {
+        self.au_timestamp = None;
+        self.au_has_sps = false;
+        self.au_has_pps = false;
+    }
+
+    /// Packetizes one NAL unit. `timestamp` (90 kHz) is used if this unit opens an access unit.
+    pub fn push(&mut self, nal: &[u8], timestamp: u32, end_of_au: bool) {
+        if nal.is_empty() {
+            return;
+        }
+        let ts = *self.au_timestamp.get_or_insert(timestamp);
+        self.observe(nal);
+        match nal_type(nal) {
+            NAL_SPS => self.au_has_sps = true,
+            NAL_PPS => self.au_has_pps = true,
+            NAL_IDR => {
+                if !self.au_has_sps
+                    && let Some(sps) = self.sps.clone()
+                {
+                    self.send_nal(&sps, ts, false);
+                    self.inserted += 1;
+                }
+                if !self.au_has_pps
+                    && let Some(pps) = self.pps.clone()
+                {
+                    self.send_nal(&pps, ts, false);
+                    self.inserted += 1;
+                }
+                self.au_has_sps = true;
+                self.au_has_pps = true;
+            }
+            _ => {}
+        }
+        self.send_nal(nal, ts, end_of_au);
+        if end_of_au {
+            self.reset_access_unit();
+        }
+    }
+
+    fn header(&mut self, marker: bool, ts: u32) -> Vec<u8> {
+        let mut p = Vec::with_capacity(MAX_RTP_PACKET);
+        RtpHeader {
+            marker,
+            payload_type: PAYLOAD_TYPE_H264,
+            seq: self.seq,
+            timestamp: ts,
+            ssrc: self.ssrc,
+        }
+        .write(&mut p);
+        self.seq = self.seq.wrapping_add(1);
+        p
+    }
+
+    fn send_nal(&mut self, nal: &[u8], ts: u32, marker: bool) {
+        let room = MAX_RTP_PACKET - HEADER_LEN;
+        if nal.len() <= room {
+            let mut p = self.header(marker, ts);
+            p.extend_from_slice(nal);
+            self.out.push_back(p);
+            return;
+        }
+        // FU-A (RFC 6184 section 5.8): the NAL header is split into the FU indicator (F, NRI)
+        // and the FU header (S, E, type); the payload follows in pieces.
+        let indicator = (nal[0] & 0xE0) | FU_A;
+        let chunks: Vec<&[u8]> = nal[1..].chunks(room - 2).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let (first, last) = (i == 0, i + 1 == chunks.len());
+            let mut p = self.header(marker && last, ts);
+            p.push(indicator);
+            p.push((first as u8) << 7 | (last as u8) << 6 | nal_type(nal));
+            p.extend_from_slice(chunk);
+            self.out.push_back(p);
+        }
+    }
+
+    pub fn poll_packet(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+}
+
+/// Turns RTP H.264 payloads back into NAL units (for RTP ingest and tests). A fragmented unit with
+/// a sequence gap is dropped whole.
+#[derive(Debug, Default)]
+pub struct Depacketizer {
+    expected_seq: Option<u16>,
+    fragment: Option<Vec<u8>>,
+    out: VecDeque<(Vec<u8>, bool)>,
+    /// Payloads that were malformed, or fragments lost to a gap.
+    pub dropped: u64,
+}
+
+impl Depacketizer {
+    /// Feeds one RTP packet; NAL units come out of `poll_nal` with their end-of-access-unit flag.
+    pub fn push(&mut self, header: &RtpHeader, payload: &[u8]) {
+        let gap = self.expected_seq.is_some_and(|s| s != header.seq);
+        self.expected_seq = Some(header.seq.wrapping_add(1));
+        if gap && self.fragment.take().is_some() {
+            self.dropped += 1;
+        }
+        let Some(&first) = payload.first() else {
+            self.dropped += 1;
+            return;
+        };
+        match first & 0x1F {
+            1..=23 => self.out.push_back((payload.to_vec(), header.marker)),
+            STAP_A => {
+                let mut units = Vec::new();
+                let mut rest = &payload[1..];
+                while rest.len() >= 2 {
+                    let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+                    if len == 0 || rest.len() < 2 + len {
+                        self.dropped += 1;
+                        return;
+                    }
+                    units.push(rest[2..2 + len].to_vec());
+                    rest = &rest[2 + len..];
+                }
+                if !rest.is_empty() || units.is_empty() {
+                    self.dropped += 1;
+                    return;
+                }
+                let n = units.len();
+                for (i, u) in units.into_iter().enumerate() {
+                    self.out.push_back((u, header.marker && i + 1 == n));
+                }
+            }
+            FU_A => {
+                let Some(&fu) = payload.get(1) else {
+                    self.dropped += 1;
+                    return;
+                };
+                let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
+                if start {
+                    if self.fragment.is_some() {
+                        self.dropped += 1;
+                    }
+                    self.fragment = Some(vec![(first & 0xE0) | (fu & 0x1F)]);
+                }
+                let Some(frag) = self.fragment.as_mut() else {
+                    // A middle or end piece without its start (joined late, or lost).
+                    self.dropped += 1;
+                    return;
+                };
+                frag.extend_from_slice(&payload[2..]);
+                if frag.len() > MAX_NAL {
+                    self.fragment = None;
+                    self.dropped += 1;
+                } else if end && let Some(nal) = self.fragment.take() {
+                    self.out.push_back((nal, header.marker));
+                }
+            }
+            _ => self.dropped += 1,
+        }
+    }
+
+    pub fn poll_nal(&mut self) -> Option<(Vec<u8>, bool)> {
+        self.out.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nal(kind: u8, len: usize, fill: u8) -> Vec<u8> {
+        let mut v = vec![0x60 | kind, 0x88];
+        v.resize(len, fill);
+        v
+    }
+
+    fn depacketize(packets: &[Vec<u8>]) -> Vec<(Vec<u8>, bool)> {
+        let mut d = Depacketizer::default();
+        let mut out = Vec::new();
+        for p in packets {
+            let (h, payload) = RtpHeader::parse(p).unwrap();
+            d.push(&h, payload);
+            while let Some(n) = d.poll_nal() {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn annex_b_splits_at_start_codes_across_chunks() {
+        let now = Instant::now();
+        let (sps, pps, idr, p) = (nal(7, 10, 1), nal(8, 4, 2), nal(5, 3000, 3), nal(1, 500, 4));
+        let mut stream = Vec::new();
+        for (n, long) in [
+            (&sps, true),
+            (&pps, false),
+            (&idr, true),
+            (&p, false),
+            (&p, true),
+        ] {
+            stream.extend_from_slice(if long { &[0, 0, 0, 1] } else { &[0, 0, 1] });
+            stream.extend_from_slice(n);
+        }
+        stream.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xF0]); // AUD: ends the last P frame
+        let mut a = AnnexB::default();
+        // Equal chunks: no datagram is shorter than the largest, so only start codes cut.
+        stream.resize(stream.len().next_multiple_of(7), 0);
+        for chunk in stream.chunks(7) {
+            a.push(now, chunk);
+        }
+        let got: Vec<(Vec<u8>, bool)> = std::iter::from_fn(|| a.poll_nal())
+            .map(|n| (n.data, n.end_of_au))
+            .collect();
+        let want = vec![
+            (sps, false),
+            (pps, false),
+            (idr, true),
+            (p.clone(), true),
+            (p, true),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_short_datagram_ends_the_frame_at_once() {
+        let now = Instant::now();
+        let (sps, pps, idr, p) = (nal(7, 10, 1), nal(8, 4, 2), nal(5, 3000, 3), nal(1, 500, 4));
+        let mut frame1 = Vec::new();
+        for n in [&sps, &pps, &idr] {
+            frame1.extend_from_slice(&[0, 0, 0, 1]);
+            frame1.extend_from_slice(n);
+        }
+        let mut a = AnnexB::default();
+        let mut got = Vec::new();
+        for chunk in frame1.chunks(1316) {
+            a.push(now, chunk);
+            got.extend(std::iter::from_fn(|| a.poll_nal()).map(|n| (n.data, n.end_of_au)));
+        }
+        assert_eq!(got, [(sps, false), (pps, false), (idr, true)]);
+        // The next frame, in one datagram, split before its start code's last byte.
+        a.push(now, &[0, 0]);
+        assert_eq!(a.poll_nal(), None);
+        let mut rest = vec![0, 1];
+        rest.extend_from_slice(&p);
+        a.push(now, &rest);
+        assert_eq!(a.poll_nal().map(|n| (n.data, n.end_of_au)), Some((p, true)));
+    }
+
+    #[test]
+    fn big_units_go_as_fu_a_and_come_back_whole() {
+        let mut pz = Packetizer::new(42, 65534);
+        let (sps, pps, idr, p) = (nal(7, 10, 1), nal(8, 4, 2), nal(5, 5000, 3), nal(1, 100, 4));
+        for (n, end) in [(&sps, false), (&pps, false), (&idr, true), (&p, true)] {
+            pz.push(n, 1000, end);
+        }
+        let packets: Vec<Vec<u8>> = std::iter::from_fn(|| pz.poll_packet()).collect();
+        assert_eq!(packets.len(), 2 + 4 + 1);
+        assert!(packets.iter().all(|p| p.len() <= MAX_RTP_PACKET));
+        let headers: Vec<RtpHeader> = packets
+            .iter()
+            .map(|p| RtpHeader::parse(p).unwrap().0)
+            .collect();
+        assert_eq!(headers[0].seq, 65534);
+        assert_eq!(headers[2].seq, 0); // wraps
+        assert!(headers.iter().all(|h| h.ssrc == 42 && h.payload_type == 96));
+        let markers: Vec<bool> = headers.iter().map(|h| h.marker).collect();
+        assert_eq!(markers, [false, false, false, false, false, true, true]);
+        assert_eq!(
+            depacketize(&packets),
+            vec![(sps, false), (pps, false), (idr, true), (p, true)]
+        );
+    }
+
+    #[test]
+    fn parameter_sets_are_inserted_before_an_idr_without_them() {
+        let mut pz = Packetizer::new(1, 0);
+        let (sps, pps, idr) = (nal(7, 10, 1), nal(8, 4, 2), nal(5, 50, 3));
+        pz.observe(&sps);
+        pz.observe(&pps);
+        pz.push(&idr, 0, true);
+        pz.push(&nal(1, 20, 5), 3000, true);
+        pz.push(&sps, 6000, false);
+        pz.push(&pps, 6000, false);
+        pz.push(&idr, 6000, true);
+        let packets: Vec<Vec<u8>> = std::iter::from_fn(|| pz.poll_packet()).collect();
+        let kinds: Vec<u8> = depacketize(&packets)
+            .iter()
+            .map(|(n, _)| nal_type(n))
+            .collect();
+        assert_eq!(kinds, [7, 8, 5, 1, 7, 8, 5]);
+        assert_eq!(pz.inserted, 2);
+        let ts: Vec<u32> = packets
+            .iter()
+            .map(|p| RtpHeader::parse(p).unwrap().0.timestamp)
+            .collect();
+        assert_eq!(ts, [0, 0, 0, 3000, 6000, 6000, 6000]);
+    }
+
+    #[test]
+    fn parameter_sets_come_out_of_an_avc_record() {
+        let record = [
+            1, 0x64, 0, 0x1E, 0xFF, // version, profile, compatibility, level, length size
+            0xE1, 0, 3, 0x67, 0x64, 0x00, // one SPS
+            1, 0, 2, 0x68, 0xEF, // one PPS
+        ];
+        assert_eq!(
+            avcc_parameter_sets(&record),
+            vec![vec![0x67, 0x64, 0x00], vec![0x68, 0xEF]]
+        );
+        assert_eq!(avcc_parameter_sets(&record[..9]), Vec::<Vec<u8>>::new());
+        assert_eq!(avcc_parameter_sets(&record[..12]).len(), 1);
+        assert!(avcc_parameter_sets(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_source_keeps_the_relay_stream_continuous() {
+        // The camera restarts: new SSRC, new sequence numbers. The relay's own stream goes on.
+        let mut d = Depacketizer::default();
+        let mut pz = Packetizer::new(5, 100);
+        for (ssrc, seq) in [(1, 10), (1, 11), (2, 60000), (2, 60001)] {
+            let h = RtpHeader {
+                marker: true,
+                payload_type: 96,
+                seq,
+                timestamp: 0,
+                ssrc,
+            };
+            d.push(&h, &nal(1, 30, 9));
+            while let Some((n, end)) = d.poll_nal() {
+                pz.push(&n, seq as u32, end);
+            }
+        }
+        let out: Vec<RtpHeader> = std::iter::from_fn(|| pz.poll_packet())
+            .map(|p| RtpHeader::parse(&p).unwrap().0)
+            .collect();
+        assert_eq!(
+            out.iter().map(|h| h.seq).collect::<Vec<_>>(),
+            [100, 101, 102, 103]
+        );
+        assert!(out.iter().all(|h| h.ssrc == 5));
+    }
+
+    #[test]
+    fn stap_a_and_broken_fragments() {
+        let h = |seq| RtpHeader {
+            marker: true,
+            payload_type: 96,
+            seq,
+            timestamp: 0,
+            ssrc: 1,
+        };
+        let mut d = Depacketizer::default();
+        d.push(&h(1), &[24, 0, 2, 0x67, 1, 0, 1, 0x68]);
+        assert_eq!(d.poll_nal(), Some((vec![0x67, 1], false)));
+        assert_eq!(d.poll_nal(), Some((vec![0x68], true)));
+        // FU-A start, then a gap: the end piece is dropped, not glued to the wrong start.
+        d.push(&h(2), &[0x7C, 0x85, 1, 2]);
+        d.push(&h(4), &[0x7C, 0x45, 3, 4]);
+        assert_eq!(d.poll_nal(), None);
+        for bad in [
+            &[][..],
+            &[24, 0, 9, 1],
+            &[24, 0],
+            &[28],
+            &[0x7C, 0x05, 1],
+            &[0x1E],
+        ] {
+            d.push(&h(9), bad);
+            assert_eq!(d.poll_nal(), None, "{bad:?}");
+        }
+        assert!(d.dropped >= 7);
+    }
+}

@@ -1,0 +1,895 @@
+//! Live video in the LAN lab (tools/lanlab.sh) with a fake Pi (tools/fakepi.sh, Debian's ffmpeg):
+//! the relay in the sender's namespace, viewers in receiver namespaces with random loss on their
+//! ports, and each viewer's forwarded stream captured by ffmpeg and compared frame by frame
+//! (framemd5) with the clip. Needs root and ffmpeg; skips with a message elsewhere, and fails
+//! instead when EDM_CAST_REQUIRE_LAB is set (CI as root).
+//!
+//! `bench/video.sh` reruns `video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr` with
+//! EDM_VIDEO_LOSS (percent, default 5) and EDM_VIDEO_FEC_REPAIR (the relay's --fec-repair; 50 here
+//! unless set, the bench sets 20) and collects the figures it prints.
+
+mod common;
+
+use common::{TempDir, bin, text};
+use edm_cast_proto::video::h264::{AnnexB, Packetizer, nal_type};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A child in its own process group, the whole group killed on drop: so a failing test leaves no
+/// relay, viewer or ffmpeg behind its `timeout` or `ip netns exec` wrapper.
+struct Bg {
+    child: Option<std::process::Child>,
+    name: String,
+}
+
+impl Bg {
+    fn spawn(name: &str, cmd: &mut Command) -> Bg {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Bg {
+            child: Some(child),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Waits at most `limit` for the process to exit; kills its group and panics past that.
+    fn wait(mut self, limit: Duration) -> std::process::Output {
+        let mut child = self.child.take().expect("not waited yet");
+        let end = Instant::now() + limit;
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= end {
+                kill_group(&child);
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "{} still running after {limit:?}; stderr:\n{}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("output")
+    }
+}
+
+fn kill_group(child: &std::process::Child) {
+    // SAFETY: kill(2) on the process group this test created for the child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            kill_group(c);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The lab tests share two cores: one at a time.
+static LAB: Mutex<()> = Mutex::new(());
+
+fn tool(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tools")
+        .join(name)
+}
+
+/// A lab, torn down when dropped (also when the test panics).
+struct Lab {
+    name: String,
+}
+
+impl Lab {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(tool("lanlab.sh")).env("LAB", &self.name);
+        c
+    }
+
+    fn up(tag: &str, receivers: usize, loss: f64) -> Lab {
+        let lab = Lab {
+            name: format!("vid{tag}{}", std::process::id() % 10_000),
+        };
+        let out = lab
+            .cmd()
+            .args(["up", &receivers.to_string(), "100mbit", &loss.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lanlab up: {:?}", text(&out));
+        lab
+    }
+
+    fn exec(&self, host: &str) -> Command {
+        let mut c = self.cmd();
+        c.args(["exec", host]);
+        c
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("down").output();
+    }
+}
+
+/// Why the lab cannot run here, if it cannot; panics instead under EDM_CAST_REQUIRE_LAB.
+fn unavailable() -> Option<String> {
+    let why = match Command::new("bash")
+        .arg(tool("lanlab.sh"))
+        .arg("check")
+        .output()
+    {
+        Ok(o) if o.status.success() => match Command::new("ffmpeg").arg("-version").output() {
+            Ok(o) if o.status.success() => None,
+            _ => Some("ffmpeg is not installed (apt-get install ffmpeg)".to_owned()),
+        },
+        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+        Err(e) => Some(e.to_string()),
+    }?;
+    assert!(
+        std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+        "the video lab is required here but unavailable: {why}"
+    );
+    eprintln!("skipping the video lab test: {why}");
+    Some(why)
+}
+
+fn encode_clip(dir: &Path) -> PathBuf {
+    let clip = dir.join("clip.h264");
+    let out = Command::new("timeout")
+        .args(["60"])
+        .arg(tool("fakepi.sh"))
+        .args(["encode"])
+        .arg(&clip)
+        .args(["10", "640x360"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "encode: {:?}", text(&out));
+    clip
+}
+
+/// One MD5 per decoded frame.
+fn frames(path: &Path) -> Vec<String> {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool("fakepi.sh"))
+        .arg("framemd5")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_owned()))
+        .collect()
+}
+
+/// The clip has an IDR every 30 frames.
+const GOP: usize = 30;
+
+/// Where a viewer's first IDR is in the clip: its first decoded frame equal to a clip keyframe
+/// (frames a decoder shows before that are not required to be exact).
+fn first_idr(source: &[String], got: &[String]) -> Option<(usize, usize)> {
+    got.iter().enumerate().find_map(|(i, g)| {
+        (0..source.len())
+            .step_by(GOP)
+            .find(|&s| &source[s] == g)
+            .map(|s| (i, s))
+    })
+}
+
+/// Every frame from the viewer's first IDR on must be the clip's, in order, none missing:
+/// Ok((index of the first IDR in the clip, frames compared)).
+fn bit_exact(source: &[String], got: &[String]) -> Result<(usize, usize), String> {
+    let (start, first) = first_idr(source, got).ok_or("no keyframe of the clip decoded")?;
+    for (k, g) in got[start..].iter().enumerate() {
+        if source.get(first + k) != Some(g) {
+            return Err(format!(
+                "viewer frame {} (clip frame {}) differs",
+                start + k,
+                first + k
+            ));
+        }
+    }
+    Ok((first, got.len() - start))
+}
+
+/// Share of the clip's frames from the viewer's first IDR on that the viewer decoded exactly.
+fn exact_share(source: &[String], got: &[String]) -> (usize, usize) {
+    let Some((start, first)) = first_idr(source, got) else {
+        return (0, source.len());
+    };
+    let have: HashSet<&String> = got[start..].iter().collect();
+    let exact = source[first..].iter().filter(|s| have.contains(s)).count();
+    (exact, source.len() - first)
+}
+
+/// `watch NAME --sdp` in `host` for `secs` (then SIGTERM: it leaves and prints its counts).
+fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Bg, PathBuf) {
+    let sdp = dir.join(format!("{host}.sdp"));
+    let p = Bg::spawn(
+        &format!("watch {host}"),
+        lab.exec(host)
+            .args(["timeout", "-s", "TERM", &secs.to_string()])
+            .args([bin(), "watch", "pi", "--iface", "eth0", "--sdp"])
+            .arg(&sdp)
+            .args(extra),
+    );
+    (p, sdp)
+}
+
+/// ffmpeg in `host` recording what `watch` forwards, for `secs` (then SIGINT: it closes the file).
+fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Bg {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sdp.exists() {
+        assert!(Instant::now() < end, "watch in {host} wrote no SDP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Bg::spawn(
+        &format!("capture {host}"),
+        lab.exec(host)
+            .args(["timeout", "-s", "INT", &secs.to_string()])
+            .args(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"])
+            // A large socket buffer: on two busy cores ffmpeg may fall behind for a moment.
+            .args([
+                "-protocol_whitelist",
+                "file,udp,rtp",
+                "-buffer_size",
+                "8388608",
+                "-i",
+            ])
+            .arg(sdp)
+            .args(["-c", "copy", "-flush_packets", "1", "-f", "h264"])
+            .arg(out),
+    )
+}
+
+fn first_keyframe_secs(log: &str) -> Option<f64> {
+    log.lines()
+        .find_map(|l| l.strip_prefix("watch: first keyframe after "))
+        .and_then(|t| t.trim_end_matches(" s").parse().ok())
+}
+
+#[test]
+fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if unavailable().is_some() {
+        return;
+    }
+    let loss: f64 = std::env::var("EDM_VIDEO_LOSS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5.0);
+    // 50% repair: the bit-exact check must hold every run. With the default 20% (3 repair packets
+    // for the usual 12-packet window) some runs lose a window at 5% loss: one spoiled GOP.
+    let repair = std::env::var("EDM_VIDEO_FEC_REPAIR").unwrap_or_else(|_| "50".into());
+    let dir = TempDir::new("video");
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    assert_eq!(source.len(), 300, "the clip is 10 s at 30 fps");
+    let lab = Lab::up("f", 3, loss);
+
+    let relay = Bg::spawn(
+        "relay",
+        lab.exec("s")
+            .args(["timeout", "-s", "INT", "17"])
+            .args([bin(), "video", "--from", "pi", "--iface", "eth0"])
+            .args(["--grace", "2", "--stats", "--fec-repair", &repair]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 14, &[]);
+    let (w3, sdp3) = watch(&lab, "r3", dir.path(), 14, &["--no-fec"]);
+    let out1 = dir.path().join("r1.h264");
+    let out3 = dir.path().join("r3.h264");
+    let c1 = capture(&lab, "r1", &sdp1, &out1, 13.0);
+    let c3 = capture(&lab, "r3", &sdp3, &out3, 13.0);
+    std::thread::sleep(Duration::from_millis(700));
+    let pi = Bg::spawn(
+        "fake pi",
+        lab.exec("s")
+            .args(["timeout", "20"])
+            .arg(tool("fakepi.sh"))
+            .arg("raw")
+            .arg(&clip)
+            .arg("127.0.0.1:5000"),
+    );
+    // The late joiner: 3 s into the stream.
+    std::thread::sleep(Duration::from_secs(3));
+    let (w2, sdp2) = watch(&lab, "r2", dir.path(), 10, &[]);
+    let out2 = dir.path().join("r2.h264");
+    let c2 = capture(&lab, "r2", &sdp2, &out2, 9.0);
+
+    let pi = pi.wait(Duration::from_secs(25));
+    assert!(pi.status.success(), "fake pi: {:?}", text(&pi));
+    for c in [c1, c2, c3] {
+        c.wait(Duration::from_secs(20));
+    }
+    let logs: Vec<String> = [w1, w2, w3]
+        .into_iter()
+        .map(|w| text(&w.wait(Duration::from_secs(20))).1)
+        .collect();
+    let relay = relay.wait(Duration::from_secs(20));
+    let (stats, relay_log) = text(&relay);
+
+    let got1 = frames(&out1);
+    let got2 = frames(&out2);
+    let got3 = frames(&out3);
+    let share = |got: &[String]| {
+        let (a, b) = exact_share(&source, got);
+        format!("{a}/{b} = {:.1}%", 100.0 * a as f64 / b.max(1) as f64)
+    };
+    println!(
+        "video lab: loss {loss}%: r1 (FEC) exact {}; r2 (FEC, 3 s late) exact {}, first keyframe \
+         {:.3} s after watch started; r3 (no FEC) exact {}\n{}",
+        share(&got1),
+        share(&got2),
+        first_keyframe_secs(&logs[1]).unwrap_or(f64::NAN),
+        share(&got3),
+        stats.trim()
+    );
+    let context = format!("relay:\n{relay_log}\nviewers:\n{}", logs.join("\n"));
+    let (first, n) = bit_exact(&source, &got1).unwrap_or_else(|e| panic!("r1: {e}\n{context}"));
+    assert!(
+        first <= GOP && n >= 250,
+        "r1 saw too little: {first} {n}\n{context}"
+    );
+    let (first, n) = bit_exact(&source, &got2).unwrap_or_else(|e| panic!("r2: {e}\n{context}"));
+    assert!(
+        first >= 3 * GOP && n >= 90,
+        "r2 joined late: {first} {n}\n{context}"
+    );
+    if loss >= 1.0 {
+        assert!(
+            bit_exact(&source, &got3).is_err(),
+            "without FEC, {loss}% loss should damage frames\n{context}"
+        );
+    }
+    assert!(relay_log.contains("pi: started"), "{context}");
+}
+
+#[test]
+fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if unavailable().is_some() {
+        return;
+    }
+    let dir = TempDir::new("ondemand");
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    let lab = Lab::up("o", 2, 0.0);
+    // The fake Pi pushes RTP only while someone watches, started and stopped by the relay; the
+    // source comes from a config file (no --from: every source in it is offered).
+    let config = dir.path().join("sources.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pi]\nurl = 'rtp://127.0.0.1:5002'\nrun_on_demand = '{} rtp {} 127.0.0.1:5002'\n",
+            tool("fakepi.sh").display(),
+            clip.display()
+        ),
+    )
+    .unwrap();
+    let grace = 2.0;
+    let relay = Bg::spawn(
+        "relay",
+        lab.exec("s")
+            .args(["timeout", "-s", "INT", "14"])
+            .args([bin(), "video", "--iface", "eth0", "--stats", "--config"])
+            .arg(&config)
+            .args(["--grace", &grace.to_string()]),
+    );
+    let pis = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("^ffmpeg .*{}", clip.display())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pis(), 0, "the source runs only on demand");
+    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 7, &[]);
+    let out1 = dir.path().join("r1.h264");
+    let c1 = capture(&lab, "r1", &sdp1, &out1, 6.0);
+    std::thread::sleep(Duration::from_secs(2));
+    let (w2, _) = watch(&lab, "r2", dir.path(), 5, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pis(), 1, "both viewers share one source");
+    c1.wait(Duration::from_secs(15));
+    w1.wait(Duration::from_secs(15));
+    w2.wait(Duration::from_secs(15));
+    let left = Instant::now();
+    while pis() > 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs_f64(grace + 2.0),
+            "the source still runs {:?} after the last viewer left",
+            left.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped_after = left.elapsed().as_secs_f64();
+    let relay = relay.wait(Duration::from_secs(20));
+    let (stats, log) = text(&relay);
+    println!("on demand: source stopped {stopped_after:.2} s after the last viewer left\n{stats}");
+    assert_eq!(log.matches("pi: started").count(), 1, "{log}");
+    assert!(log.contains("source command started"), "{log}");
+    assert_eq!(log.matches("pi: stopped").count(), 1, "{log}");
+    assert!(stats.contains("1 starts"), "{stats}");
+    // RTP ingest, repacketized: still the clip's frames, bit for bit.
+    let got = frames(&out1);
+    let (_, n) = bit_exact(&source, &got).unwrap_or_else(|e| panic!("r1: {e}\n{log}"));
+    assert!(n >= 90, "r1 decoded {n} frames");
+}
+
+/// Mistakes get one clear line and exit 1, no panic; these need no lab.
+#[test]
+fn video_cli_errors_are_one_line() {
+    let run = |args: &[&str]| {
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {:?}", text(&out));
+        let err = text(&out).1;
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let e = run(&["video", "--from", "pi", "--source", "pi=http://pi/cam"]);
+    assert!(e.contains("unknown scheme"), "{e}");
+    let e = run(&["video", "--from", "pi", "--source", "cam=udp://:5000"]);
+    assert!(e.contains("not offered with --from"), "{e}");
+    let e = run(&["video", "--from", "pi", "--source", "pi=udp://nowhere"]);
+    assert!(e.contains("ADDR:PORT"), "{e}");
+    let e = run(&["video"]);
+    assert!(e.contains("--from NAME"), "{e}");
+    let e = run(&["video", "--config", "/nonexistent/sources.toml"]);
+    assert!(e.contains("cannot read /nonexistent/sources.toml"), "{e}");
+    let e = run(&[
+        "watch",
+        "pi",
+        "--iface",
+        "lo",
+        "--group",
+        "239.255.9.9:5999",
+        "--timeout",
+        "1",
+    ]);
+    assert!(e.contains("no relay heard"), "{e}");
+}
+
+/// A minimal RTSP server (RFC 2326) standing in for MediaMTX's rpiCamera: DESCRIBE with the SPS
+/// and PPS in sprop-parameter-sets, SETUP and PLAY for TCP-interleaved RTP, then the clip at 30 fps
+/// from its second IDR on (frame 30), which comes without in-band SPS/PPS: a viewer decodes only if
+/// the relay took them from the SDP.
+struct FakeRtsp {
+    port: u16,
+    plays: Arc<AtomicUsize>,
+    connected: Arc<AtomicBool>,
+}
+
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl FakeRtsp {
+    fn start(clip: &Path) -> FakeRtsp {
+        let mut annexb = AnnexB::default();
+        annexb.push(Instant::now(), &std::fs::read(clip).unwrap());
+        let (mut sps, mut pps) = (Vec::new(), Vec::new());
+        let mut pz = Packetizer::new(0x5EED, 1000);
+        let mut frames: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
+        while let Some(n) = annexb.poll_nal() {
+            // Parameter sets only in the SDP: a packetizer that saw them would repeat them in-band.
+            match nal_type(&n.data) {
+                7 => sps = n.data,
+                8 => pps = n.data,
+                _ => pz.push(&n.data, frames.len() as u32 * 3000, n.end_of_au),
+            }
+            let frame = frames.last_mut().unwrap();
+            frame.extend(std::iter::from_fn(|| pz.poll_packet()));
+            if n.end_of_au {
+                frames.push(Vec::new());
+            }
+        }
+        frames.drain(..GOP);
+        let sdp = format!(
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=fake pi\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+             a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;sprop-parameter-sets={},{}\r\n\
+             a=control:trackID=0\r\n",
+            base64(&sps),
+            base64(&pps)
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let plays = Arc::new(AtomicUsize::new(0));
+        let connected = Arc::new(AtomicBool::new(false));
+        let (p, c) = (plays.clone(), connected.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                c.store(true, Ordering::SeqCst);
+                let _ = serve(conn, port, &sdp, &frames, &p);
+                c.store(false, Ordering::SeqCst);
+            }
+        });
+        FakeRtsp {
+            port,
+            plays,
+            connected,
+        }
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    port: u16,
+    sdp: &str,
+    frames: &[Vec<Vec<u8>>],
+    plays: &AtomicUsize,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut out = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let method = line.split_whitespace().next().unwrap_or("").to_owned();
+        let (mut cseq, mut transport, mut body) = (String::new(), String::new(), 0);
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap_or((&h, ""));
+            match k.to_ascii_lowercase().as_str() {
+                "cseq" => cseq = v.trim().to_owned(),
+                "transport" => transport = v.trim().to_owned(),
+                "content-length" => body = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        std::io::Read::read_exact(&mut reader, &mut vec![0; body])?;
+        let head = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n");
+        match method.as_str() {
+            "DESCRIBE" => write!(
+                out,
+                "{head}Content-Base: rtsp://127.0.0.1:{port}/cam/\r\nContent-Type: application/sdp\r\n\
+                 Content-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )?,
+            "SETUP" => write!(
+                out,
+                "{head}Transport: {transport}\r\nSession: 42;timeout=60\r\n\r\n"
+            )?,
+            "PLAY" => {
+                write!(out, "{head}Session: 42\r\n\r\n")?;
+                plays.fetch_add(1, Ordering::SeqCst);
+                // Until the clip ends or the client goes: a write to a closed connection fails.
+                for frame in frames {
+                    for p in frame {
+                        let mut msg = vec![b'$', 0];
+                        msg.extend_from_slice(&(p.len() as u16).to_be_bytes());
+                        msg.extend_from_slice(p);
+                        out.write_all(&msg)?;
+                    }
+                    std::thread::sleep(Duration::from_millis(33));
+                }
+            }
+            "TEARDOWN" => {
+                write!(out, "{head}\r\n")?;
+                return Ok(());
+            }
+            _ => write!(
+                out,
+                "{head}Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN\r\n\r\n"
+            )?,
+        }
+    }
+}
+
+/// RTSP pull on loopback (no namespaces): pulled only once someone watches, SPS/PPS from the SDP
+/// inserted before the first IDR, frames bit-exact, and the RTSP session closed after the grace
+/// period once the viewer left.
+#[test]
+fn video_rtsp_source_is_pulled_on_demand() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        assert!(
+            std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+            "ffmpeg is required here"
+        );
+        eprintln!("skipping the RTSP test: ffmpeg is not installed");
+        return;
+    }
+    let dir = TempDir::new("rtsp");
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    let server = FakeRtsp::start(&clip);
+    let group = "239.255.42.1:5410";
+    let relay = Bg::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "14"])
+            .args([
+                bin(),
+                "video",
+                "--from",
+                "cam",
+                "--iface",
+                "lo",
+                "--group",
+                group,
+            ])
+            .arg("--source")
+            .arg(format!("cam=rtsp://127.0.0.1:{}/cam", server.port))
+            // A second channel nobody watches: offered, never started.
+            .args(["--from", "idle", "--source", "idle=rtp://127.0.0.1:0"])
+            .args(["--grace", "1", "--stats"]),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        server.plays.load(Ordering::SeqCst),
+        0,
+        "pulled only on demand"
+    );
+    let sdp = dir.path().join("cam.sdp");
+    let watch = Bg::spawn(
+        "watch",
+        Command::new("timeout")
+            .args(["-s", "TERM", "7"])
+            .args([
+                bin(),
+                "watch",
+                "cam",
+                "--iface",
+                "lo",
+                "--group",
+                group,
+                "--port",
+                "6404",
+            ])
+            .arg("--sdp")
+            .arg(&sdp),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sdp.exists() {
+        assert!(Instant::now() < end, "watch wrote no SDP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = dir.path().join("cam.h264");
+    let capture = Bg::spawn(
+        "capture",
+        Command::new("timeout")
+            .args(["-s", "INT", "6"])
+            .args(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args([
+                "-protocol_whitelist",
+                "file,udp,rtp",
+                "-buffer_size",
+                "8388608",
+                "-i",
+            ])
+            .arg(&sdp)
+            .args(["-c", "copy", "-flush_packets", "1", "-f", "h264"])
+            .arg(&out),
+    );
+    capture.wait(Duration::from_secs(15));
+    let watch_log = text(&watch.wait(Duration::from_secs(15))).1;
+    let left = Instant::now();
+    while server.connected.load(Ordering::SeqCst) {
+        assert!(
+            left.elapsed() < Duration::from_secs(4),
+            "the RTSP session is still open {:?} after the viewer left",
+            left.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed_after = left.elapsed().as_secs_f64();
+    let (stats, log) = text(&relay.wait(Duration::from_secs(20)));
+    println!("rtsp: session closed {closed_after:.2} s after the viewer left\n{stats}");
+    assert_eq!(server.plays.load(Ordering::SeqCst), 1, "{log}");
+    assert!(
+        stats.contains("idle: 0 ingest datagrams (0 malformed), 0 starts"),
+        "{stats}"
+    );
+    assert!(!log.contains("idle: started"), "{log}");
+    let got = frames(&out);
+    let (first, n) = bit_exact(&source, &got)
+        .unwrap_or_else(|e| panic!("{e}\nrelay:\n{log}\nwatch:\n{watch_log}"));
+    // The stream starts at frame 30 (an IDR); the capture may start a keyframe later.
+    assert!(
+        first >= GOP && n >= 90,
+        "first {first}, {n} frames\n{log}\n{watch_log}"
+    );
+}
+
+/// Hostile input on loopback: random datagrams into a live RTP channel, a raw H.264 channel and
+/// the control port are dropped and counted; the relay neither panics nor stops.
+#[test]
+fn video_relay_survives_garbage() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let group: std::net::SocketAddrV4 = "239.255.44.1:5430".parse().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let announces = std::net::UdpSocket::bind(group).unwrap();
+    announces
+        .join_multicast_v4(group.ip(), &std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    announces
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay = Bg::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "6"])
+            .args([
+                bin(),
+                "video",
+                "--iface",
+                "lo",
+                "--group",
+                &group.to_string(),
+            ])
+            .args(["--from", "rtp", "--source"])
+            .arg(format!("rtp=rtp://127.0.0.1:{}", ports[0]))
+            .args(["--from", "raw", "--source"])
+            .arg(format!("raw=udp://127.0.0.1:{}", ports[1]))
+            .arg("--stats"),
+    );
+    let mut buf = [0u8; 2048];
+    let (_, control) = announces.recv_from(&mut buf).expect("an announcement");
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Make both channels live: REQUESTs from viewer 1.
+    for name in [b"rtp", b"raw"] {
+        let mut request = vec![0xED, 0x56, 1, 0x22, 0, 0, 0, 0, 0, 0, 0, 1, 3];
+        request.extend_from_slice(name);
+        tx.send_to(&request, control).unwrap();
+    }
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..3000 {
+        let len = (next() % 1500) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match i % 3 {
+            // Mostly valid RTP version and H.264 NAL or FU-A headers, so the parsers go deep.
+            0 if d.len() > 14 => {
+                d[0] = 0x80;
+                d[12] = [0x41, 0x65, 0x67, 0x7C, 0x78][i % 5];
+                tx.send_to(&d, ("127.0.0.1", ports[0])).unwrap();
+            }
+            0 | 1 => {
+                // Start codes now and then, so junk NAL units reach the packetizer.
+                for k in (0..d.len().saturating_sub(3)).step_by(97) {
+                    d[k..k + 3].copy_from_slice(&[0, 0, 1]);
+                }
+                tx.send_to(&d, ("127.0.0.1", ports[1])).unwrap();
+            }
+            _ => {
+                if d.len() > 4 {
+                    d[..3].copy_from_slice(&[0xED, 0x56, 1]);
+                }
+                tx.send_to(&d, control).unwrap();
+            }
+        }
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let out = relay.wait(Duration::from_secs(15));
+    let (stats, log) = text(&out);
+    // 124: `timeout` ended it (SIGINT) as planned, rather than the relay exiting on its own.
+    assert_eq!(out.status.code(), Some(124), "{stats}\n{log}");
+    println!("{stats}");
+    assert!(
+        log.contains("rtp: started") && log.contains("raw: started"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let dropped = |prefix: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no '{prefix}' in {stats}"))
+    };
+    assert!(dropped("control: ") > 500, "{stats}");
+    assert!(
+        dropped("rtp: ") > 500 && stats.contains("malformed)"),
+        "{stats}"
+    );
+}
+
+/// `watch` without --sdp: starts ffplay on the SDP (a fake one here: no display), leaves when the
+/// player exits; with no player installed, prints the command instead.
+#[test]
+fn video_watch_starts_a_player_or_prints_the_command() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("player");
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let args_file = dir.path().join("ffplay.args");
+    let ffplay = bin_dir.join("ffplay");
+    std::fs::write(
+        &ffplay,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {}\nsleep 1\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ffplay, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let group = "239.255.46.1:5450";
+    let relay = Bg::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "8"])
+            .args([bin(), "video", "--iface", "lo", "--group", group])
+            .args(["--from", "pi", "--source", "pi=udp://127.0.0.1:0"]),
+    );
+    let watch = |path: &str| {
+        Command::new("timeout")
+            .args(["-s", "INT", "3", "env", &format!("PATH={path}"), bin()])
+            .args(["watch", "pi", "--iface", "lo", "--group", group])
+            .output()
+            .unwrap()
+    };
+    let out = watch(&format!("{}:/usr/bin:/bin", bin_dir.display()));
+    let log = text(&out).1;
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("watch: playing with: ffplay") && log.contains("the player exited"));
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert!(
+        args.starts_with("-protocol_whitelist file,udp,rtp") && args.trim_end().ends_with(".sdp"),
+        "{args}"
+    );
+    let out = watch("/nonexistent");
+    let log = text(&out).1;
+    assert!(log.contains("no ffplay or vlc found"), "{log}");
+    assert!(
+        log.contains("ffplay -protocol_whitelist file,udp,rtp"),
+        "{log}"
+    );
+    drop(relay);
+}
