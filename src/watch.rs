@@ -8,8 +8,7 @@ use crate::video::parse_group;
 use clap::Parser;
 use edm_cast_proto::video::channel::{ChannelInfo, Control, Refusal};
 use edm_cast_proto::video::fec::Playout;
-use edm_cast_proto::video::h264::{NAL_IDR, NAL_SPS};
-use edm_cast_proto::video::rtp::RtpHeader;
+use edm_cast_proto::video::h264::rtp_starts_keyframe;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
@@ -58,19 +57,6 @@ fn sdp(name: &str, port: u16) -> String {
          m=video {port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
          a=fmtp:96 packetization-mode=1\r\n"
     )
-}
-
-/// True if the RTP packet starts a keyframe: an SPS or IDR, alone or as the first FU-A piece.
-fn starts_keyframe(packet: &[u8]) -> bool {
-    let Ok((_, payload)) = RtpHeader::parse(packet) else {
-        return false;
-    };
-    let kind = match payload {
-        [b0, b1, ..] if b0 & 0x1F == 28 => (b1 & 0x80 != 0).then_some(b1 & 0x1F),
-        [b0, ..] => Some(b0 & 0x1F),
-        [] => None,
-    };
-    matches!(kind, Some(NAL_IDR | NAL_SPS))
 }
 
 fn announces_channel(datagram: &[u8], name: &str) -> bool {
@@ -308,7 +294,7 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
         let now = Instant::now();
         playout.handle_timeout(now);
         while let Some(p) = playout.poll_packet() {
-            if !keyframe_seen && starts_keyframe(&p) {
+            if !keyframe_seen && rtp_starts_keyframe(&p) {
                 keyframe_seen = true;
                 eprintln!(
                     "watch: first keyframe after {:.3} s",
@@ -356,19 +342,5 @@ mod tests {
         assert!(s.contains("m=video 6004 RTP/AVP 96\r\n"));
         assert!(s.contains("a=rtpmap:96 H264/90000"));
         assert!(s.contains("packetization-mode=1"));
-    }
-
-    #[test]
-    fn keyframes_are_recognised_whole_or_fragmented() {
-        let rtp = |payload: &[u8]| {
-            let mut v = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
-            v.extend_from_slice(payload);
-            v
-        };
-        assert!(starts_keyframe(&rtp(&[0x67, 1])));
-        assert!(starts_keyframe(&rtp(&[0x7C, 0x85, 1])));
-        assert!(!starts_keyframe(&rtp(&[0x7C, 0x05, 1])));
-        assert!(!starts_keyframe(&rtp(&[0x41, 1])));
-        assert!(!starts_keyframe(&[1, 2, 3]));
     }
 }

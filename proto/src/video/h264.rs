@@ -128,6 +128,19 @@ impl AnnexB {
     }
 }
 
+/// True if the RTP packet starts a keyframe: an SPS or IDR, alone or as the first FU-A piece.
+pub fn rtp_starts_keyframe(packet: &[u8]) -> bool {
+    let Ok((_, payload)) = RtpHeader::parse(packet) else {
+        return false;
+    };
+    let kind = match payload {
+        [b0, b1, ..] if b0 & 0x1F == 28 => (b1 & 0x80 != 0).then_some(b1 & 0x1F),
+        [b0, ..] => Some(b0 & 0x1F),
+        [] => None,
+    };
+    matches!(kind, Some(NAL_IDR | NAL_SPS))
+}
+
 /// The SPS and PPS in an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 section 5.2.4.1), which is
 /// how an RTSP client hands over an SDP's sprop-parameter-sets. Malformed records give what parsed.
 pub fn avcc_parameter_sets(record: &[u8]) -> Vec<Vec<u8>> {
@@ -560,5 +573,19 @@ mod tests {
             assert_eq!(d.poll_nal(), None, "{bad:?}");
         }
         assert!(d.dropped >= 7);
+    }
+
+    #[test]
+    fn keyframes_are_recognised_whole_or_fragmented() {
+        let rtp = |payload: &[u8]| {
+            let mut v = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+            v.extend_from_slice(payload);
+            v
+        };
+        assert!(rtp_starts_keyframe(&rtp(&[0x67, 1])));
+        assert!(rtp_starts_keyframe(&rtp(&[0x7C, 0x85, 1])));
+        assert!(!rtp_starts_keyframe(&rtp(&[0x7C, 0x05, 1])));
+        assert!(!rtp_starts_keyframe(&rtp(&[0x41, 1])));
+        assert!(!rtp_starts_keyframe(&[1, 2, 3]));
     }
 }

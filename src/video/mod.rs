@@ -9,14 +9,18 @@ use edm_cast_proto::video::channel::{
     ChannelInfo, Control, DEFAULT_GRACE, DEFAULT_LEASE, LeaseEvent, Leases, MAX_CHANNEL_NAME,
 };
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
-use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer, avcc_parameter_sets};
+use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
 use edm_cast_proto::video::rtp::{CLOCK_RATE, RtpHeader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Child, ExitCode};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+
+mod rtsp;
+mod sources;
+
+use sources::{Feed, FeedTx, Ingest, load_config, split_named};
 
 /// Where channels are announced when `--group` names no port.
 pub const ANNOUNCE_PORT: u16 = 5010;
@@ -79,94 +83,6 @@ pub struct Args {
     /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
     #[arg(long)]
     stats: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ingest {
-    AnnexB(SocketAddr),
-    Rtp(SocketAddr),
-    /// Pulled (RTP over the RTSP connection) only while the channel is live.
-    Rtsp(url::Url),
-}
-
-/// What an ingest task hands the relay loop.
-enum Feed {
-    Datagram(Vec<u8>),
-    /// An SPS or PPS from the RTSP server's SDP, to insert before the next IDR.
-    ParameterSet(Vec<u8>),
-}
-
-type FeedTx = mpsc::Sender<(usize, Instant, Feed)>;
-
-impl FromStr for Ingest {
-    type Err = String;
-
-    fn from_str(url: &str) -> Result<Self, String> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            format!("'{url}': expected udp://[ADDR]:PORT, rtp://[ADDR]:PORT or rtsp://...")
-        })?;
-        let make = match scheme {
-            "udp" => Ingest::AnnexB,
-            "rtp" => Ingest::Rtp,
-            "rtsp" => {
-                return url::Url::parse(url)
-                    .map(Ingest::Rtsp)
-                    .map_err(|e| format!("'{url}': {e}"));
-            }
-            other => {
-                return Err(format!(
-                    "'{url}': unknown scheme '{other}' (udp, rtp or rtsp)"
-                ));
-            }
-        };
-        let rest = rest.trim_end_matches('/');
-        let addr = match rest.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => rest.to_owned(),
-        };
-        addr.parse()
-            .map(make)
-            .map_err(|_| format!("'{url}': '{rest}' is not ADDR:PORT or :PORT"))
-    }
-}
-
-impl std::fmt::Display for Ingest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ingest::AnnexB(a) => write!(f, "raw H.264 on udp://{a}"),
-            Ingest::Rtp(a) => write!(f, "RTP on rtp://{a}"),
-            Ingest::Rtsp(u) => write!(f, "RTSP from {u}"),
-        }
-    }
-}
-
-/// One source in the `--config` file.
-#[derive(Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SourceConfig {
-    url: Option<String>,
-    run_on_demand: Option<String>,
-}
-
-fn parse_config(text: &str) -> Result<std::collections::BTreeMap<String, SourceConfig>, String> {
-    toml::from_str(text).map_err(|e| e.to_string())
-}
-
-fn load_config(
-    path: &std::path::Path,
-) -> Result<std::collections::BTreeMap<String, SourceConfig>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_config(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
-}
-
-fn split_named(s: &str, what: &str) -> Result<(String, String), Error> {
-    let (name, value) = s
-        .split_once('=')
-        .ok_or_else(|| Error::Usage(format!("{what} '{s}': expected NAME=VALUE")))?;
-    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// One relayed source.
@@ -501,7 +417,12 @@ fn lease_event(channels: &mut [Channel], tx: &FeedTx, e: LeaseEvent) {
             c.packetizer.reset_access_unit();
             c.start_source();
             if let Ingest::Rtsp(url) = &c.ingest {
-                c.puller = Some(tokio::spawn(pull(i, url.clone(), name.clone(), tx.clone())));
+                c.puller = Some(tokio::spawn(rtsp::pull(
+                    i,
+                    url.clone(),
+                    name.clone(),
+                    tx.clone(),
+                )));
             }
             eprintln!(
                 "video: {name}: started, relaying to {}:{}{}",
@@ -606,59 +527,6 @@ async fn ingest(out: &UdpSocket, epoch: Instant, c: &mut Channel, arrived: Insta
     }
 }
 
-/// Pulls `url` (RTSP over TCP, via retina) while the channel is live, reconnecting after a second
-/// when the server goes away: its RTP packets go through the same path as `rtp://` ingest.
-async fn pull(i: usize, url: url::Url, name: String, tx: FeedTx) {
-    loop {
-        match pull_once(i, &url, &tx).await {
-            Ok(()) => eprintln!("video: {name}: {url} ended; reconnecting in 1 s"),
-            Err(e) => eprintln!("video: {name}: {url}: {e}; retrying in 1 s"),
-        }
-        if tx.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn pull_once(i: usize, url: &url::Url, tx: &FeedTx) -> Result<(), String> {
-    use futures_util::StreamExt;
-    use retina::client::{PacketItem, PlayOptions, Session, SessionOptions, SetupOptions};
-    let options = SessionOptions::default().user_agent("edm-cast".into());
-    let mut session = Session::describe(url.clone(), options)
-        .await
-        .map_err(|e| e.to_string())?;
-    let stream = session
-        .streams()
-        .iter()
-        .position(|s| s.media() == "video" && s.encoding_name() == "h264")
-        .ok_or("no H.264 video stream")?;
-    session
-        .setup(stream, SetupOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(retina::codec::ParametersRef::Video(v)) = session.streams()[stream].parameters() {
-        for nal in avcc_parameter_sets(v.extra_data()) {
-            let _ = tx.send((i, Instant::now(), Feed::ParameterSet(nal))).await;
-        }
-    }
-    let mut playing = session
-        .play(PlayOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    while let Some(item) = playing.next().await {
-        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())?
-            && p.stream_id() == stream
-        {
-            let feed = Feed::Datagram(p.raw().to_vec());
-            tx.send((i, Instant::now(), feed))
-                .await
-                .map_err(|_| "the relay stopped")?;
-        }
-    }
-    Ok(())
-}
-
 async fn send_repairs(out: &UdpSocket, c: &mut Channel) {
     let Some(fec) = &mut c.fec else { return };
     let to = SocketAddr::V4(SocketAddrV4::new(c.info.group, c.info.repair_port));
@@ -674,35 +542,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_files_parse() {
-        let c = parse_config(
-            "[pi]\nurl = \"udp://:5000\"\n\n[door]\nurl = \"rtsp://door:8554/cam\"\n\
-             run_on_demand = \"ffmpeg -i x\"\n[bare]\n",
-        )
-        .unwrap();
-        assert_eq!(c.keys().collect::<Vec<_>>(), ["bare", "door", "pi"]);
-        assert_eq!(c["door"].run_on_demand.as_deref(), Some("ffmpeg -i x"));
-        assert_eq!(c["bare"], SourceConfig::default());
-        assert!(parse_config("[pi]\nurl = 5").is_err());
-        assert!(parse_config("[pi]\nadress = \"udp://:1\"").is_err());
-    }
-
-    #[test]
-    fn source_urls_parse() {
-        assert_eq!(
-            "udp://:5000".parse::<Ingest>(),
-            Ok(Ingest::AnnexB("0.0.0.0:5000".parse().unwrap()))
-        );
-        assert_eq!(
-            "rtp://127.0.0.1:5002/".parse::<Ingest>(),
-            Ok(Ingest::Rtp("127.0.0.1:5002".parse().unwrap()))
-        );
-        assert_eq!(
-            "rtsp://pi:8554/cam".parse::<Ingest>(),
-            Ok(Ingest::Rtsp("rtsp://pi:8554/cam".parse().unwrap()))
-        );
-        assert!("http://x:1".parse::<Ingest>().is_err());
-        assert!("udp://nope".parse::<Ingest>().is_err());
+    fn groups_take_the_announce_port_by_default() {
         assert_eq!(parse_group("239.255.1.1").unwrap().0.port(), ANNOUNCE_PORT);
         assert_eq!(parse_group("239.255.1.1:6000").unwrap().0.port(), 6000);
     }
