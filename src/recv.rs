@@ -215,18 +215,8 @@ impl Listener {
                 // Past MAX_JOBS blocks waiting for the disk or a decoder, stop reading: the kernel
                 // drops what does not fit and repair brings it back, so memory stays bounded.
                 _ = group.readable(), if jobs < MAX_JOBS => {
-                    let now = Instant::now();
                     // Drain what is queued (a batch per system call) before anything slower.
-                    for _ in 0..64 {
-                        match inbox.try_recv(group, |from, d| rx.handle_datagram(now, from, d)) {
-                            Ok(_) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(e) => {
-                                tracing::debug!("group socket: {e}");
-                                break;
-                            }
-                        }
-                    }
+                    drain(&mut inbox, group, rx);
                     // Let packets gather for a moment: one wake-up per millisecond instead of one per
                     // packet leaves the CPU to the decoder (and, in a lab on one machine, to the
                     // sender). Only where the socket buffer holds far more than a millisecond.
@@ -279,6 +269,9 @@ impl Listener {
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
+                    // What waits in the socket counts before any "the sender went silent": reads
+                    // pause while decode jobs are many, and a slow disk can hold them for a while.
+                    drain(&mut inbox, group, rx);
                     let now = Instant::now();
                     if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
                         return Err(Error::NoSession {
@@ -352,6 +345,21 @@ impl Listener {
                         return Err(Error::Receive(e));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Hands the receiver what is queued on the group socket, a batch per system call.
+fn drain(inbox: &mut RecvBatch, group: &UdpSocket, rx: &mut Receiver) {
+    let now = Instant::now();
+    for _ in 0..64 {
+        match inbox.try_recv(group, |from, d| rx.handle_datagram(now, from, d)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::debug!("group socket: {e}");
+                break;
             }
         }
     }
