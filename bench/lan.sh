@@ -16,8 +16,9 @@ cargo build --release --quiet --tests
 ratios=() bytes=()
 for run in $(seq 1 "$runs"); do
     line=$(EDM_LAN_RECEIVERS=$receivers EDM_LAN_LOSS=$loss EDM_LAN_MBIT=$mbit EDM_LAN_MIB=$mib \
-        EDM_CAST_REQUIRE_LAB=1 timeout 600 cargo test --release --quiet --test lan -- --nocapture 2>&1 |
-        grep '^LAN lab:') || { echo "run $run failed" >&2; exit 1; }
+        EDM_CAST_REQUIRE_LAB=1 timeout 600 cargo test --release --quiet --test lan \
+        lan_lab_every_receiver_gets_the_exact_file -- --nocapture 2>&1 |
+        grep -o 'LAN lab:.*') || { echo "run $run failed" >&2; exit 1; }
     echo "$line"
     # "... 8/8 MD5 equal; sender interface N bytes = 1.110 x file; transfer 6.65 s = 1.24 x ideal ..."
     ok=$(sed -E 's/.*: ([0-9]+\/[0-9]+) MD5 equal.*/\1/' <<<"$line")
