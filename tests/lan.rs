@@ -11,18 +11,13 @@
 
 mod common;
 
+use common::lab::{Lab, lab_available};
 use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The lab tests run one at a time: each takes the whole machine.
 static LAB: Mutex<()> = Mutex::new(());
-
-fn lanlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/lanlab.sh")
-}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -31,113 +26,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// A lab, torn down when dropped (also when the test panics).
-struct Lab {
-    name: String,
-}
-
-impl Lab {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("bash");
-        c.arg(lanlab()).env("LAB", &self.name);
-        c
-    }
-
-    fn up(name: &str, receivers: usize, mbit: u32, loss: f64, wan_mbit: Option<u32>) -> Lab {
-        let lab = Lab { name: name.into() };
-        let mut cmd = lab.cmd();
-        if let Some(w) = wan_mbit {
-            cmd.env("WAN_RATE", format!("{w}mbit"));
-        }
-        let out = cmd
-            .args([
-                "up",
-                &receivers.to_string(),
-                &format!("{mbit}mbit"),
-                &loss.to_string(),
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "lanlab up: {:?}", text(&out));
-        lab
-    }
-
-    fn exec(&self, host: &str) -> Command {
-        let mut c = self.cmd();
-        c.args(["exec", host]);
-        c
-    }
-
-    fn tx_bytes(&self, host: &str) -> u64 {
-        let out = self.cmd().args(["txbytes", host]).output().unwrap();
-        text(&out)
-            .0
-            .trim()
-            .parse()
-            .expect("txbytes prints a number")
-    }
-}
-
-impl Lab {
-    /// Runs `edm-cast ARGS --group 239.1.1.1 --iface eth0 --name rI --out DIR/rI` on r1..rN. Nine
-    /// machines share this box's two cores here; on a real LAN every receiver has its own, so
-    /// they run under `nice`, which keeps them from starving the sender's pacing.
-    fn on_receivers(&self, n: usize, dir: &Path, args: &[&str]) -> (Vec<PathBuf>, Vec<Proc>) {
-        let outs: Vec<PathBuf> = (1..=n).map(|i| dir.join(format!("r{i}"))).collect();
-        let procs = outs
-            .iter()
-            .enumerate()
-            .map(|(i, out)| {
-                let host = format!("r{}", i + 1);
-                Proc::spawn(
-                    &host,
-                    self.exec(&host)
-                        .args(["nice", "-n", "10", bin()])
-                        .args(args)
-                        .args(["--group", "239.1.1.1", "--iface", "eth0", "--name", &host])
-                        .arg("--out")
-                        .arg(out),
-                )
-            })
-            .collect();
-        (outs, procs)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("down").output();
-    }
-}
-
-/// Why the lab cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
-    let out = Command::new("bash").arg(lanlab()).arg("check").output();
-    match out {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
-        Err(e) => Some(e.to_string()),
-    }
-}
-
-/// False (after saying why) if the lab cannot run here and is not required.
-fn lab_available() -> bool {
-    match unavailable() {
-        None => true,
-        Some(why) => {
-            assert!(
-                std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
-                "the LAN lab is required here but unavailable: {why}"
-            );
-            eprintln!("skipping the LAN lab test: {why}");
-            false
-        }
-    }
-}
-
 #[test]
 fn lan_lab_every_receiver_gets_the_exact_file() {
-    if !lab_available() {
+    if !lab_available("LAN lab", &[]) {
         return;
     }
     let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,7 +97,7 @@ fn lan_lab_every_receiver_gets_the_exact_file() {
 
 #[test]
 fn wan_lab_the_class_downloads_once() {
-    if !lab_available() {
+    if !lab_available("LAN lab", &[]) {
         return;
     }
     let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());

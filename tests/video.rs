@@ -10,7 +10,8 @@
 
 mod common;
 
-use common::{TempDir, bin, text};
+use common::lab::{Lab, lab_available};
+use common::{Proc, TempDir, bin, text};
 use edm_cast_proto::video::h264::{AnnexB, Packetizer, nal_type};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -21,62 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A child in its own process group, the whole group killed on drop: so a failing test leaves no
-/// relay, viewer or ffmpeg behind its `timeout` or `ip netns exec` wrapper.
-struct Bg {
-    child: Option<std::process::Child>,
-    name: String,
-}
-
-impl Bg {
-    fn spawn(name: &str, cmd: &mut Command) -> Bg {
-        use std::os::unix::process::CommandExt;
-        let child = cmd
-            .process_group(0)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Bg {
-            child: Some(child),
-            name: name.to_owned(),
-        }
-    }
-
-    /// Waits at most `limit` for the process to exit; kills its group and panics past that.
-    fn wait(mut self, limit: Duration) -> std::process::Output {
-        let mut child = self.child.take().expect("not waited yet");
-        let end = Instant::now() + limit;
-        while child.try_wait().expect("try_wait").is_none() {
-            if Instant::now() >= end {
-                kill_group(&child);
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "{} still running after {limit:?}; stderr:\n{}",
-                    self.name,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().expect("output")
-    }
-}
-
-fn kill_group(child: &std::process::Child) {
-    // SAFETY: kill(2) on the process group this test created for the child.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            kill_group(c);
-            let _ = c.wait();
-        }
-    }
-}
-
 /// The lab tests share two cores: one at a time.
 static LAB: Mutex<()> = Mutex::new(());
 
@@ -86,64 +31,9 @@ fn tool(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A lab, torn down when dropped (also when the test panics).
-struct Lab {
-    name: String,
-}
-
-impl Lab {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("bash");
-        c.arg(tool("lanlab.sh")).env("LAB", &self.name);
-        c
-    }
-
-    fn up(tag: &str, receivers: usize, loss: f64) -> Lab {
-        let lab = Lab {
-            name: format!("vid{tag}{}", std::process::id() % 10_000),
-        };
-        let out = lab
-            .cmd()
-            .args(["up", &receivers.to_string(), "100mbit", &loss.to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "lanlab up: {:?}", text(&out));
-        lab
-    }
-
-    fn exec(&self, host: &str) -> Command {
-        let mut c = self.cmd();
-        c.args(["exec", host]);
-        c
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("down").output();
-    }
-}
-
-/// Why the lab cannot run here, if it cannot; panics instead under EDM_CAST_REQUIRE_LAB.
-fn unavailable() -> Option<String> {
-    let why = match Command::new("bash")
-        .arg(tool("lanlab.sh"))
-        .arg("check")
-        .output()
-    {
-        Ok(o) if o.status.success() => match Command::new("ffmpeg").arg("-version").output() {
-            Ok(o) if o.status.success() => None,
-            _ => Some("ffmpeg is not installed (apt-get install ffmpeg)".to_owned()),
-        },
-        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
-        Err(e) => Some(e.to_string()),
-    }?;
-    assert!(
-        std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
-        "the video lab is required here but unavailable: {why}"
-    );
-    eprintln!("skipping the video lab test: {why}");
-    Some(why)
+/// Lab names: `vid` + a tag + this process, so concurrent runs never share one.
+fn lab_name(tag: &str) -> String {
+    format!("vid{tag}{}", std::process::id() % 10_000)
 }
 
 fn encode_clip(dir: &Path) -> PathBuf {
@@ -217,9 +107,9 @@ fn exact_share(source: &[String], got: &[String]) -> (usize, usize) {
 }
 
 /// `watch NAME --sdp` in `host` for `secs` (then SIGTERM: it leaves and prints its counts).
-fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Bg, PathBuf) {
+fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Proc, PathBuf) {
     let sdp = dir.join(format!("{host}.sdp"));
-    let p = Bg::spawn(
+    let p = Proc::spawn(
         &format!("watch {host}"),
         lab.exec(host)
             .args(["timeout", "-s", "TERM", &secs.to_string()])
@@ -231,13 +121,13 @@ fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Bg, P
 }
 
 /// ffmpeg in `host` recording what `watch` forwards, for `secs` (then SIGINT: it closes the file).
-fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Bg {
+fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Proc {
     let end = Instant::now() + Duration::from_secs(10);
     while !sdp.exists() {
         assert!(Instant::now() < end, "watch in {host} wrote no SDP");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Bg::spawn(
+    Proc::spawn(
         &format!("capture {host}"),
         lab.exec(host)
             .args(["timeout", "-s", "INT", &secs.to_string()])
@@ -265,7 +155,7 @@ fn first_keyframe_secs(log: &str) -> Option<f64> {
 #[test]
 fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    if unavailable().is_some() {
+    if !lab_available("video lab", &["ffmpeg"]) {
         return;
     }
     let loss: f64 = std::env::var("EDM_VIDEO_LOSS")
@@ -279,9 +169,9 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     let clip = encode_clip(dir.path());
     let source = frames(&clip);
     assert_eq!(source.len(), 300, "the clip is 10 s at 30 fps");
-    let lab = Lab::up("f", 3, loss);
+    let lab = Lab::up(&lab_name("f"), 3, 100, loss, None);
 
-    let relay = Bg::spawn(
+    let relay = Proc::spawn(
         "relay",
         lab.exec("s")
             .args(["timeout", "-s", "INT", "17"])
@@ -296,7 +186,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     let c1 = capture(&lab, "r1", &sdp1, &out1, 13.0);
     let c3 = capture(&lab, "r3", &sdp3, &out3, 13.0);
     std::thread::sleep(Duration::from_millis(700));
-    let pi = Bg::spawn(
+    let pi = Proc::spawn(
         "fake pi",
         lab.exec("s")
             .args(["timeout", "20"])
@@ -362,13 +252,13 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
 #[test]
 fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    if unavailable().is_some() {
+    if !lab_available("video lab", &["ffmpeg"]) {
         return;
     }
     let dir = TempDir::new("ondemand");
     let clip = encode_clip(dir.path());
     let source = frames(&clip);
-    let lab = Lab::up("o", 2, 0.0);
+    let lab = Lab::up(&lab_name("o"), 2, 100, 0.0, None);
     // The fake Pi pushes RTP only while someone watches, started and stopped by the relay; the
     // source comes from a config file (no --from: every source in it is offered).
     let config = dir.path().join("sources.toml");
@@ -382,7 +272,7 @@ fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
     )
     .unwrap();
     let grace = 2.0;
-    let relay = Bg::spawn(
+    let relay = Proc::spawn(
         "relay",
         lab.exec("s")
             .args(["timeout", "-s", "INT", "14"])
@@ -634,7 +524,7 @@ fn video_rtsp_source_is_pulled_on_demand() {
     let source = frames(&clip);
     let server = FakeRtsp::start(&clip);
     let group = "239.255.42.1:5410";
-    let relay = Bg::spawn(
+    let relay = Proc::spawn(
         "relay",
         Command::new("timeout")
             .args(["-s", "INT", "14"])
@@ -661,7 +551,7 @@ fn video_rtsp_source_is_pulled_on_demand() {
         "pulled only on demand"
     );
     let sdp = dir.path().join("cam.sdp");
-    let watch = Bg::spawn(
+    let watch = Proc::spawn(
         "watch",
         Command::new("timeout")
             .args(["-s", "TERM", "7"])
@@ -685,7 +575,7 @@ fn video_rtsp_source_is_pulled_on_demand() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = dir.path().join("cam.h264");
-    let capture = Bg::spawn(
+    let capture = Proc::spawn(
         "capture",
         Command::new("timeout")
             .args(["-s", "INT", "6"])
@@ -753,7 +643,7 @@ fn video_relay_survives_garbage() {
     announces
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let relay = Bg::spawn(
+    let relay = Proc::spawn(
         "relay",
         Command::new("timeout")
             .args(["-s", "INT", "6"])
@@ -861,7 +751,7 @@ fn video_watch_starts_a_player_or_prints_the_command() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&ffplay, std::fs::Permissions::from_mode(0o755)).unwrap();
     let group = "239.255.46.1:5450";
-    let relay = Bg::spawn(
+    let relay = Proc::spawn(
         "relay",
         Command::new("timeout")
             .args(["-s", "INT", "8"])

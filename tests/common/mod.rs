@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
+
 use md5::{Digest, Md5};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -22,7 +24,9 @@ pub fn recv(group: &str, out: &Path, name: &str) -> Proc {
     )
 }
 
-/// A child process that is killed if the test ends (or panics) before it exits.
+/// A child process in a process group of its own, the whole group killed if the test ends (or
+/// panics) before it exits: so nothing behind a `timeout`, `nice` or `ip netns exec` wrapper is
+/// left running.
 pub struct Proc {
     child: Option<Child>,
     pub name: String,
@@ -30,7 +34,9 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        use std::os::unix::process::CommandExt;
         let child = cmd
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -50,7 +56,7 @@ impl Proc {
                 return child.wait_with_output().expect("output");
             }
             if Instant::now() >= end {
-                let _ = child.kill();
+                kill_group(&child);
                 let out = child.wait_with_output().expect("output");
                 panic!(
                     "{} still running after {limit:?}; stderr:\n{}",
@@ -67,8 +73,8 @@ impl Proc {
     /// Kills the process (if still running) and returns what it wrote: for a server that
     /// would run on, when its log is wanted.
     pub fn stop(mut self) -> Output {
-        let mut child = self.child.take().expect("not waited yet");
-        let _ = child.kill();
+        let child = self.child.take().expect("not waited yet");
+        kill_group(&child);
         child.wait_with_output().expect("output")
     }
 }
@@ -76,10 +82,15 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
-            let _ = c.kill();
+            kill_group(c);
             let _ = c.wait();
         }
     }
+}
+
+fn kill_group(child: &Child) {
+    // SAFETY: kill(2) on the process group `Proc::spawn` created for this child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
 }
 
 /// A fresh directory under the system temp dir, removed on drop.

@@ -1,0 +1,122 @@
+//! The namespace lab (tools/lanlab.sh) for tests that need root: built, used, and torn down on
+//! drop, also when the test panics.
+
+use super::{Proc, bin, text};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn lanlab() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/lanlab.sh")
+}
+
+/// A lab, torn down when dropped (also when the test panics).
+pub struct Lab {
+    name: String,
+}
+
+impl Lab {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(lanlab()).env("LAB", &self.name);
+        c
+    }
+
+    /// `tools/lanlab.sh up`: N receivers behind a sender limited to `mbit`, `loss` % toward each
+    /// receiver, and a wan host behind a `wan_mbit` link if given.
+    pub fn up(name: &str, receivers: usize, mbit: u32, loss: f64, wan_mbit: Option<u32>) -> Lab {
+        let lab = Lab { name: name.into() };
+        let mut cmd = lab.cmd();
+        if let Some(w) = wan_mbit {
+            cmd.env("WAN_RATE", format!("{w}mbit"));
+        }
+        let out = cmd
+            .args([
+                "up",
+                &receivers.to_string(),
+                &format!("{mbit}mbit"),
+                &loss.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lanlab up: {:?}", text(&out));
+        lab
+    }
+
+    pub fn exec(&self, host: &str) -> Command {
+        let mut c = self.cmd();
+        c.args(["exec", host]);
+        c
+    }
+
+    pub fn tx_bytes(&self, host: &str) -> u64 {
+        let out = self.cmd().args(["txbytes", host]).output().unwrap();
+        text(&out)
+            .0
+            .trim()
+            .parse()
+            .expect("txbytes prints a number")
+    }
+}
+
+impl Lab {
+    /// Runs `edm-cast ARGS --group 239.1.1.1 --iface eth0 --name rI --out DIR/rI` on r1..rN. Nine
+    /// machines share this box's two cores here; on a real LAN every receiver has its own, so
+    /// they run under `nice`, which keeps them from starving the sender's pacing.
+    pub fn on_receivers(&self, n: usize, dir: &Path, args: &[&str]) -> (Vec<PathBuf>, Vec<Proc>) {
+        let outs: Vec<PathBuf> = (1..=n).map(|i| dir.join(format!("r{i}"))).collect();
+        let procs = outs
+            .iter()
+            .enumerate()
+            .map(|(i, out)| {
+                let host = format!("r{}", i + 1);
+                Proc::spawn(
+                    &host,
+                    self.exec(&host)
+                        .args(["nice", "-n", "10", bin()])
+                        .args(args)
+                        .args(["--group", "239.1.1.1", "--iface", "eth0", "--name", &host])
+                        .arg("--out")
+                        .arg(out),
+                )
+            })
+            .collect();
+        (outs, procs)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("down").output();
+    }
+}
+
+/// Why the lab (and `tools`, commands it needs besides) cannot run here, if it cannot.
+fn unavailable(tools: &[&str]) -> Option<String> {
+    match Command::new("bash").arg(lanlab()).arg("check").output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+        Err(e) => return Some(e.to_string()),
+    }
+    tools
+        .iter()
+        .find_map(|t| match Command::new(t).arg("-version").output() {
+            Ok(o) if o.status.success() => None,
+            _ => Some(format!("{t} is not installed (apt-get install {t})")),
+        })
+}
+
+/// False (after saying why) if `what` cannot run here and is not required; under
+/// EDM_CAST_REQUIRE_LAB (CI as root) a lab that cannot run is a failure instead.
+pub fn lab_available(what: &str, tools: &[&str]) -> bool {
+    match unavailable(tools) {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+                "the {what} is required here but unavailable: {why}"
+            );
+            eprintln!("skipping the {what} test: {why}");
+            false
+        }
+    }
+}
