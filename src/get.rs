@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::net::{self, Group};
-use crate::recv::{self, Listener};
+use crate::recv::Listener;
 use edm_cast_proto::{Answer, ReceiveError, Requester};
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
@@ -71,7 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         })
         .transpose()?;
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let runtime = recv::runtime()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let mut last = None;
         for _ in 0..ATTEMPTS {
@@ -109,18 +109,12 @@ async fn ask(
     iface: std::net::Ipv4Addr,
     timeout: Duration,
 ) -> Result<(u32, u16), Error> {
-    let register = |s| {
-        tokio::net::UdpSocket::from_std(s).map_err(|e| Error::Socket {
-            what: "cannot register a socket".into(),
-            source: e,
-        })
-    };
     // The server's announces come on the group; its answers on our own unicast socket.
     let announces = match server {
         Some(_) => None,
-        None => Some(register(net::group_socket(args.group, iface)?)?),
+        None => Some(net::register(net::group_socket(args.group, iface)?)?),
     };
-    let unicast = register(net::feedback_socket(iface)?)?;
+    let unicast = net::register(net::feedback_socket(iface)?)?;
     let mut requester = Requester::new(
         crate::random_u64() as u32,
         args.url.clone(),

@@ -88,6 +88,22 @@ enum Command {
     Watch(watch::Args),
 }
 
+/// Every command's runtime: one thread for the network; a few more, started on demand, for the
+/// blocking work of a receiver (decoding, the disk).
+pub fn runtime() -> Result<tokio::runtime::Runtime, error::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+        .map_err(|e| error::Error::Usage(format!("cannot start the runtime: {e}")))
+}
+
+/// A number of seconds from the command line, as a duration; `flag` names it in the error.
+pub fn secs(value: f64, flag: &str) -> Result<std::time::Duration, error::Error> {
+    std::time::Duration::try_from_secs_f64(value)
+        .map_err(|_| error::Error::Usage(format!("{flag}: {value} is not a number of seconds")))
+}
+
 /// A random number for session and receiver ids, seeded by the standard library's per-process keys.
 pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};

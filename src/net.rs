@@ -129,6 +129,14 @@ pub fn sender_socket(
     Ok(socket.into())
 }
 
+/// A socket handed to tokio (inside a runtime).
+pub fn register(socket: std::net::UdpSocket) -> Result<tokio::net::UdpSocket, Error> {
+    tokio::net::UdpSocket::from_std(socket).map_err(|e| Error::Socket {
+        what: "cannot register a socket".into(),
+        source: e,
+    })
+}
+
 /// The port a socket was bound to (the sender's feedback port).
 pub fn local_port(socket: &std::net::UdpSocket) -> Result<u16, Error> {
     socket

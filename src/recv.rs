@@ -47,13 +47,10 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     })?;
     let timeout = args
         .timeout
-        .map(|s| {
-            Duration::try_from_secs_f64(s)
-                .map_err(|_| Error::Usage(format!("--timeout: {s} is not a number of seconds")))
-        })
+        .map(|s| crate::secs(s, "--timeout"))
         .transpose()?;
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let runtime = runtime()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let listener = Listener::new(
             args.group,
@@ -80,15 +77,6 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             }
         }
     })
-}
-
-/// The receiving side's runtime: one thread for the network, a few for decoding and the disk.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
 }
 
 fn hostname() -> String {
@@ -147,17 +135,11 @@ impl Listener {
         let coalesce = socket2::SockRef::from(&group_std)
             .recv_buffer_size()
             .is_ok_and(|b| b >= 8 << 20);
-        let register = |s| {
-            UdpSocket::from_std(s).map_err(|e| Error::Socket {
-                what: "cannot register a socket".into(),
-                source: e,
-            })
-        };
         Ok(Listener {
             group_addr: group,
             out,
-            group: register(group_std)?,
-            feedback: register(feedback_std)?,
+            group: net::register(group_std)?,
+            feedback: net::register(feedback_std)?,
             coalesce,
             name: name.unwrap_or_else(hostname),
             timeout,

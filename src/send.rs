@@ -16,7 +16,6 @@ use edm_cast_proto::wire::FeedbackAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -60,12 +59,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let secs = |s: f64, what: &str| {
-        Duration::try_from_secs_f64(s)
-            .map_err(|_| Error::Usage(format!("{what}: {s} is not a number of seconds")))
-    };
-    let wait = args.wait.map(|w| secs(w, "--wait")).transpose()?;
-    let drop_after = secs(args.drop_after, "--drop-after")?;
+    let wait = args.wait.map(|w| crate::secs(w, "--wait")).transpose()?;
+    let drop_after = crate::secs(args.drop_after, "--drop-after")?;
     let iface = net::interface_addr(args.iface.as_deref())?;
     let socket = net::sender_socket(args.group, iface, args.ttl, 0)?;
 
@@ -113,17 +108,9 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         wait.map(|w| format!(" for up to {} s", w.as_secs_f64()))
             .unwrap_or_default(),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let runtime = crate::runtime()?;
     let mut session = Session::new(sender, source, args.group, args.rate, SenderView::new());
-    let socket = runtime.block_on(async { tokio::net::UdpSocket::from_std(socket) });
-    let socket = socket.map_err(|e| Error::Socket {
-        what: "cannot register the socket".into(),
-        source: e,
-    })?;
-    runtime.block_on(session.run(socket, true))?;
+    runtime.block_on(async { session.run(net::register(socket)?, true).await })?;
     session.view.finish(&session.sender);
     Ok(session.summary(args.min_receivers))
 }

@@ -107,14 +107,10 @@ struct Shared {
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
     let control = net::sender_socket(args.group, iface, args.ttl, args.port)?;
-    let drop_after = Duration::try_from_secs_f64(args.drop_after)
-        .map_err(|_| Error::Usage("--drop-after: not a number of seconds".into()))?;
+    let drop_after = crate::secs(args.drop_after, "--drop-after")?;
     let exit_after = args
         .exit_after
-        .map(|s| {
-            Duration::try_from_secs_f64(s)
-                .map_err(|_| Error::Usage("--exit-after: not a number of seconds".into()))
-        })
+        .map(|s| crate::secs(s, "--exit-after"))
         .transpose()?;
     let cache = args
         .cache
@@ -141,10 +137,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .map(|d| format!(", cache {}", d.display()))
             .unwrap_or_default()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let runtime = crate::runtime()?;
     runtime.block_on(serve(args, control, shared, exit_after))
 }
 
@@ -154,10 +147,7 @@ async fn serve(
     shared: Shared,
     exit_after: Option<Duration>,
 ) -> Result<ExitCode, Error> {
-    let control = tokio::net::UdpSocket::from_std(control).map_err(|e| Error::Socket {
-        what: "cannot register the socket".into(),
-        source: e,
-    })?;
+    let control = net::register(control)?;
     let mut catalog = Catalog::new(
         CatalogConfig {
             requests: FeedbackAddr::Source { port: args.port },
@@ -320,22 +310,13 @@ fn session(
     let view = SenderView::lines(format!("session {id:08x}: "));
     let mut session = Session::new(sender, source, group, Rate(1e6), view);
     session.share(shared.rate.clone(), hold);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let runtime = crate::runtime()?;
     let _ = tx.send(Report::Started {
         url: url.to_owned(),
         session: id,
         port,
     });
-    runtime.block_on(async {
-        let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| Error::Socket {
-            what: "cannot register the socket".into(),
-            source: e,
-        })?;
-        session.run(socket, false).await
-    })?;
+    runtime.block_on(async { session.run(net::register(socket)?, false).await })?;
     let done = session
         .sender
         .receivers()

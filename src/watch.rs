@@ -46,10 +46,6 @@ fn socket_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Socket { what, source }
 }
 
-fn register(s: std::net::UdpSocket) -> Result<UdpSocket, Error> {
-    UdpSocket::from_std(s).map_err(socket_error("cannot register a socket".into()))
-}
-
 /// The SDP (RFC 8866) a player needs for dynamic payload type 96 (RFC 6184 section 8.2.1).
 fn sdp(name: &str, port: u16) -> String {
     format!(
@@ -104,16 +100,8 @@ fn find_player(path: &Path) -> Option<(Child, String)> {
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let limit = Duration::try_from_secs_f64(args.timeout).map_err(|_| {
-        Error::Usage(format!(
-            "--timeout: {} is not a number of seconds",
-            args.timeout
-        ))
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let limit = crate::secs(args.timeout, "--timeout")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(watch(args, iface, limit))
 }
 
@@ -125,7 +113,7 @@ async fn find_relay(
     name: &str,
     limit: Duration,
 ) -> Result<(SocketAddr, UdpSocket), Error> {
-    let socket = register(net::group_socket(group, iface)?)?;
+    let socket = net::register(net::group_socket(group, iface)?)?;
     let mut buf = vec![0u8; 2048];
     let mut heard: Vec<String> = Vec::new();
     let give_up = tokio::time::Instant::now() + limit;
@@ -156,7 +144,7 @@ async fn find_relay(
 async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let (mut relay, announces) = find_relay(args.group, iface, &args.name, limit).await?;
-    let control = register(net::feedback_socket(iface)?)?;
+    let control = net::register(net::feedback_socket(iface)?)?;
     let viewer = crate::random_u64();
     let request = Control::Request {
         viewer,
@@ -192,12 +180,12 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
             _ => continue,
         }
     };
-    let media = register(net::group_socket(
+    let media = net::register(net::group_socket(
         Group(SocketAddrV4::new(info.group, info.media_port)),
         iface,
     )?)?;
     let repair = if info.repair_port != 0 && !args.no_fec {
-        Some(register(net::group_socket(
+        Some(net::register(net::group_socket(
             Group(SocketAddrV4::new(info.group, info.repair_port)),
             iface,
         )?)?)
@@ -207,7 +195,7 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
     let local = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|s| s.set_nonblocking(true).map(|_| s))
         .map_err(socket_error("cannot open a local socket".into()))?;
-    let local = register(local)?;
+    let local = net::register(local)?;
     let forward_to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     let sdp_path = args.sdp.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("edm-cast-{}-{}.sdp", args.name, std::process::id()))

@@ -152,12 +152,7 @@ impl Channel {
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let grace = Duration::try_from_secs_f64(args.grace).map_err(|_| {
-        Error::Usage(format!(
-            "--grace: {} is not a number of seconds",
-            args.grace
-        ))
-    })?;
+    let grace = crate::secs(args.grace, "--grace")?;
     let fec_config = FecConfig {
         window_packets: args.fec_window,
         repair_percent: args.fec_repair,
@@ -239,10 +234,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         )));
     }
     let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let runtime = crate::runtime()?;
     let mut control_dropped = 0;
     let result = runtime.block_on(relay(
         out,
@@ -289,13 +281,6 @@ fn print_stats(c: &mut Channel) {
     );
 }
 
-fn register(s: std::net::UdpSocket) -> Result<UdpSocket, Error> {
-    UdpSocket::from_std(s).map_err(|e| Error::Socket {
-        what: "cannot register a socket".into(),
-        source: e,
-    })
-}
-
 /// 90 kHz RTP time of `t`: arrival time, so a restarted camera continues the clock.
 fn rtp_time(epoch: Instant, t: Instant) -> u32 {
     (t.saturating_duration_since(epoch).as_micros() * CLOCK_RATE as u128 / 1_000_000) as u32
@@ -308,7 +293,7 @@ async fn relay(
     channels: &mut [Channel],
     control_dropped: &mut u64,
 ) -> Result<(), Error> {
-    let out = register(out)?;
+    let out = net::register(out)?;
     let (tx, mut rx) = mpsc::channel::<(usize, Instant, Feed)>(4096);
     for (i, c) in channels.iter().enumerate() {
         let addr = match c.ingest {
@@ -323,7 +308,7 @@ async fn relay(
             what: "nonblocking".into(),
             source: e,
         })?;
-        let socket = register(socket)?;
+        let socket = net::register(socket)?;
         let tx = tx.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];

@@ -22,7 +22,8 @@ pub const HEADER_LEN: usize = 4;
 /// Largest video datagram sent or accepted: fits a 1500-byte MTU under IPv4 and IPv6.
 pub const MAX_DATAGRAM: usize = 1452;
 
-/// Video packet types (0x20.. so they never look like a file-protocol type).
+/// Video packet types. Their own magic (`ED 56`) keeps them apart from the file protocol's, whose
+/// types they may share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum VideoType {
