@@ -120,16 +120,17 @@ fn watch(lab: &Lab, host: &str, dir: &Path, secs: u32, extra: &[&str]) -> (Proc,
     (p, sdp)
 }
 
-/// ffmpeg in `host` recording what `watch` forwards, for `secs` (then SIGINT: it closes the file).
-fn capture(lab: &Lab, host: &str, sdp: &Path, out: &Path, secs: f64) -> Proc {
+/// ffmpeg run by `prefix` (a lab host's `exec`, or `env` on loopback) recording what `watch`
+/// forwards, for `secs` (then SIGINT: it closes the file).
+fn capture(prefix: &mut Command, name: &str, sdp: &Path, out: &Path, secs: f64) -> Proc {
     let end = Instant::now() + Duration::from_secs(10);
     while !sdp.exists() {
-        assert!(Instant::now() < end, "watch in {host} wrote no SDP");
+        assert!(Instant::now() < end, "{name}: watch wrote no SDP");
         std::thread::sleep(Duration::from_millis(50));
     }
     Proc::spawn(
-        &format!("capture {host}"),
-        lab.exec(host)
+        name,
+        prefix
             .args(["timeout", "-s", "INT", &secs.to_string()])
             .args(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"])
             // A large socket buffer: on two busy cores ffmpeg may fall behind for a moment.
@@ -183,8 +184,8 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     let (w3, sdp3) = watch(&lab, "r3", dir.path(), 14, &["--no-fec"]);
     let out1 = dir.path().join("r1.h264");
     let out3 = dir.path().join("r3.h264");
-    let c1 = capture(&lab, "r1", &sdp1, &out1, 13.0);
-    let c3 = capture(&lab, "r3", &sdp3, &out3, 13.0);
+    let c1 = capture(&mut lab.exec("r1"), "capture r1", &sdp1, &out1, 13.0);
+    let c3 = capture(&mut lab.exec("r3"), "capture r3", &sdp3, &out3, 13.0);
     std::thread::sleep(Duration::from_millis(700));
     let pi = Proc::spawn(
         "fake pi",
@@ -199,7 +200,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     std::thread::sleep(Duration::from_secs(3));
     let (w2, sdp2) = watch(&lab, "r2", dir.path(), 10, &[]);
     let out2 = dir.path().join("r2.h264");
-    let c2 = capture(&lab, "r2", &sdp2, &out2, 9.0);
+    let c2 = capture(&mut lab.exec("r2"), "capture r2", &sdp2, &out2, 9.0);
 
     let pi = pi.wait(Duration::from_secs(25));
     assert!(pi.status.success(), "fake pi: {:?}", text(&pi));
@@ -291,7 +292,7 @@ fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
     assert_eq!(pis(), 0, "the source runs only on demand");
     let (w1, sdp1) = watch(&lab, "r1", dir.path(), 7, &[]);
     let out1 = dir.path().join("r1.h264");
-    let c1 = capture(&lab, "r1", &sdp1, &out1, 6.0);
+    let c1 = capture(&mut lab.exec("r1"), "capture r1", &sdp1, &out1, 6.0);
     std::thread::sleep(Duration::from_secs(2));
     let (w2, _) = watch(&lab, "r2", dir.path(), 5, &[]);
     std::thread::sleep(Duration::from_secs(2));
@@ -569,29 +570,8 @@ fn video_rtsp_source_is_pulled_on_demand() {
             .arg("--sdp")
             .arg(&sdp),
     );
-    let end = Instant::now() + Duration::from_secs(10);
-    while !sdp.exists() {
-        assert!(Instant::now() < end, "watch wrote no SDP");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let out = dir.path().join("cam.h264");
-    let capture = Proc::spawn(
-        "capture",
-        Command::new("timeout")
-            .args(["-s", "INT", "6"])
-            .args(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"])
-            .args([
-                "-protocol_whitelist",
-                "file,udp,rtp",
-                "-buffer_size",
-                "8388608",
-                "-i",
-            ])
-            .arg(&sdp)
-            .args(["-c", "copy", "-flush_packets", "1", "-f", "h264"])
-            .arg(&out),
-    );
-    capture.wait(Duration::from_secs(15));
+    capture(&mut Command::new("env"), "capture", &sdp, &out, 6.0).wait(Duration::from_secs(15));
     let watch_log = text(&watch.wait(Duration::from_secs(15))).1;
     let left = Instant::now();
     while server.connected.load(Ordering::SeqCst) {
