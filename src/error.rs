@@ -1,7 +1,9 @@
 //! Errors that reach the user: one line each, saying what failed and what to do.
 
+use crate::rt::Stop;
 use std::io;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,8 +17,8 @@ pub enum Error {
     Write { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Usage(String),
-    #[error("interrupted")]
-    Interrupted,
+    #[error("{}", match .0 { Stop::Interrupt => "interrupted", Stop::Terminate => "terminated" })]
+    Interrupted(Stop),
     #[error("{0}")]
     Protocol(String),
     #[error(
@@ -39,6 +41,16 @@ pub enum Error {
         expected: String,
         got: String,
     },
+}
+
+impl Error {
+    /// 130 or 143 for a signal, else 1.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Interrupted(stop) => ExitCode::from(stop.exit_code()),
+            _ => ExitCode::FAILURE,
+        }
+    }
 }
 
 fn disk_full_hint(e: &io::Error) -> &'static str {

@@ -4,8 +4,8 @@
 //!
 //!     cargo bench -p edm-cast-proto
 
-use edm_cast_proto::codec::{BlockEncoder, DecodeJob, Plans, SymbolSet};
-use edm_cast_proto::layout::Layout;
+use edm_cast_proto::file::codec::{BlockEncoder, DecodeJob, Plans, SymbolSet};
+use edm_cast_proto::file::layout::Layout;
 use edm_cast_proto::rng::Rng;
 use raptorq::{
     EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder,

@@ -4,77 +4,13 @@
 //! packet base+i as `length (u16) | packet | zero padding` to the window's symbol size T.
 //! Players that ignore the repair port still play; `Playout` repairs, reorders and paces.
 
-use super::{VideoType, parse_header, rtp::RtpHeader, write_header};
-use crate::wire::ParseError;
+use super::rtp::RtpHeader;
+use super::wire::{MAX_WINDOW, REPAIR_OVERHEAD, Repair};
+use crate::coding::block_oti;
 use bytes::BufMut;
-use raptorq::{
-    EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder,
-    SourceBlockEncoder,
-};
+use raptorq::{EncodingPacket, PayloadId, SourceBlockDecoder, SourceBlockEncoder};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-
-/// Largest window (source packets); keeps a decode well under a millisecond.
-pub const MAX_WINDOW: u16 = 64;
-/// Bytes before the symbol in a REPAIR datagram.
-pub const REPAIR_OVERHEAD: usize = super::HEADER_LEN + 12;
-
-/// A repair datagram's body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repair<'a> {
-    /// The RTP stream repaired.
-    pub ssrc: u32,
-    /// Sequence number of the window's first source packet.
-    pub base_seq: u16,
-    /// Source packets in the window (K).
-    pub source: u16,
-    /// RaptorQ encoding symbol id, K or more.
-    pub esi: u16,
-    pub symbol: &'a [u8],
-}
-
-impl<'a> Repair<'a> {
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, ParseError> {
-        let (kind, mut r) = parse_header(bytes)?;
-        if kind != VideoType::Repair {
-            return Err(ParseError::Invalid("not a REPAIR packet"));
-        }
-        let ssrc = r.u32()?;
-        let base_seq = r.u16()?;
-        let source = r.u16()?;
-        let esi = r.u16()?;
-        let t = r.u16()? as usize;
-        let symbol = r.bytes(t)?;
-        r.finish()?;
-        if source == 0 || source > MAX_WINDOW {
-            return Err(ParseError::Invalid("window size"));
-        }
-        if esi < source || t < 3 {
-            return Err(ParseError::Invalid("repair symbol id or size"));
-        }
-        Ok(Repair {
-            ssrc,
-            base_seq,
-            source,
-            esi,
-            symbol,
-        })
-    }
-
-    pub fn write(&self, out: &mut impl BufMut) {
-        write_header(VideoType::Repair, out);
-        out.put_u32(self.ssrc);
-        out.put_u16(self.base_seq);
-        out.put_u16(self.source);
-        out.put_u16(self.esi);
-        out.put_u16(self.symbol.len() as u16);
-        out.put_slice(self.symbol);
-    }
-}
-
-fn oti(k: u16, t: u16) -> ObjectTransmissionInformation {
-    ObjectTransmissionInformation::new(k as u64 * t as u64, t, 1, 1, 1)
-}
 
 /// How the relay cuts windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +112,7 @@ impl FecEncoder {
         let repairs = (k as u32 * self.config.repair_percent as u32)
             .div_ceil(100)
             .max(1);
-        let encoder = SourceBlockEncoder::new(0, &oti(k, t), &data);
+        let encoder = SourceBlockEncoder::new(0, &block_oti(k, t), &data);
         for packet in encoder.repair_packets(0, repairs) {
             let mut v = Vec::with_capacity(REPAIR_OVERHEAD + t as usize);
             Repair {
@@ -381,7 +317,7 @@ impl Playout {
         for (esi, sym) in &w.repairs {
             symbols.push(EncodingPacket::new(PayloadId::new(0, *esi), sym.clone()));
         }
-        let mut decoder = SourceBlockDecoder::new(0, &oti(w.k, w.t), k * t as u64);
+        let mut decoder = SourceBlockDecoder::new(0, &block_oti(w.k, w.t), k * t as u64);
         let Some(block) = decoder.decode(symbols) else {
             return; // rare: wait for one more repair symbol
         };
@@ -611,31 +547,6 @@ mod tests {
         assert_eq!(seqs, [10, 11, 7000, 7001]);
         assert_eq!(play.stats.dropped, 1);
     }
-
-    /// The REPAIR example in VIDEO.md, byte for byte.
-    #[test]
-    fn spec_example_parses() {
-        let bytes = [
-            0xED, 0x56, 0x01, 0x20, // magic, version 1, REPAIR
-            0, 0, 0, 9, // ssrc
-            0xFF, 0xFF, // base_seq
-            0, 25, // K
-            0, 27, // ESI
-            0, 4, // T
-            1, 2, 3, 4, // symbol
-        ];
-        assert_eq!(
-            Repair::parse(&bytes),
-            Ok(Repair {
-                ssrc: 9,
-                base_seq: 0xFFFF,
-                source: 25,
-                esi: 27,
-                symbol: &[1, 2, 3, 4],
-            })
-        );
-    }
-
     #[test]
     fn repair_packets_round_trip_and_malformed_ones_are_dropped() {
         let r = Repair {

@@ -1,4 +1,4 @@
-//! The wire format, version 1 (`proto/PROTOCOL.md` is the spec; this module follows it field by field).
+//! The file protocol's wire format, version 2 (`proto/PROTOCOL.md` is the spec; this module follows it field by field).
 //!
 //! Every datagram starts with the same 8-byte header; the type byte selects the body. All integers are
 //! big-endian. Parsing checks every length before it slices, so no input can make it panic.
@@ -45,7 +45,7 @@ pub enum ParseError {
     Invalid(&'static str),
 }
 
-/// The packet types of version 1.
+/// The packet types of the file protocol and the download manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PacketType {
@@ -88,18 +88,10 @@ pub struct Header {
 
 impl Header {
     pub fn parse(bytes: &[u8]) -> Result<(Self, &[u8]), ParseError> {
-        if bytes.len() < 2 || bytes[..2] != MAGIC {
-            return Err(ParseError::Foreign);
-        }
-        if bytes.len() < HEADER_LEN {
-            return Err(ParseError::Truncated);
-        }
-        if bytes[2] != VERSION {
-            return Err(ParseError::Version(bytes[2]));
-        }
-        let kind = PacketType::from_u8(bytes[3])?;
-        let session = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        Ok((Header { kind, session }, &bytes[HEADER_LEN..]))
+        let (kind, mut r) = open(bytes, MAGIC, VERSION)?;
+        let kind = PacketType::from_u8(kind)?;
+        let session = r.u32()?;
+        Ok((Header { kind, session }, r.rest()))
     }
 
     pub fn write(&self, out: &mut impl BufMut) {
@@ -108,6 +100,30 @@ impl Header {
         out.put_u8(self.kind as u8);
         out.put_u32(self.session);
     }
+}
+
+/// The start both protocols share (the file protocol here, video in `crate::video::wire`): the
+/// datagram's size, then magic (2 bytes), version and type. Returns the type byte and the rest.
+pub(crate) fn open(
+    bytes: &[u8],
+    magic: [u8; 2],
+    version: u8,
+) -> Result<(u8, Reader<'_>), ParseError> {
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(ParseError::Invalid(
+            "datagram larger than the protocol allows",
+        ));
+    }
+    let mut r = Reader::new(bytes);
+    if r.bytes(2).ok() != Some(&magic[..]) {
+        return Err(ParseError::Foreign);
+    }
+    let v = r.u8()?;
+    let kind = r.u8()?;
+    if v != version {
+        return Err(ParseError::Version(v));
+    }
+    Ok((kind, r))
 }
 
 /// Any edm-cast datagram, parsed. Data borrows its symbol from the input buffer.
@@ -128,11 +144,6 @@ pub enum Packet<'a> {
 impl<'a> Packet<'a> {
     /// Parses a whole datagram: header and body. Trailing bytes after a fixed-size body are refused.
     pub fn parse(bytes: &'a [u8]) -> Result<(u32, Packet<'a>), ParseError> {
-        if bytes.len() > MAX_DATAGRAM {
-            return Err(ParseError::Invalid(
-                "datagram larger than the protocol allows",
-            ));
-        }
         let (header, body) = Header::parse(bytes)?;
         let mut r = Reader::new(body);
         let packet = match header.kind {

@@ -3,9 +3,8 @@
 //! computed from the bytes as they stream in. A dropped connection is resumed with a Range request
 //! (If-Range guards against the resource changing meanwhile).
 
-use crate::cache::{Cache, Entry};
+use super::policy::Policy;
 use crate::error::Error;
-use crate::policy::Policy;
 use md5::{Digest, Md5};
 use std::fs::File;
 use std::io::{self, Read};
@@ -32,8 +31,11 @@ pub struct Progress {
     /// Bytes from the start of the resource that are in the spool file.
     pub bytes: u64,
     /// Set once: the final size and MD5, or why the download failed.
-    pub end: Option<Result<(u64, [u8; 16]), String>>,
+    pub end: Option<End>,
 }
+
+/// How a download ended: its size and MD5, or why it failed.
+pub type End = Result<(u64, [u8; 16]), String>;
 
 /// A download under way.
 pub struct Download {
@@ -42,6 +44,14 @@ pub struct Download {
     /// From Content-Length, if the server sent one.
     pub size: Option<u64>,
     pub progress: watch::Receiver<Progress>,
+}
+
+/// A download that has all its bytes in the spool file.
+pub struct Finished<'a> {
+    pub name: &'a str,
+    pub validators: &'a Validators,
+    pub size: u64,
+    pub md5: [u8; 16],
 }
 
 /// What a conditional GET found.
@@ -82,15 +92,16 @@ pub fn agent(policy: Arc<Policy>) -> ureq::Agent {
 
 /// Starts downloading `url` into `spool` (from byte 0). Errors that show at once (a refused
 /// address, 404, TLS, no such host) come back here; later ones arrive in `Progress::end`.
-/// With `cached`, the request is conditional and may come back `NotModified`. With `cache`, the
-/// finished download becomes the cached copy of `url`.
+/// With `cached`, the request is conditional and may come back `NotModified`. `finished` is called
+/// on the download's thread once the whole resource is in the spool file, before `Progress::end`
+/// says so: a cache takes the file there.
 pub fn start(
     agent: &ureq::Agent,
     url: &str,
     spool: File,
     spool_path: PathBuf,
     cached: Option<&Validators>,
-    cache: Option<Arc<Cache>>,
+    finished: impl FnOnce(Finished<'_>) + Send + 'static,
 ) -> Result<Fetched, Error> {
     let mut req = agent.get(url);
     if let Some(v) = cached {
@@ -126,28 +137,24 @@ pub fn start(
         spool_path,
     };
     let body = resp.into_reader();
-    let entry_name = name.clone();
+    let download = Download {
+        name: name.clone(),
+        size,
+        progress: rx,
+    };
     std::thread::spawn(move || {
         let end = job.run(body, &tx);
-        if let (Ok((size, md5)), Some(cache)) = (&end, cache) {
-            let entry = Entry {
-                path: job.spool_path.clone(),
-                name: entry_name,
-                size: *size,
-                md5: *md5,
-                validators: job.validators.clone(),
-            };
-            if let Err(e) = cache.insert(&job.url, &job.spool_path, &entry) {
-                tracing::warn!("{}: not cached: {e}", job.url);
-            }
+        if let Ok((size, md5)) = end {
+            finished(Finished {
+                name: &name,
+                validators: &job.validators,
+                size,
+                md5,
+            });
         }
         tx.send_modify(|p| p.end = Some(end));
     });
-    Ok(Fetched::Started(Download {
-        name,
-        size,
-        progress: rx,
-    }))
+    Ok(Fetched::Started(download))
 }
 
 struct Job {

@@ -150,17 +150,13 @@ impl Catalog {
         self.entries.remove(url);
     }
 
-    /// URLs with a session starting or running.
-    pub fn active(&self) -> usize {
-        self.entries.len()
-    }
-
     pub fn poll_event(&mut self) -> Option<CatalogEvent> {
         self.events.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Instant {
-        self.next_announce
+    /// When `poll_transmit` has the next SERVER announce.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_announce)
     }
 
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Reply> {

@@ -1,11 +1,12 @@
 //! Where a session's bytes come from: a file on disk (its MD5 read first), or a URL being
 //! downloaded into a spool file while it is sent (a cached copy, if still current, is a file).
 
-use crate::cache::{Cache, Entry};
-use crate::digest::md5_file;
+use super::md5::md5_file;
+use super::view;
 use crate::error::Error;
-use crate::fetch::{self, Fetched, Progress};
-use crate::ui;
+use crate::http::cache::{Cache, Entry};
+use crate::http::fetch::{self, Fetched, Progress};
+use crate::rt::random_u64;
 use edm_cast_proto::{FileInfo, Sender, SenderConfig};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
         )));
     }
     let size = meta.len();
-    let bar = ui::byte_bar(Some(size), "md5");
+    let bar = view::byte_bar(Some(size), "md5");
     let md5 = md5_file(path, |n| bar.set_position(n)).map_err(read_err)?;
     bar.finish_and_clear();
     Ok(Source {
@@ -98,8 +99,7 @@ pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result
             (f, p.clone(), TempFile(p))
         }
         None => {
-            let p =
-                std::env::temp_dir().join(format!("edm-cast-{:016x}.part", crate::random_u64()));
+            let p = std::env::temp_dir().join(format!("edm-cast-{:016x}.part", random_u64()));
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -116,13 +116,33 @@ pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result
         path: path.clone(),
         source,
     })?;
+    // With a cache, the finished download becomes the cached copy of `url`.
+    let keep = cache.cloned().map(|c| {
+        let (url, spooled) = (url.to_owned(), path.clone());
+        move |done: fetch::Finished<'_>| {
+            let entry = Entry {
+                path: spooled.clone(),
+                name: done.name.to_owned(),
+                size: done.size,
+                md5: done.md5,
+                validators: done.validators.clone(),
+            };
+            if let Err(e) = c.insert(&url, &spooled, &entry) {
+                tracing::warn!("{url}: not cached: {e}");
+            }
+        }
+    });
     let started = fetch::start(
         agent,
         url,
         file,
         path.clone(),
         cached.as_ref().map(|e| &e.validators),
-        cache.cloned(),
+        move |done| {
+            if let Some(keep) = keep {
+                keep(done)
+            }
+        },
     );
     match (started, cached) {
         (Ok(Fetched::Started(d)), _) => Ok(Source {

@@ -3,20 +3,21 @@
 //! already running, or a new one sent from the cache or downloaded with cut-through. Each session
 //! runs on a thread of its own, on its own data port (group port + 1 + slot), sharing `--rate`.
 
-use crate::cache::{Cache, Size};
+use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
-use crate::fetch;
+use crate::file::session::{Session, Start};
+use crate::file::source;
+use crate::file::view::{self, SenderView};
+use crate::http::cache::Cache;
+use crate::http::fetch;
+use crate::http::policy::{Net, Policy};
+use crate::net::pace::Rate;
 use crate::net::{self, Group};
-use crate::pace::Rate;
-use crate::policy::{Net, Policy};
-use crate::session::Session;
-use crate::source;
-use crate::ui::{self, SenderView};
+use crate::rt::{self, Shutdown};
 use edm_cast_proto::wire::FeedbackAddr;
 use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,31 +29,19 @@ const JOIN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Multicast group, ADDR or ADDR:PORT: the server announces itself on PORT, and session N
-    /// sends on PORT + 1 + N.
-    #[arg(long, default_value = "239.1.1.1")]
-    pub group: Group,
+    /// The server announces itself on the group's port; session N sends on PORT + 1 + N.
+    #[command(flatten)]
+    pub net: Network,
+    #[command(flatten)]
+    pub sending: Sending,
     /// UDP port that takes students' requests.
     #[arg(long, default_value_t = 5006)]
     pub port: u16,
-    /// Interface to serve on: a name (eth0) or one of its IPv4 addresses. Default: the route's.
-    #[arg(long)]
-    pub iface: Option<String>,
-    /// Link rate for all sessions together, in bit/s with k/M/G units.
-    #[arg(long, default_value = "100M")]
-    pub rate: Rate,
-    /// Multicast TTL: 1 keeps the packets on the local network.
-    #[arg(long, default_value_t = 1)]
-    pub ttl: u32,
     /// Sessions (different URLs) at once; more requests are refused as busy.
     #[arg(long, default_value_t = 4)]
     pub max_sessions: u16,
-    /// Keep downloads in DIR and send them from there while the web server says they are current.
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
-    /// Largest size of --cache; least recently used downloads go first.
-    #[arg(long, value_name = "SIZE", default_value = "20G")]
-    pub cache_size: Size,
+    #[command(flatten)]
+    pub caching: Caching,
     /// Allow downloads from this address range, even a private one (repeatable). Private,
     /// loopback and link-local ranges are refused by default.
     #[arg(long, value_name = "NET")]
@@ -61,12 +50,9 @@ pub struct Args {
     /// allows only NET.
     #[arg(long, value_name = "NET")]
     pub deny: Vec<Net>,
-    /// Drop a receiver that has been silent this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub drop_after: f64,
     /// Stop after this many seconds (tests, scheduled lab hours). Default: run until Ctrl-C.
-    #[arg(long, value_name = "SECS")]
-    pub exit_after: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub exit_after: Option<Duration>,
 }
 
 /// What a session's thread reports.
@@ -99,55 +85,57 @@ struct Shared {
     iface: Ipv4Addr,
     group: Group,
     ttl: u32,
-    drop_after: Duration,
+    start: Start,
     /// Each session's share of the link, in bit/s.
     rate: Arc<AtomicU64>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.iface.as_deref())?;
-    let control = net::sender_socket(args.group, iface, args.ttl, args.port)?;
-    let drop_after = crate::secs(args.drop_after, "--drop-after")?;
-    let exit_after = args
-        .exit_after
-        .map(|s| crate::secs(s, "--exit-after"))
-        .transpose()?;
+    let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let control = net::sender_socket(args.net.group, iface, args.sending.ttl, args.port)?;
     let cache = args
+        .caching
         .cache
         .as_deref()
-        .map(|d| Cache::open(d, args.cache_size).map(Arc::new))
+        .map(|d| Cache::open(d, args.caching.cache_size).map(Arc::new))
         .transpose()?;
     let policy = Arc::new(Policy::new(args.allow.clone(), args.deny.clone()));
     let shared = Shared {
         agent: fetch::agent(policy),
         cache,
         iface,
-        group: args.group,
-        ttl: args.ttl,
-        drop_after,
-        rate: Arc::new(AtomicU64::new(args.rate.0 as u64)),
+        group: args.net.group,
+        ttl: args.sending.ttl,
+        start: Start {
+            min_receivers: 1,
+            // A requester that vanished before its hello does not keep the session waiting.
+            wait: Some(Duration::from_secs(10)),
+            drop_after: args.sending.drop_after,
+            block_symbols: SenderConfig::default().block_symbols,
+        },
+        rate: Arc::new(AtomicU64::new(args.sending.rate.0 as u64)),
     };
     eprintln!(
         "edm-cast: serving on {} (requests to port {}), {} for all sessions{}",
-        args.group,
+        args.net.group,
         args.port,
-        args.rate,
-        args.cache
+        args.sending.rate,
+        args.caching
+            .cache
             .as_ref()
             .map(|d| format!(", cache {}", d.display()))
             .unwrap_or_default()
     );
-    let runtime = crate::runtime()?;
-    runtime.block_on(serve(args, control, shared, exit_after))
+    rt::runtime()?.block_on(serve(args, control, shared))
 }
 
 async fn serve(
     args: Args,
     control: std::net::UdpSocket,
     shared: Shared,
-    exit_after: Option<Duration>,
 ) -> Result<ExitCode, Error> {
     let control = net::register(control)?;
+    let mut shutdown = Shutdown::new()?;
     let mut catalog = Catalog::new(
         CatalogConfig {
             requests: FeedbackAddr::Source { port: args.port },
@@ -159,11 +147,11 @@ async fn serve(
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut inbox = vec![0u8; 2048];
     let mut out = Vec::with_capacity(1500);
-    let stop_at = exit_after.map(|d| Instant::now() + d);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let stop_at = args.exit_after.map(|d| Instant::now() + d);
     loop {
-        let wake = catalog.poll_timeout();
+        let wake = catalog
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             r = control.recv_from(&mut inbox) => {
                 if let Ok((n, from)) = r {
@@ -186,7 +174,7 @@ async fn serve(
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
             _ = sleep_until(stop_at) => return Ok(ExitCode::SUCCESS),
-            _ = &mut ctrl_c => return Err(Error::Interrupted),
+            stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
         }
         while let Some(ev) = catalog.poll_event() {
             match ev {
@@ -216,11 +204,11 @@ async fn serve(
             }
         }
         // The link is shared evenly by the sessions running.
-        let share = args.rate.0 / running.len().max(1) as f64;
+        let share = args.sending.rate.0 / running.len().max(1) as f64;
         shared.rate.store(share as u64, Ordering::Relaxed);
         while let Some(to) = catalog.poll_transmit(Instant::now(), &mut out) {
             let to = match to {
-                Reply::Group => SocketAddr::V4(args.group.0),
+                Reply::Group => SocketAddr::V4(args.net.group.0),
                 Reply::To(a) => a,
             };
             if let Err(e) = control.send_to(&out, to).await {
@@ -289,39 +277,31 @@ fn session(
             Error::Usage("the group's port is too high for --max-sessions".into())
         })?;
     let group = Group(SocketAddrV4::new(*shared.group.0.ip(), port));
-    let socket = net::sender_socket(group, shared.iface, shared.ttl, 0)?;
-    let feedback = net::local_port(&socket)?;
-    let id = crate::random_u64() as u32;
-    let cfg = SenderConfig {
-        session: id,
-        min_receivers: 1,
-        // A requester that vanished before its hello does not keep the session waiting.
-        wait: Some(Duration::from_secs(10)),
-        receiver_timeout: shared.drop_after,
-        feedback: FeedbackAddr::Source { port: feedback },
-        ..SenderConfig::default()
-    };
-    let sender = source.sender(cfg)?;
+    let size = source.size.map_or("size not known yet".into(), view::bytes);
+    let mut session = Session::open(
+        source,
+        group,
+        shared.iface,
+        shared.ttl,
+        &shared.start,
+        Rate(1e6),
+        SenderView::lines(String::new()),
+    )?;
+    let id = session.id;
     eprintln!(
-        "session {id:08x}: {url} ({}, from {}) on port {port}",
-        source.size.map_or("size not known yet".into(), ui::bytes),
-        source.origin
+        "session {id:08x}: {url} ({size}, from {}) on port {port}",
+        session.origin()
     );
-    let view = SenderView::lines(format!("session {id:08x}: "));
-    let mut session = Session::new(sender, source, group, Rate(1e6), view);
+    session.view = SenderView::lines(format!("session {id:08x}: "));
     session.share(shared.rate.clone(), hold);
-    let runtime = crate::runtime()?;
+    let runtime = rt::runtime()?;
     let _ = tx.send(Report::Started {
         url: url.to_owned(),
         session: id,
         port,
     });
-    runtime.block_on(async { session.run(net::register(socket)?, false).await })?;
-    let done = session
-        .sender
-        .receivers()
-        .filter(|r| r.state == edm_cast_proto::wire::ReceiverState::Done)
-        .count();
+    runtime.block_on(session.run(None))?;
+    let done = session.receivers_done();
     eprintln!(
         "session {id:08x}: ended; {done} receiver(s) done of {}{}",
         session.sender.receivers().count(),

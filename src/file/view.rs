@@ -1,7 +1,7 @@
 //! What a person sees: progress bars on a terminal, plain lines otherwise (logs, scripts, tests).
 
-use edm_cast_proto::sender::{ReceiverInfo, Sender, SenderEvent};
 use edm_cast_proto::wire::ReceiverState;
+use edm_cast_proto::{ReceiverInfo, Sender, SenderEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -5,9 +5,9 @@
 //! reports with fresh repair symbols: per block, as many as the neediest receiver still lacks plus a
 //! margin, so its cost does not grow with the number of receivers.
 
-use crate::codec::{BlockEncoder, Plans};
 use crate::counters::Counters;
-use crate::layout::{Layout, LayoutError};
+use crate::file::codec::{BlockEncoder, Plans};
+use crate::file::layout::{Layout, LayoutError};
 use crate::wire::{
     Ack, Announce, Data, End, EndReason, FeedbackAddr, MAX_ESI, Need, Packet, ReceiverState, Status,
 };

@@ -1,18 +1,20 @@
 //! One sending session: proto's `Sender` wired to a socket, a pacer and a source (a file, or a
 //! download still arriving), with the operator's view. `send` runs one; `serve` runs one per URL.
 
-use crate::datapath::{RecvBatch, SendBatch};
+use super::md5::hex;
+use super::source::Source;
+use super::view::{self, SenderView};
 use crate::error::Error;
-use crate::fetch::Progress;
-use crate::net::Group;
-use crate::pace::{Pacer, Rate};
-use crate::source::Source;
-use crate::ui::{self, SenderView};
-use edm_cast_proto::sender::ReceiverInfo;
-use edm_cast_proto::wire::ReceiverState;
-use edm_cast_proto::{Destination, Sender, SenderEvent};
+use crate::http::fetch::Progress;
+use crate::net::datapath::{RecvBatch, SendBatch};
+use crate::net::pace::{Pacer, Rate};
+use crate::net::{self, Group};
+use crate::rt::{self, Shutdown};
+use edm_cast_proto::wire::{FeedbackAddr, ReceiverState};
+use edm_cast_proto::{Destination, ReceiverInfo, Sender, SenderConfig, SenderEvent};
+use futures_util::FutureExt;
 use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,15 +22,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// When a session starts sending and when it gives up on a receiver.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// Start once this many receivers have said hello ...
+    pub min_receivers: usize,
+    /// ... or after this long, if set.
+    pub wait: Option<Duration>,
+    /// Drop a receiver silent this long.
+    pub drop_after: Duration,
+    /// K, source symbols per block.
+    pub block_symbols: u16,
+}
+
 pub struct Session {
     pub sender: Sender,
+    /// The session id, as in every datagram.
+    pub id: u32,
+    socket: Option<std::net::UdpSocket>,
     source: Source,
     group: Group,
     pacer: Pacer,
     /// The shortest pause between batches: 8 datagrams' time at the configured rate, at most 1 ms.
     min_sleep: Duration,
     pub view: SenderView,
-    aborted: bool,
+    /// The signal that ended the session early.
+    aborted: Option<rt::Stop>,
     /// Why the source failed (a download that broke off for good).
     failure: Option<String>,
     /// `serve`: this session's share of the link (bit/s), and "someone was told to join: wait".
@@ -40,19 +59,63 @@ pub struct Session {
 const BATCH: usize = 256;
 
 impl Session {
-    pub fn new(sender: Sender, source: Source, group: Group, rate: Rate, view: SenderView) -> Self {
-        Session {
-            sender,
+    /// A session for `source` on `group`, sending from `iface`: its socket is open (feedback comes
+    /// back to its port) and its id chosen.
+    pub fn open(
+        source: Source,
+        group: Group,
+        iface: Ipv4Addr,
+        ttl: u32,
+        start: &Start,
+        rate: Rate,
+        view: SenderView,
+    ) -> Result<Self, Error> {
+        let socket = net::sender_socket(group, iface, ttl, 0)?;
+        let id = rt::random_u64() as u32;
+        let cfg = SenderConfig {
+            session: id,
+            block_symbols: start.block_symbols,
+            min_receivers: start.min_receivers,
+            wait: start.wait,
+            receiver_timeout: start.drop_after,
+            feedback: FeedbackAddr::Source {
+                port: net::local_port(&socket)?,
+            },
+            ..SenderConfig::default()
+        };
+        Ok(Session {
+            sender: source.sender(cfg)?,
+            id,
+            socket: Some(socket),
             source,
             group,
             pacer: Pacer::new(rate),
             min_sleep: Duration::from_secs_f64((8.0 * 1500.0 * 8.0 / rate.0).min(0.001)),
             view,
-            aborted: false,
+            aborted: None,
             failure: None,
             shared_rate: None,
             hold: None,
-        }
+        })
+    }
+
+    /// What is sent, as the operator reads it: name, size, MD5 (or "downloading").
+    pub fn describe(&self) -> String {
+        let s = &self.source;
+        format!(
+            "{} ({}, {})",
+            s.name,
+            s.size.map_or("size not known yet".into(), view::bytes),
+            match s.md5 {
+                Some(m) => format!("md5 {}", hex(&m)),
+                None => "downloading".into(),
+            }
+        )
+    }
+
+    /// Where the bytes come from: "file", "download" or "cache".
+    pub fn origin(&self) -> &'static str {
+        self.source.origin
     }
 
     /// For `serve`: the rate follows `rate` (bit/s), and the session stays open until the time
@@ -62,10 +125,15 @@ impl Session {
         self.hold = Some(hold);
     }
 
-    /// Runs the session to its end. `ctrl_c`: whether Ctrl-C aborts it (not in `serve`, which
-    /// handles that itself).
-    pub async fn run(&mut self, socket: tokio::net::UdpSocket, ctrl_c: bool) -> Result<(), Error> {
-        let result = self.pump(&socket, ctrl_c).await;
+    /// Runs the session to its end, inside the runtime. With `shutdown`, Ctrl-C or SIGTERM
+    /// aborts it (`serve` handles those itself).
+    pub async fn run(&mut self, shutdown: Option<&mut Shutdown>) -> Result<(), Error> {
+        let socket = self
+            .socket
+            .take()
+            .ok_or_else(|| Error::Protocol("the session ran twice".into()))?;
+        let socket = net::register(socket)?;
+        let result = self.pump(&socket, shutdown).await;
         if result.is_err() {
             // Tell the receivers at once rather than leave them to time out: END (aborted).
             self.sender.abort(Instant::now());
@@ -82,7 +150,11 @@ impl Session {
         result
     }
 
-    async fn pump(&mut self, socket: &tokio::net::UdpSocket, ctrl_c: bool) -> Result<(), Error> {
+    async fn pump(
+        &mut self,
+        socket: &tokio::net::UdpSocket,
+        mut shutdown: Option<&mut Shutdown>,
+    ) -> Result<(), Error> {
         let io_err = |source| Error::Socket {
             what: "cannot set up batched I/O".into(),
             source,
@@ -90,11 +162,14 @@ impl Session {
         let mut batch = SendBatch::new(socket).map_err(io_err)?;
         let mut inbox = RecvBatch::new(socket, 8).map_err(io_err)?;
         let mut out = Vec::with_capacity(1500);
-        let ctrl_c_aborts = ctrl_c;
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
         loop {
             let now = Instant::now();
+            // Looked at every turn, the paced one included: a signal is honoured at once.
+            if let Some(s) = shutdown.as_deref_mut()
+                && let Some(stop) = s.recv().now_or_never()
+            {
+                self.interrupted(stop);
+            }
             self.feed(now);
             if let Some(rate) = &self.shared_rate {
                 self.pacer
@@ -147,16 +222,22 @@ impl Session {
             } else {
                 Instant::now() + self.pacer.delay()
             };
+            let listening = shutdown.is_some() && self.aborted.is_none();
             tokio::select! {
                 _ = socket.readable() => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = changed(&mut self.source.feed) => {}
-                _ = &mut ctrl_c, if ctrl_c_aborts && !self.aborted => {
-                    self.aborted = true;
-                    self.view.println("interrupted: ending the session".into());
-                    self.sender.abort(Instant::now());
-                }
+                stop = signal(shutdown.as_deref_mut()), if listening => self.interrupted(stop),
             }
+        }
+    }
+
+    /// Ctrl-C or SIGTERM: END (aborted) goes out, once.
+    fn interrupted(&mut self, stop: rt::Stop) {
+        if self.aborted.is_none() {
+            self.aborted = Some(stop);
+            self.view.println("interrupted: ending the session".into());
+            self.sender.abort(Instant::now());
         }
     }
 
@@ -260,8 +341,8 @@ impl Session {
             Ok((size, md5)) => self.view.println(format!(
                 "downloaded {} ({}, md5 {})",
                 self.source.name,
-                ui::bytes(size),
-                crate::digest::hex(&md5)
+                view::bytes(size),
+                hex(&md5)
             )),
             Err(why) => {
                 self.view.println(format!("download failed: {why}"));
@@ -276,6 +357,14 @@ impl Session {
         self.failure.as_deref()
     }
 
+    /// Receivers that have the whole file.
+    pub fn receivers_done(&self) -> usize {
+        self.sender
+            .receivers()
+            .filter(|r| r.state == ReceiverState::Done && !r.dropped)
+            .count()
+    }
+
     /// Prints the summary; the exit code says whether every receiver got the file.
     pub fn summary(&self, min_receivers: usize) -> ExitCode {
         let name = &self.source.name;
@@ -286,21 +375,18 @@ impl Session {
             .started_at()
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
         let receivers: Vec<&ReceiverInfo> = self.sender.receivers().collect();
-        let done = receivers
-            .iter()
-            .filter(|r| r.state == ReceiverState::Done && !r.dropped)
-            .count();
+        let done = self.receivers_done();
         let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
         println!(
             "{}: {name} ({}, from {}) in {secs:.2} s",
             if self.failure.is_some() {
                 "failed"
-            } else if self.aborted {
+            } else if self.aborted.is_some() {
                 "aborted"
             } else {
                 "sent"
             },
-            ui::bytes(size),
+            view::bytes(size),
             self.source.origin
         );
         println!(
@@ -341,13 +427,21 @@ impl Session {
         if let Some(why) = &self.failure {
             eprintln!("edm-cast: {why}");
             ExitCode::FAILURE
-        } else if self.aborted {
-            ExitCode::from(130)
+        } else if let Some(stop) = self.aborted {
+            ExitCode::from(stop.exit_code())
         } else if done == receivers.len() && done >= min_receivers {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(2)
         }
+    }
+}
+
+/// The next signal, or never without a `Shutdown`.
+async fn signal(shutdown: Option<&mut Shutdown>) -> rt::Stop {
+    match shutdown {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 

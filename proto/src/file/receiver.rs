@@ -6,9 +6,9 @@
 //! beyond that the least recently touched block's source symbols are spilled to the output file
 //! (where they belong anyway) and read back when the block is decoded.
 
-use crate::codec::{DecodeJob, SymbolSet};
 use crate::counters::Counters;
-use crate::layout::{Layout, MAX_BLOCKS};
+use crate::file::codec::{DecodeJob, SymbolSet};
+use crate::file::layout::{Layout, MAX_BLOCKS};
 use crate::rng::Rng;
 use crate::wire::{
     Announce, Data, EndReason, MAX_NEED_ENTRIES, Need, NeedEntry, Packet, ReceiverState, Status,
@@ -589,8 +589,7 @@ impl Receiver {
 
     /// The outcome of a `Decode` job: `Ok(block)` once its bytes are written to the file, or the
     /// job back if the symbols were not enough.
-    pub fn handle_decoded(&mut self, now: Instant, outcome: Result<u32, Box<DecodeJob>>) {
-        let _ = now;
+    pub fn handle_decoded(&mut self, _now: Instant, outcome: Result<u32, Box<DecodeJob>>) {
         let Some(s) = self.session.as_mut() else {
             return;
         };

@@ -2,13 +2,15 @@
 //! reorders its RTP (`edm_cast_proto::video::fec::Playout`) and forwards it to a local port that a
 //! player opens through an SDP file.
 
+use super::relay::parse_group;
+use crate::cli::seconds;
 use crate::error::Error;
 use crate::net::{self, Group};
-use crate::video::parse_group;
+use crate::rt::{self, Shutdown, Stop};
 use clap::Parser;
-use edm_cast_proto::video::channel::{ChannelInfo, Control, Refusal};
 use edm_cast_proto::video::fec::Playout;
 use edm_cast_proto::video::h264::rtp_starts_keyframe;
+use edm_cast_proto::video::wire::{ChannelInfo, Control, Refusal};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
@@ -38,8 +40,8 @@ pub struct Args {
     #[arg(long, default_value_t = 150)]
     hold_ms: u64,
     /// Seconds to wait for the relay's announcement and reply.
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    timeout: Duration,
 }
 
 fn socket_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -100,8 +102,8 @@ fn find_player(path: &Path) -> Option<(Child, String)> {
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let limit = crate::secs(args.timeout, "--timeout")?;
-    let runtime = crate::runtime()?;
+    let limit = args.timeout;
+    let runtime = rt::runtime()?;
     runtime.block_on(watch(args, iface, limit))
 }
 
@@ -145,7 +147,7 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
     let started = Instant::now();
     let (mut relay, announces) = find_relay(args.group, iface, &args.name, limit).await?;
     let control = net::register(net::feedback_socket(iface)?)?;
-    let viewer = crate::random_u64();
+    let viewer = rt::random_u64();
     let request = Control::Request {
         viewer,
         channel: args.name.clone(),
@@ -237,18 +239,18 @@ async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode,
     let mut forwarded = 0u64;
     let mut keyframe_seen = false;
     let mut next_renew = Instant::now() + lease / 3;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::Usage(format!("cannot watch SIGTERM: {e}")))?;
+    let mut shutdown = Shutdown::new()?;
     let mut poll_player = tokio::time::interval(Duration::from_millis(200));
     let code = loop {
         let wake = playout
             .poll_timeout()
             .map_or(next_renew, |t| t.min(next_renew));
         tokio::select! {
-            _ = &mut ctrl_c => break ExitCode::from(130),
-            _ = term.recv() => break ExitCode::SUCCESS,
+            stop = shutdown.recv() => break match stop {
+                Stop::Interrupt => ExitCode::from(stop.exit_code()),
+                // A service manager's stop is the normal end of watching.
+                Stop::Terminate => ExitCode::SUCCESS,
+            },
             got = media.recv(&mut media_buf) => {
                 if let Ok(n) = got {
                     playout.handle_rtp(Instant::now(), &media_buf[..n]);

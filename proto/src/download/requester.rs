@@ -41,15 +41,12 @@ impl Requester {
         }
     }
 
-    pub fn server(&self) -> Option<SocketAddr> {
-        self.server
-    }
-
     pub fn answer(&self) -> Option<&Answer> {
         self.answer.as_ref()
     }
 
-    pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+    /// A datagram from the group (SERVER) or the server (OFFER, REFUSE).
+    pub fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, bytes: &[u8]) {
         match Packet::parse(bytes) {
             Ok((_, Packet::Server(s))) => {
                 self.server.get_or_insert(s.requests.resolve(from));
@@ -104,7 +101,7 @@ mod tests {
             requests: FeedbackAddr::Source { port: 5006 },
         })
         .to_vec(0);
-        r.handle_datagram(server, &announce);
+        r.handle_datagram(t, server, &announce);
         let to = r.poll_transmit(t, &mut buf).unwrap();
         assert_eq!(to, "10.0.0.1:5006".parse().unwrap());
         assert_eq!(r.poll_transmit(t, &mut buf), None);
@@ -114,14 +111,14 @@ mod tests {
             session: 1,
             port: 9,
         });
-        r.handle_datagram(to, &other.to_vec(0));
+        r.handle_datagram(t, to, &other.to_vec(0));
         assert_eq!(r.answer(), None);
         let mine = Packet::Offer(Offer {
             request: 5,
             session: 1,
             port: 9,
         });
-        r.handle_datagram(to, &mine.to_vec(0));
+        r.handle_datagram(t, to, &mine.to_vec(0));
         assert_eq!(
             r.answer(),
             Some(&Answer::Offer {

@@ -1,12 +1,14 @@
 //! `edm-cast get URL`: asks the lab's `edm-cast serve` for a URL and receives it from the session
 //! the server names (joining a running one late if the class already started), like `recv`.
 
+use crate::cli::{Network, Receiving, seconds};
 use crate::error::Error;
+use crate::file::listener::Listener;
+use crate::http::fetch;
 use crate::net::{self, Group};
-use crate::recv::Listener;
+use crate::rt::{self, Shutdown};
 use edm_cast_proto::{Answer, ReceiveError, Requester};
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -17,42 +19,30 @@ const ATTEMPTS: u32 = 3;
 pub struct Args {
     /// The http:// or https:// URL to get.
     pub url: String,
-    /// Multicast group of the server, ADDR or ADDR:PORT (as given to `serve`).
-    #[arg(long, default_value = "239.1.1.1")]
-    pub group: Group,
+    /// The server's group and port (as given to `serve`), and the interface to use.
+    #[command(flatten)]
+    pub net: Network,
     /// The server, HOST or HOST:PORT (default port 5006). Default: found by its announce.
     #[arg(long)]
     pub server: Option<String>,
-    /// Interface to use: a name (eth0) or one of its IPv4 addresses. Default: the route's.
-    #[arg(long)]
-    pub iface: Option<String>,
-    /// Folder to write the file into (created if missing).
-    #[arg(long, default_value = ".")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub receiving: Receiving,
     /// Give up if no server answers within this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub timeout: f64,
-    /// Name shown on the server's log. Default: this host's name.
-    #[arg(long)]
-    pub name: Option<String>,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub timeout: Duration,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    if !crate::fetch::is_url(&args.url) {
+    if !fetch::is_url(&args.url) {
         return Err(Error::Usage(format!(
             "{:?} is not an http:// or https:// URL",
             args.url
         )));
     }
-    std::fs::create_dir_all(&args.out).map_err(|source| Error::Write {
-        path: args.out.clone(),
+    let out = &args.receiving.out;
+    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.clone(),
         source,
-    })?;
-    let timeout = Duration::try_from_secs_f64(args.timeout).map_err(|_| {
-        Error::Usage(format!(
-            "--timeout: {} is not a number of seconds",
-            args.timeout
-        ))
     })?;
     let server = args
         .server
@@ -70,22 +60,22 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 .ok_or_else(|| Error::Usage(format!("--server: cannot resolve {s}")))
         })
         .transpose()?;
-    let iface = net::interface_addr(args.iface.as_deref())?;
-    let runtime = crate::runtime()?;
-    runtime.block_on(async {
+    let iface = net::interface_addr(args.net.iface.as_deref())?;
+    rt::runtime()?.block_on(async {
+        let mut shutdown = Shutdown::new()?;
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let (session, port) = ask(&args, server, iface, timeout).await?;
-            let group = Group(SocketAddrV4::new(*args.group.0.ip(), port));
+            let (session, port) = ask(&args, server, iface, &mut shutdown).await?;
+            let group = Group(SocketAddrV4::new(*args.net.group.0.ip(), port));
             let listener = Listener::new(
                 group,
                 iface,
-                args.out.clone(),
-                args.name.clone(),
+                out.clone(),
+                args.receiving.name.clone(),
                 Some(Duration::from_secs(5)),
                 Some(session),
             )?;
-            match listener.receive(&[]).await {
+            match listener.receive(&[], &mut shutdown).await {
                 Ok((_, path)) => {
                     println!("{}", path.display());
                     return Ok(ExitCode::SUCCESS);
@@ -107,16 +97,17 @@ async fn ask(
     args: &Args,
     server: Option<SocketAddr>,
     iface: std::net::Ipv4Addr,
-    timeout: Duration,
+    shutdown: &mut Shutdown,
 ) -> Result<(u32, u16), Error> {
+    let timeout = args.timeout;
     // The server's announces come on the group; its answers on our own unicast socket.
     let announces = match server {
         Some(_) => None,
-        None => Some(net::register(net::group_socket(args.group, iface)?)?),
+        None => Some(net::register(net::group_socket(args.net.group, iface)?)?),
     };
     let unicast = net::register(net::feedback_socket(iface)?)?;
     let mut requester = Requester::new(
-        crate::random_u64() as u32,
+        rt::random_u64() as u32,
         args.url.clone(),
         server,
         Instant::now(),
@@ -144,18 +135,19 @@ async fn ask(
         tokio::select! {
             r = async { announces.as_ref().expect("guarded").recv_from(&mut a).await }, if announces.is_some() => {
                 if let Ok((n, from)) = r {
-                    requester.handle_datagram(from, &a[..n]);
+                    requester.handle_datagram(Instant::now(), from, &a[..n]);
                 }
             }
             r = unicast.recv_from(&mut b) => {
                 if let Ok((n, from)) = r {
-                    requester.handle_datagram(from, &b[..n]);
+                    requester.handle_datagram(Instant::now(), from, &b[..n]);
                 }
             }
+            stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
             _ = tokio::time::sleep_until(wake.into()) => {
                 if Instant::now() >= deadline {
                     return Err(Error::NoServer {
-                        group: server.map_or(args.group.to_string(), |s| s.to_string()),
+                        group: server.map_or(args.net.group.to_string(), |s| s.to_string()),
                         secs: timeout.as_secs(),
                     });
                 }

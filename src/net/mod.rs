@@ -1,4 +1,8 @@
-//! Multicast sockets: the group address, the interface, and socket options (socket2).
+//! The network: multicast sockets (the group address, the interface, socket options, with
+//! socket2), batched UDP I/O (`datapath`) and the pacer (`pace`).
+
+pub mod datapath;
+pub mod pace;
 
 use crate::error::Error;
 use socket2::{Domain, Protocol, Socket, Type};

@@ -3,9 +3,9 @@
 //! MD5 of the URL. The `.meta` file's modification time is the entry's last use; past the size
 //! limit the least recently used entries are removed.
 
-use crate::digest::hex;
+use super::fetch::Validators;
 use crate::error::Error;
-use crate::fetch::Validators;
+use crate::rt::random_u64;
 use md5::{Digest, Md5};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -72,7 +72,7 @@ impl Cache {
     }
 
     fn key(url: &str) -> String {
-        hex(&Md5::digest(url.as_bytes()).into())
+        hex(Md5::digest(url.as_bytes()).into())
     }
 
     /// The cached copy of `url`, if complete; marks it used.
@@ -115,7 +115,7 @@ impl Cache {
         let path = self.dir.join(format!(
             "{}.{:08x}.part",
             Cache::key(url),
-            crate::random_u64() as u32
+            random_u64() as u32
         ));
         let file = OpenOptions::new()
             .read(true)
@@ -142,7 +142,7 @@ impl Cache {
             "url={url}\nname={}\nsize={}\nmd5={}\n",
             entry.name.replace('\n', " "),
             entry.size,
-            hex(&entry.md5)
+            hex(entry.md5)
         );
         for (k, v) in [
             ("etag", &entry.validators.etag),
@@ -196,6 +196,11 @@ impl Cache {
     }
 }
 
+/// An MD5 as 32 lowercase hex digits, as `md5sum` prints it.
+fn hex(md5: [u8; 16]) -> String {
+    format!("{:032x}", u128::from_be_bytes(md5))
+}
+
 fn parse_md5(s: &str) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
     if s.len() != 32 {
@@ -223,7 +228,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_the_least_recently_used_goes_first() {
-        let dir = std::env::temp_dir().join(format!("edm-cache-test-{:x}", crate::random_u64()));
+        let dir = std::env::temp_dir().join(format!("edm-cache-test-{:x}", random_u64()));
         let cache = Cache::open(&dir, Size(250)).unwrap();
         let put = |url: &str, len: usize| {
             let (_, spool) = cache.spool(url).unwrap();

@@ -2,17 +2,12 @@
 //! `SourceBlockEncoder`/`SourceBlockDecoder`. Our own header carries the 32-bit block number, so
 //! raptorq's 8-bit source block number is always 0 here.
 
-use crate::layout::Layout;
+use crate::coding::block_oti;
+use crate::file::layout::Layout;
 use raptorq::{
-    EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder,
-    SourceBlockEncoder, SourceBlockEncodingPlan,
+    EncodingPacket, PayloadId, SourceBlockDecoder, SourceBlockEncoder, SourceBlockEncodingPlan,
 };
 use std::collections::HashMap;
-
-fn oti(layout: &Layout, k: u16) -> ObjectTransmissionInformation {
-    let t = layout.symbol_size();
-    ObjectTransmissionInformation::new(t as u64 * k as u64, t, 1, 1, 1)
-}
 
 /// Encoding plans by K, made once: a plan makes each block's encoding several times cheaper.
 #[derive(Default)]
@@ -80,7 +75,12 @@ impl BlockEncoder {
     pub fn prepare(&mut self, layout: &Layout, plans: &mut Plans) -> &SourceBlockEncoder {
         let (k, data) = (self.k, &self.data);
         self.encoder.get_or_insert_with(|| {
-            SourceBlockEncoder::with_encoding_plan(0, &oti(layout, k), data, plans.get(k))
+            SourceBlockEncoder::with_encoding_plan(
+                0,
+                &block_oti(k, layout.symbol_size()),
+                data,
+                plans.get(k),
+            )
         })
     }
 }
@@ -190,8 +190,7 @@ impl DecodeJob {
                     .iter()
                     .map(|(esi, s)| EncodingPacket::new(PayloadId::new(0, *esi), s.clone())),
             );
-        let oti = ObjectTransmissionInformation::new(kt as u64, self.t, 1, 1, 1);
-        let mut decoder = SourceBlockDecoder::new(0, &oti, kt as u64);
+        let mut decoder = SourceBlockDecoder::new(0, &block_oti(self.k, self.t), kt as u64);
         match decoder.decode(packets) {
             Some(mut out) => {
                 out.truncate(self.len);

@@ -1,0 +1,404 @@
+//! The video wire format (`proto/VIDEO.md`): the 4-byte header of every control and repair
+//! datagram, the control packets (ANNOUNCE, REQUEST, REPLY, LEAVE) and REPAIR. RTP media packets
+//! are plain RFC 3550/6184 (`super::rtp`) and carry no edm-cast header at all.
+//!
+//! Video datagrams have their own magic and version, independent of the file protocol's
+//! (`crate::wire::VERSION`), so either can change without the other.
+
+use crate::wire::{ParseError, Reader};
+use bytes::BufMut;
+use std::net::Ipv4Addr;
+
+/// First two bytes of every video control or repair datagram ("V" for video).
+pub const MAGIC: [u8; 2] = [0xED, 0x56];
+/// The video wire version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Bytes of the video header: magic, version, type.
+pub const HEADER_LEN: usize = 4;
+/// Largest video datagram sent or accepted: the same as the file protocol's.
+pub use crate::wire::MAX_DATAGRAM;
+
+/// Video packet types. Their own magic (`ED 56`) keeps them apart from the file protocol's, whose
+/// types they may share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VideoType {
+    Repair = 0x20,
+    Announce = 0x21,
+    Request = 0x22,
+    Reply = 0x23,
+    Leave = 0x24,
+}
+
+impl VideoType {
+    fn from_u8(v: u8) -> Result<Self, ParseError> {
+        Ok(match v {
+            0x20 => Self::Repair,
+            0x21 => Self::Announce,
+            0x22 => Self::Request,
+            0x23 => Self::Reply,
+            0x24 => Self::Leave,
+            other => return Err(ParseError::UnknownType(other)),
+        })
+    }
+}
+
+/// Checks the header and returns the type and a reader over the body.
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<(VideoType, Reader<'_>), ParseError> {
+    let (kind, r) = crate::wire::open(bytes, MAGIC, VERSION)?;
+    Ok((VideoType::from_u8(kind)?, r))
+}
+
+pub(crate) fn write_header(kind: VideoType, out: &mut impl BufMut) {
+    out.put_slice(&MAGIC);
+    out.put_u8(VERSION);
+    out.put_u8(kind as u8);
+}
+
+/// Longest channel name, in bytes.
+pub const MAX_CHANNEL_NAME: usize = 32;
+/// Most channels one ANNOUNCE lists.
+pub const MAX_CHANNELS: usize = 32;
+/// Largest window (source packets); keeps a decode well under a millisecond.
+pub const MAX_WINDOW: u16 = 64;
+/// Bytes before the symbol in a REPAIR datagram.
+pub const REPAIR_OVERHEAD: usize = HEADER_LEN + 12;
+
+/// One channel in an ANNOUNCE or REPLY: where its RTP and repair packets go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub name: String,
+    /// Relaying now (some viewer holds a lease, or the grace period runs).
+    pub live: bool,
+    pub group: Ipv4Addr,
+    pub media_port: u16,
+    /// 0: no FEC.
+    pub repair_port: u16,
+}
+
+impl ChannelInfo {
+    fn parse(r: &mut Reader) -> Result<Self, ParseError> {
+        let len = r.u8()? as usize;
+        let name = r.text(len, MAX_CHANNEL_NAME, "channel name")?;
+        let live = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(ParseError::Invalid("channel state")),
+        };
+        let group = Ipv4Addr::from(r.array::<4>()?);
+        let (media_port, repair_port) = (r.u16()?, r.u16()?);
+        if !group.is_multicast() || media_port == 0 {
+            return Err(ParseError::Invalid("channel address"));
+        }
+        Ok(ChannelInfo {
+            name,
+            live,
+            group,
+            media_port,
+            repair_port,
+        })
+    }
+
+    fn write(&self, out: &mut impl BufMut) {
+        write_name(&self.name, out);
+        out.put_u8(self.live as u8);
+        out.put_slice(&self.group.octets());
+        out.put_u16(self.media_port);
+        out.put_u16(self.repair_port);
+    }
+}
+
+fn write_name(name: &str, out: &mut impl BufMut) {
+    let name = &name.as_bytes()[..name.len().min(MAX_CHANNEL_NAME)];
+    out.put_u8(name.len() as u8);
+    out.put_slice(name);
+}
+
+fn read_name(r: &mut Reader) -> Result<String, ParseError> {
+    let len = r.u8()? as usize;
+    let name = r.text(len, MAX_CHANNEL_NAME, "channel name")?;
+    if name.is_empty() {
+        return Err(ParseError::Invalid("channel name"));
+    }
+    Ok(name)
+}
+
+/// Why a REPLY grants nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Refusal {
+    UnknownChannel = 1,
+}
+
+/// Video control datagrams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Relay → group, every second: the channels offered. The relay's control address is the
+    /// datagram's source address.
+    Announce { channels: Vec<ChannelInfo> },
+    /// Viewer → relay: start or renew a lease on `channel`.
+    Request { viewer: u64, channel: String },
+    /// Relay → viewer: the lease, or why not.
+    Reply {
+        viewer: u64,
+        lease_ms: u32,
+        result: Result<ChannelInfo, Refusal>,
+    },
+    /// Viewer → relay: the viewer is gone; its lease ends now.
+    Leave { viewer: u64, channel: String },
+}
+
+impl Control {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+        let (kind, mut r) = parse_header(bytes)?;
+        let c = match kind {
+            VideoType::Announce => {
+                let n = r.u8()? as usize;
+                if n > MAX_CHANNELS {
+                    return Err(ParseError::Invalid("channel count"));
+                }
+                let channels = (0..n)
+                    .map(|_| ChannelInfo::parse(&mut r))
+                    .collect::<Result<_, _>>()?;
+                Control::Announce { channels }
+            }
+            VideoType::Request => Control::Request {
+                viewer: r.u64()?,
+                channel: read_name(&mut r)?,
+            },
+            VideoType::Reply => {
+                let viewer = r.u64()?;
+                let lease_ms = r.u32()?;
+                let result = match r.u8()? {
+                    0 => Ok(ChannelInfo::parse(&mut r)?),
+                    1 => Err(Refusal::UnknownChannel),
+                    _ => return Err(ParseError::Invalid("reply status")),
+                };
+                Control::Reply {
+                    viewer,
+                    lease_ms,
+                    result,
+                }
+            }
+            VideoType::Leave => Control::Leave {
+                viewer: r.u64()?,
+                channel: read_name(&mut r)?,
+            },
+            VideoType::Repair => return Err(ParseError::Invalid("REPAIR on the control port")),
+        };
+        r.finish()?;
+        Ok(c)
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        match self {
+            Control::Announce { channels } => {
+                write_header(VideoType::Announce, &mut out);
+                let channels = &channels[..channels.len().min(MAX_CHANNELS)];
+                out.put_u8(channels.len() as u8);
+                for c in channels {
+                    c.write(&mut out);
+                }
+            }
+            Control::Request { viewer, channel } | Control::Leave { viewer, channel } => {
+                let kind = match self {
+                    Control::Request { .. } => VideoType::Request,
+                    _ => VideoType::Leave,
+                };
+                write_header(kind, &mut out);
+                out.put_u64(*viewer);
+                write_name(channel, &mut out);
+            }
+            Control::Reply {
+                viewer,
+                lease_ms,
+                result,
+            } => {
+                write_header(VideoType::Reply, &mut out);
+                out.put_u64(*viewer);
+                out.put_u32(*lease_ms);
+                match result {
+                    Ok(c) => {
+                        out.put_u8(0);
+                        c.write(&mut out);
+                    }
+                    Err(why) => out.put_u8(*why as u8),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A repair datagram's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair<'a> {
+    /// The RTP stream repaired.
+    pub ssrc: u32,
+    /// Sequence number of the window's first source packet.
+    pub base_seq: u16,
+    /// Source packets in the window (K).
+    pub source: u16,
+    /// RaptorQ encoding symbol id, K or more.
+    pub esi: u16,
+    pub symbol: &'a [u8],
+}
+
+impl<'a> Repair<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ParseError> {
+        let (kind, mut r) = parse_header(bytes)?;
+        if kind != VideoType::Repair {
+            return Err(ParseError::Invalid("not a REPAIR packet"));
+        }
+        let ssrc = r.u32()?;
+        let base_seq = r.u16()?;
+        let source = r.u16()?;
+        let esi = r.u16()?;
+        let t = r.u16()? as usize;
+        let symbol = r.bytes(t)?;
+        r.finish()?;
+        if source == 0 || source > MAX_WINDOW {
+            return Err(ParseError::Invalid("window size"));
+        }
+        if esi < source || t < 3 {
+            return Err(ParseError::Invalid("repair symbol id or size"));
+        }
+        Ok(Repair {
+            ssrc,
+            base_seq,
+            source,
+            esi,
+            symbol,
+        })
+    }
+
+    pub fn write(&self, out: &mut impl BufMut) {
+        write_header(VideoType::Repair, out);
+        out.put_u32(self.ssrc);
+        out.put_u16(self.base_seq);
+        out.put_u16(self.source);
+        out.put_u16(self.esi);
+        out.put_u16(self.symbol.len() as u16);
+        out.put_slice(self.symbol);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pi() -> ChannelInfo {
+        ChannelInfo {
+            name: "pi".into(),
+            live: true,
+            group: Ipv4Addr::new(239, 255, 1, 2),
+            media_port: 5004,
+            repair_port: 5006,
+        }
+    }
+
+    fn samples() -> Vec<Control> {
+        vec![
+            Control::Announce {
+                channels: vec![
+                    pi(),
+                    ChannelInfo {
+                        name: "cam2".into(),
+                        live: false,
+                        repair_port: 0,
+                        ..pi()
+                    },
+                ],
+            },
+            Control::Announce { channels: vec![] },
+            Control::Request {
+                viewer: 7,
+                channel: "pi".into(),
+            },
+            Control::Reply {
+                viewer: 7,
+                lease_ms: 6000,
+                result: Ok(pi()),
+            },
+            Control::Reply {
+                viewer: 8,
+                lease_ms: 0,
+                result: Err(Refusal::UnknownChannel),
+            },
+            Control::Leave {
+                viewer: u64::MAX,
+                channel: "pi".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_control_round_trips_and_truncations_fail() {
+        for c in samples() {
+            let v = c.to_vec();
+            assert_eq!(Control::parse(&v), Ok(c.clone()));
+            for cut in 0..v.len() {
+                assert!(Control::parse(&v[..cut]).is_err(), "{c:?} cut at {cut}");
+            }
+            let mut long = v.clone();
+            long.push(0);
+            assert!(Control::parse(&long).is_err());
+            let mut seed = 3u64;
+            for _ in 0..2000 {
+                let mut bad = v.clone();
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = seed as usize % bad.len();
+                bad[i] = (seed >> 40) as u8;
+                let _ = Control::parse(&bad);
+            }
+        }
+    }
+
+    /// The REQUEST example in VIDEO.md, byte for byte.
+    #[test]
+    fn spec_request_example_parses() {
+        let bytes = [
+            0xED, 0x56, 0x01, 0x22, // magic, version 1, REQUEST
+            0, 0, 0, 0, 0, 0, 0, 42, // viewer 42
+            2, b'p', b'i', // channel "pi"
+        ];
+        assert_eq!(
+            Control::parse(&bytes),
+            Ok(Control::Request {
+                viewer: 42,
+                channel: "pi".into()
+            })
+        );
+        assert_eq!(Control::parse(&bytes[..3]), Err(ParseError::Truncated));
+        let mut v2 = bytes;
+        v2[2] = 2;
+        assert_eq!(Control::parse(&v2), Err(ParseError::Version(2)));
+    }
+
+    /// The REPAIR example in VIDEO.md, byte for byte.
+    #[test]
+    fn spec_repair_example_parses() {
+        let bytes = [
+            0xED, 0x56, 0x01, 0x20, // magic, version 1, REPAIR
+            0, 0, 0, 9, // ssrc
+            0xFF, 0xFF, // base_seq
+            0, 25, // K
+            0, 27, // ESI
+            0, 4, // T
+            1, 2, 3, 4, // symbol
+        ];
+        assert_eq!(
+            Repair::parse(&bytes),
+            Ok(Repair {
+                ssrc: 9,
+                base_seq: 0xFFFF,
+                source: 25,
+                esi: 27,
+                symbol: &[1, 2, 3, 4],
+            })
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The command line: the commands, the argument groups several of them share, and value parsers.
+
+use crate::http::cache::Size;
+use crate::net::Group;
+use crate::net::pace::Rate;
+use crate::{download, file, video};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edm-cast",
+    version,
+    about = "Send one file to a whole LAN at once over IP multicast (RaptorQ FEC)",
+    after_help = "Examples:
+  teacher$ edm-cast send ubuntu.iso --group 239.1.1.1 --min-receivers 8
+  teacher$ edm-cast send https://example.org/big.iso --group 239.1.1.1 --min-receivers 8
+  student$ edm-cast recv --group 239.1.1.1 --out ~/Downloads
+  server$  edm-cast serve --group 239.1.1.1 --cache /srv/edm-cache
+  student$ edm-cast get https://example.org/big.iso --out ~/Downloads
+  server$  edm-cast video --from pi                      # live camera, relayed while watched
+  student$ edm-cast watch pi
+
+Exit codes: 0 success; 1 error; 2 (send) some receivers did not get the file; 130 interrupted
+(Ctrl-C); 143 terminated (SIGTERM)."
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG works too.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Send a file, or a URL while it downloads, to every receiver on the group; exits when all
+    /// have it.
+    #[command(after_help = "Examples:
+  edm-cast send ubuntu.iso --group 239.1.1.1 --min-receivers 8
+  edm-cast send image.img --iface eth0 --rate 900M --min-receivers 30 --wait 60
+  edm-cast send https://example.org/big.iso --min-receivers 8 --cache /srv/edm-cache")]
+    Send(file::send::Args),
+    /// Receive the next file sent on the group, check its MD5, and print its path.
+    #[command(after_help = "Examples:
+  edm-cast recv --group 239.1.1.1 --out ~/Downloads
+  edm-cast recv --iface eth0 --out /srv/images --keep")]
+    Recv(file::recv::Args),
+    /// Run the lab's download manager: students' `get URL` requests are sent once, from the
+    /// cache or downloaded with cut-through, to everyone who asks.
+    #[command(after_help = "Examples:
+  edm-cast serve --group 239.1.1.1 --cache /srv/edm-cache --cache-size 200G
+  edm-cast serve --iface eth0 --rate 900M --allow 10.20.0.0/16")]
+    Serve(download::serve::Args),
+    /// Ask the lab's server for a URL and receive it with the class.
+    #[command(after_help = "Examples:
+  edm-cast get https://example.org/big.iso --out ~/Downloads
+  edm-cast get https://example.org/big.iso --server labserver")]
+    Get(download::get::Args),
+    /// Relay live H.264 sources (e.g. a Pi camera) as multicast RTP with FEC, while someone watches.
+    #[command(after_help = "Examples:
+  pi$     rpicam-vid -t 0 --inline --intra 30 -o udp://SERVER:5000
+  server$ edm-cast video --from pi        # pi = raw H.264 on udp://:5000 unless --source says otherwise
+  server$ edm-cast video --from pi --from cam2 --source cam2=rtp://:5002 --run-on-demand cam2='ffmpeg ...'")]
+    Video(video::relay::Args),
+    /// Watch a relayed channel: starts ffplay (or VLC), or with --sdp writes an SDP for any player.
+    #[command(after_help = "Examples:
+  edm-cast watch pi
+  edm-cast watch pi --sdp pi.sdp        # then: vlc pi.sdp")]
+    Watch(video::watch::Args),
+}
+
+/// Where a file session's datagrams go: `send`, `recv`, `serve`, `get`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Network {
+    /// Multicast group, ADDR or ADDR:PORT.
+    #[arg(long, default_value = "239.1.1.1")]
+    pub group: Group,
+    /// Interface to use: a name (eth0) or one of its IPv4 addresses. Default: the route's.
+    #[arg(long)]
+    pub iface: Option<String>,
+}
+
+/// How a sender sends: `send`, `serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Sending {
+    /// Link rate to send at (for `serve`: all sessions together), in bit/s with k/M/G units. Keep
+    /// it below the slowest link on the way (a 100 Mbit/s switch port: 95M; a dedicated gigabit
+    /// LAN: 900M).
+    #[arg(long, default_value = "100M")]
+    pub rate: Rate,
+    /// Multicast TTL: 1 keeps the packets on the local network.
+    #[arg(long, default_value_t = 1)]
+    pub ttl: u32,
+    /// Drop a receiver that has been silent this many seconds (it is reported as not done).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    pub drop_after: Duration,
+}
+
+/// Where downloads are kept: `send URL`, `serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Caching {
+    /// Keep downloads in DIR, and send a URL from there while the web server says it is unchanged
+    /// (ETag / Last-Modified).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Largest size of --cache; least recently used downloads go first.
+    #[arg(long, value_name = "SIZE", default_value = "20G")]
+    pub cache_size: Size,
+}
+
+/// Where a received file goes, and who receives it: `recv`, `get`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Receiving {
+    /// Folder to write the file into (created if missing).
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Name shown on the sender's screen (and the server's log). Default: this host's name.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// A number of seconds (`5`, `0.5`) as a duration.
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("'{s}' is not a number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse_and_nonsense_is_refused() {
+        assert_eq!(seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["-1", "soon", "inf", "NaN", ""] {
+            assert!(
+                seconds(bad).unwrap_err().contains("number of seconds"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,398 @@
+//! The receiving side of one file session: joins the group, feeds proto's `Receiver`, runs
+//! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
+//! the MD5 and renames the file into place. `recv` runs one file after another; `get` one.
+
+use super::md5::{RunningMd5, WrittenBlocks, hex, md5_file};
+use super::output::{self, FileHandle, OutputFile};
+use super::view;
+use crate::error::Error;
+use crate::net::datapath::RecvBatch;
+use crate::net::{self, Group};
+use crate::rt::{self, Shutdown};
+use edm_cast_proto::{DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
+use indicatif::ProgressBar;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Decode jobs (each holding a block) at most in flight before the receiver stops reading.
+const MAX_JOBS: usize = 8;
+
+/// How long a receiver lets packets gather between reads.
+const COALESCE: Duration = Duration::from_millis(1);
+
+/// What stays the same from one received file to the next.
+pub struct Listener {
+    group_addr: Group,
+    out: PathBuf,
+    group: UdpSocket,
+    feedback: UdpSocket,
+    /// Pause between reads (see `COALESCE`).
+    coalesce: bool,
+    name: String,
+    timeout: Option<Duration>,
+    /// Join only this session (`get`: the one the server offered).
+    session: Option<u32>,
+}
+
+impl Listener {
+    /// Joins `group` on `iface`; must be called inside the runtime.
+    pub fn new(
+        group: Group,
+        iface: Ipv4Addr,
+        out: PathBuf,
+        name: Option<String>,
+        timeout: Option<Duration>,
+        session: Option<u32>,
+    ) -> Result<Self, Error> {
+        let group_std = net::group_socket(group, iface)?;
+        let feedback_std = net::feedback_socket(iface)?;
+        // 8 MiB is 60 ms at 1 Gbit/s: ample for a 1 ms pause.
+        let coalesce = socket2::SockRef::from(&group_std)
+            .recv_buffer_size()
+            .is_ok_and(|b| b >= 8 << 20);
+        Ok(Listener {
+            group_addr: group,
+            out,
+            group: net::register(group_std)?,
+            feedback: net::register(feedback_std)?,
+            coalesce,
+            name: name.unwrap_or_else(rt::hostname),
+            timeout,
+            session,
+        })
+    }
+
+    /// Receives one file; returns its session and where it is. On any failure the sender is told,
+    /// so it does not wait for this receiver.
+    pub async fn receive(
+        &self,
+        skip_sessions: &[u32],
+        shutdown: &mut Shutdown,
+    ) -> Result<(u32, PathBuf), Error> {
+        let seed = rt::random_u64();
+        let mut rx = Receiver::new(ReceiverConfig {
+            id: seed as u32,
+            name: self.name.clone(),
+            seed,
+            skip_sessions: skip_sessions.to_vec(),
+            session: self.session,
+            ..ReceiverConfig::default()
+        });
+        let result = self.session(&mut rx, shutdown).await;
+        if result.is_err() {
+            rx.fail();
+            flush(&mut rx, &self.feedback, &mut Vec::new()).await;
+        }
+        result
+    }
+
+    async fn session(
+        &self,
+        rx: &mut Receiver,
+        shutdown: &mut Shutdown,
+    ) -> Result<(u32, PathBuf), Error> {
+        let (group, feedback) = (&self.group, &self.feedback);
+        let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
+        let mut file = Receiving::new(&self.out, tx_done);
+        let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
+            what: "cannot set up batched receive".into(),
+            source,
+        })?;
+        let mut fb_inbox = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(1500);
+        let give_up = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            let wake = rx
+                .poll_timeout()
+                .or(if file.joined() { None } else { give_up })
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                // Past MAX_JOBS blocks waiting for the disk or a decoder, stop reading: the kernel
+                // drops what does not fit and repair brings it back, so memory stays bounded.
+                _ = group.readable(), if file.jobs < MAX_JOBS => {
+                    // Drain what is queued (a batch per system call) before anything slower.
+                    drain(&mut inbox, group, rx);
+                    // Let packets gather for a moment: one wake-up per millisecond instead of one
+                    // per packet leaves the CPU to the decoder (and, in a lab on one machine, to
+                    // the sender). Only where the socket buffer holds far more than a millisecond.
+                    if self.coalesce {
+                        std::thread::sleep(COALESCE);
+                    }
+                }
+                r = feedback.recv_from(&mut fb_inbox) => {
+                    if let Ok((n, from)) = r {
+                        rx.handle_datagram(Instant::now(), from, &fb_inbox[..n]);
+                    }
+                }
+                Some(d) = done.recv() => file.on_done(rx, d)?,
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    // What waits in the socket counts before any "the sender went silent": reads
+                    // pause while decode jobs are many, and a slow disk can hold them for a while.
+                    drain(&mut inbox, group, rx);
+                    let now = Instant::now();
+                    if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
+                        return Err(Error::NoSession {
+                            group: self.group_addr.to_string(),
+                            secs: self.timeout.unwrap_or_default().as_secs(),
+                        });
+                    }
+                    rx.handle_timeout(now);
+                }
+                stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
+            }
+            flush(rx, feedback, &mut out).await;
+            while let Some(ev) = rx.poll_event() {
+                if let Some(path) = file.on_event(rx, ev)? {
+                    flush(rx, feedback, &mut out).await;
+                    return Ok((file.session, path));
+                }
+            }
+        }
+    }
+}
+
+/// What the blocking pool reports back.
+enum Done {
+    Decoded(Result<u32, Box<DecodeJob>>),
+    Verified([u8; 16]),
+    AlreadyHave(bool),
+    Failed(Error),
+}
+
+/// The file of one session: what the receiver's events and the blocking pool's reports act on.
+struct Receiving<'a> {
+    dir: &'a Path,
+    /// Where decodes, checks and the MD5 report back.
+    reports: mpsc::UnboundedSender<Done>,
+    session: u32,
+    file: Option<(SessionInfo, OutputFile)>,
+    md5: Option<RunningMd5>,
+    bar: Option<ProgressBar>,
+    /// Where the verified file is.
+    result: Option<PathBuf>,
+    /// Size and MD5 the file must have, once every block is in.
+    expected: Option<(u64, [u8; 16])>,
+    /// Decode jobs in flight.
+    jobs: usize,
+}
+
+impl<'a> Receiving<'a> {
+    fn new(dir: &'a Path, reports: mpsc::UnboundedSender<Done>) -> Self {
+        Receiving {
+            dir,
+            reports,
+            session: 0,
+            file: None,
+            md5: None,
+            bar: None,
+            result: None,
+            expected: None,
+            jobs: 0,
+        }
+    }
+
+    fn joined(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Acts on one of the receiver's events; the path of the file once the session is over.
+    fn on_event(&mut self, rx: &mut Receiver, ev: ReceiverEvent) -> Result<Option<PathBuf>, Error> {
+        if !matches!(ev, ReceiverEvent::Decode(_) | ReceiverEvent::Store { .. }) {
+            tracing::debug!("{ev:?}");
+        }
+        match ev {
+            ReceiverEvent::Joined(info) => self.on_joined(info)?,
+            ReceiverEvent::Store { offset, data } => {
+                if let Some((_, f)) = &self.file {
+                    f.handle().write_at(offset, &data)?;
+                }
+            }
+            ReceiverEvent::Decode(job) => match (&self.file, &self.md5) {
+                (Some((_, f)), Some(m)) => {
+                    self.jobs += 1;
+                    spawn_decode(job, f.handle(), m.written(), self.reports.clone())
+                }
+                // The file was found already present: nothing to write.
+                _ => rx.handle_decoded(Instant::now(), Ok(job.block)),
+            },
+            ReceiverEvent::Complete { size, md5: want } => {
+                self.expected = Some((size, want));
+                if let Some(bar) = &self.bar {
+                    bar.set_length(size);
+                }
+                match (self.md5.take(), &self.file) {
+                    (Some(m), Some((_, f))) => {
+                        // A padded last block may have been written whole: cut it.
+                        f.set_len(size)?;
+                        spawn_verify(m, size, self.reports.clone())
+                    }
+                    _ => rx.verified(Instant::now(), true),
+                }
+            }
+            ReceiverEvent::Finished => {
+                if let Some(bar) = &self.bar {
+                    bar.finish_and_clear();
+                }
+                return self
+                    .result
+                    .take()
+                    .map(Some)
+                    .ok_or_else(|| Error::Protocol("finished without a file".into()));
+            }
+            ReceiverEvent::Failed(e) => {
+                if let Some(bar) = &self.bar {
+                    bar.abandon();
+                }
+                return Err(Error::Receive(e));
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_joined(&mut self, info: SessionInfo) -> Result<(), Error> {
+        self.session = info.session;
+        let output = start_file(self.dir, &info, &self.reports)?;
+        eprintln!(
+            "receiving {} ({}) into {}",
+            info.name,
+            info.size.map_or("size not known yet".into(), view::bytes),
+            output.final_path.display()
+        );
+        self.bar = Some(view::byte_bar(info.size, "receiving"));
+        self.md5 = Some(RunningMd5::start(output.handle(), info.size.is_some()));
+        self.file = Some((info, output));
+        Ok(())
+    }
+
+    /// Acts on what the blocking pool reports.
+    fn on_done(&mut self, rx: &mut Receiver, d: Done) -> Result<(), Error> {
+        let now = Instant::now();
+        match d {
+            Done::Decoded(outcome) => {
+                self.jobs -= 1;
+                rx.handle_decoded(now, outcome);
+                if let (Some(bar), Some((info, _)), Some((done, _))) =
+                    (&self.bar, &self.file, rx.progress())
+                {
+                    let at = done as u64 * info.block_bytes;
+                    bar.set_position(info.size.map_or(at, |size| at.min(size)));
+                }
+            }
+            Done::Verified(md5) => {
+                let (info, output) = self.file.take().expect("verified a file");
+                let want = self
+                    .expected
+                    .map(|e| e.1)
+                    .expect("complete before verified");
+                if md5 != want {
+                    return Err(Error::Md5Mismatch {
+                        name: info.name,
+                        expected: hex(&want),
+                        got: hex(&md5),
+                    });
+                }
+                self.result = Some(output.commit()?);
+                rx.verified(now, true);
+            }
+            Done::AlreadyHave(true) => {
+                if let Some((_, output)) = self.file.take() {
+                    eprintln!("{}: already present, same MD5", output.final_path.display());
+                    self.result = Some(output.final_path.clone());
+                }
+                rx.already_complete(now);
+            }
+            Done::AlreadyHave(false) => {}
+            Done::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+/// Hands the receiver what is queued on the group socket, a batch per system call.
+fn drain(inbox: &mut RecvBatch, group: &UdpSocket, rx: &mut Receiver) {
+    let now = Instant::now();
+    for _ in 0..64 {
+        match inbox.try_recv(group, |from, d| rx.handle_datagram(now, from, d)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::debug!("group socket: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// Sends the receiver's pending feedback.
+async fn flush(rx: &mut Receiver, socket: &UdpSocket, out: &mut Vec<u8>) {
+    while let Some(to) = rx.poll_transmit(Instant::now(), out) {
+        send(socket, out, to).await;
+    }
+}
+
+async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    // Feedback is best effort: the protocol repeats what matters.
+    if let Err(e) = socket.send_to(bytes, to).await {
+        tracing::debug!("feedback to {to}: {e}");
+    }
+}
+
+fn start_file(
+    dir: &Path,
+    info: &SessionInfo,
+    tx: &mpsc::UnboundedSender<Done>,
+) -> Result<OutputFile, Error> {
+    let name = output::safe_name(&info.name, info.session);
+    let output = OutputFile::create(dir, &name, info.session, info.size)?;
+    // A complete copy already there? Check it on the side while receiving goes on.
+    let existing = output.final_path.clone();
+    if let (Some(size), Some(want)) = (info.size, info.md5)
+        && std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() == size)
+    {
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let same = md5_file(&existing, |_| {}).is_ok_and(|m| m == want);
+            let _ = tx.send(Done::AlreadyHave(same));
+        });
+    }
+    Ok(output)
+}
+
+fn spawn_decode(
+    job: DecodeJob,
+    file: FileHandle,
+    md5: WrittenBlocks,
+    tx: mpsc::UnboundedSender<Done>,
+) {
+    tokio::task::spawn_blocking(move || {
+        let result = (|| {
+            let spilled = if job.needs_spilled() {
+                Some(file.read_at(job.offset, job.len)?)
+            } else {
+                None
+            };
+            let (block, offset) = (job.block, job.offset);
+            Ok(match job.run(spilled) {
+                Ok(bytes) => {
+                    file.write_at(offset, &bytes)?;
+                    md5.written(block, offset, bytes.len());
+                    Done::Decoded(Ok(block))
+                }
+                Err(job) => Done::Decoded(Err(job)),
+            })
+        })();
+        let _ = tx.send(result.unwrap_or_else(Done::Failed));
+    });
+}
+
+fn spawn_verify(md5: RunningMd5, size: u64, tx: mpsc::UnboundedSender<Done>) {
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.send(match md5.finish(size) {
+            Ok(digest) => Done::Verified(digest),
+            Err(e) => Done::Failed(e),
+        });
+    });
+}

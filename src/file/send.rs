@@ -1,0 +1,96 @@
+//! `edm-cast send FILE|URL`: one session, from a file or from a download that is multicast while
+//! it arrives.
+
+use super::session::{Session, Start};
+use super::source;
+use super::view::SenderView;
+use crate::cli::{Caching, Network, Sending, seconds};
+use crate::error::Error;
+use crate::http::cache::Cache;
+use crate::http::fetch;
+use crate::http::policy::Policy;
+use crate::net;
+use crate::rt::{self, Shutdown};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The file to send, or an http:// or https:// URL to download and send while it arrives.
+    pub source: String,
+    #[command(flatten)]
+    pub net: Network,
+    #[command(flatten)]
+    pub sending: Sending,
+    /// Start once this many receivers have said hello.
+    #[arg(long, default_value_t = 1)]
+    pub min_receivers: usize,
+    /// Start after this many seconds even if fewer receivers said hello. Default: wait for them.
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub wait: Option<Duration>,
+    /// Name announced to receivers. Default: the file's name (for a URL: its last path segment).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// URL only (see --cache).
+    #[command(flatten)]
+    pub caching: Caching,
+    /// Source symbols per block (K): larger blocks cost receivers more CPU per decode.
+    #[arg(long, default_value_t = 1024, hide = true)]
+    pub block_symbols: u16,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Error> {
+    let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let mut source = if fetch::is_url(&args.source) {
+        let cache = args
+            .caching
+            .cache
+            .as_deref()
+            .map(|d| Cache::open(d, args.caching.cache_size).map(Arc::new))
+            .transpose()?;
+        // The operator's own command: any address may be fetched (serve is stricter).
+        let agent = fetch::agent(Arc::new(Policy::allow_all()));
+        source::url(&agent, &args.source, cache.as_ref())?
+    } else {
+        if args.caching.cache.is_some() {
+            return Err(Error::Usage("--cache is for URLs".into()));
+        }
+        source::file(&PathBuf::from(&args.source), None)?
+    };
+    if let Some(n) = &args.name {
+        source.name = n.clone();
+    }
+    let start = Start {
+        min_receivers: args.min_receivers,
+        wait: args.wait,
+        drop_after: args.sending.drop_after,
+        block_symbols: args.block_symbols,
+    };
+    let (group, rate) = (args.net.group, args.sending.rate);
+    let mut session = Session::open(
+        source,
+        group,
+        iface,
+        args.sending.ttl,
+        &start,
+        rate,
+        SenderView::new(),
+    )?;
+    eprintln!(
+        "edm-cast: sending {} to {group} at {rate}, session {:08x}; waiting for {} receiver(s){}",
+        session.describe(),
+        session.id,
+        args.min_receivers,
+        args.wait
+            .map(|w| format!(" for up to {} s", w.as_secs_f64()))
+            .unwrap_or_default(),
+    );
+    rt::runtime()?.block_on(async {
+        let mut shutdown = Shutdown::new()?;
+        session.run(Some(&mut shutdown)).await
+    })?;
+    session.view.finish(&session.sender);
+    Ok(session.summary(args.min_receivers))
+}
