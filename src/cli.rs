@@ -3,7 +3,7 @@
 use crate::http::cache::Size;
 use crate::net::Group;
 use crate::net::pace::Rate;
-use crate::{download, file, video};
+use crate::{download, file, keys, video};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +69,13 @@ pub enum Command {
   edm-cast watch pi
   edm-cast watch pi --sdp pi.sdp        # then: vlc pi.sdp")]
     Watch(video::watch::Args),
+    /// Make a key pair: the private key signs what a teacher sends (--key); the public key, one
+    /// line, goes to the lab PCs (--trust, or /etc/edm-cast/trusted).
+    #[command(after_help = "Examples:
+  teacher$ edm-cast keygen ~/.config/edm-cast/teacher.key
+  teacher$ edm-cast keygen --show ~/.config/edm-cast/teacher.key
+  lab PC $ edm-cast recv --trust edm1-...")]
+    Keygen(keys::Args),
 }
 
 /// Where a file session's datagrams go: `send`, `recv`, `serve`, `get`.
@@ -110,9 +117,14 @@ pub struct Caching {
     pub cache_size: Size,
 }
 
-/// Where a received file goes, and who receives it: `recv`, `get`.
+/// Where a received file goes, who receives it, and whose files it takes: `recv`, `get`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Receiving {
+    #[command(flatten)]
+    pub trusting: keys::Trusting,
+    /// This PC's own private key: opens sessions encrypted for it (`send --encrypt --to`).
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
     /// Folder to write the file into (created if missing).
     #[arg(long, default_value = ".")]
     pub out: PathBuf,

@@ -1,6 +1,8 @@
 //! Errors that reach the user: one line each, saying what failed and what to do.
 
 use crate::rt::Stop;
+use data_encoding::HEXLOWER;
+use edm_cast_proto::wire::{FailReason, FileDigests};
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,15 +37,44 @@ pub enum Error {
     NoServer { group: String, secs: u64 },
     #[error("cannot download {url}: {why}")]
     Fetch { url: String, why: String },
-    #[error("{name}: MD5 mismatch (expected {expected}, got {got}); the file was not kept")]
-    Md5Mismatch {
+    #[error("{name}: {what} mismatch (expected {expected}, got {got}); the file was not kept")]
+    DigestMismatch {
         name: String,
+        what: &'static str,
         expected: String,
         got: String,
     },
 }
 
 impl Error {
+    /// The first of the file's digests that is not what was announced, as an error.
+    pub fn mismatch(name: &str, want: &FileDigests, got: &FileDigests) -> Option<Error> {
+        let differs = |what, want: &[u8], got: &[u8]| {
+            (want != got).then(|| Error::DigestMismatch {
+                name: name.to_owned(),
+                what,
+                expected: HEXLOWER.encode(want),
+                got: HEXLOWER.encode(got),
+            })
+        };
+        differs("MD5", &want.md5, &got.md5)
+            .or_else(|| differs("SHA-256", &want.sha256, &got.sha256))
+    }
+
+    /// What the final STATUS tells the sender about this error.
+    pub fn fail_reason(&self) -> FailReason {
+        match self {
+            Error::Interrupted(_) => FailReason::Interrupted,
+            Error::Write { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                FailReason::DiskFull
+            }
+            Error::Write { .. } => FailReason::CannotWrite,
+            Error::DigestMismatch { .. } => FailReason::DigestMismatch,
+            Error::Receive(edm_cast_proto::ReceiveError::SenderGone(_)) => FailReason::SenderGone,
+            _ => FailReason::Other,
+        }
+    }
+
     /// 130 or 143 for a signal, else 1.
     pub fn exit_code(&self) -> ExitCode {
         match self {

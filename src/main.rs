@@ -10,6 +10,7 @@ mod download;
 mod error;
 mod file;
 mod http;
+mod keys;
 mod net;
 mod rt;
 mod video;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Get(args) => download::get::run(args),
         Command::Video(args) => video::relay::run(args),
         Command::Watch(args) => video::watch::run(args),
+        Command::Keygen(args) => keys::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("edm-cast: {e}");

@@ -2,6 +2,8 @@
 //! hear Ctrl-C and SIGTERM.
 
 use crate::error::Error;
+use edm_cast_proto::WallClock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Every command's runtime: one thread for the network; a few more, started on demand, for the
@@ -14,19 +16,36 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
 }
 
-/// A random number for session, receiver and viewer ids, seeded by the standard library's
-/// per-process keys.
+/// A random number for session, receiver and viewer ids, from the operating system.
 pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+    let mut b = [0u8; 8];
+    // The kernel's generator does not fail once the system is up; if it did, an id drawn from
+    // the clock is still unique enough for a session.
+    if getrandom::getrandom(&mut b).is_err() {
+        return SystemTime::now()
+            .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
+            .as_nanos() as u64
+            ^ u64::from(std::process::id()) << 32;
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Random bytes from the operating system, for keys.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| Error::Usage(format!("cannot draw random bytes: {e}")))?;
+    Ok(b)
+}
+
+/// The wall clock, tied to the monotonic clock the protocol runs on (signatures carry it).
+pub fn wall_clock() -> WallClock {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    WallClock::new(Instant::now(), unix_ms)
 }
 
 /// This host's name (what a receiver calls itself on the sender's screen), or "" if unknown.

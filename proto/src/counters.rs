@@ -1,7 +1,9 @@
 //! Counts of datagrams dropped, by reason: nothing from the network is dropped silently.
 
+use crate::auth::Rejected;
 use crate::wire::ParseError;
 
+/// Datagrams (or, for symbols, DATA packets) a state machine dropped, by why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Not edm-cast at all (bad magic).
@@ -18,9 +20,29 @@ pub struct Counters {
     pub out_of_range: u64,
     /// A symbol we already had, or for a block already decoded.
     pub duplicate: u64,
+    /// From an address other than the session's sender (or a receiver's own).
+    pub wrong_source: u64,
+    /// Unsigned where a signature is required.
+    pub unsigned: u64,
+    /// Signed by a key not trusted, or not the session's.
+    pub unknown_key: u64,
+    /// A signature that does not verify, a sealed symbol whose tag does not, or a symbol whose
+    /// hash is not the one the sender published: forged or damaged.
+    pub forged: u64,
+    /// Signed too far from this PC's clock: replayed, or a clock that is wrong.
+    pub stale: u64,
+    /// A symbol of a block being collected symbol by symbol whose hash has not come.
+    pub unverified: u64,
+    /// From a receiver the sender does not know (it never said hello), or one it refused.
+    pub unknown_receiver: u64,
+    /// Over a receiver table's bounds (in all, or per address).
+    pub refused: u64,
+    /// Over its sender's rate bound.
+    pub rate_limited: u64,
 }
 
 impl Counters {
+    /// Counts a datagram that did not parse.
     pub fn parse_error(&mut self, e: ParseError) {
         match e {
             ParseError::Foreign => self.foreign += 1,
@@ -28,6 +50,16 @@ impl Counters {
             ParseError::UnknownType(_) | ParseError::Truncated | ParseError::Invalid(_) => {
                 self.malformed += 1
             }
+        }
+    }
+
+    /// Counts a datagram whose signature was not accepted.
+    pub fn rejected(&mut self, r: Rejected) {
+        match r {
+            Rejected::Unsigned => self.unsigned += 1,
+            Rejected::UnknownKey => self.unknown_key += 1,
+            Rejected::BadSignature => self.forged += 1,
+            Rejected::Stale => self.stale += 1,
         }
     }
 
@@ -40,5 +72,14 @@ impl Counters {
             + self.unexpected
             + self.out_of_range
             + self.duplicate
+            + self.wrong_source
+            + self.unsigned
+            + self.unknown_key
+            + self.forged
+            + self.stale
+            + self.unverified
+            + self.unknown_receiver
+            + self.refused
+            + self.rate_limited
     }
 }

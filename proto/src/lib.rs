@@ -5,21 +5,25 @@
 //! current time in, and takes datagrams, timeouts and events out. `PROTOCOL.md` and `VIDEO.md` are
 //! the specs.
 
+pub mod auth;
 mod coding;
 pub mod counters;
 pub mod download;
 pub mod file;
+pub mod limit;
 pub mod rng;
 pub mod video;
 pub mod wire;
 
+pub use auth::{KeyId, PublicKey, SecretKey, Signer, Trust, WallClock};
 pub use counters::Counters;
 pub use download::catalog::{Catalog, CatalogConfig, CatalogEvent, Reply};
 pub use download::requester::{Answer, Requester};
-pub use file::codec::DecodeJob;
+pub use file::codec::{DecodeError, DecodeJob};
 pub use file::layout::{Layout, LayoutError};
+pub use file::peers::Limits;
 pub use file::receiver::{ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
 pub use file::sender::{
-    ConfigError, Destination, FileInfo, ReceiverInfo, Sender, SenderConfig, SenderEvent,
-    SenderStats, SourceError,
+    ConfigError, Destination, Encryption, FileInfo, ReceiverInfo, Sender, SenderConfig,
+    SenderEvent, SenderStats, SourceError,
 };

@@ -2,7 +2,7 @@
 //! a fake clock. Seconds of protocol run in milliseconds, the same way every time.
 
 use edm_cast_proto::rng::Rng;
-use edm_cast_proto::wire::{FeedbackAddr, Packet};
+use edm_cast_proto::wire::{Datagram, FeedbackAddr, FileDigests, Packet};
 use edm_cast_proto::{
     Destination, FileInfo, ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, Sender,
     SenderConfig, SenderEvent,
@@ -65,6 +65,12 @@ struct Outcome {
     elapsed: Duration,
 }
 
+/// The whole-file digests the simulated sender announces (the receivers' check is byte equality).
+const DIGESTS: FileDigests = FileDigests {
+    md5: [0; 16],
+    sha256: [0; 32],
+};
+
 const SENDER: &str = "10.0.0.1:5000";
 /// One data packet on the simulated link every this long (about 100 Mbit/s for 1 KiB packets).
 const PACKET_TIME: Duration = Duration::from_micros(121);
@@ -120,7 +126,7 @@ fn run_from(
             let info = FileInfo {
                 name: "class.iso".into(),
                 size: Some(file.len() as u64),
-                md5: Some([0; 16]),
+                digests: Some(DIGESTS),
             };
             Sender::new(cfg.clone(), info, t0).unwrap()
         }
@@ -128,7 +134,7 @@ fn run_from(
             let info = FileInfo {
                 name: "class.iso".into(),
                 size: size_known.then_some(file.len() as u64),
-                md5: None,
+                digests: None,
             };
             Sender::growing(cfg.clone(), info, t0).unwrap()
         }
@@ -171,7 +177,7 @@ fn run_from(
             let arrived = (bytes_per_sec as u128 * (now - t0).as_micros() / 1_000_000) as u64;
             if arrived >= file.len() as u64 {
                 sender
-                    .source_ended(now, file.len() as u64, [0; 16])
+                    .source_ended(now, file.len() as u64, DIGESTS)
                     .unwrap();
             } else {
                 sender.source_grew(now, arrived);
@@ -204,8 +210,18 @@ fn run_from(
                 }
                 break;
             };
-            let is_data = matches!(Packet::parse(&buf), Ok((_, Packet::Data(_))));
-            if let Ok((_, Packet::Data(d))) = Packet::parse(&buf) {
+            let is_data = matches!(
+                Packet::parse(&buf),
+                Ok(Datagram {
+                    packet: Packet::Data(_),
+                    ..
+                })
+            );
+            if let Ok(Datagram {
+                packet: Packet::Data(d),
+                ..
+            }) = Packet::parse(&buf)
+            {
                 sent[d.block as usize] += 1;
             }
             for (i, node) in nodes.iter_mut().enumerate() {
@@ -231,7 +247,11 @@ fn run_from(
                 if lost {
                     continue;
                 }
-                if let Ok((_, Packet::Data(d))) = Packet::parse(&buf) {
+                if let Ok(Datagram {
+                    packet: Packet::Data(d),
+                    ..
+                }) = Packet::parse(&buf)
+                {
                     let k = layout.symbols(d.block) as u32;
                     if d.esi < first_pass_k(k) {
                         node.first_pass[d.block as usize] += 1;
@@ -509,7 +529,7 @@ fn an_abort_reaches_the_receivers() {
     let info = FileInfo {
         name: "x".into(),
         size: Some(file.len() as u64),
-        md5: Some([0; 16]),
+        digests: Some(DIGESTS),
     };
     let mut sender = Sender::new(sender_config(0), info, t0).unwrap();
     let mut rx = Receiver::new(ReceiverConfig::default());
@@ -540,7 +560,7 @@ fn hostile_input_is_counted_never_fatal() {
     let info = FileInfo {
         name: "../../etc/passwd".into(),
         size: Some(file.len() as u64),
-        md5: Some([0; 16]),
+        digests: Some(DIGESTS),
     };
     let mut sender = Sender::new(sender_config(0), info, t0).unwrap();
     let mut rx = Receiver::new(ReceiverConfig::default());
@@ -629,7 +649,7 @@ fn the_sender_refuses_what_receivers_would_refuse() {
     let info = |size| FileInfo {
         name: "f".into(),
         size: Some(size),
-        md5: Some([0; 16]),
+        digests: Some(DIGESTS),
     };
     let bad = [
         SenderConfig {

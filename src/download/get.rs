@@ -3,11 +3,11 @@
 
 use crate::cli::{Network, Receiving, seconds};
 use crate::error::Error;
-use crate::file::listener::Listener;
+use crate::file::listener::{Listener, Listening};
 use crate::http::fetch;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
-use edm_cast_proto::{Answer, ReceiveError, Requester};
+use edm_cast_proto::{Answer, ReceiveError, Requester, Trust};
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -61,19 +61,20 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         })
         .transpose()?;
     let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let how = Listening::new(&args.receiving, Some(Duration::from_secs(5)))?;
     rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let (session, port) = ask(&args, server, iface, &mut shutdown).await?;
+            let (session, port) = ask(&args, server, iface, &how.trust, &mut shutdown).await?;
             let group = Group(SocketAddrV4::new(*args.net.group.0.ip(), port));
             let listener = Listener::new(
                 group,
                 iface,
-                out.clone(),
-                args.receiving.name.clone(),
-                Some(Duration::from_secs(5)),
-                Some(session),
+                Listening {
+                    session: Some(session),
+                    ..how.clone()
+                },
             )?;
             match listener.receive(&[], &mut shutdown).await {
                 Ok((_, path)) => {
@@ -97,6 +98,7 @@ async fn ask(
     args: &Args,
     server: Option<SocketAddr>,
     iface: std::net::Ipv4Addr,
+    trust: &Option<Trust>,
     shutdown: &mut Shutdown,
 ) -> Result<(u32, u16), Error> {
     let timeout = args.timeout;
@@ -110,6 +112,7 @@ async fn ask(
         rt::random_u64() as u32,
         args.url.clone(),
         server,
+        trust.clone(),
         Instant::now(),
     );
     let deadline = Instant::now() + timeout;

@@ -5,12 +5,13 @@
 
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
-use crate::file::session::{Session, Start};
+use crate::file::session::{Session, Setup};
 use crate::file::source;
 use crate::file::view::{self, SenderView};
 use crate::http::cache::Cache;
 use crate::http::fetch;
 use crate::http::policy::{Net, Policy};
+use crate::keys::{self, Signing};
 use crate::net::pace::Rate;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
@@ -53,6 +54,9 @@ pub struct Args {
     /// Stop after this many seconds (tests, scheduled lab hours). Default: run until Ctrl-C.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub exit_after: Option<Duration>,
+    /// Signs the server's announce and answers, and every session it sends.
+    #[command(flatten)]
+    pub signing: Signing,
 }
 
 /// What a session's thread reports.
@@ -85,7 +89,7 @@ struct Shared {
     iface: Ipv4Addr,
     group: Group,
     ttl: u32,
-    start: Start,
+    setup: Setup,
     /// Each session's share of the link, in bit/s.
     rate: Arc<AtomicU64>,
 }
@@ -100,18 +104,21 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         .map(|d| Cache::open(d, args.caching.cache_size).map(Arc::new))
         .transpose()?;
     let policy = Arc::new(Policy::new(args.allow.clone(), args.deny.clone()));
+    let signer = keys::signer(&args.signing)?;
     let shared = Shared {
         agent: fetch::agent(policy),
         cache,
         iface,
         group: args.net.group,
         ttl: args.sending.ttl,
-        start: Start {
+        setup: Setup {
             min_receivers: 1,
             // A requester that vanished before its hello does not keep the session waiting.
             wait: Some(Duration::from_secs(10)),
             drop_after: args.sending.drop_after,
             block_symbols: SenderConfig::default().block_symbols,
+            signer,
+            encryption: None,
         },
         rate: Arc::new(AtomicU64::new(args.sending.rate.0 as u64)),
     };
@@ -139,6 +146,7 @@ async fn serve(
     let mut catalog = Catalog::new(
         CatalogConfig {
             requests: FeedbackAddr::Source { port: args.port },
+            signer: shared.setup.signer.clone(),
             ..CatalogConfig::default()
         },
         Instant::now(),
@@ -178,7 +186,7 @@ async fn serve(
         }
         while let Some(ev) = catalog.poll_event() {
             match ev {
-                CatalogEvent::Start { url } => {
+                CatalogEvent::Start { url, .. } => {
                     let free =
                         (0..args.max_sessions).find(|s| !running.values().any(|r| r.slot == *s));
                     match free {
@@ -283,7 +291,7 @@ fn session(
         group,
         shared.iface,
         shared.ttl,
-        &shared.start,
+        &shared.setup,
         Rate(1e6),
         SenderView::lines(String::new()),
     )?;

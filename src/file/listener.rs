@@ -2,14 +2,22 @@
 //! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
 //! the MD5 and renames the file into place. `recv` runs one file after another; `get` one.
 
-use super::md5::{RunningMd5, WrittenBlocks, hex, md5_file};
+use super::digest::{RunningDigests, WrittenBlocks, file_digests};
 use super::output::{self, FileHandle, OutputFile};
 use super::view;
+use crate::cli;
 use crate::error::Error;
+use crate::keys;
 use crate::net::datapath::RecvBatch;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
-use edm_cast_proto::{DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
+use data_encoding::HEXLOWER;
+use edm_cast_proto::auth::fingerprint;
+use edm_cast_proto::wire::{FailReason, FileDigests, printable};
+use edm_cast_proto::{
+    DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo,
+};
+use edm_cast_proto::{SecretKey, Trust};
 use indicatif::ProgressBar;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,30 +31,57 @@ const MAX_JOBS: usize = 8;
 /// How long a receiver lets packets gather between reads.
 const COALESCE: Duration = Duration::from_millis(1);
 
+/// How a listener receives: into where, as whom, from whom.
+#[derive(Clone)]
+pub struct Listening {
+    /// The output folder.
+    pub out: PathBuf,
+    /// The name the sender shows.
+    pub name: String,
+    /// Take only sessions signed by these keys, if set.
+    pub trust: Option<Trust>,
+    /// This PC's own key, for encrypted sessions.
+    pub key: Option<SecretKey>,
+    /// Give up if no session is heard within this long.
+    pub timeout: Option<Duration>,
+    /// Join only this session (`get`: the one the server offered).
+    pub session: Option<u32>,
+}
+
+impl Listening {
+    /// From `recv`'s and `get`'s options; says once whether files are taken from anyone.
+    pub fn new(args: &cli::Receiving, timeout: Option<Duration>) -> Result<Self, Error> {
+        let trust = keys::trust(&args.trusting)?;
+        if trust.is_none() {
+            eprintln!(
+                "edm-cast: taking files from anyone on the LAN; to take only the teacher's, give \
+                 --trust edm1-... (or list the key in /etc/edm-cast/trusted)"
+            );
+        }
+        Ok(Listening {
+            out: args.out.clone(),
+            name: args.name.clone().unwrap_or_else(rt::hostname),
+            trust,
+            key: args.key.as_deref().map(keys::secret).transpose()?,
+            timeout,
+            session: None,
+        })
+    }
+}
+
 /// What stays the same from one received file to the next.
 pub struct Listener {
     group_addr: Group,
-    out: PathBuf,
     group: UdpSocket,
     feedback: UdpSocket,
     /// Pause between reads (see `COALESCE`).
     coalesce: bool,
-    name: String,
-    timeout: Option<Duration>,
-    /// Join only this session (`get`: the one the server offered).
-    session: Option<u32>,
+    how: Listening,
 }
 
 impl Listener {
     /// Joins `group` on `iface`; must be called inside the runtime.
-    pub fn new(
-        group: Group,
-        iface: Ipv4Addr,
-        out: PathBuf,
-        name: Option<String>,
-        timeout: Option<Duration>,
-        session: Option<u32>,
-    ) -> Result<Self, Error> {
+    pub fn new(group: Group, iface: Ipv4Addr, how: Listening) -> Result<Self, Error> {
         let group_std = net::group_socket(group, iface)?;
         let feedback_std = net::feedback_socket(iface)?;
         // 8 MiB is 60 ms at 1 Gbit/s: ample for a 1 ms pause.
@@ -55,13 +90,10 @@ impl Listener {
             .is_ok_and(|b| b >= 8 << 20);
         Ok(Listener {
             group_addr: group,
-            out,
             group: net::register(group_std)?,
             feedback: net::register(feedback_std)?,
             coalesce,
-            name: name.unwrap_or_else(rt::hostname),
-            timeout,
-            session,
+            how,
         })
     }
 
@@ -75,15 +107,22 @@ impl Listener {
         let seed = rt::random_u64();
         let mut rx = Receiver::new(ReceiverConfig {
             id: seed as u32,
-            name: self.name.clone(),
+            name: self.how.name.clone(),
             seed,
             skip_sessions: skip_sessions.to_vec(),
-            session: self.session,
+            session: self.how.session,
+            trust: self.how.trust.clone(),
+            key: self.how.key.clone(),
             ..ReceiverConfig::default()
         });
         let result = self.session(&mut rx, shutdown).await;
         if result.is_err() {
-            rx.fail();
+            rx.fail(
+                result
+                    .as_ref()
+                    .err()
+                    .map_or(FailReason::Other, Error::fail_reason),
+            );
             flush(&mut rx, &self.feedback, &mut Vec::new()).await;
         }
         result
@@ -96,14 +135,14 @@ impl Listener {
     ) -> Result<(u32, PathBuf), Error> {
         let (group, feedback) = (&self.group, &self.feedback);
         let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
-        let mut file = Receiving::new(&self.out, tx_done);
+        let mut file = Receiving::new(&self.how.out, tx_done);
         let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
             what: "cannot set up batched receive".into(),
             source,
         })?;
         let mut fb_inbox = vec![0u8; 2048];
         let mut out = Vec::with_capacity(1500);
-        let give_up = self.timeout.map(|t| Instant::now() + t);
+        let give_up = self.how.timeout.map(|t| Instant::now() + t);
         loop {
             let wake = rx
                 .poll_timeout()
@@ -136,7 +175,7 @@ impl Listener {
                     if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
                         return Err(Error::NoSession {
                             group: self.group_addr.to_string(),
-                            secs: self.timeout.unwrap_or_default().as_secs(),
+                            secs: self.how.timeout.unwrap_or_default().as_secs(),
                         });
                     }
                     rx.handle_timeout(now);
@@ -156,8 +195,8 @@ impl Listener {
 
 /// What the blocking pool reports back.
 enum Done {
-    Decoded(Result<u32, Box<DecodeJob>>),
-    Verified([u8; 16]),
+    Decoded(Result<u32, DecodeError>),
+    Verified(FileDigests),
     AlreadyHave(bool),
     Failed(Error),
 }
@@ -169,12 +208,12 @@ struct Receiving<'a> {
     reports: mpsc::UnboundedSender<Done>,
     session: u32,
     file: Option<(SessionInfo, OutputFile)>,
-    md5: Option<RunningMd5>,
+    digests: Option<RunningDigests>,
     bar: Option<ProgressBar>,
     /// Where the verified file is.
     result: Option<PathBuf>,
-    /// Size and MD5 the file must have, once every block is in.
-    expected: Option<(u64, [u8; 16])>,
+    /// Size and digests the file must have, once every block is in.
+    expected: Option<(u64, FileDigests)>,
     /// Decode jobs in flight.
     jobs: usize,
 }
@@ -186,7 +225,7 @@ impl<'a> Receiving<'a> {
             reports,
             session: 0,
             file: None,
-            md5: None,
+            digests: None,
             bar: None,
             result: None,
             expected: None,
@@ -210,7 +249,7 @@ impl<'a> Receiving<'a> {
                     f.handle().write_at(offset, &data)?;
                 }
             }
-            ReceiverEvent::Decode(job) => match (&self.file, &self.md5) {
+            ReceiverEvent::Decode(job) => match (&self.file, &self.digests) {
                 (Some((_, f)), Some(m)) => {
                     self.jobs += 1;
                     spawn_decode(job, f.handle(), m.written(), self.reports.clone())
@@ -218,12 +257,12 @@ impl<'a> Receiving<'a> {
                 // The file was found already present: nothing to write.
                 _ => rx.handle_decoded(Instant::now(), Ok(job.block)),
             },
-            ReceiverEvent::Complete { size, md5: want } => {
-                self.expected = Some((size, want));
+            ReceiverEvent::Complete { size, digests } => {
+                self.expected = Some((size, digests));
                 if let Some(bar) = &self.bar {
                     bar.set_length(size);
                 }
-                match (self.md5.take(), &self.file) {
+                match (self.digests.take(), &self.file) {
                     (Some(m), Some((_, f))) => {
                         // A padded last block may have been written whole: cut it.
                         f.set_len(size)?;
@@ -256,13 +295,19 @@ impl<'a> Receiving<'a> {
         self.session = info.session;
         let output = start_file(self.dir, &info, &self.reports)?;
         eprintln!(
-            "receiving {} ({}) into {}",
-            info.name,
+            "receiving {} ({}) from {}, {}{} into {}",
+            printable(&info.name),
             info.size.map_or("size not known yet".into(), view::bytes),
+            info.sender.ip(),
+            match info.signed_by {
+                Some(key) => format!("signed by the trusted key {}", fingerprint(&key)),
+                None => "not checked against a key".into(),
+            },
+            if info.encrypted { ", encrypted" } else { "" },
             output.final_path.display()
         );
         self.bar = Some(view::byte_bar(info.size, "receiving"));
-        self.md5 = Some(RunningMd5::start(output.handle(), info.size.is_some()));
+        self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
         self.file = Some((info, output));
         Ok(())
     }
@@ -281,19 +326,20 @@ impl<'a> Receiving<'a> {
                     bar.set_position(info.size.map_or(at, |size| at.min(size)));
                 }
             }
-            Done::Verified(md5) => {
+            Done::Verified(got) => {
                 let (info, output) = self.file.take().expect("verified a file");
                 let want = self
                     .expected
                     .map(|e| e.1)
                     .expect("complete before verified");
-                if md5 != want {
-                    return Err(Error::Md5Mismatch {
-                        name: info.name,
-                        expected: hex(&want),
-                        got: hex(&md5),
-                    });
+                if let Some(e) = Error::mismatch(&info.name, &want, &got) {
+                    return Err(e);
                 }
+                eprintln!(
+                    "verified: md5 {}, sha256 {}",
+                    HEXLOWER.encode(&got.md5),
+                    HEXLOWER.encode(&got.sha256)
+                );
                 self.result = Some(output.commit()?);
                 rx.verified(now, true);
             }
@@ -349,12 +395,12 @@ fn start_file(
     let output = OutputFile::create(dir, &name, info.session, info.size)?;
     // A complete copy already there? Check it on the side while receiving goes on.
     let existing = output.final_path.clone();
-    if let (Some(size), Some(want)) = (info.size, info.md5)
+    if let (Some(size), Some(want)) = (info.size, info.digests)
         && std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() == size)
     {
         let tx = tx.clone();
         tokio::task::spawn_blocking(move || {
-            let same = md5_file(&existing, |_| {}).is_ok_and(|m| m == want);
+            let same = file_digests(&existing, |_| {}).is_ok_and(|d| d == want);
             let _ = tx.send(Done::AlreadyHave(same));
         });
     }
@@ -364,7 +410,7 @@ fn start_file(
 fn spawn_decode(
     job: DecodeJob,
     file: FileHandle,
-    md5: WrittenBlocks,
+    written: WrittenBlocks,
     tx: mpsc::UnboundedSender<Done>,
 ) {
     tokio::task::spawn_blocking(move || {
@@ -378,7 +424,7 @@ fn spawn_decode(
             Ok(match job.run(spilled) {
                 Ok(bytes) => {
                     file.write_at(offset, &bytes)?;
-                    md5.written(block, offset, bytes.len());
+                    written.written(block, offset, bytes.len());
                     Done::Decoded(Ok(block))
                 }
                 Err(job) => Done::Decoded(Err(job)),
@@ -388,9 +434,9 @@ fn spawn_decode(
     });
 }
 
-fn spawn_verify(md5: RunningMd5, size: u64, tx: mpsc::UnboundedSender<Done>) {
+fn spawn_verify(digests: RunningDigests, size: u64, tx: mpsc::UnboundedSender<Done>) {
     tokio::task::spawn_blocking(move || {
-        let _ = tx.send(match md5.finish(size) {
+        let _ = tx.send(match digests.finish(size) {
             Ok(digest) => Done::Verified(digest),
             Err(e) => Done::Failed(e),
         });

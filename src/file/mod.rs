@@ -1,10 +1,10 @@
 //! Files: `send` and `recv`, and what they are made of: the sending `session` (the protocol's
 //! `Sender` on a socket, paced), the receiving `listener` (its `Receiver`, decodes on worker
 //! threads), the `source` of a session's bytes (a file or a download), the receiver's `output` file
-//! and running `md5`, and the sender's `view`.
+//! and running `digest`, and the sender's `view`.
 
+pub mod digest;
 pub mod listener;
-pub mod md5;
 pub mod output;
 pub mod recv;
 pub mod send;

@@ -1,7 +1,7 @@
 //! `edm-cast recv`: receives the next file (or, with `--keep`, file after file) sent on the group
 //! and prints where each one is.
 
-use super::listener::Listener;
+use super::listener::{Listener, Listening};
 use crate::cli::{Network, Receiving, seconds};
 use crate::error::Error;
 use crate::net;
@@ -33,14 +33,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.net.iface.as_deref())?;
     rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;
-        let listener = Listener::new(
-            args.net.group,
-            iface,
-            out.clone(),
-            args.receiving.name.clone(),
-            args.timeout,
-            None,
-        )?;
+        let how = Listening::new(&args.receiving, args.timeout)?;
+        let listener = Listener::new(args.net.group, iface, how)?;
         let mut done_sessions = Vec::new();
         loop {
             let received = listener.receive(&done_sessions, &mut shutdown).await;

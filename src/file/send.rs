@@ -1,7 +1,7 @@
 //! `edm-cast send FILE|URL`: one session, from a file or from a download that is multicast while
 //! it arrives.
 
-use super::session::{Session, Start};
+use super::session::{Session, Setup};
 use super::source;
 use super::view::SenderView;
 use crate::cli::{Caching, Network, Sending, seconds};
@@ -9,8 +9,10 @@ use crate::error::Error;
 use crate::http::cache::Cache;
 use crate::http::fetch;
 use crate::http::policy::Policy;
+use crate::keys::{self, Signing};
 use crate::net;
 use crate::rt::{self, Shutdown};
+use edm_cast_proto::Encryption;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,6 +38,15 @@ pub struct Args {
     /// URL only (see --cache).
     #[command(flatten)]
     pub caching: Caching,
+    #[command(flatten)]
+    pub signing: Signing,
+    /// Encrypt the session: only the PCs listed with --to can read it.
+    #[arg(long, requires = "to")]
+    pub encrypt: bool,
+    /// With --encrypt: a PC that may read the session, by its public key (`edm1-…`) or a file of
+    /// keys, one a line (repeatable).
+    #[arg(long, value_name = "KEY|FILE", requires = "encrypt")]
+    pub to: Vec<String>,
     /// Source symbols per block (K): larger blocks cost receivers more CPU per decode.
     #[arg(long, default_value_t = 1024, hide = true)]
     pub block_symbols: u16,
@@ -62,11 +73,13 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     if let Some(n) = &args.name {
         source.name = n.clone();
     }
-    let start = Start {
+    let setup = Setup {
         min_receivers: args.min_receivers,
         wait: args.wait,
         drop_after: args.sending.drop_after,
         block_symbols: args.block_symbols,
+        signer: keys::signer(&args.signing)?,
+        encryption: encryption(&args)?,
     };
     let (group, rate) = (args.net.group, args.sending.rate);
     let mut session = Session::open(
@@ -74,14 +87,24 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         group,
         iface,
         args.sending.ttl,
-        &start,
+        &setup,
         rate,
         SenderView::new(),
     )?;
     eprintln!(
-        "edm-cast: sending {} to {group} at {rate}, session {:08x}; waiting for {} receiver(s){}",
+        "edm-cast: sending {} to {group} at {rate}, session {:08x}{}; waiting for {} receiver(s){}",
         session.describe(),
         session.id,
+        match (&setup.signer, &setup.encryption) {
+            (Some(s), None) => format!(", signed by {}", s.key.public().fingerprint()),
+            (Some(s), Some(e)) => format!(
+                ", signed by {}, encrypted for {} PC(s)",
+                s.key.public().fingerprint(),
+                e.recipients.len()
+            ),
+            (None, Some(e)) => format!(", encrypted for {} PC(s), unsigned", e.recipients.len()),
+            (None, None) => ", unsigned".into(),
+        },
         args.min_receivers,
         args.wait
             .map(|w| format!(" for up to {} s", w.as_secs_f64()))
@@ -93,4 +116,17 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     })?;
     session.view.finish(&session.sender);
     Ok(session.summary(args.min_receivers))
+}
+
+/// `--encrypt --to`: a fresh session key for the listed PCs.
+fn encryption(args: &Args) -> Result<Option<Encryption>, Error> {
+    if !args.encrypt {
+        return Ok(None);
+    }
+    let recipients = keys::public_keys(&args.to, "--to")?;
+    Ok(Some(Encryption {
+        key: rt::random_bytes()?,
+        ephemeral: rt::random_bytes()?,
+        recipients,
+    }))
 }

@@ -1,7 +1,6 @@
 //! One sending session: proto's `Sender` wired to a socket, a pacer and a source (a file, or a
 //! download still arriving), with the operator's view. `send` runs one; `serve` runs one per URL.
 
-use super::md5::hex;
 use super::source::Source;
 use super::view::{self, SenderView};
 use crate::error::Error;
@@ -10,8 +9,11 @@ use crate::net::datapath::{RecvBatch, SendBatch};
 use crate::net::pace::{Pacer, Rate};
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
+use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::{FeedbackAddr, ReceiverState};
-use edm_cast_proto::{Destination, ReceiverInfo, Sender, SenderConfig, SenderEvent};
+use edm_cast_proto::{
+    Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent, Signer,
+};
 use futures_util::FutureExt;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -22,9 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// When a session starts sending and when it gives up on a receiver.
+/// What a session is set up with besides its source: when it starts sending, when it gives up
+/// on a receiver, and its keys.
 #[derive(Debug, Clone)]
-pub struct Start {
+pub struct Setup {
     /// Start once this many receivers have said hello ...
     pub min_receivers: usize,
     /// ... or after this long, if set.
@@ -33,6 +36,10 @@ pub struct Start {
     pub drop_after: Duration,
     /// K, source symbols per block.
     pub block_symbols: u16,
+    /// Signs the session (`--key`).
+    pub signer: Option<Signer>,
+    /// Seals it for the listed receivers (`--encrypt --to`).
+    pub encryption: Option<Encryption>,
 }
 
 pub struct Session {
@@ -66,7 +73,7 @@ impl Session {
         group: Group,
         iface: Ipv4Addr,
         ttl: u32,
-        start: &Start,
+        setup: &Setup,
         rate: Rate,
         view: SenderView,
     ) -> Result<Self, Error> {
@@ -74,10 +81,12 @@ impl Session {
         let id = rt::random_u64() as u32;
         let cfg = SenderConfig {
             session: id,
-            block_symbols: start.block_symbols,
-            min_receivers: start.min_receivers,
-            wait: start.wait,
-            receiver_timeout: start.drop_after,
+            block_symbols: setup.block_symbols,
+            min_receivers: setup.min_receivers,
+            wait: setup.wait,
+            receiver_timeout: setup.drop_after,
+            signer: setup.signer.clone(),
+            encryption: setup.encryption.clone(),
             feedback: FeedbackAddr::Source {
                 port: net::local_port(&socket)?,
             },
@@ -106,8 +115,8 @@ impl Session {
             "{} ({}, {})",
             s.name,
             s.size.map_or("size not known yet".into(), view::bytes),
-            match s.md5 {
-                Some(m) => format!("md5 {}", hex(&m)),
+            match s.digests {
+                Some(d) => format!("md5 {}", HEXLOWER.encode(&d.md5)),
                 None => "downloading".into(),
             }
         )
@@ -331,18 +340,19 @@ impl Session {
             return;
         };
         self.source.feed = None;
-        let result = end.and_then(|(size, md5)| {
+        let result = end.and_then(|(size, digests)| {
             self.sender
-                .source_ended(now, size, md5)
+                .source_ended(now, size, digests)
                 .map_err(|e| e.to_string())?;
-            Ok((size, md5))
+            Ok((size, digests))
         });
         match result {
-            Ok((size, md5)) => self.view.println(format!(
-                "downloaded {} ({}, md5 {})",
+            Ok((size, digests)) => self.view.println(format!(
+                "downloaded {} ({}, md5 {}, sha256 {})",
                 self.source.name,
                 view::bytes(size),
-                hex(&md5)
+                HEXLOWER.encode(&digests.md5),
+                HEXLOWER.encode(&digests.sha256)
             )),
             Err(why) => {
                 self.view.println(format!("download failed: {why}"));

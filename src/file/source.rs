@@ -1,12 +1,13 @@
 //! Where a session's bytes come from: a file on disk (its MD5 read first), or a URL being
 //! downloaded into a spool file while it is sent (a cached copy, if still current, is a file).
 
-use super::md5::md5_file;
+use super::digest::file_digests;
 use super::view;
 use crate::error::Error;
 use crate::http::cache::{Cache, Entry};
 use crate::http::fetch::{self, Fetched, Progress};
 use crate::rt::random_u64;
+use edm_cast_proto::wire::FileDigests;
 use edm_cast_proto::{FileInfo, Sender, SenderConfig};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ pub struct Source {
     /// `None`: a download without Content-Length, until it ends.
     pub size: Option<u64>,
     /// `None`: a download, until it ends.
-    pub md5: Option<[u8; 16]>,
+    pub digests: Option<FileDigests>,
     pub file: File,
     pub path: PathBuf,
     /// A download's progress; `None` for a complete file.
@@ -35,7 +36,7 @@ impl Source {
         let info = FileInfo {
             name: self.name.clone(),
             size: self.size,
-            md5: self.md5,
+            digests: self.digests,
         };
         let now = Instant::now();
         match self.feed {
@@ -70,8 +71,8 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
         )));
     }
     let size = meta.len();
-    let bar = view::byte_bar(Some(size), "md5");
-    let md5 = md5_file(path, |n| bar.set_position(n)).map_err(read_err)?;
+    let bar = view::byte_bar(Some(size), "digests");
+    let digests = file_digests(path, |n| bar.set_position(n)).map_err(read_err)?;
     bar.finish_and_clear();
     Ok(Source {
         name: name.unwrap_or_else(|| {
@@ -80,7 +81,7 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
                 .unwrap_or_else(|| "file".into())
         }),
         size: Some(size),
-        md5: Some(md5),
+        digests: Some(digests),
         file,
         path: path.to_owned(),
         feed: None,
@@ -124,7 +125,7 @@ pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result
                 path: spooled.clone(),
                 name: done.name.to_owned(),
                 size: done.size,
-                md5: done.md5,
+                digests: done.digests,
                 validators: done.validators.clone(),
             };
             if let Err(e) = c.insert(&url, &spooled, &entry) {
@@ -148,7 +149,7 @@ pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result
         (Ok(Fetched::Started(d)), _) => Ok(Source {
             name: d.name,
             size: d.size,
-            md5: None,
+            digests: None,
             file: reader,
             path,
             feed: Some(d.progress),
@@ -177,7 +178,7 @@ fn cached_source(e: Entry) -> Result<Source, Error> {
     Ok(Source {
         name: e.name,
         size: Some(e.size),
-        md5: Some(e.md5),
+        digests: Some(e.digests),
         file,
         path: e.path,
         feed: None,

@@ -118,7 +118,8 @@ impl SenderView {
             },
             SenderEvent::ReceiverDone { id }
             | SenderEvent::ReceiverFailed { id }
-            | SenderEvent::ReceiverDropped { id } => match find(id) {
+            | SenderEvent::ReceiverDropped { id }
+            | SenderEvent::ReceiverLeftBehind { id } => match find(id) {
                 Some(r) => format!("{}: {}", who(r), state(r)),
                 None => return,
             },

@@ -6,6 +6,8 @@
 use super::fetch::Validators;
 use crate::error::Error;
 use crate::rt::random_u64;
+use data_encoding::HEXLOWER;
+use edm_cast_proto::wire::FileDigests;
 use md5::{Digest, Md5};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -50,7 +52,7 @@ pub struct Entry {
     pub path: PathBuf,
     pub name: String,
     pub size: u64,
-    pub md5: [u8; 16],
+    pub digests: FileDigests,
     pub validators: Validators,
 }
 
@@ -72,7 +74,7 @@ impl Cache {
     }
 
     fn key(url: &str) -> String {
-        hex(Md5::digest(url.as_bytes()).into())
+        HEXLOWER.encode(&Md5::digest(url.as_bytes()))
     }
 
     /// The cached copy of `url`, if complete; marks it used.
@@ -89,7 +91,10 @@ impl Cache {
             return None;
         }
         let size = field("size")?.parse().ok()?;
-        let md5 = parse_md5(&field("md5")?)?;
+        let digests = FileDigests {
+            md5: parse_hex(&field("md5")?)?,
+            sha256: parse_hex(&field("sha256")?)?,
+        };
         let path = self.dir.join(format!("{key}.data"));
         if fs::metadata(&path).ok()?.len() != size {
             return None;
@@ -102,7 +107,7 @@ impl Cache {
             path,
             name: field("name").unwrap_or_else(|| "download".into()),
             size,
-            md5,
+            digests,
             validators: Validators {
                 etag: field("etag"),
                 last_modified: field("last-modified"),
@@ -139,10 +144,11 @@ impl Cache {
             move |source| Error::Write { path, source }
         };
         let mut text = format!(
-            "url={url}\nname={}\nsize={}\nmd5={}\n",
+            "url={url}\nname={}\nsize={}\nmd5={}\nsha256={}\n",
             entry.name.replace('\n', " "),
             entry.size,
-            hex(entry.md5)
+            HEXLOWER.encode(&entry.digests.md5),
+            HEXLOWER.encode(&entry.digests.sha256)
         );
         for (k, v) in [
             ("etag", &entry.validators.etag),
@@ -196,20 +202,9 @@ impl Cache {
     }
 }
 
-/// An MD5 as 32 lowercase hex digits, as `md5sum` prints it.
-fn hex(md5: [u8; 16]) -> String {
-    format!("{:032x}", u128::from_be_bytes(md5))
-}
-
-fn parse_md5(s: &str) -> Option<[u8; 16]> {
-    let mut out = [0u8; 16];
-    if s.len() != 32 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+/// A digest written as lowercase hex; an entry of an older edm-cast (no SHA-256) is not one.
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    HEXLOWER.decode(s.as_bytes()).ok()?.try_into().ok()
 }
 
 #[cfg(test)]
@@ -237,7 +232,10 @@ mod tests {
                 path: PathBuf::new(),
                 name: "x.iso".into(),
                 size: len as u64,
-                md5: [9; 16],
+                digests: FileDigests {
+                    md5: [9; 16],
+                    sha256: [8; 32],
+                },
                 validators: Validators {
                     etag: Some("\"abc\"".into()),
                     last_modified: None,
@@ -251,7 +249,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let e = cache.lookup("http://a/1").unwrap();
         assert_eq!(
-            (e.size, e.md5, e.validators.etag.as_deref()),
+            (e.size, e.digests.md5, e.validators.etag.as_deref()),
             (100, [9; 16], Some("\"abc\""))
         );
         std::thread::sleep(std::time::Duration::from_millis(20));

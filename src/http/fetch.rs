@@ -5,7 +5,7 @@
 
 use super::policy::Policy;
 use crate::error::Error;
-use md5::{Digest, Md5};
+use edm_cast_proto::wire::{FileDigests, FileHasher};
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -30,12 +30,12 @@ pub struct Validators {
 pub struct Progress {
     /// Bytes from the start of the resource that are in the spool file.
     pub bytes: u64,
-    /// Set once: the final size and MD5, or why the download failed.
+    /// Set once: the final size and digests, or why the download failed.
     pub end: Option<End>,
 }
 
-/// How a download ended: its size and MD5, or why it failed.
-pub type End = Result<(u64, [u8; 16]), String>;
+/// How a download ended: its size and digests, or why it failed.
+pub type End = Result<(u64, FileDigests), String>;
 
 /// A download under way.
 pub struct Download {
@@ -51,7 +51,7 @@ pub struct Finished<'a> {
     pub name: &'a str,
     pub validators: &'a Validators,
     pub size: u64,
-    pub md5: [u8; 16],
+    pub digests: FileDigests,
 }
 
 /// What a conditional GET found.
@@ -144,12 +144,12 @@ pub fn start(
     };
     std::thread::spawn(move || {
         let end = job.run(body, &tx);
-        if let Ok((size, md5)) = end {
+        if let Ok((size, digests)) = end {
             finished(Finished {
                 name: &name,
                 validators: &job.validators,
                 size,
-                md5,
+                digests,
             });
         }
         tx.send_modify(|p| p.end = Some(end));
@@ -171,8 +171,8 @@ impl Job {
         &self,
         mut body: Box<dyn Read + Send + Sync>,
         tx: &watch::Sender<Progress>,
-    ) -> Result<(u64, [u8; 16]), String> {
-        let mut md5 = Md5::new();
+    ) -> Result<(u64, FileDigests), String> {
+        let mut hasher = FileHasher::default();
         let mut at = 0u64;
         let mut buf = vec![0u8; 256 << 10];
         let mut failures = 0;
@@ -189,7 +189,7 @@ impl Job {
                     self.spool
                         .write_all_at(&buf[..n], at)
                         .map_err(|e| format!("cannot write {}: {e}", self.spool_path.display()))?;
-                    md5.update(&buf[..n]);
+                    hasher.update(&buf[..n]);
                     at += n as u64;
                     failures = 0;
                     tx.send_modify(|p| p.bytes = at);
@@ -221,7 +221,7 @@ impl Job {
                 self.url
             ));
         }
-        Ok((at, md5.finalize().into()))
+        Ok((at, hasher.finish()))
     }
 
     /// The rest of the resource from byte `at`: a 206 for exactly that range, or (a server that

@@ -3,19 +3,38 @@
 //! requests that arrive together while it is being set up start it once.
 //!
 //! The shell decides whether a URL may be fetched and starts the session (`CatalogEvent::Start`,
-//! then `started` or `refused`); it reports the session's end with `ended`.
+//! then `started` or `refused`); it reports the session's end with `ended`. Every student address
+//! has a token bucket, and what waits for a starting session is bounded, so a flood of requests
+//! is counted and ignored. With a key, SERVER, OFFER and REFUSE are signed.
 
+use crate::auth::{Seal, Signer};
 use crate::counters::Counters;
+use crate::limit::TokenBucket;
 use crate::wire::{FeedbackAddr, Offer, Packet, Refuse, Server};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+/// Student addresses whose request rate is tracked at once; idle ones make room.
+const MAX_ADDRESSES: usize = 4096;
+/// Requesters waiting for one session to start, at most.
+const MAX_WAITING: usize = 1024;
+/// Answers queued at most.
+const MAX_OUT: usize = 4096;
+
+/// How the server announces itself and what it takes from students.
 #[derive(Debug, Clone)]
 pub struct CatalogConfig {
     /// Where students send requests (announced in SERVER).
     pub requests: FeedbackAddr,
+    /// How often SERVER goes out.
     pub announce_interval: Duration,
+    /// Requests a student address may send per second (a `get` repeats every 500 ms) ...
+    pub request_rate: f64,
+    /// ... and at once.
+    pub request_burst: f64,
+    /// Signs SERVER, OFFER and REFUSE, if set (`serve --key`).
+    pub signer: Option<Signer>,
 }
 
 impl Default for CatalogConfig {
@@ -23,23 +42,37 @@ impl Default for CatalogConfig {
         CatalogConfig {
             requests: FeedbackAddr::Source { port: 1 },
             announce_interval: Duration::from_secs(1),
+            request_rate: 4.0,
+            request_burst: 8.0,
+            signer: None,
         }
     }
 }
 
+/// What the catalog tells the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatalogEvent {
     /// A URL nobody is receiving yet was asked for: check it, start a session, and call `started`
     /// (or `refused`).
-    Start { url: String },
+    Start {
+        /// The URL.
+        url: String,
+        /// Who asked first.
+        from: IpAddr,
+    },
     /// Someone was told to join the session of `url`: it should wait for their hello.
-    Offered { url: String },
+    Offered {
+        /// The URL.
+        url: String,
+    },
 }
 
 /// Where a datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
+    /// The announce group.
     Group,
+    /// A student.
     To(SocketAddr),
 }
 
@@ -55,17 +88,28 @@ enum Entry {
     },
 }
 
+/// The download manager's table: URL → the session that carries it.
+///
+/// The contract, as in quinn-proto (time is passed in):
+/// - **Getters**: `dropped`, `requests`.
+/// - **Inputs**: `handle_datagram(now, from, bytes)` for REQUESTs on the server's port.
+/// - **Commands**: `started(url, session, port)`, `refused(url, reason)`, `ended(url)`, the
+///   shell's answers to `Start`.
+/// - **Outputs**: `poll_transmit(now, buf)` (SERVER to the group, OFFER and REFUSE to students),
+///   `poll_timeout()`, `poll_event()`.
 pub struct Catalog {
     cfg: CatalogConfig,
     entries: HashMap<String, Entry>,
     next_announce: Instant,
     out: VecDeque<(SocketAddr, Packet<'static>)>,
     events: VecDeque<CatalogEvent>,
-    pub dropped: Counters,
-    pub requests: u64,
+    buckets: HashMap<IpAddr, TokenBucket>,
+    dropped: Counters,
+    requests: u64,
 }
 
 impl Catalog {
+    /// A catalog with no session, announcing itself from `now`.
     pub fn new(cfg: CatalogConfig, now: Instant) -> Self {
         Catalog {
             cfg,
@@ -73,17 +117,51 @@ impl Catalog {
             next_announce: now,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            buckets: HashMap::new(),
             dropped: Counters::default(),
             requests: 0,
         }
     }
 
-    pub fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, bytes: &[u8]) {
+    /// Datagrams dropped, by why.
+    pub fn dropped(&self) -> &Counters {
+        &self.dropped
+    }
+
+    /// Requests taken.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// Whether a request from `ip` is within its rate; a full table forgets idle addresses first.
+    fn within_rate(&mut self, now: Instant, ip: IpAddr) -> bool {
+        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_ADDRESSES {
+            // A bucket that has refilled is as good as a new one: forgetting it costs nothing.
+            self.buckets.retain(|_, b| !b.is_full(now));
+            if self.buckets.len() >= MAX_ADDRESSES {
+                return false;
+            }
+        }
+        let (rate, burst) = (self.cfg.request_rate, self.cfg.request_burst);
+        self.buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(now, rate, burst))
+            .take(now)
+    }
+
+    /// A REQUEST from a student.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let request = match Packet::parse(bytes) {
-            Ok((_, Packet::Request(r))) => r,
-            Ok(_) => return self.dropped.unexpected += 1,
+            Ok(d) => match d.packet {
+                Packet::Request(r) => r,
+                _ => return self.dropped.unexpected += 1,
+            },
             Err(e) => return self.dropped.parse_error(e),
         };
+        if !self.within_rate(now, from.ip()) {
+            self.dropped.rate_limited += 1;
+            return;
+        }
         self.requests += 1;
         match self.entries.get_mut(&request.url) {
             Some(Entry::Running { session, port }) => {
@@ -92,13 +170,17 @@ impl Catalog {
                     session: *session,
                     port: *port,
                 };
-                self.out.push_back((from, Packet::Offer(offer)));
+                if self.out.len() < MAX_OUT {
+                    self.out.push_back((from, Packet::Offer(offer)));
+                }
                 self.events
                     .push_back(CatalogEvent::Offered { url: request.url });
             }
             Some(Entry::Starting { waiting }) => {
                 // A repeated request (its answer is not out yet) is not a second requester.
-                if !waiting.contains(&(from, request.request)) {
+                if waiting.len() >= MAX_WAITING {
+                    self.dropped.refused += 1;
+                } else if !waiting.contains(&(from, request.request)) {
                     waiting.push((from, request.request));
                 }
             }
@@ -109,8 +191,10 @@ impl Catalog {
                         waiting: vec![(from, request.request)],
                     },
                 );
-                self.events
-                    .push_back(CatalogEvent::Start { url: request.url });
+                self.events.push_back(CatalogEvent::Start {
+                    url: request.url,
+                    from: from.ip(),
+                });
             }
         }
     }
@@ -150,6 +234,7 @@ impl Catalog {
         self.entries.remove(url);
     }
 
+    /// The next event for the shell.
     pub fn poll_event(&mut self) -> Option<CatalogEvent> {
         self.events.pop_front()
     }
@@ -159,10 +244,14 @@ impl Catalog {
         Some(self.next_announce)
     }
 
+    /// The next datagram to send, written into `buf`, and where it goes.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Reply> {
-        buf.clear();
+        let seal = match &self.cfg.signer {
+            Some(s) => Seal::Signed(&s.key, s.clock.unix_ms(now)),
+            None => Seal::Unsigned,
+        };
         if let Some((to, packet)) = self.out.pop_front() {
-            packet.write(0, buf);
+            packet.write_sealed(0, seal, buf);
             return Some(Reply::To(to));
         }
         if now >= self.next_announce {
@@ -170,7 +259,7 @@ impl Catalog {
             Packet::Server(Server {
                 requests: self.cfg.requests,
             })
-            .write(0, buf);
+            .write_sealed(0, seal, buf);
             return Some(Reply::Group);
         }
         None
@@ -194,7 +283,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut v = Vec::new();
         while let Some(to) = c.poll_transmit(now, &mut buf) {
-            let (_, p) = Packet::parse(&buf).unwrap();
+            let p = Packet::parse(&buf).unwrap().packet;
             let p = match p {
                 Packet::Server(s) => Packet::Server(s),
                 Packet::Offer(o) => Packet::Offer(o),
@@ -224,7 +313,10 @@ mod tests {
         c.handle_datagram(t, a, &request(1, url)); // a retry
         assert_eq!(
             c.poll_event(),
-            Some(CatalogEvent::Start { url: url.into() })
+            Some(CatalogEvent::Start {
+                url: url.into(),
+                from: a.ip()
+            })
         );
         assert_eq!(c.poll_event(), None);
         assert!(replies(&mut c, t).is_empty());
@@ -254,7 +346,10 @@ mod tests {
         c.handle_datagram(t, b, &request(11, url));
         assert_eq!(
             c.poll_event(),
-            Some(CatalogEvent::Start { url: url.into() })
+            Some(CatalogEvent::Start {
+                url: url.into(),
+                from: b.ip()
+            })
         );
         c.refused(url, "404 Not Found");
         assert!(matches!(
@@ -262,6 +357,29 @@ mod tests {
             [(Reply::To(_), Packet::Refuse(r))] if r.reason == "404 Not Found" && r.request == 11
         ));
         c.handle_datagram(t, b, b"junk");
-        assert_eq!(c.dropped.total(), 1);
+        assert_eq!(c.dropped().total(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_requests_is_rate_limited_per_address() {
+        let t = Instant::now();
+        let mut c = Catalog::new(CatalogConfig::default(), t);
+        let student: SocketAddr = "10.0.0.66:40000".parse().unwrap();
+        for i in 0..10_000 {
+            c.handle_datagram(t, student, &request(i, &format!("http://mirror/{i}")));
+        }
+        let starts = std::iter::from_fn(|| c.poll_event()).count();
+        assert_eq!(starts, 8, "the burst, then nothing");
+        assert_eq!(c.dropped().rate_limited, 10_000 - 8);
+        // Another student is not held back by the first, and the first gets its rate back.
+        let other: SocketAddr = "10.0.0.7:40000".parse().unwrap();
+        c.handle_datagram(t, other, &request(1, "http://mirror/x"));
+        assert_eq!(c.requests(), 9);
+        c.handle_datagram(
+            t + Duration::from_secs(1),
+            student,
+            &request(1, "http://mirror/y"),
+        );
+        assert_eq!(c.requests(), 10);
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::coding::block_oti;
 use crate::file::layout::Layout;
+use crate::wire::{BlockDigest, block_digest};
 use raptorq::{
     EncodingPacket, PayloadId, SourceBlockDecoder, SourceBlockEncoder, SourceBlockEncodingPlan,
 };
@@ -43,8 +44,14 @@ impl BlockEncoder {
         }
     }
 
+    /// K of this block.
     pub fn symbols(&self) -> u16 {
         self.k
+    }
+
+    /// The block as coded: its K symbols, the last one zero-padded (what its digest covers).
+    pub fn coded(&self) -> &[u8] {
+        &self.data
     }
 
     /// Source symbol `esi` (< K): a slice of the block itself, since the code is systematic.
@@ -125,12 +132,16 @@ impl SymbolSet {
 /// Everything needed to decode one block, handed to the shell to run off the network path.
 #[derive(Debug)]
 pub struct DecodeJob {
+    /// The block.
     pub block: u32,
-    /// Where the block goes in the file, and how many bytes of it are file.
+    /// Where the block goes in the file ...
     pub offset: u64,
+    /// ... and how many bytes of it are file.
     pub len: usize,
     k: u16,
     t: u16,
+    /// What the decoded block must hash to (DIGESTS).
+    digest: BlockDigest,
     /// The block's K*T buffer with the source symbols in `have`, or `None` if they were spilled
     /// to the output file (then `run` must be given the block's bytes read back from there).
     pub(crate) source: Option<Vec<u8>>,
@@ -139,13 +150,26 @@ pub struct DecodeJob {
     pub(crate) extra: Vec<(u32, Vec<u8>)>,
 }
 
+/// Why a job gave no block.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// Too few independent symbols (rare): the job back, to be returned to the receiver for more.
+    TooFew(Box<DecodeJob>),
+    /// The decoded block is not the one whose digest the sender published: a symbol was forged or
+    /// damaged. Nothing was written.
+    Forged(u32),
+}
+
 impl DecodeJob {
+    /// A job for `block`: its source symbols in `source` (K·T bytes, or `None` if spilled) as
+    /// marked in `have`, other symbols in `extra`, and the digest it must match.
     pub fn new(
         layout: &Layout,
         block: u32,
         source: Option<Vec<u8>>,
         have: SymbolSet,
         extra: Vec<(u32, Vec<u8>)>,
+        digest: BlockDigest,
     ) -> Self {
         DecodeJob {
             block,
@@ -153,6 +177,7 @@ impl DecodeJob {
             len: layout.len(block),
             k: layout.symbols(block),
             t: layout.symbol_size(),
+            digest,
             source,
             have,
             extra,
@@ -164,10 +189,9 @@ impl DecodeJob {
         self.source.is_none() && !self.have.is_empty()
     }
 
-    /// Decodes. `spilled` is the block as written to the output file (at least `len` bytes), when
-    /// `needs_spilled`. On success the block's `len` bytes; on failure (too few independent
-    /// symbols, rare) the job back, to be returned to the receiver for more symbols.
-    pub fn run(mut self, spilled: Option<Vec<u8>>) -> Result<Vec<u8>, Box<DecodeJob>> {
+    /// Decodes and checks the block against its digest. `spilled` is the block as written to the
+    /// output file (at least `len` bytes), when `needs_spilled`. On success the block's `len` bytes.
+    pub fn run(mut self, spilled: Option<Vec<u8>>) -> Result<Vec<u8>, DecodeError> {
         let kt = self.k as usize * self.t as usize;
         let mut source = match self.source.take().or(spilled) {
             Some(s) => s,
@@ -175,8 +199,7 @@ impl DecodeJob {
         };
         source.resize(kt, 0);
         if self.have.len() == self.k as u32 {
-            source.truncate(self.len);
-            return Ok(source);
+            return self.checked(source);
         }
         let t = self.t as usize;
         let packets = (0..self.k as u32)
@@ -192,15 +215,21 @@ impl DecodeJob {
             );
         let mut decoder = SourceBlockDecoder::new(0, &block_oti(self.k, self.t), kt as u64);
         match decoder.decode(packets) {
-            Some(mut out) => {
-                out.truncate(self.len);
-                Ok(out)
-            }
+            Some(out) => self.checked(out),
             None => {
                 self.source = Some(source);
-                Err(Box::new(self))
+                Err(DecodeError::TooFew(Box::new(self)))
             }
         }
+    }
+
+    /// The coded block's file bytes, if it is the block the sender published.
+    fn checked(&self, mut coded: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
+        if block_digest(&coded) != self.digest {
+            return Err(DecodeError::Forged(self.block));
+        }
+        coded.truncate(self.len);
+        Ok(coded)
     }
 
     /// Symbols this job holds.
@@ -246,9 +275,27 @@ mod tests {
                 extra.push((esi, s));
                 esi += 1;
             }
-            let job = DecodeJob::new(&layout, block, Some(source), have, extra);
+            let digest = block_digest(enc.coded());
+            let job = DecodeJob::new(&layout, block, Some(source), have, extra, digest);
             assert_eq!(job.run(None).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn a_forged_symbol_is_caught_by_the_digest_and_nothing_comes_out() {
+        let layout = Layout::new(640, 64, 10).unwrap();
+        let data = pattern(640);
+        let digest = block_digest(&data);
+        let mut have = SymbolSet::new(10);
+        for i in 0..10 {
+            have.insert(i);
+        }
+        let mut forged = data.clone();
+        forged[200] ^= 0xFF;
+        let job = DecodeJob::new(&layout, 0, Some(forged), have.clone(), Vec::new(), digest);
+        assert!(matches!(job.run(None), Err(DecodeError::Forged(0))));
+        let job = DecodeJob::new(&layout, 0, Some(data.clone()), have, Vec::new(), digest);
+        assert_eq!(job.run(None).unwrap(), data);
     }
 
     #[test]
@@ -259,7 +306,7 @@ mod tests {
         for i in 0..10 {
             have.insert(i);
         }
-        let job = DecodeJob::new(&layout, 0, None, have, Vec::new());
+        let job = DecodeJob::new(&layout, 0, None, have, Vec::new(), block_digest(&data));
         assert!(job.needs_spilled());
         assert_eq!(job.run(Some(data.clone())).unwrap(), data);
     }
@@ -269,8 +316,10 @@ mod tests {
         let layout = Layout::new(640, 64, 10).unwrap();
         let mut have = SymbolSet::new(10);
         have.insert(0);
-        let job = DecodeJob::new(&layout, 0, Some(vec![0; 640]), have, Vec::new());
-        let back = job.run(None).unwrap_err();
+        let job = DecodeJob::new(&layout, 0, Some(vec![0; 640]), have, Vec::new(), [0; 16]);
+        let Err(DecodeError::TooFew(back)) = job.run(None) else {
+            panic!("one symbol of ten cannot decode");
+        };
         assert_eq!(back.symbols(), 1);
     }
 }

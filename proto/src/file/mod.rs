@@ -2,6 +2,8 @@
 //! per block (`codec`), and the two state machines, `Sender` and `Receiver`.
 
 pub mod codec;
+pub mod crypt;
 pub mod layout;
+pub mod peers;
 pub mod receiver;
 pub mod sender;

@@ -1,22 +1,30 @@
 //! The receiver's state machine (PROTOCOL.md, "Receiver rules").
 //!
-//! It joins the first session it hears announced, collects symbols per block, hands a block to the
-//! shell for decoding as soon as it holds enough, reports what it lacks at a bounded, jittered rate,
-//! and says when it is done. Memory is bounded: at most `buffered_blocks` blocks are held in full;
-//! beyond that the least recently touched block's source symbols are spilled to the output file
-//! (where they belong anyway) and read back when the block is decoded.
+//! It joins the first session it hears announced (with a trust set: the first one signed by a
+//! trusted key), collects symbols per block, hands a block to the shell for decoding as soon as it
+//! holds enough and knows the block's digest, reports what it lacks at a bounded, jittered rate,
+//! and says when it is done. A block that decodes to the wrong digest is collected again from
+//! symbols whose hashes the sender published. Memory is bounded: at most `buffered_blocks` blocks
+//! (and at most `memory` bytes of them) are held in full; beyond that the least recently touched
+//! block's source symbols are spilled to the output file (where they belong anyway) and read back
+//! when the block is decoded.
 
+use super::codec::{DecodeError, DecodeJob, SymbolSet};
+use super::crypt::{self, SessionKey};
+use super::layout::{Layout, MAX_BLOCKS};
+use crate::auth::{KeyId, SecretKey, Trust};
 use crate::counters::Counters;
-use crate::file::codec::{DecodeJob, SymbolSet};
-use crate::file::layout::{Layout, MAX_BLOCKS};
 use crate::rng::Rng;
 use crate::wire::{
-    Announce, Data, EndReason, MAX_NEED_ENTRIES, Need, NeedEntry, Packet, ReceiverState, Status,
+    Announce, BlockDigest, DATA_OVERHEAD, Data, Digests, EndReason, FailReason, FileDigests,
+    Hashes, Keys, MAX_NEED_ENTRIES, Need, NeedEntry, NeedFlags, Packet, ReceiverState, Status,
+    SymbolHash, symbol_hash,
 };
-use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+/// How a receiver receives.
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
     /// Random id, unique among the session's receivers.
@@ -27,17 +35,24 @@ pub struct ReceiverConfig {
     pub seed: u64,
     /// Join only this session, if set.
     pub session: Option<u32>,
-    /// Never join these (sessions already received, when staying for more).
+    /// Never join these (sessions already received, or refused, when staying for more).
     pub skip_sessions: Vec<u32>,
     /// Mean time between NEED reports; each is jittered by +-50%.
     pub report_interval: Duration,
+    /// Time between STATUS reports.
     pub status_interval: Duration,
     /// The sender is taken to be gone after this long without a packet of the session.
     pub sender_timeout: Duration,
-    /// Blocks held in memory at once.
+    /// Blocks held in memory at once ...
     pub buffered_blocks: usize,
+    /// ... and bytes of them at most (a session of huge blocks holds fewer).
+    pub memory: usize,
     /// After the file is verified, how long to repeat "done" while waiting for the sender's ACK.
     pub finish_linger: Duration,
+    /// Take only sessions signed by one of these keys, if set; otherwise any (and say so).
+    pub trust: Option<Trust>,
+    /// This PC's own key: opens the session key of an encrypted session sent to it.
+    pub key: Option<SecretKey>,
 }
 
 impl Default for ReceiverConfig {
@@ -52,7 +67,10 @@ impl Default for ReceiverConfig {
             status_interval: Duration::from_millis(500),
             sender_timeout: Duration::from_secs(10),
             buffered_blocks: 16,
+            memory: 64 << 20,
             finish_linger: Duration::from_secs(3),
+            trust: None,
+            key: None,
         }
     }
 }
@@ -60,60 +78,93 @@ impl Default for ReceiverConfig {
 /// What the receiver learned from the announce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
+    /// The session id.
     pub session: u32,
     /// As announced: the shell must reduce it to a plain file name.
     pub name: String,
     /// `None` while the sender's source is still growing.
     pub size: Option<u64>,
     /// `None` until the sender has the whole source.
-    pub md5: Option<[u8; 16]>,
+    pub digests: Option<FileDigests>,
     /// Bytes in a full block (T·K).
     pub block_bytes: u64,
+    /// Where the session comes from.
+    pub sender: SocketAddr,
+    /// The trusted key that signed its announce, if the receiver has a trust set.
+    pub signed_by: Option<KeyId>,
+    /// Its symbols are sealed.
+    pub encrypted: bool,
 }
 
+/// Why a session failed for this receiver.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiveError {
+    /// Nothing heard for the sender timeout.
     #[error("the sender went silent: nothing heard from it for {0} s")]
     SenderGone(u64),
+    /// END (aborted).
     #[error("the sender aborted the session")]
     Aborted,
+    /// END (complete) before this receiver had the file.
     #[error(
-        "the sender finished without this receiver (it was dropped as unresponsive, or joined too late)"
+        "the sender finished without this receiver (it was dropped as unresponsive, lost too much to be followed, or joined too late)"
     )]
     LeftBehind,
+    /// An encrypted session, and no key of its own to open it with.
+    #[error("the session is encrypted: give this PC's key with --key (made by `edm-cast keygen`)")]
+    NoKey,
+    /// An encrypted session not sent to this PC's key.
+    #[error(
+        "the session is encrypted for other PCs: this PC's key is not among those it was sent to"
+    )]
+    NotListed,
 }
 
+/// What the receiver tells the shell.
 #[derive(Debug)]
 pub enum ReceiverEvent {
     /// A session was joined: the shell prepares the output file.
     Joined(SessionInfo),
     /// Write `data` at `offset` of the output file (spilled source symbols).
     Store {
+        /// Where.
         offset: u64,
+        /// What.
         data: Vec<u8>,
     },
     /// Run the job (off the network path), write its result at `job.offset`, then call
     /// `handle_decoded`.
     Decode(DecodeJob),
-    /// Every block is decoded: the shell cuts the file to `size`, checks that its MD5 is `md5`,
-    /// and calls `verified`.
+    /// Every block is decoded: the shell cuts the file to `size`, checks its digests, and calls
+    /// `verified`.
     Complete {
+        /// The file's size.
         size: u64,
-        md5: [u8; 16],
+        /// What the whole file must hash to.
+        digests: FileDigests,
     },
     /// The sender acknowledged (or the linger ran out): the receiver is done.
     Finished,
+    /// The session failed for this receiver.
     Failed(ReceiveError),
 }
 
+/// Counts for the shell and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceiverStats {
+    /// Symbols taken.
     pub symbols: u64,
+    /// Decodes that needed more symbols.
     pub decode_failures: u64,
+    /// Blocks that decoded to the wrong digest and were collected again.
+    pub forged_blocks: u64,
+    /// Blocks whose source symbols went to the file before decoding.
     pub spilled_blocks: u64,
     /// Symbols dropped to keep memory bounded (asked for again later).
     pub forgotten_symbols: u64,
+    /// NEED reports sent.
     pub need_reports: u64,
+    /// Datagrams dropped, by why.
     pub dropped: Counters,
 }
 
@@ -121,13 +172,18 @@ pub struct ReceiverStats {
 enum Phase {
     Listening,
     Receiving,
-    /// All blocks decoded; the shell is checking the MD5.
+    /// All blocks decoded; the shell is checking the whole file.
     Verifying,
     Finishing {
         until: Instant,
     },
     Finished,
     Failed,
+}
+
+/// Hashes held at most for a block collected symbol by symbol: its rounds of repair.
+fn max_hashes(k: u32) -> usize {
+    5 * (k as usize + 64)
 }
 
 /// The symbols of a block not yet decoded.
@@ -147,6 +203,8 @@ struct Pending {
     /// Symbols to hold before the next decode attempt.
     decode_at: u32,
     touched: u64,
+    /// The block failed its digest: only symbols whose published hash they match are taken.
+    verify: Option<HashMap<u32, SymbolHash>>,
 }
 
 impl Pending {
@@ -160,6 +218,10 @@ impl Pending {
 
     fn all_source(&self, k: u32) -> bool {
         self.have_len() + self.extra_source == k
+    }
+
+    fn ready(&self, k: u32) -> bool {
+        self.all_source(k) || self.count() >= self.decode_at
     }
 }
 
@@ -175,8 +237,11 @@ struct Session {
     id: u32,
     announce: Announce,
     layout: Layout,
+    sender: IpAddr,
+    key_id: Option<KeyId>,
     feedback: SocketAddr,
     blocks: Vec<BlockRx>,
+    digests: Vec<Option<BlockDigest>>,
     done: u32,
     /// Every block below this one is done.
     low: u32,
@@ -186,12 +251,16 @@ struct Session {
     next_report: Instant,
     next_status: Instant,
     hello_due: bool,
-    /// Blocks whose `buf` is in memory.
+    /// Blocks whose `buf` is in memory, and how many may be.
     in_memory: Vec<u32>,
+    buffered: usize,
     /// Symbols held in `extra` lists, across blocks (not counting those lent to decode jobs).
     extra_held: usize,
     tick: u64,
     sender_ended: bool,
+    session_key: Option<SessionKey>,
+    /// KEYS parts seen without this PC's key.
+    key_parts: Vec<bool>,
 }
 
 impl Session {
@@ -200,31 +269,66 @@ impl Session {
         let w = self.announce.interleave as u32;
         block < self.sent_blocks || self.max_block_seen.is_some_and(|m| block / w < m / w)
     }
+
+    fn digest(&self, block: u32) -> Option<BlockDigest> {
+        self.digests.get(block as usize).copied().flatten()
+    }
+
+    /// Blocks a datagram may name: all of them once the size is known; while it is not, a few
+    /// windows past what was announced or seen, no further, so a hostile packet cannot make the
+    /// receiver allocate millions of slots.
+    fn limit(&self) -> u32 {
+        match self.layout.file_size() {
+            Some(_) => self.layout.num_blocks(),
+            None => {
+                let ahead = self
+                    .max_block_seen
+                    .map_or(0, |m| m + 1)
+                    .max(self.sent_blocks);
+                ahead
+                    .saturating_add(4 * self.announce.interleave as u32)
+                    .min(MAX_BLOCKS)
+            }
+        }
+    }
 }
 
+/// The receiving side of a file session.
+///
+/// The contract, as in quinn-proto (time is passed in; nothing here blocks or touches a socket):
+/// - **Getters**: `stats`, `progress`, `is_finished`.
+/// - **Inputs**: `handle_datagram(now, from, bytes)` for everything from the group socket and the
+///   feedback socket; `handle_timeout(now)` once `poll_timeout` has passed; `handle_decoded(now,
+///   outcome)` after each `Decode` job.
+/// - **Commands**: `verified(now, ok)` after `Complete`; `already_complete(now)` when the file
+///   was found in the output folder; `fail(reason)` when the shell gives up.
+/// - **Outputs**: `poll_transmit(now, buf)` until `None` (feedback to the sender),
+///   `poll_timeout()`, `poll_event()`.
 pub struct Receiver {
     cfg: ReceiverConfig,
     rng: Rng,
     phase: Phase,
     session: Option<Session>,
-    failed_status_due: bool,
+    failed: Option<FailReason>,
     events: VecDeque<ReceiverEvent>,
     stats: ReceiverStats,
 }
 
 impl Receiver {
+    /// A receiver listening for a session.
     pub fn new(cfg: ReceiverConfig) -> Self {
         Receiver {
             rng: Rng::new(cfg.seed),
             cfg,
             phase: Phase::Listening,
             session: None,
-            failed_status_due: false,
+            failed: None,
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
         }
     }
 
+    /// Counts so far.
     pub fn stats(&self) -> &ReceiverStats {
         &self.stats
     }
@@ -241,28 +345,40 @@ impl Receiver {
         })
     }
 
+    /// Whether the session is over for this receiver (done or failed).
     pub fn is_finished(&self) -> bool {
         matches!(self.phase, Phase::Finished | Phase::Failed)
     }
 
+    /// The next event for the shell.
     pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
         self.events.pop_front()
     }
 
+    /// A datagram from the group or from the sender. Anything malformed, foreign, from another
+    /// address than the session's, unsigned or forged where a signature is needed, or out of the
+    /// session's range is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        let (session, packet) = match Packet::parse(bytes) {
-            Ok(p) => p,
+        let d = match Packet::parse(bytes) {
+            Ok(d) => d,
             Err(e) => return self.stats.dropped.parse_error(e),
         };
-        if let Packet::Announce(a) = &packet
+        if let Packet::Announce(a) = &d.packet
             && self.session.is_none()
             && self.phase == Phase::Listening
-            && self.cfg.session.is_none_or(|s| s == session)
-            && !self.cfg.skip_sessions.contains(&session)
+            && self.cfg.session.is_none_or(|s| s == d.session)
+            && !self.cfg.skip_sessions.contains(&d.session)
         {
-            return self.join(now, from, session, a.clone());
+            let signed_by = match &self.cfg.trust {
+                Some(t) => match t.check(now, bytes, &d.auth, None) {
+                    Ok(key) => Some(key),
+                    Err(r) => return self.stats.dropped.rejected(r),
+                },
+                None => None,
+            };
+            return self.join(now, from, d.session, a.clone(), signed_by);
         }
-        let Some(s) = self.session.as_mut().filter(|s| s.id == session) else {
+        let Some(s) = self.session.as_mut().filter(|s| s.id == d.session) else {
             self.stats.dropped.other_session += 1;
             return;
         };
@@ -270,11 +386,26 @@ impl Receiver {
             self.stats.dropped.unexpected += 1;
             return;
         }
+        // A cheap first filter: the session's packets come from its sender's address. (An address
+        // can be spoofed; signatures, digests and hashes are what that is caught by.)
+        if from.ip() != s.sender {
+            self.stats.dropped.wrong_source += 1;
+            return;
+        }
+        if d.packet.kind().authenticated()
+            && let Some(t) = &self.cfg.trust
+            && let Err(r) = t.check(now, bytes, &d.auth, s.key_id.as_ref())
+        {
+            return self.stats.dropped.rejected(r);
+        }
         s.last_heard = now;
-        match packet {
+        match d.packet {
             Packet::Announce(a) => self.on_announce(a),
-            Packet::Data(d) => self.on_data(d),
+            Packet::Data(data) => self.on_data(data, bytes),
             Packet::End(e) => self.on_end(e.reason),
+            Packet::Digests(digests) => self.on_digests(digests),
+            Packet::Hashes(h) => self.on_hashes(h),
+            Packet::Keys(k) => self.on_keys(k),
             Packet::Ack(a) if a.receiver == self.cfg.id => {
                 if matches!(self.phase, Phase::Finishing { .. }) {
                     self.finish();
@@ -286,7 +417,14 @@ impl Receiver {
         }
     }
 
-    fn join(&mut self, now: Instant, from: SocketAddr, id: u32, announce: Announce) {
+    fn join(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: u32,
+        announce: Announce,
+        signed_by: Option<KeyId>,
+    ) {
         let (t, k) = (announce.symbol_size, announce.block_symbols);
         let layout = match (announce.file_size, announce.padded) {
             (Some(size), false) => Layout::new(size, t, k),
@@ -307,11 +445,16 @@ impl Receiver {
         } else {
             0
         };
+        let buffered = (self.cfg.memory / layout.block_bytes().max(1) as usize)
+            .clamp(2, self.cfg.buffered_blocks.max(2));
         let jitter = self.jitter();
         let session = Session {
             id,
+            sender: from.ip(),
+            key_id: signed_by,
             feedback: announce.feedback.resolve(from),
             blocks: (0..slots).map(|_| BlockRx::Empty).collect(),
+            digests: vec![None; slots as usize],
             done: 0,
             low: 0,
             max_block_seen: None,
@@ -321,9 +464,12 @@ impl Receiver {
             next_status: now + self.cfg.status_interval,
             hello_due: true,
             in_memory: Vec::new(),
+            buffered,
             extra_held: 0,
             tick: 0,
             sender_ended: false,
+            session_key: None,
+            key_parts: Vec::new(),
             layout,
             announce,
         };
@@ -331,24 +477,31 @@ impl Receiver {
             session: id,
             name: session.announce.name.clone(),
             size: session.announce.file_size,
-            md5: session.announce.md5,
+            digests: session.announce.digests,
             block_bytes: layout.block_bytes(),
+            sender: from,
+            signed_by,
+            encrypted: session.announce.encrypted,
         }));
         self.phase = Phase::Receiving;
+        let encrypted = session.announce.encrypted;
         self.session = Some(session);
+        if encrypted && self.cfg.key.is_none() {
+            return self.give_up(ReceiveError::NoKey, FailReason::Other);
+        }
         self.check_complete();
     }
 
-    /// A repeated ANNOUNCE: progress, and for a growing source perhaps the size and MD5 at last.
+    /// A repeated ANNOUNCE: progress, and for a growing source perhaps the size and digests at last.
     fn on_announce(&mut self, a: Announce) {
         let s = self.session.as_mut().expect("caller checked");
         let known = &s.announce;
         // Everything as first announced, except progress and what was unknown and is now known.
         let consistent = (known.file_size.is_none() || known.file_size == a.file_size)
-            && (known.md5.is_none() || known.md5 == a.md5)
+            && (known.digests.is_none() || known.digests == a.digests)
             && Announce {
                 file_size: known.file_size,
-                md5: known.md5,
+                digests: known.digests,
                 sent_blocks: known.sent_blocks,
                 ..a.clone()
             } == *known;
@@ -366,34 +519,38 @@ impl Receiver {
             // Slots past the end exist only if a confused or hostile peer sent such blocks.
             for slot in s.blocks.iter().skip(n as usize) {
                 match slot {
-                    BlockRx::Done => s.done -= 1,
-                    BlockRx::Pending(p) => s.extra_held -= p.extra.len(),
+                    BlockRx::Done => s.done = s.done.saturating_sub(1),
+                    BlockRx::Pending(p) => {
+                        s.extra_held = s.extra_held.saturating_sub(p.extra.len())
+                    }
                     _ => {}
                 }
             }
             s.in_memory.retain(|&b| b < n);
             s.blocks.resize_with(n as usize, || BlockRx::Empty);
+            s.digests.resize(n as usize, None);
             s.low = s.low.min(n);
             s.layout = layout;
             s.announce.file_size = Some(size);
         }
-        if s.announce.md5.is_none() {
-            s.announce.md5 = a.md5;
+        if s.announce.digests.is_none() {
+            s.announce.digests = a.digests;
         }
         self.check_complete();
     }
 
-    /// Every block decoded, and the size and MD5 known: over to the shell's check.
+    /// Every block decoded, and the size and digests known: over to the shell's check.
     fn check_complete(&mut self) {
         let Some(s) = self.session.as_ref() else {
             return;
         };
-        if let (Phase::Receiving, Some(size), Some(md5)) =
-            (self.phase, s.layout.file_size(), s.announce.md5)
+        if let (Phase::Receiving, Some(size), Some(digests)) =
+            (self.phase, s.layout.file_size(), s.announce.digests)
             && s.done == s.layout.num_blocks()
         {
             self.phase = Phase::Verifying;
-            self.events.push_back(ReceiverEvent::Complete { size, md5 });
+            self.events
+                .push_back(ReceiverEvent::Complete { size, digests });
         }
     }
 
@@ -401,28 +558,41 @@ impl Receiver {
         self.cfg.report_interval.mul_f64(0.5 + self.rng.unit())
     }
 
-    fn on_data(&mut self, d: Data<'_>) {
+    /// Makes room for `block` in the slot tables.
+    fn grow(s: &mut Session, block: u32) {
+        if s.blocks.len() <= block as usize {
+            s.blocks.resize_with(block as usize + 1, || BlockRx::Empty);
+            s.digests.resize(block as usize + 1, None);
+        }
+    }
+
+    fn on_data(&mut self, d: Data<'_>, datagram: &[u8]) {
         let s = self.session.as_mut().expect("caller checked");
         let layout = s.layout;
-        // While the size is unknown, blocks may come a few windows ahead of what was announced,
-        // no further: a hostile packet must not make the receiver allocate millions of slots.
-        let limit = match layout.file_size() {
-            Some(_) => layout.num_blocks(),
-            None => {
-                let ahead = s.max_block_seen.map_or(0, |m| m + 1).max(s.sent_blocks);
-                ahead
-                    .saturating_add(4 * s.announce.interleave as u32)
-                    .min(MAX_BLOCKS)
+        let opened;
+        let symbol = match (&s.session_key, s.announce.encrypted) {
+            (_, false) => d.symbol,
+            (None, true) => {
+                // The key has not come yet (KEYS is repeated): the symbol comes again as repair.
+                self.stats.dropped.unexpected += 1;
+                return;
             }
+            (Some(key), true) => match key.open(s.id, d.block, d.esi, datagram, DATA_OVERHEAD) {
+                Some(plain) => {
+                    opened = plain;
+                    &opened
+                }
+                None => {
+                    self.stats.dropped.forged += 1;
+                    return;
+                }
+            },
         };
-        if d.block >= limit || d.symbol.len() != layout.symbol_size() as usize {
+        if d.block >= s.limit() || symbol.len() != layout.symbol_size() as usize {
             self.stats.dropped.out_of_range += 1;
             return;
         }
-        if s.blocks.len() <= d.block as usize {
-            s.blocks
-                .resize_with(d.block as usize + 1, || BlockRx::Empty);
-        }
+        Self::grow(s, d.block);
         s.max_block_seen = Some(s.max_block_seen.map_or(d.block, |m| m.max(d.block)));
         s.tick += 1;
         let tick = s.tick;
@@ -442,6 +612,19 @@ impl Receiver {
                 return;
             }
         };
+        if let Some(hashes) = &p.verify {
+            match hashes.get(&d.esi) {
+                Some(h) if *h == symbol_hash(d.block, d.esi, symbol) => {}
+                Some(_) => {
+                    self.stats.dropped.forged += 1;
+                    return;
+                }
+                None => {
+                    self.stats.dropped.unverified += 1;
+                    return;
+                }
+            }
+        }
         p.seen = p.seen.max(d.esi + 1);
         p.touched = tick;
         let is_source = d.esi < k;
@@ -466,35 +649,122 @@ impl Receiver {
         }
         match (&mut p.buf, is_source) {
             (Some(buf), true) => {
-                let t = d.symbol.len();
-                buf[d.esi as usize * t..][..t].copy_from_slice(d.symbol);
+                let t = symbol.len();
+                buf[d.esi as usize * t..][..t].copy_from_slice(symbol);
                 p.have
                     .get_or_insert_with(|| SymbolSet::new(k as u16))
                     .insert(d.esi);
             }
             (None, true) if p.spilled && !decoding => {
-                // A spilled block's source symbol goes where it belongs: into the file.
-                let at = d.esi as usize * d.symbol.len();
-                let end = (at + d.symbol.len()).min(layout.len(d.block));
-                self.events.push_back(ReceiverEvent::Store {
-                    offset: layout.offset(d.block) + at as u64,
-                    data: d.symbol[..end - at].to_vec(),
-                });
+                // A spilled block's source symbol goes where it belongs: into the file (the part
+                // of it that is file: in a padded last block it may be none).
+                let at = d.esi as usize * symbol.len();
+                let end = (at + symbol.len()).min(layout.len(d.block));
+                if at < end {
+                    self.events.push_back(ReceiverEvent::Store {
+                        offset: layout.offset(d.block) + at as u64,
+                        data: symbol[..end - at].to_vec(),
+                    });
+                }
                 p.have
                     .get_or_insert_with(|| SymbolSet::new(k as u16))
                     .insert(d.esi);
             }
             _ => {
-                p.extra.push((d.esi, d.symbol.to_vec()));
+                p.extra.push((d.esi, symbol.to_vec()));
                 p.extra_esis.insert(d.esi);
                 p.extra_source += is_source as u32;
                 s.extra_held += 1;
             }
         }
-        if !decoding && (p.all_source(k) || p.count() >= p.decode_at) {
+        if !decoding && p.ready(k) && s.digest(d.block).is_some() {
             self.start_decode(d.block);
         }
         self.limit_extras(d.block);
+    }
+
+    /// Block digests: a block that was waiting for its digest may now be decoded.
+    fn on_digests(&mut self, digests: Digests) {
+        let s = self.session.as_mut().expect("caller checked");
+        let limit = s.limit();
+        let mut ready = Vec::new();
+        let mut conflict = false;
+        for (i, d) in digests.digests.into_iter().enumerate() {
+            let block = digests.first_block + i as u32;
+            if block >= limit {
+                self.stats.dropped.out_of_range += 1;
+                break;
+            }
+            Self::grow(s, block);
+            match &mut s.digests[block as usize] {
+                // The first digest heard stays; one datagram that contradicts it counts once.
+                Some(known) if *known != d => conflict = true,
+                Some(_) => {}
+                slot @ None => {
+                    *slot = Some(d);
+                    let k = s.layout.symbols(block) as u32;
+                    if let BlockRx::Pending(p) = &s.blocks[block as usize]
+                        && p.ready(k)
+                    {
+                        ready.push(block);
+                    }
+                }
+            }
+        }
+        self.stats.dropped.forged += conflict as u64;
+        for block in ready {
+            self.start_decode(block);
+        }
+    }
+
+    /// Symbol hashes for a block being collected again.
+    fn on_hashes(&mut self, h: Hashes) {
+        let s = self.session.as_mut().expect("caller checked");
+        let k = s.layout.symbols(h.block) as u32;
+        let Some(BlockRx::Pending(p)) = s.blocks.get_mut(h.block as usize) else {
+            self.stats.dropped.unexpected += 1;
+            return;
+        };
+        let Some(hashes) = p.verify.as_mut() else {
+            self.stats.dropped.unexpected += 1;
+            return;
+        };
+        for (i, hash) in h.hashes.into_iter().enumerate() {
+            if hashes.len() >= max_hashes(k) {
+                self.stats.dropped.out_of_range += 1;
+                return;
+            }
+            hashes.insert(h.first_esi + i as u32, hash);
+        }
+    }
+
+    /// The session key, if this PC's key is among those it was sent to.
+    fn on_keys(&mut self, keys: Keys) {
+        let s = self.session.as_mut().expect("caller checked");
+        let own = self
+            .cfg
+            .key
+            .as_ref()
+            .expect("joined an encrypted session with a key");
+        if !s.announce.encrypted || s.session_key.is_some() {
+            self.stats.dropped.duplicate += 1;
+            return;
+        }
+        let id = own.public().id();
+        if let Some(w) = keys.wraps.iter().find(|w| w.recipient == id) {
+            match crypt::unwrap(own, &keys.ephemeral, &w.wrapped, s.id) {
+                Some(key) => s.session_key = Some(key),
+                None => self.stats.dropped.forged += 1,
+            }
+            return;
+        }
+        s.key_parts.resize(keys.parts as usize, false);
+        if let Some(seen) = s.key_parts.get_mut(keys.part as usize) {
+            *seen = true;
+        }
+        if s.key_parts.iter().all(|&seen| seen) {
+            self.give_up(ReceiveError::NotListed, FailReason::Other);
+        }
     }
 
     /// Keeps the symbols held apart (repair, late source) within the same budget as the block
@@ -503,7 +773,7 @@ impl Receiver {
         let s = self.session.as_mut().expect("caller checked");
         // At least a few blocks' worth, so a block short of a few symbols survives the next
         // block's repair burst.
-        let budget = self.cfg.buffered_blocks.max(4) * s.layout.block_symbols() as usize;
+        let budget = s.buffered.max(4) * s.layout.block_symbols() as usize;
         if s.extra_held <= budget {
             return;
         }
@@ -524,7 +794,7 @@ impl Receiver {
                 break;
             }
             if let BlockRx::Pending(p) = &mut s.blocks[b as usize] {
-                s.extra_held -= p.extra.len();
+                s.extra_held = s.extra_held.saturating_sub(p.extra.len());
                 self.stats.forgotten_symbols += p.extra.len() as u64;
                 p.extra = Vec::new();
                 p.extra_esis = HashSet::new();
@@ -536,7 +806,7 @@ impl Receiver {
     /// Spills the least recently touched in-memory block if the memory budget is full.
     fn make_room(&mut self, for_block: u32) {
         let s = self.session.as_mut().expect("caller checked");
-        if s.in_memory.len() < self.cfg.buffered_blocks {
+        if s.in_memory.len() < s.buffered {
             return;
         }
         let Some((at, &victim)) = s
@@ -567,13 +837,16 @@ impl Receiver {
 
     fn start_decode(&mut self, block: u32) {
         let s = self.session.as_mut().expect("caller checked");
+        let Some(digest) = s.digest(block) else {
+            return;
+        };
         let slot = &mut s.blocks[block as usize];
         let BlockRx::Pending(mut p) = std::mem::replace(slot, BlockRx::Empty) else {
             unreachable!("only pending blocks are decoded");
         };
         s.in_memory.retain(|&b| b != block);
         let k = s.layout.symbols(block);
-        s.extra_held -= p.extra.len();
+        s.extra_held = s.extra_held.saturating_sub(p.extra.len());
         let have = p.have.clone().unwrap_or_else(|| SymbolSet::new(k));
         let job = DecodeJob::new(
             &s.layout,
@@ -581,21 +854,23 @@ impl Receiver {
             p.buf.take(),
             have,
             std::mem::take(&mut p.extra),
+            digest,
         );
         p.decode_at = job.symbols() + 1;
         *slot = BlockRx::Decoding(p);
         self.events.push_back(ReceiverEvent::Decode(job));
     }
 
-    /// The outcome of a `Decode` job: `Ok(block)` once its bytes are written to the file, or the
-    /// job back if the symbols were not enough.
-    pub fn handle_decoded(&mut self, _now: Instant, outcome: Result<u32, Box<DecodeJob>>) {
+    /// The outcome of a `Decode` job: `Ok(block)` once its bytes are written to the file; the job
+    /// back if the symbols were not enough; or the block's digest did not match, and its symbols
+    /// are thrown away to collect it again, symbol by symbol against published hashes.
+    pub fn handle_decoded(&mut self, _now: Instant, outcome: Result<u32, DecodeError>) {
         let Some(s) = self.session.as_mut() else {
             return;
         };
         let block = match &outcome {
-            Ok(b) => *b,
-            Err(job) => job.block,
+            Ok(b) | Err(DecodeError::Forged(b)) => *b,
+            Err(DecodeError::TooFew(job)) => job.block,
         };
         let Some(slot) = s.blocks.get_mut(block as usize) else {
             return;
@@ -606,9 +881,10 @@ impl Receiver {
         let BlockRx::Decoding(mut p) = std::mem::replace(slot, BlockRx::Empty) else {
             unreachable!("checked above");
         };
+        let k = s.layout.symbols(block) as u32;
         match outcome {
             Ok(_) => {
-                s.extra_held -= p.extra.len();
+                s.extra_held = s.extra_held.saturating_sub(p.extra.len());
                 *slot = BlockRx::Done;
                 s.done += 1;
                 while matches!(s.blocks.get(s.low as usize), Some(BlockRx::Done)) {
@@ -616,7 +892,16 @@ impl Receiver {
                 }
                 self.check_complete();
             }
-            Err(job) => {
+            Err(DecodeError::Forged(_)) => {
+                self.stats.forged_blocks += 1;
+                s.extra_held = s.extra_held.saturating_sub(p.extra.len());
+                *slot = BlockRx::Pending(Box::new(Pending {
+                    decode_at: k + 1,
+                    verify: Some(HashMap::new()),
+                    ..Pending::default()
+                }));
+            }
+            Err(DecodeError::TooFew(job)) => {
                 self.stats.decode_failures += 1;
                 let mut job = *job;
                 let late = std::mem::take(&mut p.extra);
@@ -628,8 +913,7 @@ impl Receiver {
                 if p.buf.is_some() {
                     s.in_memory.push(block);
                 }
-                let k = s.layout.symbols(block) as u32;
-                let ready = p.count() >= p.decode_at || p.all_source(k);
+                let ready = p.ready(k);
                 *slot = BlockRx::Pending(p);
                 if ready {
                     self.start_decode(block);
@@ -638,12 +922,12 @@ impl Receiver {
         }
     }
 
-    /// The shell's MD5 check of the whole file.
+    /// The shell's check of the whole file against the announced digests.
     pub fn verified(&mut self, now: Instant, ok: bool) {
         if ok {
             self.finishing(now);
         } else {
-            self.fail();
+            self.fail(FailReason::DigestMismatch);
         }
     }
 
@@ -674,12 +958,22 @@ impl Receiver {
         self.events.push_back(ReceiverEvent::Finished);
     }
 
-    /// Gives up (the shell hit an error it cannot recover from); tells the sender so it does not wait.
-    pub fn fail(&mut self) {
-        if self.session.is_some() {
-            self.failed_status_due = true;
+    /// Gives up (the shell hit an error it cannot recover from); tells the sender why, so it does
+    /// not wait and the teacher sees the reason.
+    pub fn fail(&mut self, reason: FailReason) {
+        if self.session.is_some() && !matches!(self.phase, Phase::Finished | Phase::Failed) {
+            self.failed = Some(if reason == FailReason::None {
+                FailReason::Other
+            } else {
+                reason
+            });
         }
         self.phase = Phase::Failed;
+    }
+
+    fn give_up(&mut self, e: ReceiveError, reason: FailReason) {
+        self.fail(reason);
+        self.events.push_back(ReceiverEvent::Failed(e));
     }
 
     fn on_end(&mut self, reason: EndReason) {
@@ -699,11 +993,12 @@ impl Receiver {
         }
     }
 
+    /// Time has passed: the sender may have gone silent, or the linger after "done" run out.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
             Phase::Receiving => {
                 let s = self.session.as_ref().expect("receiving has a session");
-                if now.saturating_duration_since(s.last_heard) > self.cfg.sender_timeout {
+                if now.saturating_duration_since(s.last_heard) >= self.cfg.sender_timeout {
                     self.phase = Phase::Failed;
                     self.events
                         .push_back(ReceiverEvent::Failed(ReceiveError::SenderGone(
@@ -716,6 +1011,7 @@ impl Receiver {
         }
     }
 
+    /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let s = self.session.as_ref()?;
         match self.phase {
@@ -724,7 +1020,7 @@ impl Receiver {
                     .min(s.next_status)
                     .min(s.last_heard + self.cfg.sender_timeout),
             ),
-            // The MD5 check may take a while: keep telling the sender we are alive.
+            // The whole-file check may take a while: keep telling the sender we are alive.
             Phase::Verifying => Some(s.next_status),
             Phase::Finishing { until } => Some(until.min(s.next_status)),
             _ => None,
@@ -735,13 +1031,10 @@ impl Receiver {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         buf.clear();
         let status_interval = self.cfg.status_interval;
-        let state = match self.phase {
-            Phase::Failed if self.failed_status_due => {
-                self.failed_status_due = false;
-                ReceiverState::Failed
-            }
-            Phase::Finishing { .. } => ReceiverState::Done,
-            Phase::Receiving | Phase::Verifying => ReceiverState::Receiving,
+        let (state, reason) = match self.phase {
+            Phase::Failed => (ReceiverState::Failed, self.failed.take()?),
+            Phase::Finishing { .. } => (ReceiverState::Done, FailReason::None),
+            Phase::Receiving | Phase::Verifying => (ReceiverState::Receiving, FailReason::None),
             _ => return None,
         };
         let jitter = self.jitter();
@@ -765,6 +1058,7 @@ impl Receiver {
             Packet::Status(Status {
                 receiver: self.cfg.id,
                 state,
+                reason,
                 blocks_done: s.done,
                 name: self.cfg.name.clone(),
             })
@@ -777,8 +1071,7 @@ impl Receiver {
         s.next_report = now + jitter;
         // Ask for no more than half the memory budget at once: symbols that cannot be held would
         // be forgotten and asked for again.
-        let budget =
-            (self.cfg.buffered_blocks.max(4) * s.layout.block_symbols() as usize / 2) as u32;
+        let budget = (s.buffered.max(4) * s.layout.block_symbols() as usize / 2) as u32;
         let entries = needs(s, budget);
         if entries.is_empty() {
             return None;
@@ -794,7 +1087,7 @@ impl Receiver {
 }
 
 /// The blocks a receiver lacks among those whose first pass is over, lowest first, until their
-/// needs add up to `budget` symbols (at least one block).
+/// needs add up to `budget` symbols (at least one block); with them, the digests it lacks.
 fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
     let mut entries = Vec::new();
     let mut asked = 0;
@@ -803,19 +1096,29 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
             break;
         }
         let k = s.layout.symbols(block) as u32;
+        let mut flags = NeedFlags {
+            no_digest: s.digest(block).is_none(),
+            verify: false,
+        };
         let (need, seen) = match s.blocks.get(block as usize) {
             None | Some(BlockRx::Empty) => (k + 1, 0),
-            Some(BlockRx::Pending(p)) if !p.all_source(k) => {
-                (p.decode_at.saturating_sub(p.count()), p.seen)
+            Some(BlockRx::Pending(p)) => {
+                flags.verify = p.verify.is_some();
+                if p.all_source(k) {
+                    (0, p.seen)
+                } else {
+                    (p.decode_at.saturating_sub(p.count()), p.seen)
+                }
             }
             _ => continue,
         };
-        if need > 0 {
+        if need > 0 || flags.no_digest {
             asked += need;
             entries.push(NeedEntry {
                 block,
                 need: need.min(u16::MAX as u32) as u16,
                 seen,
+                flags,
             });
         }
     }

@@ -3,17 +3,27 @@
 //! It announces the file, waits for receivers, sends every block's source symbols once (interleaved
 //! over a window of blocks, plus a small proactive margin of repair symbols), then answers NEED
 //! reports with fresh repair symbols: per block, as many as the neediest receiver still lacks plus a
-//! margin, so its cost does not grow with the number of receivers.
+//! margin, so its cost does not grow with the number of receivers. Each block's digest goes out
+//! before the block; a block that failed its digest somewhere is repaired with its symbols' hashes
+//! first. With a key, everything that changes what a receiver does is signed; with `--encrypt`,
+//! every symbol is sealed.
 
+use super::codec::{BlockEncoder, Plans};
+use super::crypt::{self, SessionKey};
+use super::layout::{Layout, LayoutError};
+use super::peers::{Limits, Peers, Unheard};
+use crate::auth::{PublicKey, Seal, Signer};
 use crate::counters::Counters;
-use crate::file::codec::{BlockEncoder, Plans};
-use crate::file::layout::{Layout, LayoutError};
 use crate::wire::{
-    Ack, Announce, Data, End, EndReason, FeedbackAddr, MAX_ESI, Need, Packet, ReceiverState, Status,
+    Ack, Announce, BlockDigest, DATA_OVERHEAD, Data, Digests, End, EndReason, FeedbackAddr,
+    FileDigests, Hashes, Keys, MAX_DIGESTS, MAX_ESI, MAX_HASHES, MAX_KEY_WRAPS, Need, Packet,
+    ReceiverState, Status, block_digest, symbol_hash,
 };
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+pub use super::peers::ReceiverInfo;
 
 /// Highest loss rate a repair burst is sized for: a receiver losing more asks again.
 const MAX_LOSS: f64 = 0.5;
@@ -22,20 +32,36 @@ const MAX_LOSS: f64 = 0.5;
 const END_REPEATS: u8 = 3;
 const END_SPACING: Duration = Duration::from_millis(20);
 
+/// Rounds of hash-checked repair a block gets: a forged symbol costs a block one such round.
+const MAX_VERIFY_ROUNDS: u8 = 4;
+
+/// ACKs waiting to go out at most (each is the answer to a rate-limited STATUS).
+const MAX_ACKS: usize = 1024;
+
+/// Why a sender cannot be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
+    /// The block layout is impossible.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// W is 0.
     #[error("interleave must be at least 1 block")]
     Interleave,
+    /// The proactive repair fraction is outside 0..=1.
     #[error("proactive repair {0} is outside 0..=1")]
     Proactive(f64),
+    /// The feedback port is 0.
     #[error("the feedback port must not be 0")]
     FeedbackPort,
+    /// `--encrypt` without a receiver to encrypt for.
+    #[error("an encrypted session needs at least one receiver's key (--to)")]
+    NoRecipients,
 }
 
+/// How a sender sends.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
+    /// The session id, random.
     pub session: u32,
     /// T.
     pub symbol_size: u16,
@@ -49,6 +75,7 @@ pub struct SenderConfig {
     pub min_receivers: usize,
     /// ... or once this much time has passed, if set.
     pub wait: Option<Duration>,
+    /// How often ANNOUNCE (and KEYS) are repeated.
     pub announce_interval: Duration,
     /// A receiver not heard from for this long is dropped and counted as not done.
     pub receiver_timeout: Duration,
@@ -57,9 +84,16 @@ pub struct SenderConfig {
     pub repair_holdoff: Duration,
     /// With no receiver known, how long after the first pass the sender stays for late hellos.
     pub linger: Duration,
+    /// Where receivers send feedback.
     pub feedback: FeedbackAddr,
     /// Blocks whose bytes (and encoder) are kept in memory at once, beyond the interleave window.
     pub cached_blocks: usize,
+    /// Signs what changes a receiver's course, if set (`send --key`).
+    pub signer: Option<Signer>,
+    /// Seals every symbol for the listed receivers, if set (`send --encrypt --to`).
+    pub encryption: Option<Encryption>,
+    /// How much the sender takes from receivers.
+    pub limits: Limits,
 }
 
 impl Default for SenderConfig {
@@ -78,27 +112,61 @@ impl Default for SenderConfig {
             linger: Duration::from_secs(2),
             feedback: FeedbackAddr::Source { port: 1 },
             cached_blocks: 4,
+            signer: None,
+            encryption: None,
+            limits: Limits::default(),
         }
+    }
+}
+
+/// An encrypted session's secrets, drawn by the shell from the operating system's randomness.
+#[derive(Clone)]
+pub struct Encryption {
+    /// The session key.
+    pub key: [u8; 32],
+    /// The ephemeral X25519 secret that wraps it.
+    pub ephemeral: [u8; 32],
+    /// Who may open it.
+    pub recipients: Vec<PublicKey>,
+}
+
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Encryption({} recipients)", self.recipients.len())
     }
 }
 
 /// What is sent: one file.
 #[derive(Debug, Clone)]
 pub struct FileInfo {
+    /// Its name, as announced.
     pub name: String,
     /// `None` for a growing source of unknown size (a download without Content-Length).
     pub size: Option<u64>,
     /// `None` until the source has ended.
-    pub md5: Option<[u8; 16]>,
+    pub digests: Option<FileDigests>,
 }
 
 /// A growing source ended in a way that contradicts what was announced.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SourceError {
+    /// It has another size than announced.
     #[error("the source ended at {got} bytes, but its size was announced as {announced}")]
-    SizeMismatch { announced: u64, got: u64 },
+    SizeMismatch {
+        /// As announced.
+        announced: u64,
+        /// As it ended.
+        got: u64,
+    },
+    /// It ended before bytes already sent.
     #[error("the source ended at {got} bytes, after {had} bytes had already been sent")]
-    Shrunk { had: u64, got: u64 },
+    Shrunk {
+        /// Bytes already sent.
+        had: u64,
+        /// As it ended.
+        got: u64,
+    },
+    /// Its size needs more blocks than the protocol allows.
     #[error(transparent)]
     Layout(#[from] LayoutError),
 }
@@ -112,24 +180,41 @@ pub enum Destination {
     Unicast(SocketAddr),
 }
 
+/// What the sender tells the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderEvent {
     /// The shell must read `len` bytes at `offset` and pass them to `supply_block`.
     NeedBlock {
+        /// Which block.
         block: u32,
+        /// Where it starts in the file.
         offset: u64,
+        /// Its bytes.
         len: usize,
     },
+    /// A receiver said hello.
     ReceiverJoined {
+        /// Its id.
         id: u32,
     },
+    /// A receiver has the whole file.
     ReceiverDone {
+        /// Its id.
         id: u32,
     },
+    /// A receiver gave up (its `ReceiverInfo::reason` says why).
     ReceiverFailed {
+        /// Its id.
         id: u32,
     },
+    /// A receiver went silent and was dropped.
     ReceiverDropped {
+        /// Its id.
+        id: u32,
+    },
+    /// The session ended while a receiver that lost too much to be followed was still collecting.
+    ReceiverLeftBehind {
+        /// Its id.
         id: u32,
     },
     /// The first pass began.
@@ -138,35 +223,22 @@ pub enum SenderEvent {
     Finished,
 }
 
-/// What the sender knows of one receiver.
-#[derive(Debug, Clone)]
-pub struct ReceiverInfo {
-    pub id: u32,
-    pub addr: SocketAddr,
-    pub name: String,
-    pub state: ReceiverState,
-    pub blocks_done: u32,
-    /// Silent past the timeout: given up on.
-    pub dropped: bool,
-    last_heard: Instant,
-}
-
-impl ReceiverInfo {
-    /// Still expected to finish.
-    fn pending(&self) -> bool {
-        !self.dropped && matches!(self.state, ReceiverState::Hello | ReceiverState::Receiving)
-    }
-}
-
 /// Counts for the summary and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SenderStats {
+    /// DATA with a source symbol.
     pub source_symbols: u64,
+    /// DATA with a repair symbol.
     pub repair_symbols: u64,
+    /// Every other datagram.
     pub control_packets: u64,
     /// Bytes of every datagram the sender produced (UDP payload).
     pub bytes: u64,
+    /// NEED reports taken.
     pub need_reports: u64,
+    /// Hash-checked repair rounds (a block failed its digest at some receiver).
+    pub verify_rounds: u64,
+    /// Datagrams dropped, by why.
     pub dropped: Counters,
 }
 
@@ -183,20 +255,47 @@ enum Phase {
 struct BlockTx {
     /// Next fresh ESI.
     next_esi: u32,
-    /// When its last symbol was sent.
+    /// When its first and its last symbol were sent.
+    first_sent: Option<Instant>,
     last_sent: Option<Instant>,
-    /// Largest need reported since its last repair burst, after in-flight symbols, scaled up by
-    /// the reporting receiver's loss rate.
-    pending: u32,
+    /// The largest need reported since its last repair burst (after in-flight symbols, scaled by
+    /// the reporting receiver's loss), and from which address ...
+    top: Option<(IpAddr, u32)>,
+    /// ... and the largest from any other address: what two addresses ask for is sent in full.
+    second: u32,
     queued: bool,
+    /// Where its last repair burst began, and when it was made.
+    burst: Option<(u32, Instant)>,
+    /// The next burst goes out with its symbols' hashes (a receiver's digest check failed).
+    verify: bool,
+    verify_rounds: u8,
+    digest: Option<BlockDigest>,
+    digest_sent: Option<Instant>,
+}
+
+impl BlockTx {
+    fn ask(&mut self, ip: IpAddr, need: u32) {
+        match self.top {
+            Some((top_ip, top)) if top_ip == ip => self.top = Some((ip, top.max(need))),
+            Some((_, top)) if need > top => {
+                self.second = top;
+                self.top = Some((ip, need));
+            }
+            Some(_) => self.second = self.second.max(need),
+            None => self.top = Some((ip, need)),
+        }
+    }
 }
 
 /// A run of repair symbols for one block, being sent.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Burst {
     block: u32,
     next: u32,
     end: u32,
+    /// A hash-checked burst: its symbols, made before their HASHES went out.
+    made: Option<VecDeque<Vec<u8>>>,
+    verify: bool,
 }
 
 /// The first pass: window [start, end) sent symbol-major, so consecutive packets hit different blocks.
@@ -210,14 +309,27 @@ struct Pass {
     width: u32,
 }
 
+/// The sending side of a file session.
+///
+/// The contract, as in quinn-proto (time is passed in; nothing here blocks, reads a clock or
+/// touches a socket):
+/// - **Getters**: `layout`, `stats`, `receivers`, `sent_blocks`, `started_at`,
+///   `first_pass_done_at`, `source_done`, `is_finished`.
+/// - **Inputs**: `handle_datagram(now, from, bytes)` for feedback (STATUS, NEED) from the
+///   sender's socket; `handle_timeout(now)` once `poll_timeout` has passed; `supply_block(block,
+///   bytes)` after a `NeedBlock` event; `source_grew(now, bytes)` and `source_ended(now, size,
+///   digests)` while a download arrives.
+/// - **Commands**: `abort(now)`, `hold_until(t)`.
+/// - **Outputs**: `poll_transmit(now, buf)` until `None` (the shell paces it), `poll_timeout()`,
+///   `poll_event()`.
 pub struct Sender {
     cfg: SenderConfig,
     name: String,
-    md5: Option<[u8; 16]>,
+    digests: Option<FileDigests>,
     layout: Layout,
     /// Blocks whose bytes are all readable.
     available: u32,
-    /// The source has ended: `available` covers the file, and its size and MD5 are known.
+    /// The source has ended: `available` covers the file, and its size and digests are known.
     source_done: bool,
     phase: Phase,
     end_reason: EndReason,
@@ -233,9 +345,19 @@ pub struct Sender {
     cache: VecDeque<(u32, BlockEncoder)>,
     loading: Vec<u32>,
     plans: Plans,
-    receivers: BTreeMap<u32, ReceiverInfo>,
+    peers: Peers,
     next_announce: Instant,
     acks: VecDeque<(SocketAddr, u32)>,
+    /// Blocks below this have had their digest sent with their first pass.
+    digests_out: u32,
+    /// Blocks whose digest a receiver asked for.
+    digests_due: BTreeSet<u32>,
+    /// HASHES of a hash-checked burst, to go out before its symbols.
+    hashes: VecDeque<Hashes>,
+    session_key: Option<SessionKey>,
+    /// KEYS packets, sent in turn after each ANNOUNCE.
+    keys: Vec<Keys>,
+    next_keys: Option<usize>,
     /// The session does not end before this (see `hold_until`).
     hold: Option<Instant>,
     events: VecDeque<SenderEvent>,
@@ -243,10 +365,10 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A sender of a whole file, all of it readable now (`file.size` and `file.md5` are set).
+    /// A sender of a whole file, all of it readable now (`file.size` and `file.digests` are set).
     pub fn new(cfg: SenderConfig, file: FileInfo, now: Instant) -> Result<Self, ConfigError> {
         let mut s = Sender::growing(cfg, file, now)?;
-        if s.md5.is_some() {
+        if s.digests.is_some() {
             s.source_done = true;
             s.set_available(now, s.layout.num_blocks());
         }
@@ -254,8 +376,8 @@ impl Sender {
     }
 
     /// A sender of a source that is still arriving (a download): blocks are sent as
-    /// `source_grew` makes them available, and the size (if unknown) and MD5 are announced once
-    /// `source_ended` is called.
+    /// `source_grew` makes them available, and the size (if unknown) and digests are announced
+    /// once `source_ended` is called.
     pub fn growing(cfg: SenderConfig, file: FileInfo, now: Instant) -> Result<Self, ConfigError> {
         let layout = match file.size {
             Some(size) => Layout::new(size, cfg.symbol_size, cfg.block_symbols)?,
@@ -273,9 +395,32 @@ impl Sender {
         ) {
             return Err(ConfigError::FeedbackPort);
         }
+        let (session_key, keys) = match &cfg.encryption {
+            Some(e) => {
+                if e.recipients.is_empty() {
+                    return Err(ConfigError::NoRecipients);
+                }
+                let (ephemeral, wraps) =
+                    crypt::wrap(&e.key, e.ephemeral, &e.recipients, cfg.session);
+                let parts = wraps.len().div_ceil(MAX_KEY_WRAPS);
+                let keys = wraps
+                    .chunks(MAX_KEY_WRAPS)
+                    .enumerate()
+                    .map(|(i, w)| Keys {
+                        ephemeral,
+                        part: i as u8,
+                        parts: parts as u8,
+                        wraps: w.to_vec(),
+                    })
+                    .collect();
+                (Some(SessionKey::new(e.key)), keys)
+            }
+            None => (None, Vec::new()),
+        };
         let mut s = Sender {
+            peers: Peers::new(cfg.limits.clone()),
             cfg,
-            md5: file.md5.filter(|_| file.size.is_some()),
+            digests: file.digests.filter(|_| file.size.is_some()),
             name: file.name,
             layout,
             available: 0,
@@ -299,9 +444,14 @@ impl Sender {
             cache: VecDeque::new(),
             loading: Vec::new(),
             plans: Plans::default(),
-            receivers: BTreeMap::new(),
             next_announce: now,
             acks: VecDeque::new(),
+            digests_out: 0,
+            digests_due: BTreeSet::new(),
+            hashes: VecDeque::new(),
+            session_key,
+            keys,
+            next_keys: None,
             hold: None,
             events: VecDeque::new(),
             stats: SenderStats::default(),
@@ -319,12 +469,13 @@ impl Sender {
         self.set_available(now, full as u32);
     }
 
-    /// The source is complete: `size` bytes with this MD5. The final ANNOUNCE goes out at once.
+    /// The source is complete: `size` bytes with these digests. The final ANNOUNCE goes out at
+    /// once.
     pub fn source_ended(
         &mut self,
         now: Instant,
         size: u64,
-        md5: [u8; 16],
+        digests: FileDigests,
     ) -> Result<(), SourceError> {
         if self.source_done {
             return Ok(());
@@ -345,7 +496,7 @@ impl Sender {
                 self.layout = self.layout.finish(size)?;
             }
         }
-        self.md5 = Some(md5);
+        self.digests = Some(digests);
         self.source_done = true;
         self.next_announce = now;
         self.set_available(now, self.layout.num_blocks());
@@ -375,21 +526,24 @@ impl Sender {
         self.hold = self.hold.max(Some(t));
     }
 
-    /// Whether the whole source is readable, and its size and MD5 known.
+    /// Whether the whole source is readable, and its size and digests known.
     pub fn source_done(&self) -> bool {
         self.source_done
     }
 
+    /// How the file is cut into blocks.
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
 
+    /// Counts so far.
     pub fn stats(&self) -> &SenderStats {
         &self.stats
     }
 
+    /// The receivers known, by id.
     pub fn receivers(&self) -> impl Iterator<Item = &ReceiverInfo> {
-        self.receivers.values()
+        self.peers.iter()
     }
 
     /// Blocks whose first pass is complete.
@@ -397,6 +551,7 @@ impl Sender {
         self.pass.start
     }
 
+    /// Whether END has gone out.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Finished
     }
@@ -411,55 +566,54 @@ impl Sender {
         self.pass_done_at
     }
 
-    /// Feedback from a receiver. Anything malformed, foreign or not ours is counted and dropped.
+    /// Feedback from a receiver. Anything malformed, foreign, not ours, from a receiver that did
+    /// not say hello, or over a bound is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        let (session, packet) = match Packet::parse(bytes) {
-            Ok(p) => p,
+        let d = match Packet::parse(bytes) {
+            Ok(d) => d,
             Err(e) => return self.stats.dropped.parse_error(e),
         };
-        if session != self.cfg.session {
+        if d.session != self.cfg.session {
             self.stats.dropped.other_session += 1;
             return;
         }
-        match packet {
+        match d.packet {
             Packet::Status(s) => self.on_status(now, from, s),
             Packet::Need(n) => self.on_need(now, from, n),
             _ => self.stats.dropped.unexpected += 1,
         }
     }
 
-    fn touch_receiver(&mut self, now: Instant, from: SocketAddr, id: u32) -> &mut ReceiverInfo {
-        let events = &mut self.events;
-        let r = self.receivers.entry(id).or_insert_with(|| {
-            events.push_back(SenderEvent::ReceiverJoined { id });
-            ReceiverInfo {
-                id,
-                addr: from,
-                name: String::new(),
-                state: ReceiverState::Hello,
-                blocks_done: 0,
-                dropped: false,
-                last_heard: now,
-            }
-        });
-        r.last_heard = now;
-        r.addr = from;
-        r.dropped = false;
-        r
+    fn unheard(&mut self, why: Unheard) {
+        let d = &mut self.stats.dropped;
+        match why {
+            Unheard::Refused => d.refused += 1,
+            Unheard::Unknown => d.unknown_receiver += 1,
+            Unheard::RateLimited => d.rate_limited += 1,
+        }
     }
 
     fn on_status(&mut self, now: Instant, from: SocketAddr, s: Status) {
         let num_blocks = self.layout.num_blocks();
-        let r = self.touch_receiver(now, from, s.receiver);
-        r.name = s.name;
+        let (r, new) = match self.peers.hello(now, from, s.receiver, &s.name) {
+            Ok(r) => r,
+            Err(why) => return self.unheard(why),
+        };
         r.blocks_done = s.blocks_done.min(num_blocks);
         let was = r.state;
         // Done and Failed are final: a late, reordered Receiving must not undo them.
         if !matches!(was, ReceiverState::Done | ReceiverState::Failed) {
             r.state = s.state;
+            r.reason = s.reason;
         }
         let state = r.state;
-        if matches!(s.state, ReceiverState::Done | ReceiverState::Failed) {
+        if new {
+            self.events
+                .push_back(SenderEvent::ReceiverJoined { id: s.receiver });
+        }
+        if matches!(s.state, ReceiverState::Done | ReceiverState::Failed)
+            && self.acks.len() < MAX_ACKS
+        {
             self.acks.push_back((from, s.receiver));
         }
         if was != state {
@@ -478,11 +632,18 @@ impl Sender {
     }
 
     fn on_need(&mut self, now: Instant, from: SocketAddr, need: Need) {
+        let joined = match self.peers.known(now, from, need.receiver) {
+            Ok(r) => r.joined,
+            Err(why) => return self.unheard(why),
+        };
         self.stats.need_reports += 1;
-        self.touch_receiver(now, from, need.receiver);
         if matches!(self.phase, Phase::Waiting) {
             self.maybe_start(now);
         }
+        let ip = from.ip();
+        let holdoff = self.cfg.repair_holdoff;
+        // What this report says of the receiver's loss: symbols it holds of those it has seen.
+        let (mut held_sum, mut seen_sum) = (0u64, 0u64);
         for e in need.entries {
             // Only blocks whose first pass is over can be repaired.
             if e.block >= self.pass.start {
@@ -495,26 +656,61 @@ impl Sender {
                 self.stats.dropped.out_of_range += 1;
                 continue;
             }
+            if e.flags.no_digest && tx.digest_sent.is_none_or(|t| now >= t + holdoff) {
+                self.digests_due.insert(e.block);
+            }
+            if e.need == 0 {
+                continue;
+            }
             let recent = tx
                 .last_sent
-                .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.repair_holdoff);
-            let in_flight = if recent { tx.next_esi - e.seen } else { 0 };
-            let need = (e.need as u32).saturating_sub(in_flight);
-            // The repair reaches this receiver through the same loss it reported: of the `seen`
-            // symbols sent, it holds about K + 1 - need. Ask enough that what survives is enough.
-            let held = (k + 1).saturating_sub(e.need as u32).min(e.seen);
-            let loss = if e.seen > 0 {
-                (1.0 - held as f64 / e.seen as f64).clamp(0.0, MAX_LOSS)
+                .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
+            let need = if e.flags.verify {
+                // Its symbols were thrown away: nothing of it is in flight, and it learns nothing
+                // of the receiver's loss.
+                if tx.verify_rounds >= MAX_VERIFY_ROUNDS {
+                    self.stats.dropped.out_of_range += 1;
+                    continue;
+                }
+                tx.verify = true;
+                e.need as u32
             } else {
-                0.0
+                let in_flight = if recent { tx.next_esi - e.seen } else { 0 };
+                let need = (e.need as u32).saturating_sub(in_flight);
+                // The repair reaches this receiver through the same loss it reported: of the
+                // `seen` symbols sent, it holds about K + 1 - need. Ask enough that what survives
+                // is enough.
+                let held = (k + 1).saturating_sub(e.need as u32).min(e.seen);
+                let loss = if e.seen > 0 {
+                    (1.0 - held as f64 / e.seen as f64).clamp(0.0, MAX_LOSS)
+                } else {
+                    0.0
+                };
+                // What it saw of a block sent before it joined says nothing of its loss.
+                if tx.first_sent.is_some_and(|t| t >= joined) {
+                    held_sum += held as u64;
+                    seen_sum += e.seen as u64;
+                }
+                // A burst made after the receiver joined, long enough ago to have arrived, of
+                // which it saw nothing: it lost all of it, or says so.
+                if let Some((start, made)) = tx.burst
+                    && !recent
+                    && made > joined + holdoff
+                    && e.seen <= start
+                {
+                    seen_sum += (tx.next_esi - start) as u64;
+                }
+                (need as f64 / (1.0 - loss)).ceil() as u32
             };
-            let need = (need as f64 / (1.0 - loss)).ceil() as u32;
-            tx.pending = tx.pending.max(need);
-            if tx.pending > 0 && !tx.queued {
+            tx.ask(ip, need);
+            if !tx.queued {
                 tx.queued = true;
                 self.repair.push_back(e.block);
             }
         }
+        let ceiling = self.layout.block_symbols() as u32 + 1;
+        self.peers
+            .judge(ip, held_sum, seen_sum, ceiling + repair_margin(ceiling));
     }
 
     /// The block's bytes, asked for with `SenderEvent::NeedBlock`.
@@ -527,22 +723,18 @@ impl Sender {
         while self.cache.len() >= limit {
             self.cache.pop_front();
         }
-        self.cache
-            .push_back((block, BlockEncoder::new(&self.layout, block, data)));
+        let enc = BlockEncoder::new(&self.layout, block, data);
+        self.blocks[block as usize].digest = Some(block_digest(enc.coded()));
+        self.cache.push_back((block, enc));
     }
 
+    /// Time has passed: receivers silent too long are dropped; the session may start or end.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.hold.is_some_and(|h| now >= h) {
             self.hold = None;
         }
-        for r in self.receivers.values_mut() {
-            if r.pending()
-                && now.saturating_duration_since(r.last_heard) > self.cfg.receiver_timeout
-            {
-                r.dropped = true;
-                self.events
-                    .push_back(SenderEvent::ReceiverDropped { id: r.id });
-            }
+        for id in self.peers.drop_silent(now, self.cfg.receiver_timeout) {
+            self.events.push_back(SenderEvent::ReceiverDropped { id });
         }
         self.maybe_start(now);
         self.maybe_finish(now);
@@ -559,10 +751,10 @@ impl Sender {
             },
             Phase::Sending => self.next_announce,
         };
-        for r in self.receivers.values().filter(|r| r.pending()) {
+        for r in self.peers.iter().filter(|r| r.pending()) {
             t = t.min(r.last_heard + self.cfg.receiver_timeout);
         }
-        if let (Some(done), true) = (self.pass_done_at, self.receivers.is_empty()) {
+        if let Some(done) = self.pass_done_at {
             t = t.min(done + self.cfg.linger);
         }
         if let Some(hold) = self.hold {
@@ -571,6 +763,7 @@ impl Sender {
         Some(t)
     }
 
+    /// The next event for the shell.
     pub fn poll_event(&mut self) -> Option<SenderEvent> {
         self.events.pop_front()
     }
@@ -588,7 +781,7 @@ impl Sender {
         buf.clear();
         if let Some((to, id)) = self.acks.pop_front() {
             let ack = Packet::Ack(Ack { receiver: id });
-            return Some(self.control(&ack, buf, Destination::Unicast(to)));
+            return Some(self.control(now, &ack, buf, Destination::Unicast(to)));
         }
         match self.phase {
             Phase::Finished => return None,
@@ -608,27 +801,71 @@ impl Sender {
                 let end = Packet::End(End {
                     reason: self.end_reason,
                 });
-                return Some(self.control(&end, buf, Destination::Group));
+                return Some(self.control(now, &end, buf, Destination::Group));
             }
             Phase::Waiting | Phase::Sending => {}
         }
         if now >= self.next_announce {
             self.next_announce = now + self.cfg.announce_interval;
+            if !self.keys.is_empty() {
+                self.next_keys = Some(self.next_keys.map_or(0, |k| (k + 1) % self.keys.len()));
+            }
             let announce = Packet::Announce(self.announce());
-            return Some(self.control(&announce, buf, Destination::Group));
+            return Some(self.control(now, &announce, buf, Destination::Group));
+        }
+        if let Some(k) = self.next_keys.take() {
+            let keys = Packet::Keys(self.keys[k].clone());
+            return Some(self.control(now, &keys, buf, Destination::Group));
         }
         if self.phase != Phase::Sending {
             return None;
         }
-        let (block, esi, repair) = self.next_symbol()?;
+        if let Some(h) = self.hashes.pop_front() {
+            return Some(self.control(now, &Packet::Hashes(h), buf, Destination::Group));
+        }
+        if let Some(digests) = self.requested_digests(now) {
+            return Some(self.control(now, &digests, buf, Destination::Group));
+        }
+        let (block, esi, repair) = self.next_symbol(now)?;
         let Some(at) = self.cache.iter().position(|(b, _)| *b == block) else {
             self.load(block);
             return None;
         };
+        // The block's digest goes out before its first symbol.
+        if !repair && block >= self.digests_out {
+            let digests = self.window_digests(block);
+            return Some(self.control(now, &digests, buf, Destination::Group));
+        }
         // Most recently used last.
         let entry = self.cache.remove(at).expect("position is in range");
         self.cache.push_back(entry);
         let enc = &mut self.cache.back_mut().expect("just pushed").1;
+        if repair
+            && let Some(b) = self.burst.as_mut()
+            && b.verify
+            && b.made.is_none()
+        {
+            // A hash-checked burst: make its symbols now, and send their hashes first.
+            let mut made = VecDeque::with_capacity((b.end - b.next) as usize);
+            let mut hashes = Vec::with_capacity(made.capacity());
+            for e in b.next..b.end {
+                let mut s = Vec::new();
+                enc.write_symbol(&self.layout, &mut self.plans, e, &mut s);
+                hashes.push(symbol_hash(block, e, &s));
+                made.push_back(s);
+            }
+            for (i, chunk) in hashes.chunks(MAX_HASHES).enumerate() {
+                self.hashes.push_back(Hashes {
+                    block,
+                    first_esi: b.next + (i * MAX_HASHES) as u32,
+                    hashes: chunk.to_vec(),
+                });
+            }
+            b.made = Some(made);
+            self.stats.verify_rounds += 1;
+            let h = self.hashes.pop_front().expect("a burst has a symbol");
+            return Some(self.control(now, &Packet::Hashes(h), buf, Destination::Group));
+        }
         // The window's proactive repair symbols all come at its end; building their encoders
         // there would stall the stream for W encoder builds at once. Build block i of the window
         // when the pass reaches ESI i*K/W instead, one short pause at a time.
@@ -644,20 +881,39 @@ impl Sender {
             symbol: &[],
         })
         .write(self.cfg.session, buf);
-        enc.write_symbol(&self.layout, &mut self.plans, esi, buf);
+        match self.burst.as_mut().and_then(|b| b.made.as_mut()) {
+            Some(made) if repair => buf.extend_from_slice(&made.pop_front().unwrap_or_default()),
+            _ => enc.write_symbol(&self.layout, &mut self.plans, esi, buf),
+        }
+        if let Some(key) = &self.session_key {
+            key.seal(self.cfg.session, block, esi, buf, DATA_OVERHEAD);
+        }
         if esi < enc.symbols() as u32 {
             self.stats.source_symbols += 1;
         } else {
             self.stats.repair_symbols += 1;
         }
         self.stats.bytes += buf.len() as u64;
-        self.blocks[block as usize].last_sent = Some(now);
+        let tx = &mut self.blocks[block as usize];
+        tx.first_sent.get_or_insert(now);
+        tx.last_sent = Some(now);
         self.advance(now, repair);
         Some(Destination::Group)
     }
 
-    fn control(&mut self, packet: &Packet<'_>, buf: &mut Vec<u8>, to: Destination) -> Destination {
-        packet.write(self.cfg.session, buf);
+    /// Writes a control packet, signed if the sender has a key.
+    fn control(
+        &mut self,
+        now: Instant,
+        packet: &Packet<'_>,
+        buf: &mut Vec<u8>,
+        to: Destination,
+    ) -> Destination {
+        let seal = match &self.cfg.signer {
+            Some(s) => Seal::Signed(&s.key, s.clock.unix_ms(now)),
+            None => Seal::Unsigned,
+        };
+        packet.write_sealed(self.cfg.session, seal, buf);
         self.stats.control_packets += 1;
         self.stats.bytes += buf.len() as u64;
         to
@@ -666,8 +922,9 @@ impl Sender {
     fn announce(&self) -> Announce {
         Announce {
             file_size: self.layout.file_size(),
-            md5: self.md5,
+            digests: self.digests,
             padded: self.layout.padded(),
+            encrypted: self.session_key.is_some(),
             symbol_size: self.layout.symbol_size(),
             block_symbols: self.layout.block_symbols(),
             interleave: self.cfg.interleave,
@@ -675,6 +932,53 @@ impl Sender {
             feedback: self.cfg.feedback,
             name: self.name.clone(),
         }
+    }
+
+    /// DIGESTS for `block` and the blocks after it whose digests are known and not yet sent.
+    fn window_digests(&mut self, block: u32) -> Packet<'static> {
+        let first = self.digests_out.min(block);
+        let mut digests = Vec::new();
+        while let Some(d) = self
+            .blocks
+            .get((first as usize) + digests.len())
+            .and_then(|tx| tx.digest)
+        {
+            digests.push(d);
+            if digests.len() == MAX_DIGESTS {
+                break;
+            }
+        }
+        self.digests_out = first + digests.len() as u32;
+        Packet::Digests(Digests {
+            first_block: first,
+            digests,
+        })
+    }
+
+    /// DIGESTS a receiver asked for, the lowest first, if any is due and known.
+    fn requested_digests(&mut self, now: Instant) -> Option<Packet<'static>> {
+        while let Some(&first) = self.digests_due.first() {
+            let mut digests = Vec::new();
+            let mut b = first;
+            while let Some(d) = self.blocks.get(b as usize).and_then(|tx| tx.digest)
+                && digests.len() < MAX_DIGESTS
+                && self.digests_due.remove(&b)
+            {
+                digests.push(d);
+                self.blocks[b as usize].digest_sent = Some(now);
+                b += 1;
+            }
+            if digests.is_empty() {
+                // Not known here any more (never supplied): nothing to answer with.
+                self.digests_due.remove(&first);
+                continue;
+            }
+            return Some(Packet::Digests(Digests {
+                first_block: first,
+                digests,
+            }));
+        }
+        None
     }
 
     fn load(&mut self, block: u32) {
@@ -692,32 +996,44 @@ impl Sender {
     /// burst for the oldest block that needs one, else the first pass. While the first pass is
     /// still going, repair and first-pass symbols take turns, so heavy repair (a late joiner, one
     /// terrible receiver) slows the class at most by half, never stops it.
-    fn next_symbol(&mut self) -> Option<(u32, u32, bool)> {
+    fn next_symbol(&mut self, now: Instant) -> Option<(u32, u32, bool)> {
         let pass = (self.pass.start < self.pass.end).then_some((self.pass.block, self.pass.esi));
         if let (Some((block, esi)), true) = (pass, self.last_was_repair) {
             return Some((block, esi, false));
         }
-        if self.burst.is_none()
+        while self.burst.is_none()
             && let Some(block) = self.repair.pop_front()
         {
             let tx = &mut self.blocks[block as usize];
             tx.queued = false;
-            let count = tx.pending + repair_margin(tx.pending);
-            tx.pending = 0;
+            // What one address alone asks for is capped by its allowance; what two ask for is not.
+            let (need, second) = (tx.top.take(), std::mem::take(&mut tx.second));
+            let count = need
+                .map_or(0, |(ip, n)| n.min(self.peers.allowance(ip)))
+                .max(second);
+            if count == 0 {
+                continue;
+            }
+            let count = count + repair_margin(count);
             let end = tx.next_esi.saturating_add(count).min(MAX_ESI + 1);
+            let verify = std::mem::take(&mut tx.verify);
+            tx.verify_rounds += verify as u8;
             self.burst = Some(Burst {
                 block,
                 next: tx.next_esi,
                 end,
+                made: None,
+                verify,
             });
+            tx.burst = Some((tx.next_esi, now));
             tx.next_esi = end;
         }
-        if let Some(b) = self.burst {
+        if let Some(b) = &self.burst {
             if b.next < b.end {
                 return Some((b.block, b.next, true));
             }
             self.burst = None;
-            return self.next_symbol();
+            return self.next_symbol(now);
         }
         pass.map(|(block, esi)| (block, esi, false))
     }
@@ -805,7 +1121,7 @@ impl Sender {
         if self.phase != Phase::Waiting {
             return;
         }
-        let hello = self.receivers.values().filter(|r| !r.dropped).count();
+        let hello = self.peers.iter().filter(|r| !r.dropped).count();
         let waited = self.cfg.wait.is_some_and(|w| now >= self.created + w);
         if hello >= self.cfg.min_receivers || waited {
             self.phase = Phase::Sending;
@@ -816,19 +1132,41 @@ impl Sender {
     }
 
     /// Ends the session once no known receiver is still expected (all done, failed or dropped); with
-    /// none known at all, the linger time after the first pass.
+    /// none known at all, the linger time after the first pass. Receivers that lose more than the
+    /// sender follows do not keep it open past the others and the linger time: they are left
+    /// behind.
     fn maybe_finish(&mut self, now: Instant) {
         if self.phase != Phase::Sending || self.hold.is_some() {
             return;
         }
+        let lingered = self
+            .pass_done_at
+            .is_some_and(|done| now >= done + self.cfg.linger);
         // Receivers known and none still expected: over, even mid-pass (they all had the file).
-        let finished = if self.receivers.is_empty() {
-            self.pass_done_at
-                .is_some_and(|done| now >= done + self.cfg.linger)
+        let finished = if self.peers.is_empty() {
+            lingered
         } else {
-            !self.receivers.values().any(ReceiverInfo::pending)
+            let (mut followed, mut lagging) = (false, false);
+            for r in self.peers.iter().filter(|r| r.pending()) {
+                if self.peers.lagging(r) {
+                    lagging = true;
+                } else {
+                    followed = true;
+                }
+            }
+            !followed && (!lagging || lingered)
         };
         if finished {
+            let behind: Vec<u32> = self
+                .peers
+                .iter()
+                .filter(|r| r.pending() && self.peers.lagging(r))
+                .map(|r| r.id)
+                .collect();
+            for id in behind {
+                self.events
+                    .push_back(SenderEvent::ReceiverLeftBehind { id });
+            }
             self.end(now, EndReason::Complete);
         }
     }

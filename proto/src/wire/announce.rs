@@ -1,4 +1,5 @@
-//! ANNOUNCE (0x01): what the session carries and where to send feedback. Repeated for late joiners.
+//! ANNOUNCE (0x01): what the session carries and where to send feedback. Repeated for late joiners;
+//! signed when the sender has a key.
 
 use super::{ParseError, Reader};
 use bytes::BufMut;
@@ -16,9 +17,12 @@ pub const MAX_NAME_LEN: usize = 1024;
 pub enum FeedbackAddr {
     /// The source address of the ANNOUNCE itself, at this port (the usual case on a LAN).
     Source {
+        /// The sender's feedback port.
         port: u16,
     },
+    /// An IPv4 address and port.
     V4(Ipv4Addr, u16),
+    /// An IPv6 address and port.
     V6(Ipv6Addr, u16),
 }
 
@@ -69,17 +73,57 @@ impl FeedbackAddr {
 
 /// `flags` bits.
 const SIZE_KNOWN: u8 = 0x01;
-const MD5_KNOWN: u8 = 0x02;
+/// Both whole-file digests, MD5 and SHA-256.
+const DIGESTS_KNOWN: u8 = 0x02;
 const PADDED: u8 = 0x04;
+const ENCRYPTED: u8 = 0x08;
 
+/// The whole file's digests: MD5 for people's `md5sum`, SHA-256 for `sha256sum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDigests {
+    /// MD5 (RFC 1321).
+    pub md5: [u8; 16],
+    /// SHA-256 (FIPS 180-4).
+    pub sha256: [u8; 32],
+}
+
+/// Computes both digests of a stream of bytes (the sender's file, a download, the receiver's
+/// copy).
+#[derive(Clone, Default)]
+pub struct FileHasher {
+    md5: md5::Md5,
+    sha256: sha2::Sha256,
+}
+
+impl FileHasher {
+    /// More of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.md5.update(bytes);
+        self.sha256.update(bytes);
+    }
+
+    /// The digests of everything given.
+    pub fn finish(self) -> FileDigests {
+        use sha2::Digest;
+        FileDigests {
+            md5: self.md5.finalize().into(),
+            sha256: self.sha256.finalize().into(),
+        }
+    }
+}
+
+/// What a session carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announce {
     /// Bytes in the file; `None` while a growing source has not ended.
     pub file_size: Option<u64>,
-    /// MD5 of the whole file; `None` until the sender has read all of it.
-    pub md5: Option<[u8; 16]>,
+    /// The whole file's digests; `None` until the sender has read all of it.
+    pub digests: Option<FileDigests>,
     /// Every block, the last included, has K symbols (the session began without a known size).
     pub padded: bool,
+    /// DATA symbols are sealed with the session key (KEYS carries it to the listed receivers).
+    pub encrypted: bool,
     /// T: bytes per symbol; every DATA symbol is exactly this long.
     pub symbol_size: u16,
     /// K: source symbols per block (the last block may have fewer).
@@ -88,6 +132,7 @@ pub struct Announce {
     pub interleave: u16,
     /// Blocks whose first pass is complete: receivers may report what they lack of these.
     pub sent_blocks: u32,
+    /// Where receivers send STATUS and NEED.
     pub feedback: FeedbackAddr,
     /// The file's name as the sender has it; receivers reduce it to a plain file name.
     pub name: String,
@@ -97,6 +142,7 @@ impl Announce {
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, ParseError> {
         let file_size = r.u64()?;
         let md5: [u8; 16] = r.array()?;
+        let sha256: [u8; 32] = r.array()?;
         let flags = r.u8()?;
         let symbol_size = r.u16()?;
         let block_symbols = r.u16()?;
@@ -114,20 +160,21 @@ impl Announce {
         if interleave == 0 {
             return Err(ParseError::Invalid("interleave"));
         }
-        // One encoding per meaning: unknown fields are zero, and an MD5 needs the size.
+        // One encoding per meaning: unknown fields are zero, and digests need the size.
         let size_known = flags & SIZE_KNOWN != 0;
-        let md5_known = flags & MD5_KNOWN != 0;
-        if flags & !(SIZE_KNOWN | MD5_KNOWN | PADDED) != 0
-            || (md5_known && !size_known)
+        let digests_known = flags & DIGESTS_KNOWN != 0;
+        if flags & !(SIZE_KNOWN | DIGESTS_KNOWN | PADDED | ENCRYPTED) != 0
+            || (digests_known && !size_known)
             || (!size_known && file_size != 0)
-            || (!md5_known && md5 != [0; 16])
+            || (!digests_known && (md5 != [0; 16] || sha256 != [0; 32]))
         {
             return Err(ParseError::Invalid("flags"));
         }
         Ok(Announce {
             file_size: size_known.then_some(file_size),
-            md5: md5_known.then_some(md5),
+            digests: digests_known.then_some(FileDigests { md5, sha256 }),
             padded: flags & PADDED != 0,
+            encrypted: flags & ENCRYPTED != 0,
             symbol_size,
             block_symbols,
             interleave,
@@ -138,13 +185,17 @@ impl Announce {
     }
 
     pub(crate) fn write(&self, out: &mut impl BufMut) {
+        // Digests without a size are not sent: the size comes first.
+        let digests = self.digests.filter(|_| self.file_size.is_some());
         out.put_u64(self.file_size.unwrap_or(0));
-        out.put_slice(&self.md5.unwrap_or_default());
+        out.put_slice(&digests.map_or([0; 16], |d| d.md5));
+        out.put_slice(&digests.map_or([0; 32], |d| d.sha256));
         let known = |b: bool, flag: u8| if b { flag } else { 0 };
         out.put_u8(
             known(self.file_size.is_some(), SIZE_KNOWN)
-                | known(self.file_size.is_some() && self.md5.is_some(), MD5_KNOWN)
-                | known(self.padded, PADDED),
+                | known(digests.is_some(), DIGESTS_KNOWN)
+                | known(self.padded, PADDED)
+                | known(self.encrypted, ENCRYPTED),
         );
         out.put_u16(self.symbol_size);
         out.put_u16(self.block_symbols);

@@ -1,6 +1,7 @@
 //! The download manager's packets (`edm-cast serve` / `edm-cast get`): a server announces itself on
 //! the group, a student's PC asks it for a URL, and the server answers with the session that carries
-//! it, or a refusal. The header's session field is 0 in all four.
+//! it, or a refusal. The header's session field is 0 in all four. SERVER, OFFER and REFUSE are signed
+//! when the server has a key, so a student's `get` can tell the lab's server from a rogue one.
 
 use super::feedback::truncate_utf8;
 use super::{FeedbackAddr, ParseError, Reader};
@@ -14,6 +15,7 @@ pub const MAX_REASON_LEN: usize = 512;
 /// SERVER (0x20): a download manager is here; requests go to `requests`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
+    /// Where requests go.
     pub requests: FeedbackAddr,
 }
 
@@ -32,7 +34,9 @@ impl Server {
 /// REQUEST (0x21): please send me this URL. Repeated until answered, with the same `request` id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The requester's random id for this request; answers quote it.
     pub request: u32,
+    /// The URL, 1 to `MAX_URL_LEN` bytes.
     pub url: String,
 }
 
@@ -58,8 +62,11 @@ impl Request {
 /// OFFER (0x22): the URL is (or is about to be) sent as `session` on the group, at `port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offer {
+    /// The request answered.
     pub request: u32,
+    /// The session to join.
     pub session: u32,
+    /// The group port it is sent on.
     pub port: u16,
 }
 
@@ -86,7 +93,9 @@ impl Offer {
 /// REFUSE (0x23): the server will not send this URL, and says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refuse {
+    /// The request answered.
     pub request: u32,
+    /// Why, for the student.
     pub reason: String,
 }
 

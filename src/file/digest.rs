@@ -1,12 +1,13 @@
-//! MD5, the check `md5sum` gives the class: of a whole file (the sender's, before it sends), and the
-//! receiver's, computed while the file arrives: blocks are hashed in file order as soon as
-//! the ones before them are written, so at the end only the last few remain and the class is not
+//! The whole file's digests, MD5 and SHA-256, the checks `md5sum` and `sha256sum` give the class:
+//! of a whole file (the sender's, before it sends), of a download as it streams in, and the
+//! receiver's, computed while the file arrives: blocks are hashed in file order as soon as the
+//! ones before them are written, so at the end only the last few remain and the class is not
 //! kept waiting for a full re-read of the file. While the size is unknown, the highest block so far
 //! may be the padded last one: it waits until a later block shows it is not, or the size is known.
 
 use super::output::FileHandle;
 use crate::error::Error;
-use md5::{Digest, Md5};
+use edm_cast_proto::wire::{FileDigests, FileHasher};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
@@ -29,17 +30,18 @@ impl WrittenBlocks {
     }
 }
 
-pub struct RunningMd5 {
+/// The receiver's digests, computed on a thread of their own as blocks reach the disk.
+pub struct RunningDigests {
     tx: mpsc::Sender<Msg>,
-    thread: Option<JoinHandle<Result<[u8; 16], Error>>>,
+    thread: Option<JoinHandle<Result<FileDigests, Error>>>,
 }
 
-impl RunningMd5 {
+impl RunningDigests {
     /// `exact`: the file's size is known, so every block's length is final.
     pub fn start(file: FileHandle, exact: bool) -> Self {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut md5 = Md5::new();
+            let mut hasher = FileHasher::default();
             let mut next = 0u32;
             let mut ready = BTreeMap::new();
             for msg in rx {
@@ -50,23 +52,23 @@ impl RunningMd5 {
                             && (exact || ready.contains_key(&(next + 1)))
                         {
                             let (offset, len) = ready.remove(&next).expect("checked");
-                            md5.update(file.read_at(offset, len)?);
+                            hasher.update(&file.read_at(offset, len)?);
                             next += 1;
                         }
                     }
                     Msg::Finish { size } => {
                         while let Some((offset, len)) = ready.remove(&next) {
                             let len = (len as u64).min(size.saturating_sub(offset)) as usize;
-                            md5.update(file.read_at(offset, len)?);
+                            hasher.update(&file.read_at(offset, len)?);
                             next += 1;
                         }
                         break;
                     }
                 }
             }
-            Ok(md5.finalize().into())
+            Ok(hasher.finish())
         });
-        RunningMd5 {
+        RunningDigests {
             tx,
             thread: Some(thread),
         }
@@ -76,8 +78,8 @@ impl RunningMd5 {
         WrittenBlocks(self.tx.clone())
     }
 
-    /// The digest of the file's `size` bytes, once every block has been reported written.
-    pub fn finish(mut self, size: u64) -> Result<[u8; 16], Error> {
+    /// The digests of the file's `size` bytes, once every block has been reported written.
+    pub fn finish(mut self, size: u64) -> Result<FileDigests, Error> {
         let _ = self.tx.send(Msg::Finish { size });
         self.thread
             .take()
@@ -87,10 +89,10 @@ impl RunningMd5 {
     }
 }
 
-/// MD5 of the file at `path`, calling `progress` with the bytes read so far.
-pub fn md5_file(path: &Path, mut progress: impl FnMut(u64)) -> io::Result<[u8; 16]> {
+/// The digests of the file at `path`, calling `progress` with the bytes read so far.
+pub fn file_digests(path: &Path, mut progress: impl FnMut(u64)) -> io::Result<FileDigests> {
     let mut file = File::open(path)?;
-    let mut hasher = Md5::new();
+    let mut hasher = FileHasher::default();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
@@ -104,10 +106,5 @@ pub fn md5_file(path: &Path, mut progress: impl FnMut(u64)) -> io::Result<[u8; 1
         total += n as u64;
         progress(total);
     }
-    Ok(hasher.finalize().into())
-}
-
-/// An MD5 as 32 lowercase hex digits, as `md5sum` prints it.
-pub fn hex(md5: &[u8; 16]) -> String {
-    format!("{:032x}", u128::from_be_bytes(*md5))
+    Ok(hasher.finish())
 }

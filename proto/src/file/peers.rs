@@ -1,0 +1,330 @@
+//! The sender's table of receivers, and how much it listens to each (PROTOCOL.md, "Bounds").
+//!
+//! Anyone on the LAN can send STATUS and NEED, so the table is bounded in all and per address, a
+//! receiver is known only once it said hello (STATUS) and only from the address it said it from,
+//! and its feedback passes a token bucket. How much repair one address's reports alone may ask for
+//! is its *allowance*: it starts small, doubles with every report whose figures are plausible
+//! (it lost at most `max_followed_loss` of what it saw) and drops to zero with every report that
+//! is not (it claims to hold nothing of what it saw, or saw nothing of a burst sent to it). What
+//! two addresses both ask for is sent in full: a lone liar costs a few percent of the file, never
+//! a copy of it, and an honest class is never held back.
+
+use crate::limit::TokenBucket;
+use crate::wire::{FailReason, ReceiverState, printable};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// How much the sender takes from receivers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Receivers known at once ...
+    pub max_receivers: usize,
+    /// ... and per source address (several `recv` on one PC, or a lab on loopback).
+    pub max_per_address: usize,
+    /// Feedback datagrams a receiver may send per second (honest ones send under 15) ...
+    pub feedback_rate: f64,
+    /// ... and at once.
+    pub feedback_burst: f64,
+    /// Repair symbols per block and round that one address's reports alone may ask for at first.
+    pub initial_allowance: u32,
+    /// A report of more loss than this is not followed (the receiver gets what is sent for
+    /// others), and a receiver whose loss stays above it is left behind when the others are done.
+    pub max_followed_loss: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_receivers: 1000,
+            max_per_address: 8,
+            feedback_rate: 40.0,
+            feedback_burst: 40.0,
+            initial_allowance: 32,
+            max_followed_loss: 0.5,
+        }
+    }
+}
+
+/// What the sender knows of one receiver.
+#[derive(Debug, Clone)]
+pub struct ReceiverInfo {
+    /// The id it chose.
+    pub id: u32,
+    /// Where its feedback comes from (and its ACK goes).
+    pub addr: SocketAddr,
+    /// Its name, without control characters.
+    pub name: String,
+    /// Where it says it is.
+    pub state: ReceiverState,
+    /// Why it failed, if it did.
+    pub reason: FailReason,
+    /// Blocks it says it has decoded.
+    pub blocks_done: u32,
+    /// Silent past the timeout: given up on.
+    pub dropped: bool,
+    /// When it first said hello.
+    pub(crate) joined: Instant,
+    pub(crate) last_heard: Instant,
+    bucket: TokenBucket,
+}
+
+impl ReceiverInfo {
+    /// Still expected to finish.
+    pub(crate) fn pending(&self) -> bool {
+        !self.dropped && matches!(self.state, ReceiverState::Hello | ReceiverState::Receiving)
+    }
+}
+
+/// What the sender knows of one source address.
+#[derive(Debug, Clone)]
+struct Address {
+    receivers: usize,
+    allowance: u32,
+    /// Smoothed loss from its reports; `None` before any report had figures to judge.
+    loss: Option<f64>,
+}
+
+/// Why a datagram from a receiver is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unheard {
+    /// The table is full, in all or for this address; or the id is another address's.
+    Refused,
+    /// No hello from this id at this address.
+    Unknown,
+    /// Over its rate.
+    RateLimited,
+}
+
+/// The receivers and their addresses.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    limits: Limits,
+    receivers: BTreeMap<u32, ReceiverInfo>,
+    addresses: HashMap<IpAddr, Address>,
+}
+
+/// Weight of a new report in the smoothed loss.
+const LOSS_GAIN: f64 = 0.25;
+
+impl Peers {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Peers {
+            limits,
+            receivers: BTreeMap::new(),
+            addresses: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &ReceiverInfo> {
+        self.receivers.values()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.receivers.is_empty()
+    }
+
+    /// A STATUS from `id`: the receiver, and whether it is new. A new one is admitted if the table
+    /// has room; an id already known from another address is not taken over.
+    pub(crate) fn hello(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: u32,
+        name: &str,
+    ) -> Result<(&mut ReceiverInfo, bool), Unheard> {
+        let limits = &self.limits;
+        let new = !self.receivers.contains_key(&id);
+        if new {
+            let here = self.addresses.get(&from.ip()).map_or(0, |a| a.receivers);
+            if self.receivers.len() >= limits.max_receivers || here >= limits.max_per_address {
+                return Err(Unheard::Refused);
+            }
+            self.addresses
+                .entry(from.ip())
+                .or_insert(Address {
+                    receivers: 0,
+                    allowance: limits.initial_allowance,
+                    loss: None,
+                })
+                .receivers += 1;
+            self.receivers.insert(
+                id,
+                ReceiverInfo {
+                    id,
+                    addr: from,
+                    name: String::new(),
+                    state: ReceiverState::Hello,
+                    reason: FailReason::None,
+                    blocks_done: 0,
+                    dropped: false,
+                    joined: now,
+                    last_heard: now,
+                    bucket: TokenBucket::new(now, limits.feedback_rate, limits.feedback_burst),
+                },
+            );
+        }
+        let r = self.receivers.get_mut(&id).expect("present or just added");
+        if r.addr.ip() != from.ip() {
+            return Err(Unheard::Refused);
+        }
+        if !new && !r.bucket.take(now) {
+            return Err(Unheard::RateLimited);
+        }
+        r.addr = from;
+        r.last_heard = now;
+        r.dropped = false;
+        if r.name.is_empty() || r.name != name {
+            r.name = printable(name);
+        }
+        Ok((r, new))
+    }
+
+    /// A NEED from `id`: taken only from a receiver that said hello from this address, within
+    /// its rate.
+    pub(crate) fn known(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: u32,
+    ) -> Result<&mut ReceiverInfo, Unheard> {
+        let r = self.receivers.get_mut(&id).ok_or(Unheard::Unknown)?;
+        if r.addr.ip() != from.ip() {
+            return Err(Unheard::Unknown);
+        }
+        if !r.bucket.take(now) {
+            return Err(Unheard::RateLimited);
+        }
+        r.last_heard = now;
+        r.dropped = false;
+        Ok(r)
+    }
+
+    /// A report from `ip` said it holds `held` of the `seen` symbols it could have: its allowance
+    /// doubles if that is plausible and drops to zero if not.
+    pub(crate) fn judge(&mut self, ip: IpAddr, held: u64, seen: u64, ceiling: u32) {
+        let (Some(a), true) = (self.addresses.get_mut(&ip), seen > 0) else {
+            return;
+        };
+        let loss = 1.0 - held.min(seen) as f64 / seen as f64;
+        a.loss = Some(a.loss.map_or(loss, |l| l + LOSS_GAIN * (loss - l)));
+        a.allowance = if loss <= self.limits.max_followed_loss {
+            (a.allowance.saturating_mul(2))
+                .max(self.limits.initial_allowance)
+                .min(ceiling)
+        } else {
+            0
+        };
+    }
+
+    /// Repair symbols per block that `ip`'s reports alone may ask for now.
+    pub(crate) fn allowance(&self, ip: IpAddr) -> u32 {
+        self.addresses.get(&ip).map_or(0, |a| a.allowance)
+    }
+
+    /// Whether `r` reports more loss than the sender follows: left behind once the others are done.
+    pub(crate) fn lagging(&self, r: &ReceiverInfo) -> bool {
+        self.addresses
+            .get(&r.addr.ip())
+            .and_then(|a| a.loss)
+            .is_some_and(|l| l > self.limits.max_followed_loss)
+    }
+
+    /// Marks receivers silent past `timeout` as dropped; their ids.
+    pub(crate) fn drop_silent(&mut self, now: Instant, timeout: Duration) -> Vec<u32> {
+        let mut dropped = Vec::new();
+        for r in self.receivers.values_mut() {
+            if r.pending() && now.saturating_duration_since(r.last_heard) >= timeout {
+                r.dropped = true;
+                dropped.push(r.id);
+            }
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_table_is_bounded_in_all_and_per_address() {
+        let t = Instant::now();
+        let mut p = Peers::new(Limits {
+            max_receivers: 5,
+            max_per_address: 2,
+            ..Limits::default()
+        });
+        assert!(p.hello(t, addr("10.0.0.9:1"), 1, "pc").unwrap().1);
+        assert!(p.hello(t, addr("10.0.0.9:2"), 2, "pc").unwrap().1);
+        // A third id from the same address, thousands more: refused.
+        for id in 3..3000 {
+            assert_eq!(
+                p.hello(t, addr("10.0.0.9:3"), id, "fake").err(),
+                Some(Unheard::Refused)
+            );
+        }
+        for (i, id) in (10..13).enumerate() {
+            let from = addr(&format!("10.0.1.{i}:1"));
+            assert!(p.hello(t, from, id, "pc").is_ok());
+        }
+        assert_eq!(
+            p.hello(t, addr("10.0.2.1:1"), 99, "pc").err(),
+            Some(Unheard::Refused)
+        );
+        // An id is not taken over from another address, and NEED needs a hello first.
+        assert_eq!(
+            p.hello(t, addr("10.0.1.0:1"), 1, "pc").err(),
+            Some(Unheard::Refused)
+        );
+        assert_eq!(
+            p.known(t, addr("10.0.2.1:1"), 7).err(),
+            Some(Unheard::Unknown)
+        );
+        assert_eq!(
+            p.known(t, addr("10.0.1.0:5"), 1).err(),
+            Some(Unheard::Unknown)
+        );
+        assert!(p.known(t, addr("10.0.0.9:5"), 1).is_ok());
+    }
+
+    #[test]
+    fn a_flood_from_a_known_receiver_is_rate_limited_and_names_are_printable() {
+        let t = Instant::now();
+        let mut p = Peers::new(Limits::default());
+        let from = addr("10.0.0.2:9");
+        let (r, _) = p.hello(t, from, 1, "pc\u{1b}[2J\u{7}evil\u{202e}").unwrap();
+        assert_eq!(r.name, "pc[2Jevil");
+        let taken = (0..1000).filter(|_| p.known(t, from, 1).is_ok()).count();
+        assert!(taken <= 40, "{taken}");
+        let later = t + Duration::from_secs(1);
+        assert!(p.known(later, from, 1).is_ok());
+    }
+
+    #[test]
+    fn allowance_grows_with_plausible_reports_and_vanishes_with_absurd_ones() {
+        let t = Instant::now();
+        let mut p = Peers::new(Limits::default());
+        let (honest, liar) = (addr("10.0.0.2:9"), addr("10.0.0.3:9"));
+        p.hello(t, honest, 1, "pc").unwrap();
+        p.hello(t, liar, 2, "fake").unwrap();
+        assert_eq!(p.allowance(honest.ip()), 32);
+        // 5% loss: doubles each round up to the ceiling.
+        for want in [64, 128, 256, 512, 1024, 1025] {
+            p.judge(honest.ip(), 950, 1000, 1025);
+            assert_eq!(p.allowance(honest.ip()), want);
+        }
+        let get = |p: &Peers, id| p.iter().find(|r| r.id == id).cloned().unwrap();
+        assert!(!p.lagging(&get(&p, 1)));
+        // Claims to hold nothing of what it saw: no allowance, and left behind.
+        for _ in 0..3 {
+            p.judge(liar.ip(), 0, 1000, 1025);
+        }
+        assert_eq!(p.allowance(liar.ip()), 0);
+        assert!(p.lagging(&get(&p, 2)));
+    }
+}
