@@ -1,6 +1,7 @@
-//! Live video: the `relay` (`edm-cast video`: its `sources`, pulled over `rtsp` where needed) and
-//! the viewer (`edm-cast watch`).
+//! Live video: the `relay` (`edm-cast video`: its `sources`, pulled over `rtsp` where needed, each
+//! relayed as a `channel`) and the viewer (`edm-cast watch`).
 
+mod channel;
 pub mod relay;
 mod rtsp;
 mod sources;

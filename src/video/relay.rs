@@ -2,32 +2,33 @@
 //! someone watches. The protocol pieces are in `edm_cast_proto::video`; this is sockets, child
 //! processes and the clock.
 
-use super::rtsp;
+use super::channel::Channel;
 use super::sources::{Feed, FeedTx, Ingest, load_config, split_named};
 use crate::cli::seconds;
 use crate::error::Error;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use clap::Parser;
-use edm_cast_proto::video::channel::{DEFAULT_LEASE, LeaseEvent, Leases};
+use edm_cast_proto::Destination;
+use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, DEFAULT_LEASE, LeaseEvent, Leases};
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
-use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
-use edm_cast_proto::video::rtp::{CLOCK_RATE, RtpHeader};
-use edm_cast_proto::video::wire::{ChannelInfo, Control, MAX_CHANNEL_NAME, Refusal};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::process::{Child, ExitCode};
+use edm_cast_proto::video::rtp::CLOCK_RATE;
+use edm_cast_proto::video::wire::MAX_CHANNEL_NAME;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// Where channels are announced when `--group` names no port.
 pub const ANNOUNCE_PORT: u16 = 5010;
-/// Every channel sends RTP here and repair to `REPAIR_PORT`, each on its own group address.
+/// Every channel sends RTP here, each on its own group address.
 pub const MEDIA_PORT: u16 = 5004;
+/// Every channel sends REPAIR here, on the same group address as its RTP.
 pub const REPAIR_PORT: u16 = 5006;
 /// What a name given to `--from` without a `--source` resolves to (rpicam-vid's `-o udp://`).
 pub const DEFAULT_SOURCE: &str = "udp://:5000";
-const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
 /// A video group: `239.255.1.1` or `239.255.1.1:PORT` (the announce port, 5010 by default).
 pub fn parse_group(s: &str) -> Result<Group, String> {
@@ -83,79 +84,27 @@ pub struct Args {
     stats: bool,
 }
 
-/// One relayed source.
-struct Channel {
-    info: ChannelInfo,
-    ingest: Ingest,
-    on_demand: Option<String>,
-    child: Option<Child>,
-    puller: Option<tokio::task::JoinHandle<()>>,
-    annexb: AnnexB,
-    depacketizer: Depacketizer,
-    packetizer: Packetizer,
-    fec: Option<FecEncoder>,
-    stats: ChannelStats,
-}
-
-#[derive(Default)]
-struct ChannelStats {
-    datagrams: u64,
-    malformed: u64,
-    rtp_packets: u64,
-    rtp_bytes: u64,
-    repair_packets: u64,
-    repair_bytes: u64,
-    /// Microseconds from an ingest datagram's arrival to each RTP packet made from it.
-    latency_us: Vec<u32>,
-    starts: u64,
-}
-
-impl Channel {
-    fn start_source(&mut self) {
-        let Some(cmd) = &self.on_demand else { return };
-        use std::os::unix::process::CommandExt;
-        match std::process::Command::new("sh")
-            .args(["-c", cmd])
-            .process_group(0)
-            .stdin(std::process::Stdio::null())
-            // Our stdout carries only the --stats figures.
-            .stdout(std::io::stderr())
-            .spawn()
-        {
-            Ok(c) => self.child = Some(c),
-            Err(e) => eprintln!("video: {}: cannot start '{cmd}': {e}", self.info.name),
-        }
-    }
-
-    fn stop_source(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on the process group we created for this child.
-            unsafe { libc::kill(-(c.id() as i32), libc::SIGTERM) };
-            // Reaped off the event loop: a source may take a moment to exit.
-            std::thread::spawn(move || {
-                let end = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < end {
-                    if matches!(c.try_wait(), Ok(Some(_))) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                // SAFETY: as above; the group ignored SIGTERM.
-                unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
-                let _ = c.wait();
-            });
-        }
-    }
-}
-
+/// Relays the channels until Ctrl-C or SIGTERM; prints `--stats` at the end, even after an error.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let grace = args.grace;
-    let fec_config = FecConfig {
-        window_packets: args.fec_window,
-        repair_percent: args.fec_repair,
-        ..FecConfig::default()
-    };
+    let channels = channels(&args)?;
+    let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
+    let runtime = rt::runtime()?;
+    // Sockets and tasks belong to the runtime, so the relay is made inside it.
+    let _inside = runtime.enter();
+    let mut relay = Relay::new(net::register(out)?, args.group, args.grace, channels);
+    let result = runtime.block_on(relay.run());
+    for c in &mut relay.channels {
+        c.stop_source();
+    }
+    if args.stats {
+        relay.print_stats();
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+/// The channels to offer, in `--from` order (or the sources file's), with where each comes from.
+fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
     let config = match &args.config {
         Some(path) => load_config(path)?,
         None => Default::default(),
@@ -170,17 +119,22 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             "name a source to offer: --from NAME (or --config FILE)".into(),
         ));
     }
-    let mut defined = std::collections::HashMap::new();
+    let mut defined = HashMap::new();
     for s in &args.sources {
         let (name, url) = split_named(s, "--source")?;
         let ingest = url.parse::<Ingest>().map_err(Error::Usage)?;
         defined.insert(name, ingest);
     }
-    let mut commands = std::collections::HashMap::new();
+    let mut commands = HashMap::new();
     for s in &args.on_demand {
         let (name, cmd) = split_named(s, "--run-on-demand")?;
         commands.insert(name, cmd);
     }
+    let fec = (!args.no_fec).then_some(FecConfig {
+        window_packets: args.fec_window,
+        repair_percent: args.fec_repair,
+        ..FecConfig::default()
+    });
     let base = u32::from(*args.group.0.ip());
     let mut channels = Vec::new();
     for (i, name) in from.iter().enumerate() {
@@ -207,76 +161,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         let on_demand = commands
             .remove(name)
             .or_else(|| configured.and_then(|c| c.run_on_demand.clone()));
-        channels.push(Channel {
-            info: ChannelInfo {
-                name: name.clone(),
-                live: false,
-                group,
-                media_port: MEDIA_PORT,
-                repair_port: if args.no_fec { 0 } else { REPAIR_PORT },
-            },
-            ingest,
-            on_demand,
-            child: None,
-            puller: None,
-            annexb: AnnexB::default(),
-            depacketizer: Depacketizer::default(),
-            packetizer: Packetizer::new(rt::random_u64() as u32, rt::random_u64() as u16),
-            fec: (!args.no_fec).then(|| FecEncoder::new(fec_config)),
-            stats: ChannelStats::default(),
-        });
+        channels.push(Channel::new(name.clone(), group, ingest, on_demand, fec));
     }
     if let Some(name) = defined.keys().chain(commands.keys()).next() {
         return Err(Error::Usage(format!(
             "'{name}' has a --source or --run-on-demand but is not offered with --from"
         )));
     }
-    let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
-    let runtime = rt::runtime()?;
-    let mut control_dropped = 0;
-    let result = runtime.block_on(relay(
-        out,
-        args.group,
-        grace,
-        &mut channels,
-        &mut control_dropped,
-    ));
-    for c in &mut channels {
-        c.stop_source();
-    }
-    if args.stats {
-        for c in &mut channels {
-            print_stats(c);
-        }
-        println!("control: {control_dropped} malformed or foreign datagrams dropped");
-    }
-    result.map(|_| ExitCode::SUCCESS)
-}
-
-fn print_stats(c: &mut Channel) {
-    let s = &mut c.stats;
-    s.latency_us.sort_unstable();
-    let pct = |p: f64| {
-        s.latency_us
-            .get(((s.latency_us.len() as f64 - 1.0) * p).round() as usize)
-            .map_or(0.0, |us| *us as f64 / 1000.0)
-    };
-    println!(
-        "{}: {} ingest datagrams ({} malformed), {} starts; {} RTP packets ({} bytes), {} repair \
-         packets ({} bytes), FEC overhead {:.1}%; relay latency p50 {:.3} ms p99 {:.3} ms",
-        c.info.name,
-        s.datagrams,
-        // Unparsable RTP, broken fragments and oversized NAL units.
-        s.malformed + c.depacketizer.dropped + c.annexb.oversized,
-        s.starts,
-        s.rtp_packets,
-        s.rtp_bytes,
-        s.repair_packets,
-        s.repair_bytes,
-        100.0 * s.repair_bytes as f64 / s.rtp_bytes.max(1) as f64,
-        pct(0.5),
-        pct(0.99),
-    );
+    Ok(channels)
 }
 
 /// 90 kHz RTP time of `t`: arrival time, so a restarted camera continues the clock.
@@ -284,235 +176,210 @@ fn rtp_time(epoch: Instant, t: Instant) -> u32 {
     (t.saturating_duration_since(epoch).as_micros() * CLOCK_RATE as u128 / 1_000_000) as u32
 }
 
-async fn relay(
-    out: std::net::UdpSocket,
+/// The relay while it runs: the lease table (the control protocol), the channels, and the socket
+/// everything goes out of.
+struct Relay {
+    /// Sends RTP, REPAIR and control datagrams, and receives REQUEST and LEAVE: its address is
+    /// the relay's control address, the source of every ANNOUNCE.
+    out: UdpSocket,
     group: Group,
-    grace: Duration,
-    channels: &mut [Channel],
-    control_dropped: &mut u64,
-) -> Result<(), Error> {
-    let out = net::register(out)?;
-    let (tx, mut rx) = mpsc::channel::<(usize, Instant, Feed)>(4096);
-    for (i, c) in channels.iter().enumerate() {
-        let addr = match c.ingest {
-            Ingest::AnnexB(a) | Ingest::Rtp(a) => a,
-            Ingest::Rtsp(_) => continue,
-        };
-        let socket = std::net::UdpSocket::bind(addr).map_err(|e| Error::Socket {
-            what: format!("{}: cannot listen on {addr}", c.info.name),
-            source: e,
-        })?;
-        socket.set_nonblocking(true).map_err(|e| Error::Socket {
-            what: "nonblocking".into(),
-            source: e,
-        })?;
-        let socket = net::register(socket)?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            while let Ok(n) = socket.recv(&mut buf).await {
-                let feed = Feed::Datagram(buf[..n].to_vec());
-                if tx.send((i, Instant::now(), feed)).await.is_err() {
-                    return;
-                }
-            }
-        });
+    /// RTP time 0.
+    epoch: Instant,
+    leases: Leases,
+    channels: Vec<Channel>,
+    /// Ingest tasks send what arrives here, tagged with the channel's index.
+    feeds: FeedTx,
+    fed: mpsc::Receiver<(usize, Instant, Feed)>,
+    /// The control datagram being sent.
+    control: Vec<u8>,
+}
+
+impl Relay {
+    fn new(out: UdpSocket, group: Group, grace: Duration, channels: Vec<Channel>) -> Self {
+        let now = Instant::now();
+        let (feeds, fed) = mpsc::channel(4096);
+        Relay {
+            out,
+            group,
+            epoch: now,
+            leases: Leases::new(
+                channels.iter().map(Channel::info),
+                DEFAULT_LEASE,
+                grace,
+                now,
+            ),
+            channels,
+            feeds,
+            fed,
+            control: Vec::with_capacity(1500),
+        }
     }
-    let mut leases = Leases::new(
-        channels.iter().map(|c| c.info.name.as_str()),
-        DEFAULT_LEASE,
-        grace,
-    );
-    let epoch = Instant::now();
-    let mut next_announce = epoch;
-    let mut buf = vec![0u8; 2048];
-    let mut shutdown = Shutdown::new()?;
-    let names: Vec<&str> = channels.iter().map(|c| c.info.name.as_str()).collect();
-    eprintln!(
-        "video: offering {} on {group} ({})",
-        names.join(", "),
-        channels
-            .iter()
-            .map(|c| format!("{}: {}", c.info.name, c.ingest))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    loop {
-        let now = Instant::now();
-        if now >= next_announce {
-            let announce = Control::Announce {
-                channels: channels.iter().map(|c| c.info.clone()).collect(),
+
+    /// Relays until Ctrl-C or SIGTERM.
+    async fn run(&mut self) -> Result<(), Error> {
+        self.listen()?;
+        let mut shutdown = Shutdown::new()?;
+        eprintln!(
+            "video: offering {} on {} ({})",
+            self.channels
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.group,
+            self.channels
+                .iter()
+                .map(|c| format!("{}: {}", c.name, c.ingest))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut inbox = vec![0u8; 2048];
+        loop {
+            self.send_control().await;
+            let wake = self.poll_timeout();
+            tokio::select! {
+                _ = shutdown.recv() => return Ok(()),
+                got = self.fed.recv() => {
+                    let Some((i, arrived, feed)) = got else { return Ok(()) };
+                    self.on_feed(i, arrived, feed).await;
+                }
+                got = self.out.recv_from(&mut inbox) => {
+                    if let Ok((n, from)) = got {
+                        self.leases.handle_datagram(Instant::now(), from, &inbox[..n]);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            self.on_timeout(Instant::now()).await;
+        }
+    }
+
+    /// Starts a task per UDP ingest socket (RTSP sources are pulled only while live).
+    fn listen(&self) -> Result<(), Error> {
+        for (i, c) in self.channels.iter().enumerate() {
+            let addr = match c.ingest {
+                Ingest::AnnexB(a) | Ingest::Rtp(a) => a,
+                Ingest::Rtsp(_) => continue,
             };
-            let _ = out
-                .send_to(&announce.to_vec(), SocketAddr::V4(group.0))
-                .await;
-            next_announce = now + ANNOUNCE_EVERY;
+            let socket = std::net::UdpSocket::bind(addr).map_err(|e| Error::Socket {
+                what: format!("{}: cannot listen on {addr}", c.name),
+                source: e,
+            })?;
+            socket.set_nonblocking(true).map_err(|e| Error::Socket {
+                what: "nonblocking".into(),
+                source: e,
+            })?;
+            let socket = net::register(socket)?;
+            let feeds = self.feeds.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = socket.recv(&mut buf).await {
+                    let feed = Feed::Datagram(buf[..n].to_vec());
+                    if feeds.send((i, Instant::now(), feed)).await.is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        let wake = channels
-            .iter()
+        Ok(())
+    }
+
+    /// When something is due: a window to close, an ANNOUNCE, a lease or grace period to end.
+    fn poll_timeout(&self) -> Instant {
+        let windows = self.channels.iter();
+        windows
             .filter_map(|c| c.fec.as_ref().and_then(FecEncoder::poll_timeout))
-            .chain(leases.poll_timeout())
-            .fold(next_announce, Instant::min);
-        tokio::select! {
-            _ = shutdown.recv() => return Ok(()),
-            got = rx.recv() => {
-                let Some((i, arrived, feed)) = got else { return Ok(()) };
-                match feed {
-                    Feed::Datagram(data) => ingest(&out, epoch, &mut channels[i], arrived, &data).await,
-                    Feed::ParameterSet(nal) => channels[i].packetizer.observe(&nal),
-                }
-            }
-            got = out.recv_from(&mut buf) => {
-                if let Ok((n, from)) = got {
-                    control(&out, &mut leases, channels, &tx, from, &buf[..n], control_dropped).await;
-                }
-            }
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            .chain(self.leases.poll_timeout())
+            .min()
+            .unwrap_or_else(|| Instant::now() + ANNOUNCE_EVERY)
+    }
+
+    /// Sends the REPLYs and ANNOUNCE the lease table has.
+    async fn send_control(&mut self) {
+        while let Some(to) = self.leases.poll_transmit(Instant::now(), &mut self.control) {
+            let to = match to {
+                Destination::Group => SocketAddr::V4(self.group.0),
+                Destination::Unicast(viewer) => viewer,
+            };
+            // Best effort: ANNOUNCE repeats every second, and a viewer repeats its REQUEST.
+            let _ = self.out.send_to(&self.control, to).await;
         }
-        let now = Instant::now();
-        leases.handle_timeout(now);
-        while let Some(e) = leases.poll_event() {
-            lease_event(channels, &tx, e);
+    }
+
+    async fn on_feed(&mut self, i: usize, arrived: Instant, feed: Feed) {
+        match feed {
+            Feed::Datagram(data) => self.on_ingest(i, arrived, &data).await,
+            Feed::ParameterSet(nal) => self.channels[i].packetizer.observe(&nal),
         }
-        for c in channels.iter_mut() {
+    }
+
+    /// Relays what one ingest datagram of channel `i` completes, if the channel is live.
+    async fn on_ingest(&mut self, i: usize, arrived: Instant, data: &[u8]) {
+        let c = &mut self.channels[i];
+        let live = self.leases.is_live(&c.name);
+        for (nal, end_of_au, nal_arrived) in c.nal_units(arrived, data) {
+            if !live {
+                // Keeps the parameter sets for the first IDR after a start.
+                c.packetizer.observe(&nal);
+                continue;
+            }
+            c.packetizer
+                .push(&nal, rtp_time(self.epoch, nal_arrived), end_of_au);
+            while let Some(p) = c.packetizer.poll_packet() {
+                let _ = self.out.send_to(&p, c.media()).await;
+                c.stats.rtp_sent(p.len(), nal_arrived);
+                if let Some(fec) = &mut c.fec {
+                    fec.push(Instant::now(), &p);
+                }
+                send_repairs(&self.out, c).await;
+            }
+        }
+    }
+
+    /// Ends leases and grace periods, starts and stops channels, closes FEC windows.
+    async fn on_timeout(&mut self, now: Instant) {
+        self.leases.handle_timeout(now);
+        while let Some(e) = self.leases.poll_event() {
+            self.on_lease_event(e);
+        }
+        for c in &mut self.channels {
             if let Some(fec) = &mut c.fec {
                 fec.handle_timeout(now);
             }
-            send_repairs(&out, c).await;
+            send_repairs(&self.out, c).await;
         }
+    }
+
+    fn on_lease_event(&mut self, e: LeaseEvent) {
+        let (LeaseEvent::Start(name) | LeaseEvent::Stop(name)) = &e;
+        let Some(i) = self.channels.iter().position(|c| &c.name == name) else {
+            return;
+        };
+        match e {
+            LeaseEvent::Start(_) => self.channels[i].start(i, &self.feeds),
+            LeaseEvent::Stop(_) => self.channels[i].stop(),
+        }
+    }
+
+    /// The `--stats` lines: one per channel, and the control socket's.
+    fn print_stats(&mut self) {
+        for c in &mut self.channels {
+            c.print_stats();
+        }
+        println!(
+            "control: {} malformed or foreign datagrams dropped",
+            self.leases.dropped().total()
+        );
     }
 }
 
-fn lease_event(channels: &mut [Channel], tx: &FeedTx, e: LeaseEvent) {
-    let (LeaseEvent::Start(name) | LeaseEvent::Stop(name)) = &e;
-    let Some(i) = channels.iter().position(|c| &c.info.name == name) else {
-        return;
-    };
-    let c = &mut channels[i];
-    match e {
-        LeaseEvent::Start(_) => {
-            c.info.live = true;
-            c.stats.starts += 1;
-            c.packetizer.reset_access_unit();
-            c.start_source();
-            if let Ingest::Rtsp(url) = &c.ingest {
-                c.puller = Some(tokio::spawn(rtsp::pull(
-                    i,
-                    url.clone(),
-                    name.clone(),
-                    tx.clone(),
-                )));
-            }
-            eprintln!(
-                "video: {name}: started, relaying to {}:{}{}",
-                c.info.group,
-                c.info.media_port,
-                if c.child.is_some() {
-                    " (source command started)"
-                } else {
-                    ""
-                }
-            );
-        }
-        LeaseEvent::Stop(_) => {
-            c.info.live = false;
-            c.stop_source();
-            // Dropping the RTSP session sends TEARDOWN.
-            if let Some(p) = c.puller.take() {
-                p.abort();
-            }
-            eprintln!("video: {name}: stopped (no viewer for the grace period)");
-        }
-    }
-}
-
-async fn control(
-    out: &UdpSocket,
-    leases: &mut Leases,
-    channels: &mut [Channel],
-    tx: &FeedTx,
-    from: SocketAddr,
-    bytes: &[u8],
-    dropped: &mut u64,
-) {
-    let now = Instant::now();
-    match Control::parse(bytes) {
-        Ok(Control::Request { viewer, channel }) => {
-            let granted = leases.request(now, viewer, &channel);
-            while let Some(e) = leases.poll_event() {
-                lease_event(channels, tx, e);
-            }
-            let info = channels.iter().find(|c| c.info.name == channel);
-            let reply = Control::Reply {
-                viewer,
-                lease_ms: leases.lease().as_millis() as u32,
-                result: match info {
-                    Some(c) if granted => Ok(c.info.clone()),
-                    _ => Err(Refusal::UnknownChannel),
-                },
-            };
-            let _ = out.send_to(&reply.to_vec(), from).await;
-        }
-        Ok(Control::Leave { viewer, channel }) => leases.leave(now, viewer, &channel),
-        Ok(_) => {}
-        Err(e) => {
-            *dropped += 1;
-            tracing::debug!("control datagram from {from} dropped: {e}");
-        }
-    }
-}
-
-async fn ingest(out: &UdpSocket, epoch: Instant, c: &mut Channel, arrived: Instant, data: &[u8]) {
-    c.stats.datagrams += 1;
-    let mut nals = Vec::new();
-    match c.ingest {
-        Ingest::AnnexB(_) => {
-            c.annexb.push(arrived, data);
-            while let Some(n) = c.annexb.poll_nal() {
-                nals.push((n.data, n.end_of_au, n.arrived));
-            }
-        }
-        Ingest::Rtp(_) | Ingest::Rtsp(_) => match RtpHeader::parse(data) {
-            Ok((h, payload)) => {
-                c.depacketizer.push(&h, payload);
-                while let Some((nal, end)) = c.depacketizer.poll_nal() {
-                    nals.push((nal, end, arrived));
-                }
-            }
-            Err(_) => c.stats.malformed += 1,
-        },
-    }
-    for (nal, end_of_au, nal_arrived) in nals {
-        if !c.info.live {
-            c.packetizer.observe(&nal);
-            continue;
-        }
-        c.packetizer
-            .push(&nal, rtp_time(epoch, nal_arrived), end_of_au);
-        let to = SocketAddr::V4(SocketAddrV4::new(c.info.group, c.info.media_port));
-        while let Some(p) = c.packetizer.poll_packet() {
-            let _ = out.send_to(&p, to).await;
-            c.stats.rtp_packets += 1;
-            c.stats.rtp_bytes += p.len() as u64;
-            if c.stats.latency_us.len() < 1 << 20 {
-                let us = nal_arrived.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                c.stats.latency_us.push(us);
-            }
-            if let Some(fec) = &mut c.fec {
-                fec.push(Instant::now(), &p);
-            }
-            send_repairs(out, c).await;
-        }
-    }
-}
-
+/// Sends the REPAIR datagrams channel `c`'s FEC encoder has ready.
 async fn send_repairs(out: &UdpSocket, c: &mut Channel) {
+    let to = c.repair();
     let Some(fec) = &mut c.fec else { return };
-    let to = SocketAddr::V4(SocketAddrV4::new(c.info.group, c.info.repair_port));
     while let Some(r) = fec.poll_repair() {
         let _ = out.send_to(&r, to).await;
-        c.stats.repair_packets += 1;
-        c.stats.repair_bytes += r.len() as u64;
+        c.stats.repair_sent(r.len());
     }
 }
 

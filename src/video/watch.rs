@@ -10,7 +10,8 @@ use crate::rt::{self, Shutdown, Stop};
 use clap::Parser;
 use edm_cast_proto::video::fec::Playout;
 use edm_cast_proto::video::h264::rtp_starts_keyframe;
-use edm_cast_proto::video::wire::{ChannelInfo, Control, Refusal};
+use edm_cast_proto::video::viewer::{Viewer, ViewerConfig, ViewerEvent};
+use edm_cast_proto::video::wire::ChannelInfo;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
@@ -57,11 +58,6 @@ fn sdp(name: &str, port: u16) -> String {
     )
 }
 
-fn announces_channel(datagram: &[u8], name: &str) -> bool {
-    matches!(Control::parse(datagram), Ok(Control::Announce { channels })
-        if channels.iter().any(|c| c.name == name))
-}
-
 /// Receives on `socket`, or waits forever if there is none.
 async fn recv_if(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
     match socket {
@@ -100,226 +96,322 @@ fn find_player(path: &Path) -> Option<(Child, String)> {
     None
 }
 
+/// Watches until Ctrl-C, SIGTERM or the player's exit.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let limit = args.timeout;
     let runtime = rt::runtime()?;
-    runtime.block_on(watch(args, iface, limit))
+    runtime.block_on(watch(args, iface))
 }
 
-/// Waits for an announcement that lists `name`; returns the relay's control address, and the
-/// announce socket (kept to notice a restarted relay).
-async fn find_relay(
-    group: Group,
-    iface: Ipv4Addr,
-    name: &str,
-    limit: Duration,
-) -> Result<(SocketAddr, UdpSocket), Error> {
-    let socket = net::register(net::group_socket(group, iface)?)?;
-    let mut buf = vec![0u8; 2048];
-    let mut heard: Vec<String> = Vec::new();
-    let give_up = tokio::time::Instant::now() + limit;
-    loop {
-        let got = tokio::time::timeout_at(give_up, socket.recv_from(&mut buf)).await;
-        let Ok(Ok((n, from))) = got else {
-            return Err(Error::Protocol(if heard.is_empty() {
-                format!(
-                    "no relay heard on {group} within {:.0} s: is `edm-cast video` running on this LAN with the same --group? (check --iface)",
-                    limit.as_secs_f64()
-                )
-            } else {
-                format!(
-                    "no channel '{name}' on the relay; it offers: {}",
-                    heard.join(", ")
-                )
-            }));
-        };
-        if let Ok(Control::Announce { channels }) = Control::parse(&buf[..n]) {
-            if channels.iter().any(|c| c.name == name) {
-                return Ok((from, socket));
-            }
-            heard = channels.into_iter().map(|c| c.name).collect();
-        }
-    }
-}
-
-async fn watch(args: Args, iface: Ipv4Addr, limit: Duration) -> Result<ExitCode, Error> {
+async fn watch(args: Args, iface: Ipv4Addr) -> Result<ExitCode, Error> {
     let started = Instant::now();
-    let (mut relay, announces) = find_relay(args.group, iface, &args.name, limit).await?;
-    let control = net::register(net::feedback_socket(iface)?)?;
-    let viewer = rt::random_u64();
-    let request = Control::Request {
-        viewer,
-        channel: args.name.clone(),
+    let mut lease = Lease::open(&args, iface)?;
+    let info = lease.join().await?;
+    let mut watching = Watching::start(&args, iface, &info, lease.relay(), started)?;
+    let code = watching.run(&mut lease).await;
+    lease.leave().await;
+    watching.finish();
+    code
+}
+
+/// The control side: the `Viewer` state machine and the two sockets it hears the relay on.
+struct Lease {
+    viewer: Viewer,
+    /// ANNOUNCEs; kept after joining, to notice a restarted relay.
+    announces: UdpSocket,
+    announce_buf: Vec<u8>,
+    /// REQUEST and LEAVE out, REPLY in.
+    control: UdpSocket,
+    control_buf: Vec<u8>,
+    /// The datagram being sent.
+    out: Vec<u8>,
+}
+
+impl Lease {
+    /// Listens for the relay's announcements; the `--timeout` runs from now.
+    fn open(args: &Args, iface: Ipv4Addr) -> Result<Self, Error> {
+        let announces = net::register(net::group_socket(args.group, iface)?)?;
+        let config = ViewerConfig {
+            id: rt::random_u64(),
+            channel: args.name.clone(),
+            group: args.group.0,
+            timeout: args.timeout,
+        };
+        Ok(Lease {
+            viewer: Viewer::new(config, Instant::now()),
+            announces,
+            announce_buf: vec![0u8; 2048],
+            control: net::register(net::feedback_socket(iface)?)?,
+            control_buf: vec![0u8; 2048],
+            out: Vec::with_capacity(64),
+        })
     }
-    .to_vec();
-    let mut buf = vec![0u8; 2048];
-    let give_up = Instant::now() + limit;
-    // The reply may be lost like any datagram: ask again every half second.
-    let (info, lease): (ChannelInfo, Duration) = loop {
-        if Instant::now() >= give_up {
-            return Err(Error::Protocol(format!(
-                "the relay at {relay} did not answer"
-            )));
+
+    /// Finds the relay and gets the lease: the channel's addresses, or why not.
+    async fn join(&mut self) -> Result<ChannelInfo, Error> {
+        loop {
+            self.on_timeout().await;
+            if let Some(info) = self.on_events()? {
+                return Ok(info);
+            }
+            let wake = self.wake();
+            tokio::select! {
+                _ = self.recv() => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
         }
-        let _ = control.send_to(&request, relay).await;
-        let wait = tokio::time::timeout(Duration::from_millis(500), control.recv_from(&mut buf));
-        let Ok(Ok((n, _))) = wait.await else { continue };
-        match Control::parse(&buf[..n]) {
-            Ok(Control::Reply {
-                viewer: v,
-                lease_ms,
-                result,
-            }) if v == viewer => match result {
-                Ok(info) => break (info, Duration::from_millis(lease_ms.max(1000) as u64)),
-                Err(Refusal::UnknownChannel) => {
-                    return Err(Error::Protocol(format!(
-                        "the relay has no channel '{}'",
-                        args.name
-                    )));
-                }
+    }
+
+    /// The relay's control address (known once joined).
+    fn relay(&self) -> SocketAddr {
+        self.viewer.relay().expect("a joined viewer has a relay")
+    }
+
+    /// Waits for the next ANNOUNCE or REPLY and hands it to the viewer. Only receiving awaits,
+    /// so a `select!` may drop this future without losing a datagram.
+    async fn recv(&mut self) {
+        let (got, buf) = tokio::select! {
+            got = self.announces.recv_from(&mut self.announce_buf) => (got, &self.announce_buf),
+            got = self.control.recv_from(&mut self.control_buf) => (got, &self.control_buf),
+        };
+        if let Ok((n, from)) = got {
+            self.viewer.handle_datagram(Instant::now(), from, &buf[..n]);
+        }
+    }
+
+    /// When the viewer has something to do: a REQUEST, or giving up.
+    fn wake(&self) -> Instant {
+        // A joined viewer always has its next renewal; one that left needs no wake-up.
+        let idle = Instant::now() + Duration::from_secs(3600);
+        self.viewer.poll_timeout().unwrap_or(idle)
+    }
+
+    /// Lets the viewer act on the time, and sends what it has.
+    async fn on_timeout(&mut self) {
+        self.viewer.handle_timeout(Instant::now());
+        self.send().await;
+    }
+
+    async fn send(&mut self) {
+        while let Some(relay) = self.viewer.poll_transmit(Instant::now(), &mut self.out) {
+            // Best effort: REQUESTs repeat, and LEAVE goes twice.
+            let _ = self.control.send_to(&self.out, relay).await;
+        }
+    }
+
+    /// Acts on the viewer's events: the channel once the lease is granted, the error if the
+    /// viewer gave up.
+    fn on_events(&mut self) -> Result<Option<ChannelInfo>, Error> {
+        let mut joined = None;
+        while let Some(e) = self.viewer.poll_event() {
+            match e {
+                ViewerEvent::Joined(info) => joined = Some(info),
+                ViewerEvent::RelayMoved(to) => eprintln!("watch: the relay is now at {to}"),
+                ViewerEvent::Failed(e) => return Err(Error::Protocol(e.to_string())),
+            }
+        }
+        Ok(joined)
+    }
+
+    async fn leave(&mut self) {
+        self.viewer.leave();
+        self.send().await;
+    }
+}
+
+/// The media side, once the lease is granted: the channel's RTP and REPAIR in, `Playout`
+/// repairing and ordering them, the clean stream out to the player.
+struct Watching {
+    playout: Playout,
+    media: UdpSocket,
+    media_buf: Vec<u8>,
+    /// None without FEC (`--no-fec`, or a relay that sends none).
+    repair: Option<UdpSocket>,
+    repair_buf: Vec<u8>,
+    /// Forwards to `forward_to` on this host.
+    local: UdpSocket,
+    forward_to: SocketAddr,
+    sdp_path: PathBuf,
+    /// The SDP is ours to remove (no `--sdp`).
+    sdp_is_temporary: bool,
+    player: Option<Child>,
+    started: Instant,
+    keyframe_seen: bool,
+    forwarded: u64,
+}
+
+impl Watching {
+    /// Joins the channel's groups, writes the SDP and starts a player unless `--sdp` was given.
+    fn start(
+        args: &Args,
+        iface: Ipv4Addr,
+        info: &ChannelInfo,
+        relay: SocketAddr,
+        started: Instant,
+    ) -> Result<Self, Error> {
+        let (media, repair) = join_channel(info, iface, args.no_fec)?;
+        let local = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|s| s.set_nonblocking(true).map(|_| s))
+            .map_err(socket_error("cannot open a local socket".into()))?;
+        let local = net::register(local)?;
+        let forward_to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+        let sdp_path = write_sdp(args)?;
+        eprintln!(
+            "watch: {} from {relay}: {}:{} (repair {}), forwarding to {forward_to}; SDP {}",
+            args.name,
+            info.group,
+            info.media_port,
+            if repair.is_some() {
+                info.repair_port.to_string()
+            } else {
+                "off".into()
             },
-            _ => continue,
+            sdp_path.display()
+        );
+        let player = if args.sdp.is_none() {
+            start_player(&sdp_path)
+        } else {
+            None
+        };
+        Ok(Watching {
+            playout: Playout::new(Duration::from_millis(args.hold_ms)),
+            media,
+            media_buf: vec![0u8; 65536],
+            repair,
+            repair_buf: vec![0u8; 65536],
+            local,
+            forward_to,
+            sdp_path,
+            sdp_is_temporary: args.sdp.is_none(),
+            player,
+            started,
+            keyframe_seen: false,
+            forwarded: 0,
+        })
+    }
+
+    /// Watches until Ctrl-C, SIGTERM or the player's exit; returns the exit code.
+    async fn run(&mut self, lease: &mut Lease) -> Result<ExitCode, Error> {
+        let mut shutdown = Shutdown::new()?;
+        let mut poll_player = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            let renew = lease.wake();
+            let wake = self.playout.poll_timeout().map_or(renew, |t| t.min(renew));
+            tokio::select! {
+                stop = shutdown.recv() => return Ok(match stop {
+                    Stop::Interrupt => ExitCode::from(stop.exit_code()),
+                    // A service manager's stop is the normal end of watching.
+                    Stop::Terminate => ExitCode::SUCCESS,
+                }),
+                got = self.media.recv(&mut self.media_buf) => {
+                    if let Ok(n) = got {
+                        self.playout.handle_rtp(Instant::now(), &self.media_buf[..n]);
+                    }
+                }
+                got = recv_if(self.repair.as_ref(), &mut self.repair_buf) => {
+                    if let Ok(n) = got {
+                        self.playout.handle_repair(Instant::now(), &self.repair_buf[..n]);
+                    }
+                }
+                _ = lease.recv() => {}
+                _ = poll_player.tick(), if self.player.is_some() => {
+                    if self.player_exited() {
+                        eprintln!("watch: the player exited");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            self.forward(Instant::now()).await;
+            lease.on_timeout().await;
+            lease.on_events()?;
         }
+    }
+
+    fn player_exited(&mut self) -> bool {
+        let player = self.player.as_mut();
+        player.is_some_and(|p| !matches!(p.try_wait(), Ok(None)))
+    }
+
+    /// Forwards what the playout has ready, in order.
+    async fn forward(&mut self, now: Instant) {
+        self.playout.handle_timeout(now);
+        while let Some(p) = self.playout.poll_packet() {
+            if !self.keyframe_seen && rtp_starts_keyframe(&p) {
+                self.keyframe_seen = true;
+                eprintln!(
+                    "watch: first keyframe after {:.3} s",
+                    self.started.elapsed().as_secs_f64()
+                );
+            }
+            let _ = self.local.send_to(&p, self.forward_to).await;
+            self.forwarded += 1;
+        }
+    }
+
+    /// Stops the player, removes a temporary SDP and prints what the playout counted.
+    fn finish(mut self) {
+        if let Some(mut p) = self.player.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        if self.sdp_is_temporary {
+            let _ = std::fs::remove_file(&self.sdp_path);
+        }
+        let s = &self.playout.stats;
+        eprintln!(
+            "watch: {} packets forwarded; {} received, {} repaired, {} lost, {} dropped",
+            self.forwarded, s.received, s.recovered, s.lost, s.dropped
+        );
+    }
+}
+
+/// Joins the channel's media group, and its repair group unless FEC is off.
+fn join_channel(
+    info: &ChannelInfo,
+    iface: Ipv4Addr,
+    no_fec: bool,
+) -> Result<(UdpSocket, Option<UdpSocket>), Error> {
+    let join = |port| {
+        let group = Group(SocketAddrV4::new(info.group, port));
+        net::register(net::group_socket(group, iface)?)
     };
-    let media = net::register(net::group_socket(
-        Group(SocketAddrV4::new(info.group, info.media_port)),
-        iface,
-    )?)?;
-    let repair = if info.repair_port != 0 && !args.no_fec {
-        Some(net::register(net::group_socket(
-            Group(SocketAddrV4::new(info.group, info.repair_port)),
-            iface,
-        )?)?)
+    let media = join(info.media_port)?;
+    let repair = if info.repair_port != 0 && !no_fec {
+        Some(join(info.repair_port)?)
     } else {
         None
     };
-    let local = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|s| s.set_nonblocking(true).map(|_| s))
-        .map_err(socket_error("cannot open a local socket".into()))?;
-    let local = net::register(local)?;
-    let forward_to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-    let sdp_path = args.sdp.clone().unwrap_or_else(|| {
+    Ok((media, repair))
+}
+
+/// Writes the SDP where `--sdp` says, or to a temporary file; returns its path.
+fn write_sdp(args: &Args) -> Result<PathBuf, Error> {
+    let path = args.sdp.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("edm-cast-{}-{}.sdp", args.name, std::process::id()))
     });
-    std::fs::write(&sdp_path, sdp(&args.name, args.port)).map_err(|source| Error::Write {
-        path: sdp_path.clone(),
+    std::fs::write(&path, sdp(&args.name, args.port)).map_err(|source| Error::Write {
+        path: path.clone(),
         source,
     })?;
-    eprintln!(
-        "watch: {} from {relay}: {}:{} (repair {}), forwarding to {forward_to}; SDP {}",
-        args.name,
-        info.group,
-        info.media_port,
-        if repair.is_some() {
-            info.repair_port.to_string()
-        } else {
-            "off".into()
-        },
-        sdp_path.display()
-    );
-    let mut player = None;
-    if args.sdp.is_none() {
-        match find_player(&sdp_path) {
-            Some((child, cmd)) => {
-                eprintln!("watch: playing with: {cmd}");
-                player = Some(child);
-            }
-            None => eprintln!(
+    Ok(path)
+}
+
+/// Starts ffplay or VLC on the SDP, or says how to.
+fn start_player(sdp_path: &Path) -> Option<Child> {
+    match find_player(sdp_path) {
+        Some((child, cmd)) => {
+            eprintln!("watch: playing with: {cmd}");
+            Some(child)
+        }
+        None => {
+            eprintln!(
                 "watch: no ffplay or vlc found; open the SDP yourself, e.g.\n  ffplay -protocol_whitelist file,udp,rtp -fflags nobuffer -flags low_delay -i {}",
                 sdp_path.display()
-            ),
+            );
+            None
         }
     }
-
-    let mut playout = Playout::new(Duration::from_millis(args.hold_ms));
-    let mut media_buf = vec![0u8; 65536];
-    let mut repair_buf = vec![0u8; 65536];
-    let mut announce_buf = vec![0u8; 2048];
-    let mut forwarded = 0u64;
-    let mut keyframe_seen = false;
-    let mut next_renew = Instant::now() + lease / 3;
-    let mut shutdown = Shutdown::new()?;
-    let mut poll_player = tokio::time::interval(Duration::from_millis(200));
-    let code = loop {
-        let wake = playout
-            .poll_timeout()
-            .map_or(next_renew, |t| t.min(next_renew));
-        tokio::select! {
-            stop = shutdown.recv() => break match stop {
-                Stop::Interrupt => ExitCode::from(stop.exit_code()),
-                // A service manager's stop is the normal end of watching.
-                Stop::Terminate => ExitCode::SUCCESS,
-            },
-            got = media.recv(&mut media_buf) => {
-                if let Ok(n) = got {
-                    playout.handle_rtp(Instant::now(), &media_buf[..n]);
-                }
-            }
-            got = recv_if(repair.as_ref(), &mut repair_buf) => {
-                if let Ok(n) = got {
-                    playout.handle_repair(Instant::now(), &repair_buf[..n]);
-                }
-            }
-            got = announces.recv_from(&mut announce_buf) => {
-                // A relay restarted on another port: renew there at once.
-                if let Ok((n, from)) = got
-                    && from != relay
-                    && announces_channel(&announce_buf[..n], &args.name)
-                {
-                    eprintln!("watch: the relay is now at {from}");
-                    relay = from;
-                    next_renew = Instant::now();
-                }
-            }
-            _ = control.recv_from(&mut buf) => {} // renewal replies: the lease is the relay's
-            _ = poll_player.tick(), if player.is_some() => {
-                if player.as_mut().is_some_and(|p| !matches!(p.try_wait(), Ok(None))) {
-                    eprintln!("watch: the player exited");
-                    break ExitCode::SUCCESS;
-                }
-            }
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-        let now = Instant::now();
-        playout.handle_timeout(now);
-        while let Some(p) = playout.poll_packet() {
-            if !keyframe_seen && rtp_starts_keyframe(&p) {
-                keyframe_seen = true;
-                eprintln!(
-                    "watch: first keyframe after {:.3} s",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            let _ = local.send_to(&p, forward_to).await;
-            forwarded += 1;
-        }
-        if now >= next_renew {
-            let _ = control.send_to(&request, relay).await;
-            next_renew = now + lease / 3;
-        }
-    };
-    let leave = Control::Leave {
-        viewer,
-        channel: args.name.clone(),
-    };
-    // Twice: a lost LEAVE only costs a lease period, but costs it.
-    for _ in 0..2 {
-        let _ = control.send_to(&leave.to_vec(), relay).await;
-    }
-    if let Some(mut p) = player {
-        let _ = p.kill();
-        let _ = p.wait();
-    }
-    if args.sdp.is_none() {
-        let _ = std::fs::remove_file(&sdp_path);
-    }
-    let s = &playout.stats;
-    eprintln!(
-        "watch: {forwarded} packets forwarded; {} received, {} repaired, {} lost, {} dropped",
-        s.received, s.recovered, s.lost, s.dropped
-    );
-    Ok(code)
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub struct FecEncoder {
 }
 
 impl FecEncoder {
+    /// An encoder with no window open; `config`'s window is clamped to 1..=`MAX_WINDOW`.
     pub fn new(config: FecConfig) -> Self {
         FecEncoder {
             config: FecConfig {
@@ -81,16 +82,19 @@ impl FecEncoder {
         }
     }
 
+    /// When the open window must close, if one is open.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.opened.map(|t| t + self.config.window_time)
     }
 
+    /// Closes the open window once its time is up; its repair comes out of `poll_repair`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.poll_timeout().is_some_and(|t| now >= t) {
             self.close();
         }
     }
 
+    /// The next REPAIR datagram to send, whole.
     pub fn poll_repair(&mut self) -> Option<Vec<u8>> {
         self.out.pop_front()
     }
@@ -131,10 +135,13 @@ impl FecEncoder {
 /// What the viewer's playout counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlayoutStats {
+    /// RTP packets of the stream received.
     pub received: u64,
+    /// RTP packets rebuilt from REPAIR datagrams.
     pub recovered: u64,
     /// Sequence numbers given up on (neither received nor repaired in time).
     pub lost: u64,
+    /// RTP packets or REPAIR symbols already had, or for packets already handed out.
     pub duplicate: u64,
     /// Malformed RTP or repair datagrams, or another stream's.
     pub dropped: u64,
@@ -163,6 +170,7 @@ pub struct Playout {
     released: BTreeMap<u64, Vec<u8>>,
     windows: BTreeMap<u64, Window>,
     out: VecDeque<Vec<u8>>,
+    /// What was received, repaired, lost and dropped so far.
     pub stats: PlayoutStats,
 }
 
@@ -172,6 +180,7 @@ const MAX_BUFFERED: usize = 8192;
 const SSRC_SWITCH: Duration = Duration::from_secs(1);
 
 impl Playout {
+    /// A playout that lets a gap hold later packets back for at most `hold`.
     pub fn new(hold: Duration) -> Self {
         Playout {
             hold,
@@ -202,6 +211,7 @@ impl Playout {
         ok
     }
 
+    /// Takes one datagram from the media port.
     pub fn handle_rtp(&mut self, now: Instant, bytes: &[u8]) {
         let Ok((h, _)) = RtpHeader::parse(bytes) else {
             self.stats.dropped += 1;
@@ -240,6 +250,7 @@ impl Playout {
         self.release(now);
     }
 
+    /// Takes one datagram from the repair port.
     pub fn handle_repair(&mut self, now: Instant, bytes: &[u8]) {
         let Ok(r) = Repair::parse(bytes) else {
             self.stats.dropped += 1;
@@ -375,6 +386,7 @@ impl Playout {
             .split_off(&next.saturating_sub(MAX_WINDOW as u64));
     }
 
+    /// When the oldest gap is given up on, while one holds packets back.
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Only while a gap holds packets back: then the first buffered one is behind it.
         self.packets
@@ -382,6 +394,7 @@ impl Playout {
             .map(|(_, (arrived, _))| *arrived + self.hold)
     }
 
+    /// Gives up on the gaps whose `hold` has passed and releases what waited behind them.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.release(now);
     }

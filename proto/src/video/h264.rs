@@ -6,9 +6,12 @@ use super::rtp::{HEADER_LEN, PAYLOAD_TYPE_H264, RtpHeader};
 use std::collections::VecDeque;
 use std::time::Instant;
 
-/// NAL unit types used here (H.264 table 7-1, RFC 6184 table 1).
+// NAL unit types used here (H.264 table 7-1, RFC 6184 table 1).
+/// NAL unit type of an IDR slice (a keyframe).
 pub const NAL_IDR: u8 = 5;
+/// NAL unit type of a sequence parameter set.
 pub const NAL_SPS: u8 = 7;
+/// NAL unit type of a picture parameter set.
 pub const NAL_PPS: u8 = 8;
 const STAP_A: u8 = 24;
 const FU_A: u8 = 28;
@@ -19,6 +22,7 @@ pub const MAX_RTP_PACKET: usize = 1400;
 /// A NAL unit longer than this in an Annex B stream is dropped (a 1080p IDR is a few hundred KB).
 pub const MAX_NAL: usize = 4 << 20;
 
+/// The type in a NAL unit's header byte (0, unspecified, for an empty unit).
 pub fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map_or(0, |b| b & 0x1F)
 }
@@ -37,9 +41,11 @@ fn starts_access_unit(next: &[u8]) -> bool {
 /// One NAL unit out of the ingest, with when its first byte arrived (for latency figures).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nal {
+    /// The unit, header byte first, without its start code.
     pub data: Vec<u8>,
     /// The last NAL unit of its access unit (sets the RTP marker bit).
     pub end_of_au: bool,
+    /// When the datagram holding its first byte arrived.
     pub arrived: Instant,
 }
 
@@ -63,6 +69,7 @@ pub struct AnnexB {
 }
 
 impl AnnexB {
+    /// Takes one ingest datagram, arrived at `now`; complete units come out of `poll_nal`.
     pub fn push(&mut self, now: Instant, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         let flush = bytes.len() < self.largest_datagram;
@@ -123,6 +130,7 @@ impl AnnexB {
         true
     }
 
+    /// The next complete NAL unit.
     pub fn poll_nal(&mut self) -> Option<Nal> {
         self.out.pop_front()
     }
@@ -181,6 +189,8 @@ pub struct Packetizer {
 }
 
 impl Packetizer {
+    /// A packetizer sending as `ssrc`, its first packet numbered `first_seq` (both random, RFC
+    /// 3550 section 5.1).
     pub fn new(ssrc: u32, first_seq: u16) -> Self {
         Packetizer {
             ssrc,
@@ -282,6 +292,7 @@ impl Packetizer {
         }
     }
 
+    /// The next RTP packet to send, whole.
     pub fn poll_packet(&mut self) -> Option<Vec<u8>> {
         self.out.pop_front()
     }
@@ -362,6 +373,7 @@ impl Depacketizer {
         }
     }
 
+    /// The next complete NAL unit, and whether it ends its access unit.
     pub fn poll_nal(&mut self) -> Option<(Vec<u8>, bool)> {
         self.out.pop_front()
     }

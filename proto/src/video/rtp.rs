@@ -11,12 +11,18 @@ pub const PAYLOAD_TYPE_H264: u8 = 96;
 /// H.264's RTP clock rate (RFC 6184 section 8.2.1).
 pub const CLOCK_RATE: u32 = 90_000;
 
+/// The fields of an RTP header that edm-cast reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpHeader {
+    /// For H.264, set on the last packet of an access unit (RFC 6184 section 5.1).
     pub marker: bool,
+    /// 7 bits; `PAYLOAD_TYPE_H264` on what the relay sends.
     pub payload_type: u8,
+    /// Sequence number, one more per packet (mod 2^16).
     pub seq: u16,
+    /// Sampling time, in `CLOCK_RATE` units.
     pub timestamp: u32,
+    /// The stream's source id.
     pub ssrc: u32,
 }
 
@@ -53,6 +59,7 @@ impl RtpHeader {
         Ok((header, payload))
     }
 
+    /// Writes the 12-byte fixed header: version 2, no padding, extension or CSRC.
     pub fn write(&self, out: &mut impl BufMut) {
         out.put_u8(0x80);
         out.put_u8((self.marker as u8) << 7 | (self.payload_type & 0x7F));

@@ -23,10 +23,15 @@ pub use crate::wire::MAX_DATAGRAM;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum VideoType {
+    /// RaptorQ repair for a window of RTP packets (section 4).
     Repair = 0x20,
+    /// The relay's channels, to the announce group.
     Announce = 0x21,
+    /// A viewer asks for, or renews, a lease.
     Request = 0x22,
+    /// The relay's answer to a REQUEST.
     Reply = 0x23,
+    /// A viewer ends its lease.
     Leave = 0x24,
 }
 
@@ -49,6 +54,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(VideoType, Reader<'_>), Pars
     Ok((VideoType::from_u8(kind)?, r))
 }
 
+/// Writes the header of a `kind` datagram.
 pub(crate) fn write_header(kind: VideoType, out: &mut impl BufMut) {
     out.put_slice(&MAGIC);
     out.put_u8(VERSION);
@@ -67,12 +73,15 @@ pub const REPAIR_OVERHEAD: usize = HEADER_LEN + 12;
 /// One channel in an ANNOUNCE or REPLY: where its RTP and repair packets go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
+    /// The name viewers ask for, 1 to `MAX_CHANNEL_NAME` bytes.
     pub name: String,
     /// Relaying now (some viewer holds a lease, or the grace period runs).
     pub live: bool,
+    /// The channel's own multicast group, for its RTP and REPAIR datagrams.
     pub group: Ipv4Addr,
+    /// Where the RTP packets go on `group`.
     pub media_port: u16,
-    /// 0: no FEC.
+    /// Where the REPAIR datagrams go on `group`; 0: no FEC.
     pub repair_port: u16,
 }
 
@@ -127,6 +136,7 @@ fn read_name(r: &mut Reader) -> Result<String, ParseError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Refusal {
+    /// The relay offers no channel of that name.
     UnknownChannel = 1,
 }
 
@@ -135,20 +145,37 @@ pub enum Refusal {
 pub enum Control {
     /// Relay → group, every second: the channels offered. The relay's control address is the
     /// datagram's source address.
-    Announce { channels: Vec<ChannelInfo> },
+    Announce {
+        /// At most `MAX_CHANNELS`; more are not sent.
+        channels: Vec<ChannelInfo>,
+    },
     /// Viewer → relay: start or renew a lease on `channel`.
-    Request { viewer: u64, channel: String },
+    Request {
+        /// The viewer's random id.
+        viewer: u64,
+        /// The channel's name.
+        channel: String,
+    },
     /// Relay → viewer: the lease, or why not.
     Reply {
+        /// The REQUEST's viewer id.
         viewer: u64,
+        /// How long the lease lasts; the viewer renews every third of it.
         lease_ms: u32,
+        /// Where the channel is sent, or why not.
         result: Result<ChannelInfo, Refusal>,
     },
     /// Viewer → relay: the viewer is gone; its lease ends now.
-    Leave { viewer: u64, channel: String },
+    Leave {
+        /// The viewer's random id.
+        viewer: u64,
+        /// The channel's name.
+        channel: String,
+    },
 }
 
 impl Control {
+    /// Parses one control datagram, header included.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
         let (kind, mut r) = parse_header(bytes)?;
         let c = match kind {
@@ -190,15 +217,15 @@ impl Control {
         Ok(c)
     }
 
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
+    /// Writes the whole datagram, header included.
+    pub fn write(&self, out: &mut impl BufMut) {
         match self {
             Control::Announce { channels } => {
-                write_header(VideoType::Announce, &mut out);
+                write_header(VideoType::Announce, out);
                 let channels = &channels[..channels.len().min(MAX_CHANNELS)];
                 out.put_u8(channels.len() as u8);
                 for c in channels {
-                    c.write(&mut out);
+                    c.write(out);
                 }
             }
             Control::Request { viewer, channel } | Control::Leave { viewer, channel } => {
@@ -206,27 +233,33 @@ impl Control {
                     Control::Request { .. } => VideoType::Request,
                     _ => VideoType::Leave,
                 };
-                write_header(kind, &mut out);
+                write_header(kind, out);
                 out.put_u64(*viewer);
-                write_name(channel, &mut out);
+                write_name(channel, out);
             }
             Control::Reply {
                 viewer,
                 lease_ms,
                 result,
             } => {
-                write_header(VideoType::Reply, &mut out);
+                write_header(VideoType::Reply, out);
                 out.put_u64(*viewer);
                 out.put_u32(*lease_ms);
                 match result {
                     Ok(c) => {
                         out.put_u8(0);
-                        c.write(&mut out);
+                        c.write(out);
                     }
                     Err(why) => out.put_u8(*why as u8),
                 }
             }
         }
+    }
+
+    /// The whole datagram in a new buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.write(&mut out);
         out
     }
 }
@@ -242,10 +275,12 @@ pub struct Repair<'a> {
     pub source: u16,
     /// RaptorQ encoding symbol id, K or more.
     pub esi: u16,
+    /// The repair symbol (T bytes).
     pub symbol: &'a [u8],
 }
 
 impl<'a> Repair<'a> {
+    /// Parses one REPAIR datagram, header included; the symbol borrows from `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ParseError> {
         let (kind, mut r) = parse_header(bytes)?;
         if kind != VideoType::Repair {
@@ -273,6 +308,7 @@ impl<'a> Repair<'a> {
         })
     }
 
+    /// Writes the whole datagram, header included.
     pub fn write(&self, out: &mut impl BufMut) {
         write_header(VideoType::Repair, out);
         out.put_u32(self.ssrc);

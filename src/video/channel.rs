@@ -1,0 +1,238 @@
+//! One channel on the relay's side: where its video comes in, the source command run while it is
+//! live, the packetizer and FEC encoder its RTP goes through, and its counts. Whether it is live
+//! is the lease table's to say (`edm_cast_proto::video::channel::Leases`).
+
+use super::relay::{MEDIA_PORT, REPAIR_PORT};
+use super::rtsp;
+use super::sources::{FeedTx, Ingest};
+use crate::rt;
+use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
+use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
+use edm_cast_proto::video::rtp::RtpHeader;
+use edm_cast_proto::video::wire::ChannelInfo;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// One relayed source.
+pub(super) struct Channel {
+    pub(super) name: String,
+    /// The channel's own multicast group: RTP to `MEDIA_PORT`, REPAIR to `REPAIR_PORT`.
+    group: Ipv4Addr,
+    pub(super) ingest: Ingest,
+    on_demand: Option<String>,
+    child: Option<Child>,
+    puller: Option<tokio::task::JoinHandle<()>>,
+    annexb: AnnexB,
+    depacketizer: Depacketizer,
+    pub(super) packetizer: Packetizer,
+    pub(super) fec: Option<FecEncoder>,
+    pub(super) stats: ChannelStats,
+}
+
+/// What `--stats` prints for a channel.
+#[derive(Default)]
+pub(super) struct ChannelStats {
+    datagrams: u64,
+    malformed: u64,
+    rtp_packets: u64,
+    rtp_bytes: u64,
+    repair_packets: u64,
+    repair_bytes: u64,
+    /// Microseconds from an ingest datagram's arrival to each RTP packet made from it.
+    latency_us: Vec<u32>,
+    starts: u64,
+}
+
+impl ChannelStats {
+    /// Counts one RTP packet made from a NAL unit that arrived at `arrived`.
+    pub(super) fn rtp_sent(&mut self, bytes: usize, arrived: Instant) {
+        self.rtp_packets += 1;
+        self.rtp_bytes += bytes as u64;
+        // Bounded, so a relay left running for days does not grow; the percentiles need no more.
+        if self.latency_us.len() < 1 << 20 {
+            let us = arrived.elapsed().as_micros().min(u32::MAX as u128) as u32;
+            self.latency_us.push(us);
+        }
+    }
+
+    /// Counts one REPAIR datagram.
+    pub(super) fn repair_sent(&mut self, bytes: usize) {
+        self.repair_packets += 1;
+        self.repair_bytes += bytes as u64;
+    }
+}
+
+impl Channel {
+    /// Channel `name` on `group`, fed by `ingest`; `fec: None` sends no repair.
+    pub(super) fn new(
+        name: String,
+        group: Ipv4Addr,
+        ingest: Ingest,
+        on_demand: Option<String>,
+        fec: Option<FecConfig>,
+    ) -> Self {
+        Channel {
+            name,
+            group,
+            ingest,
+            on_demand,
+            child: None,
+            puller: None,
+            annexb: AnnexB::default(),
+            depacketizer: Depacketizer::default(),
+            packetizer: Packetizer::new(rt::random_u64() as u32, rt::random_u64() as u16),
+            fec: fec.map(FecEncoder::new),
+            stats: ChannelStats::default(),
+        }
+    }
+
+    /// The channel as announced; idle until the lease table makes it live.
+    pub(super) fn info(&self) -> ChannelInfo {
+        ChannelInfo {
+            name: self.name.clone(),
+            live: false,
+            group: self.group,
+            media_port: MEDIA_PORT,
+            repair_port: if self.fec.is_some() { REPAIR_PORT } else { 0 },
+        }
+    }
+
+    /// Where its RTP packets go.
+    pub(super) fn media(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.group, MEDIA_PORT))
+    }
+
+    /// Where its REPAIR datagrams go.
+    pub(super) fn repair(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.group, REPAIR_PORT))
+    }
+
+    /// The first lease came: start the source command (and the RTSP pull), and the RTP output at
+    /// an access unit boundary. `i` is the channel's index in what `feeds` carries.
+    pub(super) fn start(&mut self, i: usize, feeds: &FeedTx) {
+        self.stats.starts += 1;
+        self.packetizer.reset_access_unit();
+        self.start_source();
+        if let Ingest::Rtsp(url) = &self.ingest {
+            let pull = rtsp::pull(i, url.clone(), self.name.clone(), feeds.clone());
+            self.puller = Some(tokio::spawn(pull));
+        }
+        eprintln!(
+            "video: {}: started, relaying to {}{}",
+            self.name,
+            self.media(),
+            if self.child.is_some() {
+                " (source command started)"
+            } else {
+                ""
+            }
+        );
+    }
+
+    /// The grace period after the last lease ran out: stop the source and the RTSP pull.
+    pub(super) fn stop(&mut self) {
+        self.stop_source();
+        // Dropping the RTSP session sends TEARDOWN.
+        if let Some(p) = self.puller.take() {
+            p.abort();
+        }
+        eprintln!(
+            "video: {}: stopped (no viewer for the grace period)",
+            self.name
+        );
+    }
+
+    fn start_source(&mut self) {
+        let Some(cmd) = &self.on_demand else { return };
+        use std::os::unix::process::CommandExt;
+        match std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            // Our stdout carries only the --stats figures.
+            .stdout(std::io::stderr())
+            .spawn()
+        {
+            Ok(c) => self.child = Some(c),
+            Err(e) => eprintln!("video: {}: cannot start '{cmd}': {e}", self.name),
+        }
+    }
+
+    /// Ends the source command, if one runs: SIGTERM to its process group, SIGKILL 5 s later.
+    pub(super) fn stop_source(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the process group we created for this child.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGTERM) };
+            // Reaped off the event loop: a source may take a moment to exit.
+            std::thread::spawn(move || {
+                let end = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < end {
+                    if matches!(c.try_wait(), Ok(Some(_))) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // SAFETY: as above; the group ignored SIGTERM.
+                unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+                let _ = c.wait();
+            });
+        }
+    }
+
+    /// Splits one ingest datagram (raw H.264, or RTP) into NAL units: each with whether it ends
+    /// its access unit and when its first byte arrived.
+    pub(super) fn nal_units(
+        &mut self,
+        arrived: Instant,
+        data: &[u8],
+    ) -> Vec<(Vec<u8>, bool, Instant)> {
+        self.stats.datagrams += 1;
+        let mut nals = Vec::new();
+        match self.ingest {
+            Ingest::AnnexB(_) => {
+                self.annexb.push(arrived, data);
+                while let Some(n) = self.annexb.poll_nal() {
+                    nals.push((n.data, n.end_of_au, n.arrived));
+                }
+            }
+            Ingest::Rtp(_) | Ingest::Rtsp(_) => match RtpHeader::parse(data) {
+                Ok((h, payload)) => {
+                    self.depacketizer.push(&h, payload);
+                    while let Some((nal, end)) = self.depacketizer.poll_nal() {
+                        nals.push((nal, end, arrived));
+                    }
+                }
+                Err(_) => self.stats.malformed += 1,
+            },
+        }
+        nals
+    }
+
+    /// The `--stats` line.
+    pub(super) fn print_stats(&mut self) {
+        let s = &mut self.stats;
+        s.latency_us.sort_unstable();
+        let pct = |p: f64| {
+            s.latency_us
+                .get(((s.latency_us.len() as f64 - 1.0) * p).round() as usize)
+                .map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        println!(
+            "{}: {} ingest datagrams ({} malformed), {} starts; {} RTP packets ({} bytes), {} repair \
+             packets ({} bytes), FEC overhead {:.1}%; relay latency p50 {:.3} ms p99 {:.3} ms",
+            self.name,
+            s.datagrams,
+            // Unparsable RTP, broken fragments and oversized NAL units.
+            s.malformed + self.depacketizer.dropped + self.annexb.oversized,
+            s.starts,
+            s.rtp_packets,
+            s.rtp_bytes,
+            s.repair_packets,
+            s.repair_bytes,
+            100.0 * s.repair_bytes as f64 / s.rtp_bytes.max(1) as f64,
+            pct(0.5),
+            pct(0.99),
+        );
+    }
+}
