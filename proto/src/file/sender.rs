@@ -1133,8 +1133,8 @@ impl Sender {
 
     /// Ends the session once no known receiver is still expected (all done, failed or dropped); with
     /// none known at all, the linger time after the first pass. Receivers that lose more than the
-    /// sender follows do not keep it open past the others and the linger time: they are left
-    /// behind.
+    /// sender follows do not keep it open for long once the others have the file: they are left
+    /// behind. (A class that is all that lossy, behind one slow link, is followed.)
     fn maybe_finish(&mut self, now: Instant) {
         if self.phase != Phase::Sending || self.hold.is_some() {
             return;
@@ -1146,15 +1146,16 @@ impl Sender {
         let finished = if self.peers.is_empty() {
             lingered
         } else {
-            let (mut followed, mut lagging) = (false, false);
-            for r in self.peers.iter().filter(|r| r.pending()) {
-                if self.peers.lagging(r) {
-                    lagging = true;
-                } else {
-                    followed = true;
+            let (mut followed, mut lagging, mut done) = (false, false, false);
+            for r in self.peers.iter() {
+                match (r.state, r.pending()) {
+                    (ReceiverState::Done, _) => done = true,
+                    (_, false) => {}
+                    _ if self.peers.lagging(r) => lagging = true,
+                    _ => followed = true,
                 }
             }
-            !followed && (!lagging || lingered)
+            !followed && (!lagging || (lingered && done))
         };
         if finished {
             let behind: Vec<u32> = self
