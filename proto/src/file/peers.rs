@@ -222,6 +222,16 @@ impl Peers {
         self.addresses.get(&ip).map_or(0, |a| a.allowance)
     }
 
+    /// The smoothed loss `ip` reports, at most `cap`: what a burst for it is scaled by when its
+    /// report says nothing of its loss (a block it collects again).
+    pub(crate) fn loss(&self, ip: IpAddr, cap: f64) -> f64 {
+        self.addresses
+            .get(&ip)
+            .and_then(|a| a.loss)
+            .unwrap_or(0.0)
+            .clamp(0.0, cap)
+    }
+
     /// Whether `r` reports more loss than the sender follows: left behind once the others are done.
     pub(crate) fn lagging(&self, r: &ReceiverInfo) -> bool {
         self.addresses

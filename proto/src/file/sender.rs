@@ -16,8 +16,8 @@ use crate::auth::{PublicKey, Seal, Signer};
 use crate::counters::Counters;
 use crate::wire::{
     Ack, Announce, BlockDigest, DATA_OVERHEAD, Data, Digests, End, EndReason, FeedbackAddr,
-    FileDigests, Hashes, Keys, MAX_DIGESTS, MAX_ESI, MAX_HASHES, MAX_KEY_WRAPS, Need, Packet,
-    ReceiverState, Status, block_digest, symbol_hash,
+    FileDigests, Hashes, Keys, MAX_DIGESTS, MAX_ESI, MAX_HASHES, MAX_KEY_WRAPS, Need, NeedEntry,
+    Packet, ReceiverState, Status, block_digest, symbol_hash,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -32,8 +32,10 @@ const MAX_LOSS: f64 = 0.5;
 const END_REPEATS: u8 = 3;
 const END_SPACING: Duration = Duration::from_millis(20);
 
-/// Rounds of hash-checked repair a block gets: a forged symbol costs a block one such round.
-const MAX_VERIFY_ROUNDS: u8 = 4;
+/// A receiver silent this long (honest ones report every half second) does not keep a class that
+/// is otherwise done waiting for `receiver_timeout`: it is dropped then. (A PC that said hello and
+/// fell silent, or a fake hello, costs the class this much, not the whole timeout.)
+const QUIET: Duration = Duration::from_secs(1);
 
 /// ACKs waiting to go out at most (each is the answer to a rate-limited STATUS).
 const MAX_ACKS: usize = 1024;
@@ -268,7 +270,6 @@ struct BlockTx {
     burst: Option<(u32, Instant)>,
     /// The next burst goes out with its symbols' hashes (a receiver's digest check failed).
     verify: bool,
-    verify_rounds: u8,
     digest: Option<BlockDigest>,
     digest_sent: Option<Instant>,
 }
@@ -652,10 +653,16 @@ impl Sender {
             }
             let k = self.layout.symbols(e.block) as u32;
             let tx = &mut self.blocks[e.block as usize];
-            if e.need as u32 > k + 1 || e.seen > tx.next_esi {
+            if e.need as u32 > k + 1 {
                 self.stats.dropped.out_of_range += 1;
                 continue;
             }
+            // No receiver can have seen a symbol not sent yet: forged ones, sent ahead, make it
+            // think so. What it saw of the real ones is all that counts.
+            let e = NeedEntry {
+                seen: e.seen.min(tx.next_esi),
+                ..e
+            };
             if e.flags.no_digest && tx.digest_sent.is_none_or(|t| now >= t + holdoff) {
                 self.digests_due.insert(e.block);
             }
@@ -666,14 +673,12 @@ impl Sender {
                 .last_sent
                 .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
             let need = if e.flags.verify {
-                // Its symbols were thrown away: nothing of it is in flight, and it learns nothing
-                // of the receiver's loss.
-                if tx.verify_rounds >= MAX_VERIFY_ROUNDS {
-                    self.stats.dropped.out_of_range += 1;
-                    continue;
-                }
+                // Its symbols were thrown away: nothing of it is in flight, and it says nothing of
+                // the receiver's loss. (What one address alone asks for this way is bounded by
+                // its allowance, like any repair.)
                 tx.verify = true;
-                e.need as u32
+                let loss = self.peers.loss(ip, MAX_LOSS);
+                (e.need as f64 / (1.0 - loss)).ceil() as u32
             } else {
                 let in_flight = if recent { tx.next_esi - e.seen } else { 0 };
                 let need = (e.need as u32).saturating_sub(in_flight);
@@ -752,7 +757,7 @@ impl Sender {
             Phase::Sending => self.next_announce,
         };
         for r in self.peers.iter().filter(|r| r.pending()) {
-            t = t.min(r.last_heard + self.cfg.receiver_timeout);
+            t = t.min(r.last_heard + QUIET.min(self.cfg.receiver_timeout));
         }
         if let Some(done) = self.pass_done_at {
             t = t.min(done + self.cfg.linger);
@@ -854,12 +859,15 @@ impl Sender {
                 hashes.push(symbol_hash(block, e, &s));
                 made.push_back(s);
             }
-            for (i, chunk) in hashes.chunks(MAX_HASHES).enumerate() {
-                self.hashes.push_back(Hashes {
-                    block,
-                    first_esi: b.next + (i * MAX_HASHES) as u32,
-                    hashes: chunk.to_vec(),
-                });
+            // Twice: a receiver that loses a HASHES packet can use none of its symbols.
+            for _ in 0..2 {
+                for (i, chunk) in hashes.chunks(MAX_HASHES).enumerate() {
+                    self.hashes.push_back(Hashes {
+                        block,
+                        first_esi: b.next + (i * MAX_HASHES) as u32,
+                        hashes: chunk.to_vec(),
+                    });
+                }
             }
             b.made = Some(made);
             self.stats.verify_rounds += 1;
@@ -1017,7 +1025,6 @@ impl Sender {
             let count = count + repair_margin(count);
             let end = tx.next_esi.saturating_add(count).min(MAX_ESI + 1);
             let verify = std::mem::take(&mut tx.verify);
-            tx.verify_rounds += verify as u8;
             self.burst = Some(Burst {
                 block,
                 next: tx.next_esi,
@@ -1132,9 +1139,10 @@ impl Sender {
     }
 
     /// Ends the session once no known receiver is still expected (all done, failed or dropped); with
-    /// none known at all, the linger time after the first pass. Receivers that lose more than the
-    /// sender follows do not keep it open for long once the others have the file: they are left
-    /// behind. (A class that is all that lossy, behind one slow link, is followed.)
+    /// none known at all, the linger time after the first pass. Once some have the file, receivers
+    /// silent for `QUIET` are dropped at once, and those that lose more than the sender follows are
+    /// left behind after the linger time. (A class that is all that lossy, behind one slow link,
+    /// is followed.)
     fn maybe_finish(&mut self, now: Instant) {
         if self.phase != Phase::Sending || self.hold.is_some() {
             return;
@@ -1146,18 +1154,22 @@ impl Sender {
         let finished = if self.peers.is_empty() {
             lingered
         } else {
-            let (mut followed, mut lagging, mut done) = (false, false, false);
+            let (mut followed, mut lagging, mut quiet, mut done) = (false, false, false, false);
             for r in self.peers.iter() {
                 match (r.state, r.pending()) {
                     (ReceiverState::Done, _) => done = true,
                     (_, false) => {}
+                    _ if now.saturating_duration_since(r.last_heard) >= QUIET => quiet = true,
                     _ if self.peers.lagging(r) => lagging = true,
                     _ => followed = true,
                 }
             }
-            !followed && (!lagging || (lingered && done))
+            !followed && ((!lagging && !quiet) || (done && (!lagging || lingered)))
         };
         if finished {
+            for id in self.peers.drop_silent(now, QUIET) {
+                self.events.push_back(SenderEvent::ReceiverDropped { id });
+            }
             let behind: Vec<u32> = self
                 .peers
                 .iter()

@@ -8,11 +8,13 @@
 //! the shell's part for each of them, in memory: blocks are read from the bytes being sent, files
 //! are written to a `Vec`, and the MD5 check is a comparison with the original.
 
+use crate::attack::{Attack, Attacker};
 use crate::net::{Datagram, Link, Loss, Network, To};
 use edm_cast_proto::wire::{self, FeedbackAddr, FileDigests, Packet};
 use edm_cast_proto::{
     Answer, Catalog, CatalogConfig, CatalogEvent, Destination, FileInfo, ReceiveError, Receiver,
-    ReceiverConfig, ReceiverEvent, Reply, Requester, Sender, SenderConfig, SenderEvent,
+    ReceiverConfig, ReceiverEvent, Reply, Requester, Sender, SenderConfig, SenderEvent, Trust,
+    WallClock,
 };
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,7 +39,9 @@ pub const GROUP_PORT: u16 = 5007;
 pub const REQUEST_PORT: u16 = 5006;
 /// A student's sockets: the receiver's (feedback goes out of it, ACKs come back to it), and the
 /// requester's (SERVER announces come to it on the group's port).
-const RECEIVER_PORT: u16 = 6000;
+pub const RECEIVER_PORT: u16 = 6000;
+/// The wall clock at the start, Unix milliseconds: what signatures carry.
+pub const UNIX_AT_T0: u64 = 1_800_000_000_000;
 const REQUESTER_PORT: u16 = 40000;
 /// How long `serve` holds a session open for a student it has just told to join (serve.rs).
 const JOIN_GRACE: Duration = Duration::from_secs(3);
@@ -139,7 +143,19 @@ pub struct Class {
     now: Instant,
     teacher: Teacher,
     students: Vec<Student>,
+    attackers: Vec<Attacker>,
+    /// Who each host is, by index on the network.
+    roles: Vec<Role>,
+    /// What students added from now on trust.
+    trust: Option<Trust>,
     steps_at_now: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Teacher,
+    Student(usize),
+    Attacker(usize),
 }
 
 impl Class {
@@ -154,19 +170,56 @@ impl Class {
             t0,
             now: t0,
             teacher: Teacher {
+                starts: t0,
                 sessions: Vec::new(),
                 serving: None,
                 woken: false,
                 polled_at: None,
             },
             students: Vec::new(),
+            attackers: Vec::new(),
+            roles: vec![Role::Teacher],
+            trust: None,
             steps_at_now: 0,
         }
     }
 
+    /// The teacher's PC starts its command this long after the class begins (so that an attacker
+    /// can announce first).
+    pub fn teacher_starts_at(&mut self, at: Duration) {
+        self.teacher.starts = self.t0 + at;
+    }
+
+    /// The wall clock the class's signatures and trust run on.
+    pub fn wall_clock(&self) -> WallClock {
+        WallClock::new(self.t0, UNIX_AT_T0)
+    }
+
+    /// Students added from now on take only sessions signed by these keys.
+    pub fn trust(&mut self, trust: Trust) {
+        self.trust = Some(trust);
+    }
+
+    /// A hostile PC on the switch, at `ip`, listening to `send`'s group.
+    pub fn add_attacker(&mut self, ip: Ipv4Addr, attack: Attack) {
+        let host = self.net.add_host(
+            ip.into(),
+            Link::default(),
+            Link::default(),
+            9000 + ip.octets()[3] as u64,
+        );
+        self.net.listen(host, SEND_PORT);
+        self.roles.push(Role::Attacker(self.attackers.len()));
+        let students = (self.students.iter())
+            .map(|s| (SocketAddr::new(s.ip.into(), RECEIVER_PORT), s.receiver.id))
+            .collect();
+        self.attackers
+            .push(Attacker::new(host, ip, attack, students, self.now));
+    }
+
     /// The teacher runs `send`: one session of `file`, starting now.
     pub fn send(&mut self, file: &[u8], source: Source, cfg: SenderConfig) {
-        let session = Session::new(cfg, file.into(), source, SEND_PORT, self.now);
+        let session = Session::new(cfg, file.into(), source, SEND_PORT, TEACHER, self.now);
         self.teacher.sessions.push(session);
     }
 
@@ -200,11 +253,13 @@ impl Class {
         let host = self
             .net
             .add_host(ip.into(), peer.up, peer.down, 1000 + i as u64);
+        self.roles.push(Role::Student(i));
         let receiver = ReceiverConfig {
             id: 100 + i as u32,
             name: format!("pc-{i:02}"),
             seed: 7 + i as u64,
             buffered_blocks: peer.buffered_blocks,
+            trust: self.trust.clone(),
             ..ReceiverConfig::default()
         };
         let mut student = Student {
@@ -261,9 +316,15 @@ impl Class {
         }
         let (now, t0) = (self.now, self.t0);
         for (host, d) in self.net.deliveries(now) {
-            match host {
-                0 => self.teacher.deliver(now, d),
-                h => self.students[h - 1].deliver(now, t0, d),
+            match self.roles[host] {
+                Role::Teacher => self.teacher.deliver(now, d),
+                Role::Student(i) => self.students[i].deliver(now, t0, d),
+                Role::Attacker(i) => self.attackers[i].deliver(now, d),
+            }
+        }
+        for a in &mut self.attackers {
+            if a.wake().is_some_and(|t| t <= now) {
+                a.poll(now, &mut self.net);
             }
         }
         if self.teacher.woken || self.teacher.timer().is_some_and(|t| t <= now) {
@@ -290,8 +351,14 @@ impl Class {
 
     fn next_wakeup(&self) -> Option<Instant> {
         let hosts = self.students.iter().map(|s| s.timer(self.t0));
+        let attackers = self.attackers.iter().map(Attacker::wake);
         let others = [self.teacher.timer(), self.net.poll_timeout()];
-        hosts.chain(others).flatten().min()
+        hosts.chain(attackers).chain(others).flatten().min()
+    }
+
+    /// The fake clock's time.
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -328,9 +395,15 @@ impl Class {
     pub fn listeners(&self) -> impl Iterator<Item = &Listener> {
         self.students.iter().map(Student::listener)
     }
+
+    pub fn attacker(&self, i: usize) -> &Attacker {
+        &self.attackers[i]
+    }
 }
 
 struct Teacher {
+    /// The teacher's PC starts its commands at this time.
+    starts: Instant,
     sessions: Vec<Session>,
     serving: Option<Serving>,
     /// A datagram came in: poll even if no timer is due.
@@ -359,16 +432,19 @@ impl Teacher {
     fn timer(&self) -> Option<Instant> {
         let sessions = self.sessions.iter().map(Session::wake);
         let serving = self.serving.as_ref().and_then(Serving::wake);
-        timer(sessions.chain([serving]).flatten().min(), self.polled_at)
+        timer(sessions.chain([serving]).flatten().min(), self.polled_at).map(|t| t.max(self.starts))
     }
 
     fn poll(&mut self, now: Instant, net: &mut Network) {
         self.woken = false;
+        if now < self.starts {
+            return;
+        }
         self.polled_at = Some(now);
         // The link is shared evenly by the sessions running, as `serve` shares its `--rate`.
         let sharing = self.serving.as_ref().map_or(1, |s| s.running.len().max(1));
         for s in &mut self.sessions {
-            s.poll(now, net, PACKET_TIME * sharing as u32);
+            s.poll(now, net, 0, PACKET_TIME * sharing as u32);
         }
         if let Some(serving) = &mut self.serving {
             serving.poll(now, net, &mut self.sessions);
@@ -444,7 +520,7 @@ impl Serving {
                 feedback: FeedbackAddr::Source { port },
                 ..self.template.clone()
             };
-            let session = Session::new(cfg, bytes.clone(), Source::File, port, now);
+            let session = Session::new(cfg, bytes.clone(), Source::File, port, TEACHER, now);
             self.catalog.started(&url, session.id, port);
             running.stage = Stage::Sending {
                 session: sessions.len(),
@@ -503,6 +579,8 @@ pub struct Session {
     pub sender: Sender,
     /// The session id its datagrams carry.
     pub id: u32,
+    /// The PC it runs on.
+    ip: Ipv4Addr,
     /// The group port it sends on, and where it takes feedback.
     port: u16,
     content: Rc<[u8]>,
@@ -519,7 +597,14 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(cfg: SenderConfig, content: Rc<[u8]>, source: Source, port: u16, now: Instant) -> Self {
+    pub fn new(
+        cfg: SenderConfig,
+        content: Rc<[u8]>,
+        source: Source,
+        port: u16,
+        ip: Ipv4Addr,
+        now: Instant,
+    ) -> Self {
         let len = content.len() as u64;
         let id = cfg.session;
         let sender = match source {
@@ -543,6 +628,7 @@ impl Session {
         Session {
             sender,
             id,
+            ip,
             port,
             content,
             source,
@@ -559,7 +645,7 @@ impl Session {
         self.sent.get(block as usize).copied().unwrap_or(0)
     }
 
-    fn wake(&self) -> Option<Instant> {
+    pub fn wake(&self) -> Option<Instant> {
         // While busy, the sender's own timers wait for the pacer too, at most one packet time: a
         // datagram they make due (an ANNOUNCE, say) could not go out before the slot anyway.
         let sender = if self.busy {
@@ -570,7 +656,7 @@ impl Session {
         sender.into_iter().chain(self.next_feed()).min()
     }
 
-    fn poll(&mut self, now: Instant, net: &mut Network, packet_time: Duration) {
+    pub fn poll(&mut self, now: Instant, net: &mut Network, host: usize, packet_time: Duration) {
         self.feed(now);
         if self.sender.poll_timeout().is_some_and(|t| t <= now) {
             self.sender.handle_timeout(now);
@@ -606,8 +692,8 @@ impl Session {
                 Destination::Group => To::Group(self.port),
                 Destination::Unicast(a) => To::Host(a),
             };
-            let from = SocketAddr::new(TEACHER.into(), self.port);
-            net.send(now, 0, from, to, &buf);
+            let from = SocketAddr::new(self.ip.into(), self.port);
+            net.send(now, host, from, to, &buf);
         }
     }
 
@@ -767,6 +853,7 @@ impl Student {
             corrupt: self.peer.corrupt,
             finished: false,
             error: None,
+            joined: None,
             received: Vec::new(),
         }
     }
@@ -784,6 +871,8 @@ pub struct Listener {
     /// Done with the file: it has it, or failed.
     pub finished: bool,
     pub error: Option<ReceiveError>,
+    /// The session it joined.
+    pub joined: Option<u32>,
     /// The ESIs received of each block, in order of arrival.
     received: Vec<Vec<u32>>,
 }
@@ -825,7 +914,10 @@ impl Listener {
     fn events(&mut self, now: Instant) {
         while let Some(ev) = self.rx.poll_event() {
             match ev {
-                ReceiverEvent::Joined(info) => self.file = vec![0; info.size.unwrap_or(0) as usize],
+                ReceiverEvent::Joined(info) => {
+                    self.joined = Some(info.session);
+                    self.file = vec![0; info.size.unwrap_or(0) as usize];
+                }
                 ReceiverEvent::Store { offset, data } => write_at(&mut self.file, offset, &data),
                 ReceiverEvent::Decode(job) => {
                     let spilled = job.needs_spilled().then(|| {

@@ -8,9 +8,11 @@
 //! video's scenarios belong in a module of their own beside them, with a channel and its viewers as
 //! hosts on the same `net::Network`.
 
+mod attack;
 mod class;
 mod download;
 mod net;
+mod security;
 
 use class::{Class, Command, DIGESTS, PACKET_TIME, Peer, SEND_PORT, Source};
 use edm_cast_proto::rng::Rng;
@@ -26,12 +28,12 @@ use std::time::{Duration, Instant};
 
 const SENDER: &str = "10.0.0.1:5000";
 
-fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
-fn sender_config(min_receivers: usize) -> SenderConfig {
+pub fn sender_config(min_receivers: usize) -> SenderConfig {
     SenderConfig {
         session: 0xC0FFEE,
         symbol_size: 256,
@@ -65,7 +67,7 @@ fn run_from(
     class
 }
 
-fn assert_all_received(out: &Class, file: &[u8]) {
+pub fn assert_all_received(out: &Class, file: &[u8]) {
     for (i, n) in out.listeners().enumerate() {
         assert!(n.error.is_none(), "receiver {i}: {:?}", n.error);
         assert!(
@@ -77,7 +79,12 @@ fn assert_all_received(out: &Class, file: &[u8]) {
         assert!(n.file == file, "receiver {i} has different bytes");
     }
     assert!(out.sender().is_finished(), "sender did not finish");
-    let states: BTreeMap<u32, _> = out.sender().receivers().map(|r| (r.id, r.state)).collect();
+    // The students' receivers (a flooding attacker's fake ones are not among them).
+    let students = 100..100 + out.students().len() as u32;
+    let states: BTreeMap<u32, _> = (out.sender().receivers())
+        .filter(|r| students.contains(&r.id))
+        .map(|r| (r.id, r.state))
+        .collect();
     assert_eq!(states.len(), out.students().len());
     assert!(
         states
