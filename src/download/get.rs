@@ -39,11 +39,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             args.url
         )));
     }
-    let out = &args.receiving.out;
-    std::fs::create_dir_all(out).map_err(|source| Error::Write {
-        path: out.clone(),
-        source,
-    })?;
+    let out = args.receiving.folder()?;
     let server = args
         .server
         .as_deref()
@@ -75,8 +71,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 Some(Duration::from_secs(5)),
                 Some(session),
             )?;
-            match listener.receive(&[], &mut shutdown).await {
-                Ok((_, path)) => {
+            match listener.receive(&[], &mut shutdown).await.file {
+                Ok(path) => {
                     println!("{}", path.display());
                     return Ok(ExitCode::SUCCESS);
                 }

@@ -2,8 +2,8 @@
 //! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
 //! the MD5 and renames the file into place. `recv` runs one file after another; `get` one.
 
-use super::md5::{RunningMd5, WrittenBlocks, hex, md5_file};
-use super::output::{self, FileHandle, OutputFile};
+use super::md5::{RunningMd5, WrittenBlocks, hex, md5_read};
+use super::output::{FileHandle, Folder, OutputFile};
 use super::view;
 use crate::error::Error;
 use crate::net::datapath::RecvBatch;
@@ -12,7 +12,7 @@ use crate::rt::{self, Shutdown};
 use edm_cast_proto::{DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
 use indicatif::ProgressBar;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -26,7 +26,7 @@ const COALESCE: Duration = Duration::from_millis(1);
 /// What stays the same from one received file to the next.
 pub struct Listener {
     group_addr: Group,
-    out: PathBuf,
+    out: Folder,
     group: UdpSocket,
     feedback: UdpSocket,
     /// Pause between reads (see `COALESCE`).
@@ -42,7 +42,7 @@ impl Listener {
     pub fn new(
         group: Group,
         iface: Ipv4Addr,
-        out: PathBuf,
+        out: Folder,
         name: Option<String>,
         timeout: Option<Duration>,
         session: Option<u32>,
@@ -65,13 +65,9 @@ impl Listener {
         })
     }
 
-    /// Receives one file; returns its session and where it is. On any failure the sender is told,
-    /// so it does not wait for this receiver.
-    pub async fn receive(
-        &self,
-        skip_sessions: &[u32],
-        shutdown: &mut Shutdown,
-    ) -> Result<(u32, PathBuf), Error> {
+    /// Receives one file: where it is, and the session joined (also when it failed, so that it
+    /// can be skipped). On any failure the sender is told, so it does not wait for this receiver.
+    pub async fn receive(&self, skip_sessions: &[u32], shutdown: &mut Shutdown) -> Received {
         let seed = rt::random_u64();
         let mut rx = Receiver::new(ReceiverConfig {
             id: seed as u32,
@@ -81,22 +77,24 @@ impl Listener {
             session: self.session,
             ..ReceiverConfig::default()
         });
-        let result = self.session(&mut rx, shutdown).await;
-        if result.is_err() {
+        let mut session = None;
+        let file = self.session(&mut rx, &mut session, shutdown).await;
+        if file.is_err() {
             rx.fail();
             flush(&mut rx, &self.feedback, &mut Vec::new()).await;
         }
-        result
+        Received { session, file }
     }
 
     async fn session(
         &self,
         rx: &mut Receiver,
+        joined: &mut Option<u32>,
         shutdown: &mut Shutdown,
-    ) -> Result<(u32, PathBuf), Error> {
+    ) -> Result<PathBuf, Error> {
         let (group, feedback) = (&self.group, &self.feedback);
         let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
-        let mut file = Receiving::new(&self.out, tx_done);
+        let mut file = Receiving::new(&self.out, joined, tx_done);
         let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
             what: "cannot set up batched receive".into(),
             source,
@@ -147,49 +145,69 @@ impl Listener {
             while let Some(ev) = rx.poll_event() {
                 if let Some(path) = file.on_event(rx, ev)? {
                     flush(rx, feedback, &mut out).await;
-                    return Ok((file.session, path));
+                    return Ok(path);
                 }
             }
         }
     }
 }
 
+/// One session's outcome.
+pub struct Received {
+    /// The session joined, if one was.
+    pub session: Option<u32>,
+    /// Where the file is.
+    pub file: Result<PathBuf, Error>,
+}
+
 /// What the blocking pool reports back.
 enum Done {
     Decoded(Result<u32, Box<DecodeJob>>),
-    Verified([u8; 16]),
+    /// The MD5 of the received file, and the one announced.
+    Verified {
+        got: [u8; 16],
+        want: [u8; 16],
+    },
     AlreadyHave(bool),
     Failed(Error),
 }
 
 /// The file of one session: what the receiver's events and the blocking pool's reports act on.
 struct Receiving<'a> {
-    dir: &'a Path,
+    folder: &'a Folder,
     /// Where decodes, checks and the MD5 report back.
     reports: mpsc::UnboundedSender<Done>,
-    session: u32,
+    /// The session, once joined.
+    joined: &'a mut Option<u32>,
     file: Option<(SessionInfo, OutputFile)>,
     md5: Option<RunningMd5>,
     bar: Option<ProgressBar>,
     /// Where the verified file is.
     result: Option<PathBuf>,
-    /// Size and MD5 the file must have, once every block is in.
-    expected: Option<(u64, [u8; 16])>,
+    /// A file of the same name and size is being checked: it may be this very file.
+    checking: bool,
+    /// The received file has the announced MD5.
+    verified: bool,
     /// Decode jobs in flight.
     jobs: usize,
 }
 
 impl<'a> Receiving<'a> {
-    fn new(dir: &'a Path, reports: mpsc::UnboundedSender<Done>) -> Self {
+    fn new(
+        folder: &'a Folder,
+        joined: &'a mut Option<u32>,
+        reports: mpsc::UnboundedSender<Done>,
+    ) -> Self {
         Receiving {
-            dir,
+            folder,
             reports,
-            session: 0,
+            joined,
             file: None,
             md5: None,
             bar: None,
             result: None,
-            expected: None,
+            checking: false,
+            verified: false,
             jobs: 0,
         }
     }
@@ -206,12 +224,14 @@ impl<'a> Receiving<'a> {
         match ev {
             ReceiverEvent::Joined(info) => self.on_joined(info)?,
             ReceiverEvent::Store { offset, data } => {
-                if let Some((_, f)) = &self.file {
+                if let Some((info, f)) = &self.file {
+                    within_max_size(self.folder, info, offset + data.len() as u64)?;
                     f.handle().write_at(offset, &data)?;
                 }
             }
             ReceiverEvent::Decode(job) => match (&self.file, &self.md5) {
-                (Some((_, f)), Some(m)) => {
+                (Some((info, f)), Some(m)) => {
+                    within_max_size(self.folder, info, job.offset + job.len as u64)?;
                     self.jobs += 1;
                     spawn_decode(job, f.handle(), m.written(), self.reports.clone())
                 }
@@ -219,15 +239,23 @@ impl<'a> Receiving<'a> {
                 _ => rx.handle_decoded(Instant::now(), Ok(job.block)),
             },
             ReceiverEvent::Complete { size, md5: want } => {
-                self.expected = Some((size, want));
                 if let Some(bar) = &self.bar {
                     bar.set_length(size);
                 }
                 match (self.md5.take(), &self.file) {
                     (Some(m), Some((_, f))) => {
+                        if let Some(max) = self.folder.rules().max_size
+                            && size > max
+                        {
+                            return Err(Error::TooLarge {
+                                name: f.name().to_owned(),
+                                size: Some(size),
+                                max,
+                            });
+                        }
                         // A padded last block may have been written whole: cut it.
                         f.set_len(size)?;
-                        spawn_verify(m, size, self.reports.clone())
+                        spawn_verify(m, size, want, self.reports.clone());
                     }
                     _ => rx.verified(Instant::now(), true),
                 }
@@ -253,13 +281,40 @@ impl<'a> Receiving<'a> {
     }
 
     fn on_joined(&mut self, info: SessionInfo) -> Result<(), Error> {
-        self.session = info.session;
-        let output = start_file(self.dir, &info, &self.reports)?;
+        *self.joined = Some(info.session);
+        let folder = self.folder;
+        let name = folder.name_for(&info.name, info.session);
+        // Before anything is written: an announce can claim any size.
+        if let Some(size) = info.size {
+            folder.admit(&name, size)?;
+        }
+        let output = folder.create(&name, info.size)?;
+        // A complete copy already there? Check it on the side while receiving goes on.
+        if let (Some(size), Some(want)) = (info.size, info.md5)
+            && let Some(existing) = folder.existing(&name, size)
+        {
+            self.checking = true;
+            let tx = self.reports.clone();
+            tokio::task::spawn_blocking(move || {
+                let same = md5_read(existing, |_| {}).is_ok_and(|m| m == want);
+                let _ = tx.send(Done::AlreadyHave(same));
+            });
+        }
+        let (landing, taken) = folder.planned(&name);
+        let note = match (taken, folder.rules().overwrite) {
+            (false, _) => String::new(),
+            (true, true) if landing.ends_with(&name) => {
+                format!(" (--overwrite: replacing the {name} there)")
+            }
+            (true, _) => format!(" ({name} is already there and is kept)"),
+        };
+        // The announced name as sent, its control characters shown escaped, not run by the
+        // terminal.
         eprintln!(
-            "receiving {} ({}) into {}",
-            info.name,
+            "receiving {} ({}) into {}{note}",
+            info.name.escape_debug(),
             info.size.map_or("size not known yet".into(), view::bytes),
-            output.final_path.display()
+            landing.display()
         );
         self.bar = Some(view::byte_bar(info.size, "receiving"));
         self.md5 = Some(RunningMd5::start(output.handle(), info.size.is_some()));
@@ -273,6 +328,11 @@ impl<'a> Receiving<'a> {
         match d {
             Done::Decoded(outcome) => {
                 self.jobs -= 1;
+                if outcome.is_ok()
+                    && let Some((_, output)) = &mut self.file
+                {
+                    output.reserve()?;
+                }
                 rx.handle_decoded(now, outcome);
                 if let (Some(bar), Some((info, _)), Some((done, _))) =
                     (&self.bar, &self.file, rx.progress())
@@ -281,33 +341,67 @@ impl<'a> Receiving<'a> {
                     bar.set_position(info.size.map_or(at, |size| at.min(size)));
                 }
             }
-            Done::Verified(md5) => {
-                let (info, output) = self.file.take().expect("verified a file");
-                let want = self
-                    .expected
-                    .map(|e| e.1)
-                    .expect("complete before verified");
-                if md5 != want {
+            Done::Verified { got, want } => {
+                let Some((_, output)) = &self.file else {
+                    // The copy already there was found to be this file first.
+                    return Ok(());
+                };
+                if got != want {
                     return Err(Error::Md5Mismatch {
-                        name: info.name,
+                        name: output.name().to_owned(),
                         expected: hex(&want),
-                        got: hex(&md5),
+                        got: hex(&got),
                     });
                 }
-                self.result = Some(output.commit()?);
-                rx.verified(now, true);
+                self.verified = true;
+                self.keep(rx, now)?;
             }
-            Done::AlreadyHave(true) => {
-                if let Some((_, output)) = self.file.take() {
-                    eprintln!("{}: already present, same MD5", output.final_path.display());
-                    self.result = Some(output.final_path.clone());
+            Done::AlreadyHave(same) => {
+                self.checking = false;
+                match self.file.take() {
+                    Some((_, output)) if same => {
+                        let path = self.folder.path().join(output.name());
+                        eprintln!("{}: already present, same MD5", path.display());
+                        self.result = Some(path);
+                        rx.already_complete(now);
+                    }
+                    file => {
+                        self.file = file;
+                        self.keep(rx, now)?;
+                    }
                 }
-                rx.already_complete(now);
             }
-            Done::AlreadyHave(false) => {}
             Done::Failed(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// Moves the verified file to its name, once the check of a copy already there (if any) has
+    /// answered: an identical copy is kept instead, rather than a second one beside it.
+    fn keep(&mut self, rx: &mut Receiver, now: Instant) -> Result<(), Error> {
+        if !self.verified || self.checking {
+            return Ok(());
+        }
+        if let Some((_, output)) = self.file.take() {
+            self.result = Some(output.commit()?);
+            rx.verified(now, true);
+        }
+        Ok(())
+    }
+}
+
+/// While the size is not known yet (a download still arriving), `--max-size` is checked as the
+/// blocks come: a write may end past it by the padding of the last block at most.
+fn within_max_size(folder: &Folder, info: &SessionInfo, end: u64) -> Result<(), Error> {
+    match folder.rules().max_size {
+        Some(max) if info.size.is_none() && end > max.saturating_add(info.block_bytes) => {
+            Err(Error::TooLarge {
+                name: folder.name_for(&info.name, info.session),
+                size: None,
+                max,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -340,27 +434,6 @@ async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
     }
 }
 
-fn start_file(
-    dir: &Path,
-    info: &SessionInfo,
-    tx: &mpsc::UnboundedSender<Done>,
-) -> Result<OutputFile, Error> {
-    let name = output::safe_name(&info.name, info.session);
-    let output = OutputFile::create(dir, &name, info.session, info.size)?;
-    // A complete copy already there? Check it on the side while receiving goes on.
-    let existing = output.final_path.clone();
-    if let (Some(size), Some(want)) = (info.size, info.md5)
-        && std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() == size)
-    {
-        let tx = tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let same = md5_file(&existing, |_| {}).is_ok_and(|m| m == want);
-            let _ = tx.send(Done::AlreadyHave(same));
-        });
-    }
-    Ok(output)
-}
-
 fn spawn_decode(
     job: DecodeJob,
     file: FileHandle,
@@ -388,10 +461,10 @@ fn spawn_decode(
     });
 }
 
-fn spawn_verify(md5: RunningMd5, size: u64, tx: mpsc::UnboundedSender<Done>) {
+fn spawn_verify(md5: RunningMd5, size: u64, want: [u8; 16], tx: mpsc::UnboundedSender<Done>) {
     tokio::task::spawn_blocking(move || {
         let _ = tx.send(match md5.finish(size) {
-            Ok(digest) => Done::Verified(digest),
+            Ok(got) => Done::Verified { got, want },
             Err(e) => Done::Failed(e),
         });
     });

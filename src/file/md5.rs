@@ -88,8 +88,12 @@ impl RunningMd5 {
 }
 
 /// MD5 of the file at `path`, calling `progress` with the bytes read so far.
-pub fn md5_file(path: &Path, mut progress: impl FnMut(u64)) -> io::Result<[u8; 16]> {
-    let mut file = File::open(path)?;
+pub fn md5_file(path: &Path, progress: impl FnMut(u64)) -> io::Result<[u8; 16]> {
+    md5_read(File::open(path)?, progress)
+}
+
+/// MD5 of what `file` holds from where it stands.
+pub fn md5_read(mut file: impl Read, mut progress: impl FnMut(u64)) -> io::Result<[u8; 16]> {
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
