@@ -2,7 +2,7 @@
 //! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
 //! the MD5 and renames the file into place. `recv` runs one file after another; `get` one.
 
-use super::md5::{RunningMd5, WrittenBlocks, hex, md5_read};
+use super::md5::{RunningMd5, WrittenBlocks, hex};
 use super::output::{FileHandle, Folder, OutputFile};
 use super::view;
 use crate::error::Error;
@@ -168,7 +168,8 @@ enum Done {
         got: [u8; 16],
         want: [u8; 16],
     },
-    AlreadyHave(bool),
+    /// The name of a copy already there with the announced size and MD5, if any.
+    AlreadyHave(Option<String>),
     Failed(Error),
 }
 
@@ -184,7 +185,7 @@ struct Receiving<'a> {
     bar: Option<ProgressBar>,
     /// Where the verified file is.
     result: Option<PathBuf>,
-    /// A file of the same name and size is being checked: it may be this very file.
+    /// Files of the same name are being checked: one may be this very file.
     checking: bool,
     /// The received file has the announced MD5.
     verified: bool,
@@ -289,15 +290,12 @@ impl<'a> Receiving<'a> {
             folder.admit(&name, size)?;
         }
         let output = folder.create(&name, info.size)?;
-        // A complete copy already there? Check it on the side while receiving goes on.
-        if let (Some(size), Some(want)) = (info.size, info.md5)
-            && let Some(existing) = folder.existing(&name, size)
-        {
+        // A complete copy already there? Check on the side while receiving goes on.
+        if let (Some(size), Some(want)) = (info.size, info.md5) {
             self.checking = true;
-            let tx = self.reports.clone();
+            let (tx, folder, name) = (self.reports.clone(), folder.clone(), name.clone());
             tokio::task::spawn_blocking(move || {
-                let same = md5_read(existing, |_| {}).is_ok_and(|m| m == want);
-                let _ = tx.send(Done::AlreadyHave(same));
+                let _ = tx.send(Done::AlreadyHave(folder.copy_of(&name, size, want)));
             });
         }
         let (landing, taken) = folder.planned(&name);
@@ -356,16 +354,16 @@ impl<'a> Receiving<'a> {
                 self.verified = true;
                 self.keep(rx, now)?;
             }
-            Done::AlreadyHave(same) => {
+            Done::AlreadyHave(copy) => {
                 self.checking = false;
-                match self.file.take() {
-                    Some((_, output)) if same => {
-                        let path = self.folder.path().join(output.name());
+                match (self.file.take(), copy) {
+                    (Some(_), Some(copy)) => {
+                        let path = self.folder.path().join(copy);
                         eprintln!("{}: already present, same MD5", path.display());
                         self.result = Some(path);
                         rx.already_complete(now);
                     }
-                    file => {
+                    (file, _) => {
                         self.file = file;
                         self.keep(rx, now)?;
                     }

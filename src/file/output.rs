@@ -4,6 +4,7 @@
 //! exclusively, never through a symlink), checked, then moved to its name without replacing what is
 //! there (unless `--overwrite`). Nothing is ever written outside `--out`.
 
+use super::md5::md5_read;
 use crate::error::Error;
 use std::ffi::CString;
 use std::fs::{File, Metadata, OpenOptions};
@@ -152,9 +153,21 @@ impl Folder {
         Ok((st.f_bavail.saturating_mul(unit), SPARE.min(disk / 20)))
     }
 
+    /// The name of a file already there with this size and MD5: `name` itself or one of its
+    /// numbered copies (up to the first free number), so that a file sent again is not kept twice.
+    pub fn copy_of(&self, name: &str, size: u64, md5: [u8; 16]) -> Option<String> {
+        (0..=MAX_COPIES)
+            .map(|n| numbered(name, n))
+            .take_while(|n| self.entry(n).is_some())
+            .find(|n| {
+                self.existing(n, size)
+                    .is_some_and(|f| md5_read(f, |_| {}).is_ok_and(|m| m == md5))
+            })
+    }
+
     /// The regular file `name` if it is there with `size` bytes, opened for reading (never through
     /// a symlink, nor a FIFO that would block the open).
-    pub fn existing(&self, name: &str, size: u64) -> Option<File> {
+    fn existing(&self, name: &str, size: u64) -> Option<File> {
         let file = open_at(
             &self.fd,
             name,
@@ -442,6 +455,7 @@ fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::Digest;
     use std::os::unix::fs::symlink;
 
     struct Dir(PathBuf);
@@ -535,6 +549,15 @@ mod tests {
         assert_eq!(f.commit().unwrap(), d.0.join("w (2).pdf"));
         assert_eq!(std::fs::read(d.0.join("w.pdf")).unwrap(), b"old");
         assert_eq!(std::fs::read(d.0.join("w (2).pdf")).unwrap(), b"new");
+        // Sent again, it is found among the copies, and only a regular file of that size counts.
+        let md5 = |b: &[u8]| -> [u8; 16] { md5::Md5::digest(b).into() };
+        assert_eq!(
+            folder.copy_of("w.pdf", 3, md5(b"new")).as_deref(),
+            Some("w (2).pdf")
+        );
+        assert_eq!(folder.copy_of("w.pdf", 3, md5(b"now")), None);
+        symlink(d.0.join("w (2).pdf"), d.0.join("v.pdf")).unwrap();
+        assert_eq!(folder.copy_of("v.pdf", 3, md5(b"new")), None);
         // With --overwrite it is replaced, but a folder of that name never is.
         let rules = Rules {
             overwrite: true,
