@@ -306,11 +306,9 @@ impl<'a> Receiving<'a> {
             }
             (true, _) => format!(" ({name} is already there and is kept)"),
         };
-        // The announced name as sent, its control characters shown escaped, not run by the
-        // terminal.
         eprintln!(
             "receiving {} ({}) into {}{note}",
-            info.name.escape_debug(),
+            printable(&info.name),
             info.size.map_or("size not known yet".into(), view::bytes),
             landing.display()
         );
@@ -386,6 +384,17 @@ impl<'a> Receiving<'a> {
         }
         Ok(())
     }
+}
+
+/// The announced name as sent, its control and formatting characters shown as escapes
+/// (`\u{1b}`): a hostile name must not drive the terminal.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '\'' | '"' | '\\' => c.to_string(),
+            _ => c.escape_debug().to_string(),
+        })
+        .collect()
 }
 
 /// While the size is not known yet (a download still arriving), `--max-size` is checked as the
@@ -466,4 +475,18 @@ fn spawn_verify(md5: RunningMd5, size: u64, want: [u8; 16], tx: mpsc::UnboundedS
             Err(e) => Done::Failed(e),
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_hostile_name_is_printed_with_its_control_characters_escaped() {
+        assert_eq!(printable("it's \"é\".pdf"), "it's \"é\".pdf");
+        assert_eq!(
+            printable("a\u{1b}[2J\u{202e}fdp.exe"),
+            "a\\u{1b}[2J\\u{202e}fdp.exe"
+        );
+    }
 }
