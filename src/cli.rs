@@ -129,8 +129,8 @@ pub struct Receiving {
     /// sender cannot plant hidden files (shell startup files in a home folder).
     #[arg(long)]
     pub allow_hidden: bool,
-    /// Refuse a file larger than this (like 500M or 20G). Anyway a file must fit in the free
-    /// space of --out's disk, less 1 GiB (5% of a disk under 20 GiB).
+    /// Refuse a file larger than this (like 500M or 20G). A file must also fit in the free space
+    /// of --out's disk, less 1 GiB (5% of a disk under 20 GiB).
     #[arg(long, value_name = "SIZE")]
     pub max_size: Option<Size>,
 }

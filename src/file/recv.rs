@@ -19,7 +19,8 @@ pub struct Args {
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<Duration>,
     /// Stay for more files after the first (until interrupted, or until --timeout passes with
-    /// no new session).
+    /// no new session). A session that fails, is aborted or is refused is reported in one line
+    /// and skipped.
     #[arg(long)]
     pub keep: bool,
 }
