@@ -1,5 +1,7 @@
 //! The command line: the commands, the argument groups several of them share, and value parsers.
 
+use crate::error::Error;
+use crate::file::output::{Folder, Rules};
 use crate::http::cache::Size;
 use crate::net::Group;
 use crate::net::pace::Rate;
@@ -131,6 +133,32 @@ pub struct Receiving {
     /// Name shown on the sender's screen (and the server's log). Default: this host's name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Replace a different file of the same name in --out. Default: keep it, and write the new
+    /// one as "name (1).ext".
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Keep names that start with a dot. Default: ".bashrc" is written as "_bashrc", so that a
+    /// sender cannot plant hidden files (shell startup files in a home folder).
+    #[arg(long)]
+    pub allow_hidden: bool,
+    /// Refuse a file larger than this (like 500M or 20G). A file must also fit in the free space
+    /// of --out's disk, less 1 GiB (5% of a disk under 20 GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<Size>,
+}
+
+impl Receiving {
+    /// Opens --out (created if missing) with these rules; fails now if it cannot be written to.
+    pub fn folder(&self) -> Result<Folder, Error> {
+        Folder::open(
+            &self.out,
+            Rules {
+                overwrite: self.overwrite,
+                allow_hidden: self.allow_hidden,
+                max_size: self.max_size.map(|s| s.0),
+            },
+        )
+    }
 }
 
 /// A number of seconds (`5`, `0.5`) as a duration.

@@ -1,5 +1,6 @@
 //! Errors that reach the user: one line each, saying what failed and what to do.
 
+use crate::file::view::bytes;
 use crate::rt::Stop;
 use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::{FailReason, FileDigests};
@@ -17,6 +18,34 @@ pub enum Error {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {}: {source}{}", path.display(), disk_full_hint(source))]
     Write { path: PathBuf, source: io::Error },
+    #[error("cannot write into {}: {source} (choose another --out)", path.display())]
+    OutFolder { path: PathBuf, source: io::Error },
+    #[error(
+        "{name}{}: larger than --max-size {}; not received",
+        size.map(|s| format!(" ({})", bytes(s))).unwrap_or_default(),
+        bytes(*max)
+    )]
+    TooLarge {
+        name: String,
+        size: Option<u64>,
+        max: u64,
+    },
+    #[error(
+        "{name} ({}) does not fit in {}: the disk is full ({} free, {} kept spare); free space or choose another --out",
+        bytes(*size),
+        path.display(),
+        bytes(*free),
+        bytes(*spare)
+    )]
+    NoRoom {
+        name: String,
+        size: u64,
+        path: PathBuf,
+        free: u64,
+        spare: u64,
+    },
+    #[error("no file received: {0} session(s) heard, each failed or refused (see above)")]
+    NothingReceived(usize),
     #[error("{0}")]
     Usage(String),
     #[error("{}", match .0 { Stop::Interrupt => "interrupted", Stop::Terminate => "terminated" })]

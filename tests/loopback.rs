@@ -2,22 +2,12 @@
 
 mod common;
 
-use common::{Proc, TempDir, bin, md5_of, random_file, recv, text};
+use common::{Proc, TempDir, bin, is_root, md5_of, random_file, recv, send, text};
 use std::ops::Not;
 use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn send(group: &str, file: &std::path::Path, extra: &[&str]) -> Proc {
-    Proc::spawn(
-        "sender",
-        Command::new(bin())
-            .args(["send", "--group", group, "--iface", "lo"])
-            .args(extra)
-            .arg(file),
-    )
-}
 
 #[test]
 fn three_receivers_get_identical_files() {
@@ -251,15 +241,4 @@ fn a_full_disk_is_reported_on_both_sides() {
         summary.contains("0 done / 1 known") && summary.contains("failed"),
         "{summary}"
     );
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }

@@ -39,11 +39,6 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             args.url
         )));
     }
-    let out = &args.receiving.out;
-    std::fs::create_dir_all(out).map_err(|source| Error::Write {
-        path: out.clone(),
-        source,
-    })?;
     let server = args
         .server
         .as_deref()
@@ -76,8 +71,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                     ..how.clone()
                 },
             )?;
-            match listener.receive(&[], &mut shutdown).await {
-                Ok((_, path)) => {
+            match listener.receive(&[], &mut shutdown).await.file {
+                Ok(path) => {
                     println!("{}", path.display());
                     return Ok(ExitCode::SUCCESS);
                 }

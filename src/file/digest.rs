@@ -90,8 +90,12 @@ impl RunningDigests {
 }
 
 /// The digests of the file at `path`, calling `progress` with the bytes read so far.
-pub fn file_digests(path: &Path, mut progress: impl FnMut(u64)) -> io::Result<FileDigests> {
-    let mut file = File::open(path)?;
+pub fn file_digests(path: &Path, progress: impl FnMut(u64)) -> io::Result<FileDigests> {
+    read_digests(File::open(path)?, progress)
+}
+
+/// The digests of what `file` holds from where it stands.
+pub fn read_digests(mut file: impl Read, mut progress: impl FnMut(u64)) -> io::Result<FileDigests> {
     let mut hasher = FileHasher::default();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;

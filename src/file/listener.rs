@@ -1,9 +1,9 @@
 //! The receiving side of one file session: joins the group, feeds proto's `Receiver`, runs
 //! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
-//! the MD5 and renames the file into place. `recv` runs one file after another; `get` one.
+//! the whole file's digests and renames the file into place. `recv` runs one file after another; `get` one.
 
-use super::digest::{RunningDigests, WrittenBlocks, file_digests};
-use super::output::{self, FileHandle, OutputFile};
+use super::digest::{RunningDigests, WrittenBlocks};
+use super::output::{FileHandle, Folder, OutputFile};
 use super::view;
 use crate::cli;
 use crate::error::Error;
@@ -13,14 +13,13 @@ use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::auth::fingerprint;
-use edm_cast_proto::wire::{FailReason, FileDigests, printable};
+use edm_cast_proto::wire::FileDigests;
 use edm_cast_proto::{
-    DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo,
+    DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SecretKey, SessionInfo, Trust,
 };
-use edm_cast_proto::{SecretKey, Trust};
 use indicatif::ProgressBar;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -35,7 +34,7 @@ const COALESCE: Duration = Duration::from_millis(1);
 #[derive(Clone)]
 pub struct Listening {
     /// The output folder.
-    pub out: PathBuf,
+    pub out: Folder,
     /// The name the sender shows.
     pub name: String,
     /// Take only sessions signed by these keys, if set.
@@ -49,17 +48,11 @@ pub struct Listening {
 }
 
 impl Listening {
-    /// From `recv`'s and `get`'s options; says once whether files are taken from anyone.
+    /// From `recv`'s and `get`'s options.
     pub fn new(args: &cli::Receiving, timeout: Option<Duration>) -> Result<Self, Error> {
         let trust = keys::trust(&args.trusting)?;
-        if trust.is_none() {
-            eprintln!(
-                "edm-cast: taking files from anyone on the LAN; to take only the teacher's, give \
-                 --trust edm1-... (or list the key in /etc/edm-cast/trusted)"
-            );
-        }
         Ok(Listening {
-            out: args.out.clone(),
+            out: args.folder()?,
             name: args.name.clone().unwrap_or_else(rt::hostname),
             trust,
             key: args.key.as_deref().map(keys::secret).transpose()?,
@@ -97,13 +90,9 @@ impl Listener {
         })
     }
 
-    /// Receives one file; returns its session and where it is. On any failure the sender is told,
-    /// so it does not wait for this receiver.
-    pub async fn receive(
-        &self,
-        skip_sessions: &[u32],
-        shutdown: &mut Shutdown,
-    ) -> Result<(u32, PathBuf), Error> {
+    /// Receives one file: where it is, and the session joined (also when it failed, so that it
+    /// can be skipped). On any failure the sender is told, so it does not wait for this receiver.
+    pub async fn receive(&self, skip_sessions: &[u32], shutdown: &mut Shutdown) -> Received {
         let seed = rt::random_u64();
         let mut rx = Receiver::new(ReceiverConfig {
             id: seed as u32,
@@ -115,27 +104,24 @@ impl Listener {
             key: self.how.key.clone(),
             ..ReceiverConfig::default()
         });
-        let result = self.session(&mut rx, shutdown).await;
-        if result.is_err() {
-            rx.fail(
-                result
-                    .as_ref()
-                    .err()
-                    .map_or(FailReason::Other, Error::fail_reason),
-            );
+        let mut session = None;
+        let file = self.session(&mut rx, &mut session, shutdown).await;
+        if let Err(e) = &file {
+            rx.fail(e.fail_reason());
             flush(&mut rx, &self.feedback, &mut Vec::new()).await;
         }
-        result
+        Received { session, file }
     }
 
     async fn session(
         &self,
         rx: &mut Receiver,
+        joined: &mut Option<u32>,
         shutdown: &mut Shutdown,
-    ) -> Result<(u32, PathBuf), Error> {
+    ) -> Result<PathBuf, Error> {
         let (group, feedback) = (&self.group, &self.feedback);
         let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
-        let mut file = Receiving::new(&self.how.out, tx_done);
+        let mut file = Receiving::new(&self.how.out, joined, tx_done);
         let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
             what: "cannot set up batched receive".into(),
             source,
@@ -186,49 +172,70 @@ impl Listener {
             while let Some(ev) = rx.poll_event() {
                 if let Some(path) = file.on_event(rx, ev)? {
                     flush(rx, feedback, &mut out).await;
-                    return Ok((file.session, path));
+                    return Ok(path);
                 }
             }
         }
     }
 }
 
+/// One session's outcome.
+pub struct Received {
+    /// The session joined, if one was.
+    pub session: Option<u32>,
+    /// Where the file is.
+    pub file: Result<PathBuf, Error>,
+}
+
 /// What the blocking pool reports back.
 enum Done {
     Decoded(Result<u32, DecodeError>),
-    Verified(FileDigests),
-    AlreadyHave(bool),
+    /// The digests of the received file, and the ones announced.
+    Verified {
+        got: FileDigests,
+        want: FileDigests,
+    },
+    /// The name of a copy already there with the announced size and digests, if any.
+    AlreadyHave(Option<String>),
     Failed(Error),
 }
 
 /// The file of one session: what the receiver's events and the blocking pool's reports act on.
 struct Receiving<'a> {
-    dir: &'a Path,
+    folder: &'a Folder,
     /// Where decodes, checks and the MD5 report back.
     reports: mpsc::UnboundedSender<Done>,
-    session: u32,
+    /// The session, once joined.
+    joined: &'a mut Option<u32>,
     file: Option<(SessionInfo, OutputFile)>,
     digests: Option<RunningDigests>,
     bar: Option<ProgressBar>,
     /// Where the verified file is.
     result: Option<PathBuf>,
-    /// Size and digests the file must have, once every block is in.
-    expected: Option<(u64, FileDigests)>,
+    /// Files of the same name are being checked: one may be this very file.
+    checking: bool,
+    /// The received file has the announced MD5.
+    verified: bool,
     /// Decode jobs in flight.
     jobs: usize,
 }
 
 impl<'a> Receiving<'a> {
-    fn new(dir: &'a Path, reports: mpsc::UnboundedSender<Done>) -> Self {
+    fn new(
+        folder: &'a Folder,
+        joined: &'a mut Option<u32>,
+        reports: mpsc::UnboundedSender<Done>,
+    ) -> Self {
         Receiving {
-            dir,
+            folder,
             reports,
-            session: 0,
+            joined,
             file: None,
             digests: None,
             bar: None,
             result: None,
-            expected: None,
+            checking: false,
+            verified: false,
             jobs: 0,
         }
     }
@@ -245,28 +252,41 @@ impl<'a> Receiving<'a> {
         match ev {
             ReceiverEvent::Joined(info) => self.on_joined(info)?,
             ReceiverEvent::Store { offset, data } => {
-                if let Some((_, f)) = &self.file {
+                if let Some((info, f)) = &self.file {
+                    within_max_size(self.folder, info, offset + data.len() as u64)?;
                     f.handle().write_at(offset, &data)?;
                 }
             }
             ReceiverEvent::Decode(job) => match (&self.file, &self.digests) {
-                (Some((_, f)), Some(m)) => {
+                (Some((info, f)), Some(m)) => {
+                    within_max_size(self.folder, info, job.offset + job.len as u64)?;
                     self.jobs += 1;
                     spawn_decode(job, f.handle(), m.written(), self.reports.clone())
                 }
                 // The file was found already present: nothing to write.
                 _ => rx.handle_decoded(Instant::now(), Ok(job.block)),
             },
-            ReceiverEvent::Complete { size, digests } => {
-                self.expected = Some((size, digests));
+            ReceiverEvent::Complete {
+                size,
+                digests: want,
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.set_length(size);
                 }
                 match (self.digests.take(), &self.file) {
                     (Some(m), Some((_, f))) => {
+                        if let Some(max) = self.folder.rules().max_size
+                            && size > max
+                        {
+                            return Err(Error::TooLarge {
+                                name: f.name().to_owned(),
+                                size: Some(size),
+                                max,
+                            });
+                        }
                         // A padded last block may have been written whole: cut it.
                         f.set_len(size)?;
-                        spawn_verify(m, size, self.reports.clone())
+                        spawn_verify(m, size, want, self.reports.clone());
                     }
                     _ => rx.verified(Instant::now(), true),
                 }
@@ -292,19 +312,44 @@ impl<'a> Receiving<'a> {
     }
 
     fn on_joined(&mut self, info: SessionInfo) -> Result<(), Error> {
-        self.session = info.session;
-        let output = start_file(self.dir, &info, &self.reports)?;
+        *self.joined = Some(info.session);
+        let folder = self.folder;
+        let name = folder.name_for(&info.name, info.session);
+        // Before anything is written: an announce can claim any size.
+        if let Some(size) = info.size {
+            folder.admit(&name, size)?;
+        }
+        let output = folder.create(&name, info.size)?;
+        // A complete copy already there? Check on the side while receiving goes on.
+        if let (Some(size), Some(want)) = (info.size, info.digests) {
+            self.checking = true;
+            let (tx, folder, name) = (self.reports.clone(), folder.clone(), name.clone());
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(Done::AlreadyHave(folder.copy_of(&name, size, want)));
+            });
+        }
+        let (landing, taken) = folder.planned(&name);
+        let note = match (taken, folder.rules().overwrite) {
+            (false, _) => String::new(),
+            (true, true) if landing.ends_with(&name) => {
+                format!(" (--overwrite: replacing the {name} there)")
+            }
+            (true, _) => format!(" ({name} is already there and is kept)"),
+        };
         eprintln!(
-            "receiving {} ({}) from {}, {}{} into {}",
+            "receiving {} ({}) from {}, {}{} into {}{note}",
             printable(&info.name),
             info.size.map_or("size not known yet".into(), view::bytes),
             info.sender.ip(),
+            // Without a trust set, the one line that says so, and how to do better.
             match info.signed_by {
                 Some(key) => format!("signed by the trusted key {}", fingerprint(&key)),
-                None => "not checked against a key".into(),
+                None => "taken from anyone on the LAN (to take only the teacher's, give \
+                         --trust edm1-... or list the key in /etc/edm-cast/trusted)"
+                    .into(),
             },
             if info.encrypted { ", encrypted" } else { "" },
-            output.final_path.display()
+            landing.display()
         );
         self.bar = Some(view::byte_bar(info.size, "receiving"));
         self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
@@ -318,6 +363,11 @@ impl<'a> Receiving<'a> {
         match d {
             Done::Decoded(outcome) => {
                 self.jobs -= 1;
+                if outcome.is_ok()
+                    && let Some((_, output)) = &mut self.file
+                {
+                    output.reserve()?;
+                }
                 rx.handle_decoded(now, outcome);
                 if let (Some(bar), Some((info, _)), Some((done, _))) =
                     (&self.bar, &self.file, rx.progress())
@@ -326,13 +376,12 @@ impl<'a> Receiving<'a> {
                     bar.set_position(info.size.map_or(at, |size| at.min(size)));
                 }
             }
-            Done::Verified(got) => {
-                let (info, output) = self.file.take().expect("verified a file");
-                let want = self
-                    .expected
-                    .map(|e| e.1)
-                    .expect("complete before verified");
-                if let Some(e) = Error::mismatch(&info.name, &want, &got) {
+            Done::Verified { got, want } => {
+                let Some((_, output)) = &self.file else {
+                    // The copy already there was found to be this file first.
+                    return Ok(());
+                };
+                if let Some(e) = Error::mismatch(output.name(), &want, &got) {
                     return Err(e);
                 }
                 eprintln!(
@@ -340,20 +389,66 @@ impl<'a> Receiving<'a> {
                     HEXLOWER.encode(&got.md5),
                     HEXLOWER.encode(&got.sha256)
                 );
-                self.result = Some(output.commit()?);
-                rx.verified(now, true);
+                self.verified = true;
+                self.keep(rx, now)?;
             }
-            Done::AlreadyHave(true) => {
-                if let Some((_, output)) = self.file.take() {
-                    eprintln!("{}: already present, same MD5", output.final_path.display());
-                    self.result = Some(output.final_path.clone());
+            Done::AlreadyHave(copy) => {
+                self.checking = false;
+                match (self.file.take(), copy) {
+                    (Some(_), Some(copy)) => {
+                        let path = self.folder.path().join(copy);
+                        eprintln!("{}: already present, same MD5 and SHA-256", path.display());
+                        self.result = Some(path);
+                        rx.already_complete(now);
+                    }
+                    (file, _) => {
+                        self.file = file;
+                        self.keep(rx, now)?;
+                    }
                 }
-                rx.already_complete(now);
             }
-            Done::AlreadyHave(false) => {}
             Done::Failed(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// Moves the verified file to its name, once the check of a copy already there (if any) has
+    /// answered: an identical copy is kept instead, rather than a second one beside it.
+    fn keep(&mut self, rx: &mut Receiver, now: Instant) -> Result<(), Error> {
+        if !self.verified || self.checking {
+            return Ok(());
+        }
+        if let Some((_, output)) = self.file.take() {
+            self.result = Some(output.commit()?);
+            rx.verified(now, true);
+        }
+        Ok(())
+    }
+}
+
+/// The announced name as sent, its control and formatting characters shown as escapes
+/// (`\u{1b}`): a hostile name must not drive the terminal.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '\'' | '"' | '\\' => c.to_string(),
+            _ => c.escape_debug().to_string(),
+        })
+        .collect()
+}
+
+/// While the size is not known yet (a download still arriving), `--max-size` is checked as the
+/// blocks come: a write may end past it by the padding of the last block at most.
+fn within_max_size(folder: &Folder, info: &SessionInfo, end: u64) -> Result<(), Error> {
+    match folder.rules().max_size {
+        Some(max) if info.size.is_none() && end > max.saturating_add(info.block_bytes) => {
+            Err(Error::TooLarge {
+                name: folder.name_for(&info.name, info.session),
+                size: None,
+                max,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -386,27 +481,6 @@ async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
     }
 }
 
-fn start_file(
-    dir: &Path,
-    info: &SessionInfo,
-    tx: &mpsc::UnboundedSender<Done>,
-) -> Result<OutputFile, Error> {
-    let name = output::safe_name(&info.name, info.session);
-    let output = OutputFile::create(dir, &name, info.session, info.size)?;
-    // A complete copy already there? Check it on the side while receiving goes on.
-    let existing = output.final_path.clone();
-    if let (Some(size), Some(want)) = (info.size, info.digests)
-        && std::fs::metadata(&existing).is_ok_and(|m| m.is_file() && m.len() == size)
-    {
-        let tx = tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let same = file_digests(&existing, |_| {}).is_ok_and(|d| d == want);
-            let _ = tx.send(Done::AlreadyHave(same));
-        });
-    }
-    Ok(output)
-}
-
 fn spawn_decode(
     job: DecodeJob,
     file: FileHandle,
@@ -434,11 +508,30 @@ fn spawn_decode(
     });
 }
 
-fn spawn_verify(digests: RunningDigests, size: u64, tx: mpsc::UnboundedSender<Done>) {
+fn spawn_verify(
+    digests: RunningDigests,
+    size: u64,
+    want: FileDigests,
+    tx: mpsc::UnboundedSender<Done>,
+) {
     tokio::task::spawn_blocking(move || {
         let _ = tx.send(match digests.finish(size) {
-            Ok(digest) => Done::Verified(digest),
+            Ok(got) => Done::Verified { got, want },
             Err(e) => Done::Failed(e),
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_hostile_name_is_printed_with_its_control_characters_escaped() {
+        assert_eq!(printable("it's \"é\".pdf"), "it's \"é\".pdf");
+        assert_eq!(
+            printable("a\u{1b}[2J\u{202e}fdp.exe"),
+            "a\\u{1b}[2J\\u{202e}fdp.exe"
+        );
+    }
 }

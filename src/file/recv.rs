@@ -19,34 +19,45 @@ pub struct Args {
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<Duration>,
     /// Stay for more files after the first (until interrupted, or until --timeout passes with
-    /// no new session).
+    /// no new session). A session that fails, is aborted or is refused is reported in one line
+    /// and skipped.
     #[arg(long)]
     pub keep: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let out = &args.receiving.out;
-    std::fs::create_dir_all(out).map_err(|source| Error::Write {
-        path: out.clone(),
-        source,
-    })?;
     let iface = net::interface_addr(args.net.iface.as_deref())?;
     rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;
         let how = Listening::new(&args.receiving, args.timeout)?;
         let listener = Listener::new(args.net.group, iface, how)?;
-        let mut done_sessions = Vec::new();
+        // Sessions received, failed or refused: none is joined again.
+        let mut seen = Vec::new();
+        let mut received = 0;
         loop {
-            let received = listener.receive(&done_sessions, &mut shutdown).await;
-            let (session, path) = match received {
-                // With --keep, a quiet spell after some files is the normal end.
-                Err(Error::NoSession { .. }) if !done_sessions.is_empty() => {
-                    return Ok(ExitCode::SUCCESS);
+            let r = listener.receive(&seen, &mut shutdown).await;
+            match r.file {
+                Ok(path) => {
+                    received += 1;
+                    println!("{}", path.display());
                 }
-                r => r?,
-            };
-            done_sessions.push(session);
-            println!("{}", path.display());
+                // With --keep, a quiet spell after some sessions is the normal end.
+                Err(Error::NoSession { .. }) if !seen.is_empty() => {
+                    return match received {
+                        0 => Err(Error::NothingReceived(seen.len())),
+                        _ => Ok(ExitCode::SUCCESS),
+                    };
+                }
+                // Anyone on the LAN can start a session, and a sender can fail or be stopped:
+                // --keep stays for the next one.
+                Err(e)
+                    if args.keep && r.session.is_some() && !matches!(e, Error::Interrupted(_)) =>
+                {
+                    eprintln!("edm-cast: {e}; waiting for the next session");
+                }
+                Err(e) => return Err(e),
+            }
+            seen.extend(r.session);
             if !args.keep {
                 return Ok(ExitCode::SUCCESS);
             }

@@ -15,13 +15,41 @@ pub fn bin() -> &'static str {
 
 /// `edm-cast recv` on loopback into `out`, giving up after 30 s without a session.
 pub fn recv(group: &str, out: &Path, name: &str) -> Proc {
+    recv_with(group, out, name, &[])
+}
+
+/// `recv` with `extra` arguments.
+pub fn recv_with(group: &str, out: &Path, name: &str, extra: &[&str]) -> Proc {
     Proc::spawn(
         name,
         Command::new(bin())
             .args(["recv", "--group", group, "--iface", "lo", "--timeout", "30"])
             .args(["--name", name, "--out"])
-            .arg(out),
+            .arg(out)
+            .args(extra),
     )
+}
+
+/// `edm-cast send FILE` on loopback.
+pub fn send(group: &str, file: &Path, extra: &[&str]) -> Proc {
+    Proc::spawn(
+        "sender",
+        Command::new(bin())
+            .args(["send", "--group", group, "--iface", "lo"])
+            .args(extra)
+            .arg(file),
+    )
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 /// A child process in a process group of its own, the whole group killed if the test ends (or
@@ -70,6 +98,13 @@ impl Proc {
 }
 
 impl Proc {
+    /// Ctrl-C: SIGINT to the process.
+    pub fn interrupt(&self) {
+        let child = self.child.as_ref().expect("not waited yet");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    }
+
     /// Kills the process (if still running) and returns what it wrote: for a server that
     /// would run on, when its log is wanted.
     pub fn stop(mut self) -> Output {
