@@ -106,6 +106,9 @@ impl Listener {
         });
         let mut session = None;
         let file = self.session(&mut rx, &mut session, shutdown).await;
+        if let Some(line) = hostile(rx.stats()) {
+            eprintln!("{line}");
+        }
         if let Err(e) = &file {
             rx.fail(e.fail_reason());
             flush(&mut rx, &self.feedback, &mut Vec::new()).await;
@@ -177,6 +180,38 @@ impl Listener {
             }
         }
     }
+}
+
+/// What was dropped as hostile or damaged, in one line, if anything was: a teacher (or an admin
+/// reading a log) learns that someone on the LAN sent forged packets.
+fn hostile(s: &edm_cast_proto::file::receiver::ReceiverStats) -> Option<String> {
+    let d = &s.dropped;
+    let kinds = [
+        ("forged", d.forged),
+        ("from another address", d.wrong_source),
+        ("unsigned", d.unsigned),
+        ("signed by an untrusted key", d.unknown_key),
+        ("replayed or badly timed", d.stale),
+        ("without a published hash", d.unverified),
+        ("malformed", d.malformed + d.foreign + d.version),
+    ];
+    let listed: Vec<String> = kinds
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+    if listed.is_empty() && s.forged_blocks == 0 {
+        return None;
+    }
+    Some(format!(
+        "dropped datagrams: {}; {} block(s) failed their digest and were collected again",
+        if listed.is_empty() {
+            "none".into()
+        } else {
+            listed.join(", ")
+        },
+        s.forged_blocks
+    ))
 }
 
 /// One session's outcome.
