@@ -99,6 +99,9 @@ impl Error {
             }
             Error::Write { .. } => FailReason::CannotWrite,
             Error::DigestMismatch { .. } => FailReason::DigestMismatch,
+            Error::TooLarge { .. } => FailReason::TooLarge,
+            Error::NoRoom { .. } => FailReason::DiskFull,
+            Error::OutFolder { .. } => FailReason::CannotWrite,
             Error::Receive(edm_cast_proto::ReceiveError::SenderGone(_)) => FailReason::SenderGone,
             _ => FailReason::Other,
         }

@@ -13,6 +13,7 @@ mod common;
 
 use common::lab::{Lab, lab_available};
 use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,30 +27,61 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-#[test]
-fn lan_lab_every_receiver_gets_the_exact_file() {
-    if !lab_available("LAN lab", &[]) {
-        return;
-    }
-    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let receivers: usize = env_or("EDM_LAN_RECEIVERS", 8);
-    let loss: f64 = env_or("EDM_LAN_LOSS", 5.0);
-    let mbit: u32 = env_or("EDM_LAN_MBIT", 100);
-    let mib: usize = env_or("EDM_LAN_MIB", 64);
+/// What the lab's extra host does during a transfer: tools/attack.py's mode and arguments.
+struct Attacker {
+    mode: &'static str,
+    args: &'static [&'static str],
+}
 
-    let dir = TempDir::new("lan");
+/// What a LAN case's receivers and attacker said (its figures are printed).
+struct Figures {
+    /// What the receivers said they dropped, one line each (`dropped datagrams: ...`).
+    dropped: Vec<String>,
+    /// tools/attack.py's JSON report.
+    attack: String,
+}
+
+/// One sender and `receivers` receivers on the lab (and, with `attacker`, one more host running
+/// tools/attack.py at the transfer): every receiver must get the exact file and the sender exit 0.
+fn lan_case(
+    tag: &str,
+    receivers: usize,
+    loss: f64,
+    mbit: u32,
+    mib: usize,
+    attacker: Option<Attacker>,
+) -> Figures {
+    let dir = TempDir::new(tag);
     let src = dir.path().join("image.bin");
     random_file(&src, mib << 20, 64);
     let want = md5_of(&src);
+    let hosts = receivers + attacker.is_some() as usize;
     let lab = Lab::up(
-        &format!("t{}", std::process::id() % 100_000),
-        receivers,
+        &format!("{tag}{}", std::process::id() % 100_000),
+        hosts,
         mbit,
         loss,
         None,
     );
-
     let (outs, procs) = lab.on_receivers(receivers, dir.path(), &["recv", "--timeout", "60"]);
+    let attack = attacker.map(|a| {
+        let host = format!("r{hosts}");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/attack.py");
+        Proc::spawn(
+            "attack",
+            lab.exec(&host)
+                .arg("python3")
+                .arg(script)
+                .args([a.mode, "--group", "239.1.1.1:5007"])
+                .args([
+                    "--iface",
+                    &format!("10.77.0.{}", 10 + hosts),
+                    "--secs",
+                    "40",
+                ])
+                .args(a.args),
+        )
+    });
     let before = lab.tx_bytes("s");
     let started = Instant::now();
     // Paced a little under the link so the shaper's queue never overflows.
@@ -66,13 +98,19 @@ fn lan_lab_every_receiver_gets_the_exact_file() {
     let wall = started.elapsed().as_secs_f64();
     let (summary, log) = text(&sender);
     assert!(sender.status.success(), "sender failed:\n{summary}\n{log}");
-    let mut ok = 0;
+    let mut dropped = Vec::new();
     for (p, out) in procs.into_iter().zip(&outs) {
         let name = p.name.clone();
         let o = p.wait(Duration::from_secs(60));
-        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        let (_, stderr) = text(&o);
+        assert!(o.status.success(), "{name}: {stderr}");
         assert_eq!(md5_of(&out.join("image.bin")), want, "{name}");
-        ok += 1;
+        dropped.extend(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("dropped"))
+                .map(str::to_owned),
+        );
     }
     // Let the shaper's queue drain before reading the counter.
     std::thread::sleep(Duration::from_millis(300));
@@ -85,14 +123,99 @@ fn lan_lab_every_receiver_gets_the_exact_file() {
         .and_then(|l| l.rsplit(" in ").next())
         .and_then(|t| t.trim_end_matches(" s").parse().ok())
         .expect("summary names the time");
+    let attack = attack
+        .map(|a| {
+            a.interrupt();
+            text(&a.wait(Duration::from_secs(10))).0
+        })
+        .unwrap_or_default();
     println!(
-        "LAN lab: {receivers} receivers, {loss}% loss, {mbit} Mbit/s, {mib} MiB: \
-         {ok}/{receivers} MD5 equal; sender interface {bytes} bytes = {:.3} x file; \
+        "LAN lab{}: {receivers} receivers, {loss}% loss, {mbit} Mbit/s, {mib} MiB: \
+         {receivers}/{receivers} MD5 equal; sender interface {bytes} bytes = {:.3} x file; \
          transfer {secs:.2} s = {:.2} x ideal {ideal:.2} s (process wall {wall:.2} s)",
+        if attack.is_empty() {
+            String::new()
+        } else {
+            format!(" under attack {}", attack.trim())
+        },
         bytes as f64 / size,
         secs / ideal,
     );
     println!("{summary}");
+    for d in &dropped {
+        println!("  {d}");
+    }
+    Figures { dropped, attack }
+}
+
+/// tools/attack.py's count of `key` in its JSON report.
+fn count(report: &str, key: &str) -> u64 {
+    let at = report.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
+    let digits: String = report[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+#[test]
+fn lan_lab_every_receiver_gets_the_exact_file() {
+    if !lab_available("LAN lab", &[]) {
+        return;
+    }
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let attacker = match std::env::var("EDM_LAN_ATTACK").as_deref() {
+        Ok("flood") => Some(FLOOD),
+        Ok("mutate") => Some(MUTATE),
+        _ => None,
+    };
+    lan_case(
+        "t",
+        env_or("EDM_LAN_RECEIVERS", 8),
+        env_or("EDM_LAN_LOSS", 5.0),
+        env_or("EDM_LAN_MBIT", 100),
+        env_or("EDM_LAN_MIB", 64),
+        attacker,
+    );
+}
+
+/// A student's PC floods the sender with fake receivers asking for every block, and sprays random
+/// datagrams at it and at the group.
+const FLOOD: Attacker = Attacker {
+    mode: "flood",
+    args: &["--ids", "200", "--spray", "50"],
+};
+
+/// A student's PC, with root, replays mutated copies of 5% of the real DATA with the sender's
+/// address as their source.
+const MUTATE: Attacker = Attacker {
+    mode: "mutate",
+    args: &["--share", "0.05", "--spoof", "10.77.0.1"],
+};
+
+#[test]
+fn lan_lab_a_feedback_flood_does_not_stop_the_class() {
+    if !lab_available("LAN lab", &[]) {
+        return;
+    }
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let f = lan_case("f", 8, 5.0, 100, 32, Some(FLOOD));
+    assert!(count(&f.attack, "flood") > 10_000, "{}", f.attack);
+}
+
+#[test]
+fn lan_lab_without_keys_mutated_replays_cost_blocks_a_round_never_the_file() {
+    if !lab_available("LAN lab", &[]) {
+        return;
+    }
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let f = lan_case("m", 4, 1.0, 100, 64, Some(MUTATE));
+    assert!(count(&f.attack, "mutated") > 1000, "{}", f.attack);
+    // Corrupted blocks were caught by their digests and collected again.
+    let caught: u64 = (f.dropped.iter())
+        .filter_map(|l| l.split("; ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(caught > 0, "{:?}", f.dropped);
 }
 
 #[test]

@@ -6,9 +6,9 @@
 mod common;
 
 use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv_with, send, text};
+use edm_cast_proto::SecretKey;
 use edm_cast_proto::auth::Seal;
 use edm_cast_proto::wire::{Announce, End, EndReason, FeedbackAddr, FileDigests, Packet};
-use edm_cast_proto::SecretKey;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +17,11 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 /// `edm-cast keygen PATH`: the public key line.
 fn keygen(path: &Path) -> String {
-    let o = Command::new(bin()).arg("keygen").arg(path).output().unwrap();
+    let o = Command::new(bin())
+        .arg("keygen")
+        .arg(path)
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("mode 0600"), "{stderr}");
@@ -26,16 +30,17 @@ fn keygen(path: &Path) -> String {
 
 fn attack(args: &[&str]) -> Proc {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/attack.py");
-    Proc::spawn(
-        "attack",
-        Command::new("python3").arg(script).args(args),
-    )
+    Proc::spawn("attack", Command::new("python3").arg(script).args(args))
 }
 
 /// What a recording of the teacher's session an hour ago would hold: its signed ANNOUNCE and END.
 fn an_hour_ago(key: &Path, out: &Path) {
     let key = SecretKey::from_text(&std::fs::read_to_string(key).unwrap()).unwrap();
-    let then = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 - 3_600_000;
+    let then = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 3_600_000;
     let announce = Packet::Announce(Announce {
         file_size: Some(1000),
         digests: Some(FileDigests {
@@ -67,7 +72,10 @@ fn an_hour_ago(key: &Path, out: &Path) {
 /// A count in attack.py's JSON report.
 fn count(report: &str, key: &str) -> u64 {
     let at = report.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
-    let digits: String = report[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = report[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().unwrap()
 }
 
@@ -78,9 +86,17 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
     let teacher = keygen(&teacher_key);
     keygen(&rogue_key);
     // Keygen never overwrites a key.
-    let again = Command::new(bin()).arg("keygen").arg(&teacher_key).output().unwrap();
+    let again = Command::new(bin())
+        .arg("keygen")
+        .arg(&teacher_key)
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again).1.contains("never overwrites"), "{:?}", text(&again));
+    assert!(
+        text(&again).1.contains("never overwrites"),
+        "{:?}",
+        text(&again)
+    );
     let shown = Command::new(bin())
         .args(["keygen", "--show"])
         .arg(&teacher_key)
@@ -100,7 +116,14 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
     let rogue = send(
         group,
         &payload,
-        &["--key", rogue_key.to_str().unwrap(), "--min-receivers", "1", "--wait", "8"],
+        &[
+            "--key",
+            rogue_key.to_str().unwrap(),
+            "--min-receivers",
+            "1",
+            "--wait",
+            "8",
+        ],
     );
     std::thread::sleep(Duration::from_millis(500));
     let outs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("pc{i}"))).collect();
@@ -141,7 +164,11 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
     let (summary, log) = text(&sender);
     assert!(sender.status.success(), "{summary}\n{log}");
     assert!(summary.contains("receivers  3 done / 3 known"), "{summary}");
-    let fingerprint = text(&shown).1.trim().trim_start_matches("fingerprint ").to_owned();
+    let fingerprint = text(&shown)
+        .1
+        .trim()
+        .trim_start_matches("fingerprint ")
+        .to_owned();
     assert!(log.contains(&format!("signed by {fingerprint}")), "{log}");
     let want = md5_of(&src);
     for (r, out) in receivers.into_iter().zip(&outs) {
@@ -156,7 +183,10 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
         );
         // The forgeries and replays reached it and were dropped for what they are.
         assert!(stderr.contains("dropped datagrams:"), "{stderr}");
-        assert!(stderr.contains("unsigned") && stderr.contains("untrusted key"), "{stderr}");
+        assert!(
+            stderr.contains("unsigned") && stderr.contains("untrusted key"),
+            "{stderr}"
+        );
         assert!(stderr.contains("replayed or badly timed"), "{stderr}");
         assert!(!out.join("payload.bin").exists() && !out.join("last-week.pdf").exists());
         println!("{stderr}");
@@ -168,7 +198,10 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
         assert!(count(&report, kind) > 10, "{kind}: {report}");
     }
     let (rogue_summary, _) = text(&rogue.wait(LIMIT));
-    assert!(rogue_summary.contains("0 done / 0 known"), "{rogue_summary}");
+    assert!(
+        rogue_summary.contains("0 done / 0 known"),
+        "{rogue_summary}"
+    );
 }
 
 #[test]
@@ -220,7 +253,10 @@ fn get_that_trusts_the_labs_server_ignores_a_rogue_server_that_answers_first() {
     let (stdout, stderr) = text(&trusting);
     assert!(trusting.status.success(), "{stderr}");
     assert_eq!(stdout.trim(), out.join("notes.pdf").display().to_string());
-    assert_eq!(md5_of(&out.join("notes.pdf")), md5_of(&www.join("notes.pdf")));
+    assert_eq!(
+        md5_of(&out.join("notes.pdf")),
+        md5_of(&www.join("notes.pdf"))
+    );
     assert!(stderr.contains("signed by the trusted key"), "{stderr}");
     let (_, lab_log) = text(&lab.stop());
     let (_, rogue_log) = text(&rogue.stop());

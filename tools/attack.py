@@ -20,6 +20,7 @@ import json
 import os
 import random
 import select
+import signal
 import socket
 import struct
 import time
@@ -129,6 +130,15 @@ def main():
         with open(a.replay) as f:
             replay = [bytes.fromhex(line.strip()) for line in f if line.strip()]
     sent = {"mutated": 0, "forged_data": 0, "control": 0, "replays": 0, "flood": 0}
+    try:
+        run(a, group, port, sock, out, replay, sent)
+    except KeyboardInterrupt:
+        pass
+    print(json.dumps(sent), flush=True)
+
+
+def run(a, group, port, sock, out, replay, sent):
+    """Attacks until --secs pass (or Ctrl-C, SIGTERM), counting what it sends in `sent`."""
     session = None
     end = time.monotonic() + a.secs
     next_round = time.monotonic()
@@ -190,8 +200,8 @@ def main():
                 junk = os.urandom(random.randrange(0, 1500))
                 out.send(junk, feedback if random.random() < 0.5 else (group, port))
                 sent["flood"] += 1
-    print(json.dumps(sent), flush=True)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     main()

@@ -10,7 +10,7 @@ use crate::net::pace::{Pacer, Rate};
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use data_encoding::HEXLOWER;
-use edm_cast_proto::wire::{FeedbackAddr, ReceiverState};
+use edm_cast_proto::wire::{FailReason, FeedbackAddr, ReceiverState};
 use edm_cast_proto::{
     Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent, Signer,
 };
@@ -384,7 +384,11 @@ impl Session {
             .sender
             .started_at()
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let receivers: Vec<&ReceiverInfo> = self.sender.receivers().collect();
+        // A receiver that said hello and nothing else was not a PC taking part: one that left at
+        // once, or a fake hello from someone on the LAN. It is listed, not counted.
+        let (receivers, hello_only): (Vec<&ReceiverInfo>, Vec<&ReceiverInfo>) = (self.sender)
+            .receivers()
+            .partition(|r| !(r.dropped && r.state == ReceiverState::Hello));
         let done = self.receivers_done();
         let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
         println!(
@@ -425,14 +429,25 @@ impl Session {
             .iter()
             .filter(|r| r.state != ReceiverState::Done || r.dropped)
         {
-            let what = if r.dropped {
-                "dropped: went silent"
-            } else if r.state == ReceiverState::Failed {
-                "failed (see its own message)"
-            } else {
-                "not done"
+            let what = match (r.dropped, r.state) {
+                (true, _) => "dropped: went silent",
+                (_, ReceiverState::Failed) => failure(r.reason),
+                _ => "left behind: it lost too much to be followed",
             };
             println!("    {} {}: {what}", r.name, r.addr);
+        }
+        if !hello_only.is_empty() {
+            let addrs: std::collections::BTreeSet<_> =
+                hello_only.iter().map(|r| r.addr.ip()).collect();
+            println!(
+                "  and {} that said hello and nothing else (not counted), from {}",
+                hello_only.len(),
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         if let Some(why) = &self.failure {
             eprintln!("edm-cast: {why}");
@@ -444,6 +459,19 @@ impl Session {
         } else {
             ExitCode::from(2)
         }
+    }
+}
+
+/// Why a receiver failed, as its final STATUS said.
+fn failure(reason: FailReason) -> &'static str {
+    match reason {
+        FailReason::Interrupted => "failed: stopped on the PC",
+        FailReason::DiskFull => "failed: its disk is full",
+        FailReason::CannotWrite => "failed: it cannot write its folder",
+        FailReason::DigestMismatch => "failed: its copy did not match the digests",
+        FailReason::TooLarge => "failed: the file is larger than it takes (--max-size, free space)",
+        FailReason::SenderGone => "failed: it lost the sender",
+        FailReason::None | FailReason::Other => "failed (see its own message)",
     }
 }
 

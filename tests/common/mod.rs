@@ -98,11 +98,11 @@ impl Proc {
 }
 
 impl Proc {
-    /// Ctrl-C: SIGINT to the process.
+    /// Ctrl-C: SIGINT to the process (and to what a wrapper started, in its process group).
     pub fn interrupt(&self) {
         let child = self.child.as_ref().expect("not waited yet");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        // SAFETY: kill(2) on the process group `Proc::spawn` created for this child.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     }
 
     /// Kills the process (if still running) and returns what it wrote: for a server that

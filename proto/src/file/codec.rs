@@ -4,11 +4,12 @@
 
 use crate::coding::block_oti;
 use crate::file::layout::Layout;
-use crate::wire::{BlockDigest, block_digest};
+use crate::wire::{BlockDigest, SymbolHash, block_digest, symbol_hash};
 use raptorq::{
     EncodingPacket, PayloadId, SourceBlockDecoder, SourceBlockEncoder, SourceBlockEncodingPlan,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Encoding plans by K, made once: a plan makes each block's encoding several times cheaper.
 #[derive(Default)]
@@ -142,6 +143,11 @@ pub struct DecodeJob {
     t: u16,
     /// What the decoded block must hash to (DIGESTS).
     digest: BlockDigest,
+    /// For a block that failed its digest: the hashes of the sender's symbols. Only symbols that
+    /// match are used; the others are counted and dropped.
+    pub(crate) verify: Option<Arc<HashMap<u32, SymbolHash>>>,
+    /// Symbols dropped by `verify`: whose hash differs (forged), and whose hash is not known.
+    pub(crate) rejected: (u32, u32),
     /// The block's K*T buffer with the source symbols in `have`, or `None` if they were spilled
     /// to the output file (then `run` must be given the block's bytes read back from there).
     pub(crate) source: Option<Vec<u8>>,
@@ -150,14 +156,24 @@ pub struct DecodeJob {
     pub(crate) extra: Vec<(u32, Vec<u8>)>,
 }
 
-/// Why a job gave no block.
+/// Why a job gave no block. Either way the job comes back, with its symbols, to be returned to
+/// the receiver: nothing was written.
 #[derive(Debug)]
 pub enum DecodeError {
-    /// Too few independent symbols (rare): the job back, to be returned to the receiver for more.
+    /// Too few independent (or, when checked, verified) symbols: more are needed.
     TooFew(Box<DecodeJob>),
     /// The decoded block is not the one whose digest the sender published: a symbol was forged or
-    /// damaged. Nothing was written.
-    Forged(u32),
+    /// damaged. The receiver checks each symbol against the sender's hashes before trying again.
+    Forged(Box<DecodeJob>),
+}
+
+impl DecodeError {
+    /// The job it came from.
+    pub fn job(&self) -> &DecodeJob {
+        match self {
+            DecodeError::TooFew(j) | DecodeError::Forged(j) => j,
+        }
+    }
 }
 
 impl DecodeJob {
@@ -178,6 +194,8 @@ impl DecodeJob {
             k: layout.symbols(block),
             t: layout.symbol_size(),
             digest,
+            verify: None,
+            rejected: (0, 0),
             source,
             have,
             extra,
@@ -198,8 +216,17 @@ impl DecodeJob {
             None => vec![0; kt],
         };
         source.resize(kt, 0);
+        if let Some(hashes) = self.verify.clone() {
+            self.drop_unverified(&hashes, &source);
+        }
         if self.have.len() == self.k as u32 {
-            return self.checked(source);
+            return match self.checked(&source) {
+                Ok(()) => {
+                    source.truncate(self.len);
+                    Ok(source)
+                }
+                Err(()) => self.back(source, true),
+            };
         }
         let t = self.t as usize;
         let packets = (0..self.k as u32)
@@ -215,21 +242,57 @@ impl DecodeJob {
             );
         let mut decoder = SourceBlockDecoder::new(0, &block_oti(self.k, self.t), kt as u64);
         match decoder.decode(packets) {
-            Some(out) => self.checked(out),
-            None => {
-                self.source = Some(source);
-                Err(DecodeError::TooFew(Box::new(self)))
+            Some(mut out) if self.checked(&out).is_ok() => {
+                out.truncate(self.len);
+                Ok(out)
             }
+            Some(_) => self.back(source, true),
+            None => self.back(source, false),
         }
     }
 
-    /// The coded block's file bytes, if it is the block the sender published.
-    fn checked(&self, mut coded: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
-        if block_digest(&coded) != self.digest {
-            return Err(DecodeError::Forged(self.block));
+    /// Whether the coded block is the block the sender published.
+    fn checked(&self, coded: &[u8]) -> Result<(), ()> {
+        (block_digest(coded) == self.digest).then_some(()).ok_or(())
+    }
+
+    /// The job back with its symbols, for more of them or for a check of each.
+    fn back(mut self, source: Vec<u8>, forged: bool) -> Result<Vec<u8>, DecodeError> {
+        self.source = Some(source);
+        Err(if forged {
+            DecodeError::Forged(Box::new(self))
+        } else {
+            DecodeError::TooFew(Box::new(self))
+        })
+    }
+
+    /// Keeps only the symbols whose hash is the one the sender published.
+    fn drop_unverified(&mut self, hashes: &HashMap<u32, SymbolHash>, source: &[u8]) {
+        let t = self.t as usize;
+        let block = self.block;
+        let verdict = |esi: u32, symbol: &[u8], rejected: &mut (u32, u32)| match hashes.get(&esi) {
+            Some(h) if *h == symbol_hash(block, esi, symbol) => true,
+            Some(_) => {
+                rejected.0 += 1;
+                false
+            }
+            None => {
+                rejected.1 += 1;
+                false
+            }
+        };
+        let mut have = SymbolSet::new(self.k);
+        for i in (0..self.k as u32).filter(|&i| self.have.contains(i)) {
+            let at = i as usize * t;
+            if verdict(i, &source[at..at + t], &mut self.rejected) {
+                have.insert(i);
+            }
         }
-        coded.truncate(self.len);
-        Ok(coded)
+        self.have = have;
+        let mut rejected = self.rejected;
+        self.extra
+            .retain(|(esi, s)| verdict(*esi, s, &mut rejected));
+        self.rejected = rejected;
     }
 
     /// Symbols this job holds.
@@ -293,9 +356,65 @@ mod tests {
         let mut forged = data.clone();
         forged[200] ^= 0xFF;
         let job = DecodeJob::new(&layout, 0, Some(forged), have.clone(), Vec::new(), digest);
-        assert!(matches!(job.run(None), Err(DecodeError::Forged(0))));
+        assert!(matches!(job.run(None), Err(DecodeError::Forged(j)) if j.block == 0));
         let job = DecodeJob::new(&layout, 0, Some(data.clone()), have, Vec::new(), digest);
         assert_eq!(job.run(None).unwrap(), data);
+    }
+
+    #[test]
+    fn with_the_senders_hashes_only_its_symbols_are_used() {
+        let layout = Layout::new(640, 64, 10).unwrap();
+        let data = pattern(640);
+        let mut plans = Plans::default();
+        let mut enc = BlockEncoder::new(&layout, 0, data.clone());
+        // The sender's symbols 0..14, and their hashes.
+        let symbols: Vec<Vec<u8>> = (0..14)
+            .map(|esi| {
+                let mut s = Vec::new();
+                enc.write_symbol(&layout, &mut plans, esi, &mut s);
+                s
+            })
+            .collect();
+        let hashes: HashMap<u32, SymbolHash> = (0..14u32)
+            .map(|e| (e, symbol_hash(0, e, &symbols[e as usize])))
+            .collect();
+        // Source symbol 3 forged, a repair symbol forged, and one with no hash (sent ahead).
+        let mut source = data.clone();
+        source[3 * 64] ^= 0xFF;
+        let mut have = SymbolSet::new(10);
+        for i in 0..10 {
+            have.insert(i);
+        }
+        let mut bad = symbols[11].clone();
+        bad[0] ^= 1;
+        let extra = vec![
+            (10, symbols[10].clone()),
+            (11, bad),
+            (12, symbols[12].clone()),
+            (40, vec![0; 64]),
+        ];
+        let mut job = DecodeJob::new(&layout, 0, Some(source), have, extra, block_digest(&data));
+        job.verify = Some(Arc::new(hashes));
+        assert_eq!(job.run(None).unwrap(), data);
+        // Without the hashes the same symbols decode to the wrong block, which the digest catches.
+        let mut source = data.clone();
+        source[3 * 64] ^= 0xFF;
+        let mut have = SymbolSet::new(10);
+        for i in 0..10 {
+            have.insert(i);
+        }
+        let job = DecodeJob::new(
+            &layout,
+            0,
+            Some(source),
+            have,
+            Vec::new(),
+            block_digest(&data),
+        );
+        let Err(DecodeError::Forged(back)) = job.run(None) else {
+            panic!("a forged source symbol is not the block");
+        };
+        assert_eq!(back.symbols(), 10, "the job comes back with its symbols");
     }
 
     #[test]

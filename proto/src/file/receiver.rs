@@ -22,6 +22,7 @@ use crate::wire::{
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How a receiver receives.
@@ -203,8 +204,15 @@ struct Pending {
     /// Symbols to hold before the next decode attempt.
     decode_at: u32,
     touched: u64,
-    /// The block failed its digest: only symbols whose published hash they match are taken.
+    /// The block failed its digest: the published hashes of the sender's symbols, which the
+    /// symbols it held then are checked against in the next decode job, and any new one before
+    /// it is taken ...
     verify: Option<HashMap<u32, SymbolHash>>,
+    /// ... the end of the list they are part of (`Hashes::sent`: they come for ESIs 0.. on, and
+    /// a symbol above it was not the sender's when they were made), ...
+    hashes_upto: u32,
+    /// ... and the symbols that came before their hash.
+    waiting: Vec<(u32, Vec<u8>)>,
 }
 
 impl Pending {
@@ -220,8 +228,29 @@ impl Pending {
         self.have_len() + self.extra_source == k
     }
 
+    /// Whether a decode may succeed now: enough symbols, and for a block being checked symbol by
+    /// symbol, the hashes of every symbol the sender had sent when it published them.
     fn ready(&self, k: u32) -> bool {
-        self.all_source(k) || self.count() >= self.decode_at
+        (self.all_source(k) || self.count() >= self.decode_at) && !self.lacks_hashes()
+    }
+
+    /// A block being checked symbol by symbol, short of some hashes of the list it was sent (or
+    /// of any list yet).
+    fn lacks_hashes(&self) -> bool {
+        (self.verify.as_ref()).is_some_and(|h| h.is_empty() || h.len() as u32 != self.hashes_upto)
+    }
+
+    /// Takes back what a decode job held: its symbols (fewer, if it dropped some it could not
+    /// verify) beside those that came meanwhile.
+    fn restore(&mut self, job: &mut DecodeJob, k: u32) {
+        let late = std::mem::take(&mut self.extra);
+        self.extra = std::mem::take(&mut job.extra);
+        self.extra.extend(late);
+        self.extra_esis = self.extra.iter().map(|(esi, _)| *esi).collect();
+        self.extra_source = self.extra.iter().filter(|(esi, _)| *esi < k).count() as u32;
+        self.have = Some(job.have.clone());
+        self.buf = job.source.take();
+        self.spilled = false;
     }
 }
 
@@ -592,6 +621,15 @@ impl Receiver {
             self.stats.dropped.out_of_range += 1;
             return;
         }
+        let symbol = symbol.to_vec();
+        self.take_symbol(d.block, d.esi, &symbol);
+    }
+
+    /// A symbol of `block` that fits the session: kept, or dropped as a duplicate or forgery.
+    fn take_symbol(&mut self, block: u32, esi: u32, symbol: &[u8]) {
+        let s = self.session.as_mut().expect("caller checked");
+        let layout = s.layout;
+        let d = Data { block, esi, symbol };
         Self::grow(s, d.block);
         s.max_block_seen = Some(s.max_block_seen.map_or(d.block, |m| m.max(d.block)));
         s.tick += 1;
@@ -612,11 +650,16 @@ impl Receiver {
                 return;
             }
         };
+        // A block being checked symbol by symbol takes a symbol once its hash has come.
         if let Some(hashes) = &p.verify {
             match hashes.get(&d.esi) {
                 Some(h) if *h == symbol_hash(d.block, d.esi, symbol) => {}
                 Some(_) => {
                     self.stats.dropped.forged += 1;
+                    return;
+                }
+                None if p.waiting.len() < k as usize => {
+                    p.waiting.push((d.esi, symbol.to_vec()));
                     return;
                 }
                 None => {
@@ -717,7 +760,7 @@ impl Receiver {
         }
     }
 
-    /// Symbol hashes for a block being collected again.
+    /// Symbol hashes for a block being checked symbol by symbol.
     fn on_hashes(&mut self, h: Hashes) {
         let s = self.session.as_mut().expect("caller checked");
         let k = s.layout.symbols(h.block) as u32;
@@ -732,9 +775,21 @@ impl Receiver {
         for (i, hash) in h.hashes.into_iter().enumerate() {
             if hashes.len() >= max_hashes(k) {
                 self.stats.dropped.out_of_range += 1;
-                return;
+                break;
             }
             hashes.insert(h.first_esi + i as u32, hash);
+        }
+        p.hashes_upto = p.hashes_upto.max(h.sent);
+        // The symbols that waited for their hash: taken, dropped, or waiting on.
+        for (esi, symbol) in std::mem::take(&mut p.waiting) {
+            self.take_symbol(h.block, esi, &symbol);
+        }
+        let s = self.session.as_mut().expect("caller checked");
+        if let Some(BlockRx::Pending(p)) = s.blocks.get(h.block as usize)
+            && p.ready(k)
+            && s.digest(h.block).is_some()
+        {
+            self.start_decode(h.block);
         }
     }
 
@@ -848,7 +903,7 @@ impl Receiver {
         let k = s.layout.symbols(block);
         s.extra_held = s.extra_held.saturating_sub(p.extra.len());
         let have = p.have.clone().unwrap_or_else(|| SymbolSet::new(k));
-        let job = DecodeJob::new(
+        let mut job = DecodeJob::new(
             &s.layout,
             block,
             p.buf.take(),
@@ -856,21 +911,22 @@ impl Receiver {
             std::mem::take(&mut p.extra),
             digest,
         );
+        job.verify = p.verify.clone().map(Arc::new);
         p.decode_at = job.symbols() + 1;
         *slot = BlockRx::Decoding(p);
         self.events.push_back(ReceiverEvent::Decode(job));
     }
 
-    /// The outcome of a `Decode` job: `Ok(block)` once its bytes are written to the file; the job
-    /// back if the symbols were not enough; or the block's digest did not match, and its symbols
-    /// are thrown away to collect it again, symbol by symbol against published hashes.
+    /// The outcome of a `Decode` job: `Ok(block)` once its bytes are written to the file; or the
+    /// job back: its symbols were not enough, or the block did not match its digest, and then each
+    /// symbol is checked against the hashes the sender publishes before the next try.
     pub fn handle_decoded(&mut self, _now: Instant, outcome: Result<u32, DecodeError>) {
         let Some(s) = self.session.as_mut() else {
             return;
         };
         let block = match &outcome {
-            Ok(b) | Err(DecodeError::Forged(b)) => *b,
-            Err(DecodeError::TooFew(job)) => job.block,
+            Ok(b) => *b,
+            Err(e) => e.job().block,
         };
         let Some(slot) = s.blocks.get_mut(block as usize) else {
             return;
@@ -892,26 +948,26 @@ impl Receiver {
                 }
                 self.check_complete();
             }
-            Err(DecodeError::Forged(_)) => {
-                self.stats.forged_blocks += 1;
-                s.extra_held = s.extra_held.saturating_sub(p.extra.len());
-                *slot = BlockRx::Pending(Box::new(Pending {
-                    decode_at: k + 1,
-                    verify: Some(HashMap::new()),
-                    ..Pending::default()
-                }));
-            }
-            Err(DecodeError::TooFew(job)) => {
-                self.stats.decode_failures += 1;
-                let mut job = *job;
-                let late = std::mem::take(&mut p.extra);
+            Err(e) => {
+                let (mut job, forged) = match e {
+                    DecodeError::Forged(job) => (job, true),
+                    DecodeError::TooFew(job) => (job, false),
+                };
+                self.stats.dropped.forged += job.rejected.0 as u64;
+                self.stats.dropped.unverified += job.rejected.1 as u64;
                 s.extra_held += job.extra.len();
-                p.extra = std::mem::take(&mut job.extra);
-                p.extra.extend(late);
-                p.buf = job.source.take();
-                p.spilled = false;
+                p.restore(&mut job, k);
                 if p.buf.is_some() {
                     s.in_memory.push(block);
+                }
+                if forged {
+                    // Somebody sent a symbol that is not the sender's: ask for the hashes of what
+                    // the sender sent, and keep only the symbols that match them.
+                    self.stats.forged_blocks += 1;
+                    p.verify.get_or_insert_with(HashMap::new);
+                    p.decode_at = k + 1;
+                } else {
+                    self.stats.decode_failures += 1;
                 }
                 let ready = p.ready(k);
                 *slot = BlockRx::Pending(p);
@@ -1103,7 +1159,9 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
         let (need, seen) = match s.blocks.get(block as usize) {
             None | Some(BlockRx::Empty) => (k + 1, 0),
             Some(BlockRx::Pending(p)) => {
-                flags.verify = p.verify.is_some();
+                // Hashes are missing for some of what it holds, or for what waits for one (which
+                // may be a forgery whose hash never comes: it is not counted meanwhile).
+                flags.verify = p.lacks_hashes() || !p.waiting.is_empty();
                 if p.all_source(k) {
                     (0, p.seen)
                 } else {
@@ -1112,7 +1170,7 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
             }
             _ => continue,
         };
-        if need > 0 || flags.no_digest {
+        if need > 0 || flags.no_digest || flags.verify {
             asked += need;
             entries.push(NeedEntry {
                 block,

@@ -37,6 +37,10 @@ const END_SPACING: Duration = Duration::from_millis(20);
 /// fell silent, or a fake hello, costs the class this much, not the whole timeout.)
 const QUIET: Duration = Duration::from_secs(1);
 
+/// How long before the hashes of a block's symbols are sent again although none were sent since:
+/// some may have been lost.
+const HASHES_AGAIN: Duration = Duration::from_secs(1);
+
 /// ACKs waiting to go out at most (each is the answer to a rate-limited STATUS).
 const MAX_ACKS: usize = 1024;
 
@@ -268,8 +272,8 @@ struct BlockTx {
     queued: bool,
     /// Where its last repair burst began, and when it was made.
     burst: Option<(u32, Instant)>,
-    /// The next burst goes out with its symbols' hashes (a receiver's digest check failed).
-    verify: bool,
+    /// When the hashes of its symbols last went out, and up to which ESI.
+    hashes_sent: Option<(Instant, u32)>,
     digest: Option<BlockDigest>,
     digest_sent: Option<Instant>,
 }
@@ -289,14 +293,11 @@ impl BlockTx {
 }
 
 /// A run of repair symbols for one block, being sent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Burst {
     block: u32,
     next: u32,
     end: u32,
-    /// A hash-checked burst: its symbols, made before their HASHES went out.
-    made: Option<VecDeque<Vec<u8>>>,
-    verify: bool,
 }
 
 /// The first pass: window [start, end) sent symbol-major, so consecutive packets hit different blocks.
@@ -353,7 +354,8 @@ pub struct Sender {
     digests_out: u32,
     /// Blocks whose digest a receiver asked for.
     digests_due: BTreeSet<u32>,
-    /// HASHES of a hash-checked burst, to go out before its symbols.
+    /// Blocks whose symbols' hashes a receiver asked for, and the HASHES made, to go out.
+    hashes_due: BTreeSet<u32>,
     hashes: VecDeque<Hashes>,
     session_key: Option<SessionKey>,
     /// KEYS packets, sent in turn after each ANNOUNCE.
@@ -449,6 +451,7 @@ impl Sender {
             acks: VecDeque::new(),
             digests_out: 0,
             digests_due: BTreeSet::new(),
+            hashes_due: BTreeSet::new(),
             hashes: VecDeque::new(),
             session_key,
             keys,
@@ -666,6 +669,18 @@ impl Sender {
             if e.flags.no_digest && tx.digest_sent.is_none_or(|t| now >= t + holdoff) {
                 self.digests_due.insert(e.block);
             }
+            // A block that failed its digest: the hashes of every symbol sent go out, again when
+            // more have been sent or they may have been lost. Only for a receiver whose reports
+            // are plausible: the hashes are not free.
+            let hashes_due = match tx.hashes_sent {
+                None => true,
+                Some((at, upto)) => {
+                    (upto < tx.next_esi && now >= at + 2 * holdoff) || now >= at + HASHES_AGAIN
+                }
+            };
+            if e.flags.verify && hashes_due && self.peers.allowance(ip) > 0 {
+                self.hashes_due.insert(e.block);
+            }
             if e.need == 0 {
                 continue;
             }
@@ -673,10 +688,7 @@ impl Sender {
                 .last_sent
                 .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
             let need = if e.flags.verify {
-                // Its symbols were thrown away: nothing of it is in flight, and it says nothing of
-                // the receiver's loss. (What one address alone asks for this way is bounded by
-                // its allowance, like any repair.)
-                tx.verify = true;
+                // A block that failed its digest: its need is sized by the receiver's usual loss.
                 let loss = self.peers.loss(ip, MAX_LOSS);
                 (e.need as f64 / (1.0 - loss)).ceil() as u32
             } else {
@@ -825,7 +837,7 @@ impl Sender {
         if self.phase != Phase::Sending {
             return None;
         }
-        if let Some(h) = self.hashes.pop_front() {
+        if let Some(h) = self.hashes.pop_front().or_else(|| self.next_hashes(now)) {
             return Some(self.control(now, &Packet::Hashes(h), buf, Destination::Group));
         }
         if let Some(digests) = self.requested_digests(now) {
@@ -845,35 +857,6 @@ impl Sender {
         let entry = self.cache.remove(at).expect("position is in range");
         self.cache.push_back(entry);
         let enc = &mut self.cache.back_mut().expect("just pushed").1;
-        if repair
-            && let Some(b) = self.burst.as_mut()
-            && b.verify
-            && b.made.is_none()
-        {
-            // A hash-checked burst: make its symbols now, and send their hashes first.
-            let mut made = VecDeque::with_capacity((b.end - b.next) as usize);
-            let mut hashes = Vec::with_capacity(made.capacity());
-            for e in b.next..b.end {
-                let mut s = Vec::new();
-                enc.write_symbol(&self.layout, &mut self.plans, e, &mut s);
-                hashes.push(symbol_hash(block, e, &s));
-                made.push_back(s);
-            }
-            // Twice: a receiver that loses a HASHES packet can use none of its symbols.
-            for _ in 0..2 {
-                for (i, chunk) in hashes.chunks(MAX_HASHES).enumerate() {
-                    self.hashes.push_back(Hashes {
-                        block,
-                        first_esi: b.next + (i * MAX_HASHES) as u32,
-                        hashes: chunk.to_vec(),
-                    });
-                }
-            }
-            b.made = Some(made);
-            self.stats.verify_rounds += 1;
-            let h = self.hashes.pop_front().expect("a burst has a symbol");
-            return Some(self.control(now, &Packet::Hashes(h), buf, Destination::Group));
-        }
         // The window's proactive repair symbols all come at its end; building their encoders
         // there would stall the stream for W encoder builds at once. Build block i of the window
         // when the pass reaches ESI i*K/W instead, one short pause at a time.
@@ -889,10 +872,7 @@ impl Sender {
             symbol: &[],
         })
         .write(self.cfg.session, buf);
-        match self.burst.as_mut().and_then(|b| b.made.as_mut()) {
-            Some(made) if repair => buf.extend_from_slice(&made.pop_front().unwrap_or_default()),
-            _ => enc.write_symbol(&self.layout, &mut self.plans, esi, buf),
-        }
+        enc.write_symbol(&self.layout, &mut self.plans, esi, buf);
         if let Some(key) = &self.session_key {
             key.seal(self.cfg.session, block, esi, buf, DATA_OVERHEAD);
         }
@@ -940,6 +920,37 @@ impl Sender {
             feedback: self.cfg.feedback,
             name: self.name.clone(),
         }
+    }
+
+    /// The hashes of every symbol sent of the next block asked for, as HASHES packets (the first
+    /// returned, the others queued); `None` if none is due, or the block must be read first.
+    fn next_hashes(&mut self, now: Instant) -> Option<Hashes> {
+        let block = *self.hashes_due.first()?;
+        let Some(at) = self.cache.iter().position(|(b, _)| *b == block) else {
+            self.load(block);
+            return None;
+        };
+        self.hashes_due.remove(&block);
+        let enc = &mut self.cache[at].1;
+        let upto = self.blocks[block as usize].next_esi;
+        let mut hashes = Vec::with_capacity(upto as usize);
+        let mut symbol = Vec::with_capacity(self.layout.symbol_size() as usize);
+        for esi in 0..upto {
+            symbol.clear();
+            enc.write_symbol(&self.layout, &mut self.plans, esi, &mut symbol);
+            hashes.push(symbol_hash(block, esi, &symbol));
+        }
+        self.blocks[block as usize].hashes_sent = Some((now, upto));
+        self.stats.verify_rounds += 1;
+        for (i, chunk) in hashes.chunks(MAX_HASHES).enumerate() {
+            self.hashes.push_back(Hashes {
+                block,
+                sent: upto,
+                first_esi: (i * MAX_HASHES) as u32,
+                hashes: chunk.to_vec(),
+            });
+        }
+        self.hashes.pop_front()
     }
 
     /// DIGESTS for `block` and the blocks after it whose digests are known and not yet sent.
@@ -1024,13 +1035,10 @@ impl Sender {
             }
             let count = count + repair_margin(count);
             let end = tx.next_esi.saturating_add(count).min(MAX_ESI + 1);
-            let verify = std::mem::take(&mut tx.verify);
             self.burst = Some(Burst {
                 block,
                 next: tx.next_esi,
                 end,
-                made: None,
-                verify,
             });
             tx.burst = Some((tx.next_esi, now));
             tx.next_esi = end;

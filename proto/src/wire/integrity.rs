@@ -1,7 +1,7 @@
 //! What lets a receiver check the teacher's bytes block by block: DIGESTS (0x05), the digest of
-//! each block, sent as its window opens and on request; and HASHES (0x06), the hashes of the
-//! symbols of a repair burst for a block that failed its digest, so that a receiver collecting it
-//! again takes only the sender's symbols. Both are signed when the sender has a key.
+//! each block, sent as its window opens and on request; and HASHES (0x06), the hashes of every
+//! symbol the sender has sent of a block that failed its digest somewhere, so that a receiver
+//! keeps only the sender's symbols of it. Both are signed when the sender has a key.
 
 use super::{ParseError, Reader};
 use bytes::BufMut;
@@ -73,6 +73,9 @@ impl Digests {
 pub struct Hashes {
     /// The block.
     pub block: u32,
+    /// The sender had sent the block's symbols below this ESI when it made the hashes: the list
+    /// they are part of covers `0..sent`, and no real symbol above it was sent before.
+    pub sent: u32,
     /// The first symbol's ESI.
     pub first_esi: u32,
     /// One per symbol from `first_esi` on: 1 to `MAX_HASHES`.
@@ -82,17 +85,20 @@ pub struct Hashes {
 impl Hashes {
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, ParseError> {
         let block = r.u32()?;
+        let sent = r.u32()?;
         let first_esi = r.u32()?;
         let count = r.u16()? as usize;
         if count == 0
             || count > MAX_HASHES
-            || first_esi as u64 + count as u64 > super::MAX_ESI as u64 + 1
+            || first_esi as u64 + count as u64 > sent as u64
+            || sent > super::MAX_ESI + 1
         {
             return Err(ParseError::Invalid("hash count"));
         }
         let hashes = (0..count).map(|_| r.array()).collect::<Result<_, _>>()?;
         Ok(Hashes {
             block,
+            sent,
             first_esi,
             hashes,
         })
@@ -101,6 +107,7 @@ impl Hashes {
     pub(crate) fn write(&self, out: &mut impl BufMut) {
         let hashes = &self.hashes[..self.hashes.len().min(MAX_HASHES)];
         out.put_u32(self.block);
+        out.put_u32(self.sent);
         out.put_u32(self.first_esi);
         out.put_u16(hashes.len() as u16);
         for h in hashes {

@@ -457,6 +457,7 @@ mod tests {
             }),
             Packet::Hashes(Hashes {
                 block: 7,
+                sent: 1030 + MAX_HASHES as u32,
                 first_esi: 1030,
                 hashes: vec![[5; 8]; MAX_HASHES],
             }),
