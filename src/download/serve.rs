@@ -10,7 +10,7 @@ use crate::file::source;
 use crate::file::view::{self, SenderView};
 use crate::http::cache::Cache;
 use crate::http::fetch;
-use crate::http::policy::{Net, Policy};
+use crate::http::policy::{self, Domain, Net, Policy};
 use crate::keys::{self, Signing};
 use crate::net::pace::Rate;
 use crate::net::{self, Group};
@@ -51,6 +51,14 @@ pub struct Args {
     /// allows only NET.
     #[arg(long, value_name = "NET")]
     pub deny: Vec<Net>,
+    /// Download only from this host, or from hosts under DOMAIN with `*.DOMAIN` (repeatable);
+    /// checked on the URL and on every redirect.
+    #[arg(long, value_name = "HOST|*.DOMAIN")]
+    pub allow_domain: Vec<Domain>,
+    /// Never download from this host, or from hosts under DOMAIN with `*.DOMAIN` (repeatable); wins
+    /// over --allow-domain.
+    #[arg(long, value_name = "HOST|*.DOMAIN")]
+    pub deny_domain: Vec<Domain>,
     /// Stop after this many seconds (tests, scheduled lab hours). Default: run until Ctrl-C.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub exit_after: Option<Duration>,
@@ -103,7 +111,15 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         .as_deref()
         .map(|d| Cache::open(d, args.caching.cache_size).map(Arc::new))
         .transpose()?;
-    let policy = Arc::new(Policy::new(args.allow.clone(), args.deny.clone()));
+    let own = policy::interface_networks().map_err(|e| Error::Interface {
+        iface: "(all)".into(),
+        why: format!("cannot list the interfaces' networks: {e}"),
+    })?;
+    let policy = Arc::new(
+        Policy::new(args.allow.clone(), args.deny.clone())
+            .deny_networks(own)
+            .domains(args.allow_domain.clone(), args.deny_domain.clone()),
+    );
     let signer = keys::signer(&args.signing)?;
     let shared = Shared {
         agent: fetch::agent(policy),

@@ -61,8 +61,8 @@ pub enum Fetched {
     NotModified,
 }
 
-/// An HTTP(S) client that only connects to addresses `policy` allows (checked per connection,
-/// so redirects and DNS tricks are covered too).
+/// An HTTP(S) client that only connects to hosts and addresses `policy` allows (checked per
+/// connection, so redirects and DNS tricks are covered too).
 pub fn agent(policy: Arc<Policy>) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(10))
@@ -70,6 +70,11 @@ pub fn agent(policy: Arc<Policy>) -> ureq::Agent {
         .redirects(8)
         .user_agent(concat!("edm-cast/", env!("CARGO_PKG_VERSION")))
         .resolver(move |netloc: &str| -> io::Result<Vec<SocketAddr>> {
+            // ureq asks with "host:port", the host as the URL (or a redirect's Location) names it.
+            let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h);
+            policy
+                .check_host(host)
+                .map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))?;
             let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
             let mut refused = None;
             let ok: Vec<SocketAddr> = addrs
