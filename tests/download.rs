@@ -156,17 +156,22 @@ fn get_refusals_say_why() {
     std::fs::create_dir_all(&www).unwrap();
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let out = dir.path().join("out");
-    // By default the server does not fetch from the LAN (here: loopback).
+    // By default the server does not fetch from the LAN (here: loopback). The student is told so
+    // without the address the name resolved to; the operator's log says which range, and how to
+    // open it.
     let group = "239.77.2.4:47104";
-    let _strict = serve(group, "47201", &[]);
+    let strict = serve(group, "47201", &[]);
     let url = format!("http://127.0.0.1:{}/x.bin", http.port);
     let o = get(group, &url, &out).wait(Duration::from_secs(30));
     let (_, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("refused") && stderr.contains("--allow 127.0.0.0/8"),
+        stderr.contains("refused") && stderr.contains("not allowed by the server's policy"),
         "{stderr}"
     );
+    assert!(!stderr.contains("127.0.0.0/8"), "{stderr}");
+    let log = text(&strict.stop()).1;
+    assert!(log.contains("--allow 127.0.0.0/8"), "{log}");
     assert!(http.requests().is_empty(), "nothing was fetched");
     // Allowed, but not there.
     let group = "239.77.2.5:47105";

@@ -2,15 +2,21 @@
 //! `edm-cast get URL` asks it for a URL, and it answers with the session that carries it: the one
 //! already running, or a new one sent from the cache or downloaded with cut-through. Each session
 //! runs on a thread of its own, on its own data port (group port + 1 + slot), sharing `--rate`.
+//!
+//! Students may be hostile, so what a request makes the server download is bounded: its size, the
+//! room downloads take at once, how slow and how long a web server may be. Refusals tell a student
+//! the HTTP status or the limit, never how the network behind the server answered (that would make
+//! the server a port scanner); the server's log has the details.
 
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
 use crate::file::session::{Session, Setup};
 use crate::file::source;
 use crate::file::view::{self, SenderView};
-use crate::http::cache::Cache;
-use crate::http::fetch;
+use crate::http::cache::{Cache, Size};
+use crate::http::fetch::{self, Limits, MinRate, Told};
 use crate::http::policy::{self, Domain, Net, Policy};
+use crate::http::spool::Spool;
 use crate::keys::{self, Signing};
 use crate::net::pace::Rate;
 use crate::net::{self, Group};
@@ -59,6 +65,22 @@ pub struct Args {
     /// over --allow-domain.
     #[arg(long, value_name = "HOST|*.DOMAIN")]
     pub deny_domain: Vec<Domain>,
+    /// Refuse a download larger than this; one of unknown size is cut off when it passes it.
+    #[arg(long, value_name = "SIZE", default_value = "20G")]
+    pub max_size: Size,
+    /// Room for the downloads under way together, in the spool folder (--cache, else $TMPDIR); a
+    /// download that would not fit, or not fit the folder's free space, is refused.
+    #[arg(long, value_name = "SIZE", default_value = "40G")]
+    pub spool_size: Size,
+    /// Give up on a web server slower than this many bytes per second (0: never) ...
+    #[arg(long, value_name = "BYTES", default_value = "64K")]
+    pub min_rate: Size,
+    /// ... on average over each window of this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub min_rate_window: Duration,
+    /// Give up on a download not done after this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value = "14400", value_parser = seconds)]
+    pub fetch_timeout: Duration,
     /// Stop after this many seconds (tests, scheduled lab hours). Default: run until Ctrl-C.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub exit_after: Option<Duration>,
@@ -76,7 +98,10 @@ enum Report {
     },
     Refused {
         url: String,
+        /// For the log.
         why: String,
+        /// For the students who asked.
+        told: String,
     },
     Ended {
         url: String,
@@ -100,6 +125,9 @@ struct Shared {
     setup: Setup,
     /// Each session's share of the link, in bit/s.
     rate: Arc<AtomicU64>,
+    /// What a student's download may take (each session adds its claim on `spool`).
+    limits: Limits,
+    spool: Arc<Spool>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
@@ -120,6 +148,12 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .deny_networks(own)
             .domains(args.allow_domain.clone(), args.deny_domain.clone()),
     );
+    let spool_dir = args
+        .caching
+        .cache
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
     let signer = keys::signer(&args.signing)?;
     let shared = Shared {
         agent: fetch::agent(policy),
@@ -137,6 +171,17 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             encryption: None,
         },
         rate: Arc::new(AtomicU64::new(args.sending.rate.0 as u64)),
+        limits: Limits {
+            max_size: Some(args.max_size.0),
+            min_rate: (args.min_rate.0 > 0).then_some(MinRate {
+                bytes_per_sec: args.min_rate.0,
+                // Shorter, and a web server's ordinary pauses would count as dripping.
+                window: args.min_rate_window.max(Duration::from_secs(1)),
+            }),
+            timeout: nonzero(args.fetch_timeout),
+            room: None,
+        },
+        spool: Spool::new(spool_dir, args.spool_size.0),
     };
     eprintln!(
         "edm-cast: serving on {} (requests to port {}), {} for all sessions{}",
@@ -186,9 +231,9 @@ async fn serve(
                 Report::Started { url, session, port } => {
                     catalog.started(&url, session, port);
                 }
-                Report::Refused { url, why } => {
+                Report::Refused { url, why, told } => {
                     eprintln!("refused {url}: {why}");
-                    catalog.refused(&url, &why);
+                    catalog.refused(&url, &told);
                     running.remove(&url);
                 }
                 Report::Ended { url } => {
@@ -269,13 +314,15 @@ fn spawn_session(
             ))
         });
         if let Err(e) = outcome {
-            let why = match e {
-                Error::Fetch { why, .. } => why,
-                e => e.to_string(),
+            let (why, told) = match e {
+                Error::Fetch { why, told, .. } => (why, told.text()),
+                Error::Usage(why) => (why.clone(), why),
+                e => (e.to_string(), Told::Failed.text()),
             };
             let _ = tx.send(Report::Refused {
                 url: url.clone(),
                 why,
+                told,
             });
             return;
         }
@@ -295,7 +342,13 @@ fn session(
             "only http:// and https:// URLs are served".into(),
         ));
     }
-    let source = source::url(&shared.agent, url, shared.cache.as_ref())?;
+    // Given back once the session is over and its download has stopped (the download's thread
+    // holds it too: its open spool file takes room until then).
+    let limits = Limits {
+        room: Some(Arc::new(shared.spool.claim())),
+        ..shared.limits.clone()
+    };
+    let source = source::url(&shared.agent, url, shared.cache.as_ref(), &limits)?;
     let port =
         shared.group.0.port().checked_add(1 + slot).ok_or_else(|| {
             Error::Usage("the group's port is too high for --max-sessions".into())
