@@ -3,10 +3,11 @@
 //! already running, or a new one sent from the cache or downloaded with cut-through. Each session
 //! runs on a thread of its own, on its own data port (group port + 1 + slot), sharing `--rate`.
 //!
-//! Students may be hostile, so what a request makes the server download is bounded: its size, the
-//! room downloads take at once, how slow and how long a web server may be. Refusals tell a student
-//! the HTTP status or the limit, never how the network behind the server answered (that would make
-//! the server a port scanner); the server's log has the details.
+//! Students may be hostile, so everything a request makes the server do is bounded: the size of a
+//! download, the room downloads take at once, how slow and how long a web server may be, sessions
+//! started per address, slots held per address, and how long requests can hold an idle session.
+//! Refusals tell a student the HTTP status or the limit, never how the network behind the server
+//! answered (that would make the server a port scanner); the server's log has the details.
 
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
@@ -23,8 +24,8 @@ use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use edm_cast_proto::wire::FeedbackAddr;
 use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,15 @@ pub struct Args {
     /// Give up on a download not done after this many seconds (0: never).
     #[arg(long, value_name = "SECS", default_value = "14400", value_parser = seconds)]
     pub fetch_timeout: Duration,
+    /// Slots one student address may hold at once (the sessions it started).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub max_sessions_per_ip: usize,
+    /// New sessions one student address may start per --starts-window ...
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_starts_per_ip: usize,
+    /// ... of this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "600", value_parser = seconds)]
+    pub starts_window: Duration,
     /// Stop after this many seconds (tests, scheduled lab hours). Default: run until Ctrl-C.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub exit_after: Option<Duration>,
@@ -112,6 +122,54 @@ enum Report {
 struct Running {
     slot: u16,
     hold: watch::Sender<Instant>,
+    /// The address whose request started it.
+    owner: IpAddr,
+}
+
+/// What one student address may start: sessions per window, and slots held at once.
+struct Quotas {
+    max_held: usize,
+    max_starts: usize,
+    window: Duration,
+    /// When each address started sessions, within the last window.
+    starts: HashMap<IpAddr, VecDeque<Instant>>,
+}
+
+impl Quotas {
+    /// Whether `ip`, which holds `held` slots, may start a session now (counted if so); if not,
+    /// why, for the student.
+    fn admit(&mut self, now: Instant, ip: IpAddr, held: usize) -> Result<(), String> {
+        if held >= self.max_held {
+            return Err(format!(
+                "this PC already has {held} download(s) under way on the server \
+                 (--max-sessions-per-ip {}); ask again when done",
+                self.max_held
+            ));
+        }
+        let window = self.window;
+        self.starts.retain(|_, t| {
+            while t.front().is_some_and(|&s| now >= s + window) {
+                t.pop_front();
+            }
+            !t.is_empty()
+        });
+        let recent = self.starts.entry(ip).or_default();
+        if recent.len() >= self.max_starts {
+            let free_in = recent.front().map_or(window, |&first| {
+                (first + window).saturating_duration_since(now)
+            });
+            return Err(format!(
+                "this PC started {} download(s) in the last {} s (--max-starts-per-ip {}); \
+                 try again in {} s",
+                recent.len(),
+                window.as_secs(),
+                self.max_starts,
+                free_in.as_secs() + 1
+            ));
+        }
+        recent.push_back(now);
+        Ok(())
+    }
 }
 
 /// What every session's thread needs.
@@ -163,7 +221,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         ttl: args.sending.ttl,
         setup: Setup {
             min_receivers: 1,
-            // A requester that vanished before its hello does not keep the session waiting.
+            // A requester that vanished before its hello does not keep the session (and its
+            // slot): nobody has joined by then, it ends (`Session::share`).
             wait: Some(Duration::from_secs(10)),
             drop_after: args.sending.drop_after,
             block_symbols: SenderConfig::default().block_symbols,
@@ -214,6 +273,12 @@ async fn serve(
     );
     let (tx, mut reports) = mpsc::unbounded_channel::<Report>();
     let mut running: HashMap<String, Running> = HashMap::new();
+    let mut quotas = Quotas {
+        max_held: args.max_sessions_per_ip,
+        max_starts: args.max_starts_per_ip,
+        window: args.starts_window,
+        starts: HashMap::new(),
+    };
     let mut inbox = vec![0u8; 2048];
     let mut out = Vec::with_capacity(1500);
     let stop_at = args.exit_after.map(|d| Instant::now() + d);
@@ -247,14 +312,20 @@ async fn serve(
         }
         while let Some(ev) = catalog.poll_event() {
             match ev {
-                CatalogEvent::Start { url, .. } => {
+                CatalogEvent::Start { url, from } => {
                     let free =
                         (0..args.max_sessions).find(|s| !running.values().any(|r| r.slot == *s));
-                    match free {
-                        Some(slot) => {
+                    let held = running.values().filter(|r| r.owner == from).count();
+                    match free.map(|slot| (slot, quotas.admit(Instant::now(), from, held))) {
+                        Some((slot, Ok(()))) => {
                             let (hold, hold_rx) = watch::channel(Instant::now() + JOIN_GRACE);
-                            running.insert(url.clone(), Running { slot, hold });
+                            let owner = from;
+                            running.insert(url.clone(), Running { slot, hold, owner });
                             spawn_session(url, slot, shared.clone(), hold_rx, tx.clone());
+                        }
+                        Some((_, Err(why))) => {
+                            eprintln!("refused {url} to {from}: {why}");
+                            catalog.refused(&url, &why);
                         }
                         None => catalog.refused(
                             &url,
@@ -388,4 +459,41 @@ fn session(
             .unwrap_or_default()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_starts_so_many_sessions_per_window_and_holds_so_many_slots() {
+        let mut q = Quotas {
+            max_held: 2,
+            max_starts: 3,
+            window: Duration::from_secs(600),
+            starts: HashMap::new(),
+        };
+        let t = Instant::now();
+        let (pc, other): (IpAddr, IpAddr) =
+            ("10.0.0.66".parse().unwrap(), "10.0.0.7".parse().unwrap());
+        for i in 0..3 {
+            q.admit(t + Duration::from_secs(i * 60), pc, 0).unwrap();
+        }
+        let e = q.admit(t + Duration::from_secs(300), pc, 0).unwrap_err();
+        assert!(e.contains("started 3 download(s) in the last 600 s"), "{e}");
+        assert!(e.contains("try again in 301 s"), "{e}");
+        // Others are not held back; a refusal is not a start.
+        q.admit(t + Duration::from_secs(300), other, 0).unwrap();
+        // Once the first start is 10 min old, there is room for one more.
+        q.admit(t + Duration::from_secs(600), pc, 0).unwrap();
+        assert!(q.admit(t + Duration::from_secs(601), pc, 0).is_err());
+        // Slots held at once, whatever the starts.
+        let e = q
+            .admit(t + Duration::from_secs(3000), other, 2)
+            .unwrap_err();
+        assert!(e.contains("already has 2 download(s) under way"), "{e}");
+        assert!(q.admit(t + Duration::from_secs(3000), other, 1).is_ok());
+        // Addresses whose starts are all old are forgotten.
+        assert_eq!(q.starts.len(), 1);
+    }
 }
