@@ -1,6 +1,7 @@
 //! Errors that reach the user: one line each, saying what failed and what to do.
 
 use crate::file::view::bytes;
+use crate::http::fetch::Told;
 use crate::rt::Stop;
 use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::{FailReason, FileDigests};
@@ -64,8 +65,13 @@ pub enum Error {
         "no edm-cast server answered on {group} within {secs} s: is `edm-cast serve` running on this LAN with the same --group? (or give --server HOST)"
     )]
     NoServer { group: String, secs: u64 },
+    /// `told` is what a student may be told instead (`serve`).
     #[error("cannot download {url}: {why}")]
-    Fetch { url: String, why: String },
+    Fetch {
+        url: String,
+        why: String,
+        told: Told,
+    },
     #[error("{name}: {what} mismatch (expected {expected}, got {got}); the file was not kept")]
     DigestMismatch {
         name: String,

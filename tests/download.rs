@@ -1,13 +1,18 @@
 //! Downloads on loopback, with tools/httpd.py as the web server: `send URL` (cut-through, unknown
 //! size, a dropped connection, a lying server) and `serve` / `get` (one download for the class, a
-//! late joiner, the cache, refusals).
+//! late joiner, the cache, refusals), and `serve` among hostile students (its limits on size,
+//! spool, slow web servers, idle sessions, per-address quotas, refusal texts, domain lists).
 
 mod common;
 
 use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv, text};
+use edm_cast_proto::wire::{Packet, Request};
+use std::net::UdpSocket;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 fn get(group: &str, url: &str, out: &Path) -> Proc {
     Proc::spawn(
@@ -26,6 +31,30 @@ fn serve(group: &str, port: &str, extra: &[&str]) -> Proc {
             .args(["--rate", "400M", "--exit-after", "60"])
             .args(extra),
     )
+}
+
+/// A student's REQUEST for `url` as a hostile script sends it: no `get`, so no hello ever follows.
+fn raw_request(port: &str, id: u32, url: &str) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let request = Packet::Request(Request {
+        request: id,
+        url: url.into(),
+    });
+    socket
+        .send_to(&request.to_vec(0), format!("127.0.0.1:{port}"))
+        .unwrap();
+}
+
+/// A `get` that must fail, and its one line.
+fn refused(group: &str, url: &str, out: &Path) -> String {
+    let o = get(group, url, out).wait(Duration::from_secs(20));
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+fn succeeded(o: &Output, log: &str) {
+    assert!(o.status.success(), "{:?}\nserver: {log}", text(o));
 }
 
 #[test]
@@ -156,17 +185,22 @@ fn get_refusals_say_why() {
     std::fs::create_dir_all(&www).unwrap();
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let out = dir.path().join("out");
-    // By default the server does not fetch from the LAN (here: loopback).
+    // By default the server does not fetch from the LAN (here: loopback). The student is told so
+    // without the address the name resolved to; the operator's log says which range, and how to
+    // open it.
     let group = "239.77.2.4:47104";
-    let _strict = serve(group, "47201", &[]);
+    let strict = serve(group, "47201", &[]);
     let url = format!("http://127.0.0.1:{}/x.bin", http.port);
     let o = get(group, &url, &out).wait(Duration::from_secs(30));
     let (_, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("refused") && stderr.contains("--allow 127.0.0.0/8"),
+        stderr.contains("refused") && stderr.contains("not allowed by the server's policy"),
         "{stderr}"
     );
+    assert!(!stderr.contains("127.0.0.0/8"), "{stderr}");
+    let log = text(&strict.stop()).1;
+    assert!(log.contains("--allow 127.0.0.0/8"), "{log}");
     assert!(http.requests().is_empty(), "nothing was fetched");
     // Allowed, but not there.
     let group = "239.77.2.5:47105";
@@ -214,4 +248,479 @@ fn send_url_errors_are_one_clear_line() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn serve_refuses_a_file_over_max_size_before_fetching_it() {
+    let dir = TempDir::new("dl-max-size");
+    random_file(&dir.path().join("huge.iso"), 100_000, 24);
+    // 30 GiB, says the web server: over the default --max-size of 20 GiB.
+    let http = Http::start(
+        &mut Command::new("env"),
+        dir.path(),
+        "127.0.0.1",
+        &["--claim-length", &(30u64 << 30).to_string()],
+    );
+    let group = "239.77.2.10:47110";
+    let server = serve(group, "47210", &["--allow", "127.0.0.1"]);
+    let url = format!("http://127.0.0.1:{}/huge.iso", http.port);
+    let stderr = refused(group, &url, &dir.path().join("out"));
+    assert!(
+        stderr.contains("the file is larger than this server allows (30.0 GiB; at most 20.0 GiB)"),
+        "{stderr}"
+    );
+    let log = text(&server.stop()).1;
+    assert!(log.contains("--max-size 20.0 GiB"), "{log}");
+}
+
+#[test]
+fn serve_cuts_off_a_download_of_unknown_size_past_max_size() {
+    let dir = TempDir::new("dl-max-chunked");
+    random_file(&dir.path().join("big.bin"), 3_000_000, 25);
+    let http = Http::start(
+        &mut Command::new("env"),
+        dir.path(),
+        "127.0.0.1",
+        &["--chunked"],
+    );
+    let group = "239.77.2.11:47120";
+    let server = serve(
+        group,
+        "47211",
+        &["--allow", "127.0.0.1", "--max-size", "1M"],
+    );
+    let url = format!("http://127.0.0.1:{}/big.bin", http.port);
+    let out = dir.path().join("out");
+    let o = get(group, &url, &out).wait(Duration::from_secs(20));
+    let log = text(&server.stop()).1;
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success(), "{stderr}\nserver: {log}");
+    assert!(stderr.contains("aborted"), "{stderr}\nserver: {log}");
+    assert!(
+        log.contains("cut off: more than --max-size 1.0 MiB"),
+        "{log}"
+    );
+    assert!(!out.join("big.bin").exists());
+}
+
+#[test]
+fn serve_refuses_downloads_that_would_overflow_the_spool() {
+    let dir = TempDir::new("dl-spool");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    random_file(&www.join("a.bin"), 800_000, 26);
+    random_file(&www.join("b.bin"), 800_000, 27);
+    // 2 s a file: a is still downloading when b is asked for.
+    let http = Http::start(
+        &mut Command::new("env"),
+        &www,
+        "127.0.0.1",
+        &["--rate", "400000"],
+    );
+    let group = "239.77.2.12:47130";
+    let server = serve(
+        group,
+        "47212",
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--spool-size",
+            "1M",
+            "--max-sessions-per-ip",
+            "2",
+        ],
+    );
+    let url = |f: &str| format!("http://127.0.0.1:{}/{f}", http.port);
+    let a = get(group, &url("a.bin"), &dir.path().join("pc1"));
+    std::thread::sleep(Duration::from_millis(700));
+    let stderr = refused(group, &url("b.bin"), &dir.path().join("pc2"));
+    assert!(
+        stderr.contains("the server has no room for this download"),
+        "{stderr}"
+    );
+    let a = a.wait(Duration::from_secs(20));
+    // Once a's session is over, its room is given back: b fits.
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = get(group, &url("b.bin"), &dir.path().join("pc2")).wait(Duration::from_secs(20));
+    let log = text(&server.stop()).1;
+    succeeded(&a, &log);
+    succeeded(&b, &log);
+    assert!(log.contains("would pass --spool-size 1.0 MiB"), "{log}");
+    assert_eq!(
+        md5_of(&dir.path().join("pc2/b.bin")),
+        md5_of(&www.join("b.bin"))
+    );
+}
+
+#[test]
+fn a_dripping_web_server_is_given_up_and_its_slot_freed() {
+    let dir = TempDir::new("dl-drip");
+    let (slow, fast) = (dir.path().join("slow"), dir.path().join("fast"));
+    std::fs::create_dir_all(&slow).unwrap();
+    std::fs::create_dir_all(&fast).unwrap();
+    random_file(&slow.join("drip.iso"), 1_000_000, 28);
+    random_file(&fast.join("ok.bin"), 500_000, 29);
+    // 2 kB/s, in 200-byte drops: the download would take 500 s.
+    let drip = Http::start(
+        &mut Command::new("env"),
+        &slow,
+        "127.0.0.1",
+        &["--rate", "2000"],
+    );
+    let web = Http::start(&mut Command::new("env"), &fast, "127.0.0.1", &[]);
+    let group = "239.77.2.13:47140";
+    let server = serve(
+        group,
+        "47213",
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--max-sessions",
+            "1",
+            "--min-rate-window",
+            "2",
+        ],
+    );
+    let t = Instant::now();
+    let o = get(
+        group,
+        &format!("http://127.0.0.1:{}/drip.iso", drip.port),
+        &dir.path().join("pc1"),
+    )
+    .wait(Duration::from_secs(15));
+    let (_, stderr) = text(&o);
+    assert!(
+        !o.status.success() && stderr.contains("aborted"),
+        "{stderr}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // The only slot is free again.
+    let fine = get(
+        group,
+        &format!("http://127.0.0.1:{}/ok.bin", web.port),
+        &dir.path().join("pc2"),
+    )
+    .wait(Duration::from_secs(20));
+    let log = text(&server.stop()).1;
+    succeeded(&fine, &log);
+    assert!(
+        log.contains("too slow") && log.contains("--min-rate 64.0 KiB/s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_web_server_that_never_answers_is_given_up() {
+    let dir = TempDir::new("dl-mute");
+    // The kernel takes the connection; nobody ever reads the request or answers it.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let group = "239.77.2.14:47150";
+    let server = serve(
+        group,
+        "47214",
+        &["--allow", "127.0.0.1", "--min-rate-window", "2"],
+    );
+    let url = format!(
+        "http://127.0.0.1:{}/x.iso",
+        mute.local_addr().unwrap().port()
+    );
+    let t = Instant::now();
+    let stderr = refused(group, &url, &dir.path().join("out"));
+    assert!(
+        stderr.contains("the server cannot reach this address"),
+        "{stderr}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let log = text(&server.stop()).1;
+    assert!(
+        log.contains("no answer from the web server within 2 s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_download_past_fetch_timeout_is_given_up() {
+    let dir = TempDir::new("dl-timeout");
+    random_file(&dir.path().join("long.iso"), 3_000_000, 30);
+    // 300 kB/s, well above --min-rate, but 10 s in all.
+    let http = Http::start(
+        &mut Command::new("env"),
+        dir.path(),
+        "127.0.0.1",
+        &["--rate", "300000"],
+    );
+    let group = "239.77.2.15:47160";
+    let server = serve(
+        group,
+        "47215",
+        &["--allow", "127.0.0.1", "--fetch-timeout", "3"],
+    );
+    let t = Instant::now();
+    let o = get(
+        group,
+        &format!("http://127.0.0.1:{}/long.iso", http.port),
+        &dir.path().join("out"),
+    )
+    .wait(Duration::from_secs(15));
+    let log = text(&server.stop()).1;
+    let (_, stderr) = text(&o);
+    assert!(
+        !o.status.success() && stderr.contains("aborted"),
+        "{stderr}\n{log}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(
+        log.contains("not done after 3 s (--fetch-timeout)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_session_nobody_joins_ends_and_frees_its_slot() {
+    let dir = TempDir::new("dl-nobody");
+    let (slow, fast) = (dir.path().join("slow"), dir.path().join("fast"));
+    std::fs::create_dir_all(&slow).unwrap();
+    std::fs::create_dir_all(&fast).unwrap();
+    // 30 s to download at 100 kB/s (fast enough for --min-rate's 64 KiB/s).
+    random_file(&slow.join("big.iso"), 3_000_000, 31);
+    random_file(&fast.join("ok.bin"), 200_000, 32);
+    let slow_http = Http::start(
+        &mut Command::new("env"),
+        &slow,
+        "127.0.0.1",
+        &["--rate", "100000"],
+    );
+    let web = Http::start(&mut Command::new("env"), &fast, "127.0.0.1", &[]);
+    let group = "239.77.2.16:47170";
+    let server = serve(
+        group,
+        "47216",
+        &["--allow", "127.0.0.1", "--max-sessions", "1"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // A request, and no hello: the session waits 10 s for a receiver, then ends.
+    let big = format!("http://127.0.0.1:{}/big.iso", slow_http.port);
+    raw_request("47216", 1, &big);
+    std::thread::sleep(Duration::from_secs(12));
+    let o = get(
+        group,
+        &format!("http://127.0.0.1:{}/ok.bin", web.port),
+        &dir.path().join("pc"),
+    )
+    .wait(Duration::from_secs(15));
+    let log = text(&server.stop()).1;
+    succeeded(&o, &log);
+    assert!(log.contains("nobody joined the session"), "{log}");
+}
+
+#[test]
+fn requests_cannot_hold_a_finished_session_open() {
+    let dir = TempDir::new("dl-hold");
+    random_file(&dir.path().join("small.bin"), 1_000_000, 33);
+    // 2 s to download: the student is done well after the script below began.
+    let http = Http::start(
+        &mut Command::new("env"),
+        dir.path(),
+        "127.0.0.1",
+        &["--rate", "500000"],
+    );
+    let group = "239.77.2.17:47180";
+    let server = serve(group, "47217", &["--allow", "127.0.0.1"]);
+    let url = format!("http://127.0.0.1:{}/small.bin", http.port);
+    std::thread::sleep(Duration::from_millis(300));
+    // A script asks for the URL twice a second: each answer used to hold the session open 3 s
+    // more, so it never ended.
+    let stop = Arc::new(AtomicBool::new(false));
+    let pest = {
+        let (stop, url) = (stop.clone(), url.clone());
+        std::thread::spawn(move || {
+            for id in 100.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                raw_request("47217", id, &url);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let o = get(group, &url, &dir.path().join("pc")).wait(Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(8));
+    stop.store(true, Ordering::Relaxed);
+    pest.join().unwrap();
+    let log = text(&server.stop()).1;
+    succeeded(&o, &log);
+    let first = log
+        .lines()
+        .find_map(|l| l.strip_prefix("session ")?.split_once(": http"))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("no session in {log}"));
+    assert!(
+        log.contains(&format!("session {first}: ended")),
+        "session {first} was held open: {log}"
+    );
+}
+
+#[test]
+fn one_pc_cannot_take_every_slot() {
+    let dir = TempDir::new("dl-per-ip");
+    random_file(&dir.path().join("a.bin"), 1_500_000, 34);
+    random_file(&dir.path().join("b.bin"), 100_000, 35);
+    let http = Http::start(
+        &mut Command::new("env"),
+        dir.path(),
+        "127.0.0.1",
+        &["--rate", "300000"],
+    );
+    let group = "239.77.2.18:47190";
+    // 4 slots (the default), 1 per address (the default).
+    let server = serve(group, "47218", &["--allow", "127.0.0.1"]);
+    let url = |f: &str| format!("http://127.0.0.1:{}/{f}", http.port);
+    let a = get(group, &url("a.bin"), &dir.path().join("pc1"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let stderr = refused(group, &url("b.bin"), &dir.path().join("pc1"));
+    assert!(
+        stderr.contains("this PC already has 1 download(s) under way on the server"),
+        "{stderr}"
+    );
+    let a = a.wait(Duration::from_secs(20));
+    let log = text(&server.stop()).1;
+    succeeded(&a, &log);
+}
+
+#[test]
+fn one_pc_may_start_only_so_many_sessions_per_window() {
+    let dir = TempDir::new("dl-starts");
+    for i in 0..3 {
+        random_file(&dir.path().join(format!("f{i}.bin")), 100_000, 36 + i);
+    }
+    let http = Http::start(&mut Command::new("env"), dir.path(), "127.0.0.1", &[]);
+    let group = "239.77.2.19:47200";
+    let server = serve(
+        group,
+        "47219",
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--max-starts-per-ip",
+            "2",
+            "--max-sessions-per-ip",
+            "4",
+        ],
+    );
+    let url = |i: u32| format!("http://127.0.0.1:{}/f{i}.bin", http.port);
+    let out = dir.path().join("pc");
+    let firsts: Vec<Output> = (0..2)
+        .map(|i| get(group, &url(i), &out).wait(Duration::from_secs(15)))
+        .collect();
+    let stderr = refused(group, &url(2), &out);
+    assert!(
+        stderr.contains("this PC started 2 download(s) in the last 600 s"),
+        "{stderr}"
+    );
+    let log = text(&server.stop()).1;
+    for o in &firsts {
+        succeeded(o, &log);
+    }
+    assert_eq!(http.requests().len(), 2, "the third was not fetched");
+}
+
+#[test]
+fn refusals_do_not_tell_students_how_the_network_answered() {
+    let dir = TempDir::new("dl-generic");
+    let http = Http::start(&mut Command::new("env"), dir.path(), "127.0.0.1", &[]);
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let group = "239.77.2.20:47230";
+    // Three refusals: within the default 3 starts per address.
+    let server = serve(group, "47220", &["--allow", "127.0.0.1"]);
+    let cases = [
+        // Connection refused: a closed port.
+        format!("http://127.0.0.1:{closed}/x"),
+        // TLS to a plain HTTP server: the handshake fails.
+        format!("https://127.0.0.1:{}/x", http.port),
+    ];
+    for url in &cases {
+        let stderr = refused(group, url, &dir.path().join("out"));
+        assert!(
+            stderr.contains(&format!(
+                "the server refused {url}: the server cannot reach this address"
+            )),
+            "{stderr}"
+        );
+        for leak in ["refused (os", "Connection", "tls", "TLS", "os error"] {
+            assert!(!stderr.contains(leak), "{leak} in {stderr}");
+        }
+    }
+    // An HTTP status is the web server's answer, not the network's: it is told as it is.
+    let missing = format!("http://127.0.0.1:{}/missing.iso", http.port);
+    let stderr = refused(group, &missing, &dir.path().join("out"));
+    assert!(
+        stderr.contains("the server could not fetch this URL (404 Not Found)"),
+        "{stderr}"
+    );
+    // The operator's log keeps the whole story.
+    let log = text(&server.stop()).1;
+    assert!(log.contains(&format!("refused {}: ", cases[0])), "{log}");
+    assert!(log.contains("Connection refused"), "{log}");
+    assert!(log.contains(&format!("refused {}: ", cases[1])), "{log}");
+}
+
+#[test]
+fn domain_lists_are_checked_on_every_redirect() {
+    let dir = TempDir::new("dl-domains");
+    let (www, hop) = (dir.path().join("www"), dir.path().join("hop"));
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::create_dir_all(&hop).unwrap();
+    random_file(&www.join("x.bin"), 100_000, 40);
+    let target = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
+    let bounce = Http::start(
+        &mut Command::new("env"),
+        &hop,
+        "127.0.0.1",
+        &[
+            "--redirect",
+            &format!("/away=http://localhost:{}/x.bin", target.port),
+            "--redirect",
+            &format!("/here=http://127.0.0.1:{}/x.bin", target.port),
+        ],
+    );
+    let group = "239.77.2.21:47240";
+    let server = serve(
+        group,
+        "47221",
+        &[
+            "--allow",
+            "127.0.0.0/8",
+            "--allow",
+            "::1",
+            "--allow-domain",
+            "127.0.0.1",
+        ],
+    );
+    let out = dir.path().join("out");
+    // The URL's host is allowed; the one it redirects to is not.
+    let away = format!("http://127.0.0.1:{}/away", bounce.port);
+    let stderr = refused(group, &away, &out);
+    assert!(
+        stderr.contains("not allowed by the server's policy"),
+        "{stderr}"
+    );
+    assert!(
+        target.requests().is_empty(),
+        "the redirect was not followed"
+    );
+    // A redirect within the list is followed.
+    let here = format!("http://127.0.0.1:{}/here", bounce.port);
+    let o = get(group, &here, &out).wait(Duration::from_secs(15));
+    let log = text(&server.stop()).1;
+    succeeded(&o, &log);
+    assert_eq!(md5_of(&out.join("x.bin")), md5_of(&www.join("x.bin")));
+    assert!(
+        log.contains("localhost is not in this server's --allow-domain list"),
+        "{log}"
+    );
 }

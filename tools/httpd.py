@@ -7,7 +7,10 @@ Last-Modified, If-None-Match -> 304, Range -> 206, If-Range) and faults on reque
   --chunked        no Content-Length: the body is sent chunked (size unknown to the client)
   --drop-at N      the first full (non-Range) GET of each file is cut after N body bytes
   --lie            Content-Length claims 1000 bytes more than the file has
-  --rate B         send each response at most B bytes per second (a slow WAN without a lab)
+  --claim-length N Content-Length claims N bytes, whatever the file has (a huge download)
+  --rate B         send each response at most B bytes per second, in pieces of at most B/10
+                   bytes (a slow WAN without a lab; a low B is a server that drips)
+  --redirect P=URL answer a request for path P with 302 Found to URL (repeatable)
   --log FILE       one line per request: METHOD PATH RANGE STATUS
 
 Stdlib only. Bound to --bind (default 127.0.0.1); stops after --max-secs (default 600).
@@ -46,6 +49,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def serve(self, head):
         rng = self.headers.get("Range", "")
+        target = dict(r.split("=", 1) for r in args.redirect).get(self.path)
+        if target:
+            log(f"{self.command} {self.path} - 302")
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         path = os.path.join(args.dir, self.path.split("?")[0].lstrip("/"))
         if not os.path.isfile(path):
             log(f"{self.command} {self.path} {rng or '-'} 404")
@@ -85,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         length = size - start
         if args.chunked:
             self.send_header("Transfer-Encoding", "chunked")
+        elif args.claim_length is not None:
+            self.send_header("Content-Length", str(args.claim_length))
         else:
             self.send_header("Content-Length", str(length + (1000 if args.lie else 0)))
         self.end_headers()
@@ -100,12 +113,15 @@ class Handler(BaseHTTPRequestHandler):
             f.seek(start)
             sent = 0
             t0 = time.monotonic()
+            piece = 64 * 1024
+            if args.rate:
+                piece = max(1, min(piece, int(args.rate / 10)))
             while sent < limit:
                 if args.rate:
                     ahead = sent / args.rate - (time.monotonic() - t0)
                     if ahead > 0:
                         time.sleep(ahead)
-                buf = f.read(min(64 * 1024, limit - sent))
+                buf = f.read(min(piece, limit - sent))
                 if not buf:
                     break
                 try:
@@ -116,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 sent += len(buf)
-            if limit < length or args.lie:
+            if limit < length or args.lie or args.claim_length is not None:
                 # A dropped connection: no last chunk, fewer bytes than promised.
                 self.close_connection = True
                 self.wfile.flush()
@@ -124,6 +140,15 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if args.chunked:
                 self.wfile.write(b"0\r\n\r\n")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that hangs up (a download given up, a TLS hello to plain HTTP) is not news.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def main():
@@ -135,12 +160,13 @@ def main():
     p.add_argument("--chunked", action="store_true")
     p.add_argument("--drop-at", type=int)
     p.add_argument("--lie", action="store_true")
+    p.add_argument("--claim-length", type=int)
+    p.add_argument("--redirect", action="append", default=[])
     p.add_argument("--log")
     p.add_argument("--rate", type=float)
     p.add_argument("--max-secs", type=float, default=600)
     args = p.parse_args()
-    srv = ThreadingHTTPServer((args.bind, args.port), Handler)
-    srv.daemon_threads = True
+    srv = Server((args.bind, args.port), Handler)
     # The port chosen goes to stdout, so a test can start it with --port 0.
     print(srv.server_address[1], flush=True)
     threading.Timer(args.max_secs, srv.shutdown).start()

@@ -2,23 +2,30 @@
 //! `edm-cast get URL` asks it for a URL, and it answers with the session that carries it: the one
 //! already running, or a new one sent from the cache or downloaded with cut-through. Each session
 //! runs on a thread of its own, on its own data port (group port + 1 + slot), sharing `--rate`.
+//!
+//! Students may be hostile, so everything a request makes the server do is bounded: the size of a
+//! download, the room downloads take at once, how slow and how long a web server may be, sessions
+//! started per address, slots held per address, and how long requests can hold an idle session.
+//! Refusals tell a student the HTTP status or the limit, never how the network behind the server
+//! answered (that would make the server a port scanner); the server's log has the details.
 
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
 use crate::file::session::{Session, Setup};
 use crate::file::source;
 use crate::file::view::{self, SenderView};
-use crate::http::cache::Cache;
-use crate::http::fetch;
-use crate::http::policy::{Net, Policy};
+use crate::http::cache::{Cache, Size};
+use crate::http::fetch::{self, Limits, MinRate, Told};
+use crate::http::policy::{self, Domain, Net, Policy};
+use crate::http::spool::Spool;
 use crate::keys::{self, Signing};
 use crate::net::pace::Rate;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use edm_cast_proto::wire::FeedbackAddr;
 use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +58,39 @@ pub struct Args {
     /// allows only NET.
     #[arg(long, value_name = "NET")]
     pub deny: Vec<Net>,
+    /// Download only from this host, or from hosts under DOMAIN with `*.DOMAIN` (repeatable);
+    /// checked on the URL and on every redirect.
+    #[arg(long, value_name = "HOST|*.DOMAIN")]
+    pub allow_domain: Vec<Domain>,
+    /// Never download from this host, or from hosts under DOMAIN with `*.DOMAIN` (repeatable); wins
+    /// over --allow-domain.
+    #[arg(long, value_name = "HOST|*.DOMAIN")]
+    pub deny_domain: Vec<Domain>,
+    /// Refuse a download larger than this; one of unknown size is cut off when it passes it.
+    #[arg(long, value_name = "SIZE", default_value = "20G")]
+    pub max_size: Size,
+    /// Room for the downloads under way together, in the spool folder (--cache, else $TMPDIR); a
+    /// download that would not fit, or not fit the folder's free space, is refused.
+    #[arg(long, value_name = "SIZE", default_value = "40G")]
+    pub spool_size: Size,
+    /// Give up on a web server slower than this many bytes per second (0: never) ...
+    #[arg(long, value_name = "BYTES", default_value = "64K")]
+    pub min_rate: Size,
+    /// ... on average over each window of this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub min_rate_window: Duration,
+    /// Give up on a download not done after this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value = "14400", value_parser = seconds)]
+    pub fetch_timeout: Duration,
+    /// Slots one student address may hold at once (the sessions it started).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub max_sessions_per_ip: usize,
+    /// New sessions one student address may start per --starts-window ...
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_starts_per_ip: usize,
+    /// ... of this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "600", value_parser = seconds)]
+    pub starts_window: Duration,
     /// Stop after this many seconds (tests, scheduled lab hours). Default: run until Ctrl-C.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub exit_after: Option<Duration>,
@@ -68,7 +108,10 @@ enum Report {
     },
     Refused {
         url: String,
+        /// For the log.
         why: String,
+        /// For the students who asked.
+        told: String,
     },
     Ended {
         url: String,
@@ -79,6 +122,54 @@ enum Report {
 struct Running {
     slot: u16,
     hold: watch::Sender<Instant>,
+    /// The address whose request started it.
+    owner: IpAddr,
+}
+
+/// What one student address may start: sessions per window, and slots held at once.
+struct Quotas {
+    max_held: usize,
+    max_starts: usize,
+    window: Duration,
+    /// When each address started sessions, within the last window.
+    starts: HashMap<IpAddr, VecDeque<Instant>>,
+}
+
+impl Quotas {
+    /// Whether `ip`, which holds `held` slots, may start a session now (counted if so); if not,
+    /// why, for the student.
+    fn admit(&mut self, now: Instant, ip: IpAddr, held: usize) -> Result<(), String> {
+        if held >= self.max_held {
+            return Err(format!(
+                "this PC already has {held} download(s) under way on the server \
+                 (--max-sessions-per-ip {}); ask again when done",
+                self.max_held
+            ));
+        }
+        let window = self.window;
+        self.starts.retain(|_, t| {
+            while t.front().is_some_and(|&s| now >= s + window) {
+                t.pop_front();
+            }
+            !t.is_empty()
+        });
+        let recent = self.starts.entry(ip).or_default();
+        if recent.len() >= self.max_starts {
+            let free_in = recent.front().map_or(window, |&first| {
+                (first + window).saturating_duration_since(now)
+            });
+            return Err(format!(
+                "this PC started {} download(s) in the last {} s (--max-starts-per-ip {}); \
+                 try again in {} s",
+                recent.len(),
+                window.as_secs(),
+                self.max_starts,
+                free_in.as_secs() + 1
+            ));
+        }
+        recent.push_back(now);
+        Ok(())
+    }
 }
 
 /// What every session's thread needs.
@@ -92,6 +183,9 @@ struct Shared {
     setup: Setup,
     /// Each session's share of the link, in bit/s.
     rate: Arc<AtomicU64>,
+    /// What a student's download may take (each session adds its claim on `spool`).
+    limits: Limits,
+    spool: Arc<Spool>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
@@ -103,7 +197,21 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         .as_deref()
         .map(|d| Cache::open(d, args.caching.cache_size).map(Arc::new))
         .transpose()?;
-    let policy = Arc::new(Policy::new(args.allow.clone(), args.deny.clone()));
+    let own = policy::interface_networks().map_err(|e| Error::Interface {
+        iface: "(all)".into(),
+        why: format!("cannot list the interfaces' networks: {e}"),
+    })?;
+    let policy = Arc::new(
+        Policy::new(args.allow.clone(), args.deny.clone())
+            .deny_networks(own)
+            .domains(args.allow_domain.clone(), args.deny_domain.clone()),
+    );
+    let spool_dir = args
+        .caching
+        .cache
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
     let signer = keys::signer(&args.signing)?;
     let shared = Shared {
         agent: fetch::agent(policy),
@@ -113,7 +221,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         ttl: args.sending.ttl,
         setup: Setup {
             min_receivers: 1,
-            // A requester that vanished before its hello does not keep the session waiting.
+            // A requester that vanished before its hello does not keep the session (and its
+            // slot): nobody has joined by then, it ends (`Session::share`).
             wait: Some(Duration::from_secs(10)),
             drop_after: args.sending.drop_after,
             block_symbols: SenderConfig::default().block_symbols,
@@ -121,6 +230,17 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             encryption: None,
         },
         rate: Arc::new(AtomicU64::new(args.sending.rate.0 as u64)),
+        limits: Limits {
+            max_size: Some(args.max_size.0),
+            min_rate: (args.min_rate.0 > 0).then_some(MinRate {
+                bytes_per_sec: args.min_rate.0,
+                // Shorter, and a web server's ordinary pauses would count as dripping.
+                window: args.min_rate_window.max(Duration::from_secs(1)),
+            }),
+            timeout: nonzero(args.fetch_timeout),
+            room: None,
+        },
+        spool: Spool::new(spool_dir, args.spool_size.0),
     };
     eprintln!(
         "edm-cast: serving on {} (requests to port {}), {} for all sessions{}",
@@ -153,6 +273,12 @@ async fn serve(
     );
     let (tx, mut reports) = mpsc::unbounded_channel::<Report>();
     let mut running: HashMap<String, Running> = HashMap::new();
+    let mut quotas = Quotas {
+        max_held: args.max_sessions_per_ip,
+        max_starts: args.max_starts_per_ip,
+        window: args.starts_window,
+        starts: HashMap::new(),
+    };
     let mut inbox = vec![0u8; 2048];
     let mut out = Vec::with_capacity(1500);
     let stop_at = args.exit_after.map(|d| Instant::now() + d);
@@ -170,9 +296,9 @@ async fn serve(
                 Report::Started { url, session, port } => {
                     catalog.started(&url, session, port);
                 }
-                Report::Refused { url, why } => {
+                Report::Refused { url, why, told } => {
                     eprintln!("refused {url}: {why}");
-                    catalog.refused(&url, &why);
+                    catalog.refused(&url, &told);
                     running.remove(&url);
                 }
                 Report::Ended { url } => {
@@ -186,14 +312,20 @@ async fn serve(
         }
         while let Some(ev) = catalog.poll_event() {
             match ev {
-                CatalogEvent::Start { url, .. } => {
+                CatalogEvent::Start { url, from } => {
                     let free =
                         (0..args.max_sessions).find(|s| !running.values().any(|r| r.slot == *s));
-                    match free {
-                        Some(slot) => {
+                    let held = running.values().filter(|r| r.owner == from).count();
+                    match free.map(|slot| (slot, quotas.admit(Instant::now(), from, held))) {
+                        Some((slot, Ok(()))) => {
                             let (hold, hold_rx) = watch::channel(Instant::now() + JOIN_GRACE);
-                            running.insert(url.clone(), Running { slot, hold });
+                            let owner = from;
+                            running.insert(url.clone(), Running { slot, hold, owner });
                             spawn_session(url, slot, shared.clone(), hold_rx, tx.clone());
+                        }
+                        Some((_, Err(why))) => {
+                            eprintln!("refused {url} to {from}: {why}");
+                            catalog.refused(&url, &why);
                         }
                         None => catalog.refused(
                             &url,
@@ -253,13 +385,15 @@ fn spawn_session(
             ))
         });
         if let Err(e) = outcome {
-            let why = match e {
-                Error::Fetch { why, .. } => why,
-                e => e.to_string(),
+            let (why, told) = match e {
+                Error::Fetch { why, told, .. } => (why, told.text()),
+                Error::Usage(why) => (why.clone(), why),
+                e => (e.to_string(), Told::Failed.text()),
             };
             let _ = tx.send(Report::Refused {
                 url: url.clone(),
                 why,
+                told,
             });
             return;
         }
@@ -279,7 +413,13 @@ fn session(
             "only http:// and https:// URLs are served".into(),
         ));
     }
-    let source = source::url(&shared.agent, url, shared.cache.as_ref())?;
+    // Given back once the session is over and its download has stopped (the download's thread
+    // holds it too: its open spool file takes room until then).
+    let limits = Limits {
+        room: Some(Arc::new(shared.spool.claim())),
+        ..shared.limits.clone()
+    };
+    let source = source::url(&shared.agent, url, shared.cache.as_ref(), &limits)?;
     let port =
         shared.group.0.port().checked_add(1 + slot).ok_or_else(|| {
             Error::Usage("the group's port is too high for --max-sessions".into())
@@ -319,4 +459,41 @@ fn session(
             .unwrap_or_default()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_starts_so_many_sessions_per_window_and_holds_so_many_slots() {
+        let mut q = Quotas {
+            max_held: 2,
+            max_starts: 3,
+            window: Duration::from_secs(600),
+            starts: HashMap::new(),
+        };
+        let t = Instant::now();
+        let (pc, other): (IpAddr, IpAddr) =
+            ("10.0.0.66".parse().unwrap(), "10.0.0.7".parse().unwrap());
+        for i in 0..3 {
+            q.admit(t + Duration::from_secs(i * 60), pc, 0).unwrap();
+        }
+        let e = q.admit(t + Duration::from_secs(300), pc, 0).unwrap_err();
+        assert!(e.contains("started 3 download(s) in the last 600 s"), "{e}");
+        assert!(e.contains("try again in 301 s"), "{e}");
+        // Others are not held back; a refusal is not a start.
+        q.admit(t + Duration::from_secs(300), other, 0).unwrap();
+        // Once the first start is 10 min old, there is room for one more.
+        q.admit(t + Duration::from_secs(600), pc, 0).unwrap();
+        assert!(q.admit(t + Duration::from_secs(601), pc, 0).is_err());
+        // Slots held at once, whatever the starts.
+        let e = q
+            .admit(t + Duration::from_secs(3000), other, 2)
+            .unwrap_err();
+        assert!(e.contains("already has 2 download(s) under way"), "{e}");
+        assert!(q.admit(t + Duration::from_secs(3000), other, 1).is_ok());
+        // Addresses whose starts are all old are forgotten.
+        assert_eq!(q.starts.len(), 1);
+    }
 }

@@ -63,7 +63,12 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .transpose()?;
         // The operator's own command: any address may be fetched (serve is stricter).
         let agent = fetch::agent(Arc::new(Policy::allow_all()));
-        source::url(&agent, &args.source, cache.as_ref())?
+        source::url(
+            &agent,
+            &args.source,
+            cache.as_ref(),
+            &fetch::Limits::default(),
+        )?
     } else {
         if args.caching.cache.is_some() {
             return Err(Error::Usage("--cache is for URLs".into()));

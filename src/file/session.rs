@@ -128,7 +128,8 @@ impl Session {
     }
 
     /// For `serve`: the rate follows `rate` (bit/s), and the session stays open until the time
-    /// `hold` says (a student was just offered it).
+    /// `hold` says (a student was just offered it). A session nobody has joined by the time it
+    /// would start (`Setup::wait`) ends instead: no one is listening, and its slot is wanted.
     pub fn share(&mut self, rate: Arc<AtomicU64>, hold: watch::Receiver<Instant>) {
         self.shared_rate = Some(rate);
         self.hold = Some(hold);
@@ -320,6 +321,13 @@ impl Session {
             } else {
                 tracing::debug!(sent_blocks = self.sender.sent_blocks(), "{ev:?}");
                 self.view.event(&ev, &self.sender);
+                if ev == SenderEvent::Started
+                    && self.hold.is_some()
+                    && self.sender.receivers().next().is_none()
+                {
+                    self.failure = Some("nobody joined the session: no receiver said hello".into());
+                    self.sender.abort(Instant::now());
+                }
             }
         }
         Ok(supplied)

@@ -91,8 +91,13 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
 }
 
 /// A URL: the cached copy if the server says it is current (or cannot be asked), otherwise a
-/// download that has started (into the cache, with `cache`).
-pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result<Source, Error> {
+/// download that has started (into the cache, with `cache`) within `limits`.
+pub fn url(
+    agent: &ureq::Agent,
+    url: &str,
+    cache: Option<&Arc<Cache>>,
+    limits: &fetch::Limits,
+) -> Result<Source, Error> {
     let cached = cache.and_then(|c| c.lookup(url));
     let (file, path, temp) = match cache {
         Some(c) => {
@@ -139,6 +144,7 @@ pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result
         file,
         path.clone(),
         cached.as_ref().map(|e| &e.validators),
+        limits,
         move |done| {
             if let Some(keep) = keep {
                 keep(done)
@@ -161,6 +167,7 @@ pub fn url(agent: &ureq::Agent, url: &str, cache: Option<&Arc<Cache>>) -> Result
         (Ok(Fetched::NotModified), None) => Err(Error::Fetch {
             url: url.into(),
             why: "304 Not Modified to an unconditional request".into(),
+            told: fetch::Told::Failed,
         }),
         (Err(e), Some(entry)) => {
             eprintln!("edm-cast: {e}; sending the cached copy");

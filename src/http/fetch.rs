@@ -1,10 +1,14 @@
 //! Downloads a URL into a spool file on a thread of its own, publishing how many bytes are on disk
 //! as they arrive, so the sender can multicast each block as soon as it is complete. The MD5 is
 //! computed from the bytes as they stream in. A dropped connection is resumed with a Range request
-//! (If-Range guards against the resource changing meanwhile).
+//! (If-Range guards against the resource changing meanwhile). `serve` bounds each download
+//! (`Limits`: its size, its room in the spool, how slow and how long it may be), and a download
+//! nobody receives any more stops.
 
 use super::policy::Policy;
+use super::spool::Claim;
 use crate::error::Error;
+use crate::file::view::bytes;
 use edm_cast_proto::wire::{FileDigests, FileHasher};
 use std::fs::File;
 use std::io::{self, Read};
@@ -12,17 +16,82 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Attempts to resume after a dropped connection, with no progress between them, before giving up.
 const RESUMES: u32 = 5;
+/// How often a download's rate and age are looked at.
+const WATCH_TICK: Duration = Duration::from_millis(250);
 
 /// What identifies a version of a resource (RFC 9110 section 8.8).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Validators {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+}
+
+/// Bounds on one download, for `serve`: a student asked for it. The operator's own `send URL` has
+/// none (the default).
+#[derive(Clone, Default)]
+pub struct Limits {
+    /// Refuse a larger Content-Length; cut a body off when it passes this.
+    pub max_size: Option<u64>,
+    /// Give up on a web server slower than this.
+    pub min_rate: Option<MinRate>,
+    /// Give up on a download not done this long after it was asked for.
+    pub timeout: Option<Duration>,
+    /// Its room in the spool.
+    pub room: Option<Arc<Claim>>,
+}
+
+/// At least `bytes_per_sec` on average over each `window` (`--min-rate`, `--min-rate-window`).
+#[derive(Debug, Clone, Copy)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub window: Duration,
+}
+
+impl Limits {
+    /// How long the answer's head may take: a web server silent for a whole window is below any
+    /// rate.
+    fn head_wait(&self) -> Option<Duration> {
+        match (self.min_rate.map(|r| r.window), self.timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What a student is told about a download the server would not or could not start. An HTTP
+/// status or a limit of the server's says nothing about the network behind the server; which
+/// addresses refuse connections, do not resolve or do not speak TLS does (a student could scan
+/// ports with the answers), so those are told in general terms. The operator's log has the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Told {
+    /// The web server's answer: "404 Not Found".
+    Status(String),
+    /// A line meant for the student as it is: a limit of the server's.
+    Plain(String),
+    /// A connection, DNS or TLS failure, or no answer in time.
+    Unreachable,
+    /// A refused address or host name.
+    Policy,
+    /// The server's own trouble.
+    Failed,
+}
+
+impl Told {
+    pub fn text(&self) -> String {
+        match self {
+            Told::Status(s) => format!("the server could not fetch this URL ({s})"),
+            Told::Plain(s) => s.clone(),
+            Told::Unreachable => "the server cannot reach this address".into(),
+            Told::Policy => "not allowed by the server's policy".into(),
+            Told::Failed => "the server could not start this download (its log says why)".into(),
+        }
+    }
 }
 
 /// The download's progress, as the sender sees it.
@@ -61,8 +130,8 @@ pub enum Fetched {
     NotModified,
 }
 
-/// An HTTP(S) client that only connects to addresses `policy` allows (checked per connection,
-/// so redirects and DNS tricks are covered too).
+/// An HTTP(S) client that only connects to hosts and addresses `policy` allows (checked per
+/// connection, so redirects and DNS tricks are covered too).
 pub fn agent(policy: Arc<Policy>) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(10))
@@ -70,6 +139,11 @@ pub fn agent(policy: Arc<Policy>) -> ureq::Agent {
         .redirects(8)
         .user_agent(concat!("edm-cast/", env!("CARGO_PKG_VERSION")))
         .resolver(move |netloc: &str| -> io::Result<Vec<SocketAddr>> {
+            // ureq asks with "host:port", the host as the URL (or a redirect's Location) names it.
+            let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h);
+            policy
+                .check_host(host)
+                .map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))?;
             let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
             let mut refused = None;
             let ok: Vec<SocketAddr> = addrs
@@ -90,76 +164,60 @@ pub fn agent(policy: Arc<Policy>) -> ureq::Agent {
         .build()
 }
 
-/// Starts downloading `url` into `spool` (from byte 0). Errors that show at once (a refused
-/// address, 404, TLS, no such host) come back here; later ones arrive in `Progress::end`.
-/// With `cached`, the request is conditional and may come back `NotModified`. `finished` is called
-/// on the download's thread once the whole resource is in the spool file, before `Progress::end`
-/// says so: a cache takes the file there.
+/// Starts downloading `url` into `spool` (from byte 0), within `limits`. Errors that show at once
+/// (a refused address, 404, TLS, no such host, too large, no room) come back here; later ones
+/// arrive in `Progress::end`. With `cached`, the request is conditional and may come back
+/// `NotModified`. `finished` is called on the download's thread once the whole resource is in the
+/// spool file, before `Progress::end` says so: a cache takes the file there.
 pub fn start(
     agent: &ureq::Agent,
     url: &str,
     spool: File,
     spool_path: PathBuf,
     cached: Option<&Validators>,
+    limits: &Limits,
     finished: impl FnOnce(Finished<'_>) + Send + 'static,
 ) -> Result<Fetched, Error> {
-    let mut req = agent.get(url);
-    if let Some(v) = cached {
-        if let Some(etag) = &v.etag {
-            req = req.set("If-None-Match", etag);
-        }
-        if let Some(lm) = &v.last_modified {
-            req = req.set("If-Modified-Since", lm);
-        }
-    }
-    let resp = req.call().map_err(|e| fetch_error(url, e))?;
-    if resp.status() == 304 {
-        return Ok(Fetched::NotModified);
-    }
-    if resp.status() != 200 {
-        return Err(Error::Fetch {
-            url: url.into(),
-            why: format!("unexpected answer {} {}", resp.status(), resp.status_text()),
-        });
-    }
-    let size = resp
-        .header("Content-Length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let validators = validators(&resp);
-    let name = name_of(resp.get_url());
-    let (tx, rx) = watch::channel(Progress::default());
     let job = Job {
         agent: agent.clone(),
         url: url.to_owned(),
-        size,
-        validators,
+        limits: limits.clone(),
+        began: Instant::now(),
+        size: None,
+        validators: Validators::default(),
         spool,
         spool_path,
     };
-    let body = resp.into_reader();
-    let download = Download {
-        name: name.clone(),
-        size,
-        progress: rx,
+    let cached = cached.cloned();
+    // The request is made on the download's thread: a web server that never finishes the head of
+    // its answer holds that thread, not the caller (nor `serve`'s slot) past the limits.
+    let (head_tx, head_rx) = mpsc::sync_channel(1);
+    std::thread::spawn(move || job.run(cached.as_ref(), &head_tx, finished));
+    let lost = || {
+        failed(
+            url,
+            "the download's thread failed (a bug: see above)",
+            Told::Failed,
+        )
     };
-    std::thread::spawn(move || {
-        let end = job.run(body, &tx);
-        if let Ok((size, digests)) = end {
-            finished(Finished {
-                name: &name,
-                validators: &job.validators,
-                size,
-                digests,
-            });
-        }
-        tx.send_modify(|p| p.end = Some(end));
-    });
-    Ok(Fetched::Started(download))
+    match limits.head_wait() {
+        Some(wait) => head_rx.recv_timeout(wait).map_err(|e| match e {
+            RecvTimeoutError::Timeout => failed(
+                url,
+                format!("no answer from the web server within {} s", wait.as_secs()),
+                Told::Unreachable,
+            ),
+            RecvTimeoutError::Disconnected => lost(),
+        })?,
+        None => head_rx.recv().map_err(|_| lost())?,
+    }
 }
 
 struct Job {
     agent: ureq::Agent,
     url: String,
+    limits: Limits,
+    began: Instant,
     size: Option<u64>,
     validators: Validators,
     spool: File,
@@ -167,7 +225,128 @@ struct Job {
 }
 
 impl Job {
+    /// The whole download: the request, the answer's head (sent to `start`), then the body.
     fn run(
+        mut self,
+        cached: Option<&Validators>,
+        head: &SyncSender<Result<Fetched, Error>>,
+        finished: impl FnOnce(Finished<'_>),
+    ) {
+        let resp = match self.head(cached) {
+            Ok(Some(resp)) => resp,
+            Ok(None) => {
+                let _ = head.send(Ok(Fetched::NotModified));
+                return;
+            }
+            Err(e) => {
+                let _ = head.send(Err(e));
+                return;
+            }
+        };
+        let name = name_of(resp.get_url());
+        let (tx, rx) = watch::channel(Progress::default());
+        let download = Download {
+            name: name.clone(),
+            size: self.size,
+            progress: rx,
+        };
+        if head.send(Ok(Fetched::Started(download))).is_err() {
+            // `start` gave up waiting: nobody will read this body.
+            return;
+        }
+        let tx = Arc::new(tx);
+        if self.limits.min_rate.is_some() || self.limits.timeout.is_some() {
+            let (tx, url, limits, began) = (
+                tx.clone(),
+                self.url.clone(),
+                self.limits.clone(),
+                self.began,
+            );
+            std::thread::spawn(move || watch_over(&tx, &url, &limits, began));
+        }
+        let end = self.body(resp.into_reader(), &tx);
+        if let Ok((size, digests)) = end {
+            finished(Finished {
+                name: &name,
+                validators: &self.validators,
+                size,
+                digests,
+            });
+        }
+        // A verdict of the watchdog's came first and stands.
+        tx.send_if_modified(|p| {
+            let first = p.end.is_none();
+            if first {
+                p.end = Some(end);
+            }
+            first
+        });
+    }
+
+    /// The answer's head: `None` for 304 Not Modified. A body that would not fit the limits is
+    /// refused before it is fetched.
+    fn head(&mut self, cached: Option<&Validators>) -> Result<Option<ureq::Response>, Error> {
+        let url = &self.url;
+        let mut req = self.agent.get(url);
+        if let Some(v) = cached {
+            if let Some(etag) = &v.etag {
+                req = req.set("If-None-Match", etag);
+            }
+            if let Some(lm) = &v.last_modified {
+                req = req.set("If-Modified-Since", lm);
+            }
+        }
+        let resp = req.call().map_err(|e| fetch_error(url, e))?;
+        if resp.status() == 304 {
+            return Ok(None);
+        }
+        if resp.status() != 200 {
+            let status = format!("{} {}", resp.status(), resp.status_text());
+            return Err(failed(
+                url,
+                format!("unexpected answer {status}"),
+                Told::Status(status),
+            ));
+        }
+        self.size = resp
+            .header("Content-Length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        self.validators = validators(&resp);
+        if let (Some(size), Some(max)) = (self.size, self.limits.max_size)
+            && size > max
+        {
+            return Err(failed(
+                url,
+                format!(
+                    "its Content-Length ({}) is over --max-size {}",
+                    bytes(size),
+                    bytes(max)
+                ),
+                Told::Plain(format!(
+                    "the file is larger than this server allows ({}; at most {})",
+                    bytes(size),
+                    bytes(max)
+                )),
+            ));
+        }
+        if let (Some(size), Some(room)) = (self.size, &self.limits.room) {
+            room.reserve(size).map_err(|why| {
+                failed(
+                    url,
+                    why,
+                    Told::Plain(format!(
+                        "the server has no room for this download ({}) now; try again later",
+                        bytes(size)
+                    )),
+                )
+            })?;
+        }
+        Ok(Some(resp))
+    }
+
+    /// Reads the body into the spool file, resuming after dropped connections, until its end, a
+    /// limit, or nobody wants it any more.
+    fn body(
         &self,
         mut body: Box<dyn Read + Send + Sync>,
         tx: &watch::Sender<Progress>,
@@ -177,6 +356,13 @@ impl Job {
         let mut buf = vec![0u8; 256 << 10];
         let mut failures = 0;
         loop {
+            // The session ended (aborted, or nobody joined it), or the watchdog gave up on it.
+            if tx.is_closed() {
+                return Err(format!("{}: nobody is receiving it any more", self.url));
+            }
+            if tx.borrow().end.is_some() {
+                return Err(format!("{}: given up", self.url));
+            }
             let dropped = match body.read(&mut buf) {
                 Ok(0) => match self.size {
                     Some(size) if at < size => io::Error::new(
@@ -186,11 +372,25 @@ impl Job {
                     _ => break,
                 },
                 Ok(n) => {
+                    let total = at + n as u64;
+                    if let Some(max) = self.limits.max_size
+                        && total > max
+                    {
+                        return Err(format!(
+                            "{}: cut off: more than --max-size {}",
+                            self.url,
+                            bytes(max)
+                        ));
+                    }
+                    if let Some(room) = &self.limits.room {
+                        room.take(total)
+                            .map_err(|why| format!("{}: cut off: {why}", self.url))?;
+                    }
                     self.spool
                         .write_all_at(&buf[..n], at)
                         .map_err(|e| format!("cannot write {}: {e}", self.spool_path.display()))?;
                     hasher.update(&buf[..n]);
-                    at += n as u64;
+                    at = total;
                     failures = 0;
                     tx.send_modify(|p| p.bytes = at);
                     continue;
@@ -284,6 +484,59 @@ impl Job {
     }
 }
 
+/// Gives up on a download too slow or too long (`Limits::min_rate`, `Limits::timeout`): its end
+/// becomes that error, which aborts its session at once, whatever its thread is blocked on (a
+/// read, a resume's request); that thread stops at its next look.
+fn watch_over(tx: &watch::Sender<Progress>, url: &str, limits: &Limits, began: Instant) {
+    // Each window is judged on its own: a server that keeps the average up is not cut off for one
+    // slow moment, and one that drips is within a window or two.
+    let mut mark = (Instant::now(), 0u64);
+    loop {
+        std::thread::sleep(WATCH_TICK);
+        let (bytes_now, ended) = {
+            let p = tx.borrow();
+            (p.bytes, p.end.is_some())
+        };
+        if ended || tx.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let why = if let Some(t) = limits.timeout
+            && now >= began + t
+        {
+            Some(format!(
+                "not done after {} s (--fetch-timeout)",
+                t.as_secs()
+            ))
+        } else if let Some(r) = limits.min_rate
+            && now >= mark.0 + r.window
+        {
+            let secs = (now - mark.0).as_secs_f64();
+            let got = bytes_now - mark.1;
+            mark = (now, bytes_now);
+            ((got as f64) < r.bytes_per_sec as f64 * secs).then(|| {
+                format!(
+                    "too slow: {} in the last {secs:.0} s, under --min-rate {}/s",
+                    bytes(got),
+                    bytes(r.bytes_per_sec)
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            tx.send_if_modified(|p| {
+                let first = p.end.is_none();
+                if first {
+                    p.end = Some(Err(format!("{url}: {why}")));
+                }
+                first
+            });
+            return;
+        }
+    }
+}
+
 /// Why a resume failed: worth another try, or not.
 enum Resume {
     Retry(String),
@@ -297,10 +550,21 @@ fn validators(resp: &ureq::Response) -> Validators {
     }
 }
 
+fn failed(url: &str, why: impl Into<String>, told: Told) -> Error {
+    Error::Fetch {
+        url: url.into(),
+        why: why.into(),
+        told,
+    }
+}
+
 /// One line a person can act on: the status, the refused address, the TLS or DNS failure.
 fn fetch_error(url: &str, e: ureq::Error) -> Error {
-    let why = match e {
-        ureq::Error::Status(code, resp) => format!("{code} {}", resp.status_text()),
+    match e {
+        ureq::Error::Status(code, resp) => {
+            let status = format!("{code} {}", resp.status_text());
+            failed(url, status.clone(), Told::Status(status))
+        }
         ureq::Error::Transport(t) => {
             // The policy's refusal, an io error deep in the chain, is the whole story.
             let mut source = std::error::Error::source(&t);
@@ -308,10 +572,7 @@ fn fetch_error(url: &str, e: ureq::Error) -> Error {
                 if let Some(io) = e.downcast_ref::<io::Error>()
                     && io.kind() == io::ErrorKind::PermissionDenied
                 {
-                    return Error::Fetch {
-                        url: url.into(),
-                        why: io.to_string(),
-                    };
+                    return failed(url, io.to_string(), Told::Policy);
                 }
                 source = e.source();
             }
@@ -322,12 +583,8 @@ fn fetch_error(url: &str, e: ureq::Error) -> Error {
             if let Some(src) = std::error::Error::source(&t) {
                 why = format!("{why}: {src}");
             }
-            why
+            failed(url, why, Told::Unreachable)
         }
-    };
-    Error::Fetch {
-        url: url.into(),
-        why,
     }
 }
 

@@ -5,7 +5,9 @@
 //! The shell decides whether a URL may be fetched and starts the session (`CatalogEvent::Start`,
 //! then `started` or `refused`); it reports the session's end with `ended`. Every student address
 //! has a token bucket, and what waits for a starting session is bounded, so a flood of requests
-//! is counted and ignored. With a key, SERVER, OFFER and REFUSE are signed.
+//! is counted and ignored. How often one address may hold a running session open (`Offered`) is
+//! bounded too, so a REQUEST every few seconds cannot keep a finished session (and its slot) for
+//! ever. With a key, SERVER, OFFER and REFUSE are signed.
 
 use crate::auth::{Seal, Signer};
 use crate::counters::Counters;
@@ -33,6 +35,9 @@ pub struct CatalogConfig {
     pub request_rate: f64,
     /// ... and at once.
     pub request_burst: f64,
+    /// `Offered` events (each holds the session open a moment longer) per student address per
+    /// session; later requests from that address are still answered, without holding it.
+    pub holds_per_address: u32,
     /// Signs SERVER, OFFER and REFUSE, if set (`serve --key`).
     pub signer: Option<Signer>,
 }
@@ -44,6 +49,8 @@ impl Default for CatalogConfig {
             announce_interval: Duration::from_secs(1),
             request_rate: 4.0,
             request_burst: 8.0,
+            // An honest `get` is offered a running session once, twice if an OFFER was lost.
+            holds_per_address: 3,
             signer: None,
         }
     }
@@ -60,7 +67,8 @@ pub enum CatalogEvent {
         /// Who asked first.
         from: IpAddr,
     },
-    /// Someone was told to join the session of `url`: it should wait for their hello.
+    /// Someone was told to join the session of `url`: it should wait for their hello. At most
+    /// `holds_per_address` times per address and session.
     Offered {
         /// The URL.
         url: String,
@@ -79,12 +87,12 @@ pub enum Reply {
 #[derive(Debug)]
 enum Entry {
     /// The shell is setting the session up; these requesters wait for the answer.
-    Starting {
-        waiting: Vec<(SocketAddr, u32)>,
-    },
+    Starting { waiting: Vec<(SocketAddr, u32)> },
     Running {
         session: u32,
         port: u16,
+        /// `Offered` events so far, per address (at most `MAX_WAITING` addresses).
+        holds: HashMap<IpAddr, u32>,
     },
 }
 
@@ -164,7 +172,11 @@ impl Catalog {
         }
         self.requests += 1;
         match self.entries.get_mut(&request.url) {
-            Some(Entry::Running { session, port }) => {
+            Some(Entry::Running {
+                session,
+                port,
+                holds,
+            }) => {
                 let offer = Offer {
                     request: request.request,
                     session: *session,
@@ -173,8 +185,16 @@ impl Catalog {
                 if self.out.len() < MAX_OUT {
                     self.out.push_back((from, Packet::Offer(offer)));
                 }
-                self.events
-                    .push_back(CatalogEvent::Offered { url: request.url });
+                // Answered either way; past its allowance, an address no longer holds it open.
+                let ip = from.ip();
+                if holds.contains_key(&ip) || holds.len() < MAX_WAITING {
+                    let held = holds.entry(ip).or_default();
+                    if *held < self.cfg.holds_per_address {
+                        *held += 1;
+                        self.events
+                            .push_back(CatalogEvent::Offered { url: request.url });
+                    }
+                }
             }
             Some(Entry::Starting { waiting }) => {
                 // A repeated request (its answer is not out yet) is not a second requester.
@@ -201,10 +221,12 @@ impl Catalog {
 
     /// The session for `url` is running: everyone waiting for it gets the offer.
     pub fn started(&mut self, url: &str, session: u32, port: u16) {
-        if let Some(Entry::Starting { waiting }) = self
-            .entries
-            .insert(url.to_owned(), Entry::Running { session, port })
-        {
+        let running = Entry::Running {
+            session,
+            port,
+            holds: HashMap::new(),
+        };
+        if let Some(Entry::Starting { waiting }) = self.entries.insert(url.to_owned(), running) {
             for (to, request) in waiting {
                 let offer = Offer {
                     request,
@@ -358,6 +380,50 @@ mod tests {
         ));
         c.handle_datagram(t, b, b"junk");
         assert_eq!(c.dropped().total(), 1);
+    }
+
+    #[test]
+    fn repeated_requests_hold_a_running_session_only_a_few_times() {
+        let t = Instant::now();
+        let mut c = Catalog::new(CatalogConfig::default(), t);
+        let url = "http://mirror/x.iso";
+        let (pest, other): (SocketAddr, SocketAddr) = (
+            "10.0.0.66:40000".parse().unwrap(),
+            "10.0.0.7:40000".parse().unwrap(),
+        );
+        c.handle_datagram(t, other, &request(1, url));
+        assert!(matches!(c.poll_event(), Some(CatalogEvent::Start { .. })));
+        c.started(url, 77, 5008);
+        replies(&mut c, t);
+        // A REQUEST every 3 s for an hour: every one is answered, three hold the session open.
+        let mut offers = 0;
+        for i in 0..1200u32 {
+            let now = t + Duration::from_secs(3 * i as u64);
+            c.handle_datagram(now, pest, &request(100 + i, url));
+            offers += replies(&mut c, now)
+                .iter()
+                .filter(|(to, p)| *to == Reply::To(pest) && matches!(p, Packet::Offer(_)))
+                .count();
+        }
+        assert_eq!(offers, 1200);
+        let holds = std::iter::from_fn(|| c.poll_event()).count();
+        assert_eq!(holds, 3, "the allowance of one address");
+        // Another student still holds it for their own join.
+        c.handle_datagram(t, other, &request(2, url));
+        assert_eq!(
+            c.poll_event(),
+            Some(CatalogEvent::Offered { url: url.into() })
+        );
+        // A new session of the URL is a new allowance.
+        c.ended(url);
+        c.handle_datagram(t, pest, &request(5000, url));
+        assert!(matches!(c.poll_event(), Some(CatalogEvent::Start { .. })));
+        c.started(url, 78, 5008);
+        c.handle_datagram(t, pest, &request(5001, url));
+        assert_eq!(
+            c.poll_event(),
+            Some(CatalogEvent::Offered { url: url.into() })
+        );
     }
 
     #[test]
