@@ -268,3 +268,103 @@ fn get_that_trusts_the_labs_server_ignores_a_rogue_server_that_answers_first() {
     // The rogue heard only the naive student.
     assert_eq!(rogue_log.matches("refused").count(), 1, "{rogue_log}");
 }
+
+#[test]
+fn an_encrypted_session_is_read_only_by_the_pcs_it_was_sent_to() {
+    let dir = TempDir::new("sec-enc");
+    let key = |name: &str| {
+        let path = dir.path().join(format!("{name}.key"));
+        (keygen(&path), path)
+    };
+    let (teacher, teacher_key) = key("teacher");
+    let (pc1, pc1_key) = key("pc1");
+    let (pc2, pc2_key) = key("pc2");
+    let (_, outsider_key) = key("outsider");
+    let src = dir.path().join("exam.pdf");
+    random_file(&src, 3 * 1024 * 1024 + 5, 44);
+    let group = "239.77.4.3:47420";
+    // A student who sniffs the group: the symbols it sees are not the file's bytes.
+    let sniffer = {
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        s.set_reuse_address(true).unwrap();
+        let addr: std::net::SocketAddrV4 = group.parse().unwrap();
+        s.bind(&std::net::SocketAddr::V4(addr).into()).unwrap();
+        s.join_multicast_v4(addr.ip(), &std::net::Ipv4Addr::LOCALHOST)
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        std::net::UdpSocket::from(s)
+    };
+    let recv_as = |name: &str, extra: &[&str]| {
+        let mut args = vec!["--trust", teacher.as_str()];
+        args.extend_from_slice(extra);
+        recv_with(group, &dir.path().join(name), name, &args)
+    };
+    let pcs = [
+        recv_as("pc1", &["--key", pc1_key.to_str().unwrap()]),
+        recv_as("pc2", &["--key", pc2_key.to_str().unwrap()]),
+    ];
+    let outsider = recv_as("outsider", &["--key", outsider_key.to_str().unwrap()]);
+    let keyless = recv_as("keyless", &[]);
+    let sender = send(
+        group,
+        &src,
+        &[
+            "--key",
+            teacher_key.to_str().unwrap(),
+            "--encrypt",
+            "--to",
+            &pc1,
+            "--to",
+            &pc2,
+            "--min-receivers",
+            "4",
+            "--wait",
+            "20",
+        ],
+    );
+    let file = std::fs::read(&src).unwrap();
+    let mut seen_data = 0;
+    let mut buf = vec![0u8; 2048];
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until && seen_data < 500 {
+        let Ok(n) = sniffer.recv(&mut buf) else {
+            continue;
+        };
+        if let Ok(d) = Packet::parse(&buf[..n])
+            && let Packet::Data(data) = d.packet
+            && data.esi < 1024
+        {
+            seen_data += 1;
+            let at = (data.block as usize * 1024 + data.esi as usize) * 1408;
+            let plain = &file[at.min(file.len())..(at + 1408).min(file.len())];
+            assert!(plain.is_empty() || !data.symbol.starts_with(plain), "a symbol in clear");
+            assert_eq!(data.symbol.len(), 1408 + 16, "sealed: the symbol and its tag");
+        }
+    }
+    assert!(seen_data > 100, "the sniffer saw {seen_data} symbols");
+    let s = sender.wait(LIMIT);
+    let (summary, log) = text(&s);
+    assert_eq!(s.status.code(), Some(2), "{summary}\n{log}");
+    assert!(summary.contains("2 done / 4 known"), "{summary}");
+    assert!(log.contains("encrypted for 2 PC(s)"), "{log}");
+    let want = md5_of(&src);
+    for (pc, name) in pcs.into_iter().zip(["pc1", "pc2"]) {
+        let o = pc.wait(LIMIT);
+        let (_, stderr) = text(&o);
+        assert!(o.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains(", encrypted into"), "{stderr}");
+        assert_eq!(md5_of(&dir.path().join(name).join("exam.pdf")), want);
+    }
+    let o = outsider.wait(LIMIT);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("encrypted for other PCs"), "{:?}", text(&o));
+    assert!(!dir.path().join("outsider/exam.pdf").exists());
+    let o = keyless.wait(LIMIT);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("give this PC's key with --key"), "{:?}", text(&o));
+}
