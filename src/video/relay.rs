@@ -6,11 +6,12 @@ use super::channel::Channel;
 use super::sources::{Feed, FeedTx, Ingest, load_config, split_named};
 use crate::cli::seconds;
 use crate::error::Error;
+use crate::keys;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use clap::Parser;
 use edm_cast_proto::Destination;
-use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, DEFAULT_LEASE, LeaseEvent, Leases};
+use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, LeaseConfig, LeaseEvent, Leases};
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::rtp::CLOCK_RATE;
 use edm_cast_proto::video::wire::MAX_CHANNEL_NAME;
@@ -82,17 +83,34 @@ pub struct Args {
     /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    signing: keys::Signing,
 }
 
 /// Relays the channels until Ctrl-C or SIGTERM; prints `--stats` at the end, even after an error.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
     let channels = channels(&args)?;
+    let signer = keys::signer(&args.signing)?;
+    match &signer {
+        Some(s) => eprintln!(
+            "video: signing announcements and replies with key {}",
+            s.key.public().fingerprint()
+        ),
+        None => eprintln!(
+            "video: not signing (--key): viewers cannot tell this relay from a rogue one on the same group"
+        ),
+    }
+    let config = LeaseConfig {
+        grace: args.grace,
+        signer,
+        ..LeaseConfig::default()
+    };
     let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
     let runtime = rt::runtime()?;
     // Sockets and tasks belong to the runtime, so the relay is made inside it.
     let _inside = runtime.enter();
-    let mut relay = Relay::new(net::register(out)?, args.group, args.grace, channels);
+    let mut relay = Relay::new(net::register(out)?, args.group, config, channels);
     let result = runtime.block_on(relay.run());
     for c in &mut relay.channels {
         c.stop_source();
@@ -195,19 +213,14 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(out: UdpSocket, group: Group, grace: Duration, channels: Vec<Channel>) -> Self {
+    fn new(out: UdpSocket, group: Group, config: LeaseConfig, channels: Vec<Channel>) -> Self {
         let now = Instant::now();
         let (feeds, fed) = mpsc::channel(4096);
         Relay {
             out,
             group,
             epoch: now,
-            leases: Leases::new(
-                channels.iter().map(Channel::info),
-                DEFAULT_LEASE,
-                grace,
-                now,
-            ),
+            leases: Leases::new(channels.iter().map(Channel::info), config, now),
             channels,
             feeds,
             fed,
@@ -366,9 +379,15 @@ impl Relay {
         for c in &mut self.channels {
             c.print_stats();
         }
+        let d = self.leases.dropped();
         println!(
-            "control: {} malformed or foreign datagrams dropped",
-            self.leases.dropped().total()
+            "control: {} datagrams dropped ({} malformed or foreign, {} REQUESTs over an address's \
+             rate, {} over the lease table's bounds, {} renewals or LEAVEs from another address)",
+            d.total(),
+            d.foreign + d.version + d.malformed + d.unexpected,
+            d.rate_limited,
+            d.refused,
+            d.wrong_source
         );
     }
 }
