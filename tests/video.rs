@@ -883,3 +883,108 @@ fn video_watch_trusting_a_key_ignores_a_rogue_relay() {
     );
     assert!(n >= 60, "{n} frames\n{context}");
 }
+
+/// Who may feed a channel, on loopback: `pi` names its camera (127.0.0.2), `any` does not. A
+/// student's PC (127.0.0.1 here) sending to `pi` is refused from its first datagram; sending to
+/// `any` while the first sender sends, too. `--stats` counts the refusals, and a datagram of start
+/// codes from the camera is cut to the bound, not relayed as 13,000 units. A channel listening on
+/// every interface without a named camera is warned about at start.
+#[test]
+fn video_ingest_takes_only_the_named_camera() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let group: std::net::SocketAddrV4 = "239.255.50.1:5490".parse().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        })
+        .collect();
+    let announces = std::net::UdpSocket::bind(group).unwrap();
+    announces
+        .join_multicast_v4(group.ip(), &std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    announces
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "3", bin(), "video", "--iface", "lo"])
+            .args(["--group", &group.to_string(), "--stats"])
+            .args(["--from", "pi", "--source"])
+            .arg(format!("pi=udp://127.0.0.2@127.0.0.1:{}", ports[0]))
+            .args(["--from", "any", "--source"])
+            .arg(format!("any=udp://127.0.0.1:{}", ports[1]))
+            .args(["--from", "open", "--source", "open=udp://:0"]),
+    );
+    announces
+        .recv_from(&mut [0u8; 2048])
+        .expect("an announcement");
+    let camera = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let student = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let frame = [0, 0, 0, 1, 0x65, 0x88, 1, 2, 3];
+    for i in 0..200 {
+        student.send_to(&frame, ("127.0.0.1", ports[0])).unwrap();
+        if i < 50 {
+            camera.send_to(&frame, ("127.0.0.1", ports[0])).unwrap();
+            camera.send_to(&frame, ("127.0.0.1", ports[1])).unwrap();
+        }
+        student.send_to(&frame, ("127.0.0.1", ports[1])).unwrap();
+        // In batches the relay's socket buffers hold even when the machine is busy.
+        if i % 25 == 24 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Once the socket buffer has room again for 64 kB.
+    std::thread::sleep(Duration::from_millis(300));
+    let flood: Vec<u8> = [0, 0, 1, 0x65, 0x88].repeat(13_000);
+    camera.send_to(&flood, ("127.0.0.1", ports[0])).unwrap();
+    let out = relay.wait(Duration::from_secs(10));
+    let (stats, log) = text(&out);
+    println!("{stats}");
+    let line = |name: &str| {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} line in {stats}\n{log}"))
+            .to_owned()
+    };
+    let (pi, any) = (line("pi"), line("any"));
+    assert!(pi.starts_with("pi: 51 ingest datagrams"), "{pi}\n{log}");
+    assert!(
+        pi.contains("refused: 200 datagrams from other senders"),
+        "{pi}"
+    );
+    let over: u64 = pi
+        .rsplit("senders, ")
+        .next()
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{pi}"));
+    assert!(over >= 13_000 - 64, "{pi}");
+    // `any` took the camera, whose datagram reached it first, and refused the student while
+    // the camera sent.
+    assert!(
+        any.starts_with("any: 50 ingest datagrams")
+            && any.contains("refused: 200 datagrams from other senders"),
+        "{any}\n{log}"
+    );
+    assert!(
+        log.contains("video: pi: the camera 127.0.0.2 is sending"),
+        "{log}"
+    );
+    assert!(
+        log.contains("video: pi: refusing video from 127.0.0.1: the channel takes 127.0.0.2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("video: any: taking video from 127.0.0.2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("video: open: ANY host on the network can send video to 0.0.0.0:0")
+            && !log.contains("video: pi: ANY host")
+            && !log.contains("video: any: ANY host"),
+        "{log}"
+    );
+}

@@ -3,7 +3,7 @@
 //! processes and the clock.
 
 use super::channel::Channel;
-use super::sources::{Feed, FeedTx, Ingest, load_config, split_named};
+use super::sources::{Feed, FeedTx, Ingest, Listen, load_config, split_named};
 use crate::cli::seconds;
 use crate::error::Error;
 use crate::keys;
@@ -13,11 +13,13 @@ use clap::Parser;
 use edm_cast_proto::Destination;
 use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, LeaseConfig, LeaseEvent, Leases};
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
+use edm_cast_proto::video::ingest::{Admission, SenderFilter};
 use edm_cast_proto::video::rtp::CLOCK_RATE;
 use edm_cast_proto::video::wire::MAX_CHANNEL_NAME;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -267,13 +269,17 @@ impl Relay {
         }
     }
 
-    /// Starts a task per UDP ingest socket (RTSP sources are pulled only while live).
+    /// Starts a task per UDP ingest socket (RTSP sources are pulled only while live). Each task
+    /// drops what its channel's `SenderFilter` refuses before it costs the relay loop anything.
     fn listen(&self) -> Result<(), Error> {
         for (i, c) in self.channels.iter().enumerate() {
-            let addr = match c.ingest {
-                Ingest::AnnexB(a) | Ingest::Rtp(a) => a,
-                Ingest::Rtsp(_) => continue,
+            let Some(listen) = c.ingest.listen() else {
+                continue;
             };
+            if let Some(warning) = c.ingest.warning(&c.name) {
+                eprintln!("{warning}");
+            }
+            let addr = listen.addr;
             let socket = std::net::UdpSocket::bind(addr).map_err(|e| Error::Socket {
                 what: format!("{}: cannot listen on {addr}", c.name),
                 source: e,
@@ -284,11 +290,17 @@ impl Relay {
             })?;
             let socket = net::register(socket)?;
             let feeds = self.feeds.clone();
+            let (name, filter) = (c.name.clone(), c.senders.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
-                while let Ok(n) = socket.recv(&mut buf).await {
+                while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                    let now = Instant::now();
+                    let admission = filter.lock().expect("not poisoned").admit(now, from.ip());
+                    if !admitted(&name, &listen, from, admission, &filter) {
+                        continue;
+                    }
                     let feed = Feed::Datagram(buf[..n].to_vec());
-                    if feeds.send((i, Instant::now(), feed)).await.is_err() {
+                    if feeds.send((i, now, feed)).await.is_err() {
                         return;
                     }
                 }
@@ -389,6 +401,41 @@ impl Relay {
             d.refused,
             d.wrong_source
         );
+    }
+}
+
+/// Whether an ingest datagram from `from` goes on, saying so when a sender is taken and at the
+/// first datagram refused while it sends.
+fn admitted(
+    name: &str,
+    listen: &Listen,
+    from: SocketAddr,
+    admission: Admission,
+    filter: &Mutex<SenderFilter>,
+) -> bool {
+    match admission {
+        Admission::Taken => true,
+        Admission::NewSender => {
+            match listen.camera {
+                Some(_) => eprintln!("video: {name}: the camera {} is sending", from.ip()),
+                None => eprintln!(
+                    "video: {name}: taking video from {} (the first sender; others are refused while it sends)",
+                    from.ip()
+                ),
+            }
+            true
+        }
+        Admission::Refused { first } => {
+            if first {
+                let sender = filter.lock().expect("not poisoned").sender();
+                eprintln!(
+                    "video: {name}: refusing video from {}: the channel takes {} (counted in --stats)",
+                    from.ip(),
+                    sender.map_or_else(|| "its camera".into(), |s| s.to_string())
+                );
+            }
+            false
+        }
     }
 }
 
