@@ -22,9 +22,10 @@ pub const MAX_RTP_PACKET: usize = 1400;
 /// A NAL unit longer than this in an Annex B stream is dropped (a 1080p IDR is a few hundred KB).
 pub const MAX_NAL: usize = 4 << 20;
 /// Most NAL units taken from one ingest datagram: a camera's frame is a handful (SPS, PPS, SEI, a
-/// few slices), while a 64 kB datagram of start codes would otherwise be 16,000 units, each an RTP
-/// packet. The rest of the datagram's units are dropped.
-pub const MAX_NALS_PER_DATAGRAM: usize = 64;
+/// few slices; one slice per macroblock row of a 1080p frame, sent as one datagram, is 70), while
+/// a 64 kB datagram of start codes would otherwise be 16,000 units, each an RTP packet. The rest
+/// of the datagram's units are dropped.
+pub const MAX_NALS_PER_DATAGRAM: usize = 128;
 /// Most NAL units in one access unit (a frame): one slice per macroblock row of a 1080p frame is
 /// 68. The rest of the frame's units are dropped.
 pub const MAX_NALS_PER_FRAME: usize = 256;
@@ -692,9 +693,9 @@ mod tests {
     }
 
     /// One 64 kB datagram of start codes, each unit a one-slice frame: 13,000 units, each an RTP
-    /// packet, before the bound; 64 now. The camera's next frame still comes through.
+    /// packet, before the bound; 128 now. The camera's next frame still comes through.
     #[test]
-    fn a_datagram_of_start_codes_gives_at_most_64_units() {
+    fn a_datagram_of_start_codes_gives_at_most_128_units() {
         let now = Instant::now();
         let flood: Vec<u8> = [0, 0, 1, 0x65, 0x88].repeat(13_000);
         let mut a = AnnexB::default();
@@ -749,9 +750,9 @@ mod tests {
         assert!(a.over_bounds >= 3, "{}", a.over_bounds);
     }
 
-    /// A STAP-A of 400 one-byte units in one RTP packet: 64 come out.
+    /// A STAP-A of 400 one-byte units in one RTP packet: 128 come out.
     #[test]
-    fn a_stap_a_of_many_units_gives_at_most_64() {
+    fn a_stap_a_of_many_units_gives_at_most_128() {
         let h = RtpHeader {
             marker: true,
             payload_type: 96,
