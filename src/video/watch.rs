@@ -393,8 +393,8 @@ impl Watching {
         }
         let s = &self.playout.stats;
         eprintln!(
-            "watch: {} packets forwarded; {} received, {} repaired, {} lost, {} dropped",
-            self.forwarded, s.received, s.recovered, s.lost, s.dropped
+            "watch: {} packets forwarded; {} received, {} repaired, {} lost, {} dropped, {} over the bounds",
+            self.forwarded, s.received, s.recovered, s.lost, s.dropped, s.refused
         );
     }
 }
