@@ -114,12 +114,11 @@ impl FromStr for Ingest {
 
 impl std::fmt::Display for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self {
-            Ingest::AnnexB(_) => "raw H.264",
-            Ingest::Rtp(_) => "RTP",
+        let (what, l) = match self {
+            Ingest::AnnexB(l) => ("raw H.264", l),
+            Ingest::Rtp(l) => ("RTP", l),
             Ingest::Rtsp(u) => return write!(f, "RTSP from {u}"),
         };
-        let l = self.listen().expect("pushed");
         write!(f, "{what} on {}://{}", self.scheme(), l.addr)?;
         match l.camera {
             Some(camera) => write!(f, " from {camera} only"),

@@ -10,6 +10,7 @@ use crate::counters::Counters;
 use crate::file::sender::Destination;
 use crate::limit::TokenBucket;
 use crate::video::wire::{ChannelInfo, Control, Refusal};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -187,8 +188,9 @@ impl Leases {
         &self.dropped
     }
 
-    /// Takes one datagram from the control socket: a REQUEST is granted or refused (its REPLY
-    /// waits in `poll_transmit`), a LEAVE ends a lease; anything else is counted and dropped.
+    /// Takes one datagram from the control socket: a REQUEST is granted, or refused for an
+    /// unknown channel (its REPLY waits in `poll_transmit`), or past the bounds counted and
+    /// dropped without a REPLY; a LEAVE ends a lease; anything else is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         match Control::parse(bytes) {
             Ok(Control::Request { viewer, channel }) => {
@@ -222,12 +224,12 @@ impl Leases {
         let full = self.addresses.len() >= MAX_ADDRESSES;
         let config = &self.config;
         let address = match self.addresses.entry(ip) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(_) if full => {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if full => {
                 self.dropped.refused += 1;
                 return false;
             }
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(Address {
+            Entry::Vacant(e) => e.insert(Address {
                 bucket: TokenBucket::new(now, config.request_rate, config.request_burst),
                 leases: 0,
             }),

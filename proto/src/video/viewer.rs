@@ -248,6 +248,11 @@ impl Viewer {
             return Signed::Unchecked;
         };
         let only = self.relay_key.map(|(key, _)| key);
+        // The time of a signature the trust set accepts (an unsigned trailer is refused by it).
+        let time_ms = match auth {
+            Auth::Signed { time_ms, .. } => *time_ms,
+            Auth::Unsigned => 0,
+        };
         let key = match trust.check(now, bytes, auth, only.as_ref()) {
             Ok(key) => key,
             Err(r) => {
@@ -257,9 +262,6 @@ impl Viewer {
                 }
                 return Signed::Refused;
             }
-        };
-        let Auth::Signed { time_ms, .. } = *auth else {
-            unreachable!("a trailer the trust set accepted is signed")
         };
         let from_relay = self.relay() == Some(from);
         match &mut self.relay_key {
