@@ -359,6 +359,11 @@ fn video_cli_errors_are_one_line() {
         "1",
     ]);
     assert!(e.contains("no relay heard"), "{e}");
+    // No --trust and no trusted key installed: it says it takes any relay, and how to pin one.
+    assert!(
+        e.contains("no trusted key: taking any relay that announces 'pi'") && e.contains("--trust"),
+        "{e}"
+    );
 }
 
 /// A minimal RTSP server (RFC 2326) standing in for MediaMTX's rpiCamera: DESCRIBE with the SPS
@@ -392,7 +397,11 @@ fn base64(data: &[u8]) -> String {
 impl FakeRtsp {
     fn start(clip: &Path) -> FakeRtsp {
         let mut annexb = AnnexB::default();
-        annexb.push(Instant::now(), &std::fs::read(clip).unwrap());
+        // In datagrams, as the fake Pi sends it (pkt_size=1316): a splitter takes at most 128 units
+        // from one datagram (VIDEO.md section 7), and the whole clip is hundreds.
+        for chunk in std::fs::read(clip).unwrap().chunks(1316) {
+            annexb.push(Instant::now(), chunk);
+        }
         let (mut sps, mut pps) = (Vec::new(), Vec::new());
         let mut pz = Packetizer::new(0x5EED, 1000);
         let mut frames: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
@@ -646,7 +655,7 @@ fn video_relay_survives_garbage() {
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     // Make both channels live: REQUESTs from viewer 1.
     for name in [b"rtp", b"raw"] {
-        let mut request = vec![0xED, 0x56, 1, 0x22, 0, 0, 0, 0, 0, 0, 0, 1, 3];
+        let mut request = vec![0xED, 0x56, 2, 0x22, 0, 0, 0, 0, 0, 0, 0, 1, 3];
         request.extend_from_slice(name);
         tx.send_to(&request, control).unwrap();
     }
@@ -676,7 +685,7 @@ fn video_relay_survives_garbage() {
             }
             _ => {
                 if d.len() > 4 {
-                    d[..3].copy_from_slice(&[0xED, 0x56, 1]);
+                    d[..3].copy_from_slice(&[0xED, 0x56, 2]);
                 }
                 tx.send_to(&d, control).unwrap();
             }
@@ -762,4 +771,224 @@ fn video_watch_starts_a_player_or_prints_the_command() {
         "{log}"
     );
     drop(relay);
+}
+
+/// `edm-cast keygen PATH`: the public key (stdout) and its fingerprint (stderr).
+fn keygen(path: &Path) -> (String, String) {
+    let out = Command::new(bin())
+        .arg("keygen")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keygen: {:?}", text(&out));
+    let (public, log) = text(&out);
+    let fingerprint = log
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint "))
+        .expect("keygen prints the fingerprint")
+        .to_owned();
+    (public.trim().to_owned(), fingerprint)
+}
+
+/// Signed video on loopback: a relay with `--key` fed by the fake Pi, and a rogue relay (another
+/// `video`, with another key) that announces the same channel on the same group first. `watch
+/// --trust` with the relay's public key follows the relay only: its log names the relay's key,
+/// it never moves to the rogue (which never starts: no REQUEST reached it), it counts the rogue's
+/// announcements as signed by another key, and what it forwards is the clip, bit for bit.
+#[test]
+fn video_watch_trusting_a_key_ignores_a_rogue_relay() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        assert!(
+            std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+            "ffmpeg is required here"
+        );
+        eprintln!("skipping the signed video test: ffmpeg is not installed");
+        return;
+    }
+    let dir = TempDir::new("signed");
+    let (teacher, teacher_fp) = keygen(&dir.path().join("teacher.key"));
+    let (_, rogue_fp) = keygen(&dir.path().join("rogue.key"));
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    let group = "239.255.48.1:5470";
+    let ingest = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let relay = |name: &str, key: &str, source: &str, secs: &str| {
+        Proc::spawn(
+            name,
+            Command::new("timeout")
+                .args(["-s", "INT", secs, bin(), "video", "--iface", "lo"])
+                .args(["--group", group, "--from", "pi", "--grace", "1", "--key"])
+                .arg(dir.path().join(key))
+                .args(["--source", &format!("pi=udp://{source}")]),
+        )
+    };
+    let rogue = relay("rogue relay", "rogue.key", "127.0.0.1:0", "11");
+    std::thread::sleep(Duration::from_millis(300));
+    let sdp = dir.path().join("pi.sdp");
+    let watch = Proc::spawn(
+        "watch",
+        Command::new("timeout")
+            .args(["-s", "TERM", "9", bin(), "watch", "pi", "--iface", "lo"])
+            .args([
+                "--group", group, "--port", "6414", "--trust", &teacher, "--sdp",
+            ])
+            .arg(&sdp),
+    );
+    // The rogue has announced for a second before the teacher's relay starts.
+    std::thread::sleep(Duration::from_millis(1200));
+    let real = relay("relay", "teacher.key", &ingest.to_string(), "10");
+    let pi = Proc::spawn(
+        "fake pi",
+        Command::new("timeout")
+            .args(["7"])
+            .arg(tool("fakepi.sh"))
+            .arg("raw")
+            .arg(&clip)
+            .arg(ingest.to_string()),
+    );
+    let out = dir.path().join("pi.h264");
+    capture(&mut Command::new("env"), "capture", &sdp, &out, 6.0).wait(Duration::from_secs(15));
+    let watch_log = text(&watch.wait(Duration::from_secs(15))).1;
+    drop(pi);
+    let relay_log = text(&real.wait(Duration::from_secs(15))).1;
+    let rogue_log = text(&rogue.wait(Duration::from_secs(15))).1;
+    let context = format!("watch:\n{watch_log}\nrelay:\n{relay_log}\nrogue:\n{rogue_log}");
+    assert!(
+        relay_log.contains(&format!(
+            "signing announcements and replies with key {teacher_fp}"
+        )) && rogue_log.contains(&rogue_fp),
+        "{context}"
+    );
+    assert!(
+        watch_log.contains(&format!("the relay signs with key {teacher_fp} (trusted)")),
+        "{context}"
+    );
+    assert!(!watch_log.contains("the relay is now at"), "{context}");
+    assert!(relay_log.contains("pi: started"), "{context}");
+    assert!(!rogue_log.contains("pi: started"), "{context}");
+    let rejected = watch_log
+        .lines()
+        .find_map(|l| l.split(" unsigned, ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no drop counts\n{context}"));
+    assert!(
+        rejected >= 5,
+        "the rogue's announcements: {rejected}\n{context}"
+    );
+    let got = frames(&out);
+    let (first, n) = bit_exact(&source, &got).unwrap_or_else(|e| panic!("{e}\n{context}"));
+    println!(
+        "signed: {n} frames bit-exact from clip frame {first}; {rejected} rogue announcements refused"
+    );
+    assert!(n >= 60, "{n} frames\n{context}");
+}
+
+/// Who may feed a channel, on loopback: `pi` names its camera (127.0.0.2), `any` does not. A
+/// student's PC (127.0.0.1 here) sending to `pi` is refused from its first datagram; sending to
+/// `any` while the first sender sends, too. `--stats` counts the refusals, and a datagram of start
+/// codes from the camera is cut to the bound, not relayed as 13,000 units. A channel listening on
+/// every interface without a named camera is warned about at start.
+#[test]
+fn video_ingest_takes_only_the_named_camera() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let group: std::net::SocketAddrV4 = "239.255.50.1:5490".parse().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        })
+        .collect();
+    let announces = std::net::UdpSocket::bind(group).unwrap();
+    announces
+        .join_multicast_v4(group.ip(), &std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    announces
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "3", bin(), "video", "--iface", "lo"])
+            .args(["--group", &group.to_string(), "--stats"])
+            .args(["--from", "pi", "--source"])
+            .arg(format!("pi=udp://127.0.0.2@127.0.0.1:{}", ports[0]))
+            .args(["--from", "any", "--source"])
+            .arg(format!("any=udp://127.0.0.1:{}", ports[1]))
+            .args(["--from", "open", "--source", "open=udp://:0"]),
+    );
+    announces
+        .recv_from(&mut [0u8; 2048])
+        .expect("an announcement");
+    let camera = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let student = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let frame = [0, 0, 0, 1, 0x65, 0x88, 1, 2, 3];
+    for i in 0..200 {
+        student.send_to(&frame, ("127.0.0.1", ports[0])).unwrap();
+        if i < 50 {
+            camera.send_to(&frame, ("127.0.0.1", ports[0])).unwrap();
+            camera.send_to(&frame, ("127.0.0.1", ports[1])).unwrap();
+        }
+        student.send_to(&frame, ("127.0.0.1", ports[1])).unwrap();
+        // In batches the relay's socket buffers hold even when the machine is busy.
+        if i % 25 == 24 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Once the socket buffer has room again for 64 kB.
+    std::thread::sleep(Duration::from_millis(300));
+    let flood: Vec<u8> = [0, 0, 1, 0x65, 0x88].repeat(13_000);
+    camera.send_to(&flood, ("127.0.0.1", ports[0])).unwrap();
+    let out = relay.wait(Duration::from_secs(10));
+    let (stats, log) = text(&out);
+    println!("{stats}");
+    let line = |name: &str| {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} line in {stats}\n{log}"))
+            .to_owned()
+    };
+    let (pi, any) = (line("pi"), line("any"));
+    assert!(pi.starts_with("pi: 51 ingest datagrams"), "{pi}\n{log}");
+    assert!(
+        pi.contains("refused: 200 datagrams from other senders"),
+        "{pi}"
+    );
+    let over: u64 = pi
+        .rsplit("senders, ")
+        .next()
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{pi}"));
+    assert!(over >= 13_000 - 128, "{pi}");
+    // `any` took the camera, whose datagram reached it first, and refused the student while
+    // the camera sent.
+    assert!(
+        any.starts_with("any: 50 ingest datagrams")
+            && any.contains("refused: 200 datagrams from other senders"),
+        "{any}\n{log}"
+    );
+    assert!(
+        log.contains("video: pi: the camera 127.0.0.2 is sending"),
+        "{log}"
+    );
+    assert!(
+        log.contains("video: pi: refusing video from 127.0.0.1: the channel takes 127.0.0.2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("video: any: taking video from 127.0.0.2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("video: open: ANY host on the network can send video to 0.0.0.0:0")
+            && !log.contains("video: pi: ANY host")
+            && !log.contains("video: any: ANY host"),
+        "{log}"
+    );
 }

@@ -8,10 +8,12 @@ use super::sources::{FeedTx, Ingest};
 use crate::rt;
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
+use edm_cast_proto::video::ingest::SenderFilter;
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::wire::ChannelInfo;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Child;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One relayed source.
@@ -20,6 +22,8 @@ pub(super) struct Channel {
     /// The channel's own multicast group: RTP to `MEDIA_PORT`, REPAIR to `REPAIR_PORT`.
     group: Ipv4Addr,
     pub(super) ingest: Ingest,
+    /// Who may feed a pushed source: its ingest task admits datagrams, `--stats` reads the count.
+    pub(super) senders: Arc<Mutex<SenderFilter>>,
     on_demand: Option<String>,
     child: Option<Child>,
     puller: Option<tokio::task::JoinHandle<()>>,
@@ -72,9 +76,11 @@ impl Channel {
         on_demand: Option<String>,
         fec: Option<FecConfig>,
     ) -> Self {
+        let camera = ingest.listen().and_then(|l| l.camera);
         Channel {
             name,
             group,
+            senders: Arc::new(Mutex::new(SenderFilter::new(camera))),
             ingest,
             on_demand,
             child: None,
@@ -220,7 +226,8 @@ impl Channel {
         };
         println!(
             "{}: {} ingest datagrams ({} malformed), {} starts; {} RTP packets ({} bytes), {} repair \
-             packets ({} bytes), FEC overhead {:.1}%; relay latency p50 {:.3} ms p99 {:.3} ms",
+             packets ({} bytes), FEC overhead {:.1}%; relay latency p50 {:.3} ms p99 {:.3} ms; \
+             refused: {} datagrams from other senders, {} NAL units over the bounds",
             self.name,
             s.datagrams,
             // Unparsable RTP, broken fragments and oversized NAL units.
@@ -233,6 +240,8 @@ impl Channel {
             100.0 * s.repair_bytes as f64 / s.rtp_bytes.max(1) as f64,
             pct(0.5),
             pct(0.99),
+            self.senders.lock().expect("not poisoned").refused,
+            self.annexb.over_bounds + self.depacketizer.over_bounds,
         );
     }
 }

@@ -3,20 +3,23 @@
 //! processes and the clock.
 
 use super::channel::Channel;
-use super::sources::{Feed, FeedTx, Ingest, load_config, split_named};
+use super::sources::{Feed, FeedTx, Ingest, Listen, load_config, split_named};
 use crate::cli::seconds;
 use crate::error::Error;
+use crate::keys;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use clap::Parser;
 use edm_cast_proto::Destination;
-use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, DEFAULT_LEASE, LeaseEvent, Leases};
+use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, LeaseConfig, LeaseEvent, Leases};
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
+use edm_cast_proto::video::ingest::{Admission, SenderFilter};
 use edm_cast_proto::video::rtp::CLOCK_RATE;
 use edm_cast_proto::video::wire::MAX_CHANNEL_NAME;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -82,17 +85,34 @@ pub struct Args {
     /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    signing: keys::Signing,
 }
 
 /// Relays the channels until Ctrl-C or SIGTERM; prints `--stats` at the end, even after an error.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
     let channels = channels(&args)?;
+    let signer = keys::signer(&args.signing)?;
+    match &signer {
+        Some(s) => eprintln!(
+            "video: signing announcements and replies with key {}",
+            s.key.public().fingerprint()
+        ),
+        None => eprintln!(
+            "video: not signing (--key): viewers cannot tell this relay from a rogue one on the same group"
+        ),
+    }
+    let config = LeaseConfig {
+        grace: args.grace,
+        signer,
+        ..LeaseConfig::default()
+    };
     let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
     let runtime = rt::runtime()?;
     // Sockets and tasks belong to the runtime, so the relay is made inside it.
     let _inside = runtime.enter();
-    let mut relay = Relay::new(net::register(out)?, args.group, args.grace, channels);
+    let mut relay = Relay::new(net::register(out)?, args.group, config, channels);
     let result = runtime.block_on(relay.run());
     for c in &mut relay.channels {
         c.stop_source();
@@ -195,19 +215,14 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(out: UdpSocket, group: Group, grace: Duration, channels: Vec<Channel>) -> Self {
+    fn new(out: UdpSocket, group: Group, config: LeaseConfig, channels: Vec<Channel>) -> Self {
         let now = Instant::now();
         let (feeds, fed) = mpsc::channel(4096);
         Relay {
             out,
             group,
             epoch: now,
-            leases: Leases::new(
-                channels.iter().map(Channel::info),
-                DEFAULT_LEASE,
-                grace,
-                now,
-            ),
+            leases: Leases::new(channels.iter().map(Channel::info), config, now),
             channels,
             feeds,
             fed,
@@ -254,13 +269,17 @@ impl Relay {
         }
     }
 
-    /// Starts a task per UDP ingest socket (RTSP sources are pulled only while live).
+    /// Starts a task per UDP ingest socket (RTSP sources are pulled only while live). Each task
+    /// drops what its channel's `SenderFilter` refuses before it costs the relay loop anything.
     fn listen(&self) -> Result<(), Error> {
         for (i, c) in self.channels.iter().enumerate() {
-            let addr = match c.ingest {
-                Ingest::AnnexB(a) | Ingest::Rtp(a) => a,
-                Ingest::Rtsp(_) => continue,
+            let Some(listen) = c.ingest.listen() else {
+                continue;
             };
+            if let Some(warning) = c.ingest.warning(&c.name) {
+                eprintln!("{warning}");
+            }
+            let addr = listen.addr;
             let socket = std::net::UdpSocket::bind(addr).map_err(|e| Error::Socket {
                 what: format!("{}: cannot listen on {addr}", c.name),
                 source: e,
@@ -271,11 +290,17 @@ impl Relay {
             })?;
             let socket = net::register(socket)?;
             let feeds = self.feeds.clone();
+            let (name, filter) = (c.name.clone(), c.senders.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
-                while let Ok(n) = socket.recv(&mut buf).await {
+                while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                    let now = Instant::now();
+                    let admission = filter.lock().expect("not poisoned").admit(now, from.ip());
+                    if !admitted(&name, &listen, from, admission, &filter) {
+                        continue;
+                    }
                     let feed = Feed::Datagram(buf[..n].to_vec());
-                    if feeds.send((i, Instant::now(), feed)).await.is_err() {
+                    if feeds.send((i, now, feed)).await.is_err() {
                         return;
                     }
                 }
@@ -366,10 +391,51 @@ impl Relay {
         for c in &mut self.channels {
             c.print_stats();
         }
+        let d = self.leases.dropped();
         println!(
-            "control: {} malformed or foreign datagrams dropped",
-            self.leases.dropped().total()
+            "control: {} datagrams dropped ({} malformed or foreign, {} REQUESTs over an address's \
+             rate, {} over the lease table's bounds, {} renewals or LEAVEs from another address)",
+            d.total(),
+            d.foreign + d.version + d.malformed + d.unexpected,
+            d.rate_limited,
+            d.refused,
+            d.wrong_source
         );
+    }
+}
+
+/// Whether an ingest datagram from `from` goes on, saying so when a sender is taken and at the
+/// first datagram refused while it sends.
+fn admitted(
+    name: &str,
+    listen: &Listen,
+    from: SocketAddr,
+    admission: Admission,
+    filter: &Mutex<SenderFilter>,
+) -> bool {
+    match admission {
+        Admission::Taken => true,
+        Admission::NewSender => {
+            match listen.camera {
+                Some(_) => eprintln!("video: {name}: the camera {} is sending", from.ip()),
+                None => eprintln!(
+                    "video: {name}: taking video from {} (the first sender; others are refused while it sends)",
+                    from.ip()
+                ),
+            }
+            true
+        }
+        Admission::Refused { first } => {
+            if first {
+                let sender = filter.lock().expect("not poisoned").sender();
+                eprintln!(
+                    "video: {name}: refusing video from {}: the channel takes {} (counted in --stats)",
+                    from.ip(),
+                    sender.map_or_else(|| "its camera".into(), |s| s.to_string())
+                );
+            }
+            false
+        }
     }
 }
 

@@ -2,17 +2,59 @@
 //! three ways their video comes in (raw H.264 over UDP, RTP, RTSP).
 
 use crate::error::Error;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Ingest {
-    AnnexB(SocketAddr),
-    Rtp(SocketAddr),
+    AnnexB(Listen),
+    Rtp(Listen),
     /// Pulled (RTP over the RTSP connection) only while the channel is live.
     Rtsp(url::Url),
+}
+
+/// Where a pushed source arrives, and from whom it is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Listen {
+    pub(super) addr: SocketAddr,
+    /// The camera's address (`udp://CAMERA@:5000`); without it the first sender is taken and
+    /// kept while it sends (`edm_cast_proto::video::ingest::SenderFilter`).
+    pub(super) camera: Option<IpAddr>,
+}
+
+impl Ingest {
+    /// The socket a pushed source arrives on; None for RTSP, which is pulled.
+    pub(super) fn listen(&self) -> Option<Listen> {
+        match self {
+            Ingest::AnnexB(l) | Ingest::Rtp(l) => Some(*l),
+            Ingest::Rtsp(_) => None,
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self {
+            Ingest::AnnexB(_) => "udp",
+            Ingest::Rtp(_) => "rtp",
+            Ingest::Rtsp(_) => "rtsp",
+        }
+    }
+
+    /// The warning for a pushed source that any host may feed, if it is one: one that names no
+    /// camera and listens beyond this host.
+    pub(super) fn warning(&self, name: &str) -> Option<String> {
+        let l = self.listen().filter(|l| l.camera.is_none())?;
+        if l.addr.ip().is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "video: {name}: ANY host on the network can send video to {}: the first sender is taken and kept while it sends; name the camera so that only it is: --source {name}={}://CAMERA@{}",
+            l.addr,
+            self.scheme(),
+            l.addr
+        ))
+    }
 }
 
 /// What an ingest task hands the relay loop.
@@ -29,7 +71,9 @@ impl FromStr for Ingest {
 
     fn from_str(url: &str) -> Result<Self, String> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            format!("'{url}': expected udp://[ADDR]:PORT, rtp://[ADDR]:PORT or rtsp://...")
+            format!(
+                "'{url}': expected udp://[CAMERA@][ADDR]:PORT, rtp://[CAMERA@][ADDR]:PORT or rtsp://..."
+            )
         })?;
         let make = match scheme {
             "udp" => Ingest::AnnexB,
@@ -46,22 +90,39 @@ impl FromStr for Ingest {
             }
         };
         let rest = rest.trim_end_matches('/');
+        let (camera, rest) = match rest.split_once('@') {
+            Some((camera, rest)) => {
+                let camera = camera.trim_matches(['[', ']']).parse().map_err(|_| {
+                    format!(
+                        "'{url}': '{camera}' is not the camera's IP address (CAMERA@[ADDR]:PORT)"
+                    )
+                })?;
+                (Some(camera), rest)
+            }
+            None => (None, rest),
+        };
         let addr = match rest.strip_prefix(':') {
             Some(port) => format!("0.0.0.0:{port}"),
             None => rest.to_owned(),
         };
-        addr.parse()
-            .map(make)
-            .map_err(|_| format!("'{url}': '{rest}' is not ADDR:PORT or :PORT"))
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("'{url}': '{rest}' is not ADDR:PORT or :PORT"))?;
+        Ok(make(Listen { addr, camera }))
     }
 }
 
 impl std::fmt::Display for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ingest::AnnexB(a) => write!(f, "raw H.264 on udp://{a}"),
-            Ingest::Rtp(a) => write!(f, "RTP on rtp://{a}"),
-            Ingest::Rtsp(u) => write!(f, "RTSP from {u}"),
+        let (what, l) = match self {
+            Ingest::AnnexB(l) => ("raw H.264", l),
+            Ingest::Rtp(l) => ("RTP", l),
+            Ingest::Rtsp(u) => return write!(f, "RTSP from {u}"),
+        };
+        write!(f, "{what} on {}://{}", self.scheme(), l.addr)?;
+        match l.camera {
+            Some(camera) => write!(f, " from {camera} only"),
+            None => write!(f, " from its first sender"),
         }
     }
 }
@@ -110,19 +171,37 @@ mod tests {
         assert_eq!(c["door"].run_on_demand.as_deref(), Some("ffmpeg -i x"));
         assert_eq!(c["bare"], SourceConfig::default());
         assert!(parse_config("[pi]\nurl = 5").is_err());
+        // The camera's address goes in the URL, as on the command line.
+        let c = parse_config("[pi]\nurl = \"udp://10.0.0.7@:5000\"\n").unwrap();
+        let ingest: Ingest = c["pi"].url.as_deref().unwrap().parse().unwrap();
+        assert_eq!(ingest.listen().unwrap().camera, Some([10, 0, 0, 7].into()));
         assert!(parse_config("[pi]\nadress = \"udp://:1\"").is_err());
     }
 
     #[test]
     fn source_urls_parse() {
+        let listen = |addr: &str, camera: Option<&str>| Listen {
+            addr: addr.parse().unwrap(),
+            camera: camera.map(|c| c.parse().unwrap()),
+        };
         assert_eq!(
             "udp://:5000".parse::<Ingest>(),
-            Ok(Ingest::AnnexB("0.0.0.0:5000".parse().unwrap()))
+            Ok(Ingest::AnnexB(listen("0.0.0.0:5000", None)))
         );
         assert_eq!(
             "rtp://127.0.0.1:5002/".parse::<Ingest>(),
-            Ok(Ingest::Rtp("127.0.0.1:5002".parse().unwrap()))
+            Ok(Ingest::Rtp(listen("127.0.0.1:5002", None)))
         );
+        assert_eq!(
+            "udp://10.0.0.7@:5000".parse::<Ingest>(),
+            Ok(Ingest::AnnexB(listen("0.0.0.0:5000", Some("10.0.0.7"))))
+        );
+        assert_eq!(
+            "rtp://[fe80::1]@127.0.0.1:5002".parse::<Ingest>(),
+            Ok(Ingest::Rtp(listen("127.0.0.1:5002", Some("fe80::1"))))
+        );
+        let e = "udp://pi.local@:5000".parse::<Ingest>().unwrap_err();
+        assert!(e.contains("not the camera's IP address"), "{e}");
         assert_eq!(
             "rtsp://pi:8554/cam".parse::<Ingest>(),
             Ok(Ingest::Rtsp("rtsp://pi:8554/cam".parse().unwrap()))

@@ -5,9 +5,11 @@
 use super::relay::parse_group;
 use crate::cli::seconds;
 use crate::error::Error;
+use crate::keys;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown, Stop};
 use clap::Parser;
+use edm_cast_proto::auth;
 use edm_cast_proto::video::fec::Playout;
 use edm_cast_proto::video::h264::rtp_starts_keyframe;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig, ViewerEvent};
@@ -43,6 +45,8 @@ pub struct Args {
     /// Seconds to wait for the relay's announcement and reply.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     timeout: Duration,
+    #[command(flatten)]
+    trusting: keys::Trusting,
 }
 
 fn socket_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -107,10 +111,17 @@ async fn watch(args: Args, iface: Ipv4Addr) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let mut lease = Lease::open(&args, iface)?;
     let info = lease.join().await?;
+    if let Some(key) = lease.viewer.signed_by() {
+        eprintln!(
+            "watch: the relay signs with key {} (trusted)",
+            auth::fingerprint(&key)
+        );
+    }
     let mut watching = Watching::start(&args, iface, &info, lease.relay(), started)?;
     let code = watching.run(&mut lease).await;
     lease.leave().await;
     watching.finish();
+    lease.print_dropped();
     code
 }
 
@@ -130,12 +141,20 @@ struct Lease {
 impl Lease {
     /// Listens for the relay's announcements; the `--timeout` runs from now.
     fn open(args: &Args, iface: Ipv4Addr) -> Result<Self, Error> {
+        let trust = keys::trust(&args.trusting)?;
+        if trust.is_none() {
+            eprintln!(
+                "watch: no trusted key: taking any relay that announces '{}' (pin the teacher's with --trust edm1-... or /etc/edm-cast/trusted)",
+                args.name
+            );
+        }
         let announces = net::register(net::group_socket(args.group, iface)?)?;
         let config = ViewerConfig {
             id: rt::random_u64(),
             channel: args.name.clone(),
             group: args.group.0,
             timeout: args.timeout,
+            trust,
         };
         Ok(Lease {
             viewer: Viewer::new(config, Instant::now()),
@@ -216,6 +235,20 @@ impl Lease {
     async fn leave(&mut self) {
         self.viewer.leave();
         self.send().await;
+    }
+
+    /// What the control side dropped, on exit.
+    fn print_dropped(&self) {
+        let d = self.viewer.dropped();
+        eprintln!(
+            "watch: control: {} datagrams dropped ({} unsigned, {} signed by another key, {} forged, {} stale or replayed, {} from another address)",
+            d.total(),
+            d.unsigned,
+            d.unknown_key,
+            d.forged,
+            d.stale,
+            d.wrong_source
+        );
     }
 }
 
@@ -360,8 +393,8 @@ impl Watching {
         }
         let s = &self.playout.stats;
         eprintln!(
-            "watch: {} packets forwarded; {} received, {} repaired, {} lost, {} dropped",
-            self.forwarded, s.received, s.recovered, s.lost, s.dropped
+            "watch: {} packets forwarded; {} received, {} repaired, {} lost, {} dropped, {} over the bounds",
+            self.forwarded, s.received, s.recovered, s.lost, s.dropped, s.refused
         );
     }
 }

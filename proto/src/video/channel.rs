@@ -1,13 +1,18 @@
 //! The relay's side of the channels (VIDEO.md sections 5 and 6): it announces its channels on the
 //! group, answers each viewer's REQUEST (repeated as its lease renewal) with a REPLY, starts
 //! relaying a channel on its first lease, and stops it a grace period after the last one lapsed
-//! or left (LEAVE). The viewer's side is `super::viewer`.
+//! or left (LEAVE). With a key it signs ANNOUNCE and REPLY. Anyone on the LAN can send REQUESTs,
+//! so the lease table is bounded per channel and per address, and REQUESTs pass a token bucket
+//! per address (VIDEO.md, "Bounds"). The viewer's side is `super::viewer`.
 
+use crate::auth::{Seal, Signer};
 use crate::counters::Counters;
 use crate::file::sender::Destination;
+use crate::limit::TokenBucket;
 use crate::video::wire::{ChannelInfo, Control, Refusal};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// How long a lease lasts unless renewed.
@@ -16,6 +21,45 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(6);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// How often the relay announces its channels: a viewer finds the relay within this long.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// Source addresses the relay keeps a token bucket for. An address holding a lease is always
+/// kept; one whose bucket has refilled and holds none is forgotten within `PRUNE_EVERY`.
+pub const MAX_ADDRESSES: usize = 4096;
+/// How often addresses that can be forgotten are.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// How the relay runs its channels, and how much it takes from the network.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// How long a granted lease lasts (REPLY's `lease_ms`).
+    pub lease: Duration,
+    /// How long a channel keeps relaying after its last lease ended.
+    pub grace: Duration,
+    /// Signs ANNOUNCE and REPLY, if given: viewers that trust its key follow this relay only.
+    pub signer: Option<Signer>,
+    /// Leases held on one channel at once: a classroom is tens of viewers.
+    pub max_viewers: usize,
+    /// Leases one source address holds, all channels together (several `watch` on one PC).
+    pub max_per_address: usize,
+    /// REQUESTs an address may send per second (a viewer sends 2 until granted, then one every
+    /// 2 s) ...
+    pub request_rate: f64,
+    /// ... and at once.
+    pub request_burst: f64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            lease: DEFAULT_LEASE,
+            grace: DEFAULT_GRACE,
+            signer: None,
+            max_viewers: 512,
+            max_per_address: 8,
+            request_rate: 10.0,
+            request_burst: 20.0,
+        }
+    }
+}
 
 /// What the relay must do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,34 +70,61 @@ pub enum LeaseEvent {
     Stop(String),
 }
 
+/// One viewer's lease.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    expires: Instant,
+    /// Where its REQUESTs come from: renewals and LEAVE are taken from there only.
+    from: IpAddr,
+}
+
 /// One offered channel and who holds a lease on it.
 #[derive(Debug)]
 struct Channel {
     /// As announced; `live` is this table's to set.
     info: ChannelInfo,
-    /// Viewer id → lease expiry.
-    viewers: HashMap<u64, Instant>,
+    /// Viewer id → lease.
+    viewers: HashMap<u64, Lease>,
     /// When the last lease ended, while the channel is live without viewers.
     idle_since: Option<Instant>,
+}
+
+/// One source address: its REQUEST bucket and how many leases it holds.
+#[derive(Debug)]
+struct Address {
+    bucket: TokenBucket,
+    leases: usize,
+}
+
+/// Why a REQUEST is not granted.
+enum Denied {
+    /// No such channel: the REPLY says so.
+    Unknown,
+    /// Over a bound of the table (or the viewer id is held from another address): no REPLY.
+    Refused,
 }
 
 /// The relay's control state machine: its channels, their leases and the datagrams that go with
 /// them. One per relay; several channels run at once, each with its own leases.
 ///
 /// - Getters: `channels` (as announced, `live` included), `is_live`, `viewers`, `lease`,
-///   `dropped` (datagrams that were not a valid REQUEST or LEAVE).
+///   `dropped` (datagrams that were not a valid REQUEST or LEAVE, and REQUESTs refused by the
+///   bounds: `refused`, `rate_limited`, `wrong_source`).
 /// - Inputs: `handle_datagram(now, from, bytes)` for every datagram on the relay's control
 ///   socket; `handle_timeout(now)` once `poll_timeout` has passed.
 /// - Commands: none; the viewers' datagrams and the clock drive it all.
 /// - Outputs: `poll_transmit(now, buf)` gives each REPLY (to the REQUEST's source) and, every
-///   `ANNOUNCE_EVERY`, an ANNOUNCE to the group; `poll_timeout()` the next announcement, lease
-///   expiry or end of a grace period; `poll_event()` a `LeaseEvent` to start or stop a channel.
+///   `ANNOUNCE_EVERY`, an ANNOUNCE to the group, signed when the config has a signer;
+///   `poll_timeout()` the next announcement, lease expiry or end of a grace period;
+///   `poll_event()` a `LeaseEvent` to start or stop a channel.
 #[derive(Debug)]
 pub struct Leases {
-    lease: Duration,
-    grace: Duration,
+    config: LeaseConfig,
     /// In the order they are announced (and numbered: channel i is on the group address + 1 + i).
     channels: Vec<Channel>,
+    /// Every address a REQUEST came from lately, or that holds a lease.
+    addresses: HashMap<IpAddr, Address>,
+    next_prune: Instant,
     next_announce: Instant,
     replies: VecDeque<(SocketAddr, Control)>,
     events: VecDeque<LeaseEvent>,
@@ -64,13 +135,11 @@ impl Leases {
     /// A relay offering `channels` (all idle); its first ANNOUNCE is due at `now`.
     pub fn new(
         channels: impl IntoIterator<Item = ChannelInfo>,
-        lease: Duration,
-        grace: Duration,
+        config: LeaseConfig,
         now: Instant,
     ) -> Self {
         Leases {
-            lease,
-            grace,
+            config,
             channels: channels
                 .into_iter()
                 .map(|info| Channel {
@@ -82,6 +151,8 @@ impl Leases {
                     idle_since: None,
                 })
                 .collect(),
+            addresses: HashMap::new(),
+            next_prune: now + PRUNE_EVERY,
             next_announce: now,
             replies: VecDeque::new(),
             events: VecDeque::new(),
@@ -91,7 +162,7 @@ impl Leases {
 
     /// How long a granted lease lasts (REPLY's `lease_ms`).
     pub fn lease(&self) -> Duration {
-        self.lease
+        self.config.lease
     }
 
     /// The channels as the next ANNOUNCE lists them, in the order given to `new`.
@@ -109,55 +180,127 @@ impl Leases {
         self.find(channel).map_or(0, |c| c.viewers.len())
     }
 
-    /// Datagrams dropped: not video control at all, malformed, or a type the relay does not take.
+    /// Datagrams dropped: not video control at all, malformed, or a type the relay does not take
+    /// (`malformed`, `foreign`, `version`, `unexpected`); REQUESTs over an address's rate
+    /// (`rate_limited`) or over the table's bounds (`refused`); renewals and LEAVEs of a lease
+    /// from another address than its REQUESTs' (`wrong_source`).
     pub fn dropped(&self) -> &Counters {
         &self.dropped
     }
 
-    /// Takes one datagram from the control socket: a REQUEST is granted or refused (its REPLY
-    /// waits in `poll_transmit`), a LEAVE ends a lease; anything else is counted and dropped.
+    /// Takes one datagram from the control socket: a REQUEST is granted, or refused for an
+    /// unknown channel (its REPLY waits in `poll_transmit`), or past the bounds counted and
+    /// dropped without a REPLY; a LEAVE ends a lease; anything else is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         match Control::parse(bytes) {
             Ok(Control::Request { viewer, channel }) => {
-                let result = if self.request(now, viewer, &channel) {
-                    Ok(self.find(&channel).expect("granted").info.clone())
-                } else {
-                    Err(Refusal::UnknownChannel)
+                // The bucket first: what follows costs a table update and a signature.
+                if !self.take_token(now, from.ip()) {
+                    return;
+                }
+                let result = match self.grant(now, from.ip(), viewer, &channel) {
+                    Ok(()) => Ok(self.find(&channel).expect("granted").info.clone()),
+                    Err(Denied::Unknown) => Err(Refusal::UnknownChannel),
+                    Err(Denied::Refused) => return,
                 };
                 let reply = Control::Reply {
                     viewer,
-                    lease_ms: self.lease.as_millis() as u32,
+                    lease_ms: self.config.lease.as_millis() as u32,
                     result,
                 };
                 self.replies.push_back((from, reply));
             }
-            Ok(Control::Leave { viewer, channel }) => self.leave(now, viewer, &channel),
+            Ok(Control::Leave { viewer, channel }) => {
+                self.end_lease(now, from.ip(), viewer, &channel)
+            }
             Ok(Control::Announce { .. } | Control::Reply { .. }) => self.dropped.unexpected += 1,
             Err(e) => self.dropped.parse_error(e),
         }
     }
 
-    /// Grants or renews `viewer`'s lease on `channel`; false if there is no such channel.
-    fn request(&mut self, now: Instant, viewer: u64, channel: &str) -> bool {
-        let lease = self.lease;
-        let Some(c) = self.find_mut(channel) else {
-            return false;
+    /// Takes a token from `ip`'s bucket (made on its first REQUEST, if the table has room);
+    /// counts the REQUEST as dropped if there is none.
+    fn take_token(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let full = self.addresses.len() >= MAX_ADDRESSES;
+        let config = &self.config;
+        let address = match self.addresses.entry(ip) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if full => {
+                self.dropped.refused += 1;
+                return false;
+            }
+            Entry::Vacant(e) => e.insert(Address {
+                bucket: TokenBucket::new(now, config.request_rate, config.request_burst),
+                leases: 0,
+            }),
         };
-        c.viewers.insert(viewer, now + lease);
+        let ok = address.bucket.take(now);
+        if !ok {
+            self.dropped.rate_limited += 1;
+        }
+        ok
+    }
+
+    /// Grants or renews `viewer`'s lease on `channel`, within the table's bounds.
+    fn grant(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        viewer: u64,
+        channel: &str,
+    ) -> Result<(), Denied> {
+        let (lease, max_viewers) = (self.config.lease, self.config.max_viewers);
+        let max_per_address = self.config.max_per_address;
+        let Some(i) = self.channels.iter().position(|c| c.info.name == channel) else {
+            return Err(Denied::Unknown);
+        };
+        let c = &mut self.channels[i];
+        match c.viewers.get_mut(&viewer) {
+            Some(l) if l.from != from => {
+                self.dropped.wrong_source += 1;
+                return Err(Denied::Refused);
+            }
+            Some(l) => l.expires = now + lease,
+            None => {
+                let held = self.addresses.get(&from).map_or(0, |a| a.leases);
+                if c.viewers.len() >= max_viewers || held >= max_per_address {
+                    self.dropped.refused += 1;
+                    return Err(Denied::Refused);
+                }
+                c.viewers.insert(
+                    viewer,
+                    Lease {
+                        expires: now + lease,
+                        from,
+                    },
+                );
+                if let Some(a) = self.addresses.get_mut(&from) {
+                    a.leases += 1;
+                }
+            }
+        }
         c.idle_since = None;
         if !c.info.live {
             c.info.live = true;
             self.events.push_back(LeaseEvent::Start(channel.to_owned()));
         }
-        true
+        Ok(())
     }
 
-    fn leave(&mut self, now: Instant, viewer: u64, channel: &str) {
-        if let Some(c) = self.find_mut(channel)
-            && c.viewers.remove(&viewer).is_some()
-            && c.viewers.is_empty()
-        {
-            c.idle_since = Some(now);
+    fn end_lease(&mut self, now: Instant, from: IpAddr, viewer: u64, channel: &str) {
+        let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) else {
+            return;
+        };
+        match c.viewers.get(&viewer) {
+            Some(l) if l.from != from => self.dropped.wrong_source += 1,
+            Some(_) => {
+                c.viewers.remove(&viewer);
+                if c.viewers.is_empty() {
+                    c.idle_since = Some(now);
+                }
+                release(&mut self.addresses, from);
+            }
+            None => {}
         }
     }
 
@@ -166,21 +309,28 @@ impl Leases {
         for c in &mut self.channels {
             let before = c.viewers.len();
             let mut last_end = None;
-            c.viewers.retain(|_, end| {
-                let keep = *end > now;
+            let addresses = &mut self.addresses;
+            c.viewers.retain(|_, l| {
+                let keep = l.expires > now;
                 if !keep {
-                    last_end = last_end.max(Some(*end));
+                    last_end = last_end.max(Some(l.expires));
+                    release(addresses, l.from);
                 }
                 keep
             });
             if before > 0 && c.viewers.is_empty() {
                 c.idle_since = last_end;
             }
-            if c.info.live && c.idle_since.is_some_and(|t| now >= t + self.grace) {
+            if c.info.live && c.idle_since.is_some_and(|t| now >= t + self.config.grace) {
                 c.info.live = false;
                 c.idle_since = None;
                 self.events.push_back(LeaseEvent::Stop(c.info.name.clone()));
             }
+        }
+        if now >= self.next_prune {
+            self.next_prune = now + PRUNE_EVERY;
+            self.addresses
+                .retain(|_, a| a.leases > 0 || !a.bucket.is_full(now));
         }
     }
 
@@ -197,26 +347,32 @@ impl Leases {
         self.channels
             .iter()
             .flat_map(|c| {
-                c.viewers
-                    .values()
-                    .copied()
-                    .chain(c.idle_since.filter(|_| c.info.live).map(|t| t + self.grace))
+                c.viewers.values().map(|l| l.expires).chain(
+                    c.idle_since
+                        .filter(|_| c.info.live)
+                        .map(|t| t + self.config.grace),
+                )
             })
             .min()
     }
 
     /// Writes the next datagram into `buf` and says where it goes: the REPLYs first (a viewer
-    /// waits for them), then the ANNOUNCE when one is due.
+    /// waits for them), then the ANNOUNCE when one is due. Both are signed if the config has a
+    /// signer, at `now` on its clock.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Destination> {
         buf.clear();
+        let seal = match &self.config.signer {
+            Some(s) => Seal::Signed(&s.key, s.clock.unix_ms(now)),
+            None => Seal::Unsigned,
+        };
         if let Some((to, reply)) = self.replies.pop_front() {
-            reply.write(buf);
+            reply.write_sealed(seal, buf);
             return Some(Destination::Unicast(to));
         }
         if now >= self.next_announce {
             self.next_announce = now + ANNOUNCE_EVERY;
             let channels = self.channels().cloned().collect();
-            Control::Announce { channels }.write(buf);
+            Control::Announce { channels }.write_sealed(seal, buf);
             return Some(Destination::Group);
         }
         None
@@ -230,9 +386,12 @@ impl Leases {
     fn find(&self, channel: &str) -> Option<&Channel> {
         self.channels.iter().find(|c| c.info.name == channel)
     }
+}
 
-    fn find_mut(&mut self, channel: &str) -> Option<&mut Channel> {
-        self.channels.iter_mut().find(|c| c.info.name == channel)
+/// One lease of `ip`'s ended.
+fn release(addresses: &mut HashMap<IpAddr, Address>, ip: IpAddr) {
+    if let Some(a) = addresses.get_mut(&ip) {
+        a.leases = a.leases.saturating_sub(1);
     }
 }
 
@@ -240,6 +399,33 @@ impl Leases {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    /// Where the viewers of the first tests are: all on one PC.
+    const PC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    /// The table's REQUEST and LEAVE, from `PC`.
+    trait FromOnePc {
+        fn request(&mut self, now: Instant, viewer: u64, channel: &str) -> bool;
+        fn leave(&mut self, now: Instant, viewer: u64, channel: &str);
+    }
+
+    impl FromOnePc for Leases {
+        fn request(&mut self, now: Instant, viewer: u64, channel: &str) -> bool {
+            self.take_token(now, PC) && self.grant(now, PC, viewer, channel).is_ok()
+        }
+
+        fn leave(&mut self, now: Instant, viewer: u64, channel: &str) {
+            self.end_lease(now, PC, viewer, channel)
+        }
+    }
+
+    fn config(lease: Duration, grace: Duration) -> LeaseConfig {
+        LeaseConfig {
+            lease,
+            grace,
+            ..LeaseConfig::default()
+        }
+    }
 
     fn channel(name: &str) -> ChannelInfo {
         ChannelInfo {
@@ -255,7 +441,7 @@ mod tests {
     fn leases_start_once_share_and_stop_after_grace() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut l = Leases::new([channel("pi"), channel("cam")], s(6), s(10), t0);
+        let mut l = Leases::new([channel("pi"), channel("cam")], config(s(6), s(10)), t0);
         assert!(!l.request(t0, 1, "nope"));
         assert!(l.request(t0, 1, "pi"));
         assert_eq!(l.poll_event(), Some(LeaseEvent::Start("pi".into())));
@@ -302,7 +488,7 @@ mod tests {
     fn announces_every_second_and_replies_first() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut l = Leases::new([channel("pi")], DEFAULT_LEASE, DEFAULT_GRACE, t0);
+        let mut l = Leases::new([channel("pi")], LeaseConfig::default(), t0);
         let mut buf = Vec::new();
         assert_eq!(l.poll_transmit(t0, &mut buf), Some(Destination::Group));
         let announced = |buf: &[u8]| match Control::parse(buf) {
@@ -340,5 +526,164 @@ mod tests {
         );
         assert_eq!(announced(&buf), [live], "the ANNOUNCE says it is live");
         assert_eq!(l.poll_timeout(), Some(t0 + ms(2500)));
+    }
+
+    #[test]
+    fn announce_and_reply_are_signed_with_the_relays_key() {
+        use crate::auth::{Auth, SecretKey, Trust, WallClock};
+        let t0 = Instant::now();
+        let key = SecretKey::from_seed([4; 32]);
+        let clock = WallClock::new(t0, 1_800_000_000_000);
+        let signer = Signer {
+            key: key.clone(),
+            clock,
+        };
+        let config = LeaseConfig {
+            signer: Some(signer),
+            ..LeaseConfig::default()
+        };
+        let mut l = Leases::new([channel("pi")], config, t0);
+        let trust = Trust::new([key.public()], clock, Duration::from_secs(300));
+        let viewer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let request = Control::Request {
+            viewer: 9,
+            channel: "pi".into(),
+        };
+        let later = t0 + Duration::from_millis(1500);
+        l.handle_datagram(later, viewer, &request.to_vec());
+        let mut buf = Vec::new();
+        for (to, kind) in [
+            (Destination::Unicast(viewer), "REPLY"),
+            (Destination::Group, "ANNOUNCE"),
+        ] {
+            assert_eq!(l.poll_transmit(later, &mut buf), Some(to), "{kind}");
+            let (_, auth) = Control::parse_with_auth(&buf).unwrap();
+            assert_eq!(trust.check(later, &buf, &auth, None), Ok(key.public().id()));
+            // Signed at `later` on the relay's clock.
+            assert!(matches!(
+                auth,
+                Auth::Signed {
+                    time_ms: 1_800_000_001_500,
+                    ..
+                }
+            ));
+        }
+    }
+
+    /// Hostile REQUESTs with random viewer ids, from one address and from thousands (spoofed):
+    /// the table stays within its bounds, what is refused is counted, and a viewer that held a
+    /// lease before the flood keeps it.
+    #[test]
+    fn the_lease_table_is_bounded_per_channel_per_address_and_by_rate() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // The bounds VIDEO.md gives: 512 leases a channel, 8 an address, 10 REQUESTs a second
+        // (20 at once) from an address, 4096 addresses.
+        let (max_viewers, max_per_address, max_addresses) = (512, 8, 4096);
+        let mut l = Leases::new([channel("pi")], LeaseConfig::default(), t0);
+        let honest: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let request = |viewer| {
+            Control::Request {
+                viewer,
+                channel: "pi".into(),
+            }
+            .to_vec()
+        };
+        l.handle_datagram(t0, honest, &request(7));
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut id = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut buf = Vec::new();
+        let mut replies = 0u64;
+        // 30 s: every 10 ms, 20 REQUESTs from one PC and 60 from addresses never seen before
+        // (6000 a second: more than the address table holds); the honest viewer renews every 2 s.
+        let (mut one_pc, mut spoofed) = (0u64, 0u64);
+        for step in 0..3000u32 {
+            let now = t0 + ms(10 * step as u64);
+            for i in 0..60 {
+                if i % 3 == 0 {
+                    l.handle_datagram(now, "10.0.0.66:4000".parse().unwrap(), &request(id()));
+                    one_pc += 1;
+                }
+                spoofed += 1;
+                let from = SocketAddr::from((Ipv4Addr::from(0x0A01_0000 + spoofed as u32), 4000));
+                l.handle_datagram(now, from, &request(id()));
+            }
+            if step % 200 == 0 {
+                l.handle_datagram(now, honest, &request(7));
+            }
+            l.handle_timeout(now);
+            while let Some(to) = l.poll_transmit(now, &mut buf) {
+                replies += (to != Destination::Group) as u64;
+            }
+            assert!(l.viewers("pi") <= max_viewers, "{}", l.viewers("pi"));
+            assert!(l.addresses.len() <= max_addresses, "{}", l.addresses.len());
+            let from_66 = l.find("pi").unwrap().viewers.values();
+            let from_66 = from_66.filter(|v| v.from == IpAddr::from([10, 0, 0, 66]));
+            assert!(from_66.count() <= max_per_address);
+        }
+        let pi = l.find("pi").unwrap();
+        assert!(
+            pi.viewers.contains_key(&7),
+            "the honest viewer kept its lease"
+        );
+        assert_eq!(pi.viewers.len(), max_viewers, "the spoofed fill the rest");
+        let d = l.dropped();
+        // One address: its burst, then 10 a second; the rest rate-limited. Spoofed: refused once
+        // the channel is full (or the address table is); a forged lease lapses after 6 s, and
+        // another forged one takes its place.
+        assert!(d.rate_limited >= one_pc - 20 - 10 * 30, "{d:?}");
+        assert!(
+            d.refused >= spoofed - max_viewers as u64 * (30 / 6 + 1),
+            "{d:?}"
+        );
+        // A REPLY for each REQUEST granted (renewals included), none for those refused.
+        let honest = 1 + 3000 / 200;
+        assert_eq!(
+            replies,
+            one_pc + spoofed + honest - d.rate_limited - d.refused
+        );
+        // Once the flood stops, the forged leases lapse and the spoofed addresses are forgotten.
+        let end = t0 + Duration::from_secs(40);
+        l.handle_timeout(end);
+        assert_eq!(l.viewers("pi"), 0);
+        assert!(l.addresses.is_empty(), "{}", l.addresses.len());
+    }
+
+    /// A lease is renewed and ended only from the address that took it.
+    #[test]
+    fn a_lease_is_renewed_and_left_only_from_its_address() {
+        let t0 = Instant::now();
+        let mut l = Leases::new([channel("pi")], LeaseConfig::default(), t0);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.2:4000".parse().unwrap(),
+            "10.0.0.3:4000".parse().unwrap(),
+        );
+        let msg = |leave| {
+            let (viewer, channel) = (7, "pi".to_owned());
+            match leave {
+                true => Control::Leave { viewer, channel },
+                false => Control::Request { viewer, channel },
+            }
+            .to_vec()
+        };
+        l.handle_datagram(t0, a, &msg(false));
+        l.handle_datagram(t0, b, &msg(false));
+        l.handle_datagram(t0, b, &msg(true));
+        assert_eq!(l.viewers("pi"), 1);
+        assert_eq!(l.dropped().wrong_source, 2);
+        let mut buf = Vec::new();
+        assert_eq!(
+            l.poll_transmit(t0, &mut buf),
+            Some(Destination::Unicast(a)),
+            "one REPLY, to the lease's address"
+        );
+        assert_eq!(l.poll_transmit(t0, &mut buf), Some(Destination::Group));
+        l.handle_datagram(t0, a, &msg(true));
+        assert_eq!(l.viewers("pi"), 0);
     }
 }

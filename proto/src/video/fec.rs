@@ -5,7 +5,7 @@
 //! Players that ignore the repair port still play; `Playout` repairs, reorders and paces.
 
 use super::rtp::RtpHeader;
-use super::wire::{MAX_WINDOW, REPAIR_OVERHEAD, Repair};
+use super::wire::{MAX_DATAGRAM, MAX_WINDOW, REPAIR_OVERHEAD, Repair};
 use crate::coding::block_oti;
 use bytes::BufMut;
 use raptorq::{EncodingPacket, PayloadId, SourceBlockDecoder, SourceBlockEncoder};
@@ -145,6 +145,10 @@ pub struct PlayoutStats {
     pub duplicate: u64,
     /// Malformed RTP or repair datagrams, or another stream's.
     pub dropped: u64,
+    /// RTP packets and REPAIR datagrams past the playout's bounds (`MAX_REPAIR_AHEAD`,
+    /// `MAX_OPEN_WINDOWS`, `MAX_REPAIR_BYTES`, RTP packets longer than `MAX_DATAGRAM`): forged,
+    /// or a stream far from what the relay sends.
+    pub refused: u64,
 }
 
 struct Window {
@@ -169,6 +173,8 @@ pub struct Playout {
     /// Packets already handed out that a window still open may need as source symbols.
     released: BTreeMap<u64, Vec<u8>>,
     windows: BTreeMap<u64, Window>,
+    /// Bytes of repair symbols held in `windows`.
+    repair_bytes: usize,
     out: VecDeque<Vec<u8>>,
     /// What was received, repaired, lost and dropped so far.
     pub stats: PlayoutStats,
@@ -176,6 +182,15 @@ pub struct Playout {
 
 /// Packets buffered at most; past it the oldest gap is given up on at once.
 const MAX_BUFFERED: usize = 8192;
+/// How far past the highest sequence number received a REPAIR's window may start. The relay sends
+/// a window's repair after its source packets, so an honest window starts at most one window
+/// past them (all its packets lost); a forged one could name any of 32,768 sequence numbers ahead.
+pub const MAX_REPAIR_AHEAD: u64 = MAX_WINDOW as u64;
+/// Windows holding repair symbols at once. Windows are removed once decoded, complete or passed,
+/// so an honest stream holds the few of the last `hold` (at 10 Mbit/s and a 150 ms hold, about 6).
+pub const MAX_OPEN_WINDOWS: usize = 128;
+/// Bytes of repair symbols held in all windows together.
+pub const MAX_REPAIR_BYTES: usize = 4 << 20;
 /// Silence of the followed SSRC after which packets of another one are followed instead.
 const SSRC_SWITCH: Duration = Duration::from_secs(1);
 
@@ -191,6 +206,7 @@ impl Playout {
             packets: BTreeMap::new(),
             released: BTreeMap::new(),
             windows: BTreeMap::new(),
+            repair_bytes: 0,
             out: VecDeque::new(),
             stats: PlayoutStats::default(),
         }
@@ -217,6 +233,12 @@ impl Playout {
             self.stats.dropped += 1;
             return;
         };
+        // The relay's packets are at most MAX_RTP_PACKET: a 64 kB one is forged, and 8192 of them
+        // buffered would be half a gigabyte.
+        if bytes.len() > MAX_DATAGRAM {
+            self.stats.refused += 1;
+            return;
+        }
         // A restarted relay has a new SSRC: follow it once the old one has been silent a while.
         if self.ssrc.is_some_and(|s| s != h.ssrc)
             && self.last_heard.is_none_or(|t| now >= t + SSRC_SWITCH)
@@ -227,8 +249,9 @@ impl Playout {
             self.packets.clear();
             self.released.clear();
             self.windows.clear();
+            self.repair_bytes = 0;
         }
-        if bytes.len() > u16::MAX as usize - 2 || !self.accepts(h.ssrc) {
+        if !self.accepts(h.ssrc) {
             return;
         }
         self.last_heard = Some(now);
@@ -266,22 +289,43 @@ impl Playout {
         if base + r.source as u64 <= next {
             return;
         }
+        // Anyone can send REPAIRs for any window: what they may make this hold is bounded.
+        let (k, t) = (r.source, r.symbol.len());
+        if base > self.highest + MAX_REPAIR_AHEAD || self.repair_bytes + t > MAX_REPAIR_BYTES {
+            self.stats.refused += 1;
+            return;
+        }
+        match self.windows.get(&base) {
+            None if self.windows.len() >= MAX_OPEN_WINDOWS => {
+                self.stats.refused += 1;
+                return;
+            }
+            Some(w) if w.k != k || w.t as usize != t => {
+                self.stats.dropped += 1;
+                return;
+            }
+            Some(w) if w.repairs.iter().any(|(e, _)| *e == r.esi as u32) => {
+                self.stats.duplicate += 1;
+                return;
+            }
+            _ => {}
+        }
         let w = self.windows.entry(base).or_insert(Window {
-            k: r.source,
-            t: r.symbol.len() as u16,
+            k,
+            t: t as u16,
             repairs: Vec::new(),
         });
-        if w.k != r.source || w.t as usize != r.symbol.len() {
-            self.stats.dropped += 1;
-            return;
-        }
-        if w.repairs.iter().any(|(e, _)| *e == r.esi as u32) {
-            self.stats.duplicate += 1;
-            return;
-        }
         w.repairs.push((r.esi as u32, r.symbol.to_vec()));
+        self.repair_bytes += t;
         self.try_repair(now, base);
         self.release(now);
+    }
+
+    /// Forgets window `base` and the repair bytes it held.
+    fn remove_window(&mut self, base: u64) {
+        if let Some(w) = self.windows.remove(&base) {
+            self.repair_bytes -= w.repairs.iter().map(|(_, s)| s.len()).sum::<usize>();
+        }
     }
 
     /// Decodes window `base` if it misses packets and has enough symbols to rebuild them.
@@ -291,7 +335,7 @@ impl Playout {
         };
         let (k, t) = (w.k as u64, w.t as usize);
         if self.next.is_some_and(|n| base + k <= n) {
-            self.windows.remove(&base);
+            self.remove_window(base);
             return;
         }
         let have: Vec<(u64, &Vec<u8>)> = self
@@ -301,7 +345,7 @@ impl Playout {
             .chain(self.released.range(base..base + k).map(|(s, p)| (*s, p)))
             .collect();
         if have.len() as u64 == k {
-            self.windows.remove(&base);
+            self.remove_window(base);
             return;
         }
         // A missing packet the playout already gave up on still counts as missing here; decoding
@@ -312,7 +356,7 @@ impl Playout {
         let mut symbols = Vec::with_capacity(k as usize + w.repairs.len());
         for (s, p) in &have {
             if p.len() + 2 > t {
-                self.windows.remove(&base); // not the window the repair was made from
+                self.remove_window(base); // not the window the repair was made from
                 self.stats.dropped += 1;
                 return;
             }
@@ -332,7 +376,7 @@ impl Playout {
         let Some(block) = decoder.decode(symbols) else {
             return; // rare: wait for one more repair symbol
         };
-        self.windows.remove(&base);
+        self.remove_window(base);
         for i in 0..k {
             let seq = base + i;
             if self.packets.contains_key(&seq) || self.next.is_some_and(|n| seq < n) {
@@ -340,11 +384,17 @@ impl Playout {
             }
             let sym = &block[i as usize * t..(i as usize + 1) * t];
             let len = u16::from_be_bytes([sym[0], sym[1]]) as usize;
-            if len + 2 > t || RtpHeader::parse(&sym[2..2 + len]).is_err() {
+            let packet = sym.get(2..2 + len).filter(|_| len + 2 <= t);
+            // The very packet that was sent: its sequence number and SSRC are known. Anything
+            // else came from a forged REPAIR (or a window that is not the one repaired).
+            let ours = packet
+                .and_then(|p| RtpHeader::parse(p).ok())
+                .is_some_and(|(h, _)| h.seq == seq as u16 && Some(h.ssrc) == self.ssrc);
+            let Some(packet) = packet.filter(|_| ours) else {
                 self.stats.dropped += 1;
                 continue;
-            }
-            self.packets.insert(seq, (now, sym[2..2 + len].to_vec()));
+            };
+            self.packets.insert(seq, (now, packet.to_vec()));
             self.stats.recovered += 1;
         }
     }
@@ -378,7 +428,7 @@ impl Playout {
             .map(|(b, _)| *b)
             .collect();
         for b in stale {
-            self.windows.remove(&b);
+            self.remove_window(b);
         }
         // A window spans at most MAX_WINDOW packets, so older ones can no longer help.
         self.released = self
@@ -593,5 +643,174 @@ mod tests {
         play.handle_timeout(now + Duration::from_secs(1));
         while play.poll_packet().is_some() {}
         assert!(play.stats.dropped > 0);
+    }
+
+    /// An RTP packet of `len` bytes (header included) of stream `ssrc`.
+    fn packet(ssrc: u32, seq: u16, len: usize) -> Vec<u8> {
+        let mut p = Vec::new();
+        RtpHeader {
+            marker: false,
+            payload_type: 96,
+            seq,
+            timestamp: 0,
+            ssrc,
+        }
+        .write(&mut p);
+        p.push(0x41);
+        p.resize(len, 0xAB);
+        p
+    }
+
+    /// A REPAIR datagram for window (`base_seq`, `k`) with a `t`-byte symbol.
+    fn repair(ssrc: u32, base_seq: u16, k: u16, esi: u16, t: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        let symbol = vec![0x5A; t];
+        Repair {
+            ssrc,
+            base_seq,
+            source: k,
+            esi,
+            symbol: &symbol,
+        }
+        .write(&mut v);
+        v
+    }
+
+    /// What the playout holds of repair: windows and bytes, counted from the windows themselves.
+    fn held(play: &Playout) -> (usize, usize) {
+        let bytes = play.windows.values().flat_map(|w| &w.repairs);
+        let bytes: usize = bytes.map(|(_, s)| s.len()).sum();
+        assert_eq!(bytes, play.repair_bytes, "the count agrees");
+        (play.windows.len(), bytes)
+    }
+
+    /// 10,000 REPAIRs for windows 165 to 10,164 sequence numbers ahead of the stream (the relay's
+    /// SSRC is in every packet): none is held. Before the bound each opened a window: 14 MB here,
+    /// and up to 32,768 windows (GBs with many symbols each).
+    #[test]
+    fn forged_repairs_far_ahead_hold_nothing() {
+        let t0 = Instant::now();
+        let mut play = Playout::new(Duration::from_millis(150));
+        for seq in 0..100 {
+            play.handle_rtp(t0, &packet(7, seq, 200));
+        }
+        for i in 0..10_000u16 {
+            play.handle_repair(t0, &repair(7, 99 + 66 + i, 64, 64, 1400));
+        }
+        assert_eq!(held(&play), (0, 0));
+        assert_eq!(play.stats.refused, 10_000);
+        // One window past the stream is still taken: all its packets may have been lost.
+        play.handle_repair(t0, &repair(7, 99 + 64, 64, 64, 1400));
+        assert_eq!(held(&play), (1, 1400));
+    }
+
+    /// Within reach of the stream: a gap holds packets back (packet 1 missing, and every eighth;
+    /// the clock stands still), and REPAIRs name a window at every sequence number, then fill the
+    /// windows just ahead with symbols. At most 128 windows and 4 MiB are held; once the gaps are
+    /// given up on, nothing is.
+    #[test]
+    fn forged_repairs_within_reach_hold_at_most_128_windows_and_4_mib() {
+        let t0 = Instant::now();
+        let mut play = Playout::new(Duration::from_millis(150));
+        for seq in (0..2000u16).filter(|s| *s == 0 || (*s != 1 && s % 8 != 0)) {
+            play.handle_rtp(t0, &packet(7, seq, 200));
+        }
+        // K = 16 at every base: each window lacks 2 of its packets and gets 1 symbol, so none
+        // decodes; before the bound, 1990 windows.
+        for base in 1..1991u16 {
+            play.handle_repair(t0, &repair(7, base, 16, 16, 1400));
+        }
+        let (windows, _) = held(&play);
+        assert_eq!(windows, MAX_OPEN_WINDOWS);
+        assert_eq!(play.stats.refused, 1990 - 128);
+
+        let mut play = Playout::new(Duration::from_millis(150));
+        for seq in 0..2000u16 {
+            play.handle_rtp(t0, &packet(7, seq, 200));
+        }
+        // The 64 windows just ahead, 63 symbols each (one short of decoding): 5.6 MB before.
+        for base in 2000..2064u16 {
+            for esi in 64..127 {
+                play.handle_repair(t0, &repair(7, base, 64, esi, 1400));
+            }
+        }
+        let (windows, bytes) = held(&play);
+        assert!(
+            bytes <= MAX_REPAIR_BYTES && bytes > MAX_REPAIR_BYTES - 1400,
+            "{bytes}"
+        );
+        assert!(windows <= 64 && play.stats.refused > 0, "{windows}");
+        // The stream goes on past them: they are forgotten, and so are their bytes.
+        for seq in 2000..2200u16 {
+            play.handle_rtp(t0 + Duration::from_secs(1), &packet(7, seq, 200));
+        }
+        assert_eq!(held(&play), (0, 0));
+    }
+
+    /// RTP packets far larger than the relay sends, with the stream's SSRC: refused, not buffered
+    /// (8192 of 64 kB would be half a gigabyte).
+    #[test]
+    fn oversized_rtp_packets_are_refused() {
+        let t0 = Instant::now();
+        let mut play = Playout::new(Duration::from_millis(150));
+        play.handle_rtp(t0, &packet(7, 0, 200));
+        for seq in 2..1000u16 {
+            play.handle_rtp(t0, &packet(7, seq, 60_000));
+        }
+        assert!(play.packets.is_empty(), "{}", play.packets.len());
+        assert_eq!(play.stats.refused, 998);
+        play.handle_rtp(t0, &packet(7, 1, MAX_DATAGRAM));
+        assert_eq!(play.poll_packet().map(|p| p.len()), Some(200));
+        assert_eq!(play.poll_packet().map(|p| p.len()), Some(MAX_DATAGRAM));
+    }
+
+    /// A REPAIR made from a window whose missing packet was swapped for another (the attacker saw
+    /// the others on the group): the packet it rebuilds is not the one sent with that sequence
+    /// number, so it is dropped, not forwarded. (A swap that keeps the header passes: the media is
+    /// not authenticated, VIDEO.md section 8.)
+    #[test]
+    fn a_rebuilt_packet_must_be_the_one_missing() {
+        let t0 = Instant::now();
+        let window: Vec<Vec<u8>> = (0..10).map(|seq| packet(7, seq, 300)).collect();
+        let cases = [
+            (packet(7, 5, 300), true), // the honest window: packet 5 is rebuilt
+            (packet(7, 999, 300), false),
+            (packet(8, 5, 300), false),
+        ];
+        for (swap, forwarded) in cases {
+            let mut forged = window.clone();
+            forged[5] = swap;
+            // As FecEncoder::close makes it, for the window (0, K = 10) with the swapped packet.
+            let t = 302;
+            let mut data = Vec::new();
+            for p in &forged {
+                data.put_u16(p.len() as u16);
+                data.put_slice(p);
+                data.resize(data.len() + t - 2 - p.len(), 0);
+            }
+            let encoder = SourceBlockEncoder::new(0, &block_oti(10, t as u16), &data);
+            let symbol = encoder.repair_packets(0, 1).remove(0);
+            let mut datagram = Vec::new();
+            Repair {
+                ssrc: 7,
+                base_seq: 0,
+                source: 10,
+                esi: 10,
+                symbol: symbol.data(),
+            }
+            .write(&mut datagram);
+            let mut play = Playout::new(Duration::from_millis(150));
+            for (i, p) in window.iter().enumerate() {
+                if i != 5 {
+                    play.handle_rtp(t0, p);
+                }
+            }
+            play.handle_repair(t0, &datagram);
+            play.handle_timeout(t0 + Duration::from_secs(1));
+            let out: Vec<Vec<u8>> = std::iter::from_fn(|| play.poll_packet()).collect();
+            assert_eq!(out.len(), 9 + forwarded as usize);
+            let counts = (play.stats.recovered, play.stats.dropped);
+            assert_eq!(counts, if forwarded { (1, 0) } else { (0, 1) });
+        }
     }
 }

@@ -21,6 +21,17 @@ const FU_A: u8 = 28;
 pub const MAX_RTP_PACKET: usize = 1400;
 /// A NAL unit longer than this in an Annex B stream is dropped (a 1080p IDR is a few hundred KB).
 pub const MAX_NAL: usize = 4 << 20;
+/// Most NAL units taken from one ingest datagram: a camera's frame is a handful (SPS, PPS, SEI, a
+/// few slices; one slice per macroblock row of a 1080p frame, sent as one datagram, is 70), while
+/// a 64 kB datagram of start codes would otherwise be 16,000 units, each an RTP packet. The rest
+/// of the datagram's units are dropped.
+pub const MAX_NALS_PER_DATAGRAM: usize = 128;
+/// Most NAL units in one access unit (a frame): one slice per macroblock row of a 1080p frame is
+/// 68. The rest of the frame's units are dropped.
+pub const MAX_NALS_PER_FRAME: usize = 256;
+/// Largest access unit (a frame), bytes: a 4K intra frame at a high bit rate is a few MB. Units
+/// that would make it larger are dropped.
+pub const MAX_FRAME: usize = 8 << 20;
 
 /// The type in a NAL unit's header byte (0, unspecified, for an empty unit).
 pub fn nal_type(nal: &[u8]) -> u8 {
@@ -36,6 +47,40 @@ fn is_vcl(t: u8) -> bool {
 fn starts_access_unit(next: &[u8]) -> bool {
     let t = nal_type(next);
     matches!(t, 6..=9 | 14..=18) || (is_vcl(t) && next.get(1).is_some_and(|b| b & 0x80 != 0))
+}
+
+/// What the ingest may make of one datagram and of one frame (`MAX_NALS_PER_DATAGRAM`,
+/// `MAX_NALS_PER_FRAME`, `MAX_FRAME`): what goes past them is dropped and counted, so that
+/// no datagram turns into more RTP packets than a frame of its size would.
+#[derive(Debug, Default)]
+struct Bounds {
+    in_datagram: usize,
+    in_frame: usize,
+    frame_bytes: usize,
+}
+
+impl Bounds {
+    fn next_datagram(&mut self) {
+        self.in_datagram = 0;
+    }
+
+    /// Whether a unit of `len` bytes may go out. The frame's counts start over after the unit
+    /// that ends it, taken or not.
+    fn admit(&mut self, len: usize, end_of_au: bool) -> bool {
+        let ok = self.in_datagram < MAX_NALS_PER_DATAGRAM
+            && self.in_frame < MAX_NALS_PER_FRAME
+            && self.frame_bytes + len <= MAX_FRAME;
+        if ok {
+            self.in_datagram += 1;
+            self.in_frame += 1;
+            self.frame_bytes += len;
+        }
+        if end_of_au {
+            self.in_frame = 0;
+            self.frame_bytes = 0;
+        }
+        ok
+    }
 }
 
 /// One NAL unit out of the ingest, with when its first byte arrived (for latency figures).
@@ -63,19 +108,27 @@ pub struct AnnexB {
     /// Bytes of `buf` already searched for a start code.
     scanned: usize,
     largest_datagram: usize,
+    bounds: Bounds,
     out: VecDeque<Nal>,
     /// NAL units dropped for being longer than `MAX_NAL`.
     pub oversized: u64,
+    /// NAL units dropped past `MAX_NALS_PER_DATAGRAM`, `MAX_NALS_PER_FRAME` or `MAX_FRAME`.
+    pub over_bounds: u64,
 }
 
 impl AnnexB {
-    /// Takes one ingest datagram, arrived at `now`; complete units come out of `poll_nal`.
+    /// Takes one ingest datagram, arrived at `now`; complete units come out of `poll_nal`. The
+    /// work is linear in the datagram's length, whatever it holds.
     pub fn push(&mut self, now: Instant, bytes: &[u8]) {
+        self.bounds.next_datagram();
         self.buf.extend_from_slice(bytes);
         let flush = bytes.len() < self.largest_datagram;
         self.largest_datagram = self.largest_datagram.max(bytes.len());
         // A start code is 00 00 01; deciding the end of an access unit wants two bytes after it.
         let lookahead = if flush { 0 } else { 2 };
+        // Where the current unit (or, before any start code, anything) begins in `buf`: the
+        // bytes before it go in one drain at the end, not one per unit.
+        let mut begin = 0;
         while self.scanned + 3 + lookahead <= self.buf.len() {
             let i = self.scanned;
             if self.buf[i..i + 3] != [0, 0, 1] {
@@ -85,16 +138,18 @@ impl AnnexB {
             let next = i + 3;
             if let Some(arrived) = self.current {
                 let end_of_au = starts_access_unit(&self.buf[next..]);
-                self.emit(i, arrived, end_of_au);
+                self.emit(begin, i, arrived, end_of_au);
             }
-            self.buf.drain(..next);
+            begin = next;
             self.current = Some(now);
-            self.scanned = 0;
+            self.scanned = next;
         }
+        self.buf.drain(..begin);
+        self.scanned -= begin;
         if flush && let Some(arrived) = self.current {
             let len = self.buf.len();
             // Zeros at the end stay: they may begin the next datagram's start code.
-            if self.emit(len, arrived, true) {
+            if self.emit(0, len, arrived, true) {
                 let end = self.buf.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
                 self.buf.drain(..end);
                 self.current = None;
@@ -109,24 +164,24 @@ impl AnnexB {
         }
     }
 
-    /// Emits `buf[..end]` without trailing zeros as a unit, if anything is left of it. A unit ends
-    /// its access unit only if it is a slice and `next_starts_au`.
-    fn emit(&mut self, end: usize, arrived: Instant, next_starts_au: bool) -> bool {
+    /// Emits `buf[begin..end]` without trailing zeros as a unit, if anything is left of it and
+    /// the bounds let it. A unit ends its access unit only if it is a slice and `next_starts_au`.
+    fn emit(&mut self, begin: usize, end: usize, arrived: Instant, next_starts_au: bool) -> bool {
         // Zeros before a start code are trailing_zero_8bits or a 4-byte start code.
-        let end = self.buf[..end]
-            .iter()
-            .rposition(|b| *b != 0)
-            .map_or(0, |p| p + 1);
-        if end == 0 {
+        let Some(last) = self.buf[begin..end].iter().rposition(|b| *b != 0) else {
             return false;
+        };
+        let unit = &self.buf[begin..begin + last + 1];
+        let end_of_au = is_vcl(nal_type(unit)) && next_starts_au;
+        if self.bounds.admit(unit.len(), end_of_au) {
+            self.out.push_back(Nal {
+                data: unit.to_vec(),
+                end_of_au,
+                arrived,
+            });
+        } else {
+            self.over_bounds += 1;
         }
-        let data = self.buf[..end].to_vec();
-        let end_of_au = is_vcl(nal_type(&data)) && next_starts_au;
-        self.out.push_back(Nal {
-            data,
-            end_of_au,
-            arrived,
-        });
         true
     }
 
@@ -304,14 +359,19 @@ impl Packetizer {
 pub struct Depacketizer {
     expected_seq: Option<u16>,
     fragment: Option<Vec<u8>>,
+    bounds: Bounds,
     out: VecDeque<(Vec<u8>, bool)>,
     /// Payloads that were malformed, or fragments lost to a gap.
     pub dropped: u64,
+    /// NAL units dropped past `MAX_NALS_PER_DATAGRAM` (a STAP-A of many tiny units),
+    /// `MAX_NALS_PER_FRAME` or `MAX_FRAME`.
+    pub over_bounds: u64,
 }
 
 impl Depacketizer {
     /// Feeds one RTP packet; NAL units come out of `poll_nal` with their end-of-access-unit flag.
     pub fn push(&mut self, header: &RtpHeader, payload: &[u8]) {
+        self.bounds.next_datagram();
         let gap = self.expected_seq.is_some_and(|s| s != header.seq);
         self.expected_seq = Some(header.seq.wrapping_add(1));
         if gap && self.fragment.take().is_some() {
@@ -322,7 +382,7 @@ impl Depacketizer {
             return;
         };
         match first & 0x1F {
-            1..=23 => self.out.push_back((payload.to_vec(), header.marker)),
+            1..=23 => self.emit(payload.to_vec(), header.marker),
             STAP_A => {
                 let mut units = Vec::new();
                 let mut rest = &payload[1..];
@@ -341,7 +401,7 @@ impl Depacketizer {
                 }
                 let n = units.len();
                 for (i, u) in units.into_iter().enumerate() {
-                    self.out.push_back((u, header.marker && i + 1 == n));
+                    self.emit(u, header.marker && i + 1 == n);
                 }
             }
             FU_A => {
@@ -366,10 +426,19 @@ impl Depacketizer {
                     self.fragment = None;
                     self.dropped += 1;
                 } else if end && let Some(nal) = self.fragment.take() {
-                    self.out.push_back((nal, header.marker));
+                    self.emit(nal, header.marker);
                 }
             }
             _ => self.dropped += 1,
+        }
+    }
+
+    /// Queues a complete unit, if the bounds let it.
+    fn emit(&mut self, nal: Vec<u8>, end_of_au: bool) {
+        if self.bounds.admit(nal.len(), end_of_au) {
+            self.out.push_back((nal, end_of_au));
+        } else {
+            self.over_bounds += 1;
         }
     }
 
@@ -599,5 +668,114 @@ mod tests {
         assert!(!rtp_starts_keyframe(&rtp(&[0x7C, 0x05, 1])));
         assert!(!rtp_starts_keyframe(&rtp(&[0x41, 1])));
         assert!(!rtp_starts_keyframe(&[1, 2, 3]));
+    }
+
+    /// The units `a` has ready: (type, length, end of access unit).
+    fn drain(a: &mut AnnexB) -> Vec<(u8, usize, bool)> {
+        std::iter::from_fn(|| a.poll_nal())
+            .map(|n| (nal_type(&n.data), n.data.len(), n.end_of_au))
+            .collect()
+    }
+
+    /// A frame a camera sends: SPS, PPS and an IDR slice, then an AUD that ends it.
+    fn camera_frame() -> Vec<u8> {
+        let mut f = Vec::new();
+        for n in [
+            nal(7, 10, 1),
+            nal(8, 4, 2),
+            nal(5, 3000, 3),
+            vec![0x09, 0xF0],
+        ] {
+            f.extend_from_slice(&[0, 0, 0, 1]);
+            f.extend_from_slice(&n);
+        }
+        f
+    }
+
+    /// One 64 kB datagram of start codes, each unit a one-slice frame: 13,000 units, each an RTP
+    /// packet, before the bound; 128 now. The camera's next frame still comes through.
+    #[test]
+    fn a_datagram_of_start_codes_gives_at_most_128_units() {
+        let now = Instant::now();
+        let flood: Vec<u8> = [0, 0, 1, 0x65, 0x88].repeat(13_000);
+        let mut a = AnnexB::default();
+        a.push(now, &flood);
+        let got = drain(&mut a);
+        assert_eq!(got.len(), MAX_NALS_PER_DATAGRAM, "{}", got.len());
+        assert_eq!(
+            got.len() as u64 + a.over_bounds,
+            13_000 - 1,
+            "the last waits"
+        );
+        for chunk in camera_frame().chunks(1400) {
+            a.push(now, chunk);
+        }
+        let kinds: Vec<u8> = drain(&mut a).iter().map(|u| u.0).collect();
+        // The flood's last unit, then the frame (its short last datagram ends it at once).
+        assert_eq!(kinds, [5, 7, 8, 5, 9]);
+    }
+
+    /// Slices of one frame that never ends, a few per datagram: 256 units, then nothing until a
+    /// frame ends; units that would make a frame larger than 8 MB are dropped too.
+    #[test]
+    fn a_frame_that_never_ends_gives_at_most_256_units_and_8_mb() {
+        let now = Instant::now();
+        let mut a = AnnexB::default();
+        // first_mb_in_slice != 0 (first bit 0): every slice continues the frame.
+        let datagram = [0, 0, 1, 0x41, 0x7F, 0xAA].repeat(8);
+        for _ in 0..1000 {
+            a.push(now, &datagram);
+        }
+        assert_eq!(drain(&mut a).len(), MAX_NALS_PER_FRAME);
+        assert_eq!(a.over_bounds + MAX_NALS_PER_FRAME as u64, 8000 - 1);
+        // A new frame (first_mb_in_slice = 0) ends it: the frame after that is whole.
+        for chunk in camera_frame().chunks(1400) {
+            a.push(now, chunk);
+        }
+        let kinds: Vec<u8> = drain(&mut a).iter().map(|u| u.0).collect();
+        assert_eq!(kinds, [7, 8, 5, 9]);
+
+        // 1 MB slices of one frame, in 64 kB datagrams.
+        let mut a = AnnexB::default();
+        let mut stream = Vec::new();
+        for _ in 0..12 {
+            stream.extend_from_slice(&[0, 0, 1, 0x41, 0x7F]);
+            stream.resize(stream.len() + (1 << 20), 0xAA);
+        }
+        for chunk in stream.chunks(65_000) {
+            a.push(now, chunk);
+        }
+        let bytes: usize = drain(&mut a).iter().map(|u| u.1).sum();
+        assert!(bytes <= MAX_FRAME, "{bytes}");
+        assert!(a.over_bounds >= 3, "{}", a.over_bounds);
+    }
+
+    /// A STAP-A of 400 one-byte units in one RTP packet: 128 come out.
+    #[test]
+    fn a_stap_a_of_many_units_gives_at_most_128() {
+        let h = RtpHeader {
+            marker: true,
+            payload_type: 96,
+            seq: 1,
+            timestamp: 0,
+            ssrc: 1,
+        };
+        let mut payload = vec![24];
+        for _ in 0..400 {
+            payload.extend_from_slice(&[0, 1, 0x06]);
+        }
+        let mut d = Depacketizer::default();
+        d.push(&h, &payload);
+        assert_eq!(
+            std::iter::from_fn(|| d.poll_nal()).count(),
+            MAX_NALS_PER_DATAGRAM
+        );
+        assert_eq!(d.over_bounds + MAX_NALS_PER_DATAGRAM as u64, 400);
+        // The next packet is a packet of its own.
+        d.push(&RtpHeader { seq: 2, ..h }, &nal(5, 100, 3));
+        assert_eq!(
+            d.poll_nal().map(|(n, end)| (n.len(), end)),
+            Some((100, true))
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! The viewer's side of a channel (VIDEO.md section 5): find the relay by its ANNOUNCEs, ask for
 //! a lease (REQUEST, repeated until the REPLY comes), renew it, follow a relay that restarted
-//! elsewhere, and LEAVE at the end. The relay's side is `super::channel`; the media itself goes
-//! through `super::fec::Playout`.
+//! elsewhere, and LEAVE at the end. With a trust set, only a relay whose ANNOUNCEs are signed by
+//! a trusted key is followed, and then only that key's. The relay's side is `super::channel`; the
+//! media itself goes through `super::fec::Playout`.
 
+use crate::auth::{Auth, KeyId, Trust};
 use crate::counters::Counters;
 use crate::video::wire::{ChannelInfo, Control, Refusal};
 use std::collections::VecDeque;
@@ -28,6 +30,9 @@ pub struct ViewerConfig {
     pub group: SocketAddrV4,
     /// How long to wait for an ANNOUNCE listing the channel, and then again for the first REPLY.
     pub timeout: Duration,
+    /// The keys a relay may sign with. With a trust set, only signed ANNOUNCEs and REPLYs are
+    /// taken; without, any relay that announces the channel is followed.
+    pub trust: Option<Trust>,
 }
 
 /// What the viewer tells the shell.
@@ -45,6 +50,19 @@ pub enum ViewerEvent {
 /// Why a viewer gave up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ViewerError {
+    /// ANNOUNCEs came, but none signed by a trusted key.
+    #[error(
+        "no relay signed by a trusted key on {group} within {:.0} s: {refused} announcements were unsigned, signed by another key or too old (is `edm-cast video --key` using the key you trust? are both clocks right?)",
+        .waited.as_secs_f64()
+    )]
+    Untrusted {
+        /// The announce group.
+        group: SocketAddrV4,
+        /// The timeout.
+        waited: Duration,
+        /// ANNOUNCEs whose signature was not accepted.
+        refused: u64,
+    },
     /// No ANNOUNCE at all within the timeout.
     #[error(
         "no relay heard on {group} within {:.0} s: is `edm-cast video` running on this LAN with the same --group? (check --iface)",
@@ -78,6 +96,16 @@ pub enum ViewerError {
     },
 }
 
+/// What the trust set made of an ANNOUNCE.
+enum Signed {
+    /// Not taken: counted in `dropped`.
+    Refused,
+    /// No trust set: taken as it is.
+    Unchecked,
+    /// Signed by this trusted key at this time (Unix ms).
+    By(KeyId, u64),
+}
+
 #[derive(Debug)]
 enum Phase {
     /// Listening for an ANNOUNCE that lists the channel.
@@ -85,6 +113,8 @@ enum Phase {
         give_up: Instant,
         /// The channels of the last ANNOUNCE heard, for the error.
         heard: Vec<String>,
+        /// ANNOUNCEs whose signature the trust set did not accept, for the error.
+        refused: u64,
     },
     /// Sending REQUEST every `REQUEST_EVERY` until the REPLY.
     Requesting {
@@ -106,8 +136,9 @@ enum Phase {
 
 /// The viewer's control state machine: one channel, one relay at a time.
 ///
-/// - Getters: `id`, `channel`, `relay` (once an ANNOUNCE listed the channel), `dropped`
-///   (datagrams that were not an ANNOUNCE or a REPLY for this viewer).
+/// - Getters: `id`, `channel`, `relay` (once an ANNOUNCE listed the channel), `signed_by` (with a
+///   trust set, the key the relay signs with), `dropped` (datagrams that were not an ANNOUNCE or
+///   a REPLY for this viewer, or whose signature was not accepted).
 /// - Inputs: `handle_datagram(now, from, bytes)` for every datagram on the announce group and on
 ///   the viewer's unicast socket (ANNOUNCE and REPLY are told apart by type);
 ///   `handle_timeout(now)` once `poll_timeout` has passed (it fails the viewer at the timeout).
@@ -118,6 +149,9 @@ enum Phase {
 pub struct Viewer {
     config: ViewerConfig,
     phase: Phase,
+    /// With a trust set, once a relay is followed: the key its ANNOUNCEs are signed by, and the
+    /// newest signing time accepted from it (a copy replayed from elsewhere is not newer).
+    relay_key: Option<(KeyId, u64)>,
     events: VecDeque<ViewerEvent>,
     dropped: Counters,
 }
@@ -131,7 +165,9 @@ impl Viewer {
             phase: Phase::Finding {
                 give_up,
                 heard: Vec::new(),
+                refused: 0,
             },
+            relay_key: None,
             events: VecDeque::new(),
             dropped: Counters::default(),
         }
@@ -157,28 +193,118 @@ impl Viewer {
         }
     }
 
+    /// With a trust set, the key the followed relay signs with.
+    pub fn signed_by(&self) -> Option<KeyId> {
+        self.relay_key.map(|(key, _)| key)
+    }
+
     /// Datagrams dropped: not video control at all, malformed, of a type a viewer does not take,
-    /// or a REPLY for another viewer.
+    /// or a REPLY for another viewer (`other_session`). With a trust set also: unsigned, signed
+    /// by a key not trusted or not the relay's, forged, too old, or an ANNOUNCE of the relay's
+    /// from another address that is not newer than the relay's own (`stale`: a replayed copy); a
+    /// REPLY from another address than the relay's (`wrong_source`).
     pub fn dropped(&self) -> &Counters {
         &self.dropped
     }
 
     /// Takes one datagram from the announce group or the viewer's own socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        match Control::parse(bytes) {
-            Ok(Control::Announce { channels }) => self.on_announce(now, from, channels),
-            Ok(Control::Reply { viewer, .. }) if viewer != self.config.id => {
+        let (control, auth) = match Control::parse_with_auth(bytes) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.dropped.parse_error(e),
+        };
+        match control {
+            Control::Announce { channels } => match self.check_announce(now, from, bytes, &auth) {
+                Signed::Refused => {}
+                Signed::Unchecked => self.on_announce(now, from, channels, None),
+                Signed::By(key, time) => self.on_announce(now, from, channels, Some((key, time))),
+            },
+            Control::Reply { viewer, .. } if viewer != self.config.id => {
                 self.dropped.other_session += 1
             }
-            Ok(Control::Reply {
+            Control::Reply {
                 lease_ms, result, ..
-            }) => self.on_reply(now, lease_ms, result),
-            Ok(Control::Request { .. } | Control::Leave { .. }) => self.dropped.unexpected += 1,
-            Err(e) => self.dropped.parse_error(e),
+            } => {
+                if self.check_reply(now, from, bytes, &auth) {
+                    self.on_reply(now, lease_ms, result);
+                }
+            }
+            Control::Request { .. } | Control::Leave { .. } => self.dropped.unexpected += 1,
         }
     }
 
-    fn on_announce(&mut self, now: Instant, from: SocketAddr, channels: Vec<ChannelInfo>) {
+    /// Whether an ANNOUNCE may be acted on: always without a trust set. With one, it must be
+    /// signed by a trusted key (once a relay is followed, by its key) at a time near ours; from
+    /// another address than the relay's, it must also be newer than every ANNOUNCE taken from the
+    /// relay, or it is a copy replayed from elsewhere. Refusals are counted.
+    fn check_announce(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        auth: &Auth,
+    ) -> Signed {
+        let Some(trust) = &self.config.trust else {
+            return Signed::Unchecked;
+        };
+        let only = self.relay_key.map(|(key, _)| key);
+        // The time of a signature the trust set accepts (an unsigned trailer is refused by it).
+        let time_ms = match auth {
+            Auth::Signed { time_ms, .. } => *time_ms,
+            Auth::Unsigned => 0,
+        };
+        let key = match trust.check(now, bytes, auth, only.as_ref()) {
+            Ok(key) => key,
+            Err(r) => {
+                self.dropped.rejected(r);
+                if let Phase::Finding { refused, .. } = &mut self.phase {
+                    *refused += 1;
+                }
+                return Signed::Refused;
+            }
+        };
+        let from_relay = self.relay() == Some(from);
+        match &mut self.relay_key {
+            Some((_, newest)) if from_relay => *newest = (*newest).max(time_ms),
+            Some((_, newest)) if time_ms <= *newest => {
+                self.dropped.stale += 1;
+                return Signed::Refused;
+            }
+            _ => {}
+        }
+        Signed::By(key, time_ms)
+    }
+
+    /// Whether a REPLY for this viewer may be acted on: always without a trust set. With one, it
+    /// must come from the relay's address, signed by the relay's key at a time near ours.
+    fn check_reply(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], auth: &Auth) -> bool {
+        let Some(trust) = &self.config.trust else {
+            return true;
+        };
+        let (Some(relay), Some((key, _))) = (self.relay(), self.relay_key) else {
+            self.dropped.unexpected += 1;
+            return false;
+        };
+        if from != relay {
+            self.dropped.wrong_source += 1;
+            return false;
+        }
+        match trust.check(now, bytes, auth, Some(&key)) {
+            Ok(_) => true,
+            Err(r) => {
+                self.dropped.rejected(r);
+                false
+            }
+        }
+    }
+
+    fn on_announce(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        channels: Vec<ChannelInfo>,
+        signed: Option<(KeyId, u64)>,
+    ) {
         let listed = channels.iter().any(|c| c.name == self.config.channel);
         match &mut self.phase {
             Phase::Finding { heard, .. } if !listed => {
@@ -190,12 +316,14 @@ impl Viewer {
                     give_up: now + self.config.timeout,
                     next: now,
                 };
+                self.relay_key = signed;
             }
             Phase::Requesting { relay, next, .. } | Phase::Watching { relay, next, .. }
                 if listed && *relay != from =>
             {
                 *relay = from;
                 *next = now;
+                self.relay_key = signed;
                 self.events.push_back(ViewerEvent::RelayMoved(from));
             }
             _ => {}
@@ -226,8 +354,18 @@ impl Viewer {
     /// Gives up once the timeout passed without the relay, or without its REPLY.
     pub fn handle_timeout(&mut self, now: Instant) {
         let error = match &mut self.phase {
-            Phase::Finding { give_up, heard } if now >= *give_up => {
-                if heard.is_empty() {
+            Phase::Finding {
+                give_up,
+                heard,
+                refused,
+            } if now >= *give_up => {
+                if heard.is_empty() && *refused > 0 {
+                    ViewerError::Untrusted {
+                        group: self.config.group,
+                        waited: self.config.timeout,
+                        refused: *refused,
+                    }
+                } else if heard.is_empty() {
                     ViewerError::NoRelay {
                         group: self.config.group,
                         waited: self.config.timeout,
@@ -319,7 +457,8 @@ impl Viewer {
 mod tests {
     use super::*;
     use crate::Destination;
-    use crate::video::channel::{DEFAULT_GRACE, DEFAULT_LEASE, LeaseEvent, Leases};
+    use crate::auth::{DEFAULT_MAX_SKEW, Seal, SecretKey, Signer, WallClock};
+    use crate::video::channel::{DEFAULT_GRACE, DEFAULT_LEASE, LeaseConfig, LeaseEvent, Leases};
     use std::net::Ipv4Addr;
 
     const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 1, 1), 5010);
@@ -385,17 +524,41 @@ mod tests {
 
         fn relay_offering(channels: &[&str], now: Instant) -> Leases {
             let channels = (0..).zip(channels).map(|(i, name)| channel(name, i));
-            Leases::new(channels, DEFAULT_LEASE, DEFAULT_GRACE, now)
+            Leases::new(channels, LeaseConfig::default(), now)
+        }
+
+        /// A relay signing with `key`, started at `now`; `clock_at(self.t0)` is its clock.
+        fn relay_signing(&self, channels: &[&str], key: &SecretKey) -> Leases {
+            let channels = (0..).zip(channels).map(|(i, name)| channel(name, i));
+            let signer = Some(Signer {
+                key: key.clone(),
+                clock: clock_at(self.t0),
+            });
+            let config = LeaseConfig {
+                signer,
+                ..LeaseConfig::default()
+            };
+            Leases::new(channels, config, self.now)
         }
 
         /// A viewer of `channel` starts now; returns its index.
         fn watch(&mut self, channel: &str) -> usize {
+            self.watch_trusting(channel, &[])
+        }
+
+        /// A viewer of `channel` that trusts `keys` (none: any relay) starts now.
+        fn watch_trusting(&mut self, channel: &str, keys: &[&SecretKey]) -> usize {
             let i = self.viewers.len();
+            let trust = (!keys.is_empty()).then(|| {
+                let keys = keys.iter().map(|k| k.public());
+                Trust::new(keys, clock_at(self.t0), DEFAULT_MAX_SKEW)
+            });
             let config = ViewerConfig {
                 id: 100 + i as u64,
                 channel: channel.into(),
                 group: GROUP,
                 timeout: TIMEOUT,
+                trust,
             };
             self.viewers.push(Viewer::new(config, self.now));
             i
@@ -499,6 +662,11 @@ mod tests {
 
     fn live(info: ChannelInfo) -> ChannelInfo {
         ChannelInfo { live: true, ..info }
+    }
+
+    /// Every machine's wall clock: at the test's `t0` it was this many Unix milliseconds.
+    fn clock_at(t0: Instant) -> WallClock {
+        WallClock::new(t0, 1_800_000_000_000)
     }
 
     #[test]
@@ -732,7 +900,7 @@ mod tests {
             let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             // Most with the video header, so the parser goes deep.
             if i % 4 != 0 && d.len() >= 4 {
-                d[..3].copy_from_slice(&[0xED, 0x56, 1]);
+                d[..3].copy_from_slice(&[0xED, 0x56, crate::video::wire::VERSION]);
                 d[3] = 0x20 + (next() % 5) as u8;
             }
             let now = net.now;
@@ -767,5 +935,207 @@ mod tests {
             [(s(0), ViewerEvent::Joined(live(channel("pi", 0))))]
         );
         assert_eq!(net.starts_stops, [(s(0), LeaseEvent::Start("pi".into()))]);
+    }
+
+    fn teacher() -> SecretKey {
+        SecretKey::from_seed([1; 32])
+    }
+
+    fn student() -> SecretKey {
+        SecretKey::from_seed([66; 32])
+    }
+
+    fn sealed(c: &Control, seal: Seal<'_>) -> Vec<u8> {
+        let mut v = Vec::new();
+        c.write_sealed(seal, &mut v);
+        v
+    }
+
+    /// A rogue relay on the same group, announcing the same channel from its own address (its
+    /// channel's media on another group).
+    fn rogue_announce() -> Control {
+        Control::Announce {
+            channels: vec![ChannelInfo {
+                group: Ipv4Addr::new(239, 255, 66, 66),
+                ..channel("pi", 0)
+            }],
+        }
+    }
+
+    const ROGUE: &str = "10.0.0.66:40000";
+
+    #[test]
+    fn with_trust_a_rogue_relay_announcing_first_is_not_followed() {
+        let mut net = Net::new(&["pi"]);
+        let (t0, key) = (net.t0, teacher());
+        net.relay = net.relay_signing(&["pi"], &key);
+        let trusting = net.watch_trusting("pi", &[&key]);
+        let trusting_all = net.watch("pi");
+        let rogue: SocketAddr = ROGUE.parse().unwrap();
+        let ms_now = clock_at(t0).unix_ms(t0);
+        // Before the relay's first ANNOUNCE: unsigned; signed by a student's key; the teacher's
+        // key id on a signature that is not the teacher's; a teacher-signed ANNOUNCE recorded an
+        // hour ago (stale).
+        let mut forged = sealed(&rogue_announce(), Seal::Signed(&student(), ms_now));
+        let n = forged.len();
+        forged[n - 80..n - 72].copy_from_slice(&key.public().id());
+        let recorded = sealed(
+            &Control::Announce {
+                channels: vec![channel("pi", 0)],
+            },
+            Seal::Signed(&key, ms_now - 3_600_000),
+        );
+        for d in [
+            rogue_announce().to_vec(),
+            sealed(&rogue_announce(), Seal::Signed(&student(), ms_now)),
+            forged,
+            recorded,
+        ] {
+            for v in [trusting, trusting_all] {
+                net.viewers[v].handle_datagram(t0, rogue, &d);
+            }
+        }
+        // The viewer that trusts any relay took the first one it heard.
+        assert_eq!(net.viewers[trusting_all].relay(), Some(rogue));
+        assert_eq!(net.viewers[trusting].relay(), None);
+        net.run_until(ms(2500));
+        assert_eq!(
+            net.events_of(trusting),
+            [(s(0), ViewerEvent::Joined(live(channel("pi", 0))))]
+        );
+        assert_eq!(net.viewers[trusting].relay(), Some(net.relay_at));
+        assert_eq!(net.viewers[trusting].signed_by(), Some(key.public().id()));
+        let d = net.viewers[trusting].dropped().clone();
+        assert_eq!(
+            (d.unsigned, d.unknown_key, d.forged, d.stale),
+            (1, 1, 1, 1),
+            "{d:?}"
+        );
+
+        // While it watches: the rogue announces every second, unsigned and with the student's
+        // key, and replays from its address a copy of the ANNOUNCE the relay just sent (the same
+        // bytes: the relay's ANNOUNCE signed at this second).
+        for second in 3..21 {
+            net.run_until(s(second));
+            let now = net.now;
+            let ms_now = clock_at(t0).unix_ms(now);
+            let relays = Control::Announce {
+                channels: vec![live(channel("pi", 0))],
+            };
+            for d in [
+                rogue_announce().to_vec(),
+                sealed(&rogue_announce(), Seal::Signed(&student(), ms_now)),
+                sealed(&relays, Seal::Signed(&key, ms_now)),
+            ] {
+                net.viewers[trusting].handle_datagram(now, rogue, &d);
+            }
+        }
+        net.run_until(ms(20_500));
+        assert_eq!(net.events_of(trusting).len(), 1, "never moved to the rogue");
+        assert_eq!(net.viewers[trusting].relay(), Some(net.relay_at));
+        let d = net.viewers[trusting].dropped();
+        // One of each before it joined, then 18 rounds.
+        assert_eq!((d.unsigned, d.unknown_key, d.stale), (19, 19, 19), "{d:?}");
+    }
+
+    /// Only the relay's key, even if another key is trusted too (a colleague's relay on the same
+    /// group does not take the viewer over).
+    #[test]
+    fn with_trust_only_the_followed_relays_key_moves_the_viewer() {
+        let mut net = Net::new(&["pi"]);
+        let (t0, key, colleague) = (net.t0, teacher(), SecretKey::from_seed([2; 32]));
+        net.relay = net.relay_signing(&["pi"], &key);
+        let v = net.watch_trusting("pi", &[&key, &colleague]);
+        net.run_until(s(3));
+        let now = net.now;
+        let other = sealed(
+            &rogue_announce(),
+            Seal::Signed(&colleague, clock_at(t0).unix_ms(now)),
+        );
+        net.viewers[v].handle_datagram(now, ROGUE.parse().unwrap(), &other);
+        assert_eq!(net.viewers[v].relay(), Some(net.relay_at));
+        assert_eq!(net.viewers[v].dropped().unknown_key, 1);
+        // The teacher's relay restarts on another port: same key, newer time: followed.
+        net.run_until(ms(10_300));
+        net.relay = net.relay_signing(&["pi"], &key);
+        net.relay_at = "10.0.0.1:40001".parse().unwrap();
+        net.run_until(s(30));
+        assert_eq!(
+            net.events_of(v),
+            [
+                (s(0), ViewerEvent::Joined(live(channel("pi", 0)))),
+                (ms(10_300), ViewerEvent::RelayMoved(net.relay_at)),
+            ]
+        );
+        assert_eq!(net.relay.viewers("pi"), 1);
+    }
+
+    #[test]
+    fn with_trust_forged_stale_or_misaddressed_replies_are_refused() {
+        let mut net = Net::new(&["pi"]);
+        let (t0, key) = (net.t0, teacher());
+        net.relay = net.relay_signing(&["pi"], &key);
+        // The relay's own REPLYs are lost for the first 3 s: the viewer keeps asking.
+        net.lose = Box::new(|at, c| matches!(c, Control::Reply { .. }) && at < s(3));
+        let v = net.watch_trusting("pi", &[&key]);
+        net.run_until(s(1));
+        let (now, relay_at) = (net.now, net.relay_at);
+        let ms_now = clock_at(t0).unix_ms(now);
+        let refusal = Control::Reply {
+            viewer: 100,
+            lease_ms: 6000,
+            result: Err(Refusal::UnknownChannel),
+        };
+        let granted = |viewer| Control::Reply {
+            viewer,
+            lease_ms: 6000,
+            result: Ok(ChannelInfo {
+                group: Ipv4Addr::new(239, 255, 66, 66),
+                ..live(channel("pi", 0))
+            }),
+        };
+        // The REPLY the relay granted to a student's own REQUEST (viewer 7), readdressed to this
+        // viewer; and a refusal the relay signed, sent from elsewhere.
+        let mut forged = sealed(&granted(7), Seal::Signed(&key, ms_now));
+        forged[4..12].copy_from_slice(&100u64.to_be_bytes());
+        let signed_refusal = sealed(&refusal, Seal::Signed(&key, ms_now));
+        for (from, d) in [
+            (relay_at, refusal.to_vec()),
+            (relay_at, sealed(&refusal, Seal::Signed(&student(), ms_now))),
+            (
+                relay_at,
+                sealed(&granted(100), Seal::Signed(&key, ms_now - 3_600_000)),
+            ),
+            (relay_at, forged),
+            (ROGUE.parse().unwrap(), signed_refusal),
+        ] {
+            net.viewers[v].handle_datagram(now, from, &d);
+        }
+        assert!(net.events_of(v).is_empty(), "{:?}", net.events_of(v));
+        let d = net.viewers[v].dropped();
+        assert_eq!(
+            (d.unsigned, d.unknown_key, d.stale, d.forged, d.wrong_source),
+            (1, 1, 1, 1, 1),
+            "{d:?}"
+        );
+        net.run_until(s(10));
+        assert_eq!(
+            net.events_of(v),
+            [(s(3), ViewerEvent::Joined(live(channel("pi", 0))))]
+        );
+    }
+
+    #[test]
+    fn with_trust_an_unsigned_relay_is_not_followed_and_the_error_says_why() {
+        let mut net = Net::new(&["pi"]);
+        let v = net.watch_trusting("pi", &[&teacher()]);
+        net.run_until(s(30));
+        assert_eq!(
+            net.error_of(v),
+            "no relay signed by a trusted key on 239.255.1.1:5010 within 10 s: 10 announcements \
+             were unsigned, signed by another key or too old (is `edm-cast video --key` using \
+             the key you trust? are both clocks right?)"
+        );
+        assert_eq!(net.requests, 0);
     }
 }

@@ -3,16 +3,18 @@
 //! are plain RFC 3550/6184 (`super::rtp`) and carry no edm-cast header at all.
 //!
 //! Video datagrams have their own magic and version, independent of the file protocol's
-//! (`crate::wire::VERSION`), so either can change without the other.
+//! (`crate::wire::VERSION`), so either can change without the other. ANNOUNCE and REPLY, which
+//! change what a viewer does, end with the file protocol's signature trailer (`crate::auth`).
 
-use crate::wire::{ParseError, Reader};
+use crate::auth::{Auth, Seal};
+use crate::wire::{ParseError, Reader, parse_trailer};
 use bytes::BufMut;
 use std::net::Ipv4Addr;
 
 /// First two bytes of every video control or repair datagram ("V" for video).
 pub const MAGIC: [u8; 2] = [0xED, 0x56];
-/// The video wire version this crate speaks.
-pub const VERSION: u8 = 1;
+/// The video wire version this crate speaks: 2 added the signature trailer to ANNOUNCE and REPLY.
+pub const VERSION: u8 = 2;
 /// Bytes of the video header: magic, version, type.
 pub const HEADER_LEN: usize = 4;
 /// Largest video datagram sent or accepted: the same as the file protocol's.
@@ -45,6 +47,13 @@ impl VideoType {
             0x24 => Self::Leave,
             other => return Err(ParseError::UnknownType(other)),
         })
+    }
+
+    /// Whether datagrams of this type end with a signature trailer: those that change what a
+    /// viewer does (which relay it follows, whether it watches). What viewers send is never
+    /// signed, and REPAIR is not either (VIDEO.md, "Security notes").
+    pub fn authenticated(self) -> bool {
+        matches!(self, Self::Announce | Self::Reply)
     }
 }
 
@@ -175,8 +184,15 @@ pub enum Control {
 }
 
 impl Control {
-    /// Parses one control datagram, header included.
+    /// Parses one control datagram, header and trailer included: what it says, not who said it
+    /// (for that, `parse_with_auth` and `Trust::check`).
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+        Self::parse_with_auth(bytes).map(|(c, _)| c)
+    }
+
+    /// Parses one control datagram, header included, and its signature trailer
+    /// (`Auth::Unsigned` for REQUEST and LEAVE, which have none).
+    pub fn parse_with_auth(bytes: &[u8]) -> Result<(Self, Auth), ParseError> {
         let (kind, mut r) = parse_header(bytes)?;
         let c = match kind {
             VideoType::Announce => {
@@ -213,15 +229,38 @@ impl Control {
             },
             VideoType::Repair => return Err(ParseError::Invalid("REPAIR on the control port")),
         };
+        let auth = if kind.authenticated() {
+            parse_trailer(bytes.len(), &mut r)?
+        } else {
+            Auth::Unsigned
+        };
         r.finish()?;
-        Ok(c)
+        Ok((c, auth))
     }
 
-    /// Writes the whole datagram, header included.
-    pub fn write(&self, out: &mut impl BufMut) {
+    /// Its type.
+    pub fn kind(&self) -> VideoType {
+        match self {
+            Control::Announce { .. } => VideoType::Announce,
+            Control::Request { .. } => VideoType::Request,
+            Control::Reply { .. } => VideoType::Reply,
+            Control::Leave { .. } => VideoType::Leave,
+        }
+    }
+
+    /// Writes the whole datagram, unsigned (a one-byte trailer where the type has one). `out` is
+    /// cleared first.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        self.write_sealed(Seal::Unsigned, out);
+    }
+
+    /// Writes the whole datagram and, where the type has one, the trailer `seal` makes. `out` is
+    /// cleared first: a signature covers the whole datagram.
+    pub fn write_sealed(&self, seal: Seal<'_>, out: &mut Vec<u8>) {
+        out.clear();
+        write_header(self.kind(), out);
         match self {
             Control::Announce { channels } => {
-                write_header(VideoType::Announce, out);
                 let channels = &channels[..channels.len().min(MAX_CHANNELS)];
                 out.put_u8(channels.len() as u8);
                 for c in channels {
@@ -229,11 +268,6 @@ impl Control {
                 }
             }
             Control::Request { viewer, channel } | Control::Leave { viewer, channel } => {
-                let kind = match self {
-                    Control::Request { .. } => VideoType::Request,
-                    _ => VideoType::Leave,
-                };
-                write_header(kind, out);
                 out.put_u64(*viewer);
                 write_name(channel, out);
             }
@@ -242,7 +276,6 @@ impl Control {
                 lease_ms,
                 result,
             } => {
-                write_header(VideoType::Reply, out);
                 out.put_u64(*viewer);
                 out.put_u32(*lease_ms);
                 match result {
@@ -254,9 +287,12 @@ impl Control {
                 }
             }
         }
+        if self.kind().authenticated() {
+            seal.finish(out);
+        }
     }
 
-    /// The whole datagram in a new buffer.
+    /// The whole datagram, unsigned, in a new buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         self.write(&mut out);
@@ -323,6 +359,8 @@ impl<'a> Repair<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{SIGNED_TRAILER_LEN, SecretKey, Trust, WallClock};
+    use std::time::{Duration, Instant};
 
     fn pi() -> ChannelInfo {
         ChannelInfo {
@@ -397,7 +435,7 @@ mod tests {
     #[test]
     fn spec_request_example_parses() {
         let bytes = [
-            0xED, 0x56, 0x01, 0x22, // magic, version 1, REQUEST
+            0xED, 0x56, 0x02, 0x22, // magic, version 2, REQUEST
             0, 0, 0, 0, 0, 0, 0, 42, // viewer 42
             2, b'p', b'i', // channel "pi"
         ];
@@ -409,16 +447,16 @@ mod tests {
             })
         );
         assert_eq!(Control::parse(&bytes[..3]), Err(ParseError::Truncated));
-        let mut v2 = bytes;
-        v2[2] = 2;
-        assert_eq!(Control::parse(&v2), Err(ParseError::Version(2)));
+        let mut v1 = bytes;
+        v1[2] = 1;
+        assert_eq!(Control::parse(&v1), Err(ParseError::Version(1)));
     }
 
     /// The REPAIR example in VIDEO.md, byte for byte.
     #[test]
     fn spec_repair_example_parses() {
         let bytes = [
-            0xED, 0x56, 0x01, 0x20, // magic, version 1, REPAIR
+            0xED, 0x56, 0x02, 0x20, // magic, version 2, REPAIR
             0, 0, 0, 9, // ssrc
             0xFF, 0xFF, // base_seq
             0, 25, // K
@@ -437,4 +475,96 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn announce_and_reply_are_signed_request_and_leave_are_not() {
+        let key = SecretKey::from_seed([3; 32]);
+        let t0 = Instant::now();
+        let clock = WallClock::new(t0, 1_800_000_000_000);
+        let trust = Trust::new([key.public()], clock, Duration::from_secs(300));
+        // The largest ANNOUNCE still fits a datagram when signed.
+        let widest = Control::Announce {
+            channels: (0..MAX_CHANNELS)
+                .map(|i| ChannelInfo {
+                    name: format!("{i:0>32}"),
+                    ..pi()
+                })
+                .collect(),
+        };
+        for c in samples().into_iter().chain([widest]) {
+            let mut v = Vec::new();
+            c.write_sealed(Seal::Signed(&key, 1_800_000_000_000), &mut v);
+            assert!(v.len() <= MAX_DATAGRAM, "{:?}: {}", c.kind(), v.len());
+            let (back, auth) = Control::parse_with_auth(&v).unwrap();
+            assert_eq!(back, c);
+            let signed = c.kind().authenticated();
+            assert_eq!(
+                matches!(auth, Auth::Signed { .. }),
+                signed,
+                "{:?}",
+                c.kind()
+            );
+            let unsigned = c.to_vec();
+            let trailer = if signed { SIGNED_TRAILER_LEN } else { 0 };
+            assert_eq!(v.len(), unsigned.len() - signed as usize + trailer);
+            if !signed {
+                continue;
+            }
+            assert!(trust.check(t0, &v, &auth, None).is_ok());
+            // Every byte is covered: header, body, key id, time and the signature itself.
+            for i in 0..v.len() {
+                let mut bad = v.clone();
+                bad[i] ^= 0x01;
+                if let Ok((_, auth)) = Control::parse_with_auth(&bad) {
+                    assert!(trust.check(t0, &bad, &auth, None).is_err(), "byte {i}");
+                }
+            }
+            // An unsigned copy, or a signed one cut short, is no signature.
+            let (_, auth) = Control::parse_with_auth(&unsigned).unwrap();
+            assert_eq!(auth, Auth::Unsigned);
+            for cut in unsigned.len()..v.len() {
+                assert!(Control::parse_with_auth(&v[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    /// The signed ANNOUNCE example in VIDEO.md, byte for byte: key seed 01 × 32, time
+    /// 1 800 000 000 000 ms. Ed25519 signatures are deterministic, so signing it again gives the
+    /// same bytes.
+    #[test]
+    fn spec_signed_announce_example_parses_and_verifies() {
+        let hex = SIGNED_ANNOUNCE_EXAMPLE
+            .split_whitespace()
+            .collect::<String>();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let (c, auth) = Control::parse_with_auth(&bytes).unwrap();
+        assert_eq!(
+            c,
+            Control::Announce {
+                channels: vec![pi()]
+            }
+        );
+        let key = SecretKey::from_seed([1; 32]);
+        let mut again = Vec::new();
+        c.write_sealed(Seal::Signed(&key, 1_800_000_000_000), &mut again);
+        assert_eq!(again, bytes);
+        let t0 = Instant::now();
+        let trust = Trust::new(
+            [key.public()],
+            WallClock::new(t0, 1_800_000_000_000),
+            Duration::from_secs(300),
+        );
+        assert_eq!(trust.check(t0, &bytes, &auth, None), Ok(key.public().id()));
+    }
+
+    /// As printed in VIDEO.md section 5 (spaces and line breaks are ignored).
+    const SIGNED_ANNOUNCE_EXAMPLE: &str = "
+        ED 56 02 21  01  02 70 69 01 EF FF 01 02 13 8C 13 8E
+        01  34 75 0F 98 BD 59 FC FC  00 00 01 A3 18 5C 50 00
+        1E B0 EB 84 06 CE E7 90 91 E0 51 9D 4E 70 AD 3E 0F EB 7F C4 7C BF 8F 67 0F 9F 07 E9 14 13
+        71 B5 39 10 E9 24 1A 5A 5E 91 99 6F 31 5E 2B E3 9B 29 CA F1 BB 9E 68 AA 83 C7 7D 47 2E F7
+        CB AF 3A 00";
 }

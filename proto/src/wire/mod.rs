@@ -293,8 +293,9 @@ impl<'a> Packet<'a> {
     }
 }
 
-/// The trailer: its kind, and for a signature the key, the time and the signature itself.
-fn parse_trailer(len: usize, r: &mut Reader<'_>) -> Result<Auth, ParseError> {
+/// The trailer: its kind, and for a signature the key, the time and the signature itself. Video
+/// control datagrams end with the same trailer (`crate::video::wire`).
+pub(crate) fn parse_trailer(len: usize, r: &mut Reader<'_>) -> Result<Auth, ParseError> {
     match r.u8()? {
         auth::UNSIGNED => Ok(Auth::Unsigned),
         auth::ED25519 => {
