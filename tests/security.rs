@@ -247,7 +247,9 @@ fn get_that_trusts_the_labs_server_ignores_a_rogue_server_that_answers_first() {
     let naive = get(&dir.path().join("naive"), &[]).wait(LIMIT);
     assert_eq!(naive.status.code(), Some(1), "{:?}", text(&naive));
     assert!(
-        text(&naive).1.contains("not allowed by the server's policy"),
+        text(&naive)
+            .1
+            .contains("not allowed by the server's policy"),
         "{:?}",
         text(&naive)
     );
@@ -296,7 +298,8 @@ fn an_encrypted_session_is_read_only_by_the_pcs_it_was_sent_to() {
         s.bind(&std::net::SocketAddr::V4(addr).into()).unwrap();
         s.join_multicast_v4(addr.ip(), &std::net::Ipv4Addr::LOCALHOST)
             .unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         std::net::UdpSocket::from(s)
     };
     let recv_as = |name: &str, extra: &[&str]| {
@@ -342,8 +345,15 @@ fn an_encrypted_session_is_read_only_by_the_pcs_it_was_sent_to() {
             seen_data += 1;
             let at = (data.block as usize * 1024 + data.esi as usize) * 1408;
             let plain = &file[at.min(file.len())..(at + 1408).min(file.len())];
-            assert!(plain.is_empty() || !data.symbol.starts_with(plain), "a symbol in clear");
-            assert_eq!(data.symbol.len(), 1408 + 16, "sealed: the symbol and its tag");
+            assert!(
+                plain.is_empty() || !data.symbol.starts_with(plain),
+                "a symbol in clear"
+            );
+            assert_eq!(
+                data.symbol.len(),
+                1408 + 16,
+                "sealed: the symbol and its tag"
+            );
         }
     }
     assert!(seen_data > 100, "the sniffer saw {seen_data} symbols");
@@ -362,9 +372,17 @@ fn an_encrypted_session_is_read_only_by_the_pcs_it_was_sent_to() {
     }
     let o = outsider.wait(LIMIT);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).1.contains("encrypted for other PCs"), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("encrypted for other PCs"),
+        "{:?}",
+        text(&o)
+    );
     assert!(!dir.path().join("outsider/exam.pdf").exists());
     let o = keyless.wait(LIMIT);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).1.contains("give this PC's key with --key"), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("give this PC's key with --key"),
+        "{:?}",
+        text(&o)
+    );
 }

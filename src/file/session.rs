@@ -65,6 +65,10 @@ pub struct Session {
 /// Datagrams sent between two looks at the feedback socket.
 const BATCH: usize = 256;
 
+/// Reads of the feedback socket (of up to 8 datagrams each) a turn at most. An honest class of a
+/// few hundred PCs sends some thousands of datagrams a second; a turn lasts a millisecond or so.
+const FEEDBACK_READS: usize = 16;
+
 impl Session {
     /// A session for `source` on `group`, sending from `iface`: its socket is open (feedback comes
     /// back to its port) and its id chosen.
@@ -190,7 +194,9 @@ impl Session {
             {
                 self.sender.hold_until(*hold.borrow_and_update());
             }
-            loop {
+            // A bounded number of reads a turn: a flood of feedback is left to the socket's
+            // buffer (where the kernel drops what does not fit) rather than starve the sending.
+            for _ in 0..FEEDBACK_READS {
                 let sender = &mut self.sender;
                 match inbox.try_recv(socket, |from, d| sender.handle_datagram(now, from, d)) {
                     Ok(_) => {}

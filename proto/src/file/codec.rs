@@ -101,6 +101,7 @@ pub struct SymbolSet {
 }
 
 impl SymbolSet {
+    /// An empty set for a block of `k` source symbols.
     pub fn new(k: u16) -> Self {
         SymbolSet {
             words: vec![0; (k as usize).div_ceil(64)],
@@ -117,14 +118,17 @@ impl SymbolSet {
         fresh
     }
 
+    /// Whether `i` is marked.
     pub fn contains(&self, i: u32) -> bool {
         self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
     }
 
+    /// How many are marked.
     pub fn len(&self) -> u32 {
         self.count
     }
 
+    /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -5,12 +5,16 @@
 
 use crate::wire::{MAX_BLOCK_SYMBOLS, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
+/// Why a file cannot be cut into blocks as asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
+    /// T out of range.
     #[error("symbol size {0} is outside {MIN_SYMBOL_SIZE}..={MAX_SYMBOL_SIZE}")]
     SymbolSize(u16),
+    /// K out of range.
     #[error("block size {0} symbols is outside 1..={MAX_BLOCK_SYMBOLS}")]
     BlockSymbols(u16),
+    /// More blocks than `MAX_BLOCKS`.
     #[error("file of {0} bytes needs more than {MAX_BLOCKS} blocks of this size")]
     TooLarge(u64),
 }
@@ -19,6 +23,7 @@ pub enum LayoutError {
 /// whatever an ANNOUNCE claims. With the default K and T that is a 5.9 TB file.
 pub const MAX_BLOCKS: u32 = 1 << 22;
 
+/// How a file is cut: T, K, the number of blocks, and whether the last is padded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// `None` until the size of a growing source is known.
