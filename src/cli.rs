@@ -2,12 +2,13 @@
 
 use crate::error::Error;
 use crate::file::output::{Folder, Rules};
-use crate::http::cache::Size;
+use crate::http::cache::{Cache, Size};
 use crate::net::Group;
 use crate::net::pace::Rate;
 use crate::{download, file, keys, video};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -117,6 +118,16 @@ pub struct Caching {
     /// Largest size of --cache; least recently used downloads go first.
     #[arg(long, value_name = "SIZE", default_value = "20G")]
     pub cache_size: Size,
+}
+
+impl Caching {
+    /// The cache, opened (and its folder made), if `--cache` was given.
+    pub fn open(&self) -> Result<Option<Arc<Cache>>, Error> {
+        self.cache
+            .as_deref()
+            .map(|d| Cache::open(d, self.cache_size).map(Arc::new))
+            .transpose()
+    }
 }
 
 /// Where a received file goes, who receives it, and whose files it takes: `recv`, `get`.

@@ -191,12 +191,7 @@ struct Shared {
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.net.iface.as_deref())?;
     let control = net::sender_socket(args.net.group, iface, args.sending.ttl, args.port)?;
-    let cache = args
-        .caching
-        .cache
-        .as_deref()
-        .map(|d| Cache::open(d, args.caching.cache_size).map(Arc::new))
-        .transpose()?;
+    let cache = args.caching.open()?;
     let own = policy::interface_networks().map_err(|e| Error::Interface {
         iface: "(all)".into(),
         why: format!("cannot list the interfaces' networks: {e}"),

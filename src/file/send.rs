@@ -6,7 +6,6 @@ use super::source;
 use super::view::SenderView;
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
-use crate::http::cache::Cache;
 use crate::http::fetch;
 use crate::http::policy::Policy;
 use crate::keys::{self, Signing};
@@ -55,12 +54,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.net.iface.as_deref())?;
     let mut source = if fetch::is_url(&args.source) {
-        let cache = args
-            .caching
-            .cache
-            .as_deref()
-            .map(|d| Cache::open(d, args.caching.cache_size).map(Arc::new))
-            .transpose()?;
+        let cache = args.caching.open()?;
         // The operator's own command: any address may be fetched (serve is stricter).
         let agent = fetch::agent(Arc::new(Policy::allow_all()));
         source::url(
