@@ -12,7 +12,7 @@
 mod common;
 
 use common::lab::{Lab, lab_available};
-use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
+use common::{Http, Proc, TempDir, attack_count, bin, md5_of, random_file, text};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -149,16 +149,6 @@ fn lan_case(
     Figures { dropped, attack }
 }
 
-/// tools/attack.py's count of `key` in its JSON report.
-fn count(report: &str, key: &str) -> u64 {
-    let at = report.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
-    let digits: String = report[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap()
-}
-
 #[test]
 fn lan_lab_every_receiver_gets_the_exact_file() {
     if !lab_available("LAN lab", &[]) {
@@ -201,7 +191,7 @@ fn lan_lab_a_feedback_flood_does_not_stop_the_class() {
     }
     let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let f = lan_case("f", 8, 5.0, 100, 32, Some(FLOOD));
-    assert!(count(&f.attack, "flood") > 10_000, "{}", f.attack);
+    assert!(attack_count(&f.attack, "flood") > 10_000, "{}", f.attack);
 }
 
 #[test]
@@ -211,7 +201,7 @@ fn lan_lab_without_keys_mutated_replays_cost_blocks_a_round_never_the_file() {
     }
     let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let f = lan_case("m", 4, 1.0, 100, 64, Some(MUTATE));
-    assert!(count(&f.attack, "mutated") > 1000, "{}", f.attack);
+    assert!(attack_count(&f.attack, "mutated") > 1000, "{}", f.attack);
     // Corrupted blocks were caught by their digests and collected again.
     let caught: u64 = (f.dropped.iter())
         .filter_map(|l| l.split("; ").nth(1)?.split(' ').next()?.parse::<u64>().ok())

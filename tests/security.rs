@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv_with, send, text};
+use common::{Http, Proc, TempDir, attack_count, bin, md5_of, random_file, recv_with, send, text};
 use edm_cast_proto::SecretKey;
 use edm_cast_proto::auth::Seal;
 use edm_cast_proto::wire::{Announce, End, EndReason, FeedbackAddr, FileDigests, Packet};
@@ -67,16 +67,6 @@ fn an_hour_ago(key: &Path, out: &Path) {
         lines.push('\n');
     }
     std::fs::write(out, lines).unwrap();
-}
-
-/// A count in attack.py's JSON report.
-fn count(report: &str, key: &str) -> u64 {
-    let at = report.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
-    let digits: String = report[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap()
 }
 
 #[test]
@@ -195,7 +185,7 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
     let (report, _) = text(&sent);
     println!("the attacker sent {report}");
     for kind in ["forged_data", "control", "replays"] {
-        assert!(count(&report, kind) > 10, "{kind}: {report}");
+        assert!(attack_count(&report, kind) > 10, "{kind}: {report}");
     }
     let (rogue_summary, _) = text(&rogue.wait(LIMIT));
     assert!(

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::lab::{Lab, lab_available};
+use common::lab::{Lab, lab_available, tool_available};
 use common::{Proc, TempDir, bin, text};
 use edm_cast_proto::video::h264::{AnnexB, Packetizer, nal_type};
 use std::collections::HashSet;
@@ -521,12 +521,7 @@ fn serve(
 #[test]
 fn video_rtsp_source_is_pulled_on_demand() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    if Command::new("ffmpeg").arg("-version").output().is_err() {
-        assert!(
-            std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
-            "ffmpeg is required here"
-        );
-        eprintln!("skipping the RTSP test: ffmpeg is not installed");
+    if !tool_available("RTSP", "ffmpeg") {
         return;
     }
     let dir = TempDir::new("rtsp");
@@ -798,12 +793,7 @@ fn keygen(path: &Path) -> (String, String) {
 #[test]
 fn video_watch_trusting_a_key_ignores_a_rogue_relay() {
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    if Command::new("ffmpeg").arg("-version").output().is_err() {
-        assert!(
-            std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
-            "ffmpeg is required here"
-        );
-        eprintln!("skipping the signed video test: ffmpeg is not installed");
+    if !tool_available("signed video", "ffmpeg") {
         return;
     }
     let dir = TempDir::new("signed");

@@ -97,23 +97,38 @@ fn unavailable(tools: &[&str]) -> Option<String> {
         Ok(o) => return Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
         Err(e) => return Some(e.to_string()),
     }
-    tools
-        .iter()
-        .find_map(|t| match Command::new(t).arg("-version").output() {
-            Ok(o) if o.status.success() => None,
-            _ => Some(format!("{t} is not installed (apt-get install {t})")),
-        })
+    tools.iter().find_map(|t| missing(t))
+}
+
+/// Why `program` cannot run here (`program -version` fails), if it cannot.
+fn missing(program: &str) -> Option<String> {
+    match Command::new(program).arg("-version").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some(format!(
+            "{program} is not installed (apt-get install {program})"
+        )),
+    }
+}
+
+/// Whether `program` runs here; when not, says the `what` test is skipped, or, under
+/// EDM_CAST_REQUIRE_LAB, fails: CI installs every real peer the tests use.
+pub fn tool_available(what: &str, program: &str) -> bool {
+    skip_unless(what, missing(program))
 }
 
 /// False (after saying why) if `what` cannot run here and is not required; under
 /// EDM_CAST_REQUIRE_LAB (CI as root) a lab that cannot run is a failure instead.
 pub fn lab_available(what: &str, tools: &[&str]) -> bool {
-    match unavailable(tools) {
+    skip_unless(what, unavailable(tools))
+}
+
+fn skip_unless(what: &str, why_not: Option<String>) -> bool {
+    match why_not {
         None => true,
         Some(why) => {
             assert!(
                 std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
-                "the {what} is required here but unavailable: {why}"
+                "the {what} test cannot run here: {why}"
             );
             eprintln!("skipping the {what} test: {why}");
             false

@@ -176,6 +176,16 @@ pub fn md5_of(path: &Path) -> String {
         .collect()
 }
 
+/// A count in tools/attack.py's JSON report.
+pub fn attack_count(report: &str, key: &str) -> u64 {
+    let at = report.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
+    let digits: String = report[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
 pub fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -50,10 +50,10 @@ const CHUNK: u64 = 16 << 10;
 /// Steps at one instant before the class is taken to be stuck (a state machine asking to be woken
 /// at a time already past would otherwise spin the test for ever).
 const MAX_STEPS_AT_ONE_INSTANT: u32 = 10_000;
-/// How late a timer wakes a host whose deadline it has already served at this instant. The sender
-/// and the receiver give up on a silent peer once `now - last_heard > timeout`, but ask to be woken
-/// at `last_heard + timeout` itself: on a real clock the next wake-up is a little later and finds
-/// the deadline passed; a fake clock must move on too.
+/// How late a timer wakes a host that asks again for an instant it was already polled at. On a
+/// real clock a wake-up always comes a little later than asked, so a deadline a state machine
+/// chose not to act on at that very instant is found passed next time; a fake clock must move on
+/// too, or the host would be woken at the same instant for ever.
 const TIMER_SLACK: Duration = Duration::from_micros(1);
 
 /// A student's PC and its cable.
