@@ -35,7 +35,7 @@ pub struct Counters {
     pub unverified: u64,
     /// From a receiver the sender does not know (it never said hello), or one it refused.
     pub unknown_receiver: u64,
-    /// Over a receiver table's bounds (in all, or per address).
+    /// Over a table's or a queue's bounds (receivers in all or per address; answers queued).
     pub refused: u64,
     /// Over its sender's rate bound.
     pub rate_limited: u64,

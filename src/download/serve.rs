@@ -11,7 +11,7 @@
 
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
-use crate::file::session::{Session, Setup};
+use crate::file::session::{Session, Setup, feedback_addr};
 use crate::file::source;
 use crate::file::view::{self, SenderView};
 use crate::http::cache::{Cache, Size};
@@ -22,7 +22,6 @@ use crate::keys::{self, Signing};
 use crate::net::pace::Rate;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
-use edm_cast_proto::wire::FeedbackAddr;
 use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -260,7 +259,7 @@ async fn serve(
     let mut shutdown = Shutdown::new()?;
     let mut catalog = Catalog::new(
         CatalogConfig {
-            requests: FeedbackAddr::Source { port: args.port },
+            requests: feedback_addr(args.net.group, shared.iface, args.port, &shared.setup)?,
             signer: shared.setup.signer.clone(),
             ..CatalogConfig::default()
         },

@@ -62,6 +62,20 @@ pub struct Session {
     hold: Option<watch::Receiver<Instant>>,
 }
 
+/// Where receivers (or students) answer: a signed session names its address, so that a replay
+/// of its ANNOUNCE from another host is refused; an unsigned one says "where this comes from".
+pub fn feedback_addr(
+    group: Group,
+    iface: Ipv4Addr,
+    port: u16,
+    setup: &Setup,
+) -> Result<FeedbackAddr, Error> {
+    Ok(match setup.signer {
+        Some(_) => FeedbackAddr::V4(net::source_addr(group, iface)?, port),
+        None => FeedbackAddr::Source { port },
+    })
+}
+
 /// Datagrams sent between two looks at the feedback socket.
 const BATCH: usize = 256;
 
@@ -91,9 +105,7 @@ impl Session {
             receiver_timeout: setup.drop_after,
             signer: setup.signer.clone(),
             encryption: setup.encryption.clone(),
-            feedback: FeedbackAddr::Source {
-                port: net::local_port(&socket)?,
-            },
+            feedback: feedback_addr(group, iface, net::local_port(&socket)?, setup)?,
             ..SenderConfig::default()
         };
         Ok(Session {
@@ -461,6 +473,12 @@ impl Session {
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            );
+        }
+        if stats.forgotten_receivers > 0 {
+            println!(
+                "  and {} more like them, forgotten to make room in the receiver table",
+                stats.forgotten_receivers
             );
         }
         if let Some(why) = &self.failure {

@@ -152,6 +152,25 @@ pub fn local_port(socket: &std::net::UdpSocket) -> Result<u16, Error> {
         })
 }
 
+/// The address datagrams to `group` go out from: `iface`'s, or, with no `--iface`, the one the
+/// route to the group picks (the kernel's choice for a connected socket; nothing is sent). A
+/// signed ANNOUNCE or SERVER names it, so that a replay of it from another host is refused.
+pub fn source_addr(group: Group, iface: Ipv4Addr) -> Result<Ipv4Addr, Error> {
+    if !iface.is_unspecified() {
+        return Ok(iface);
+    }
+    let fail = |e: std::io::Error| Error::Socket {
+        what: format!("cannot find the address that sends to {group}"),
+        source: e,
+    };
+    let probe = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(fail)?;
+    probe.connect(group.0).map_err(fail)?;
+    match probe.local_addr().map_err(fail)?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Ok(ip),
+        _ => Err(fail(std::io::Error::other("no IPv4 route to the group"))),
+    }
+}
+
 /// A receiver's group socket: joined on `iface`, bound to the group so other groups on the port
 /// stay out. Several receivers on one host may share the port.
 pub fn group_socket(group: Group, iface: Ipv4Addr) -> Result<std::net::UdpSocket, Error> {

@@ -184,6 +184,9 @@ impl Catalog {
                 };
                 if self.out.len() < MAX_OUT {
                     self.out.push_back((from, Packet::Offer(offer)));
+                } else {
+                    // The student asks again; the answers before it go out first.
+                    self.dropped.refused += 1;
                 }
                 // Answered either way; past its allowance, an address no longer holds it open.
                 let ip = from.ip();

@@ -96,13 +96,23 @@ impl Requester {
         }
         if is_server && self.server.is_some() {
             // The server is known (given, or found): later announces change nothing.
+            self.dropped.duplicate += 1;
             return;
         }
         if let Some(t) = &self.trust {
-            match t.check(now, bytes, &d.auth, self.server_key.as_ref()) {
-                Ok(key) => self.server_key = Some(key),
+            let key = match t.check(now, bytes, &d.auth, self.server_key.as_ref()) {
+                Ok(key) => key,
                 Err(r) => return self.dropped.rejected(r),
+            };
+            // A signed SERVER that names the server's address, replayed by another host to be
+            // asked instead.
+            if let Packet::Server(s) = &d.packet
+                && !s.requests.names_source(from.ip())
+            {
+                self.dropped.wrong_source += 1;
+                return;
             }
+            self.server_key = Some(key);
         }
         match d.packet {
             Packet::Server(s) => self.server = Some(s.requests.resolve(from)),

@@ -102,6 +102,8 @@ pub(crate) struct Peers {
     limits: Limits,
     receivers: BTreeMap<u32, ReceiverInfo>,
     addresses: HashMap<IpAddr, Address>,
+    /// Receivers forgotten to make room.
+    forgotten: u64,
 }
 
 /// Weight of a new report in the smoothed loss.
@@ -113,11 +115,49 @@ impl Peers {
             limits,
             receivers: BTreeMap::new(),
             addresses: HashMap::new(),
+            forgotten: 0,
         }
+    }
+
+    /// Receivers forgotten to make room for new ones.
+    pub(crate) fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// Makes room for a receiver at `ip` if the table is full (in all or for `ip`), by forgetting
+    /// the longest silent of those that said hello, nothing else, and went silent (a PC that left
+    /// at once, or a fake hello): false if there is none.
+    fn make_room(&mut self, ip: IpAddr) -> bool {
+        let here = self.addresses.get(&ip).map_or(0, |a| a.receivers);
+        let full = self.receivers.len() >= self.limits.max_receivers;
+        if !full && here < self.limits.max_per_address {
+            return true;
+        }
+        let Some(victim) = self
+            .receivers
+            .values()
+            .filter(|r| r.dropped && r.state == ReceiverState::Hello)
+            .filter(|r| full || r.addr.ip() == ip)
+            .min_by_key(|r| r.last_heard)
+            .map(|r| r.id)
+        else {
+            return false;
+        };
+        let gone = self.receivers.remove(&victim).expect("just found");
+        if let Some(a) = self.addresses.get_mut(&gone.addr.ip()) {
+            a.receivers -= 1;
+        }
+        self.forgotten += 1;
+        // Forgetting one for the table may still leave this address full, or the other way round.
+        self.make_room(ip)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &ReceiverInfo> {
         self.receivers.values()
+    }
+
+    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut ReceiverInfo> {
+        self.receivers.get_mut(&id)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -133,13 +173,12 @@ impl Peers {
         id: u32,
         name: &str,
     ) -> Result<(&mut ReceiverInfo, bool), Unheard> {
-        let limits = &self.limits;
         let new = !self.receivers.contains_key(&id);
         if new {
-            let here = self.addresses.get(&from.ip()).map_or(0, |a| a.receivers);
-            if self.receivers.len() >= limits.max_receivers || here >= limits.max_per_address {
+            if !self.make_room(from.ip()) {
                 return Err(Unheard::Refused);
             }
+            let limits = &self.limits;
             self.addresses
                 .entry(from.ip())
                 .or_insert(Address {
@@ -300,6 +339,53 @@ mod tests {
             Some(Unheard::Unknown)
         );
         assert!(p.known(t, addr("10.0.0.9:5"), 1).is_ok());
+    }
+
+    /// Fake hellos from many addresses, sent once, used to fill the table for the whole session:
+    /// the PCs that came later were refused.
+    #[test]
+    fn hellos_that_went_silent_make_room_and_receivers_taking_part_never_do() {
+        let t = Instant::now();
+        let timeout = Duration::from_secs(5);
+        let mut p = Peers::new(Limits {
+            max_receivers: 4,
+            max_per_address: 2,
+            ..Limits::default()
+        });
+        // Two real PCs receiving, two fake hellos.
+        for (id, from) in [(1, "10.0.0.1:9"), (2, "10.0.0.2:9")] {
+            let (r, _) = p.hello(t, addr(from), id, "pc").unwrap();
+            r.state = ReceiverState::Receiving;
+        }
+        p.hello(t, addr("10.0.0.66:9"), 66, "fake").unwrap();
+        p.hello(t, addr("10.0.0.67:9"), 67, "fake").unwrap();
+        assert_eq!(
+            p.hello(t, addr("10.0.0.3:9"), 3, "pc").err(),
+            Some(Unheard::Refused),
+            "no room while the fakes are within the timeout"
+        );
+        // Everyone went quiet a while (the real PCs too: a long decode, say).
+        let later = t + timeout;
+        assert_eq!(p.drop_silent(later, timeout).len(), 4);
+        assert!(p.hello(later, addr("10.0.0.3:9"), 3, "pc").unwrap().1);
+        assert!(p.hello(later, addr("10.0.0.4:9"), 4, "pc").unwrap().1);
+        assert_eq!(p.forgotten(), 2);
+        assert_eq!(
+            p.hello(later, addr("10.0.0.5:9"), 5, "pc").err(),
+            Some(Unheard::Refused),
+            "receivers that took part are kept, silent or not"
+        );
+        let ids: Vec<u32> = p.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        // And per address: a silent hello-only id makes room for another at its address.
+        let mut p = Peers::new(Limits {
+            max_per_address: 1,
+            ..Limits::default()
+        });
+        p.hello(t, addr("10.0.0.9:1"), 1, "pc").unwrap();
+        p.drop_silent(later, timeout);
+        assert!(p.hello(later, addr("10.0.0.9:2"), 2, "pc").is_ok());
+        assert!(p.hello(later, addr("10.0.0.9:3"), 3, "pc").is_err());
     }
 
     #[test]

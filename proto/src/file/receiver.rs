@@ -182,10 +182,14 @@ enum Phase {
     Failed,
 }
 
-/// Hashes held at most for a block collected symbol by symbol: its rounds of repair.
+/// Hashes kept for a block collected symbol by symbol, besides those of the symbols it holds: of
+/// the last symbols sent before the list was made, which it may yet get.
 fn max_hashes(k: u32) -> usize {
     5 * (k as usize + 64)
 }
+
+/// Separate stretches of ESIs a block's hash lists may have covered, lost packets between them.
+const MAX_HASH_RANGES: usize = 64;
 
 /// The symbols of a block not yet decoded.
 #[derive(Debug, Default)]
@@ -204,13 +208,15 @@ struct Pending {
     /// Symbols to hold before the next decode attempt.
     decode_at: u32,
     touched: u64,
-    /// The block failed its digest: the published hashes of the sender's symbols, which the
-    /// symbols it held then are checked against in the next decode job, and any new one before
-    /// it is taken ...
+    /// The block failed its digest: the published hashes of the sender's symbols (of those it
+    /// holds, and of those it may yet get), which the symbols it held then are checked against
+    /// in the next decode job, and any new one before it is taken ...
     verify: Option<HashMap<u32, SymbolHash>>,
     /// ... the end of the list they are part of (`Hashes::sent`: they come for ESIs 0.. on, and
-    /// a symbol above it was not the sender's when they were made), ...
+    /// a symbol above it was not the sender's when they were made), the ESIs the HASHES heard
+    /// covered (sorted, merged, half-open), ...
     hashes_upto: u32,
+    covered: Vec<(u32, u32)>,
     /// ... and the symbols that came before their hash.
     waiting: Vec<(u32, Vec<u8>)>,
 }
@@ -237,7 +243,35 @@ impl Pending {
     /// A block being checked symbol by symbol, short of some hashes of the list it was sent (or
     /// of any list yet).
     fn lacks_hashes(&self) -> bool {
-        (self.verify.as_ref()).is_some_and(|h| h.is_empty() || h.len() as u32 != self.hashes_upto)
+        self.verify.is_some()
+            && (self.hashes_upto == 0 || self.covered.first() != Some(&(0, self.hashes_upto)))
+    }
+
+    /// Whether a HASHES heard covered `esi`: a symbol with no hash kept for it is then not one
+    /// the sender had sent (or one this block no longer wants).
+    fn hash_covers(&self, esi: u32) -> bool {
+        self.covered.iter().any(|&(a, b)| a <= esi && esi < b)
+    }
+
+    /// Adds `a..b` to the covered ESIs; false if that would make too many separate stretches.
+    fn cover(&mut self, a: u32, b: u32) -> bool {
+        let mut ranges = std::mem::take(&mut self.covered);
+        ranges.push((a, b));
+        ranges.sort_unstable();
+        for (a, b) in ranges {
+            match self.covered.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => self.covered.push((a, b)),
+            }
+        }
+        self.covered.len() <= MAX_HASH_RANGES
+    }
+
+    /// Whether the block holds (or keeps waiting) a symbol with this ESI.
+    fn holds(&self, esi: u32, k: u32) -> bool {
+        (esi < k && self.have.as_ref().is_some_and(|h| h.contains(esi)))
+            || self.extra_esis.contains(&esi)
+            || self.waiting.iter().any(|(e, _)| *e == esi)
     }
 
     /// Takes back what a decode job held: its symbols (fewer, if it dropped some it could not
@@ -405,6 +439,12 @@ impl Receiver {
                 },
                 None => None,
             };
+            // A signed ANNOUNCE that names its sender's address, replayed by another host to be
+            // taken for the sender.
+            if signed_by.is_some() && !a.feedback.names_source(from.ip()) {
+                self.stats.dropped.wrong_source += 1;
+                return;
+            }
             return self.join(now, from, d.session, a.clone(), signed_by);
         }
         let Some(s) = self.session.as_mut().filter(|s| s.id == d.session) else {
@@ -658,6 +698,10 @@ impl Receiver {
                     self.stats.dropped.forged += 1;
                     return;
                 }
+                None if p.hash_covers(d.esi) => {
+                    self.stats.dropped.unverified += 1;
+                    return;
+                }
                 None if p.waiting.len() < k as usize => {
                     p.waiting.push((d.esi, symbol.to_vec()));
                     return;
@@ -761,25 +805,41 @@ impl Receiver {
     }
 
     /// Symbol hashes for a block being checked symbol by symbol.
+    /// (While the block's decode job runs they are kept too: the job may fail.)
     fn on_hashes(&mut self, h: Hashes) {
         let s = self.session.as_mut().expect("caller checked");
         let k = s.layout.symbols(h.block) as u32;
-        let Some(BlockRx::Pending(p)) = s.blocks.get_mut(h.block as usize) else {
+        let Some(BlockRx::Pending(p) | BlockRx::Decoding(p)) = s.blocks.get_mut(h.block as usize)
+        else {
             self.stats.dropped.unexpected += 1;
             return;
         };
-        let Some(hashes) = p.verify.as_mut() else {
+        if p.verify.is_none() {
             self.stats.dropped.unexpected += 1;
             return;
-        };
-        for (i, hash) in h.hashes.into_iter().enumerate() {
-            if hashes.len() >= max_hashes(k) {
-                self.stats.dropped.out_of_range += 1;
-                break;
-            }
-            hashes.insert(h.first_esi + i as u32, hash);
         }
+        let end = h.first_esi + h.hashes.len() as u32;
+        if !p.cover(h.first_esi, end) {
+            self.stats.dropped.out_of_range += 1;
+            return;
+        }
+        // Kept: the hashes of what it holds, and of the last symbols sent that it has not seen
+        // (still on their way). A list covers every symbol the sender sent of the block, however
+        // many repair rounds that was; what is kept of it is bounded.
         p.hashes_upto = p.hashes_upto.max(h.sent);
+        let recent = p
+            .seen
+            .max(p.hashes_upto.saturating_sub(max_hashes(k) as u32));
+        let wanted: Vec<(u32, SymbolHash)> = (h.first_esi..end)
+            .zip(h.hashes)
+            .filter(|&(esi, _)| esi >= recent || p.holds(esi, k))
+            .collect();
+        let mut hashes = p.verify.take().expect("checked above");
+        hashes.extend(wanted);
+        if hashes.len() > max_hashes(k) + p.count() as usize + p.waiting.len() {
+            hashes.retain(|&esi, _| esi >= recent || p.holds(esi, k));
+        }
+        p.verify = Some(hashes);
         // The symbols that waited for their hash: taken, dropped, or waiting on.
         for (esi, symbol) in std::mem::take(&mut p.waiting) {
             self.take_symbol(h.block, esi, &symbol);
@@ -1165,7 +1225,9 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
                 if p.all_source(k) {
                     (0, p.seen)
                 } else {
-                    (p.decode_at.saturating_sub(p.count()), p.seen)
+                    // Symbols dropped after a decode job failed, or forgotten, can leave it short
+                    // of more than a whole block: it never needs more than K + 1.
+                    (p.decode_at.saturating_sub(p.count()).min(k + 1), p.seen)
                 }
             }
             _ => continue,

@@ -62,7 +62,13 @@ pub enum ConfigError {
     /// `--encrypt` without a receiver to encrypt for.
     #[error("an encrypted session needs at least one receiver's key (--to)")]
     NoRecipients,
+    /// More receivers' keys than KEYS packets can carry.
+    #[error("an encrypted session is sent to at most {MAX_RECIPIENTS} receivers' keys, not {0}")]
+    TooManyRecipients(usize),
 }
+
+/// Receivers' keys one encrypted session can carry: 255 KEYS packets of `MAX_KEY_WRAPS`.
+pub const MAX_RECIPIENTS: usize = u8::MAX as usize * MAX_KEY_WRAPS;
 
 /// How a sender sends.
 #[derive(Debug, Clone)]
@@ -244,6 +250,8 @@ pub struct SenderStats {
     pub need_reports: u64,
     /// Hash-checked repair rounds (a block failed its digest at some receiver).
     pub verify_rounds: u64,
+    /// Receivers that said hello and went silent, forgotten to make room in a full table.
+    pub forgotten_receivers: u64,
     /// Datagrams dropped, by why.
     pub dropped: Counters,
 }
@@ -402,6 +410,9 @@ impl Sender {
             Some(e) => {
                 if e.recipients.is_empty() {
                     return Err(ConfigError::NoRecipients);
+                }
+                if e.recipients.len() > MAX_RECIPIENTS {
+                    return Err(ConfigError::TooManyRecipients(e.recipients.len()));
                 }
                 let (ephemeral, wraps) =
                     crypt::wrap(&e.key, e.ephemeral, &e.recipients, cfg.session);
@@ -599,10 +610,13 @@ impl Sender {
 
     fn on_status(&mut self, now: Instant, from: SocketAddr, s: Status) {
         let num_blocks = self.layout.num_blocks();
-        let (r, new) = match self.peers.hello(now, from, s.receiver, &s.name) {
-            Ok(r) => r,
+        let hello = (self.peers.hello(now, from, s.receiver, &s.name)).map(|(_, new)| new);
+        self.stats.forgotten_receivers = self.peers.forgotten();
+        let new = match hello {
+            Ok(new) => new,
             Err(why) => return self.unheard(why),
         };
+        let r = self.peers.get_mut(s.receiver).expect("just heard");
         r.blocks_done = s.blocks_done.min(num_blocks);
         let was = r.state;
         // Done and Failed are final: a late, reordered Receiving must not undo them.

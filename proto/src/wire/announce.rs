@@ -3,7 +3,7 @@
 
 use super::{ParseError, Reader};
 use bytes::BufMut;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Smallest symbol size accepted (bytes).
 pub const MIN_SYMBOL_SIZE: u16 = 16;
@@ -33,6 +33,16 @@ impl FeedbackAddr {
             FeedbackAddr::Source { port } => SocketAddr::new(announce_from.ip(), port),
             FeedbackAddr::V4(ip, port) => SocketAddr::new(ip.into(), port),
             FeedbackAddr::V6(ip, port) => SocketAddr::new(ip.into(), port),
+        }
+    }
+
+    /// Whether a packet naming this address may have come from `from`: one that names an address
+    /// comes from it (a signed one replayed from elsewhere is refused by that).
+    pub fn names_source(&self, from: IpAddr) -> bool {
+        match *self {
+            FeedbackAddr::Source { .. } => true,
+            FeedbackAddr::V4(ip, _) => from == IpAddr::V4(ip),
+            FeedbackAddr::V6(ip, _) => from == IpAddr::V6(ip),
         }
     }
 
