@@ -741,15 +741,16 @@ impl Receiver {
     /// The session key, if this PC's key is among those it was sent to.
     fn on_keys(&mut self, keys: Keys) {
         let s = self.session.as_mut().expect("caller checked");
-        let own = self
-            .cfg
-            .key
-            .as_ref()
-            .expect("joined an encrypted session with a key");
-        if !s.announce.encrypted || s.session_key.is_some() {
+        if s.session_key.is_some() {
             self.stats.dropped.duplicate += 1;
             return;
         }
+        // KEYS in a session announced unencrypted (anyone may send one where no signature is
+        // required), or without a key of our own (then the session already failed).
+        let (true, Some(own)) = (s.announce.encrypted, self.cfg.key.as_ref()) else {
+            self.stats.dropped.unexpected += 1;
+            return;
+        };
         let id = own.public().id();
         if let Some(w) = keys.wraps.iter().find(|w| w.recipient == id) {
             match crypt::unwrap(own, &keys.ephemeral, &w.wrapped, s.id) {
@@ -1123,4 +1124,45 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
         }
     }
     entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{FeedbackAddr, KeyWrap, WRAPPED_KEY_LEN};
+
+    /// Found by fuzzing (`fuzz/regressions/receiver/keys-in-an-unencrypted-session`): KEYS in a
+    /// session announced unencrypted, to a receiver without a key of its own, panicked.
+    #[test]
+    fn keys_in_an_unencrypted_session_are_dropped() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: None,
+            digests: None,
+            padded: true,
+            encrypted: false,
+            symbol_size: 64,
+            block_symbols: 8,
+            interleave: 4,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        assert!(matches!(rx.poll_event(), Some(ReceiverEvent::Joined(_))));
+        let keys = Packet::Keys(Keys {
+            ephemeral: [4; 32],
+            part: 0,
+            parts: 1,
+            wraps: vec![KeyWrap {
+                recipient: [1; 8],
+                wrapped: [2; WRAPPED_KEY_LEN],
+            }],
+        });
+        rx.handle_datagram(t0, sender, &keys.to_vec(9));
+        assert_eq!(rx.stats().dropped.unexpected, 1);
+        assert!(!rx.is_finished());
+    }
 }
