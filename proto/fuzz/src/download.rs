@@ -2,14 +2,12 @@
 //! answers to its `Start` events), and a student's `Requester` taking SERVER, OFFER and REFUSE,
 //! signed by the trusted key, by a stranger's, or not at all.
 
-use super::file::{UNIX_MS, teacher};
+use super::file::{UNIX_MS, stranger, teacher};
 use super::script::{addr, steps};
 use arbitrary::Arbitrary;
 use edm_cast_proto::auth::{DEFAULT_MAX_SKEW, Seal};
 use edm_cast_proto::wire::{FeedbackAddr, Offer, Packet, Refuse, Request, Server};
-use edm_cast_proto::{
-    Catalog, CatalogConfig, CatalogEvent, Requester, SecretKey, Signer, Trust, WallClock,
-};
+use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Requester, Signer, Trust, WallClock};
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -47,7 +45,7 @@ pub fn catalog(data: &[u8]) {
     let cfg = CatalogConfig {
         requests: FeedbackAddr::Source { port: 5006 },
         signer: (flavor % 2 == 1).then(|| Signer {
-            key: teacher(),
+            key: teacher().clone(),
             clock: WallClock::new(t0, UNIX_MS),
         }),
         ..CatalogConfig::default()
@@ -133,11 +131,10 @@ pub fn requester(data: &[u8]) {
     for step in steps(script) {
         now += step.advance;
         let sealed = |p: Packet<'_>, choice: u8| {
-            let stranger = SecretKey::from_seed([3; 32]);
             let mut v = Vec::new();
             match choice % 4 {
-                0 | 1 => p.write_sealed(0, Seal::Signed(&teacher(), clock.unix_ms(now)), &mut v),
-                2 => p.write_sealed(0, Seal::Signed(&stranger, clock.unix_ms(now)), &mut v),
+                0 | 1 => p.write_sealed(0, Seal::Signed(teacher(), clock.unix_ms(now)), &mut v),
+                2 => p.write_sealed(0, Seal::Signed(stranger(), clock.unix_ms(now)), &mut v),
                 _ => p.write(0, &mut v),
             }
             v

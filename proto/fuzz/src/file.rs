@@ -12,8 +12,8 @@ use edm_cast_proto::file::crypt::{self, SessionKey};
 use edm_cast_proto::rng::Rng;
 use edm_cast_proto::wire::{
     Ack, Announce, DATA_OVERHEAD, Data, Digests, End, EndReason, FailReason, FeedbackAddr,
-    FileDigests, FileHasher, Hashes, Keys, MAX_DATAGRAM, MAX_ESI, Need, NeedEntry, NeedFlags,
-    Packet, ReceiverState, Status, block_digest, symbol_hash,
+    FileDigests, FileHasher, Hashes, KeyWrap, Keys, MAX_DATAGRAM, MAX_ESI, Need, NeedEntry,
+    NeedFlags, Packet, ReceiverState, Status, block_digest, symbol_hash,
 };
 use edm_cast_proto::{
     DecodeJob, Destination, Encryption, FileInfo, Layout, Limits, Receiver, ReceiverConfig,
@@ -43,14 +43,18 @@ const FILE_CAP: u64 = 1 << 20;
 const MAX_POLLS: usize = 64;
 
 /// The teacher's key, which signs; a lab PC's, which opens encrypted sessions; a stranger's.
-pub fn teacher() -> SecretKey {
-    SecretKey::from_seed([1; 32])
+/// Made once: deriving a key costs more than most steps of a script.
+pub fn teacher() -> &'static SecretKey {
+    static KEY: OnceLock<SecretKey> = OnceLock::new();
+    KEY.get_or_init(|| SecretKey::from_seed([1; 32]))
 }
-fn pc() -> SecretKey {
-    SecretKey::from_seed([2; 32])
+fn pc() -> &'static SecretKey {
+    static KEY: OnceLock<SecretKey> = OnceLock::new();
+    KEY.get_or_init(|| SecretKey::from_seed([2; 32]))
 }
-fn stranger() -> SecretKey {
-    SecretKey::from_seed([3; 32])
+pub fn stranger() -> &'static SecretKey {
+    static KEY: OnceLock<SecretKey> = OnceLock::new();
+    KEY.get_or_init(|| SecretKey::from_seed([3; 32]))
 }
 
 /// Where the sender is, and where the receiver is.
@@ -128,7 +132,7 @@ pub fn sender_config(flavor: Flavor, t0: Instant) -> SenderConfig {
         feedback: FeedbackAddr::Source { port: 5000 },
         cached_blocks: 2,
         signer: flavor.signed().then(|| Signer {
-            key: teacher(),
+            key: teacher().clone(),
             clock: WallClock::new(t0, UNIX_MS),
         }),
         encryption: (flavor == Flavor::Encrypted).then(|| Encryption {
@@ -153,7 +157,7 @@ pub fn receiver_config(flavor: Flavor, t0: Instant) -> ReceiverConfig {
                 DEFAULT_MAX_SKEW,
             )
         }),
-        key: (flavor == Flavor::Encrypted).then(pc),
+        key: (flavor == Flavor::Encrypted).then(|| pc().clone()),
         ..ReceiverConfig::default()
     }
 }
@@ -387,8 +391,8 @@ fn record(flavor: Flavor) -> Recording {
     rec
 }
 
-/// How a made-up control packet is sealed.
-fn seal_of(flavor: Flavor, choice: u8, now_ms: u64) -> (Option<SecretKey>, u64) {
+/// How a made-up control packet is sealed: by which key, at which time.
+fn seal_of(flavor: Flavor, choice: u8, now_ms: u64) -> (Option<&'static SecretKey>, u64) {
     match choice % 8 {
         // Mostly as the real sender seals it.
         0..=4 => (flavor.signed().then(teacher), now_ms),
@@ -399,9 +403,9 @@ fn seal_of(flavor: Flavor, choice: u8, now_ms: u64) -> (Option<SecretKey>, u64) 
     }
 }
 
-fn write_sealed(packet: &Packet<'_>, seal: (Option<SecretKey>, u64)) -> Vec<u8> {
+fn write_sealed(packet: &Packet<'_>, seal: (Option<&SecretKey>, u64)) -> Vec<u8> {
     let mut out = Vec::new();
-    match &seal.0 {
+    match seal.0 {
         Some(k) => packet.write_sealed(SESSION, Seal::Signed(k, seal.1), &mut out),
         None => packet.write(SESSION, &mut out),
     }
@@ -746,12 +750,13 @@ fn announce(flavor: Flavor, a: &AnnounceOp) -> Announce {
 
 /// KEYS as the sender makes them, or not quite.
 fn keys(k: &KeysOp) -> Keys {
-    let (mut ephemeral, mut wraps) = crypt::wrap(
-        &SESSION_KEY,
-        [8; 32],
-        &[pc().public(), stranger().public()],
-        SESSION,
-    );
+    static REAL: OnceLock<([u8; 32], Vec<KeyWrap>)> = OnceLock::new();
+    let (mut ephemeral, mut wraps) = REAL
+        .get_or_init(|| {
+            let recipients = [pc().public(), stranger().public()];
+            crypt::wrap(&SESSION_KEY, [8; 32], &recipients, SESSION)
+        })
+        .clone();
     match k.wraps % 8 {
         0..=3 => {}
         4 => {

@@ -94,7 +94,7 @@ fn file_seeds(seeds: &mut Vec<Seed>) {
 fn download_seeds(seeds: &mut Vec<Seed>) {
     let signed = |p: Packet<'_>| {
         let mut v = Vec::new();
-        p.write_sealed(0, Seal::Signed(&teacher(), UNIX_MS), &mut v);
+        p.write_sealed(0, Seal::Signed(teacher(), UNIX_MS), &mut v);
         v
     };
     let request = |id, url: &str| {
