@@ -17,7 +17,8 @@ use edm_cast_proto::wire::{
 };
 use edm_cast_proto::{
     DecodeJob, Destination, Encryption, FileInfo, Layout, Limits, Receiver, ReceiverConfig,
-    ReceiverEvent, SecretKey, Sender, SenderConfig, SenderEvent, Signer, Trust, WallClock,
+    ReceiverEvent, SecretKey, Sender, SenderConfig, SenderEvent, SessionInfo, Signer, Trust,
+    WallClock,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -177,6 +178,11 @@ pub struct RxShell {
     jobs: VecDeque<DecodeJob>,
     /// Run decode jobs as they come (the shell's usual way); off, they wait for a `Decode` step.
     auto: bool,
+    /// The session joined: the shell looks for a finished copy only when its size and digests
+    /// were announced.
+    joined: Option<SessionInfo>,
+    /// The whole-file check fails (a bad disk) even when the bytes are right.
+    bad_disk: bool,
 }
 
 impl RxShell {
@@ -185,6 +191,8 @@ impl RxShell {
             file: Vec::new(),
             jobs: VecDeque::new(),
             auto: true,
+            joined: None,
+            bad_disk: false,
         }
     }
 
@@ -211,12 +219,15 @@ impl RxShell {
     fn events(&mut self, rx: &mut Receiver, now: Instant) {
         while let Some(ev) = rx.poll_event() {
             match ev {
-                ReceiverEvent::Joined(_) => self.file.clear(),
+                ReceiverEvent::Joined(info) => {
+                    self.file.clear();
+                    self.joined = Some(info);
+                }
                 ReceiverEvent::Store { offset, data } => self.write(offset, &data),
                 ReceiverEvent::Decode(job) => self.jobs.push_back(job),
                 ReceiverEvent::Complete { size, .. } => {
                     let ok = self.file.get(..size.min(FILE_CAP) as usize) == Some(content());
-                    rx.verified(now, ok);
+                    rx.verified(now, ok && !self.bad_disk);
                 }
                 ReceiverEvent::Finished | ReceiverEvent::Failed(_) => {}
             }
@@ -692,8 +703,15 @@ pub fn receiver(data: &[u8]) {
                 let s: ShellOp = step.fields();
                 match s.kind % 3 {
                     0 => rx.fail(fail_reason(s.which)),
-                    1 => rx.already_complete(now),
-                    _ => rx.verified(now, s.which % 2 == 0),
+                    // As `recv` does: only for a session whose size and digests it knew at once.
+                    1 => {
+                        let known = (shell.joined.as_ref())
+                            .is_some_and(|i| i.size.is_some() && i.digests.is_some());
+                        if known {
+                            rx.already_complete(now);
+                        }
+                    }
+                    _ => shell.bad_disk = !shell.bad_disk,
                 }
             }
         }
