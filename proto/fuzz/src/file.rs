@@ -503,7 +503,7 @@ struct FlipOp {
 struct DataOp {
     block: u8,
     esi: u16,
-    /// 0-5: the real symbol; 6: one byte off; 7: too short; else: filled with `fill`.
+    /// Mod 16: 0-11, the real symbol; 12, one bit off; 13, too short; else filled with `fill`.
     kind: u8,
     fill: u8,
 }
@@ -603,16 +603,17 @@ pub fn receiver(data: &[u8]) {
                 let d: DataOp = step.fields();
                 let block = d.block as u32 % (symbols.layout.num_blocks() + 2);
                 let esi = esi_of(d.esi);
+                let kind = d.kind % 16;
                 let mut symbol = match symbols.symbol(block, esi) {
-                    Some(s) if d.kind < 8 => s,
+                    Some(s) if kind < 14 => s,
                     _ => vec![d.fill; SYMBOL_SIZE as usize],
                 };
-                match d.kind {
-                    6 => symbol[d.fill as usize % SYMBOL_SIZE as usize] ^= 1,
-                    7 => symbol.truncate(d.fill as usize % SYMBOL_SIZE as usize),
+                match kind {
+                    12 => symbol[d.fill as usize % SYMBOL_SIZE as usize] ^= 1,
+                    13 => symbol.truncate(d.fill as usize % SYMBOL_SIZE as usize),
                     _ => {}
                 }
-                // Data borrows its symbol; an empty one is written as a bare header.
+                // An empty symbol is written as a bare header.
                 Packet::Data(Data {
                     block,
                     esi,
