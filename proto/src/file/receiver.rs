@@ -942,7 +942,14 @@ impl Receiver {
     fn finishing(&mut self, now: Instant) {
         let ended = self.session.as_ref().is_some_and(|s| s.sender_ended);
         if let Some(s) = self.session.as_mut() {
+            // The whole file is there (`already_complete` comes while receiving goes on): every
+            // block is done, and what was being collected or decoded is dropped, so a decode
+            // still running counts for nothing and later symbols are duplicates.
+            s.blocks.iter_mut().for_each(|b| *b = BlockRx::Done);
+            s.in_memory.clear();
+            s.extra_held = 0;
             s.done = s.layout.num_blocks();
+            s.low = s.done;
             s.next_status = now;
         }
         if ended {
@@ -1164,5 +1171,55 @@ mod tests {
         rx.handle_datagram(t0, sender, &keys.to_vec(9));
         assert_eq!(rx.stats().dropped.unexpected, 1);
         assert!(!rx.is_finished());
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/receiver/decoded-after-already-complete`): a decode
+    /// that finished after the shell found the file complete counted its block a second time.
+    #[test]
+    fn a_decode_after_already_complete_counts_nothing() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..32).collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(32),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            symbol_size: 16,
+            block_symbols: 2,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: vec![crate::wire::block_digest(&file)],
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        for esi in 0..2 {
+            let symbol = &file[esi as usize * 16..][..16];
+            let data = Packet::Data(Data {
+                block: 0,
+                esi,
+                symbol,
+            });
+            rx.handle_datagram(t0, sender, &data.to_vec(9));
+        }
+        let job = std::iter::from_fn(|| rx.poll_event())
+            .find_map(|e| match e {
+                ReceiverEvent::Decode(job) => Some(job),
+                _ => None,
+            })
+            .expect("a block with all its symbols and its digest is decoded");
+        rx.already_complete(t0);
+        assert_eq!(job.run(None).unwrap(), file);
+        rx.handle_decoded(t0, Ok(0));
+        assert_eq!(rx.progress(), Some((1, 1)));
     }
 }
