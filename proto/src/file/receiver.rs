@@ -856,15 +856,16 @@ impl Receiver {
     /// The session key, if this PC's key is among those it was sent to.
     fn on_keys(&mut self, keys: Keys) {
         let s = self.session.as_mut().expect("caller checked");
-        let own = self
-            .cfg
-            .key
-            .as_ref()
-            .expect("joined an encrypted session with a key");
-        if !s.announce.encrypted || s.session_key.is_some() {
+        if s.session_key.is_some() {
             self.stats.dropped.duplicate += 1;
             return;
         }
+        // KEYS in a session announced unencrypted (anyone may send one where no signature is
+        // required), or without a key of our own (then the session already failed).
+        let (true, Some(own)) = (s.announce.encrypted, self.cfg.key.as_ref()) else {
+            self.stats.dropped.unexpected += 1;
+            return;
+        };
         let id = own.public().id();
         if let Some(w) = keys.wraps.iter().find(|w| w.recipient == id) {
             match crypt::unwrap(own, &keys.ephemeral, &w.wrapped, s.id) {
@@ -1057,7 +1058,14 @@ impl Receiver {
     fn finishing(&mut self, now: Instant) {
         let ended = self.session.as_ref().is_some_and(|s| s.sender_ended);
         if let Some(s) = self.session.as_mut() {
+            // The whole file is there (`already_complete` comes while receiving goes on): every
+            // block is done, and what was being collected or decoded is dropped, so a decode
+            // still running counts for nothing and later symbols are duplicates.
+            s.blocks.iter_mut().for_each(|b| *b = BlockRx::Done);
+            s.in_memory.clear();
+            s.extra_held = 0;
             s.done = s.layout.num_blocks();
+            s.low = s.done;
             s.next_status = now;
         }
         if ended {
@@ -1243,4 +1251,95 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
         }
     }
     entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{FeedbackAddr, KeyWrap, WRAPPED_KEY_LEN};
+
+    /// Found by fuzzing (`fuzz/regressions/receiver/keys-in-an-unencrypted-session`): KEYS in a
+    /// session announced unencrypted, to a receiver without a key of its own, panicked.
+    #[test]
+    fn keys_in_an_unencrypted_session_are_dropped() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: None,
+            digests: None,
+            padded: true,
+            encrypted: false,
+            symbol_size: 64,
+            block_symbols: 8,
+            interleave: 4,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        assert!(matches!(rx.poll_event(), Some(ReceiverEvent::Joined(_))));
+        let keys = Packet::Keys(Keys {
+            ephemeral: [4; 32],
+            part: 0,
+            parts: 1,
+            wraps: vec![KeyWrap {
+                recipient: [1; 8],
+                wrapped: [2; WRAPPED_KEY_LEN],
+            }],
+        });
+        rx.handle_datagram(t0, sender, &keys.to_vec(9));
+        assert_eq!(rx.stats().dropped.unexpected, 1);
+        assert!(!rx.is_finished());
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/receiver/decoded-after-already-complete`): a decode
+    /// that finished after the shell found the file complete counted its block a second time.
+    #[test]
+    fn a_decode_after_already_complete_counts_nothing() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..32).collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(32),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            symbol_size: 16,
+            block_symbols: 2,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: vec![crate::wire::block_digest(&file)],
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        for esi in 0..2 {
+            let symbol = &file[esi as usize * 16..][..16];
+            let data = Packet::Data(Data {
+                block: 0,
+                esi,
+                symbol,
+            });
+            rx.handle_datagram(t0, sender, &data.to_vec(9));
+        }
+        let job = std::iter::from_fn(|| rx.poll_event())
+            .find_map(|e| match e {
+                ReceiverEvent::Decode(job) => Some(job),
+                _ => None,
+            })
+            .expect("a block with all its symbols and its digest is decoded");
+        rx.already_complete(t0);
+        assert_eq!(job.run(None).unwrap(), file);
+        rx.handle_decoded(t0, Ok(0));
+        assert_eq!(rx.progress(), Some((1, 1)));
+    }
 }
