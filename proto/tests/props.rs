@@ -160,13 +160,19 @@ fn control() -> impl Strategy<Value = Packet<'static>> {
         (
             any::<u32>(),
             0..=MAX_ESI,
-            vec(any::<[u8; 8]>(), 1..=MAX_HASHES)
+            vec(any::<[u8; 8]>(), 1..=MAX_HASHES),
+            any::<u32>()
         )
-            .prop_map(|(block, esi, hashes)| Packet::Hashes(Hashes {
-                block,
-                first_esi: esi.min(MAX_ESI + 1 - hashes.len() as u32),
-                hashes,
-            })),
+            .prop_map(|(block, esi, hashes, beyond)| {
+                let first_esi = esi.min(MAX_ESI + 1 - hashes.len() as u32);
+                let end = first_esi + hashes.len() as u32;
+                Packet::Hashes(Hashes {
+                    block,
+                    sent: end + beyond % (MAX_ESI + 2 - end),
+                    first_esi,
+                    hashes,
+                })
+            }),
         (
             any::<[u8; 32]>(),
             1..=u8::MAX,

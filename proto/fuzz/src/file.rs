@@ -655,8 +655,11 @@ pub fn receiver(data: &[u8]) {
                         }
                     })
                     .collect();
+                // The list's end: this packet's end, or (the count's high bits) further on.
+                let sent = (first_esi + count + h.count as u32 / 16 * 40).min(MAX_ESI + 1);
                 let p = Packet::Hashes(Hashes {
                     block,
+                    sent,
                     first_esi,
                     hashes,
                 });

@@ -5,7 +5,7 @@
 
 use super::script::{addr, steps};
 use arbitrary::Arbitrary;
-use edm_cast_proto::video::channel::{DEFAULT_GRACE, DEFAULT_LEASE, Leases};
+use edm_cast_proto::video::channel::{DEFAULT_GRACE, DEFAULT_LEASE, LeaseConfig, Leases};
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder, Playout};
 use edm_cast_proto::video::h264::{
     AnnexB, Depacketizer, MAX_RTP_PACKET, Packetizer, rtp_starts_keyframe,
@@ -58,7 +58,12 @@ struct LeaseOp {
 pub fn leases(data: &[u8]) {
     let t0 = Instant::now();
     let mut now = t0;
-    let mut l = Leases::new((0..3).map(channel), DEFAULT_LEASE, DEFAULT_GRACE, t0);
+    let config = LeaseConfig {
+        lease: DEFAULT_LEASE,
+        grace: DEFAULT_GRACE,
+        ..LeaseConfig::default()
+    };
+    let mut l = Leases::new((0..3).map(channel), config, t0);
     let mut buf = Vec::new();
     for step in steps(data) {
         now += step.advance;
@@ -118,6 +123,7 @@ pub fn viewer(data: &[u8]) {
         channel: CHANNELS[0].into(),
         group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 1, 1), 5010),
         timeout: Duration::from_secs(10),
+        trust: None,
     };
     let mut v = Viewer::new(config, t0);
     let mut buf = Vec::new();
