@@ -119,6 +119,11 @@ pub enum ReceiveError {
         "the session is encrypted for other PCs: this PC's key is not among those it was sent to"
     )]
     NotListed,
+    /// A block decoded from symbols that all matched their hashes, and still not its digest.
+    #[error(
+        "block {0} does not match its digest though every symbol matched its hash: the digests or hashes are not the sender's (trust its key with --trust) or the file changed at the sender"
+    )]
+    Unverifiable(u32),
 }
 
 /// What the receiver tells the shell.
@@ -1014,6 +1019,15 @@ impl Receiver {
                     DecodeError::Forged(job) => (job, true),
                     DecodeError::TooFew(job) => (job, false),
                 };
+                if forged && job.verify.is_some() && job.rejected == (0, 0) {
+                    // Trying again would decode the same block: the digest (or the hash list)
+                    // itself is wrong.
+                    *slot = BlockRx::Decoding(p);
+                    return self.give_up(
+                        ReceiveError::Unverifiable(block),
+                        FailReason::DigestMismatch,
+                    );
+                }
                 self.stats.dropped.forged += job.rejected.0 as u64;
                 self.stats.dropped.unverified += job.rejected.1 as u64;
                 s.extra_held += job.extra.len();

@@ -301,6 +301,7 @@ struct Checked {
     out: Vec<u8>,
     jobs: Vec<edm_cast_proto::DecodeJob>,
     complete: bool,
+    failed: Option<edm_cast_proto::ReceiveError>,
 }
 
 impl Checked {
@@ -320,6 +321,11 @@ impl Checked {
 
     /// ANNOUNCE and DIGESTS heard.
     fn announced() -> Checked {
+        Checked::announced_with(None)
+    }
+
+    /// ANNOUNCE heard, and DIGESTS with `digest` if given, else the block's own.
+    fn announced_with(digest: Option<edm_cast_proto::wire::BlockDigest>) -> Checked {
         use edm_cast_proto::wire::{Announce, Digests, FeedbackAddr, Packet, block_digest};
         let file = file_bytes(64, 5);
         let layout = edm_cast_proto::Layout::new(64, 16, 4).unwrap();
@@ -334,6 +340,7 @@ impl Checked {
             out: vec![0; 64],
             jobs: Vec::new(),
             complete: false,
+            failed: None,
             encoder,
         };
         let announce = Packet::Announce(Announce {
@@ -351,7 +358,7 @@ impl Checked {
         c.datagram(&announce.to_vec(Self::SESSION));
         let digests = Packet::Digests(Digests {
             first_block: 0,
-            digests: vec![block_digest(c.encoder.coded())],
+            digests: vec![digest.unwrap_or_else(|| block_digest(c.encoder.coded()))],
         });
         c.datagram(&digests.to_vec(Self::SESSION));
         c
@@ -373,6 +380,7 @@ impl Checked {
             match ev {
                 edm_cast_proto::ReceiverEvent::Decode(job) => self.jobs.push(job),
                 edm_cast_proto::ReceiverEvent::Complete { .. } => self.complete = true,
+                edm_cast_proto::ReceiverEvent::Failed(e) => self.failed = Some(e),
                 _ => {}
             }
         }
@@ -409,6 +417,10 @@ impl Checked {
     fn run_jobs(&mut self) -> usize {
         let mut failed = 0;
         while let Some(job) = self.jobs.pop() {
+            assert!(
+                failed < 100,
+                "the receiver decodes the block again and again"
+            );
             match job.run(None) {
                 Ok(bytes) => {
                     self.out = bytes;
@@ -609,4 +621,23 @@ fn a_signed_announce_replayed_from_another_host_is_not_followed() {
     );
     student.handle_datagram(t, real, &server);
     assert_eq!(student.poll_transmit(t, &mut buf), Some(real));
+}
+
+/// Without `--trust`, a student's DIGESTS heard before the sender's makes a block that every
+/// symbol's hash vouches for fail its digest anyway. The receiver decoded it again at once, for
+/// ever (a core spun at 100%); it fails the session, saying why and what to do.
+#[test]
+fn a_block_whose_verified_symbols_miss_its_digest_fails_the_session_once() {
+    let mut c = Checked::announced_with(Some([0x66; 16]));
+    for esi in 0..4 {
+        c.symbol(esi);
+    }
+    assert_eq!(c.run_jobs(), 1);
+    c.hashes(4, 0, 4);
+    assert_eq!(c.run_jobs(), 1);
+    assert_eq!(
+        c.failed,
+        Some(edm_cast_proto::ReceiveError::Unverifiable(0))
+    );
+    assert!(c.jobs.is_empty() && !c.complete);
 }
