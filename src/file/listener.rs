@@ -203,15 +203,21 @@ fn hostile(s: &edm_cast_proto::file::receiver::ReceiverStats) -> Option<String> 
     if listed.is_empty() && s.forged_blocks == 0 {
         return None;
     }
-    Some(format!(
-        "dropped datagrams: {}; {} block(s) failed their digest and were collected again",
+    let mut line = format!(
+        "dropped datagrams: {}",
         if listed.is_empty() {
             "none".into()
         } else {
             listed.join(", ")
-        },
-        s.forged_blocks
-    ))
+        }
+    );
+    if s.forged_blocks > 0 {
+        line += &format!(
+            "; {} block(s) failed their digest and were collected again",
+            s.forged_blocks
+        );
+    }
+    Some(line)
 }
 
 /// One session's outcome.

@@ -410,11 +410,13 @@ impl Session {
             .sender
             .started_at()
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
-        // A receiver that said hello and nothing else was not a PC taking part: one that left at
-        // once, or a fake hello from someone on the LAN. It is listed, not counted.
-        let (receivers, hello_only): (Vec<&ReceiverInfo>, Vec<&ReceiverInfo>) = (self.sender)
+        // A receiver that said hello and never reported progress was not a PC taking part: one
+        // that left at once, or a fake hello from someone on the LAN (the sender waits for a real
+        // one that is slow to start; it ends without one that went silent or made absurd
+        // reports). It is listed, not counted.
+        let (hello_only, receivers): (Vec<&ReceiverInfo>, Vec<&ReceiverInfo>) = (self.sender)
             .receivers()
-            .partition(|r| !(r.dropped && r.state == ReceiverState::Hello));
+            .partition(|r| r.state == ReceiverState::Hello);
         let done = self.receivers_done();
         let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
         println!(
@@ -466,7 +468,7 @@ impl Session {
             let addrs: std::collections::BTreeSet<_> =
                 hello_only.iter().map(|r| r.addr.ip()).collect();
             println!(
-                "  and {} that said hello and nothing else (not counted), from {}",
+                "  and {} that said hello and never reported progress (not counted), from {}",
                 hello_only.len(),
                 addrs
                     .iter()
