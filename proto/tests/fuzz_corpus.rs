@@ -1,6 +1,11 @@
-//! The fuzz targets' corpora, replayed on stable: every file under `fuzz/corpus/TARGET` (the seeds
-//! from real sessions, and inputs the fuzzer found interesting) and `fuzz/regressions/TARGET` (the
-//! inputs that once crashed) runs through the same harness function the fuzz target calls.
+//! The fuzz targets' corpora, replayed on stable: every file under `fuzz/corpus/TARGET` and
+//! `fuzz/regressions/TARGET` (the inputs that once crashed) runs through the same harness function
+//! the fuzz target calls.
+//!
+//! A corpus holds the seeds from real sessions (`seed-*`, written by `write_seed_corpora` below)
+//! and inputs the fuzzer found (named by their SHA-1): for the parsers the whole corpus after a
+//! libFuzzer `-merge=1`, for the state machines the smallest inputs of a `-set_cover_merge=1`, up to
+//! 15 KB a target, so that `cargo test` walks the paths fuzzing opened without a large tree.
 
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
