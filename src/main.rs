@@ -13,6 +13,7 @@ mod http;
 mod keys;
 mod net;
 mod rt;
+mod status;
 mod video;
 
 use clap::Parser;

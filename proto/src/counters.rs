@@ -63,23 +63,30 @@ impl Counters {
         }
     }
 
+    /// Every count with its name (as in the spec and the metrics' `reason` label).
+    pub fn by_reason(&self) -> [(&'static str, u64); 16] {
+        [
+            ("foreign", self.foreign),
+            ("version", self.version),
+            ("malformed", self.malformed),
+            ("other_session", self.other_session),
+            ("unexpected", self.unexpected),
+            ("out_of_range", self.out_of_range),
+            ("duplicate", self.duplicate),
+            ("wrong_source", self.wrong_source),
+            ("unsigned", self.unsigned),
+            ("unknown_key", self.unknown_key),
+            ("forged", self.forged),
+            ("stale", self.stale),
+            ("unverified", self.unverified),
+            ("unknown_receiver", self.unknown_receiver),
+            ("refused", self.refused),
+            ("rate_limited", self.rate_limited),
+        ]
+    }
+
     /// Everything dropped.
     pub fn total(&self) -> u64 {
-        self.foreign
-            + self.version
-            + self.malformed
-            + self.other_session
-            + self.unexpected
-            + self.out_of_range
-            + self.duplicate
-            + self.wrong_source
-            + self.unsigned
-            + self.unknown_key
-            + self.forged
-            + self.stale
-            + self.unverified
-            + self.unknown_receiver
-            + self.refused
-            + self.rate_limited
+        self.by_reason().iter().map(|(_, n)| n).sum()
     }
 }

@@ -93,5 +93,5 @@ pub use file::peers::Limits;
 pub use file::receiver::{ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};
 pub use file::sender::{
     ConfigError, Destination, Encryption, FileInfo, ReceiverInfo, Sender, SenderConfig,
-    SenderEvent, SenderStats, SourceError,
+    SenderEvent, SenderStats, SessionPhase, SourceError,
 };

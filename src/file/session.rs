@@ -9,10 +9,11 @@ use crate::net::datapath::{RecvBatch, SendBatch};
 use crate::net::pace::{Pacer, Rate};
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
+use crate::status::{self, Board, SessionStatus};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::{FailReason, FeedbackAddr, ReceiverState};
 use edm_cast_proto::{
-    Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent, Signer,
+    Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent, SessionPhase, Signer,
 };
 use futures_util::FutureExt;
 use std::io::ErrorKind;
@@ -60,6 +61,39 @@ pub struct Session {
     /// `serve`: this session's share of the link (bit/s), and "someone was told to join: wait".
     shared_rate: Option<Arc<AtomicU64>>,
     hold: Option<watch::Receiver<Instant>>,
+    min_receivers: usize,
+    /// Where its status goes (`--http`), how often, and the send rate it reports.
+    board: Option<Board>,
+    published: Option<Instant>,
+    meter: RateMeter,
+}
+
+/// How often a session publishes its status on the board.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// The send rate over the last second or so, from (time, bytes sent) points.
+#[derive(Debug, Default)]
+struct RateMeter {
+    points: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    /// Bit/s between the oldest point kept (at most ~2 s old) and now.
+    fn update(&mut self, now: Instant, bytes: u64) -> f64 {
+        self.points.push_back((now, bytes));
+        while self.points.len() > 2
+            && now.duration_since(self.points[1].0) >= Duration::from_secs(1)
+        {
+            self.points.pop_front();
+        }
+        let (t0, b0) = self.points[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt < 0.05 {
+            0.0
+        } else {
+            (bytes - b0) as f64 * 8.0 / dt
+        }
+    }
 }
 
 /// Where receivers (or students) answer: a signed session names its address, so that a replay
@@ -121,6 +155,10 @@ impl Session {
             failure: None,
             shared_rate: None,
             hold: None,
+            min_receivers: setup.min_receivers,
+            board: None,
+            published: None,
+            meter: RateMeter::default(),
         })
     }
 
@@ -151,6 +189,145 @@ impl Session {
         self.hold = Some(hold);
     }
 
+    /// Publishes the session's status on `board` while it runs, and once more at its end.
+    pub fn publish(&mut self, board: Board) {
+        self.board = Some(board);
+    }
+
+    fn publish_now(&mut self, now: Instant, force: bool) {
+        if self.board.is_none()
+            || !force && self.published.is_some_and(|t| now.duration_since(t) < PUBLISH_EVERY)
+        {
+            return;
+        }
+        self.published = Some(now);
+        let status = self.status(now);
+        if let Some(board) = &self.board {
+            board.session(self.id, status);
+        }
+    }
+
+    /// The session as the API, the dashboard and the metrics show it.
+    pub fn status(&mut self, now: Instant) -> SessionStatus {
+        let sender = &self.sender;
+        let stats = sender.stats();
+        let send_rate_bps = if sender.is_finished() {
+            0.0
+        } else {
+            self.meter.update(now, stats.bytes)
+        };
+        let layout = sender.layout();
+        let blocks_total = layout.num_blocks();
+        let phase = sender.phase();
+        let ended = phase == SessionPhase::Finished;
+        let mut totals = status::Totals::default();
+        let mut receivers: Vec<status::ReceiverStatus> = sender
+            .receivers()
+            .map(|r| {
+                let state = receiver_state(r, ended);
+                match state {
+                    "done" => totals.done += 1,
+                    "receiving" => totals.receiving += 1,
+                    "joined" => totals.joined += 1,
+                    "failed" => totals.failed += 1,
+                    "dropped" => totals.dropped += 1,
+                    "left_behind" => totals.left_behind += 1,
+                    _ => totals.hello_only += 1,
+                }
+                let blocks_done = if r.state == ReceiverState::Done {
+                    blocks_total
+                } else {
+                    r.blocks_done.min(blocks_total)
+                };
+                status::ReceiverStatus {
+                    id: format!("{:08x}", r.id),
+                    name: r.name.clone(),
+                    addr: r.addr.to_string(),
+                    state,
+                    reason: (r.state == ReceiverState::Failed).then(|| reason(r.reason)),
+                    progress: blocks_done as f64 / blocks_total.max(1) as f64,
+                    blocks_done,
+                    loss: sender.loss_of(r),
+                    attention: matches!(state, "failed" | "dropped" | "left_behind"),
+                }
+            })
+            .collect();
+        totals.known = receivers.len() - totals.hello_only;
+        receivers.sort_by(|a, b| {
+            (!a.attention, &a.name, &a.addr).cmp(&(!b.attention, &b.name, &b.addr))
+        });
+        let elapsed_secs = sender
+            .started_at()
+            .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+        let size = layout.file_size();
+        // While the first pass runs its end can be foreseen: what is left of the file at the
+        // rate the source symbols go out so far.
+        let eta_secs = match phase {
+            SessionPhase::FirstPass if elapsed_secs > 0.5 && size.is_some() => {
+                let sent = sender.sent_blocks() as f64 / blocks_total.max(1) as f64;
+                (sent > 0.0).then(|| elapsed_secs * (1.0 - sent) / sent)
+            }
+            _ => None,
+        };
+        SessionStatus {
+            id: format!("{:08x}", self.id),
+            name: self.source.name.clone(),
+            size,
+            origin: self.source.origin,
+            group: self.group.to_string(),
+            phase: match phase {
+                SessionPhase::Waiting => "waiting",
+                SessionPhase::FirstPass => "first_pass",
+                SessionPhase::Repairing => "repairing",
+                SessionPhase::Ending => "ending",
+                SessionPhase::Finished => "finished",
+            },
+            outcome: ended.then(|| self.outcome()),
+            failure: self.failure.clone().or_else(|| {
+                self.aborted.map(|s| match s {
+                    rt::Stop::Interrupt => "interrupted (Ctrl-C)".to_owned(),
+                    rt::Stop::Terminate => "terminated (SIGTERM)".to_owned(),
+                })
+            }),
+            min_receivers: self.min_receivers,
+            rate_limit_bps: self.pacer.rate().0,
+            send_rate_bps,
+            elapsed_secs,
+            eta_secs,
+            blocks_total,
+            blocks_sent: sender.sent_blocks(),
+            bytes: status::Bytes {
+                data: stats.source_bytes,
+                repair: stats.repair_bytes,
+                control: stats.bytes - stats.source_bytes - stats.repair_bytes,
+                total: stats.bytes,
+            },
+            datagrams: status::Datagrams {
+                source: stats.source_symbols,
+                repair: stats.repair_symbols,
+                control: stats.control_packets,
+            },
+            wire_ratio: size.map_or(0.0, |s| stats.bytes as f64 / s.max(1) as f64),
+            totals,
+            receivers,
+            dropped: stats.dropped.by_reason().into_iter().collect(),
+            need_reports: stats.need_reports,
+            verify_rounds: stats.verify_rounds,
+            forgotten_receivers: stats.forgotten_receivers,
+        }
+    }
+
+    /// `sent`, `aborted` or `failed`.
+    fn outcome(&self) -> &'static str {
+        if self.failure.is_some() {
+            "failed"
+        } else if self.aborted.is_some() {
+            "aborted"
+        } else {
+            "sent"
+        }
+    }
+
     /// Runs the session to its end, inside the runtime. With `shutdown`, Ctrl-C or SIGTERM
     /// aborts it (`serve` handles those itself).
     pub async fn run(&mut self, shutdown: Option<&mut Shutdown>) -> Result<(), Error> {
@@ -160,6 +337,9 @@ impl Session {
             .ok_or_else(|| Error::Protocol("the session ran twice".into()))?;
         let socket = net::register(socket)?;
         let result = self.pump(&socket, shutdown).await;
+        if let Err(e) = &result {
+            self.failure.get_or_insert_with(|| e.to_string());
+        }
         if result.is_err() {
             // Tell the receivers at once rather than leave them to time out: END (aborted).
             self.sender.abort(Instant::now());
@@ -173,6 +353,7 @@ impl Session {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+        self.publish_now(Instant::now(), true);
         result
     }
 
@@ -230,6 +411,7 @@ impl Session {
                 return Ok(());
             }
             self.view.tick(&self.sender);
+            self.publish_now(now, false);
             if !idle {
                 // Paced: a short precise sleep (nanosleep) rather than the runtime's
                 // millisecond timer, so the stream stays smooth and the rate is kept.
@@ -421,13 +603,7 @@ impl Session {
         let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
         println!(
             "{}: {name} ({}, from {}) in {secs:.2} s",
-            if self.failure.is_some() {
-                "failed"
-            } else if self.aborted.is_some() {
-                "aborted"
-            } else {
-                "sent"
-            },
+            self.outcome(),
             view::bytes(size),
             self.source.origin
         );
@@ -459,7 +635,7 @@ impl Session {
         {
             let what = match (r.dropped, r.state) {
                 (true, _) => "dropped: went silent",
-                (_, ReceiverState::Failed) => failure(r.reason),
+                (_, ReceiverState::Failed) => &format!("failed: {}", reason(r.reason)),
                 _ => "left behind: it lost too much to be followed",
             };
             println!("    {} {}: {what}", r.name, r.addr);
@@ -497,15 +673,29 @@ impl Session {
 }
 
 /// Why a receiver failed, as its final STATUS said.
-fn failure(reason: FailReason) -> &'static str {
+fn reason(reason: FailReason) -> &'static str {
     match reason {
-        FailReason::Interrupted => "failed: stopped on the PC",
-        FailReason::DiskFull => "failed: its disk is full",
-        FailReason::CannotWrite => "failed: it cannot write its folder",
-        FailReason::DigestMismatch => "failed: its copy did not match the digests",
-        FailReason::TooLarge => "failed: the file is larger than it takes (--max-size, free space)",
-        FailReason::SenderGone => "failed: it lost the sender",
-        FailReason::None | FailReason::Other => "failed (see its own message)",
+        FailReason::Interrupted => "stopped on the PC",
+        FailReason::DiskFull => "its disk is full",
+        FailReason::CannotWrite => "it cannot write its folder",
+        FailReason::DigestMismatch => "its copy did not match the digests",
+        FailReason::TooLarge => "the file is larger than it takes (--max-size, free space)",
+        FailReason::SenderGone => "it lost the sender",
+        FailReason::None | FailReason::Other => "see its own message",
+    }
+}
+
+/// A receiver's state in the API's words; a receiver still pending when the session ended was
+/// left behind.
+fn receiver_state(r: &ReceiverInfo, ended: bool) -> &'static str {
+    match (r.dropped, r.state) {
+        (dropped, ReceiverState::Hello) if dropped || ended => "hello",
+        (_, ReceiverState::Hello) => "joined",
+        (true, _) => "dropped",
+        (_, ReceiverState::Done) => "done",
+        (_, ReceiverState::Failed) => "failed",
+        (_, ReceiverState::Receiving) if ended => "left_behind",
+        (_, ReceiverState::Receiving) => "receiving",
     }
 }
 

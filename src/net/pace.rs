@@ -80,6 +80,11 @@ impl Pacer {
         self.burst = (self.bytes_per_sec * 0.004).max(3.0 * 1500.0);
     }
 
+    /// The rate it lets bytes out at.
+    pub fn rate(&self) -> Rate {
+        Rate(self.bytes_per_sec * 8.0)
+    }
+
     fn refill(&mut self) {
         let now = self.clock.now();
         let dt = now.duration_since(self.last).as_secs_f64();

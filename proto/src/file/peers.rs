@@ -271,6 +271,11 @@ impl Peers {
             .clamp(0.0, cap)
     }
 
+    /// The smoothed loss `ip` reports, if a report had figures to judge.
+    pub(crate) fn reported_loss(&self, ip: IpAddr) -> Option<f64> {
+        self.addresses.get(&ip).and_then(|a| a.loss)
+    }
+
     /// Whether `r` reports more loss than the sender follows: left behind once the others are done.
     pub(crate) fn lagging(&self, r: &ReceiverInfo) -> bool {
         self.addresses

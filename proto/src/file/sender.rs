@@ -244,8 +244,12 @@ pub struct SenderStats {
     pub repair_symbols: u64,
     /// Every other datagram.
     pub control_packets: u64,
-    /// Bytes of every datagram the sender produced (UDP payload).
+    /// Bytes of every datagram the sender produced (UDP payload) ...
     pub bytes: u64,
+    /// ... of which DATA with a source symbol ...
+    pub source_bytes: u64,
+    /// ... and DATA with a repair symbol (the rest is control).
+    pub repair_bytes: u64,
     /// NEED reports taken.
     pub need_reports: u64,
     /// Hash-checked repair rounds (a block failed its digest at some receiver).
@@ -254,6 +258,21 @@ pub struct SenderStats {
     pub forgotten_receivers: u64,
     /// Datagrams dropped, by why.
     pub dropped: Counters,
+}
+
+/// Where a session is, as the teacher's screen says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPhase {
+    /// Announcing, waiting for receivers (`min_receivers`, `wait`).
+    Waiting,
+    /// Sending every block once.
+    FirstPass,
+    /// Every block sent once; answering what receivers lack.
+    Repairing,
+    /// END is going out.
+    Ending,
+    /// END has gone out.
+    Finished,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -564,6 +583,22 @@ impl Sender {
     /// Blocks whose first pass is complete.
     pub fn sent_blocks(&self) -> u32 {
         self.pass.start
+    }
+
+    /// Where the session is.
+    pub fn phase(&self) -> SessionPhase {
+        match self.phase {
+            Phase::Waiting => SessionPhase::Waiting,
+            Phase::Sending if self.pass_done_at.is_none() => SessionPhase::FirstPass,
+            Phase::Sending => SessionPhase::Repairing,
+            Phase::Ending { .. } => SessionPhase::Ending,
+            Phase::Finished => SessionPhase::Finished,
+        }
+    }
+
+    /// The loss `r`'s address reports (smoothed, 0 to 1), once a report had figures to judge.
+    pub fn loss_of(&self, r: &ReceiverInfo) -> Option<f64> {
+        self.peers.reported_loss(r.addr.ip())
     }
 
     /// Whether END has gone out.
@@ -892,8 +927,10 @@ impl Sender {
         }
         if esi < enc.symbols() as u32 {
             self.stats.source_symbols += 1;
+            self.stats.source_bytes += buf.len() as u64;
         } else {
             self.stats.repair_symbols += 1;
+            self.stats.repair_bytes += buf.len() as u64;
         }
         self.stats.bytes += buf.len() as u64;
         let tx = &mut self.blocks[block as usize];

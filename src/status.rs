@@ -1,0 +1,367 @@
+//! What a running command says about itself, in one model: the snapshot behind the JSON API
+//! (`/api/v1/status`), its event stream, the dashboard and the Prometheus metrics. `send` and
+//! `serve` publish their sessions here, `serve` its downloads, `video` its channels; readers take
+//! snapshots. Nothing here touches the network: the web server (`web/`) reads a [`Board`].
+//!
+//! The JSON shape is the API: fields are added, never renamed or removed, within `api_version` 1
+//! (README, "Watching a class").
+
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+
+/// The API's version, in every snapshot and in the URL (`/api/v1/...`).
+pub const API_VERSION: u32 = 1;
+
+/// Points of the rate / receivers-done history kept for the dashboard's chart (one a second:
+/// the last ten minutes).
+pub const HISTORY: usize = 600;
+
+/// Everything a command reports, at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub api_version: u32,
+    /// `send`, `serve` or `video`.
+    pub command: &'static str,
+    /// This host's name.
+    pub host: String,
+    /// Seconds since the command started.
+    pub uptime_secs: f64,
+    /// Whether actions (`serve`'s "send to class", "stop") are open to a client with the token.
+    pub actions: bool,
+    /// File sessions, running and ended (`send`: one; `serve`: one per URL, the ended ones kept
+    /// for a while).
+    pub sessions: Vec<SessionStatus>,
+    /// `serve` only: what students asked for, downloads and the cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeStatus>,
+    /// `video` only: channels and viewers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoStatus>,
+    /// Send rate and receivers done over time, oldest first, one point a second.
+    pub history: Vec<Sample>,
+}
+
+/// One file session.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionStatus {
+    /// The session id, 8 hex digits, as the terminal and the receivers print it.
+    pub id: String,
+    pub name: String,
+    /// None while a download's size is not known.
+    pub size: Option<u64>,
+    /// `file`, `download` or `cache`.
+    pub origin: &'static str,
+    /// `GROUP:PORT` it sends to.
+    pub group: String,
+    /// `waiting`, `first_pass`, `repairing`, `ending`, `finished`.
+    pub phase: &'static str,
+    /// How it ended: `sent`, `aborted`, `failed`; None while it runs.
+    pub outcome: Option<&'static str>,
+    /// Why it failed or was aborted, one line.
+    pub failure: Option<String>,
+    /// Receivers it waits for before sending (`--min-receivers`).
+    pub min_receivers: usize,
+    /// The configured rate (bit/s): a ceiling.
+    pub rate_limit_bps: f64,
+    /// What it sends now (bit/s of UDP payload, over the last second or so).
+    pub send_rate_bps: f64,
+    /// Seconds since the first pass began (0 while waiting).
+    pub elapsed_secs: f64,
+    /// Seconds left, while it can be estimated (the first pass).
+    pub eta_secs: Option<f64>,
+    pub blocks_total: u32,
+    /// Blocks whose first pass is complete.
+    pub blocks_sent: u32,
+    /// UDP payload bytes sent, by kind.
+    pub bytes: Bytes,
+    pub datagrams: Datagrams,
+    /// Wire bytes over the file's size (1.0 + the cost of FEC, repair and control).
+    pub wire_ratio: f64,
+    /// Receivers, counted by state.
+    pub totals: Totals,
+    /// Every receiver known, sorted by name, those needing attention first.
+    pub receivers: Vec<ReceiverStatus>,
+    /// Datagrams dropped, by reason (the protocol's counters).
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// NEED reports taken.
+    pub need_reports: u64,
+    /// Hash-checked repair rounds (a block failed its digest somewhere).
+    pub verify_rounds: u64,
+    /// Hello-only receivers forgotten to make room in a full table.
+    pub forgotten_receivers: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Bytes {
+    /// DATA with source symbols.
+    pub data: u64,
+    /// DATA with repair symbols.
+    pub repair: u64,
+    /// Everything else (ANNOUNCE, DIGESTS, ACK, END, ...).
+    pub control: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Datagrams {
+    pub source: u64,
+    pub repair: u64,
+    pub control: u64,
+}
+
+/// Receivers by state; `hello_only` ones (said hello, never reported progress) are not counted in
+/// `known`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Totals {
+    pub known: usize,
+    pub done: usize,
+    pub receiving: usize,
+    pub joined: usize,
+    pub failed: usize,
+    pub dropped: usize,
+    pub left_behind: usize,
+    pub hello_only: usize,
+}
+
+/// One receiver.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverStatus {
+    /// Its id, 8 hex digits.
+    pub id: String,
+    /// The name it gave (printable characters only; may be empty).
+    pub name: String,
+    /// `IP:PORT` its feedback comes from.
+    pub addr: String,
+    /// `joined`, `receiving`, `done`, `failed`, `dropped` (went silent), `left_behind` (lost too
+    /// much to be followed), `hello` (said hello, no progress yet: not counted).
+    pub state: &'static str,
+    /// Why it failed, in words (`stopped on the PC`, `its disk is full`, ...).
+    pub reason: Option<&'static str>,
+    /// 0 to 1: blocks it decoded over the session's blocks.
+    pub progress: f64,
+    pub blocks_done: u32,
+    /// The loss its reports show (0 to 1), once known.
+    pub loss: Option<f64>,
+    /// Whether it needs the teacher's attention (failed, dropped, left behind).
+    pub attention: bool,
+}
+
+/// `serve`: the download manager.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServeStatus {
+    /// URLs students asked for, newest first (bounded).
+    pub requests: Vec<RequestStatus>,
+    /// Downloads running or recently ended.
+    pub downloads: Vec<DownloadStatus>,
+    /// The cache, if `--cache`.
+    pub cache: Option<CacheStatus>,
+    /// Requests answered, by outcome (`offered`, `started`, `refused`, ...).
+    pub answered: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestStatus {
+    pub url: String,
+    /// The student's address.
+    pub from: String,
+    /// Seconds since the command started.
+    pub at_secs: f64,
+    /// What the server did: `started`, `offered`, `refused: ...`.
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DownloadStatus {
+    pub url: String,
+    /// The session carrying it, 8 hex digits.
+    pub session: String,
+    pub bytes: u64,
+    pub size: Option<u64>,
+    /// `downloading`, `done`, `failed: ...`, `cache`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CacheStatus {
+    pub entries: u64,
+    pub bytes: u64,
+    pub capacity: Option<u64>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// `video`: the relay.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VideoStatus {
+    pub channels: Vec<ChannelStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    /// `GROUP:PORT` of its RTP.
+    pub group: String,
+    /// `idle`, `starting`, `relaying`, `source silent`, ...
+    pub state: String,
+    /// Viewers holding a lease.
+    pub viewers: usize,
+    /// Bit rate relayed (bit/s, recent).
+    pub bitrate_bps: f64,
+    pub packets: u64,
+    pub repair_packets: u64,
+    /// Packets the viewers reported repaired by FEC, and lost for good.
+    pub fec_repaired: u64,
+    pub fec_lost: u64,
+}
+
+/// One point of the history.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    /// Seconds since the command started.
+    pub t: f64,
+    /// Bit/s sent by all sessions together.
+    pub send_rate_bps: f64,
+    /// Receivers done, over all sessions.
+    pub done: usize,
+}
+
+/// What a client may ask `serve` to do (with the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// "Send to class": start (or join) a session for this URL, as a student's `get` would.
+    Send { url: String },
+    /// Stop this session (its 8-hex-digit id): END goes out, receivers are told.
+    Stop { session: u32 },
+}
+
+/// Where a command publishes its status and readers find it: cheap to clone, shared between the
+/// command's threads and the web server's.
+#[derive(Clone)]
+pub struct Board {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    command: &'static str,
+    host: String,
+    started: Instant,
+    state: Mutex<State>,
+    /// Bumped on every change; the event stream waits on it.
+    changed: watch::Sender<u64>,
+    actions: Option<mpsc::UnboundedSender<Action>>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: BTreeMap<u32, SessionStatus>,
+    serve: Option<ServeStatus>,
+    video: Option<VideoStatus>,
+    history: VecDeque<Sample>,
+}
+
+impl Board {
+    /// A board for `command`; `actions` where the command takes them (`serve`).
+    pub fn new(
+        command: &'static str,
+        host: String,
+        actions: Option<mpsc::UnboundedSender<Action>>,
+    ) -> Self {
+        Board {
+            inner: Arc::new(Inner {
+                command,
+                host,
+                started: Instant::now(),
+                state: Mutex::new(State::default()),
+                changed: watch::Sender::new(0),
+                actions,
+            }),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        // A panic elsewhere while holding the lock leaves plain data behind: still readable.
+        let mut state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state);
+        let t = self.inner.started.elapsed().as_secs_f64();
+        if state.history.back().is_none_or(|s| t - s.t >= 1.0) {
+            let sample = Sample {
+                t,
+                send_rate_bps: state
+                    .sessions
+                    .values()
+                    .filter(|s| s.outcome.is_none())
+                    .map(|s| s.send_rate_bps)
+                    .sum(),
+                done: state.sessions.values().map(|s| s.totals.done).sum(),
+            };
+            if state.history.len() == HISTORY {
+                state.history.pop_front();
+            }
+            state.history.push_back(sample);
+        }
+        drop(state);
+        self.inner.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Adds or replaces a session (by id).
+    pub fn session(&self, id: u32, status: SessionStatus) {
+        self.update(|s| {
+            s.sessions.insert(id, status);
+        });
+    }
+
+    /// Forgets ended sessions beyond the newest `keep` of them (`serve` runs for weeks).
+    pub fn prune_sessions(&self, keep: usize) {
+        self.update(|s| {
+            let ended: Vec<u32> = s
+                .sessions
+                .iter()
+                .filter(|(_, v)| v.outcome.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            for id in ended.iter().take(ended.len().saturating_sub(keep)) {
+                s.sessions.remove(id);
+            }
+        });
+    }
+
+    pub fn set_serve(&self, serve: ServeStatus) {
+        self.update(|s| s.serve = Some(serve));
+    }
+
+    pub fn set_video(&self, video: VideoStatus) {
+        self.update(|s| s.video = Some(video));
+    }
+
+    /// The status now.
+    pub fn snapshot(&self) -> Status {
+        let state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Status {
+            api_version: API_VERSION,
+            command: self.inner.command,
+            host: self.inner.host.clone(),
+            uptime_secs: self.inner.started.elapsed().as_secs_f64(),
+            actions: self.inner.actions.is_some(),
+            sessions: state.sessions.values().cloned().collect(),
+            serve: state.serve.clone(),
+            video: state.video.clone(),
+            history: state.history.iter().copied().collect(),
+        }
+    }
+
+    /// Changes: `changed()` resolves after each update.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    /// Passes an action to the command; false if it takes none or has ended.
+    pub fn act(&self, action: Action) -> bool {
+        self.inner
+            .actions
+            .as_ref()
+            .is_some_and(|tx| tx.send(action).is_ok())
+    }
+}
