@@ -15,6 +15,7 @@ mod net;
 mod rt;
 mod status;
 mod video;
+mod web;
 
 use clap::Parser;
 use cli::{Cli, Command};

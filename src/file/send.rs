@@ -11,6 +11,8 @@ use crate::http::policy::Policy;
 use crate::keys::{self, Signing};
 use crate::net;
 use crate::rt::{self, Shutdown};
+use crate::status::Board;
+use crate::web::{self, Web};
 use edm_cast_proto::Encryption;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +41,8 @@ pub struct Args {
     pub caching: Caching,
     #[command(flatten)]
     pub signing: Signing,
+    #[command(flatten)]
+    pub web: Web,
     /// Encrypt the session: only the PCs listed with --to can read it.
     #[arg(long, requires = "to")]
     pub encrypt: bool,
@@ -109,6 +113,13 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .map(|w| format!(" for up to {} s", w.as_secs_f64()))
             .unwrap_or_default(),
     );
+    if args.web.http.is_some() {
+        let board = Board::new("send", rt::hostname(), None);
+        if let Some(addr) = web::start(&args.web, &board)? {
+            eprintln!("edm-cast: dashboard on http://{addr}/");
+        }
+        session.publish(board);
+    }
     rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;
         session.run(Some(&mut shutdown)).await

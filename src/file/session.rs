@@ -260,11 +260,12 @@ impl Session {
             .started_at()
             .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
         let size = layout.file_size();
-        // While the first pass runs its end can be foreseen: what is left of the file at the
-        // rate the source symbols go out so far.
-        let eta_secs = match phase {
-            SessionPhase::FirstPass if elapsed_secs > 0.5 && size.is_some() => {
-                let sent = sender.sent_blocks() as f64 / blocks_total.max(1) as f64;
+        // While the first pass runs its end can be foreseen: what is left of the file's source
+        // symbols at the rate they went out so far (a session that waited counts from its start).
+        let eta_secs = match (phase, size) {
+            (SessionPhase::FirstPass, Some(size)) if elapsed_secs > 0.5 => {
+                let symbols = size.div_ceil(u64::from(layout.symbol_size().max(1)));
+                let sent = stats.source_symbols.min(symbols) as f64 / symbols.max(1) as f64;
                 (sent > 0.0).then(|| elapsed_secs * (1.0 - sent) / sent)
             }
             _ => None,
