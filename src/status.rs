@@ -251,7 +251,7 @@ struct Inner {
     state: Mutex<State>,
     /// Bumped on every change; the event stream waits on it.
     changed: watch::Sender<u64>,
-    actions: Option<mpsc::UnboundedSender<Action>>,
+    actions: Option<mpsc::Sender<Action>>,
 }
 
 #[derive(Default)]
@@ -263,12 +263,9 @@ struct State {
 }
 
 impl Board {
-    /// A board for `command`; `actions` where the command takes them (`serve`).
-    pub fn new(
-        command: &'static str,
-        host: String,
-        actions: Option<mpsc::UnboundedSender<Action>>,
-    ) -> Self {
+    /// A board for `command`; `actions` where the command takes them (a bounded channel: a
+    /// client that floods actions is told the command is busy).
+    pub fn new(command: &'static str, host: String, actions: Option<mpsc::Sender<Action>>) -> Self {
         Board {
             inner: Arc::new(Inner {
                 command,
@@ -283,7 +280,11 @@ impl Board {
 
     fn update(&self, f: impl FnOnce(&mut State)) {
         // A panic elsewhere while holding the lock leaves plain data behind: still readable.
-        let mut state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f(&mut state);
         let t = self.inner.started.elapsed().as_secs_f64();
         if state.history.back().is_none_or(|s| t - s.t >= 1.0) {
@@ -338,7 +339,11 @@ impl Board {
 
     /// The status now.
     pub fn snapshot(&self) -> Status {
-        let state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         Status {
             api_version: API_VERSION,
             command: self.inner.command,
@@ -357,11 +362,12 @@ impl Board {
         self.inner.changed.subscribe()
     }
 
-    /// Passes an action to the command; false if it takes none or has ended.
+    /// Passes an action to the command; false if it takes none, is busy (the channel is full)
+    /// or has ended.
     pub fn act(&self, action: Action) -> bool {
         self.inner
             .actions
             .as_ref()
-            .is_some_and(|tx| tx.send(action).is_ok())
+            .is_some_and(|tx| tx.try_send(action).is_ok())
     }
 }

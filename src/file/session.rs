@@ -62,6 +62,8 @@ pub struct Session {
     shared_rate: Option<Arc<AtomicU64>>,
     hold: Option<watch::Receiver<Instant>>,
     min_receivers: usize,
+    /// Set to true by the operator's "stop" (the dashboard, `serve`'s control): END goes out.
+    stop: Option<watch::Receiver<bool>>,
     /// Where its status goes (`--http`), how often, and the send rate it reports.
     board: Option<Board>,
     published: Option<Instant>,
@@ -156,6 +158,7 @@ impl Session {
             shared_rate: None,
             hold: None,
             min_receivers: setup.min_receivers,
+            stop: None,
             board: None,
             published: None,
             meter: RateMeter::default(),
@@ -189,6 +192,12 @@ impl Session {
         self.hold = Some(hold);
     }
 
+    /// Ends the session (END, aborted; outcome "aborted", failure "stopped by the operator") once
+    /// `stop` turns true. For actions from outside the process's signals: the dashboard's "stop".
+    pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
+        self.stop = Some(stop);
+    }
+
     /// Publishes the session's status on `board` while it runs, and once more at its end.
     pub fn publish(&mut self, board: Board) {
         self.board = Some(board);
@@ -196,7 +205,10 @@ impl Session {
 
     fn publish_now(&mut self, now: Instant, force: bool) {
         if self.board.is_none()
-            || !force && self.published.is_some_and(|t| now.duration_since(t) < PUBLISH_EVERY)
+            || !force
+                && self
+                    .published
+                    .is_some_and(|t| now.duration_since(t) < PUBLISH_EVERY)
         {
             return;
         }
@@ -383,6 +395,17 @@ impl Session {
                 self.pacer
                     .set_rate(Rate(rate.load(Ordering::Relaxed) as f64));
             }
+            if let Some(stop) = &mut self.stop
+                && stop.has_changed().unwrap_or(false)
+                && *stop.borrow_and_update()
+                && self.failure.is_none()
+            {
+                self.stop = None;
+                self.view
+                    .println("stopped by the operator: ending the session".into());
+                self.failure = Some("stopped by the operator".into());
+                self.sender.abort(now);
+            }
             if let Some(hold) = &mut self.hold
                 && hold.has_changed().unwrap_or(false)
             {
@@ -438,6 +461,7 @@ impl Session {
                 _ = socket.readable() => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = changed(&mut self.source.feed) => {}
+                _ = stopped(&mut self.stop) => {}
                 stop = signal(shutdown.as_deref_mut()), if listening => self.interrupted(stop),
             }
         }
@@ -705,6 +729,14 @@ async fn signal(shutdown: Option<&mut Shutdown>) -> rt::Stop {
     match shutdown {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the operator's stop changes; never without one.
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(rx) if rx.changed().await.is_ok() => {}
+        _ => std::future::pending::<()>().await,
     }
 }
 

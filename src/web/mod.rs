@@ -27,8 +27,9 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    s.parse()
-        .map_err(|_| format!("'{s}' is not ADDR:PORT (like 127.0.0.1:8080, or 0.0.0.0:8080 for the LAN)"))
+    s.parse().map_err(|_| {
+        format!("'{s}' is not ADDR:PORT (like 127.0.0.1:8080, or 0.0.0.0:8080 for the LAN)")
+    })
 }
 
 /// Starts the web server for `board` if `--http` was given; returns the address it listens on.
