@@ -734,9 +734,12 @@ async fn signal(shutdown: Option<&mut Shutdown>) -> rt::Stop {
 
 /// Resolves when the operator's stop changes; never without one.
 async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
-    match stop {
-        Some(rx) if rx.changed().await.is_ok() => {}
-        _ => std::future::pending::<()>().await,
+    let Some(rx) = stop else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        // The operator's side is gone: nothing more will come.
+        std::future::pending::<()>().await;
     }
 }
 
