@@ -3,12 +3,15 @@
 //! requests that arrive together while it is being set up start it once.
 //!
 //! The shell decides whether a URL may be fetched and starts the session (`CatalogEvent::Start`,
-//! then `started` or `refused`); it reports the session's end with `ended`. Every student address
+//! then `started` or `refused`); it reports the session's end with `ended`. The operator may ask
+//! for a URL too (`ask`: the dashboard's "send to class"), and every answer that goes to a student
+//! is told to the shell (`Answered`), for its log and its dashboard. Every student address
 //! has a token bucket, and what waits for a starting session is bounded, so a flood of requests
 //! is counted and ignored. How often one address may hold a running session open (`Offered`) is
 //! bounded too, so a REQUEST every few seconds cannot keep a finished session (and its slot) for
 //! ever. With a key, SERVER, OFFER and REFUSE are signed.
 
+use super::requester::Answer;
 use crate::auth::{Seal, Signer};
 use crate::counters::Counters;
 use crate::limit::TokenBucket;
@@ -64,14 +67,23 @@ pub enum CatalogEvent {
     Start {
         /// The URL.
         url: String,
-        /// Who asked first.
-        from: IpAddr,
+        /// Who asked first: a student, or `None` for the operator (`ask`).
+        from: Option<IpAddr>,
     },
     /// Someone was told to join the session of `url`: it should wait for their hello. At most
     /// `holds_per_address` times per address and session.
     Offered {
         /// The URL.
         url: String,
+    },
+    /// An OFFER or REFUSE went out to a student: nothing to do, it is for the operator to see.
+    Answered {
+        /// The URL asked for.
+        url: String,
+        /// The student.
+        to: SocketAddr,
+        /// What they were told.
+        answer: Answer,
     },
 }
 
@@ -102,7 +114,7 @@ enum Entry {
 /// - **Getters**: `dropped`, `requests`.
 /// - **Inputs**: `handle_datagram(now, from, bytes)` for REQUESTs on the server's port.
 /// - **Commands**: `started(url, session, port)`, `refused(url, reason)`, `ended(url)`, the
-///   shell's answers to `Start`.
+///   shell's answers to `Start`; `ask(url)`, the operator's own request.
 /// - **Outputs**: `poll_transmit(now, buf)` (SERVER to the group, OFFER and REFUSE to students),
 ///   `poll_timeout()`, `poll_event()`.
 pub struct Catalog {
@@ -184,6 +196,14 @@ impl Catalog {
                 };
                 if self.out.len() < MAX_OUT {
                     self.out.push_back((from, Packet::Offer(offer)));
+                    self.events.push_back(CatalogEvent::Answered {
+                        url: request.url.clone(),
+                        to: from,
+                        answer: Answer::Offer {
+                            session: offer.session,
+                            port: offer.port,
+                        },
+                    });
                 } else {
                     // The student asks again; the answers before it go out first.
                     self.dropped.refused += 1;
@@ -216,7 +236,7 @@ impl Catalog {
                 );
                 self.events.push_back(CatalogEvent::Start {
                     url: request.url,
-                    from: from.ip(),
+                    from: Some(from.ip()),
                 });
             }
         }
@@ -237,6 +257,11 @@ impl Catalog {
                     port,
                 };
                 self.out.push_back((to, Packet::Offer(offer)));
+                self.events.push_back(CatalogEvent::Answered {
+                    url: url.to_owned(),
+                    to,
+                    answer: Answer::Offer { session, port },
+                });
             }
         }
     }
@@ -250,8 +275,28 @@ impl Catalog {
                     reason: reason.to_owned(),
                 };
                 self.out.push_back((to, Packet::Refuse(refuse)));
+                self.events.push_back(CatalogEvent::Answered {
+                    url: url.to_owned(),
+                    to,
+                    answer: Answer::Refused(reason.to_owned()),
+                });
             }
         }
+    }
+
+    /// The operator asks for `url`, as a student would but with nobody to answer: a `Start`
+    /// (from `None`) if no session carries it yet. False if one is running or starting already.
+    pub fn ask(&mut self, url: &str) -> bool {
+        if self.entries.contains_key(url) {
+            return false;
+        }
+        self.entries
+            .insert(url.to_owned(), Entry::Starting { waiting: vec![] });
+        self.events.push_back(CatalogEvent::Start {
+            url: url.to_owned(),
+            from: None,
+        });
+        true
     }
 
     /// The session for `url` is over: the next request starts a new one.
@@ -304,6 +349,11 @@ mod tests {
         .to_vec(0)
     }
 
+    /// The next event that asks the shell to act (answers are told in between).
+    fn action(c: &mut Catalog) -> Option<CatalogEvent> {
+        std::iter::from_fn(|| c.poll_event()).find(|e| !matches!(e, CatalogEvent::Answered { .. }))
+    }
+
     fn replies(c: &mut Catalog, now: Instant) -> Vec<(Reply, Packet<'static>)> {
         let mut buf = Vec::new();
         let mut v = Vec::new();
@@ -337,13 +387,13 @@ mod tests {
         c.handle_datagram(t, b, &request(9, url));
         c.handle_datagram(t, a, &request(1, url)); // a retry
         assert_eq!(
-            c.poll_event(),
+            action(&mut c),
             Some(CatalogEvent::Start {
                 url: url.into(),
-                from: a.ip()
+                from: Some(a.ip())
             })
         );
-        assert_eq!(c.poll_event(), None);
+        assert_eq!(action(&mut c), None);
         assert!(replies(&mut c, t).is_empty());
         c.started(url, 77, 5008);
         let r = replies(&mut c, t);
@@ -362,7 +412,7 @@ mod tests {
         // A late request joins the running session at once.
         c.handle_datagram(t, b, &request(10, url));
         assert_eq!(
-            c.poll_event(),
+            action(&mut c),
             Some(CatalogEvent::Offered { url: url.into() })
         );
         assert_eq!(replies(&mut c, t).len(), 1);
@@ -370,10 +420,10 @@ mod tests {
         c.ended(url);
         c.handle_datagram(t, b, &request(11, url));
         assert_eq!(
-            c.poll_event(),
+            action(&mut c),
             Some(CatalogEvent::Start {
                 url: url.into(),
-                from: b.ip()
+                from: Some(b.ip())
             })
         );
         c.refused(url, "404 Not Found");
@@ -386,6 +436,59 @@ mod tests {
     }
 
     #[test]
+    fn every_answer_is_told_and_the_operator_may_ask_too() {
+        let t = Instant::now();
+        let mut c = Catalog::new(CatalogConfig::default(), t);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.2:40000".parse().unwrap(),
+            "10.0.0.3:40000".parse().unwrap(),
+        );
+        let answered = |c: &mut Catalog| -> Vec<(SocketAddr, Answer)> {
+            std::iter::from_fn(|| c.poll_event())
+                .filter_map(|e| match e {
+                    CatalogEvent::Answered { to, answer, .. } => Some((to, answer)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // The operator's request starts a session like a student's, with nobody to answer.
+        let url = "http://mirror/x.iso";
+        assert!(c.ask(url));
+        assert_eq!(
+            c.poll_event(),
+            Some(CatalogEvent::Start {
+                url: url.into(),
+                from: None
+            })
+        );
+        assert!(!c.ask(url), "starting already");
+        c.handle_datagram(t, a, &request(1, url));
+        c.started(url, 77, 5008);
+        let offer = Answer::Offer {
+            session: 77,
+            port: 5008,
+        };
+        assert_eq!(answered(&mut c), [(a, offer.clone())]);
+        assert!(!c.ask(url), "running already");
+        assert_eq!(c.poll_event(), None);
+        c.handle_datagram(t, b, &request(2, url));
+        assert_eq!(answered(&mut c), [(b, offer)]);
+        // Refusals are told too, one per student waiting.
+        let other = "http://mirror/y.iso";
+        c.handle_datagram(t, a, &request(3, other));
+        c.handle_datagram(t, b, &request(4, other));
+        assert!(matches!(action(&mut c), Some(CatalogEvent::Start { .. })));
+        c.refused(other, "404 Not Found");
+        let refused = Answer::Refused("404 Not Found".into());
+        assert_eq!(answered(&mut c), [(a, refused.clone()), (b, refused)]);
+        assert_eq!(
+            replies(&mut c, t).len(),
+            5,
+            "SERVER, two OFFERs, two REFUSEs"
+        );
+    }
+
+    #[test]
     fn repeated_requests_hold_a_running_session_only_a_few_times() {
         let t = Instant::now();
         let mut c = Catalog::new(CatalogConfig::default(), t);
@@ -395,7 +498,7 @@ mod tests {
             "10.0.0.7:40000".parse().unwrap(),
         );
         c.handle_datagram(t, other, &request(1, url));
-        assert!(matches!(c.poll_event(), Some(CatalogEvent::Start { .. })));
+        assert!(matches!(action(&mut c), Some(CatalogEvent::Start { .. })));
         c.started(url, 77, 5008);
         replies(&mut c, t);
         // A REQUEST every 3 s for an hour: every one is answered, three hold the session open.
@@ -409,22 +512,22 @@ mod tests {
                 .count();
         }
         assert_eq!(offers, 1200);
-        let holds = std::iter::from_fn(|| c.poll_event()).count();
+        let holds = std::iter::from_fn(|| action(&mut c)).count();
         assert_eq!(holds, 3, "the allowance of one address");
         // Another student still holds it for their own join.
         c.handle_datagram(t, other, &request(2, url));
         assert_eq!(
-            c.poll_event(),
+            action(&mut c),
             Some(CatalogEvent::Offered { url: url.into() })
         );
         // A new session of the URL is a new allowance.
         c.ended(url);
         c.handle_datagram(t, pest, &request(5000, url));
-        assert!(matches!(c.poll_event(), Some(CatalogEvent::Start { .. })));
+        assert!(matches!(action(&mut c), Some(CatalogEvent::Start { .. })));
         c.started(url, 78, 5008);
         c.handle_datagram(t, pest, &request(5001, url));
         assert_eq!(
-            c.poll_event(),
+            action(&mut c),
             Some(CatalogEvent::Offered { url: url.into() })
         );
     }
@@ -437,7 +540,7 @@ mod tests {
         for i in 0..10_000 {
             c.handle_datagram(t, student, &request(i, &format!("http://mirror/{i}")));
         }
-        let starts = std::iter::from_fn(|| c.poll_event()).count();
+        let starts = std::iter::from_fn(|| action(&mut c)).count();
         assert_eq!(starts, 8, "the burst, then nothing");
         assert_eq!(c.dropped().rate_limited, 10_000 - 8);
         // Another student is not held back by the first, and the first gets its rate back.
