@@ -158,19 +158,26 @@ pub struct ServeStatus {
     pub downloads: Vec<DownloadStatus>,
     /// The cache, if `--cache`.
     pub cache: Option<CacheStatus>,
-    /// Requests answered, by outcome (`offered`, `started`, `refused`, ...).
+    /// Answers and sessions, counted: `offered` (OFFERs sent to students, the one to the student
+    /// whose request started the session included; a `get` that lost its OFFER asks again and is
+    /// counted again), `refused` (REFUSEs sent), `started` (sessions started, the teacher's too).
     pub answered: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestStatus {
     pub url: String,
-    /// The student's address.
+    /// The student's address (IP), or `teacher` for the dashboard's "send to class". A student
+    /// asking again for the same URL updates its entry rather than adding one.
     pub from: String,
-    /// Seconds since the command started.
+    /// Seconds since the command started, at the latest request or answer.
     pub at_secs: f64,
-    /// What the server did: `started`, `offered`, `refused: ...`.
+    /// What the server did: `starting` (fetching, not answered yet), `started` (this request
+    /// started the session), `offered` (told to join the session already running), `refused: WHY`
+    /// (WHY as the student was told).
     pub answer: String,
+    /// The session started or offered, 8 hex digits.
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,10 +193,14 @@ pub struct DownloadStatus {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CacheStatus {
+    /// Complete entries and the bytes they take (read every few seconds).
     pub entries: u64,
     pub bytes: u64,
+    /// `--cache-size`.
     pub capacity: Option<u64>,
+    /// URLs sent from the cache (current, or the web server could not be asked) ...
     pub hits: u64,
+    /// ... and URLs downloaded because it had no current copy.
     pub misses: u64,
 }
 
@@ -212,7 +223,9 @@ pub struct ChannelStatus {
     pub bitrate_bps: f64,
     pub packets: u64,
     pub repair_packets: u64,
-    /// Packets the viewers reported repaired by FEC, and lost for good.
+    /// Packets the viewers repaired by FEC, and lost for good. Always 0 today: viewers do not
+    /// report them (the video protocol's REQUEST carries a viewer id and a channel name only,
+    /// proto/VIDEO.md), so the relay cannot know; each viewer's `watch` prints its own counts.
     pub fec_repaired: u64,
     pub fec_lost: u64,
 }
@@ -335,6 +348,11 @@ impl Board {
 
     pub fn set_video(&self, video: VideoStatus) {
         self.update(|s| s.video = Some(video));
+    }
+
+    /// Seconds since the board was made (the command's start): `at_secs` in what is published.
+    pub fn uptime_secs(&self) -> f64 {
+        self.inner.started.elapsed().as_secs_f64()
     }
 
     /// The status now.

@@ -2,4 +2,5 @@
 //! student's `get` (its `Requester`, then a file `Listener`).
 
 pub mod get;
+mod ledger;
 pub mod serve;

@@ -8,7 +8,12 @@
 //! started per address, slots held per address, and how long requests can hold an idle session.
 //! Refusals tell a student the HTTP status or the limit, never how the network behind the server
 //! answered (that would make the server a port scanner); the server's log has the details.
+//!
+//! With `--http` it publishes its sessions, requests, downloads and cache on a [`Board`], and
+//! takes the teacher's actions from it: "send to class" (a URL, asked for as a student would, but
+//! not held to a student's quotas) and "stop" (a running session: END goes out).
 
+use super::ledger::{self, Ledger};
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::Error;
 use crate::file::session::{Session, Setup, feedback_addr};
@@ -22,6 +27,8 @@ use crate::keys::{self, Signing};
 use crate::net::pace::Rate;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
+use crate::status::{Action, Board};
+use crate::web::{self, Web};
 use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -33,6 +40,11 @@ use tokio::sync::{mpsc, watch};
 
 /// How long a session stays open for a student who was just told to join it.
 const JOIN_GRACE: Duration = Duration::from_secs(3);
+/// How long a session the teacher asked for ("send to class") waits for the first student, and
+/// stays open for the others: the class needs a moment to type `edm-cast get URL`.
+const TEACHER_WAIT: Duration = Duration::from_secs(60);
+/// Actions waiting for the serve loop at most; past that the dashboard is told it is busy.
+const ACTIONS: usize = 16;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -96,14 +108,17 @@ pub struct Args {
     /// Signs the server's announce and answers, and every session it sends.
     #[command(flatten)]
     pub signing: Signing,
+    #[command(flatten)]
+    pub web: Web,
 }
 
 /// What a session's thread reports.
 enum Report {
     Started {
         url: String,
-        session: u32,
         port: u16,
+        /// The session and its source.
+        source: ledger::Started,
     },
     Refused {
         url: String,
@@ -121,8 +136,12 @@ enum Report {
 struct Running {
     slot: u16,
     hold: watch::Sender<Instant>,
-    /// The address whose request started it.
-    owner: IpAddr,
+    /// The address whose request started it (None: the teacher's).
+    owner: Option<IpAddr>,
+    /// The teacher's "stop".
+    stop: watch::Sender<bool>,
+    /// Its id, once it is open.
+    session: Option<u32>,
 }
 
 /// What one student address may start: sessions per window, and slots held at once.
@@ -185,9 +204,18 @@ struct Shared {
     /// What a student's download may take (each session adds its claim on `spool`).
     limits: Limits,
     spool: Arc<Spool>,
+    /// Where sessions publish their status.
+    board: Board,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
+    let (actions, acted) = mpsc::channel(ACTIONS);
+    let board = Board::new("serve", rt::hostname(), Some(actions));
+    run_on(args, board, acted)
+}
+
+/// `serve`, publishing on `board` and taking the actions that come to `acted`.
+fn run_on(args: Args, board: Board, acted: mpsc::Receiver<Action>) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.net.iface.as_deref())?;
     let control = net::sender_socket(args.net.group, iface, args.sending.ttl, args.port)?;
     let cache = args.caching.open()?;
@@ -207,6 +235,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         .unwrap_or_else(std::env::temp_dir);
     let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
     let signer = keys::signer(&args.signing)?;
+    let dashboard = web::start(&args.web, &board)?;
     let shared = Shared {
         agent: fetch::agent(policy),
         cache,
@@ -235,6 +264,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             room: None,
         },
         spool: Spool::new(spool_dir, args.spool_size.0),
+        board,
     };
     eprintln!(
         "edm-cast: serving on {} (requests to port {}), {} for all sessions{}",
@@ -247,13 +277,17 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .map(|d| format!(", cache {}", d.display()))
             .unwrap_or_default()
     );
-    rt::runtime()?.block_on(serve(args, control, shared))
+    if let Some(addr) = dashboard {
+        eprintln!("edm-cast: dashboard on http://{addr}/");
+    }
+    rt::runtime()?.block_on(serve(args, control, shared, acted))
 }
 
 async fn serve(
     args: Args,
     control: std::net::UdpSocket,
     shared: Shared,
+    mut actions: mpsc::Receiver<Action>,
 ) -> Result<ExitCode, Error> {
     let control = net::register(control)?;
     let mut shutdown = Shutdown::new()?;
@@ -273,6 +307,10 @@ async fn serve(
         window: args.starts_window,
         starts: HashMap::new(),
     };
+    let mut ledger = Ledger::new(shared.board.clone(), shared.cache.clone());
+    // Download progress changes nothing here: it is looked at on this beat.
+    let mut beat = tokio::time::interval(ledger::PUBLISH_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inbox = vec![0u8; 2048];
     let mut out = Vec::with_capacity(1500);
     let stop_at = args.exit_after.map(|d| Instant::now() + d);
@@ -287,19 +325,49 @@ async fn serve(
                 }
             }
             Some(report) = reports.recv() => match report {
-                Report::Started { url, session, port } => {
-                    catalog.started(&url, session, port);
+                Report::Started { url, port, source } => {
+                    catalog.started(&url, source.session, port);
+                    if let Some(r) = running.get_mut(&url) {
+                        r.session = Some(source.session);
+                    }
+                    ledger.started(&url, source);
                 }
                 Report::Refused { url, why, told } => {
                     eprintln!("refused {url}: {why}");
                     catalog.refused(&url, &told);
+                    ledger.refused(&url, &told, false);
                     running.remove(&url);
                 }
                 Report::Ended { url } => {
                     catalog.ended(&url);
                     running.remove(&url);
+                    ledger.ended(&url);
                 }
             },
+            Some(action) = actions.recv() => match action {
+                Action::Send { url } => match running.get(&url) {
+                    // Already on its way to the class: it stays open for the rest of it.
+                    Some(r) => {
+                        let _ = r.hold.send(Instant::now() + TEACHER_WAIT);
+                        ledger.joined(&url, r.session);
+                    }
+                    None => {
+                        catalog.ask(&url);
+                    }
+                },
+                Action::Stop { session } => {
+                    match running.values().find(|r| r.session == Some(session)) {
+                        Some(r) => {
+                            eprintln!("session {session:08x}: the teacher stopped it");
+                            let _ = r.stop.send(true);
+                        }
+                        None => eprintln!(
+                            "stop: no session {session:08x} is running (ignored)"
+                        ),
+                    }
+                }
+            },
+            _ = beat.tick() => {}
             _ = tokio::time::sleep_until(wake.into()) => {}
             _ = sleep_until(stop_at) => return Ok(ExitCode::SUCCESS),
             stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
@@ -307,33 +375,58 @@ async fn serve(
         while let Some(ev) = catalog.poll_event() {
             match ev {
                 CatalogEvent::Start { url, from } => {
+                    ledger.asked(&url, from);
                     let free =
                         (0..args.max_sessions).find(|s| !running.values().any(|r| r.slot == *s));
-                    let held = running.values().filter(|r| r.owner == from).count();
-                    match free.map(|slot| (slot, quotas.admit(Instant::now(), from, held))) {
-                        Some((slot, Ok(()))) => {
-                            let (hold, hold_rx) = watch::channel(Instant::now() + JOIN_GRACE);
-                            let owner = from;
-                            running.insert(url.clone(), Running { slot, hold, owner });
-                            spawn_session(url, slot, shared.clone(), hold_rx, tx.clone());
+                    let admitted = match (free, from) {
+                        (None, _) => Err(format!(
+                            "the server is busy: {} sessions are running (--max-sessions)",
+                            args.max_sessions
+                        )),
+                        (Some(slot), Some(ip)) => {
+                            let held = running.values().filter(|r| r.owner == from).count();
+                            quotas.admit(Instant::now(), ip, held).map(|()| slot)
                         }
-                        Some((_, Err(why))) => {
-                            eprintln!("refused {url} to {from}: {why}");
+                        // The teacher's request: not a student's quotas.
+                        (Some(slot), None) => Ok(slot),
+                    };
+                    match admitted {
+                        Ok(slot) => {
+                            let mut shared = shared.clone();
+                            let grace = match from {
+                                Some(_) => JOIN_GRACE,
+                                None => {
+                                    shared.setup.wait = Some(TEACHER_WAIT);
+                                    TEACHER_WAIT
+                                }
+                            };
+                            let (hold, hold_rx) = watch::channel(Instant::now() + grace);
+                            let (stop, stop_rx) = watch::channel(false);
+                            running.insert(
+                                url.clone(),
+                                Running {
+                                    slot,
+                                    hold,
+                                    owner: from,
+                                    stop,
+                                    session: None,
+                                },
+                            );
+                            spawn_session(url, slot, shared, hold_rx, stop_rx, tx.clone());
+                        }
+                        Err(why) => {
                             catalog.refused(&url, &why);
+                            ledger.refused(&url, &why, true);
                         }
-                        None => catalog.refused(
-                            &url,
-                            &format!(
-                                "the server is busy: {} sessions are running (--max-sessions)",
-                                args.max_sessions
-                            ),
-                        ),
                     }
                 }
                 CatalogEvent::Offered { url } => {
                     if let Some(r) = running.get(&url) {
                         let _ = r.hold.send(Instant::now() + JOIN_GRACE);
                     }
+                }
+                CatalogEvent::Answered { url, to, answer } => {
+                    ledger.answered(&url, to.ip(), &answer);
                 }
             }
         }
@@ -349,6 +442,7 @@ async fn serve(
                 tracing::debug!("to {to}: {e}");
             }
         }
+        ledger.publish(Instant::now());
     }
 }
 
@@ -366,12 +460,13 @@ fn spawn_session(
     slot: u16,
     shared: Shared,
     hold: watch::Receiver<Instant>,
+    stop: watch::Receiver<bool>,
     tx: mpsc::UnboundedSender<Report>,
 ) {
     std::thread::spawn(move || {
         // A bug in one session must not leave its URL marked running for ever.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            session(&url, slot, &shared, hold, &tx)
+            session(&url, slot, &shared, hold, stop, &tx)
         }))
         .unwrap_or_else(|_| {
             Err(Error::Protocol(
@@ -400,6 +495,7 @@ fn session(
     slot: u16,
     shared: &Shared,
     hold: watch::Receiver<Instant>,
+    stop: watch::Receiver<bool>,
     tx: &mpsc::UnboundedSender<Report>,
 ) -> Result<(), Error> {
     if !fetch::is_url(url) {
@@ -420,6 +516,7 @@ fn session(
         })?;
     let group = Group(SocketAddrV4::new(*shared.group.0.ip(), port));
     let size = source.size.map_or("size not known yet".into(), view::bytes);
+    let (known_size, feed) = (source.size, source.feed.clone());
     let mut session = Session::open(
         source,
         group,
@@ -436,11 +533,17 @@ fn session(
     );
     session.view = SenderView::lines(format!("session {id:08x}: "));
     session.share(shared.rate.clone(), hold);
+    session.stop_on(stop);
+    session.publish(shared.board.clone());
     let runtime = rt::runtime()?;
     let _ = tx.send(Report::Started {
         url: url.to_owned(),
-        session: id,
         port,
+        source: ledger::Started {
+            session: id,
+            size: known_size,
+            feed,
+        },
     });
     runtime.block_on(session.run(None))?;
     let done = session.receivers_done();

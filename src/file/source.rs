@@ -151,19 +151,31 @@ pub fn url(
             }
         },
     );
+    // What the cache saved: a URL sent from it is a hit, one downloaded a miss.
+    let count = |hit| {
+        if let Some(c) = cache {
+            c.count(hit)
+        }
+    };
     match (started, cached) {
-        (Ok(Fetched::Started(d)), _) => Ok(Source {
-            name: d.name,
-            size: d.size,
-            digests: None,
-            file: reader,
-            path,
-            feed: Some(d.progress),
-            origin: "download",
-            // With a cache the finished download is moved into it; the guard then finds nothing.
-            _spool: Some(temp),
-        }),
-        (Ok(Fetched::NotModified), Some(entry)) => cached_source(entry),
+        (Ok(Fetched::Started(d)), _) => {
+            count(false);
+            Ok(Source {
+                name: d.name,
+                size: d.size,
+                digests: None,
+                file: reader,
+                path,
+                feed: Some(d.progress),
+                origin: "download",
+                // With a cache the finished download is moved into it; the guard then finds nothing.
+                _spool: Some(temp),
+            })
+        }
+        (Ok(Fetched::NotModified), Some(entry)) => {
+            count(true);
+            cached_source(entry)
+        }
         (Ok(Fetched::NotModified), None) => Err(Error::Fetch {
             url: url.into(),
             why: "304 Not Modified to an unconditional request".into(),
@@ -171,6 +183,7 @@ pub fn url(
         }),
         (Err(e), Some(entry)) => {
             eprintln!("edm-cast: {e}; sending the cached copy");
+            count(true);
             cached_source(entry)
         }
         (Err(e), None) => Err(e),

@@ -6,12 +6,14 @@
 use super::fetch::Validators;
 use crate::error::Error;
 use crate::rt::random_u64;
+use crate::status::CacheStatus;
 use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::FileDigests;
 use md5::{Digest, Md5};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// A byte count with an optional binary unit: `500M`, `20G`, `1T`.
@@ -59,6 +61,9 @@ pub struct Entry {
 pub struct Cache {
     dir: PathBuf,
     limit: u64,
+    /// URLs sent from the cache, and URLs downloaded because it had no current copy.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl Cache {
@@ -70,6 +75,8 @@ impl Cache {
         Ok(Cache {
             dir: dir.to_owned(),
             limit: limit.0,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         })
     }
 
@@ -168,13 +175,30 @@ impl Cache {
         Ok(data)
     }
 
-    /// Removes least recently used entries (never `keep`) until the data fits the limit.
-    fn evict(&self, keep: &str) {
+    /// Counts a URL sent from the cache (`hit`) or downloaded because there was no current copy.
+    pub fn count(&self, hit: bool) {
+        let n = if hit { &self.hits } else { &self.misses };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Its entries, the room they take and the counts, for the dashboard.
+    pub fn status(&self) -> CacheStatus {
+        let entries = self.entries();
+        CacheStatus {
+            entries: entries.len() as u64,
+            bytes: entries.iter().map(|e| e.2).sum(),
+            capacity: Some(self.limit),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Complete entries: last use, key and size.
+    fn entries(&self) -> Vec<(SystemTime, String, u64)> {
         let Ok(dir) = fs::read_dir(&self.dir) else {
-            return;
+            return Vec::new();
         };
-        let mut entries: Vec<(SystemTime, String, u64)> = dir
-            .flatten()
+        dir.flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
                 let key = name.strip_suffix(".meta")?.to_owned();
@@ -184,7 +208,12 @@ impl Cache {
                     .len();
                 Some((used, key, size))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Removes least recently used entries (never `keep`) until the data fits the limit.
+    fn evict(&self, keep: &str) {
+        let mut entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.2).sum();
         entries.sort();
         for (_, key, size) in entries {
@@ -259,6 +288,14 @@ mod tests {
         assert!(cache.lookup("http://a/1").is_some());
         assert!(cache.lookup("http://a/3").is_some());
         assert!(cache.lookup("http://other").is_none());
+        cache.count(true);
+        cache.count(false);
+        cache.count(false);
+        let st = cache.status();
+        assert_eq!(
+            (st.entries, st.bytes, st.capacity, st.hits, st.misses),
+            (2, 200, Some(250), 1, 2)
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }
