@@ -215,12 +215,14 @@ pub struct ChannelStatus {
     pub name: String,
     /// `GROUP:PORT` of its RTP.
     pub group: String,
-    /// `idle`, `starting`, `relaying`, `source silent`, ...
+    /// `idle` (nobody watches), `starting` (a viewer came, no video out yet), `relaying`, or
+    /// `source silent` (live, but no video from the source for 2 s).
     pub state: String,
     /// Viewers holding a lease.
     pub viewers: usize,
-    /// Bit rate relayed (bit/s, recent).
+    /// Bit rate relayed, RTP and REPAIR together (bit/s of UDP payload over the last second).
     pub bitrate_bps: f64,
+    /// RTP packets and REPAIR packets sent since the relay started.
     pub packets: u64,
     pub repair_packets: u64,
     /// Packets the viewers repaired by FEC, and lost for good. Always 0 today: viewers do not

@@ -6,6 +6,7 @@ use super::relay::{MEDIA_PORT, REPAIR_PORT};
 use super::rtsp;
 use super::sources::{FeedTx, Ingest};
 use crate::rt;
+use crate::status::ChannelStatus;
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
 use edm_cast_proto::video::ingest::SenderFilter;
@@ -15,6 +16,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A live channel with no video out for this long is shown as `source silent`.
+pub(super) const SILENT_AFTER: Duration = Duration::from_secs(2);
 
 /// One relayed source.
 pub(super) struct Channel {
@@ -46,6 +50,8 @@ pub(super) struct ChannelStats {
     /// Microseconds from an ingest datagram's arrival to each RTP packet made from it.
     latency_us: Vec<u32>,
     starts: u64,
+    /// When the last RTP packet went out since the channel started (None: none yet).
+    last_rtp: Option<Instant>,
 }
 
 impl ChannelStats {
@@ -53,6 +59,7 @@ impl ChannelStats {
     pub(super) fn rtp_sent(&mut self, bytes: usize, arrived: Instant) {
         self.rtp_packets += 1;
         self.rtp_bytes += bytes as u64;
+        self.last_rtp = Some(Instant::now());
         // Bounded, so a relay left running for days does not grow; the percentiles need no more.
         if self.latency_us.len() < 1 << 20 {
             let us = arrived.elapsed().as_micros().min(u32::MAX as u128) as u32;
@@ -64,6 +71,11 @@ impl ChannelStats {
     pub(super) fn repair_sent(&mut self, bytes: usize) {
         self.repair_packets += 1;
         self.repair_bytes += bytes as u64;
+    }
+
+    /// Bytes sent, RTP and REPAIR.
+    pub(super) fn bytes(&self) -> u64 {
+        self.rtp_bytes + self.repair_bytes
     }
 }
 
@@ -118,6 +130,7 @@ impl Channel {
     /// an access unit boundary. `i` is the channel's index in what `feeds` carries.
     pub(super) fn start(&mut self, i: usize, feeds: &FeedTx) {
         self.stats.starts += 1;
+        self.stats.last_rtp = None;
         self.packetizer.reset_access_unit();
         self.start_source();
         if let Ingest::Rtsp(url) = &self.ingest {
@@ -213,6 +226,33 @@ impl Channel {
             },
         }
         nals
+    }
+
+    /// What it is doing, for the dashboard: `idle` (nobody watches), `starting` (live, no video
+    /// out yet), `relaying`, or `source silent` (live, no video for `SILENT_AFTER`).
+    pub(super) fn state(&self, live: bool, now: Instant) -> &'static str {
+        match self.stats.last_rtp {
+            _ if !live => "idle",
+            None => "starting",
+            Some(t) if now.saturating_duration_since(t) >= SILENT_AFTER => "source silent",
+            Some(_) => "relaying",
+        }
+    }
+
+    /// The channel as the dashboard shows it; `bitrate_bps` is measured by the caller.
+    pub(super) fn status(&self, state: &str, viewers: usize, bitrate_bps: f64) -> ChannelStatus {
+        ChannelStatus {
+            name: self.name.clone(),
+            group: self.media().to_string(),
+            state: state.to_owned(),
+            viewers,
+            bitrate_bps,
+            packets: self.stats.rtp_packets,
+            repair_packets: self.stats.repair_packets,
+            // Viewers do not report their repairs (see the field's doc).
+            fec_repaired: 0,
+            fec_lost: 0,
+        }
     }
 
     /// The `--stats` line.

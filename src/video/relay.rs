@@ -1,14 +1,17 @@
 //! `edm-cast video`: relays named H.264 sources as RTP on multicast, with RaptorQ repair, while
 //! someone watches. The protocol pieces are in `edm_cast_proto::video`; this is sockets, child
-//! processes and the clock.
+//! processes and the clock. Each channel's state, viewers and bit rate go on a [`Board`] every
+//! second (`--http`), and on the terminal when they change.
 
-use super::channel::Channel;
+use super::channel::{Channel, SILENT_AFTER};
 use super::sources::{Feed, FeedTx, Ingest, Listen, load_config, split_named};
 use crate::cli::seconds;
 use crate::error::Error;
 use crate::keys;
 use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
+use crate::status::{Board, VideoStatus};
+use crate::web::{self, Web};
 use clap::Parser;
 use edm_cast_proto::Destination;
 use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, LeaseConfig, LeaseEvent, Leases};
@@ -87,7 +90,12 @@ pub struct Args {
     stats: bool,
     #[command(flatten)]
     signing: keys::Signing,
+    #[command(flatten)]
+    web: Web,
 }
+
+/// How often the channels' status is published (and their bit rate measured).
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Relays the channels until Ctrl-C or SIGTERM; prints `--stats` at the end, even after an error.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
@@ -109,10 +117,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         ..LeaseConfig::default()
     };
     let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
+    let board = Board::new("video", rt::hostname(), None);
+    if let Some(addr) = web::start(&args.web, &board)? {
+        eprintln!("video: dashboard on http://{addr}/");
+    }
     let runtime = rt::runtime()?;
     // Sockets and tasks belong to the runtime, so the relay is made inside it.
     let _inside = runtime.enter();
-    let mut relay = Relay::new(net::register(out)?, args.group, config, channels);
+    let mut relay = Relay::new(net::register(out)?, args.group, config, channels, board);
     let result = runtime.block_on(relay.run());
     for c in &mut relay.channels {
         c.stop_source();
@@ -212,13 +224,44 @@ struct Relay {
     fed: mpsc::Receiver<(usize, Instant, Feed)>,
     /// The control datagram being sent.
     control: Vec<u8>,
+    /// Where the channels' status goes, and what was last shown of each.
+    board: Board,
+    shown: Vec<Shown>,
+}
+
+/// What the terminal and the board last had of a channel.
+struct Shown {
+    viewers: usize,
+    state: &'static str,
+    /// Bytes sent by then, for the bit rate.
+    bytes: u64,
+    at: Instant,
+    bitrate_bps: f64,
 }
 
 impl Relay {
-    fn new(out: UdpSocket, group: Group, config: LeaseConfig, channels: Vec<Channel>) -> Self {
+    fn new(
+        out: UdpSocket,
+        group: Group,
+        config: LeaseConfig,
+        channels: Vec<Channel>,
+        board: Board,
+    ) -> Self {
         let now = Instant::now();
         let (feeds, fed) = mpsc::channel(4096);
+        let shown = channels
+            .iter()
+            .map(|_| Shown {
+                viewers: 0,
+                state: "idle",
+                bytes: 0,
+                at: now,
+                bitrate_bps: 0.0,
+            })
+            .collect();
         Relay {
+            board,
+            shown,
             out,
             group,
             epoch: now,
@@ -249,6 +292,8 @@ impl Relay {
                 .join(", ")
         );
         let mut inbox = vec![0u8; 2048];
+        let mut beat = tokio::time::interval(PUBLISH_EVERY);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.send_control().await;
             let wake = self.poll_timeout();
@@ -261,8 +306,10 @@ impl Relay {
                 got = self.out.recv_from(&mut inbox) => {
                     if let Ok((n, from)) = got {
                         self.leases.handle_datagram(Instant::now(), from, &inbox[..n]);
+                        self.show(Instant::now(), false);
                     }
                 }
+                _ = beat.tick() => self.show(Instant::now(), true),
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             self.on_timeout(Instant::now()).await;
@@ -373,6 +420,57 @@ impl Relay {
             }
             send_repairs(&self.out, c).await;
         }
+    }
+
+    /// Says on the terminal what changed (viewers; a source gone silent or back) and publishes
+    /// the channels: at every `beat` (which measures the bit rate), or when the viewers changed.
+    fn show(&mut self, now: Instant, beat: bool) {
+        let mut changed = false;
+        for (c, shown) in self.channels.iter().zip(&mut self.shown) {
+            let viewers = self.leases.viewers(&c.name);
+            if viewers != shown.viewers {
+                let s = if viewers == 1 { "" } else { "s" };
+                eprintln!("video: {}: {viewers} viewer{s}", c.name);
+                shown.viewers = viewers;
+                changed = true;
+            }
+            if !beat {
+                continue;
+            }
+            let state = c.state(self.leases.is_live(&c.name), now);
+            if state != shown.state {
+                // Starting and stopping say so themselves.
+                match state {
+                    "source silent" => eprintln!(
+                        "video: {}: no video from the source for {} s",
+                        c.name,
+                        SILENT_AFTER.as_secs()
+                    ),
+                    "relaying" => eprintln!("video: {}: relaying", c.name),
+                    _ => {}
+                }
+                shown.state = state;
+            }
+            let bytes = c.stats.bytes();
+            let secs = now.saturating_duration_since(shown.at).as_secs_f64();
+            if secs > 0.0 {
+                shown.bitrate_bps = (bytes - shown.bytes) as f64 * 8.0 / secs;
+            }
+            (shown.bytes, shown.at) = (bytes, now);
+        }
+        if !(beat || changed) {
+            return;
+        }
+        let channels = self
+            .channels
+            .iter()
+            .zip(&self.shown)
+            .map(|(c, shown)| {
+                let state = c.state(self.leases.is_live(&c.name), now);
+                c.status(state, shown.viewers, shown.bitrate_bps)
+            })
+            .collect();
+        self.board.set_video(VideoStatus { channels });
     }
 
     fn on_lease_event(&mut self, e: LeaseEvent) {
