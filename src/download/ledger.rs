@@ -110,9 +110,12 @@ impl Ledger {
             .iter()
             .position(|r| r.url == url && r.from == from)
             .and_then(|i| self.requests.remove(i));
-        let session = session
-            .map(|s| format!("{s:08x}"))
-            .or_else(|| old.as_ref().and_then(|o| o.session.clone()));
+        // A repeated answer keeps its session; a new one (a new session starting) does not.
+        let session = session.map(|s| format!("{s:08x}")).or_else(|| {
+            old.as_ref()
+                .filter(|o| o.answer == answer)
+                .and_then(|o| o.session.clone())
+        });
         if log && old.as_ref().is_none_or(|o| o.answer != answer) {
             eprintln!("request from {from}: {url}: {answer}");
         }

@@ -1,0 +1,281 @@
+//! What `serve` and `video` publish with `--http` (`/api/v1/status`), read as a dashboard would
+//! while they run on loopback: a student's request, its download and session, the cache; a
+//! channel and its viewers. (The teacher's actions are tested in `src/download/serve.rs`, on the
+//! board itself.)
+
+mod common;
+
+use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
+use serde_json::Value;
+use std::net::{TcpListener, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A TCP port free on loopback just now, for `--http`.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `/api/v1/status` of the command serving on `port`, once it answers.
+fn status(port: u16) -> Option<Value> {
+    let body = ureq::get(&format!("http://127.0.0.1:{port}/api/v1/status"))
+        .timeout(Duration::from_secs(2))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    Some(serde_json::from_str(&body).expect("the status is JSON"))
+}
+
+/// Polls the status until `ok` holds (at most `limit`); the last status read is in the panic.
+fn until(port: u16, limit: Duration, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < end {
+        if let Some(s) = status(port) {
+            if ok(&s) {
+                return s;
+            }
+            last = Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not seen within {limit:?}; last status:\n{last:#?}");
+}
+
+fn get(group: &str, url: &str, out: &std::path::Path) -> Proc {
+    Proc::spawn(
+        "get",
+        Command::new(bin())
+            .args(["get", url, "--group", group, "--iface", "lo", "--out"])
+            .arg(out),
+    )
+}
+
+#[test]
+fn serve_shows_the_request_the_download_the_session_and_the_cache() {
+    let dir = TempDir::new("board-serve");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let file = www.join("lesson.iso");
+    random_file(&file, 3_000_000, 31);
+    let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
+    let group = "239.77.12.1:47301";
+    let web = free_port();
+    let cache = dir.path().join("cache");
+    let server = Proc::spawn(
+        "serve",
+        Command::new(bin())
+            .args([
+                "serve", "--group", group, "--port", "47302", "--iface", "lo",
+            ])
+            .args([
+                "--rate",
+                "400M",
+                "--exit-after",
+                "60",
+                "--allow",
+                "127.0.0.0/8",
+            ])
+            .args(["--cache", cache.to_str().unwrap()])
+            .args(["--http", &web.to_string()]),
+    );
+    let idle = until(web, Duration::from_secs(10), "serve's board", |_| true);
+    assert_eq!(idle["command"], "serve");
+    assert_eq!(idle["actions"], true);
+    assert_eq!(idle["sessions"].as_array().unwrap().len(), 0);
+    let url = format!("http://127.0.0.1:{}/lesson.iso", http.port);
+    let out = dir.path().join("pc1");
+    let o = get(group, &url, &out).wait(Duration::from_secs(60));
+    if !o.status.success() {
+        panic!("{:?}\nserver: {:?}", text(&o), text(&server.stop()));
+    }
+    assert_eq!(md5_of(&out.join("lesson.iso")), md5_of(&file));
+    // The session's last word comes as it ends: wait for it.
+    let s = until(web, Duration::from_secs(10), "the session's end", |s| {
+        s["sessions"][0]["outcome"] == "sent"
+    });
+    let session = &s["sessions"][0];
+    let id = session["id"].as_str().unwrap().to_owned();
+    assert_eq!(session["name"], "lesson.iso");
+    assert_eq!(session["size"], 3_000_000);
+    assert_eq!(session["origin"], "download");
+    assert_eq!(session["totals"]["done"], 1);
+    let receivers = session["receivers"].as_array().unwrap();
+    assert_eq!(receivers.len(), 1, "{session:#}");
+    assert_eq!(receivers[0]["state"], "done");
+    assert_eq!(receivers[0]["progress"], 1.0);
+    let serve = &s["serve"];
+    let requests = serve["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{serve:#}");
+    assert_eq!(requests[0]["url"], url.as_str());
+    assert_eq!(requests[0]["from"], "127.0.0.1");
+    assert_eq!(requests[0]["answer"], "started");
+    assert_eq!(requests[0]["session"], id.as_str());
+    let download = &serve["downloads"][0];
+    assert_eq!(download["url"], url.as_str());
+    assert_eq!(download["session"], id.as_str());
+    assert_eq!(download["state"], "done");
+    assert_eq!(
+        (&download["bytes"], &download["size"]),
+        (&3_000_000.into(), &3_000_000.into())
+    );
+    assert_eq!(serve["answered"]["started"], 1);
+    assert_eq!(
+        serve["answered"]["offered"], 1,
+        "the OFFER to the student who started it"
+    );
+    assert_eq!(serve["cache"]["misses"], 1);
+    assert_eq!(serve["cache"]["hits"], 0);
+    assert_eq!(serve["cache"]["entries"], 1);
+    assert_eq!(serve["cache"]["bytes"], 3_000_000);
+    // Once that session is over (3 s after its last offer), the next student is sent the cached
+    // copy: a hit, and a second session.
+    std::thread::sleep(Duration::from_millis(3500));
+    let out2 = dir.path().join("pc2");
+    let o = get(group, &url, &out2).wait(Duration::from_secs(60));
+    let s = until(
+        web,
+        Duration::from_secs(10),
+        "the cached copy's session",
+        |s| {
+            s["sessions"].as_array().unwrap().len() == 2
+                && s["sessions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|x| x["outcome"] == "sent")
+        },
+    );
+    let log = text(&server.stop()).1;
+    assert!(o.status.success(), "{:?}\nserver: {log}", text(&o));
+    let serve = &s["serve"];
+    assert_eq!(serve["cache"]["hits"], 1, "{serve:#}");
+    assert_eq!(serve["downloads"][0]["state"], "cache");
+    assert_eq!(serve["answered"]["started"], 2);
+    // Newest first; the same student asking for the same URL is one entry, brought forward.
+    assert_eq!(serve["requests"].as_array().unwrap().len(), 1, "{serve:#}");
+    assert_ne!(serve["requests"][0]["session"], id.as_str());
+    // The log: a line per request and per session start and end.
+    assert!(
+        log.contains(&format!("request from 127.0.0.1: {url}: starting")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("session {id}: {url} (2.9 MiB, from download)")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("session {id}: ended; 1 receiver(s) done of 1")),
+        "{log}"
+    );
+    assert!(log.contains("dashboard on http://127.0.0.1:"), "{log}");
+}
+
+/// Raw H.264 (Annex B) as a camera would push it: an IDR with its parameter sets, then slices.
+/// The bytes between start codes are filler; the relay only cuts and packetizes them.
+fn camera(to: std::net::SocketAddr, secs: f64) {
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nal = |kind: u8, len: usize| {
+        let mut v = vec![0, 0, 0, 1, kind];
+        v.resize(len, 0x55);
+        v
+    };
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut frame = 0u32;
+    while Instant::now() < end {
+        let mut d = Vec::new();
+        if frame % 30 == 0 {
+            d.extend(nal(0x67, 20));
+            d.extend(nal(0x68, 8));
+            d.extend(nal(0x65, 1000));
+        } else {
+            d.extend(nal(0x41, 600));
+        }
+        let _ = tx.send_to(&d, to);
+        frame += 1;
+        std::thread::sleep(Duration::from_millis(33));
+    }
+}
+
+#[test]
+fn video_shows_its_channel_and_viewers() {
+    let source = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let source_addr = source.local_addr().unwrap();
+    drop(source);
+    let group = "239.255.47.1:5470";
+    let web = free_port();
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "30"])
+            .args([
+                bin(),
+                "video",
+                "--iface",
+                "lo",
+                "--group",
+                group,
+                "--grace",
+                "1",
+            ])
+            .args(["--from", "pi", "--source"])
+            .arg(format!("pi=udp://{source_addr}"))
+            .args(["--http", &web.to_string()]),
+    );
+    let idle = until(web, Duration::from_secs(10), "the idle channel", |s| {
+        s["video"]["channels"][0]["name"] == "pi"
+    });
+    let pi = &idle["video"]["channels"][0];
+    assert_eq!(idle["command"], "video");
+    assert_eq!(idle["actions"], false);
+    assert_eq!(pi["state"], "idle");
+    assert_eq!(pi["viewers"], 0);
+    assert_eq!(pi["group"], "239.255.47.2:5004");
+    let cam = std::thread::spawn(move || camera(source_addr, 12.0));
+    let dir = TempDir::new("board-video");
+    let watch = Proc::spawn(
+        "watch",
+        Command::new("timeout")
+            .args(["-s", "TERM", "6", bin(), "watch", "pi", "--iface", "lo"])
+            .args(["--group", group, "--port", "47471", "--sdp"])
+            .arg(dir.path().join("pi.sdp")),
+    );
+    let live = until(
+        web,
+        Duration::from_secs(10),
+        "a viewer, and video relayed",
+        |s| {
+            let c = &s["video"]["channels"][0];
+            c["viewers"] == 1 && c["state"] == "relaying" && c["bitrate_bps"].as_f64() > Some(0.0)
+        },
+    );
+    let pi = &live["video"]["channels"][0];
+    assert!(pi["packets"].as_u64() > Some(0), "{pi:#}");
+    assert!(pi["repair_packets"].as_u64() > Some(0), "FEC is on: {pi:#}");
+    assert_eq!(pi["fec_repaired"], 0, "viewers do not report repairs");
+    // The viewer leaves (SIGTERM: it sends LEAVE); the channel stops after its 1 s grace.
+    let w = watch.wait(Duration::from_secs(15));
+    let left = until(web, Duration::from_secs(10), "the viewer gone", |s| {
+        let c = &s["video"]["channels"][0];
+        c["viewers"] == 0 && c["state"] == "idle"
+    });
+    assert!(left["video"]["channels"][0]["packets"].as_u64() >= pi["packets"].as_u64());
+    let log = text(&relay.stop()).1;
+    cam.join().unwrap();
+    assert!(text(&w).1.contains("watch:"), "{:?}", text(&w));
+    for line in [
+        "video: dashboard on http://127.0.0.1:",
+        "video: pi: started",
+        "video: pi: 1 viewer\n",
+        "video: pi: relaying",
+        "video: pi: 0 viewers",
+        "video: pi: stopped",
+    ] {
+        assert!(log.contains(line), "{line:?} not in:\n{log}");
+    }
+}
