@@ -356,9 +356,9 @@ async fn serve(
                     }
                 },
                 Action::Stop { session } => {
+                    // The session says on the log that it was stopped.
                     match running.values().find(|r| r.session == Some(session)) {
                         Some(r) => {
-                            eprintln!("session {session:08x}: the teacher stopped it");
                             let _ = r.stop.send(true);
                         }
                         None => eprintln!(
@@ -561,6 +561,167 @@ fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::download::get;
+    use crate::status::Status;
+    use clap::Parser;
+    use std::io::BufRead;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    #[derive(Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[derive(Parser)]
+    struct GetCli {
+        #[command(flatten)]
+        args: get::Args,
+    }
+
+    /// tools/httpd.py serving `dir` at `rate` bytes/s, killed on drop.
+    struct Httpd(Child, u16);
+
+    impl Httpd {
+        fn start(dir: &Path, rate: &str) -> Httpd {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/httpd.py");
+            let mut child = Command::new("python3")
+                .arg(script)
+                .arg("--dir")
+                .arg(dir)
+                .args(["--bind", "127.0.0.1", "--max-secs", "60", "--rate", rate])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3 runs tools/httpd.py");
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().expect("piped"))
+                .read_line(&mut line)
+                .expect("httpd prints its port");
+            let port = line.trim().parse().expect("httpd's port");
+            Httpd(child, port)
+        }
+    }
+
+    impl Drop for Httpd {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// `serve` in this process, on loopback, publishing on the returned board. It stops by
+    /// itself after `--exit-after`.
+    fn serve_here(group: &str, port: &str) -> Board {
+        let cli = ServeCli::try_parse_from([
+            "serve",
+            "--group",
+            group,
+            "--port",
+            port,
+            "--iface",
+            "lo",
+            "--rate",
+            "400M",
+            "--allow",
+            "127.0.0.0/8",
+            "--exit-after",
+            "30",
+        ])
+        .unwrap();
+        let (actions, acted) = mpsc::channel(ACTIONS);
+        let board = Board::new("serve", "test".into(), Some(actions));
+        let b = board.clone();
+        std::thread::spawn(move || run_on(cli.args, b, acted));
+        board
+    }
+
+    /// A student's `get` in this process, on its own thread.
+    fn get_here(
+        group: &str,
+        url: &str,
+        out: &Path,
+    ) -> std::thread::JoinHandle<Result<ExitCode, Error>> {
+        let out = out.to_str().unwrap();
+        let cli =
+            GetCli::try_parse_from(["get", url, "--group", group, "--iface", "lo", "--out", out])
+                .unwrap();
+        std::thread::spawn(move || get::run(cli.args))
+    }
+
+    /// The board once `ok` holds (within 15 s).
+    fn until(board: &Board, what: &str, ok: impl Fn(&Status) -> bool) -> Status {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = board.snapshot();
+            if ok(&s) {
+                return s;
+            }
+            assert!(Instant::now() < end, "{what}: not seen; status: {s:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The teacher's "send to class" starts a session with nobody asking yet (it waits for the
+    /// class); a student's `get` joins it; the teacher's "stop" ends it, END goes out, and the
+    /// student is told. A stop for a session that is not running changes nothing.
+    #[test]
+    fn the_teacher_sends_a_url_to_the_class_and_stops_it() {
+        let dir = std::env::temp_dir().join(format!("edm-serve-act-{:x}", rt::random_u64()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("big.iso"), vec![0x5a; 6 << 20]).unwrap();
+        // 1 MB/s: the download, and so the session, lasts some seconds.
+        let http = Httpd::start(&dir, "1000000");
+        let group = "239.77.12.9:47391";
+        let board = serve_here(group, "47392");
+        let url = format!("http://127.0.0.1:{}/big.iso", http.1);
+        assert!(board.act(Action::Send { url: url.clone() }));
+        let s = until(&board, "the teacher's session", |s| s.sessions.len() == 1);
+        let session = &s.sessions[0];
+        assert_eq!((session.phase, session.origin), ("waiting", "download"));
+        let serve = s.serve.expect("serve's status");
+        assert_eq!(serve.requests.len(), 1, "{serve:#?}");
+        let r = &serve.requests[0];
+        assert_eq!((r.url.as_str(), r.from.as_str()), (url.as_str(), "teacher"));
+        assert_eq!(r.answer, "started");
+        assert_eq!(r.session.as_deref(), Some(session.id.as_str()));
+        let id = u32::from_str_radix(&session.id, 16).unwrap();
+        // A student comes: offered the running session, no second one.
+        let out = dir.join("pc1");
+        let student = get_here(group, &url, &out);
+        until(&board, "the student receiving", |s| {
+            s.sessions[0]
+                .receivers
+                .iter()
+                .any(|r| r.state == "receiving")
+        });
+        // Asking again joins it rather than starting another.
+        assert!(board.act(Action::Send { url: url.clone() }));
+        assert!(board.act(Action::Stop { session: id ^ 1 }));
+        assert!(board.act(Action::Stop { session: id }));
+        let e = student.join().unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "the sender aborted the session");
+        let s = until(&board, "the session's end", |s| {
+            s.sessions[0].outcome.is_some() && s.serve.as_ref().unwrap().downloads.len() == 1
+        });
+        assert_eq!(s.sessions.len(), 1);
+        let session = &s.sessions[0];
+        assert_eq!(session.outcome, Some("failed"));
+        assert_eq!(session.failure.as_deref(), Some("stopped by the operator"));
+        let serve = s.serve.unwrap();
+        let answers: Vec<(&str, &str)> = serve
+            .requests
+            .iter()
+            .map(|r| (r.from.as_str(), r.answer.as_str()))
+            .collect();
+        assert_eq!(answers, [("teacher", "offered"), ("127.0.0.1", "offered")]);
+        assert_eq!(serve.answered.get("started"), Some(&1));
+        assert_eq!(serve.downloads[0].session, session.id);
+        // The slot is free again: the next "send to class" is a new session.
+        assert!(board.act(Action::Send { url: url.clone() }));
+        until(&board, "a second session", |s| s.sessions.len() == 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn an_address_starts_so_many_sessions_per_window_and_holds_so_many_slots() {
