@@ -624,7 +624,7 @@ mod tests {
             "--rate",
             "400M",
             "--allow",
-            "127.0.0.0/8",
+            "127.0.0.1",
             "--exit-after",
             "30",
         ])
@@ -720,6 +720,28 @@ mod tests {
         // The slot is free again: the next "send to class" is a new session.
         assert!(board.act(Action::Send { url: url.clone() }));
         until(&board, "a second session", |s| s.sessions.len() == 2);
+        // The teacher's URLs are held to the server's policy like a student's.
+        let lan = format!("http://127.0.0.2:{}/big.iso", http.1);
+        for (bad, why) in [
+            (
+                "ftp://mirror/x.iso",
+                "only http:// and https:// URLs are served",
+            ),
+            (lan.as_str(), "not allowed by the server's policy"),
+        ] {
+            assert!(board.act(Action::Send { url: bad.into() }));
+            let s = until(&board, "a refusal", |s| {
+                let r = &s.serve.as_ref().unwrap().requests[0];
+                r.url == bad && r.answer != "starting"
+            });
+            let r = &s.serve.unwrap().requests[0];
+            assert_eq!(r.from, "teacher");
+            assert!(
+                r.answer.starts_with("refused: ") && r.answer.contains(why),
+                "{r:?}"
+            );
+        }
+        assert_eq!(board.snapshot().sessions.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
