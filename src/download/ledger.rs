@@ -243,3 +243,66 @@ impl Ledger {
         self.published = Some(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(board: &Board) -> ServeStatus {
+        board.snapshot().serve.expect("published")
+    }
+
+    #[test]
+    fn requests_are_one_entry_per_student_and_url_newest_first_and_bounded() {
+        let board = Board::new("serve", "test".into(), None);
+        let mut l = Ledger::new(board.clone(), None);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let url = "http://mirror/x.iso";
+        let offer = Answer::Offer {
+            session: 0xab,
+            port: 5008,
+        };
+        l.asked(url, Some(a));
+        l.started(
+            url,
+            Started {
+                session: 0xab,
+                size: Some(10),
+                feed: None,
+            },
+        );
+        // The OFFERs that follow: the student who started it keeps "started".
+        l.answered(url, a, &offer);
+        l.answered(url, b, &offer);
+        l.answered(url, b, &offer);
+        l.publish(Instant::now());
+        let s = serve(&board);
+        let got: Vec<(&str, &str, Option<&str>)> = s
+            .requests
+            .iter()
+            .map(|r| (r.from.as_str(), r.answer.as_str(), r.session.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.3", "offered", Some("000000ab")),
+                ("10.0.0.2", "started", Some("000000ab"))
+            ]
+        );
+        assert_eq!(s.answered.get("offered"), Some(&3));
+        assert_eq!(s.answered.get("started"), Some(&1));
+        assert_eq!(s.downloads[0].state, "cache");
+        // A flood of URLs keeps the newest.
+        for i in 0..200 {
+            let u = format!("http://mirror/{i}");
+            l.asked(&u, Some(b));
+            l.answered(&u, b, &Answer::Refused("busy".into()));
+        }
+        l.publish(Instant::now());
+        let s = serve(&board);
+        assert_eq!(s.requests.len(), REQUESTS);
+        assert_eq!(s.requests[0].url, "http://mirror/199");
+        assert_eq!(s.requests[0].answer, "refused: busy");
+        assert_eq!(s.answered.get("refused"), Some(&200));
+    }
+}
