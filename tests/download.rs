@@ -724,3 +724,47 @@ fn domain_lists_are_checked_on_every_redirect() {
         "{log}"
     );
 }
+
+/// Ctrl-C on `serve` ends its sessions with END: a student mid-way is told at once, rather than
+/// left waiting for a sender that has gone.
+#[test]
+fn an_interrupted_server_tells_its_students() {
+    let dir = TempDir::new("dl-interrupt");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    random_file(&www.join("slow.iso"), 8_000_000, 32);
+    // 1 MB/s: the session is still sending when the server is stopped.
+    let http = Http::start(
+        &mut Command::new("env"),
+        &www,
+        "127.0.0.1",
+        &["--rate", "1000000"],
+    );
+    let group = "239.77.2.30:47130";
+    let server = serve(group, "47230", &["--allow", "127.0.0.0/8"]);
+    let url = format!("http://127.0.0.1:{}/slow.iso", http.port);
+    let student = get(group, &url, &dir.path().join("out"));
+    // The student's first bytes are on disk: it is receiving.
+    let part = Instant::now();
+    while std::fs::read_dir(dir.path().join("out")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            part.elapsed() < Duration::from_secs(15),
+            "the student never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    server.interrupt();
+    let stopped = Instant::now();
+    let o = student.wait(Duration::from_secs(10));
+    let told = stopped.elapsed();
+    let log = text(&server.wait(Duration::from_secs(5))).1;
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}\nserver: {log}");
+    assert!(
+        stderr.contains("the sender aborted the session"),
+        "{stderr}\nserver: {log}"
+    );
+    assert!(told < Duration::from_secs(1), "told after {told:?}");
+    assert!(log.contains("interrupted"), "{log}");
+}

@@ -43,6 +43,8 @@ const JOIN_GRACE: Duration = Duration::from_secs(3);
 /// How long a session the teacher asked for ("send to class") waits for the first student, and
 /// stays open for the others: the class needs a moment to type `edm-cast get URL`.
 const TEACHER_WAIT: Duration = Duration::from_secs(60);
+/// How long the server waits for its sessions' END when it stops.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 /// Actions waiting for the serve loop at most; past that the dashboard is told it is busy.
 const ACTIONS: usize = 16;
 
@@ -369,8 +371,14 @@ async fn serve(
             },
             _ = beat.tick() => {}
             _ = tokio::time::sleep_until(wake.into()) => {}
-            _ = sleep_until(stop_at) => return Ok(ExitCode::SUCCESS),
-            stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
+            _ = sleep_until(stop_at) => {
+                stop_all(&running, &mut reports).await;
+                return Ok(ExitCode::SUCCESS);
+            }
+            stop = shutdown.recv() => {
+                stop_all(&running, &mut reports).await;
+                return Err(Error::Interrupted(stop));
+            }
         }
         while let Some(ev) = catalog.poll_event() {
             match ev {
@@ -443,6 +451,26 @@ async fn serve(
             }
         }
         ledger.publish(Instant::now());
+    }
+}
+
+/// Ends the sessions running when the server stops (END goes out: their students are told rather
+/// than left to time out), waiting for them at most `STOP_WAIT`.
+async fn stop_all(
+    running: &HashMap<String, Running>,
+    reports: &mut mpsc::UnboundedReceiver<Report>,
+) {
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+    let mut left = running.values().filter(|r| r.session.is_some()).count();
+    let end = Instant::now() + STOP_WAIT;
+    while left > 0 {
+        match tokio::time::timeout_at(end.into(), reports.recv()).await {
+            Ok(Some(Report::Ended { .. } | Report::Refused { .. })) => left -= 1,
+            Ok(Some(Report::Started { .. })) => {}
+            Ok(None) | Err(_) => break,
+        }
     }
 }
 
