@@ -269,7 +269,7 @@ fn video_shows_its_channel_and_viewers() {
     cam.join().unwrap();
     assert!(text(&w).1.contains("watch:"), "{:?}", text(&w));
     for line in [
-        "video: dashboard on http://127.0.0.1:",
+        "dashboard on http://127.0.0.1:",
         "video: pi: started",
         "video: pi: 1 viewer\n",
         "video: pi: relaying",
