@@ -1,7 +1,7 @@
 //! What `serve` and `video` publish with `--http` (`/api/v1/status`), read as a dashboard would
 //! while they run on loopback: a student's request, its download and session, the cache; a
-//! channel and its viewers. (The teacher's actions are tested in `src/download/serve.rs`, on the
-//! board itself.)
+//! channel and its viewers; and the teacher's actions through the API (that one waits for the
+//! web branch's action routes; `src/download/serve.rs` tests the actions on the board itself).
 
 mod common;
 
@@ -278,4 +278,92 @@ fn video_shows_its_channel_and_viewers() {
     ] {
         assert!(log.contains(line), "{line:?} not in:\n{log}");
     }
+}
+
+/// POSTs JSON `body` to `serve`'s API with the token: the HTTP status.
+fn post(port: u16, path: &str, token: &str, body: &str) -> u16 {
+    let res = ureq::post(&format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(5))
+        .set("Authorization", &format!("Bearer {token}"))
+        .set("Content-Type", "application/json")
+        .send_string(body);
+    match res {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("POST {path}: {e}"),
+    }
+}
+
+/// "Send to class" and "stop" through the HTTP API: the teacher's URL becomes a session the
+/// class joins with `get`; stopping it ends the student's `get` with one clear line.
+#[test]
+#[ignore = "needs the web branch's action routes (POST /api/v1/sessions, .../stop): un-ignore when merged"]
+fn serve_sends_a_url_to_the_class_and_stops_it_from_the_api() {
+    let dir = TempDir::new("board-act");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    random_file(&www.join("slow.iso"), 6_000_000, 33);
+    // 1 MB/s: the session is still under way when it is stopped.
+    let http = Http::start(
+        &mut Command::new("env"),
+        &www,
+        "127.0.0.1",
+        &["--rate", "1000000"],
+    );
+    let group = "239.77.12.2:47311";
+    let web = free_port();
+    let token = "class-token-0123";
+    let server = Proc::spawn(
+        "serve",
+        Command::new(bin())
+            .args([
+                "serve", "--group", group, "--port", "47312", "--iface", "lo",
+            ])
+            .args([
+                "--rate",
+                "400M",
+                "--exit-after",
+                "60",
+                "--allow",
+                "127.0.0.1",
+            ])
+            .args(["--http", &web.to_string(), "--http-token", token]),
+    );
+    until(web, Duration::from_secs(10), "serve's board", |_| true);
+    let url = format!("http://127.0.0.1:{}/slow.iso", http.port);
+    let body = serde_json::json!({ "url": url }).to_string();
+    assert_eq!(post(web, "/api/v1/sessions", token, &body), 202);
+    let s = until(web, Duration::from_secs(10), "the teacher's session", |s| {
+        s["sessions"].as_array().unwrap().len() == 1
+    });
+    let id = s["sessions"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s["sessions"][0]["phase"], "waiting",
+        "it waits for the class"
+    );
+    let r = &s["serve"]["requests"][0];
+    assert_eq!(
+        (&r["from"], &r["answer"]),
+        (&"teacher".into(), &"started".into())
+    );
+    let student = get(group, &url, &dir.path().join("pc1"));
+    until(web, Duration::from_secs(10), "the student receiving", |s| {
+        s["sessions"][0]["receivers"][0]["state"] == "receiving"
+    });
+    assert_eq!(
+        post(web, &format!("/api/v1/sessions/{id}/stop"), token, "{}"),
+        202
+    );
+    let o = student.wait(Duration::from_secs(10));
+    let log = text(&server.stop()).1;
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}\nserver: {log}");
+    assert!(
+        stderr.contains("the sender aborted the session"),
+        "{stderr}"
+    );
+    assert!(
+        log.contains(&format!("session {id}: stopped by the operator")),
+        "{log}"
+    );
 }
