@@ -236,12 +236,13 @@ fn video_shows_its_channel_and_viewers() {
     assert_eq!(pi["state"], "idle");
     assert_eq!(pi["viewers"], 0);
     assert_eq!(pi["group"], "239.255.47.2:5004");
-    let cam = std::thread::spawn(move || camera(source_addr, 12.0));
+    // The camera stops before the viewer leaves: the channel then shows its source silent.
+    let cam = std::thread::spawn(move || camera(source_addr, 5.0));
     let dir = TempDir::new("board-video");
     let watch = Proc::spawn(
         "watch",
         Command::new("timeout")
-            .args(["-s", "TERM", "6", bin(), "watch", "pi", "--iface", "lo"])
+            .args(["-s", "TERM", "10", bin(), "watch", "pi", "--iface", "lo"])
             .args(["--group", group, "--port", "47471", "--sdp"])
             .arg(dir.path().join("pi.sdp")),
     );
@@ -258,6 +259,11 @@ fn video_shows_its_channel_and_viewers() {
     assert!(pi["packets"].as_u64() > Some(0), "{pi:#}");
     assert!(pi["repair_packets"].as_u64() > Some(0), "FEC is on: {pi:#}");
     assert_eq!(pi["fec_repaired"], 0, "viewers do not report repairs");
+    let silent = until(web, Duration::from_secs(8), "the source silent", |s| {
+        s["video"]["channels"][0]["state"] == "source silent"
+    });
+    assert_eq!(silent["video"]["channels"][0]["viewers"], 1);
+    assert_eq!(silent["video"]["channels"][0]["bitrate_bps"], 0.0);
     // The viewer leaves (SIGTERM: it sends LEAVE); the channel stops after its 1 s grace.
     let w = watch.wait(Duration::from_secs(15));
     let left = until(web, Duration::from_secs(10), "the viewer gone", |s| {
@@ -273,6 +279,7 @@ fn video_shows_its_channel_and_viewers() {
         "video: pi: started",
         "video: pi: 1 viewer\n",
         "video: pi: relaying",
+        "video: pi: no video from the source for 2 s",
         "video: pi: 0 viewers",
         "video: pi: stopped",
     ] {
