@@ -5,7 +5,7 @@
 
 use crate::http::cache::Cache;
 use crate::http::fetch::Progress;
-use crate::status::{Board, DownloadStatus, RequestStatus, ServeStatus};
+use crate::status::{Board, CacheStatus, DownloadStatus, RequestStatus, ServeStatus};
 use edm_cast_proto::Answer;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -79,7 +79,7 @@ pub struct Ledger {
     requests: VecDeque<RequestStatus>,
     downloads: Vec<Download>,
     answered: BTreeMap<&'static str, u64>,
-    cache_status: Option<crate::status::CacheStatus>,
+    cache_status: Option<CacheStatus>,
     cache_read: Option<Instant>,
     /// Something besides download progress changed since the last publish.
     dirty: bool,
@@ -101,9 +101,9 @@ impl Ledger {
         }
     }
 
-    /// Records what `from` was answered about `url`: a new line in the log, or the same request
-    /// again (a `get` that repeats itself) moved to the front.
-    fn note(&mut self, url: &str, from: String, answer: String, session: Option<u32>, log: bool) {
+    /// Records what `from` was answered about `url`: a new entry, or the same request again (a
+    /// `get` that repeats itself) moved to the front. The log has a line when the answer changes.
+    fn note(&mut self, url: &str, from: String, answer: String, session: Option<u32>) {
         let at_secs = self.board.uptime_secs();
         let old = self
             .requests
@@ -116,7 +116,7 @@ impl Ledger {
                 .filter(|o| o.answer == answer)
                 .and_then(|o| o.session.clone())
         });
-        if log && old.as_ref().is_none_or(|o| o.answer != answer) {
+        if old.as_ref().is_none_or(|o| o.answer != answer) {
             eprintln!("request from {from}: {url}: {answer}");
         }
         self.requests.push_front(RequestStatus {
@@ -133,12 +133,12 @@ impl Ledger {
     /// A request that starts a session: from a student, or the teacher (`None`).
     pub fn asked(&mut self, url: &str, from: Option<IpAddr>) {
         let from = from.map_or(TEACHER.to_owned(), |ip| ip.to_string());
-        self.note(url, from, "starting".into(), None, true);
+        self.note(url, from, "starting".into(), None);
     }
 
     /// The teacher asked for a URL whose session is already running (or starting).
     pub fn joined(&mut self, url: &str, session: Option<u32>) {
-        self.note(url, TEACHER.into(), "offered".into(), session, true);
+        self.note(url, TEACHER.into(), "offered".into(), session);
     }
 
     /// An OFFER or REFUSE went to a student.
@@ -157,7 +157,7 @@ impl Ledger {
             Answer::Refused(why) => (format!("refused: {why}"), None, "refused"),
         };
         *self.answered.entry(outcome).or_default() += 1;
-        self.note(url, from, answer, session, true);
+        self.note(url, from, answer, session);
     }
 
     /// Requests still starting for `url` get `answer`.
