@@ -392,7 +392,7 @@ impl<'a> Receiving<'a> {
             if info.encrypted { ", encrypted" } else { "" },
             landing.display()
         );
-        self.bar = Some(view::byte_bar(info.size, "receiving"));
+        self.bar = Some(view::receive_bar(info.size));
         self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
         self.file = Some((info, output));
         Ok(())

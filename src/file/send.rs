@@ -124,7 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         let mut shutdown = Shutdown::new()?;
         session.run(Some(&mut shutdown)).await
     })?;
-    session.view.finish(&session.sender);
+    session.finish_view();
     Ok(session.summary(args.min_receivers))
 }
 

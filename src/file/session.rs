@@ -232,11 +232,13 @@ impl Session {
         let blocks_total = layout.num_blocks();
         let phase = sender.phase();
         let ended = phase == SessionPhase::Finished;
+        let cut_short = self.aborted.is_some() || self.failure.is_some();
+        let waiting = phase == SessionPhase::Waiting;
         let mut totals = status::Totals::default();
         let mut receivers: Vec<status::ReceiverStatus> = sender
             .receivers()
             .map(|r| {
-                let state = receiver_state(r, ended);
+                let (state, reason) = receiver_state(r, waiting, ended, cut_short);
                 match state {
                     "done" => totals.done += 1,
                     "receiving" => totals.receiving += 1,
@@ -256,8 +258,13 @@ impl Session {
                     name: r.name.clone(),
                     addr: r.addr.to_string(),
                     state,
-                    reason: (r.state == ReceiverState::Failed).then(|| reason(r.reason)),
-                    progress: blocks_done as f64 / blocks_total.max(1) as f64,
+                    reason,
+                    progress: view::fraction_done(
+                        blocks_done,
+                        blocks_total,
+                        layout.block_bytes(),
+                        layout.file_size(),
+                    ),
                     blocks_done,
                     loss: sender.loss_of(r),
                     attention: matches!(state, "failed" | "dropped" | "left_behind"),
@@ -434,7 +441,10 @@ impl Session {
             if self.sender.is_finished() {
                 return Ok(());
             }
-            self.view.tick(&self.sender);
+            if self.view.due(now) {
+                let status = self.status(now);
+                self.view.show(now, &status);
+            }
             self.publish_now(now, false);
             if !idle {
                 // Paced: a short precise sleep (nanosleep) rather than the runtime's
@@ -600,6 +610,12 @@ impl Session {
         self.failure.as_deref()
     }
 
+    /// Leaves the operator's view in its final state (before the summary).
+    pub fn finish_view(&mut self) {
+        let status = self.status(Instant::now());
+        self.view.finish(&status);
+    }
+
     /// Receivers that have the whole file.
     pub fn receivers_done(&self) -> usize {
         self.sender
@@ -641,7 +657,8 @@ impl Session {
             stats.bytes,
             stats.bytes as f64 / size.max(1) as f64
         );
-        if secs > 0.0 {
+        // A session cut short delivered no file: no goodput to speak of.
+        if secs > 0.0 && self.outcome() == "sent" {
             println!("  goodput    {:.1} Mbit/s", size as f64 * 8.0 / secs / 1e6);
         }
         if let (Some(start), Some(done)) =
@@ -654,16 +671,44 @@ impl Session {
             );
         }
         println!("  receivers  {done} done / {} known", receivers.len());
-        for r in receivers
+        // Every receiver, those needing attention first, then by name: the teacher learns here
+        // who has the file and why the others do not, without walking to each PC.
+        let cut_short = self.aborted.is_some() || self.failure.is_some();
+        let blocks_total = self.sender.layout().num_blocks();
+        let mut lines: Vec<(bool, &ReceiverInfo, String)> = receivers
             .iter()
-            .filter(|r| r.state != ReceiverState::Done || r.dropped)
-        {
-            let what = match (r.dropped, r.state) {
-                (true, _) => "dropped: went silent",
-                (_, ReceiverState::Failed) => &format!("failed: {}", reason(r.reason)),
-                _ => "left behind: it lost too much to be followed",
-            };
+            .map(|r| {
+                let waiting = self.sender.started_at().is_none();
+                let (state, why) = receiver_state(r, waiting, true, cut_short);
+                let mut what = match state {
+                    "dropped" => "dropped: went silent".to_owned(),
+                    "left_behind" => "left behind: it lost too much to be followed".to_owned(),
+                    _ => state.to_owned(),
+                };
+                if let Some(why) = why {
+                    what += &format!(": {why}");
+                }
+                if state != "done" {
+                    let at = view::fraction_done(
+                        r.blocks_done.min(blocks_total),
+                        blocks_total,
+                        self.sender.layout().block_bytes(),
+                        self.sender.layout().file_size(),
+                    );
+                    what += &format!(" (had {:.0}%)", (at * 100.0).floor());
+                }
+                (state != "done", *r, what)
+            })
+            .collect();
+        lines.sort_by(|a, b| (!a.0, &a.1.name, a.1.addr).cmp(&(!b.0, &b.1.name, b.1.addr)));
+        for (_, r, what) in &lines {
             println!("    {} {}: {what}", r.name, r.addr);
+        }
+        if stats.restarted_receivers > 0 {
+            println!(
+                "  and {} restarted on their PC, each counted once (in place of its earlier receiver)",
+                stats.restarted_receivers
+            );
         }
         if !hello_only.is_empty() {
             let addrs: std::collections::BTreeSet<_> =
@@ -698,7 +743,7 @@ impl Session {
 }
 
 /// Why a receiver failed, as its final STATUS said.
-fn reason(reason: FailReason) -> &'static str {
+pub(super) fn reason(reason: FailReason) -> &'static str {
     match reason {
         FailReason::Interrupted => "stopped on the PC",
         FailReason::DiskFull => "its disk is full",
@@ -710,17 +755,28 @@ fn reason(reason: FailReason) -> &'static str {
     }
 }
 
-/// A receiver's state in the API's words; a receiver still pending when the session ended was
-/// left behind.
-fn receiver_state(r: &ReceiverInfo, ended: bool) -> &'static str {
+/// A receiver's state in the API's words, and why it failed. Before sending starts (`waiting`) a
+/// receiver there is joined, whatever it reports. A receiver still receiving when the session
+/// ended was left behind, or, if the session was cut short (Ctrl-C, the operator's stop, a broken
+/// download), failed with it.
+fn receiver_state(
+    r: &ReceiverInfo,
+    waiting: bool,
+    ended: bool,
+    cut_short: bool,
+) -> (&'static str, Option<&'static str>) {
     match (r.dropped, r.state) {
-        (dropped, ReceiverState::Hello) if dropped || ended => "hello",
-        (_, ReceiverState::Hello) => "joined",
-        (true, _) => "dropped",
-        (_, ReceiverState::Done) => "done",
-        (_, ReceiverState::Failed) => "failed",
-        (_, ReceiverState::Receiving) if ended => "left_behind",
-        (_, ReceiverState::Receiving) => "receiving",
+        (dropped, ReceiverState::Hello) if dropped || ended => ("hello", None),
+        (_, ReceiverState::Hello) => ("joined", None),
+        (false, ReceiverState::Receiving) if waiting && !ended => ("joined", None),
+        (true, _) => ("dropped", None),
+        (_, ReceiverState::Done) => ("done", None),
+        (_, ReceiverState::Failed) => ("failed", Some(reason(r.reason))),
+        (_, ReceiverState::Receiving) if ended && cut_short => {
+            ("failed", Some("the sender aborted the session"))
+        }
+        (_, ReceiverState::Receiving) if ended => ("left_behind", None),
+        (_, ReceiverState::Receiving) => ("receiving", None),
     }
 }
 
