@@ -5,7 +5,6 @@
 
 mod common;
 
-use common::lab::tool_available;
 use common::{Proc, TempDir, bin, md5_of, random_file, recv, text};
 use std::path::Path;
 use std::process::Command;
@@ -199,20 +198,39 @@ fn a_receiver_restarted_on_the_same_pc_is_counted_once() {
     );
 }
 
-/// The screen in a real terminal: `send` in a 100×12 tmux pane with 14 receivers waiting. The
+/// Whether tmux runs here (`tmux -V`); when not, the test is skipped, or under
+/// EDM_CAST_REQUIRE_LAB (CI, which installs it) fails.
+fn tmux_available() -> bool {
+    if Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("EDM_CAST_REQUIRE_LAB").is_none(),
+        "the tmux screen test cannot run here: tmux is not installed (apt-get install tmux)"
+    );
+    eprintln!("skipping the tmux screen test: tmux is not installed (apt-get install tmux)");
+    false
+}
+
+/// The screen in a real terminal: `send` in a 100×8 tmux pane with 8 receivers waiting. The
 /// header says what it waits for, the total line counts them, the rows never pass the pane's
 /// height (the header stays on screen), and the PCs that do not fit are counted in one line.
 /// Then Ctrl-C, typed into the pane, ends it.
 #[test]
 fn the_screen_fits_a_small_tmux_pane_and_ctrl_c_there_ends_the_session() {
-    if !tool_available("tmux screen", "tmux") {
+    if !tmux_available() {
         return;
     }
     let dir = TempDir::new("tmux");
     let src = dir.path().join("big.iso");
     random_file(&src, 1 << 20, 24);
     let group = "239.77.5.5:47515";
-    let receivers: Vec<Proc> = (0..14)
+    // 8: as many as the sender takes from one address (loopback is one).
+    let receivers: Vec<Proc> = (0..8)
         .map(|i| {
             recv(
                 group,
@@ -236,12 +254,15 @@ fn the_screen_fits_a_small_tmux_pane_and_ctrl_c_there_ends_the_session() {
         }
     }
     let summary = dir.path().join("summary.txt");
-    // `exec`: the pane's process is `send` itself, and tmux keeps the pane to tell its exit code.
+    let code = dir.path().join("code.txt");
+    // The pane's shell outlives the Ctrl-C (a trap, which `send` does not inherit) to write
+    // `send`'s exit code.
     let command = format!(
-        "exec {} send --group {group} --iface lo --min-receivers 15 {} > {}",
+        "trap : INT; {} send --group {group} --iface lo --min-receivers 9 {} > {}; echo $? > {}",
         bin(),
         src.display(),
-        summary.display()
+        summary.display(),
+        code.display()
     );
     let started = tmux(&[
         "-f",
@@ -253,13 +274,8 @@ fn the_screen_fits_a_small_tmux_pane_and_ctrl_c_there_ends_the_session() {
         "-x",
         "100",
         "-y",
-        "12",
+        "8",
         &command,
-        ";",
-        "set-option",
-        "-p",
-        "remain-on-exit",
-        "on",
     ]);
     assert!(started.status.success(), "{started:?}");
     let _server = Server(&tmux);
@@ -267,23 +283,24 @@ fn the_screen_fits_a_small_tmux_pane_and_ctrl_c_there_ends_the_session() {
     let screen = loop {
         let shot = tmux(&["capture-pane", "-p", "-t", "t"]);
         let shot = String::from_utf8_lossy(&shot.stdout).into_owned();
-        if shot.contains("0/14 done · 14 joined") {
+        if shot.contains("0/8 done · 8 joined") {
             break shot;
         }
         assert!(
             Instant::now() < end,
-            "the screen never showed 14 joined:\n{shot}"
+            "the screen never showed 8 joined:\n{shot}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    println!("{screen}");
     let rows: Vec<&str> = screen.lines().collect();
-    assert!(rows.len() <= 12, "{screen}");
+    assert!(rows.len() <= 8, "{screen}");
     assert!(rows.iter().all(|l| l.chars().count() <= 100), "{screen}");
     let header = rows
         .iter()
-        .position(|l| l.starts_with("big.iso (1.0 MiB) · waiting for 15 receiver(s) (14 joined)"))
+        .position(|l| l.starts_with("big.iso (1.0 MiB) · waiting for 9 receiver(s) (8 joined)"))
         .unwrap_or_else(|| panic!("no header:\n{screen}"));
-    assert_eq!(rows[header + 1], "0/14 done · 14 joined", "{screen}");
+    assert_eq!(rows[header + 1], "0/8 done · 8 joined", "{screen}");
     assert!(
         rows[header + 2].starts_with("pc00 (127.0.0.1)  joined"),
         "{screen}"
@@ -295,31 +312,25 @@ fn the_screen_fits_a_small_tmux_pane_and_ctrl_c_there_ends_the_session() {
     let shown = rows.iter().filter(|l| l.starts_with("pc")).count();
     assert_eq!(
         *more,
-        format!("… and {} more: {} joined", 14 - shown, 14 - shown)
+        format!("… and {} more: {} joined", 8 - shown, 8 - shown)
     );
     // Ctrl-C typed at the terminal, as a teacher would.
     let at = Instant::now();
     tmux(&["send-keys", "-t", "t", "C-c"]);
     let end = at + Duration::from_secs(5);
     let code = loop {
-        let pane = tmux(&[
-            "display-message",
-            "-p",
-            "-t",
-            "t",
-            "#{pane_dead} #{pane_dead_status}",
-        ]);
-        let pane = String::from_utf8_lossy(&pane.stdout).trim().to_owned();
-        if let Some(code) = pane.strip_prefix("1 ") {
-            break code.to_owned();
+        if let Ok(code) = std::fs::read_to_string(&code)
+            && code.ends_with('\n')
+        {
+            break code;
         }
-        assert!(Instant::now() < end, "send did not end on Ctrl-C: {pane}");
+        assert!(Instant::now() < end, "send did not end on Ctrl-C");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(at.elapsed() < Duration::from_secs(1), "{:?}", at.elapsed());
-    assert_eq!(code, "130");
+    assert_eq!(code, "130\n");
     let result = std::fs::read_to_string(&summary).unwrap();
-    assert!(result.contains("receivers  0 done / 14 known"), "{result}");
+    assert!(result.contains("receivers  0 done / 8 known"), "{result}");
     for r in receivers {
         let o = r.wait(Duration::from_secs(5));
         assert!(

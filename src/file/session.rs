@@ -636,10 +636,13 @@ impl Session {
         // A receiver that said hello and never reported progress was not a PC taking part: one
         // that left at once, or a fake hello from someone on the LAN (the sender waits for a real
         // one that is slow to start; it ends without one that went silent or made absurd
-        // reports). It is listed, not counted.
+        // reports). It is listed, not counted. (In a session cut short, one still there has failed
+        // with it.)
+        let cut_short = self.aborted.is_some() || self.failure.is_some();
+        let waiting = self.sender.started_at().is_none();
         let (hello_only, receivers): (Vec<&ReceiverInfo>, Vec<&ReceiverInfo>) = (self.sender)
             .receivers()
-            .partition(|r| r.state == ReceiverState::Hello);
+            .partition(|r| receiver_state(r, waiting, true, cut_short).0 == "hello");
         let done = self.receivers_done();
         let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
         println!(
@@ -673,12 +676,10 @@ impl Session {
         println!("  receivers  {done} done / {} known", receivers.len());
         // Every receiver, those needing attention first, then by name: the teacher learns here
         // who has the file and why the others do not, without walking to each PC.
-        let cut_short = self.aborted.is_some() || self.failure.is_some();
         let blocks_total = self.sender.layout().num_blocks();
         let mut lines: Vec<(bool, &ReceiverInfo, String)> = receivers
             .iter()
             .map(|r| {
-                let waiting = self.sender.started_at().is_none();
                 let (state, why) = receiver_state(r, waiting, true, cut_short);
                 let mut what = match state {
                     "dropped" => "dropped: went silent".to_owned(),
@@ -758,7 +759,7 @@ pub(super) fn reason(reason: FailReason) -> &'static str {
 /// A receiver's state in the API's words, and why it failed. Before sending starts (`waiting`) a
 /// receiver there is joined, whatever it reports. A receiver still receiving when the session
 /// ended was left behind, or, if the session was cut short (Ctrl-C, the operator's stop, a broken
-/// download), failed with it.
+/// download), failed with it, as did one that had only said hello and was still there.
 fn receiver_state(
     r: &ReceiverInfo,
     waiting: bool,
@@ -766,6 +767,9 @@ fn receiver_state(
     cut_short: bool,
 ) -> (&'static str, Option<&'static str>) {
     match (r.dropped, r.state) {
+        (false, ReceiverState::Hello) if ended && cut_short => {
+            ("failed", Some("the sender aborted the session"))
+        }
         (dropped, ReceiverState::Hello) if dropped || ended => ("hello", None),
         (_, ReceiverState::Hello) => ("joined", None),
         (false, ReceiverState::Receiving) if waiting && !ended => ("joined", None),
