@@ -25,8 +25,14 @@ use std::time::Duration;
   server$  edm-cast video --from pi                      # live camera, relayed while watched
   student$ edm-cast watch pi
 
-Exit codes: 0 success; 1 error; 2 (send) some receivers did not get the file; 130 interrupted
-(Ctrl-C); 143 terminated (SIGTERM)."
+Exit codes (every one but 0 comes with a last line on stderr that says why):
+  0    success
+  1    error
+  2    send: some receivers did not get the file, or fewer than --min-receivers took part
+  3    send --wait: nobody joined, so nothing was sent (unless --send-anyway)
+  64   the command line is wrong (an unknown option, a value that is not valid)
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)"
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG works too.
@@ -246,6 +252,26 @@ mod tests {
         assert!(ttl("0").unwrap_err().contains("use 1"));
         for bad in ["256", "-1", "one", ""] {
             assert!(ttl(bad).unwrap_err().contains("not a TTL"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_exit_code_is_documented_in_the_help_and_the_readme() {
+        use crate::error::Exit;
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let readme = include_str!("../README.md");
+        for exit in Exit::ALL {
+            let code = exit.code();
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "{code} is not in --help"
+            );
+            assert!(
+                readme.contains(&format!("| {code} |")),
+                "{code} is not in README"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! `edm-cast send FILE|URL`: one session, from a file or from a download that is multicast while
 //! it arrives.
 
+use super::neighbours::Neighbours;
 use super::session::{Session, Setup};
 use super::source;
 use super::view::SenderView;
@@ -117,6 +118,11 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .map(|w| format!(" for up to {} s", w.as_secs_f64()))
             .unwrap_or_default(),
     );
+    // Watched while the session runs; stops when dropped, at the end of `run`.
+    let _neighbours = Neighbours::start(group, iface, session.id).map(|(n, lines)| {
+        session.notes(lines);
+        n
+    });
     if args.wait.is_some() && !args.send_anyway {
         session.end_if_nobody();
     }

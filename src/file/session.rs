@@ -66,6 +66,8 @@ pub struct Session {
     min_receivers: usize,
     /// Set to true by the operator's "stop" (the dashboard, `serve`'s control): END goes out.
     stop: Option<watch::Receiver<bool>>,
+    /// Lines from outside the send loop (other senders heard on the group), shown in the view.
+    notes: Option<std::sync::mpsc::Receiver<String>>,
     /// Where its status goes (`--http`), how often, and the send rate it reports.
     board: Option<Board>,
     published: Option<Instant>,
@@ -165,6 +167,7 @@ impl Session {
             nobody_ends: false,
             min_receivers: setup.min_receivers,
             stop: None,
+            notes: None,
             board: None,
             published: None,
             meter: RateMeter::default(),
@@ -214,6 +217,11 @@ impl Session {
     /// `stop` turns true. For actions from outside the process's signals: the dashboard's "stop".
     pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
         self.stop = Some(stop);
+    }
+
+    /// Shows the lines that come on `notes` while the session runs.
+    pub fn notes(&mut self, notes: std::sync::mpsc::Receiver<String>) {
+        self.notes = Some(notes);
     }
 
     /// Publishes the session's status on `board` while it runs, and once more at its end.
@@ -451,6 +459,11 @@ impl Session {
             self.events()?;
             if self.sender.is_finished() {
                 return Ok(());
+            }
+            if let Some(notes) = &self.notes {
+                for line in notes.try_iter() {
+                    self.view.println(line);
+                }
             }
             self.view.tick(&self.sender);
             self.publish_now(now, false);
