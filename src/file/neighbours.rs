@@ -19,28 +19,24 @@ use std::time::{Duration, Instant};
 /// Groups after ours that are listened to, for one to suggest.
 const CANDIDATES: u32 = 4;
 /// How long a group must have been listened to before it is called free: ANNOUNCEs come every
-/// 200 ms, so a running session is heard several times within it.
-const JUDGED_AFTER: Duration = Duration::from_millis(1200);
+/// 200 ms, so a running session is heard a few times within it.
+const JUDGED_AFTER: Duration = Duration::from_millis(700);
 /// How often the sockets are read: a warning is a person's business, not a packet's.
 const TICK: Duration = Duration::from_millis(100);
 /// Sessions warned about at most (a hostile LAN could announce thousands).
 const MAX_WARNINGS: usize = 4;
 
-/// The watching thread; it stops when this is dropped.
+/// The watching thread, and the lines it has for the operator; it stops when dropped.
 pub struct Neighbours {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Neighbours {
-    /// Starts watching `group` (joined on `iface`) for sessions other than `own`; the warning
-    /// lines come on the returned channel. `None` if the group cannot be joined: the send goes
-    /// on without the warning.
-    pub fn start(
-        group: Group,
-        iface: Ipv4Addr,
-        own: u32,
-    ) -> Option<(Neighbours, mpsc::Receiver<String>)> {
+    /// Starts watching `group` (joined on `iface`) for sessions other than `own`. `None` if the
+    /// group cannot be joined: the send goes on without the warning.
+    pub fn start(group: Group, iface: Ipv4Addr, own: u32) -> Option<Neighbours> {
         let ours = match announces(group, iface, Some(own)) {
             Ok(s) => s,
             Err(e) => {
@@ -56,28 +52,41 @@ impl Neighbours {
             })
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
+        let (tx, lines) = mpsc::channel();
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("neighbours".into())
             .spawn(move || watch(group, own, ours, candidates, &flag, &tx))
             .ok()?;
-        Some((
-            Neighbours {
-                stop,
-                thread: Some(thread),
-            },
-            rx,
-        ))
+        Some(Neighbours {
+            stop,
+            thread: Some(thread),
+            lines,
+        })
+    }
+
+    /// The warnings found since the last call.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Stops watching; the warnings not yet taken, a session heard just now included.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop_thread();
+        self.lines()
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 impl Drop for Neighbours {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_thread();
     }
 }
 
@@ -95,7 +104,8 @@ fn watch(
     let mut heard: Vec<(u32, SocketAddr, String)> = Vec::new();
     let mut told: Vec<u32> = Vec::new();
     let mut buf = vec![0u8; 2048];
-    while !stop.load(Ordering::Relaxed) && told.len() < MAX_WARNINGS {
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
         for (from, session, name) in read(&ours, &mut buf) {
             if session != own && !told.contains(&session) && !heard.iter().any(|h| h.0 == session) {
                 heard.push((session, from, name));
@@ -106,16 +116,23 @@ fn watch(
                 *busy |= !read(s, &mut buf).is_empty();
             }
         }
-        if since.elapsed() >= JUDGED_AFTER {
+        // Told once the groups nearby have been heard long enough to call one free, or at the
+        // end with what is known: a short session must not end without its warning.
+        if stopping || since.elapsed() >= JUDGED_AFTER {
             let free = candidates
                 .iter()
                 .zip(&busy)
                 .find(|((_, socket), busy)| socket.is_some() && !**busy)
                 .map(|((g, _), _)| *g);
             for (session, from, name) in heard.drain(..) {
-                told.push(session);
-                let _ = tx.send(warning(group, from, session, &name, free));
+                if told.len() < MAX_WARNINGS {
+                    told.push(session);
+                    let _ = tx.send(warning(group, from, session, &name, free));
+                }
             }
+        }
+        if stopping {
+            return;
         }
         std::thread::sleep(TICK);
     }

@@ -118,11 +118,9 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .map(|w| format!(" for up to {} s", w.as_secs_f64()))
             .unwrap_or_default(),
     );
-    // Watched while the session runs; stops when dropped, at the end of `run`.
-    let _neighbours = Neighbours::start(group, iface, session.id).map(|(n, lines)| {
-        session.notes(lines);
-        n
-    });
+    if let Some(neighbours) = Neighbours::start(group, iface, session.id) {
+        session.watch(neighbours);
+    }
     if args.wait.is_some() && !args.send_anyway {
         session.end_if_nobody();
     }

@@ -1,6 +1,7 @@
 //! One sending session: proto's `Sender` wired to a socket, a pacer and a source (a file, or a
 //! download still arriving), with the operator's view. `send` runs one; `serve` runs one per URL.
 
+use super::neighbours::Neighbours;
 use super::source::Source;
 use super::view::{self, SenderView};
 use crate::error::{Error, Exit};
@@ -66,8 +67,8 @@ pub struct Session {
     min_receivers: usize,
     /// Set to true by the operator's "stop" (the dashboard, `serve`'s control): END goes out.
     stop: Option<watch::Receiver<bool>>,
-    /// Lines from outside the send loop (other senders heard on the group), shown in the view.
-    notes: Option<std::sync::mpsc::Receiver<String>>,
+    /// Other senders heard on the group: warnings shown in the view.
+    neighbours: Option<Neighbours>,
     /// Where its status goes (`--http`), how often, and the send rate it reports.
     board: Option<Board>,
     published: Option<Instant>,
@@ -167,7 +168,7 @@ impl Session {
             nobody_ends: false,
             min_receivers: setup.min_receivers,
             stop: None,
-            notes: None,
+            neighbours: None,
             board: None,
             published: None,
             meter: RateMeter::default(),
@@ -219,9 +220,10 @@ impl Session {
         self.stop = Some(stop);
     }
 
-    /// Shows the lines that come on `notes` while the session runs.
-    pub fn notes(&mut self, notes: std::sync::mpsc::Receiver<String>) {
-        self.notes = Some(notes);
+    /// Shows what `neighbours` finds (other senders on the group) while the session runs, and
+    /// stops it at the end.
+    pub fn watch(&mut self, neighbours: Neighbours) {
+        self.neighbours = Some(neighbours);
     }
 
     /// Publishes the session's status on `board` while it runs, and once more at its end.
@@ -376,6 +378,14 @@ impl Session {
             .ok_or_else(|| Error::Protocol("the session ran twice".into()))?;
         let socket = net::register(socket)?;
         let result = self.pump(&socket, shutdown).await;
+        for line in self
+            .neighbours
+            .take()
+            .map(Neighbours::finish)
+            .unwrap_or_default()
+        {
+            self.view.println(line);
+        }
         if let Err(e) = &result {
             self.failure.get_or_insert_with(|| e.to_string());
         }
@@ -460,8 +470,8 @@ impl Session {
             if self.sender.is_finished() {
                 return Ok(());
             }
-            if let Some(notes) = &self.notes {
-                for line in notes.try_iter() {
+            if let Some(n) = &self.neighbours {
+                for line in n.lines() {
                     self.view.println(line);
                 }
             }
