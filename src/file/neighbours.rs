@@ -2,9 +2,10 @@
 //! receiver joins the first session it hears), so a sender that hears another session's ANNOUNCE
 //! says so, once per session, naming its address and a group nearby that nobody announces on.
 //!
-//! A thread of its own, off the send loop: it listens on the group, and on the next few groups
-//! (the free one to suggest), through a socket filter that lets only other sessions' ANNOUNCEs
-//! in, so the sender's own data, looped back, costs the kernel a filter run and nothing more.
+//! A thread of its own, off the send loop: it listens on the group through a socket filter that
+//! lets only other sessions' ANNOUNCEs in, so the sender's own data, looped back, costs the kernel
+//! a filter run and nothing more. Once it hears another sender it listens on the next few groups
+//! for a moment too, for a free one to suggest.
 
 use crate::net::{self, Group};
 use edm_cast_proto::wire::{HEADER_LEN, MAGIC, Packet, PacketType, VERSION, printable};
@@ -17,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Groups after ours that are listened to, for one to suggest.
-const CANDIDATES: u32 = 4;
+const NEARBY: u32 = 4;
 /// How long a group must have been listened to before it is called free: ANNOUNCEs come every
 /// 200 ms, so a running session is heard a few times within it.
 const JUDGED_AFTER: Duration = Duration::from_millis(700);
@@ -44,19 +45,12 @@ impl Neighbours {
                 return None;
             }
         };
-        let candidates: Vec<(Group, Option<UdpSocket>)> = (1..=CANDIDATES)
-            .filter_map(|i| {
-                let ip = Ipv4Addr::from(u32::from(*group.0.ip()).wrapping_add(i));
-                let g = format!("{ip}:{}", group.0.port()).parse::<Group>().ok()?;
-                Some((g, announces(g, iface, None).ok()))
-            })
-            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, lines) = mpsc::channel();
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("neighbours".into())
-            .spawn(move || watch(group, own, ours, candidates, &flag, &tx))
+            .spawn(move || watch(group, iface, own, ours, &flag, &tx))
             .ok()?;
         Some(Neighbours {
             stop,
@@ -92,43 +86,47 @@ impl Drop for Neighbours {
 
 fn watch(
     group: Group,
+    iface: Ipv4Addr,
     own: u32,
     ours: UdpSocket,
-    candidates: Vec<(Group, Option<UdpSocket>)>,
     stop: &AtomicBool,
     tx: &mpsc::Sender<String>,
 ) {
-    let since = Instant::now();
-    let mut busy = vec![false; candidates.len()];
     // Heard, not yet told: (session, from, name).
     let mut heard: Vec<(u32, SocketAddr, String)> = Vec::new();
     let mut told: Vec<u32> = Vec::new();
+    // The groups nearby, joined only once another sender is heard (a join draws their traffic
+    // to this PC's port): since when, and each one's socket and whether it is busy.
+    let mut nearby: Option<(Instant, Vec<Nearby>)> = None;
     let mut buf = vec![0u8; 2048];
-    loop {
+    // Enough said: the rest of the session goes unwatched.
+    while told.len() < MAX_WARNINGS {
         let stopping = stop.load(Ordering::Relaxed);
         for (from, session, name) in read(&ours, &mut buf) {
-            if session != own && !told.contains(&session) && !heard.iter().any(|h| h.0 == session) {
+            if session != own
+                && heard.len() + told.len() < MAX_WARNINGS
+                && !told.contains(&session)
+                && !heard.iter().any(|h| h.0 == session)
+            {
                 heard.push((session, from, name));
             }
         }
-        for ((_, socket), busy) in candidates.iter().zip(&mut busy) {
-            if let Some(s) = socket {
-                *busy |= !read(s, &mut buf).is_empty();
+        if !heard.is_empty() {
+            let (since, groups) =
+                nearby.get_or_insert_with(|| (Instant::now(), join_nearby(group, iface)));
+            for (_, socket, busy) in groups.iter_mut() {
+                *busy |= !read(socket, &mut buf).is_empty();
             }
-        }
-        // Told once the groups nearby have been heard long enough to call one free, or at the
-        // end with what is known: a short session must not end without its warning.
-        if stopping || since.elapsed() >= JUDGED_AFTER {
-            let free = candidates
-                .iter()
-                .zip(&busy)
-                .find(|((_, socket), busy)| socket.is_some() && !**busy)
-                .map(|((g, _), _)| *g);
-            for (session, from, name) in heard.drain(..) {
-                if told.len() < MAX_WARNINGS {
+            // Told once the groups nearby have been heard long enough to call one free, or at
+            // the end with what is known: a short session must not end without its warning.
+            if stopping || since.elapsed() >= JUDGED_AFTER {
+                let free = groups.iter().find(|(_, _, busy)| !busy).map(|(g, _, _)| *g);
+                for (session, from, name) in heard.drain(..) {
                     told.push(session);
                     let _ = tx.send(warning(group, from, session, &name, free));
                 }
+                // Left: nothing more to suggest until another sender comes.
+                nearby = None;
             }
         }
         if stopping {
@@ -136,6 +134,20 @@ fn watch(
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// A group near ours, joined: whether anyone was heard announcing there.
+type Nearby = (Group, UdpSocket, bool);
+
+/// The groups after `group`, on its port, joined to hear whether anyone announces there.
+fn join_nearby(group: Group, iface: Ipv4Addr) -> Vec<Nearby> {
+    (1..=NEARBY)
+        .filter_map(|i| {
+            let ip = Ipv4Addr::from(u32::from(*group.0.ip()).wrapping_add(i));
+            let g = format!("{ip}:{}", group.0.port()).parse::<Group>().ok()?;
+            Some((g, announces(g, iface, None).ok()?, false))
+        })
+        .collect()
 }
 
 /// The one line: who else is on the group, what happens, and what to do.
