@@ -425,3 +425,27 @@ fn a_file_already_present_leaves_no_stale_progress_bar_on_the_terminal() {
         "a bar was left on the screen:\n{screen}"
     );
 }
+
+/// Ctrl-C and SIGTERM while the sender waits for its class: 130 and 143, each with its line.
+#[test]
+fn send_interrupted_or_terminated_exits_130_or_143_saying_so() {
+    let dir = TempDir::new("cli-signal");
+    let src = dir.path().join("x.bin");
+    random_file(&src, 100_000, 128);
+    for (signal, code, word) in [
+        (libc::SIGINT, 130, "interrupted"),
+        (libc::SIGTERM, 143, "terminated"),
+    ] {
+        let s = send("239.77.12.11:47128", &src, &[]);
+        std::thread::sleep(Duration::from_millis(700));
+        s.signal(signal);
+        let started = std::time::Instant::now();
+        let o = s.wait(LIMIT);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{word}: too slow"
+        );
+        assert_eq!(o.status.code(), Some(code), "{:?}", text(&o));
+        assert_eq!(last_line(&o), format!("edm-cast: {word}"), "{:?}", text(&o));
+    }
+}

@@ -745,6 +745,7 @@ impl Session {
             eprintln!("edm-cast: {why}");
             Exit::Error.into()
         } else if let Some(stop) = self.aborted {
+            eprintln!("edm-cast: {}", Error::Interrupted(stop));
             ExitCode::from(stop.exit_code())
         } else if done == receivers.len() && done >= min_receivers {
             Exit::Success.into()
