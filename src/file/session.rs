@@ -759,7 +759,7 @@ impl Session {
 /// Why `send` exits 2, in one line: who did not get the file and why, or that fewer receivers
 /// than `--min-receivers` took part.
 fn missed(receivers: &[&ReceiverInfo], min_receivers: usize) -> String {
-    let missed: Vec<String> = receivers
+    let without: Vec<String> = receivers
         .iter()
         .filter(|r| r.state != ReceiverState::Done || r.dropped)
         .map(|r| {
@@ -781,22 +781,22 @@ fn missed(receivers: &[&ReceiverInfo], min_receivers: usize) -> String {
     if receivers.is_empty() {
         return "no receiver took part, so none is known to have the file".into();
     }
-    if missed.is_empty() {
+    if without.is_empty() {
         return format!(
             "only {} of the --min-receivers {min_receivers} took part (and got the file)",
             receivers.len()
         );
     }
     const SHOWN: usize = 3;
-    let more = match missed.len().saturating_sub(SHOWN) {
+    let more = match without.len().saturating_sub(SHOWN) {
         0 => String::new(),
         n => format!("; and {n} more, listed above"),
     };
     format!(
         "{} of {} receivers did not get the file ({}{more})",
-        missed.len(),
+        without.len(),
         receivers.len(),
-        missed[..missed.len().min(SHOWN)].join("; ")
+        without[..without.len().min(SHOWN)].join("; ")
     )
 }
 
