@@ -1,9 +1,10 @@
 //! One sending session: proto's `Sender` wired to a socket, a pacer and a source (a file, or a
 //! download still arriving), with the operator's view. `send` runs one; `serve` runs one per URL.
 
+use super::neighbours::Neighbours;
 use super::source::Source;
 use super::view::{self, SenderView};
-use crate::error::Error;
+use crate::error::{Error, Exit};
 use crate::http::fetch::Progress;
 use crate::net::datapath::{RecvBatch, SendBatch};
 use crate::net::pace::{Pacer, Rate};
@@ -61,14 +62,21 @@ pub struct Session {
     /// `serve`: this session's share of the link (bit/s), and "someone was told to join: wait".
     shared_rate: Option<Arc<AtomicU64>>,
     hold: Option<watch::Receiver<Instant>>,
+    /// A session nobody joined by the time it starts ends there (`serve`; `send --wait`).
+    nobody_ends: bool,
     min_receivers: usize,
     /// Set to true by the operator's "stop" (the dashboard, `serve`'s control): END goes out.
     stop: Option<watch::Receiver<bool>>,
+    /// Other senders heard on the group: warnings shown in the view.
+    neighbours: Option<Neighbours>,
     /// Where its status goes (`--http`), how often, and the send rate it reports.
     board: Option<Board>,
     published: Option<Instant>,
     meter: RateMeter,
 }
+
+/// Why a session nobody joined ended.
+const NOBODY: &str = "nobody joined the session: no receiver said hello";
 
 /// How often a session publishes its status on the board.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -157,8 +165,10 @@ impl Session {
             failure: None,
             shared_rate: None,
             hold: None,
+            nobody_ends: false,
             min_receivers: setup.min_receivers,
             stop: None,
+            neighbours: None,
             board: None,
             published: None,
             meter: RateMeter::default(),
@@ -190,12 +200,30 @@ impl Session {
     pub fn share(&mut self, rate: Arc<AtomicU64>, hold: watch::Receiver<Instant>) {
         self.shared_rate = Some(rate);
         self.hold = Some(hold);
+        self.nobody_ends = true;
+    }
+
+    /// `send --wait` without `--send-anyway`: if nobody has said hello when the wait runs out,
+    /// the session ends there (END aborted) rather than send the whole file to nobody.
+    pub fn end_if_nobody(&mut self) {
+        self.nobody_ends = true;
+    }
+
+    /// The session ended because nobody joined it (see `end_if_nobody`).
+    pub fn nobody_joined(&self) -> bool {
+        self.failure.as_deref() == Some(NOBODY)
     }
 
     /// Ends the session (END, aborted; outcome "aborted", failure "stopped by the operator") once
     /// `stop` turns true. For actions from outside the process's signals: the dashboard's "stop".
     pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
         self.stop = Some(stop);
+    }
+
+    /// Shows what `neighbours` finds (other senders on the group) while the session runs, and
+    /// stops it at the end.
+    pub fn watch(&mut self, neighbours: Neighbours) {
+        self.neighbours = Some(neighbours);
     }
 
     /// Publishes the session's status on `board` while it runs, and once more at its end.
@@ -357,6 +385,14 @@ impl Session {
             .ok_or_else(|| Error::Protocol("the session ran twice".into()))?;
         let socket = net::register(socket)?;
         let result = self.pump(&socket, shutdown).await;
+        for line in self
+            .neighbours
+            .take()
+            .map(Neighbours::finish)
+            .unwrap_or_default()
+        {
+            self.view.println(line);
+        }
         if let Err(e) = &result {
             self.failure.get_or_insert_with(|| e.to_string());
         }
@@ -440,6 +476,11 @@ impl Session {
             self.events()?;
             if self.sender.is_finished() {
                 return Ok(());
+            }
+            if let Some(n) = &self.neighbours {
+                for line in n.lines() {
+                    self.view.println(line);
+                }
             }
             if self.view.due(now) {
                 let status = self.status(now);
@@ -556,16 +597,32 @@ impl Session {
             } else {
                 tracing::debug!(sent_blocks = self.sender.sent_blocks(), "{ev:?}");
                 self.view.event(&ev, &self.sender);
-                if ev == SenderEvent::Started
-                    && self.hold.is_some()
-                    && self.sender.receivers().next().is_none()
-                {
-                    self.failure = Some("nobody joined the session: no receiver said hello".into());
-                    self.sender.abort(Instant::now());
+                if ev == SenderEvent::Started {
+                    self.started();
                 }
             }
         }
         Ok(supplied)
+    }
+
+    /// The wait is over: with nobody, the end (if so set up); with fewer than `min_receivers`
+    /// (`--wait` ran out), a line that says so.
+    fn started(&mut self) {
+        let came = self.sender.receivers().filter(|r| !r.dropped).count();
+        if came == 0 && self.nobody_ends {
+            self.failure = Some(NOBODY.into());
+            self.sender.abort(Instant::now());
+        } else if came < self.min_receivers {
+            self.view.println(format!(
+                "the wait is over with {came} of {} receivers: sending to {}",
+                self.min_receivers,
+                if came == 0 {
+                    "nobody (--send-anyway)"
+                } else {
+                    "those"
+                }
+            ));
+        }
     }
 
     /// Passes a download's progress to the sender: more blocks to send, and at the end the size
@@ -732,15 +789,61 @@ impl Session {
         }
         if let Some(why) = &self.failure {
             eprintln!("edm-cast: {why}");
-            ExitCode::FAILURE
+            Exit::Error.into()
         } else if let Some(stop) = self.aborted {
+            eprintln!("edm-cast: {}", Error::Interrupted(stop));
             ExitCode::from(stop.exit_code())
         } else if done == receivers.len() && done >= min_receivers {
-            ExitCode::SUCCESS
+            Exit::Success.into()
         } else {
-            ExitCode::from(2)
+            eprintln!("edm-cast: {}", missed(&receivers, min_receivers));
+            Exit::SomeMissed.into()
         }
     }
+}
+
+/// Why `send` exits 2, in one line: who did not get the file and why, or that fewer receivers
+/// than `--min-receivers` took part.
+fn missed(receivers: &[&ReceiverInfo], min_receivers: usize) -> String {
+    let without: Vec<String> = receivers
+        .iter()
+        .filter(|r| r.state != ReceiverState::Done || r.dropped)
+        .map(|r| {
+            let why = match (r.dropped, r.state) {
+                (true, _) => "it went silent",
+                (_, ReceiverState::Failed) => reason(r.reason),
+                _ => "left behind: it lost too much",
+            };
+            format!(
+                "{}: {why}",
+                if r.name.is_empty() {
+                    r.addr.to_string()
+                } else {
+                    r.name.clone()
+                }
+            )
+        })
+        .collect();
+    if receivers.is_empty() {
+        return "no receiver took part, so none is known to have the file".into();
+    }
+    if without.is_empty() {
+        return format!(
+            "only {} of the --min-receivers {min_receivers} took part (and got the file)",
+            receivers.len()
+        );
+    }
+    const SHOWN: usize = 3;
+    let more = match without.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!("; and {n} more, listed above"),
+    };
+    format!(
+        "{} of {} receivers did not get the file ({}{more})",
+        without.len(),
+        receivers.len(),
+        without[..without.len().min(SHOWN)].join("; ")
+    )
 }
 
 /// Why a receiver failed, as its final STATUS said.

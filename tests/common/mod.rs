@@ -252,3 +252,12 @@ impl Drop for Http {
         let _ = self.child.wait();
     }
 }
+
+impl Proc {
+    /// Sends `signal` (SIGTERM, …) to the process's group, as `interrupt` does SIGINT.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("not waited yet");
+        // SAFETY: kill(2) on the process group `Proc::spawn` created for this child.
+        unsafe { libc::kill(-(child.id() as i32), signal) };
+    }
+}
