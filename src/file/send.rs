@@ -11,13 +11,14 @@ use crate::http::policy::Policy;
 use crate::keys::{self, Signing};
 use crate::net;
 use crate::rt::{self, Shutdown};
-use crate::status::Board;
+use crate::status::{Action, Board};
 use crate::web::{self, Web};
 use edm_cast_proto::Encryption;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -114,18 +115,43 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .unwrap_or_default(),
     );
     if args.web.http.is_some() {
-        let board = Board::new("send", rt::hostname(), None);
-        if let Some(addr) = web::start(&args.web, &board)? {
-            eprintln!("edm-cast: dashboard on http://{addr}/");
-        }
+        // The dashboard's "stop" (with the token) ends this session; `send` starts none.
+        let (tx, mut actions) = mpsc::channel(4);
+        let board = Board::taking("send", rt::hostname(), Some(tx), vec!["stop"]);
+        web::start(&args.web, &board)?;
+        let (stop, stopped) = watch::channel(false);
+        let id = session.id;
+        std::thread::Builder::new()
+            .name("actions".into())
+            .spawn(move || {
+                while let Some(action) = actions.blocking_recv() {
+                    if action == (Action::Stop { session: id }) {
+                        let _ = stop.send(true);
+                    }
+                }
+            })
+            .map_err(|source| Error::Socket {
+                what: "cannot start the dashboard's action thread".into(),
+                source,
+            })?;
+        session.stop_on(stopped);
         session.publish(board);
     }
-    rt::runtime()?.block_on(async {
-        let mut shutdown = Shutdown::new()?;
-        session.run(Some(&mut shutdown)).await
-    })?;
+    let runtime = rt::runtime()?;
+    let mut shutdown = runtime.block_on(async { Shutdown::new() })?;
+    runtime.block_on(session.run(Some(&mut shutdown)))?;
     session.view.finish(&session.sender);
-    Ok(session.summary(args.min_receivers))
+    let code = session.summary(args.min_receivers);
+    if let Some(linger) = args.web.http_linger {
+        // The final figures stay on the dashboard a while; Ctrl-C or SIGTERM ends the wait.
+        runtime.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(linger) => {}
+                _ = shutdown.recv() => {}
+            }
+        });
+    }
+    Ok(code)
 }
 
 /// `--encrypt --to`: a fresh session key for the listed PCs.
