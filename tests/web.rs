@@ -208,7 +208,7 @@ fn the_api_events_and_metrics_follow_a_transfer_and_actions_without_the_token_ch
     let id = s["id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 8);
 
-    let stream = events(&base, 2);
+    let stream = events(&base, 3);
     let outs: Vec<_> = (0..3).map(|i| dir.path().join(format!("pc{i}"))).collect();
     let receivers: Vec<Proc> = outs
         .iter()
@@ -251,7 +251,7 @@ fn the_api_events_and_metrics_follow_a_transfer_and_actions_without_the_token_ch
     assert_eq!(code, 404);
 
     let got = stream.join().unwrap();
-    assert_eq!(got.len(), 2);
+    assert_eq!(got.len(), 3);
     for ev in &got {
         assert_eq!(ev["api_version"], 1);
         assert_eq!(ev["sessions"][0]["id"], id.as_str());
@@ -625,7 +625,12 @@ fn screenshot() {
             .map(|n| recv(group, &dir.path().join(n), n)),
     );
     wait_for("four done", || (page.eval(DONE_ROWS) == 4).then_some(()));
-    std::thread::sleep(Duration::from_millis(600));
+    // The chart's next point (one a second) shows them done too.
+    std::thread::sleep(Duration::from_millis(1500));
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+    );
     let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
     let png = data_encoding::BASE64
         .decode(shot["data"].as_str().unwrap().as_bytes())

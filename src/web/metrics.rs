@@ -199,3 +199,79 @@ fn gauge(r: &mut Registry, name: &str, help: &str) -> Gauges {
     r.register(name, help, f.clone());
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use crate::status::{Board, CacheStatus, ChannelStatus, ServeStatus, VideoStatus};
+
+    /// The value of the sample written exactly as `series` (`name{labels}`).
+    fn value(text: &str, series: &str) -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.rsplit_once(' ').is_some_and(|(s, _)| s == series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
+    #[test]
+    fn serve_and_video_parts_are_there_when_the_board_has_them() {
+        let board = Board::new("serve", "lab".into(), None);
+        let plain = render(&board.snapshot());
+        assert!(!plain.contains("edm_cast_cache") && !plain.contains("edm_cast_video"));
+        assert_eq!(value(&plain, r#"edm_cast_sessions{phase="waiting"}"#), 0.0);
+
+        board.set_serve(ServeStatus {
+            cache: Some(CacheStatus {
+                entries: 2,
+                bytes: 3000,
+                capacity: Some(10_000),
+                hits: 5,
+                misses: 7,
+            }),
+            answered: [("offered", 4), ("refused", 1)].into_iter().collect(),
+            ..Default::default()
+        });
+        board.set_video(VideoStatus {
+            channels: vec![ChannelStatus {
+                name: "cam \"front\"".into(),
+                viewers: 3,
+                bitrate_bps: 4e6,
+                packets: 1000,
+                repair_packets: 200,
+                fec_repaired: 9,
+                fec_lost: 1,
+                ..Default::default()
+            }],
+        });
+        let text = render(&board.snapshot());
+        assert_eq!(value(&text, "edm_cast_cache_hits_total"), 5.0);
+        assert_eq!(value(&text, "edm_cast_cache_misses_total"), 7.0);
+        assert_eq!(value(&text, "edm_cast_cache_capacity_bytes"), 10_000.0);
+        assert_eq!(
+            value(&text, r#"edm_cast_serve_requests_total{outcome="refused"}"#),
+            1.0
+        );
+        // A label value is escaped by the encoder, not by us.
+        let cam = r#"channel="cam \"front\"""#;
+        assert_eq!(
+            value(&text, &format!("edm_cast_video_viewers{{{cam}}}")),
+            3.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"edm_cast_video_fec_packets_total{{{cam},outcome="repaired"}}"#)
+            ),
+            9.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"edm_cast_video_packets_total{{{cam},kind="repair"}}"#)
+            ),
+            200.0
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

@@ -385,7 +385,150 @@ async fn stop(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_host;
+    use super::{MAX_BODY, Web, is_loopback_host, start};
+    use crate::status::{Action, Board};
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    const TOKEN: &str = "0123456789abcdef0123";
+
+    /// `serve`'s kind of board (it takes "send to class") with a one-place action queue, its
+    /// web server on a free loopback port.
+    fn serving() -> (String, mpsc::Receiver<Action>, Board) {
+        let (tx, rx) = mpsc::channel(1);
+        let board = Board::new("serve", "lab".into(), Some(tx));
+        let web = Web {
+            http: Some(([127, 0, 0, 1], 0).into()),
+            http_token: Some(TOKEN.into()),
+            http_linger: None,
+        };
+        let addr = start(&web, &board).unwrap().unwrap();
+        (format!("http://{addr}"), rx, board)
+    }
+
+    /// POSTs `body` with the token: (status, body).
+    fn post(url: &str, body: &str, host: Option<&str>) -> (u16, String) {
+        let mut req = ureq::post(url)
+            .timeout(Duration::from_secs(5))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .set("Content-Type", "application/json");
+        if let Some(h) = host {
+            req = req.set("Host", h);
+        }
+        match req.send_string(body) {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn send_to_class_reaches_the_command_within_bounds() {
+        let (base, mut actions, _board) = serving();
+        let url = format!("{base}/api/v1/sessions");
+        let (code, body) = post(&url, r#"{"url": "https://example.org/a.iso"}"#, None);
+        assert_eq!((code, body.as_str()), (202, r#"{"accepted":true}"#));
+        assert_eq!(
+            actions.try_recv().unwrap(),
+            Action::Send {
+                url: "https://example.org/a.iso".into()
+            }
+        );
+        // Not a web URL; not JSON; too big: refused, nothing passed on.
+        let (code, body) = post(&url, r#"{"url": "file:///etc/passwd"}"#, None);
+        assert_eq!(
+            (code, body.as_str()),
+            (
+                400,
+                r#"{"error":"the url must be an http:// or https:// URL"}"#
+            )
+        );
+        assert_eq!(post(&url, "url=x", None).0, 400);
+        let big = format!(
+            r#"{{"url": "https://example.org/{}"}}"#,
+            "a".repeat(MAX_BODY)
+        );
+        assert_eq!(post(&url, &big, None).0, 413);
+        assert!(actions.try_recv().is_err());
+        // The queue holds one action: the next waits for the command, the one after is "busy".
+        let one = r#"{"url": "https://example.org/b.iso"}"#;
+        assert_eq!(post(&url, one, None).0, 202);
+        let (code, body) = post(&url, one, None);
+        assert_eq!(
+            (code, body.as_str()),
+            (
+                503,
+                r#"{"error":"the command is busy or ending: try again"}"#
+            )
+        );
+        // A name of someone else's that resolves to loopback (DNS rebinding) is not served.
+        let (code, _) = post(&url, one, Some("evil.example:8080"));
+        assert_eq!(code, 421);
+        assert_eq!(
+            actions.try_recv().unwrap(),
+            Action::Send {
+                url: "https://example.org/b.iso".into()
+            }
+        );
+        assert!(actions.try_recv().is_err());
+    }
+
+    #[test]
+    fn events_come_at_most_four_a_second_however_often_the_board_changes() {
+        use std::io::BufRead;
+        use std::time::Instant;
+        let (base, _actions, board) = serving();
+        let stream = ureq::get(&format!("{base}/api/v1/events"))
+            .timeout(Duration::from_secs(10))
+            .call()
+            .unwrap();
+        let busy = std::thread::spawn(move || {
+            // A hundred changes a second, for 1.5 s.
+            for _ in 0..150 {
+                board.set_video(Default::default());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for line in std::io::BufReader::new(stream.into_reader()).lines() {
+            if line.unwrap() == "event: status" {
+                at.push(start.elapsed());
+            }
+            if at.len() == 6 {
+                break;
+            }
+        }
+        busy.join().unwrap();
+        for w in at.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(240), "{at:?}");
+            assert!(w[1] - w[0] < Duration::from_millis(600), "{at:?}");
+        }
+    }
+
+    #[test]
+    fn event_streams_are_bounded() {
+        let (base, _actions, _board) = serving();
+        let url = format!("{base}/api/v1/events");
+        let open = || ureq::get(&url).timeout(Duration::from_secs(5)).call();
+        let streams: Vec<_> = (0..super::MAX_STREAMS)
+            .map(|_| open().expect("a stream"))
+            .collect();
+        match open() {
+            Err(ureq::Error::Status(503, r)) => assert_eq!(
+                r.into_string().unwrap(),
+                r#"{"error":"too many event streams open: try again later"}"#
+            ),
+            other => panic!("a stream beyond the bound: {other:?}"),
+        }
+        drop(streams);
+        // A closed stream gives its place back once the server notices (at its next write).
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while open().is_err() {
+            assert!(std::time::Instant::now() < end, "no place given back");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 
     #[test]
     fn loopback_hosts() {
