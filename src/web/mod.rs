@@ -510,11 +510,16 @@ mod tests {
     fn event_streams_are_bounded() {
         let (base, _actions, _board) = serving();
         let url = format!("{base}/api/v1/events");
-        let open = || ureq::get(&url).timeout(Duration::from_secs(5)).call();
+        let open = || {
+            ureq::get(&url)
+                .timeout(Duration::from_secs(5))
+                .call()
+                .map_err(Box::new)
+        };
         let streams: Vec<_> = (0..super::MAX_STREAMS)
             .map(|_| open().expect("a stream"))
             .collect();
-        match open() {
+        match open().map_err(|e| *e) {
             Err(ureq::Error::Status(503, r)) => assert_eq!(
                 r.into_string().unwrap(),
                 r#"{"error":"too many event streams open: try again later"}"#
