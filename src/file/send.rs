@@ -142,15 +142,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     runtime.block_on(session.run(Some(&mut shutdown)))?;
     session.view.finish(&session.sender);
     let code = session.summary(args.min_receivers);
-    if let Some(linger) = args.web.http_linger {
-        // The final figures stay on the dashboard a while; Ctrl-C or SIGTERM ends the wait.
-        runtime.block_on(async {
-            tokio::select! {
-                _ = tokio::time::sleep(linger) => {}
-                _ = shutdown.recv() => {}
-            }
-        });
-    }
+    runtime.block_on(web::linger(&args.web, &mut shutdown));
     Ok(code)
 }
 

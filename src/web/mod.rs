@@ -153,6 +153,17 @@ pub fn start(web: &Web, board: &Board) -> Result<Option<SocketAddr>, Error> {
     Ok(Some(local))
 }
 
+/// `--http-linger`: at the command's end, keeps the process (and so the dashboard) up that long
+/// so the final figures can be read or scraped; Ctrl-C or SIGTERM ends the wait.
+pub async fn linger(web: &Web, shutdown: &mut rt::Shutdown) {
+    if let Some(linger) = web.http_linger {
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = shutdown.recv() => {}
+        }
+    }
+}
+
 fn router(app: App) -> Router {
     Router::new()
         .route("/", get(dashboard))
