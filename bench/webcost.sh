@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The cost of `--http` with nobody watching: a loopback transfer to 3 receivers, RUNS times with
-# the web server on and RUNS times without, interleaved; prints each run's seconds (the summary's
-# "in X s") and UDP payload bytes, then the medians. No root needed (loopback multicast).
+# The cost of `--http`: a loopback transfer to 3 receivers, RUNS times each without the web server
+# (off), with it and nobody watching (http), and with a page's event stream open and a Prometheus
+# scrape every second (watched), interleaved; prints each run's seconds (the summary's "in X s")
+# and UDP payload bytes, then the medians. No root needed (loopback multicast); needs curl.
 #
 #   bench/webcost.sh                       # 64 MiB at 400 Mbit/s, 5 runs each
 #   RUNS=3 MIB=32 RATE=200M bench/webcost.sh
@@ -19,8 +20,13 @@ group=239.77.121.1:47701
 
 # run MODE: one transfer; prints "MODE SECONDS BYTES".
 run() {
-    local mode=$1 web=() pids=()
-    [[ $mode == http ]] && web=(--http 127.0.0.1:18099)
+    local mode=$1 web=() pids=() watcher=
+    [[ $mode != off ]] && web=(--http 127.0.0.1:18099)
+    if [[ $mode == watched ]]; then
+        (sleep 0.3; curl -sN -m 120 localhost:18099/api/v1/events >/dev/null &
+            while curl -s -m 2 localhost:18099/metrics >/dev/null; do sleep 1; done) 2>/dev/null &
+        watcher=$!
+    fi
     for i in 1 2 3; do
         rm -rf "$dir/pc$i"
         "$bin" recv --group $group --iface lo --name "pc$i" --out "$dir/pc$i" --timeout 60 \
@@ -30,14 +36,15 @@ run() {
     "$bin" send --group $group --iface lo --rate "$rate" --min-receivers 3 "${web[@]}" \
         "$dir/f.bin" >"$dir/summary" 2>/dev/null
     wait "${pids[@]}"
+    [[ -z $watcher ]] || wait "$watcher" || true
     awk -v m="$mode" '/ in [0-9.]+ s$/ { s = $(NF - 1) } /^  bytes / { b = $2 }
         END { print m, s, b }' "$dir/summary"
 }
 
-for ((r = 0; r < runs; r++)); do run off; run http; done | tee "$dir/runs"
+for ((r = 0; r < runs; r++)); do run off; run http; run watched; done | tee "$dir/runs"
 # median MODE COLUMN
 median() { awk -v m="$1" -v c="$2" '$1 == m { print $c }' "$dir/runs" | sort -n |
     awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-for mode in off http; do
+for mode in off http watched; do
     echo "median $mode: $(median $mode 2) s, $(median $mode 3) bytes"
 done
