@@ -24,16 +24,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `send FILE --http 127.0.0.1:PORT --http-token TOKEN` with `extra`, and its base URL once it
-/// answers.
+/// `send FILE --http 127.0.0.1:PORT --http-token TOKEN` with `extra`, and its base URL once its
+/// session is on the board.
 fn sender(group: &str, file: &Path, extra: &[&str]) -> (Proc, String) {
     let port = free_port().to_string();
     let mut args = vec!["--http", &port, "--http-token", TOKEN];
     args.extend_from_slice(extra);
     let p = send(group, file, &args);
     let base = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{base}/api/v1/status answering"), || {
-        get_json(&base, "/api/v1/status").ok()
+    // The server answers at once; the session is on the board from its first turn.
+    wait_for(&format!("the session on {base}/api/v1/status"), || {
+        let st = get_json(&base, "/api/v1/status").ok()?;
+        (!st["sessions"].as_array()?.is_empty()).then_some(())
     });
     (p, base)
 }
