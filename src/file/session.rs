@@ -400,9 +400,9 @@ impl Session {
                 self.pacer
                     .set_rate(Rate(rate.load(Ordering::Relaxed) as f64));
             }
-            if let Some(stop) = &mut self.stop
-                && stop.has_changed().unwrap_or(false)
-                && *stop.borrow_and_update()
+            // The value, not `has_changed`: waiting on `stopped` below marks a change as seen.
+            if let Some(stop) = &self.stop
+                && *stop.borrow()
                 && self.failure.is_none()
             {
                 self.stop = None;
