@@ -553,20 +553,27 @@ fn a_browser_sees_three_receivers_finish_live() {
     // a reload.
     page.eval("window.loadedOnce = true");
 
+    // Students name their PCs: a name that is markup stays text.
+    let names = ["pc0", "pc1", "pc2<img src=x onerror=pwned=1>"];
     let outs: Vec<_> = (0..3).map(|i| dir.path().join(format!("pc{i}"))).collect();
     let receivers: Vec<Proc> = outs
         .iter()
-        .enumerate()
-        .map(|(i, o)| recv(group, o, &format!("pc{i}")))
+        .zip(names)
+        .map(|(o, name)| recv(group, o, name))
         .collect();
     wait_for("three receiver rows done", || {
         (page.eval(DONE_ROWS) == 3).then_some(())
     });
     assert_eq!(page.eval("window.loadedOnce"), true);
-    let names = page.eval(
+    let shown = page.eval(
         "[...document.querySelectorAll('tr[data-receiver]')].map(r => r.cells[0].textContent)",
     );
-    assert_eq!(names, json!(["pc0", "pc1", "pc2"]));
+    assert_eq!(
+        shown,
+        json!(["pc0", "pc1", "pc2<img src=x onerror=pwned=1>"])
+    );
+    assert_eq!(page.eval("document.querySelectorAll('img').length"), 0);
+    assert_eq!(page.eval("typeof window.pwned"), "undefined");
     assert_eq!(
         page.eval("document.querySelector('.totals').textContent"),
         "3/3 done"
