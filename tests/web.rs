@@ -591,6 +591,38 @@ fn a_browser_sees_three_receivers_finish_live() {
     }
 }
 
+#[test]
+fn the_page_stops_a_session_with_the_token() {
+    let dir = TempDir::new("web-page-stop");
+    let src = dir.path().join("big.bin");
+    random_file(&src, 24 * 1024 * 1024, 16);
+    let group = "239.77.120.5:47605";
+    let (sender, base) = sender(group, &src, &["--rate", "8M", "--min-receivers", "1"]);
+    // The token comes in the link's fragment, as a teacher may bookmark it.
+    let url = format!("{base}/");
+    let Some(browser) = Browser::open(&format!("{url}#token={TOKEN}")) else {
+        return;
+    };
+    let mut page = browser.page(&url);
+    let receiver = recv(group, &dir.path().join("pc0"), "pc0");
+    wait_for("the first pass on the page", || {
+        let phase = page.eval("document.querySelector('[data-session]')?.dataset.phase ?? null");
+        (phase == "first_pass").then_some(())
+    });
+    // The fragment is read and dropped from the address bar.
+    assert_eq!(page.eval("location.hash"), "");
+    assert_eq!(
+        page.eval("document.querySelector('button.stop').disabled"),
+        false
+    );
+    page.eval("window.confirm = () => true; document.querySelector('button.stop').click()");
+    let out = sender.wait(Duration::from_secs(10));
+    let (so, se) = text(&out);
+    assert!(so.starts_with("aborted: big.bin"), "{so}");
+    assert!(se.contains("stopped by the operator"), "{se}");
+    assert!(!receiver.wait(Duration::from_secs(15)).status.success());
+}
+
 /// Not a check: the README's screenshot of a real run, eight receivers, the first four done
 /// and the late ones still receiving. `cargo test --test web -- --ignored screenshot`; writes
 /// bench/results/dashboard.png.
