@@ -72,6 +72,11 @@ pub fn render(status: &Status) -> String {
         "Datagrams the sender dropped, by reason",
     );
     let needs = counters(&mut r, "session_need_reports", "NEED reports taken");
+    let verify = counters(
+        &mut r,
+        "session_verify_rounds",
+        "Hash-checked repair rounds (a block failed its digest somewhere)",
+    );
     for s in &status.sessions {
         let session = || ("session", s.id.clone());
         for (kind, n) in [
@@ -118,6 +123,7 @@ pub fn render(status: &Status) -> String {
                 .inc_by(*n);
         }
         needs.get_or_create(&vec![session()]).inc_by(s.need_reports);
+        verify.get_or_create(&vec![session()]).inc_by(s.verify_rounds);
     }
 
     if let Some(serve) = &status.serve {

@@ -117,13 +117,22 @@ pub fn start(web: &Web, board: &Board) -> Result<Option<SocketAddr>, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the web server's runtime: {e}")))?;
-    match (&token, web.http_token.is_some()) {
-        (None, _) => eprintln!("edm-cast: dashboard on http://{local}/ (read-only)"),
-        (Some(_), true) => eprintln!(
-            "edm-cast: dashboard on http://{local}/ (actions need the token given with --http-token)"
-        ),
-        (Some(t), false) => {
-            eprintln!("edm-cast: dashboard on http://{local}/ (actions need token {t})")
+    let actions = match (&token, web.http_token.is_some()) {
+        (None, _) => "read-only".to_owned(),
+        (Some(_), true) => "actions need the token given with --http-token".to_owned(),
+        (Some(t), false) => format!("actions need token {t}"),
+    };
+    eprintln!("edm-cast: dashboard on http://{local}/ ({actions})");
+    if local.ip().is_unspecified() {
+        let port = local.port();
+        let lan: Vec<String> = if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .iter()
+            .filter(|i| !i.is_loopback() && i.ip().is_ipv4())
+            .map(|i| format!("http://{}:{port}/", i.ip()))
+            .collect();
+        if !lan.is_empty() {
+            eprintln!("edm-cast: on the LAN: {}", lan.join(" "));
         }
     }
     let app = router(App {
