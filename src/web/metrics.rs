@@ -123,7 +123,9 @@ pub fn render(status: &Status) -> String {
                 .inc_by(*n);
         }
         needs.get_or_create(&vec![session()]).inc_by(s.need_reports);
-        verify.get_or_create(&vec![session()]).inc_by(s.verify_rounds);
+        verify
+            .get_or_create(&vec![session()])
+            .inc_by(s.verify_rounds);
     }
 
     if let Some(serve) = &status.serve {
