@@ -25,8 +25,14 @@ use std::time::Duration;
   server$  edm-cast video --from pi                      # live camera, relayed while watched
   student$ edm-cast watch pi
 
-Exit codes: 0 success; 1 error; 2 (send) some receivers did not get the file; 130 interrupted
-(Ctrl-C); 143 terminated (SIGTERM)."
+Exit codes (every one but 0 comes with a last line on stderr that says why):
+  0    success
+  1    error
+  2    send: some receivers did not get the file, or fewer than --min-receivers took part
+  3    send --wait: nobody joined, so nothing was sent (unless --send-anyway)
+  64   the command line is wrong (an unknown option, a value that is not valid)
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)"
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG works too.
@@ -101,7 +107,7 @@ pub struct Sending {
     #[arg(long, default_value = "100M")]
     pub rate: Rate,
     /// Multicast TTL: 1 keeps the packets on the local network.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value = "1", value_parser = ttl)]
     pub ttl: u32,
     /// Drop a receiver that has been silent this many seconds (it is reported as not done).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
@@ -172,6 +178,48 @@ impl Receiving {
     }
 }
 
+/// A clap error in one line, as every other error: clap's message and tips, then which help to
+/// read (clap prints several lines, the usage between them). With no command at all, the help.
+pub fn usage_line(e: &clap::Error, args: &[String]) -> String {
+    use clap::CommandFactory;
+    let text = e.render().to_string();
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return format!(
+            "{}\nedm-cast: no command given: name one of the commands above",
+            text.trim_end()
+        );
+    }
+    let said: Vec<String> = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with("Usage: ") && !p.starts_with("For more"))
+        .map(|p| {
+            let words: Vec<&str> = p.split_whitespace().collect();
+            words.join(" ").trim_start_matches("error: ").to_owned()
+        })
+        .collect();
+    let cli = Cli::command();
+    let help = match args
+        .iter()
+        .skip(1)
+        .find_map(|a| cli.find_subcommand(a).map(|c| c.get_name().to_owned()))
+    {
+        Some(command) => format!("edm-cast {command} --help"),
+        None => "edm-cast --help".into(),
+    };
+    format!("{} (see {help})", said.join("; "))
+}
+
+/// A multicast TTL, 1 to 255. 0 would keep every packet on this host: the class would hear
+/// nothing, and the sender would wait for ever.
+pub fn ttl(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err("0 keeps the packets on this host, so no PC would hear them: use 1 (this LAN, the default) or more to cross routers".into()),
+        Ok(n @ 1..=255) => Ok(n),
+        _ => Err(format!("'{s}' is not a TTL: use 1 (this LAN) to 255")),
+    }
+}
+
 /// A number of seconds (`5`, `0.5`) as a duration.
 pub fn seconds(s: &str) -> Result<Duration, String> {
     s.trim()
@@ -193,6 +241,36 @@ mod tests {
             assert!(
                 seconds(bad).unwrap_err().contains("number of seconds"),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ttl_of_0_or_past_255_is_refused() {
+        assert_eq!(ttl("1"), Ok(1));
+        assert_eq!(ttl("255"), Ok(255));
+        assert!(ttl("0").unwrap_err().contains("use 1"));
+        for bad in ["256", "-1", "one", ""] {
+            assert!(ttl(bad).unwrap_err().contains("not a TTL"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_exit_code_is_documented_in_the_help_and_the_readme() {
+        use crate::error::Exit;
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let readme = include_str!("../README.md");
+        for exit in Exit::ALL {
+            let code = exit.code();
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "{code} is not in --help"
+            );
+            assert!(
+                readme.contains(&format!("| {code} |")),
+                "{code} is not in README"
             );
         }
     }

@@ -47,8 +47,13 @@ pub enum Error {
     },
     #[error("no file received: {0} session(s) heard, each failed or refused (see above)")]
     NothingReceived(usize),
+    /// A mistake on the command line (a value that is not valid, options that do not go
+    /// together): exit 64.
     #[error("{0}")]
     Usage(String),
+    /// Any other failure, said in one line: exit 1.
+    #[error("{0}")]
+    Other(String),
     #[error("{}", match .0 { Stop::Interrupt => "interrupted", Stop::Terminate => "terminated" })]
     Interrupted(Stop),
     #[error("{0}")]
@@ -56,7 +61,7 @@ pub enum Error {
     #[error(
         "no session heard on {group} within {secs} s: is the sender running, on this LAN, with the same --group? (check --iface)"
     )]
-    NoSession { group: String, secs: u64 },
+    NoSession { group: String, secs: f64 },
     #[error(transparent)]
     Receive(#[from] edm_cast_proto::ReceiveError),
     #[error("the server refused {url}: {why}")]
@@ -64,7 +69,7 @@ pub enum Error {
     #[error(
         "no edm-cast server answered on {group} within {secs} s: is `edm-cast serve` running on this LAN with the same --group? (or give --server HOST)"
     )]
-    NoServer { group: String, secs: u64 },
+    NoServer { group: String, secs: f64 },
     /// `told` is what a student may be told instead (`serve`).
     #[error("cannot download {url}: {why}")]
     Fetch {
@@ -113,12 +118,55 @@ impl Error {
         }
     }
 
-    /// 130 or 143 for a signal, else 1.
+    /// 130 or 143 for a signal, 64 for a usage mistake, else 1.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Interrupted(stop) => ExitCode::from(stop.exit_code()),
-            _ => ExitCode::FAILURE,
+            Error::Usage(_) => Exit::Usage.into(),
+            _ => Exit::Error.into(),
         }
+    }
+}
+
+/// Every exit code of the binary, in one place (listed in `edm-cast --help` and the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Success = 0,
+    /// Any error; the last line on stderr says what.
+    Error = 1,
+    /// `send`: some receivers did not get the file (dropped, failed, left behind).
+    SomeMissed = 2,
+    /// `send --wait`: nobody said hello, so nothing was sent (`--send-anyway` sends all the same).
+    NobodyJoined = 3,
+    /// The command line is wrong (sysexits' EX_USAGE), so that a script can tell a typo from a
+    /// transfer that failed.
+    Usage = 64,
+    /// Ctrl-C (128 + SIGINT).
+    Interrupted = 130,
+    /// SIGTERM (128 + SIGTERM).
+    Terminated = 143,
+}
+
+impl Exit {
+    pub const ALL: [Exit; 7] = [
+        Exit::Success,
+        Exit::Error,
+        Exit::SomeMissed,
+        Exit::NobodyJoined,
+        Exit::Usage,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
     }
 }
 

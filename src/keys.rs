@@ -73,7 +73,7 @@ fn write_secret(path: &Path, key: &SecretKey) -> Result<(), Error> {
         .mode(0o600)
         .open(path)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::Usage(format!(
+            std::io::ErrorKind::AlreadyExists => Error::Other(format!(
                 "{} exists: keygen never overwrites a key (show it with --show)",
                 path.display()
             )),

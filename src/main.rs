@@ -19,10 +19,25 @@ mod web;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use error::Exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version: printed to stdout, exit 0.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            eprintln!("edm-cast: {}", cli::usage_line(&e, &args));
+            return Exit::Usage.into();
+        }
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "debug",

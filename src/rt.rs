@@ -1,7 +1,7 @@
 //! What every command's shell shares: the runtime, random ids, the host's name, and one way to
 //! hear Ctrl-C and SIGTERM.
 
-use crate::error::Error;
+use crate::error::{Error, Exit};
 use edm_cast_proto::WallClock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -13,7 +13,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .max_blocking_threads(4)
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
+        .map_err(|e| Error::Other(format!("cannot start the runtime: {e}")))
 }
 
 /// A random number for session, receiver and viewer ids, from the operating system.
@@ -35,7 +35,7 @@ pub fn random_u64() -> u64 {
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     let mut b = [0u8; N];
     getrandom::getrandom(&mut b)
-        .map_err(|e| Error::Usage(format!("cannot draw random bytes: {e}")))?;
+        .map_err(|e| Error::Other(format!("cannot draw random bytes: {e}")))?;
     Ok(b)
 }
 
@@ -73,9 +73,10 @@ impl Stop {
     /// The conventional exit code: 128 + the signal's number.
     pub fn exit_code(self) -> u8 {
         match self {
-            Stop::Interrupt => 130,
-            Stop::Terminate => 143,
+            Stop::Interrupt => Exit::Interrupted,
+            Stop::Terminate => Exit::Terminated,
         }
+        .code()
     }
 }
 
@@ -89,7 +90,7 @@ pub struct Shutdown {
 impl Shutdown {
     pub fn new() -> Result<Self, Error> {
         let listen =
-            |kind| signal(kind).map_err(|e| Error::Usage(format!("cannot watch for signals: {e}")));
+            |kind| signal(kind).map_err(|e| Error::Other(format!("cannot watch for signals: {e}")));
         Ok(Shutdown {
             interrupt: listen(SignalKind::interrupt())?,
             terminate: listen(SignalKind::terminate())?,

@@ -141,9 +141,11 @@ pub struct ReceiverStatus {
     /// `joined`, `receiving`, `done`, `failed`, `dropped` (went silent), `left_behind` (lost too
     /// much to be followed), `hello` (said hello, no progress yet: not counted).
     pub state: &'static str,
-    /// Why it failed, in words (`stopped on the PC`, `its disk is full`, ...).
+    /// Why it failed, in words (`stopped on the PC`, `its disk is full`, ...; `the sender
+    /// aborted the session` for one still receiving when the session was cut short).
     pub reason: Option<&'static str>,
-    /// 0 to 1: blocks it decoded over the session's blocks.
+    /// 0 to 1: the bytes of the blocks it decoded over the file's size (blocks over blocks while
+    /// the size is not known): what its own `recv` shows.
     pub progress: f64,
     pub blocks_done: u32,
     /// The loss its reports show (0 to 1), once known.

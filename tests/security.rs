@@ -187,11 +187,16 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
     for kind in ["forged_data", "control", "replays"] {
         assert!(attack_count(&report, kind) > 10, "{kind}: {report}");
     }
-    let (rogue_summary, _) = text(&rogue.wait(LIMIT));
+    // No PC took the rogue's session: it ends at --wait, having sent nothing.
+    let rogue = rogue.wait(LIMIT);
+    let (rogue_summary, rogue_log) = text(&rogue);
+    assert_eq!(rogue.status.code(), Some(3), "{rogue_summary}\n{rogue_log}");
     assert!(
-        rogue_summary.contains("0 done / 0 known"),
-        "{rogue_summary}"
+        rogue_log.contains("nobody joined within --wait 8 s, so nothing was sent"),
+        "{rogue_log}"
     );
+    // And the teacher was told another sender was on the group.
+    assert!(log.contains("warning: another sender, 127.0.0.1:"), "{log}");
 }
 
 #[test]

@@ -52,11 +52,17 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 .to_socket_addrs()
                 .ok()
                 .and_then(|mut a| a.find(SocketAddr::is_ipv4))
-                .ok_or_else(|| Error::Usage(format!("--server: cannot resolve {s}")))
+                .ok_or_else(|| Error::Other(format!("--server: cannot resolve {s}")))
         })
         .transpose()?;
     let iface = net::interface_addr(args.net.iface.as_deref())?;
     let how = Listening::new(&args.receiving, Some(Duration::from_secs(5)))?;
+    // Said at once: finding the server can take up to --timeout.
+    eprintln!(
+        "asking the edm-cast server {} for {}…",
+        server.map_or(format!("on {}", args.net.group), |s| format!("at {s}")),
+        args.url
+    );
     rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;
         let mut last = None;
@@ -146,7 +152,7 @@ async fn ask(
                 if Instant::now() >= deadline {
                     return Err(Error::NoServer {
                         group: server.map_or(args.net.group.to_string(), |s| s.to_string()),
-                        secs: timeout.as_secs(),
+                        secs: timeout.as_secs_f64(),
                     });
                 }
             }

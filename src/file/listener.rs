@@ -164,7 +164,7 @@ impl Listener {
                     if rx.progress().is_none() && give_up.is_some_and(|t| now >= t) {
                         return Err(Error::NoSession {
                             group: self.group_addr.to_string(),
-                            secs: self.how.timeout.unwrap_or_default().as_secs(),
+                            secs: self.how.timeout.unwrap_or_default().as_secs_f64(),
                         });
                     }
                     rx.handle_timeout(now);
@@ -378,21 +378,22 @@ impl<'a> Receiving<'a> {
             (true, _) => format!(" ({name} is already there and is kept)"),
         };
         eprintln!(
-            "receiving {} ({}) from {}, {}{} into {}{note}",
+            "receiving {} ({}) from {} (session {:08x}), {}{} into {}{note}",
             printable(&info.name),
             info.size.map_or("size not known yet".into(), view::bytes),
             info.sender.ip(),
+            info.session,
             // Without a trust set, the one line that says so, and how to do better.
             match info.signed_by {
                 Some(key) => format!("signed by the trusted key {}", fingerprint(&key)),
-                None => "taken from anyone on the LAN (to take only the teacher's, give \
-                         --trust edm1-... or list the key in /etc/edm-cast/trusted)"
+                None => "unsigned, taken from anyone on the LAN (to take only the teacher's, \
+                         give --trust edm1-... or list the key in /etc/edm-cast/trusted)"
                     .into(),
             },
             if info.encrypted { ", encrypted" } else { "" },
             landing.display()
         );
-        self.bar = Some(view::byte_bar(info.size, "receiving"));
+        self.bar = Some(view::receive_bar(info.size));
         self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
         self.file = Some((info, output));
         Ok(())
@@ -437,6 +438,10 @@ impl<'a> Receiving<'a> {
                 self.checking = false;
                 match (self.file.take(), copy) {
                     (Some(_), Some(copy)) => {
+                        // Nothing more is received: no bar left standing at "0 B/…".
+                        if let Some(bar) = self.bar.take() {
+                            bar.finish_and_clear();
+                        }
                         let path = self.folder.path().join(copy);
                         eprintln!("{}: already present, same MD5 and SHA-256", path.display());
                         self.result = Some(path);

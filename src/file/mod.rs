@@ -1,10 +1,12 @@
 //! Files: `send` and `recv`, and what they are made of: the sending `session` (the protocol's
 //! `Sender` on a socket, paced), the receiving `listener` (its `Receiver`, decodes on worker
 //! threads), the `source` of a session's bytes (a file or a download), the receiver's `output` file
-//! and running `digest`, and the sender's `view`.
+//! and running `digest`, the sender's `view`, and its watch for other senders on its group
+//! (`neighbours`).
 
 pub mod digest;
 pub mod listener;
+pub mod neighbours;
 pub mod output;
 pub mod recv;
 pub mod send;

@@ -30,7 +30,22 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;
         let how = Listening::new(&args.receiving, args.timeout)?;
+        let trusted = how.trust.is_some();
         let listener = Listener::new(args.net.group, iface, how)?;
+        // Said at once: a blank terminal looks like a hang.
+        eprintln!(
+            "listening on {} ({}) for a session{}{}…",
+            args.net.group,
+            net::describe_iface(args.net.group, iface),
+            if trusted {
+                " signed by a trusted key"
+            } else {
+                ""
+            },
+            args.timeout
+                .map(|t| format!(" for up to {} s", t.as_secs_f64()))
+                .unwrap_or_default()
+        );
         // Sessions received, failed or refused: none is joined again.
         let mut seen = Vec::new();
         let mut received = 0;

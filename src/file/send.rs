@@ -1,11 +1,12 @@
 //! `edm-cast send FILE|URL`: one session, from a file or from a download that is multicast while
 //! it arrives.
 
+use super::neighbours::Neighbours;
 use super::session::{Session, Setup};
 use super::source;
 use super::view::SenderView;
 use crate::cli::{Caching, Network, Sending, seconds};
-use crate::error::Error;
+use crate::error::{Error, Exit};
 use crate::http::fetch;
 use crate::http::policy::Policy;
 use crate::keys::{self, Signing};
@@ -31,9 +32,13 @@ pub struct Args {
     /// Start once this many receivers have said hello.
     #[arg(long, default_value_t = 1)]
     pub min_receivers: usize,
-    /// Start after this many seconds even if fewer receivers said hello. Default: wait for them.
+    /// Start after this many seconds even if fewer receivers said hello (if none did, end there:
+    /// exit 3, unless --send-anyway). Default: wait for them.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub wait: Option<Duration>,
+    /// With --wait: send the file even if no receiver said hello (to PCs that cannot answer).
+    #[arg(long, requires = "wait")]
+    pub send_anyway: bool,
     /// Name announced to receivers. Default: the file's name (for a URL: its last path segment).
     #[arg(long)]
     pub name: Option<String>,
@@ -114,6 +119,12 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .map(|w| format!(" for up to {} s", w.as_secs_f64()))
             .unwrap_or_default(),
     );
+    if let Some(neighbours) = Neighbours::start(group, iface, session.id) {
+        session.watch(neighbours);
+    }
+    if args.wait.is_some() && !args.send_anyway {
+        session.end_if_nobody();
+    }
     if args.web.http.is_some() {
         // The dashboard's "stop" (with the token) ends this session; `send` starts none.
         let (tx, mut actions) = mpsc::channel(4);
@@ -140,8 +151,16 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let runtime = rt::runtime()?;
     let mut shutdown = runtime.block_on(async { Shutdown::new() })?;
     runtime.block_on(session.run(Some(&mut shutdown)))?;
-    session.view.finish(&session.sender);
-    let code = session.summary(args.min_receivers);
+    session.finish_view();
+    let code = if session.nobody_joined() {
+        eprintln!(
+            "edm-cast: nobody joined within --wait {} s, so nothing was sent: is `edm-cast recv` running on the PCs, with the same --group (and --iface)? (--send-anyway sends all the same)",
+            args.wait.unwrap_or_default().as_secs_f64()
+        );
+        Exit::NobodyJoined.into()
+    } else {
+        session.summary(args.min_receivers)
+    };
     runtime.block_on(web::linger(&args.web, &mut shutdown));
     Ok(code)
 }

@@ -1,9 +1,10 @@
 //! One sending session: proto's `Sender` wired to a socket, a pacer and a source (a file, or a
 //! download still arriving), with the operator's view. `send` runs one; `serve` runs one per URL.
 
+use super::neighbours::Neighbours;
 use super::source::Source;
 use super::view::{self, SenderView};
-use crate::error::Error;
+use crate::error::{Error, Exit};
 use crate::http::fetch::Progress;
 use crate::net::datapath::{RecvBatch, SendBatch};
 use crate::net::pace::{Pacer, Rate};
@@ -61,9 +62,13 @@ pub struct Session {
     /// `serve`: this session's share of the link (bit/s), and "someone was told to join: wait".
     shared_rate: Option<Arc<AtomicU64>>,
     hold: Option<watch::Receiver<Instant>>,
+    /// A session nobody joined by the time it starts ends there (`serve`; `send --wait`).
+    nobody_ends: bool,
     min_receivers: usize,
     /// Set to true by the operator's "stop" (the dashboard, `serve`'s control): END goes out.
     stop: Option<watch::Receiver<bool>>,
+    /// Other senders heard on the group: warnings shown in the view.
+    neighbours: Option<Neighbours>,
     /// Where its status goes (`--http`), how often, and the send rate it reports.
     board: Option<Board>,
     published: Option<Instant>,
@@ -72,6 +77,9 @@ pub struct Session {
 
 /// Why a session the operator stopped ended (its outcome: "aborted").
 const STOPPED: &str = "stopped by the operator";
+
+/// Why a session nobody joined ended.
+const NOBODY: &str = "nobody joined the session: no receiver said hello";
 
 /// How often a session publishes its status on the board.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -160,8 +168,10 @@ impl Session {
             failure: None,
             shared_rate: None,
             hold: None,
+            nobody_ends: false,
             min_receivers: setup.min_receivers,
             stop: None,
+            neighbours: None,
             board: None,
             published: None,
             meter: RateMeter::default(),
@@ -193,12 +203,30 @@ impl Session {
     pub fn share(&mut self, rate: Arc<AtomicU64>, hold: watch::Receiver<Instant>) {
         self.shared_rate = Some(rate);
         self.hold = Some(hold);
+        self.nobody_ends = true;
+    }
+
+    /// `send --wait` without `--send-anyway`: if nobody has said hello when the wait runs out,
+    /// the session ends there (END aborted) rather than send the whole file to nobody.
+    pub fn end_if_nobody(&mut self) {
+        self.nobody_ends = true;
+    }
+
+    /// The session ended because nobody joined it (see `end_if_nobody`).
+    pub fn nobody_joined(&self) -> bool {
+        self.failure.as_deref() == Some(NOBODY)
     }
 
     /// Ends the session (END, aborted; outcome "aborted", failure "stopped by the operator") once
     /// `stop` turns true. For actions from outside the process's signals: the dashboard's "stop".
     pub fn stop_on(&mut self, stop: watch::Receiver<bool>) {
         self.stop = Some(stop);
+    }
+
+    /// Shows what `neighbours` finds (other senders on the group) while the session runs, and
+    /// stops it at the end.
+    pub fn watch(&mut self, neighbours: Neighbours) {
+        self.neighbours = Some(neighbours);
     }
 
     /// Publishes the session's status on `board` while it runs, and once more at its end.
@@ -235,11 +263,13 @@ impl Session {
         let blocks_total = layout.num_blocks();
         let phase = sender.phase();
         let ended = phase == SessionPhase::Finished;
+        let cut_short = self.aborted.is_some() || self.failure.is_some();
+        let waiting = phase == SessionPhase::Waiting;
         let mut totals = status::Totals::default();
         let mut receivers: Vec<status::ReceiverStatus> = sender
             .receivers()
             .map(|r| {
-                let state = receiver_state(r, ended);
+                let (state, reason) = receiver_state(r, waiting, ended, cut_short);
                 match state {
                     "done" => totals.done += 1,
                     "receiving" => totals.receiving += 1,
@@ -259,8 +289,13 @@ impl Session {
                     name: r.name.clone(),
                     addr: r.addr.to_string(),
                     state,
-                    reason: (r.state == ReceiverState::Failed).then(|| reason(r.reason)),
-                    progress: blocks_done as f64 / blocks_total.max(1) as f64,
+                    reason,
+                    progress: view::fraction_done(
+                        blocks_done,
+                        blocks_total,
+                        layout.block_bytes(),
+                        layout.file_size(),
+                    ),
                     blocks_done,
                     loss: sender.loss_of(r),
                     attention: matches!(state, "failed" | "dropped" | "left_behind"),
@@ -355,6 +390,14 @@ impl Session {
             .ok_or_else(|| Error::Protocol("the session ran twice".into()))?;
         let socket = net::register(socket)?;
         let result = self.pump(&socket, shutdown).await;
+        for line in self
+            .neighbours
+            .take()
+            .map(Neighbours::finish)
+            .unwrap_or_default()
+        {
+            self.view.println(line);
+        }
         if let Err(e) = &result {
             self.failure.get_or_insert_with(|| e.to_string());
         }
@@ -439,7 +482,15 @@ impl Session {
             if self.sender.is_finished() {
                 return Ok(());
             }
-            self.view.tick(&self.sender);
+            if let Some(n) = &self.neighbours {
+                for line in n.lines() {
+                    self.view.println(line);
+                }
+            }
+            if self.view.due(now) {
+                let status = self.status(now);
+                self.view.show(now, &status);
+            }
             self.publish_now(now, false);
             if !idle {
                 // Paced: a short precise sleep (nanosleep) rather than the runtime's
@@ -551,16 +602,32 @@ impl Session {
             } else {
                 tracing::debug!(sent_blocks = self.sender.sent_blocks(), "{ev:?}");
                 self.view.event(&ev, &self.sender);
-                if ev == SenderEvent::Started
-                    && self.hold.is_some()
-                    && self.sender.receivers().next().is_none()
-                {
-                    self.failure = Some("nobody joined the session: no receiver said hello".into());
-                    self.sender.abort(Instant::now());
+                if ev == SenderEvent::Started {
+                    self.started();
                 }
             }
         }
         Ok(supplied)
+    }
+
+    /// The wait is over: with nobody, the end (if so set up); with fewer than `min_receivers`
+    /// (`--wait` ran out), a line that says so.
+    fn started(&mut self) {
+        let came = self.sender.receivers().filter(|r| !r.dropped).count();
+        if came == 0 && self.nobody_ends {
+            self.failure = Some(NOBODY.into());
+            self.sender.abort(Instant::now());
+        } else if came < self.min_receivers {
+            self.view.println(format!(
+                "the wait is over with {came} of {} receivers: sending to {}",
+                self.min_receivers,
+                if came == 0 {
+                    "nobody (--send-anyway)"
+                } else {
+                    "those"
+                }
+            ));
+        }
     }
 
     /// Passes a download's progress to the sender: more blocks to send, and at the end the size
@@ -605,6 +672,12 @@ impl Session {
         self.failure.as_deref()
     }
 
+    /// Leaves the operator's view in its final state (before the summary).
+    pub fn finish_view(&mut self) {
+        let status = self.status(Instant::now());
+        self.view.finish(&status);
+    }
+
     /// Receivers that have the whole file.
     pub fn receivers_done(&self) -> usize {
         self.sender
@@ -625,10 +698,13 @@ impl Session {
         // A receiver that said hello and never reported progress was not a PC taking part: one
         // that left at once, or a fake hello from someone on the LAN (the sender waits for a real
         // one that is slow to start; it ends without one that went silent or made absurd
-        // reports). It is listed, not counted.
+        // reports). It is listed, not counted. (In a session cut short, one still there has failed
+        // with it.)
+        let cut_short = self.aborted.is_some() || self.failure.is_some();
+        let waiting = self.sender.started_at().is_none();
         let (hello_only, receivers): (Vec<&ReceiverInfo>, Vec<&ReceiverInfo>) = (self.sender)
             .receivers()
-            .partition(|r| r.state == ReceiverState::Hello);
+            .partition(|r| receiver_state(r, waiting, true, cut_short).0 == "hello");
         let done = self.receivers_done();
         let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
         println!(
@@ -646,7 +722,8 @@ impl Session {
             stats.bytes,
             stats.bytes as f64 / size.max(1) as f64
         );
-        if secs > 0.0 {
+        // A session cut short delivered no file: no goodput to speak of.
+        if secs > 0.0 && self.outcome() == "sent" {
             println!("  goodput    {:.1} Mbit/s", size as f64 * 8.0 / secs / 1e6);
         }
         if let (Some(start), Some(done)) =
@@ -659,16 +736,42 @@ impl Session {
             );
         }
         println!("  receivers  {done} done / {} known", receivers.len());
-        for r in receivers
+        // Every receiver, those needing attention first, then by name: the teacher learns here
+        // who has the file and why the others do not, without walking to each PC.
+        let blocks_total = self.sender.layout().num_blocks();
+        let mut lines: Vec<(bool, &ReceiverInfo, String)> = receivers
             .iter()
-            .filter(|r| r.state != ReceiverState::Done || r.dropped)
-        {
-            let what = match (r.dropped, r.state) {
-                (true, _) => "dropped: went silent",
-                (_, ReceiverState::Failed) => &format!("failed: {}", reason(r.reason)),
-                _ => "left behind: it lost too much to be followed",
-            };
+            .map(|r| {
+                let (state, why) = receiver_state(r, waiting, true, cut_short);
+                let mut what = match state {
+                    "dropped" => "dropped: went silent".to_owned(),
+                    "left_behind" => "left behind: it lost too much to be followed".to_owned(),
+                    _ => state.to_owned(),
+                };
+                if let Some(why) = why {
+                    what += &format!(": {why}");
+                }
+                if state != "done" {
+                    let at = view::fraction_done(
+                        r.blocks_done.min(blocks_total),
+                        blocks_total,
+                        self.sender.layout().block_bytes(),
+                        self.sender.layout().file_size(),
+                    );
+                    what += &format!(" (had {:.0}%)", (at * 100.0).floor());
+                }
+                (state != "done", *r, what)
+            })
+            .collect();
+        lines.sort_by(|a, b| (!a.0, &a.1.name, a.1.addr).cmp(&(!b.0, &b.1.name, b.1.addr)));
+        for (_, r, what) in &lines {
             println!("    {} {}: {what}", r.name, r.addr);
+        }
+        if stats.restarted_receivers > 0 {
+            println!(
+                "  and {} restarted on their PC, each counted once (in place of its earlier receiver)",
+                stats.restarted_receivers
+            );
         }
         if !hello_only.is_empty() {
             let addrs: std::collections::BTreeSet<_> =
@@ -691,19 +794,65 @@ impl Session {
         }
         if let Some(why) = &self.failure {
             eprintln!("edm-cast: {why}");
-            ExitCode::FAILURE
+            Exit::Error.into()
         } else if let Some(stop) = self.aborted {
+            eprintln!("edm-cast: {}", Error::Interrupted(stop));
             ExitCode::from(stop.exit_code())
         } else if done == receivers.len() && done >= min_receivers {
-            ExitCode::SUCCESS
+            Exit::Success.into()
         } else {
-            ExitCode::from(2)
+            eprintln!("edm-cast: {}", missed(&receivers, min_receivers));
+            Exit::SomeMissed.into()
         }
     }
 }
 
+/// Why `send` exits 2, in one line: who did not get the file and why, or that fewer receivers
+/// than `--min-receivers` took part.
+fn missed(receivers: &[&ReceiverInfo], min_receivers: usize) -> String {
+    let without: Vec<String> = receivers
+        .iter()
+        .filter(|r| r.state != ReceiverState::Done || r.dropped)
+        .map(|r| {
+            let why = match (r.dropped, r.state) {
+                (true, _) => "it went silent",
+                (_, ReceiverState::Failed) => reason(r.reason),
+                _ => "left behind: it lost too much",
+            };
+            format!(
+                "{}: {why}",
+                if r.name.is_empty() {
+                    r.addr.to_string()
+                } else {
+                    r.name.clone()
+                }
+            )
+        })
+        .collect();
+    if receivers.is_empty() {
+        return "no receiver took part, so none is known to have the file".into();
+    }
+    if without.is_empty() {
+        return format!(
+            "only {} of the --min-receivers {min_receivers} took part (and got the file)",
+            receivers.len()
+        );
+    }
+    const SHOWN: usize = 3;
+    let more = match without.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!("; and {n} more, listed above"),
+    };
+    format!(
+        "{} of {} receivers did not get the file ({}{more})",
+        without.len(),
+        receivers.len(),
+        without[..without.len().min(SHOWN)].join("; ")
+    )
+}
+
 /// Why a receiver failed, as its final STATUS said.
-fn reason(reason: FailReason) -> &'static str {
+pub(super) fn reason(reason: FailReason) -> &'static str {
     match reason {
         FailReason::Interrupted => "stopped on the PC",
         FailReason::DiskFull => "its disk is full",
@@ -715,17 +864,31 @@ fn reason(reason: FailReason) -> &'static str {
     }
 }
 
-/// A receiver's state in the API's words; a receiver still pending when the session ended was
-/// left behind.
-fn receiver_state(r: &ReceiverInfo, ended: bool) -> &'static str {
+/// A receiver's state in the API's words, and why it failed. Before sending starts (`waiting`) a
+/// receiver there is joined, whatever it reports. A receiver still receiving when the session
+/// ended was left behind, or, if the session was cut short (Ctrl-C, the operator's stop, a broken
+/// download), failed with it, as did one that had only said hello and was still there.
+fn receiver_state(
+    r: &ReceiverInfo,
+    waiting: bool,
+    ended: bool,
+    cut_short: bool,
+) -> (&'static str, Option<&'static str>) {
     match (r.dropped, r.state) {
-        (dropped, ReceiverState::Hello) if dropped || ended => "hello",
-        (_, ReceiverState::Hello) => "joined",
-        (true, _) => "dropped",
-        (_, ReceiverState::Done) => "done",
-        (_, ReceiverState::Failed) => "failed",
-        (_, ReceiverState::Receiving) if ended => "left_behind",
-        (_, ReceiverState::Receiving) => "receiving",
+        (false, ReceiverState::Hello) if ended && cut_short => {
+            ("failed", Some("the sender aborted the session"))
+        }
+        (dropped, ReceiverState::Hello) if dropped || ended => ("hello", None),
+        (_, ReceiverState::Hello) => ("joined", None),
+        (false, ReceiverState::Receiving) if waiting && !ended => ("joined", None),
+        (true, _) => ("dropped", None),
+        (_, ReceiverState::Done) => ("done", None),
+        (_, ReceiverState::Failed) => ("failed", Some(reason(r.reason))),
+        (_, ReceiverState::Receiving) if ended && cut_short => {
+            ("failed", Some("the sender aborted the session"))
+        }
+        (_, ReceiverState::Receiving) if ended => ("left_behind", None),
+        (_, ReceiverState::Receiving) => ("receiving", None),
     }
 }
 

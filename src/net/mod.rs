@@ -32,7 +32,16 @@ impl FromStr for Group {
         };
         if !addr.ip().is_multicast() {
             return Err(format!(
-                "{} is not a multicast address (use 224.0.0.0/4, e.g. 239.1.1.1)",
+                "{} is not a multicast address: use one in 239.0.0.0/8, the LAN's own, e.g. 239.1.1.1",
+                addr.ip()
+            ));
+        }
+        // 224.0.0.0/24 is the local network control block (RFC 5771): IGMP, OSPF, mDNS and
+        // the like. Switches flood it to every port whatever the snooping, and routers' control
+        // planes read it.
+        if addr.ip().octets()[..3] == [224, 0, 0] {
+            return Err(format!(
+                "{} is in 224.0.0.0/24, reserved for routing and discovery protocols: use one in 239.0.0.0/8, e.g. 239.1.1.1",
                 addr.ip()
             ));
         }
@@ -171,6 +180,21 @@ pub fn source_addr(group: Group, iface: Ipv4Addr) -> Result<Ipv4Addr, Error> {
     }
 }
 
+/// The interface a socket joined to `group` listens on, as an operator reads it: `eth0,
+/// 10.0.0.5`. Without `--iface`, the kernel joins on the interface of the route to the group.
+pub fn describe_iface(group: Group, iface: Ipv4Addr) -> String {
+    let Ok(addr) = source_addr(group, iface) else {
+        return "the route's interface".into();
+    };
+    if_addrs::get_if_addrs()
+        .ok()
+        .and_then(|all| {
+            all.into_iter()
+                .find(|i| matches!(i.addr, if_addrs::IfAddr::V4(ref a) if a.ip == addr))
+        })
+        .map_or(addr.to_string(), |i| format!("{}, {addr}", i.name))
+}
+
 /// A receiver's group socket: joined on `iface`, bound to the group so other groups on the port
 /// stay out. Several receivers on one host may share the port.
 pub fn group_socket(group: Group, iface: Ipv4Addr) -> Result<std::net::UdpSocket, Error> {
@@ -225,6 +249,16 @@ mod tests {
                 .contains("not a multicast")
         );
         assert!("pi".parse::<Group>().is_err());
+        for control in ["224.0.0.1", "224.0.0.251:5353", "224.0.0.255"] {
+            assert!(
+                control
+                    .parse::<Group>()
+                    .unwrap_err()
+                    .contains("224.0.0.0/24, reserved"),
+                "{control}"
+            );
+        }
+        assert!("224.0.1.1".parse::<Group>().is_ok());
         assert!("239.1.1.1:0".parse::<Group>().is_err());
     }
 

@@ -68,7 +68,7 @@ pub struct Args {
     #[arg(long)]
     iface: Option<String>,
     /// Multicast TTL (1: this LAN only).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value = "1", value_parser = crate::cli::ttl)]
     ttl: u32,
     /// Seconds a channel keeps relaying after its last viewer left or its lease lapsed.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]

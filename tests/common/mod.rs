@@ -105,6 +105,13 @@ impl Proc {
         unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     }
 
+    /// SIGTERM (`kill`, systemd), to the process and its process group.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("not waited yet");
+        // SAFETY: kill(2) on the process group `Proc::spawn` created for this child.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    }
+
     /// Kills the process (if still running) and returns what it wrote: for a server that
     /// would run on, when its log is wanted.
     pub fn stop(mut self) -> Output {
@@ -243,5 +250,14 @@ impl Drop for Http {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Sends `signal` (SIGTERM, …) to the process's group, as `interrupt` does SIGINT.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("not waited yet");
+        // SAFETY: kill(2) on the process group `Proc::spawn` created for this child.
+        unsafe { libc::kill(-(child.id() as i32), signal) };
     }
 }

@@ -11,7 +11,7 @@
 
 use crate::limit::TokenBucket;
 use crate::wire::{FailReason, ReceiverState, printable};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -90,10 +90,21 @@ struct Address {
 pub(crate) enum Unheard {
     /// The table is full, in all or for this address; or the id is another address's.
     Refused,
-    /// No hello from this id at this address.
+    /// No hello from this id at this address, or the id of a receiver since restarted.
     Unknown,
     /// Over its rate.
     RateLimited,
+}
+
+/// What a taken STATUS was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hello {
+    /// From a receiver already known.
+    Known,
+    /// From a new receiver.
+    New,
+    /// From a new receiver that replaces `old`: the same PC's receiver, restarted.
+    Restarted { old: u32 },
 }
 
 /// The receivers and their addresses.
@@ -104,7 +115,16 @@ pub(crate) struct Peers {
     addresses: HashMap<IpAddr, Address>,
     /// Receivers forgotten to make room.
     forgotten: u64,
+    /// Ids of receivers replaced by a restart, newest last (at most `max_receivers`): what they
+    /// still send is not a new hello.
+    replaced: VecDeque<u32>,
+    /// Receivers replaced by their restart.
+    restarts: u64,
 }
+
+/// A receiver still heard from within this long is running: a new one of the same name on the
+/// same PC is a second receiver there, not its restart. (Honest ones report every half second.)
+const RESTART_SILENCE: Duration = Duration::from_secs(2);
 
 /// Weight of a new report in the smoothed loss.
 const LOSS_GAIN: f64 = 0.25;
@@ -116,7 +136,53 @@ impl Peers {
             receivers: BTreeMap::new(),
             addresses: HashMap::new(),
             forgotten: 0,
+            replaced: VecDeque::new(),
+            restarts: 0,
         }
+    }
+
+    /// Receivers replaced by their restart.
+    pub(crate) fn restarted(&self) -> u64 {
+        self.restarts
+    }
+
+    /// The entry a new receiver `name` at `ip` replaces, if it is that PC's receiver restarted:
+    /// one of the same (non-empty) name at the same IP address that took part but is not done
+    /// (Receiving or Failed) and has stopped (failed, dropped, or silent for `RESTART_SILENCE`).
+    /// Only the PC itself can do this: a student cannot evict another PC's entry, whose address
+    /// is not theirs. Hello-only entries are left to `make_room`, as before: fake hellos from one
+    /// address do not cycle through the table faster by sharing a name.
+    fn restart_of(&self, now: Instant, ip: IpAddr, name: &str) -> Option<u32> {
+        if name.is_empty() {
+            return None;
+        }
+        self.receivers
+            .values()
+            .filter(|r| r.addr.ip() == ip && r.name == name)
+            .filter(|r| match r.state {
+                ReceiverState::Failed => true,
+                ReceiverState::Receiving => {
+                    r.dropped || now.saturating_duration_since(r.last_heard) >= RESTART_SILENCE
+                }
+                ReceiverState::Hello | ReceiverState::Done => false,
+            })
+            .max_by_key(|r| r.joined)
+            .map(|r| r.id)
+    }
+
+    /// Forgets `old`, replaced by its restart.
+    fn replace(&mut self, old: u32) {
+        let Some(gone) = self.receivers.remove(&old) else {
+            return;
+        };
+        if let Some(a) = self.addresses.get_mut(&gone.addr.ip()) {
+            a.receivers -= 1;
+        }
+        if self.replaced.len() >= self.limits.max_receivers.max(1) {
+            self.replaced.pop_front();
+        }
+        self.replaced.push_back(old);
+        self.restarts += 1;
     }
 
     /// Receivers forgotten to make room for new ones.
@@ -165,16 +231,26 @@ impl Peers {
     }
 
     /// A STATUS from `id`: the receiver, and whether it is new. A new one is admitted if the table
-    /// has room; an id already known from another address is not taken over.
+    /// has room; an id already known from another address is not taken over. A new one that is
+    /// a restart of a receiver on the same PC (`restart_of`) takes that one's place.
     pub(crate) fn hello(
         &mut self,
         now: Instant,
         from: SocketAddr,
         id: u32,
         name: &str,
-    ) -> Result<(&mut ReceiverInfo, bool), Unheard> {
+    ) -> Result<(&mut ReceiverInfo, Hello), Unheard> {
         let new = !self.receivers.contains_key(&id);
+        let mut heard = Hello::Known;
         if new {
+            if self.replaced.contains(&id) {
+                return Err(Unheard::Unknown);
+            }
+            heard = Hello::New;
+            if let Some(old) = self.restart_of(now, from.ip(), &printable(name)) {
+                self.replace(old);
+                heard = Hello::Restarted { old };
+            }
             if !self.make_room(from.ip()) {
                 return Err(Unheard::Refused);
             }
@@ -216,7 +292,7 @@ impl Peers {
         if r.name.is_empty() || r.name != name {
             r.name = printable(name);
         }
-        Ok((r, new))
+        Ok((r, heard))
     }
 
     /// A NEED from `id`: taken only from a receiver that said hello from this address, within
@@ -284,13 +360,32 @@ impl Peers {
             .is_some_and(|l| l > self.limits.max_followed_loss)
     }
 
-    /// Marks receivers silent past `timeout` as dropped; their ids.
+    /// Marks receivers silent past `timeout` as dropped; their ids. One receiving that a receiver
+    /// of the same name at the same IP address joined after was that PC's receiver, restarted
+    /// before it was silent long enough to be taken for a restart: it is forgotten, not dropped.
     pub(crate) fn drop_silent(&mut self, now: Instant, timeout: Duration) -> Vec<u32> {
+        let silent: Vec<u32> = self
+            .receivers
+            .values()
+            .filter(|r| r.pending() && now.saturating_duration_since(r.last_heard) >= timeout)
+            .map(|r| r.id)
+            .collect();
         let mut dropped = Vec::new();
-        for r in self.receivers.values_mut() {
-            if r.pending() && now.saturating_duration_since(r.last_heard) >= timeout {
+        for id in silent {
+            let r = &self.receivers[&id];
+            let restarted = r.state == ReceiverState::Receiving
+                && !r.name.is_empty()
+                && self.receivers.values().any(|n| {
+                    n.id != id
+                        && n.addr.ip() == r.addr.ip()
+                        && n.name == r.name
+                        && n.joined > r.joined
+                });
+            if restarted {
+                self.replace(id);
+            } else if let Some(r) = self.receivers.get_mut(&id) {
                 r.dropped = true;
-                dropped.push(r.id);
+                dropped.push(id);
             }
         }
         dropped
@@ -313,8 +408,8 @@ mod tests {
             max_per_address: 2,
             ..Limits::default()
         });
-        assert!(p.hello(t, addr("10.0.0.9:1"), 1, "pc").unwrap().1);
-        assert!(p.hello(t, addr("10.0.0.9:2"), 2, "pc").unwrap().1);
+        assert!(p.hello(t, addr("10.0.0.9:1"), 1, "pc").unwrap().1 == Hello::New);
+        assert!(p.hello(t, addr("10.0.0.9:2"), 2, "pc").unwrap().1 == Hello::New);
         // A third id from the same address, thousands more: refused.
         for id in 3..3000 {
             assert_eq!(
@@ -372,8 +467,8 @@ mod tests {
         // Everyone went quiet a while (the real PCs too: a long decode, say).
         let later = t + timeout;
         assert_eq!(p.drop_silent(later, timeout).len(), 4);
-        assert!(p.hello(later, addr("10.0.0.3:9"), 3, "pc").unwrap().1);
-        assert!(p.hello(later, addr("10.0.0.4:9"), 4, "pc").unwrap().1);
+        assert!(p.hello(later, addr("10.0.0.3:9"), 3, "pc").unwrap().1 == Hello::New);
+        assert!(p.hello(later, addr("10.0.0.4:9"), 4, "pc").unwrap().1 == Hello::New);
         assert_eq!(p.forgotten(), 2);
         assert_eq!(
             p.hello(later, addr("10.0.0.5:9"), 5, "pc").err(),
@@ -430,5 +525,93 @@ mod tests {
         }
         assert_eq!(p.allowance(liar.ip()), 0);
         assert!(p.lagging(&get(&p, 2)));
+    }
+
+    /// A student who restarts `recv` was counted twice (`pc2 failed`, `pc2 done`): the new
+    /// receiver of the same name at the same address takes the stopped one's place, and what
+    /// the old id still sends is not a hello any more.
+    #[test]
+    fn a_receiver_restarted_on_the_same_pc_replaces_its_old_entry() {
+        let t = Instant::now();
+        let mut p = Peers::new(Limits::default());
+        let (pc1, pc2) = (addr("10.0.0.1:5000"), addr("10.0.0.2:5000"));
+        p.hello(t, pc1, 1, "pc1").unwrap();
+        let (r, _) = p.hello(t, pc2, 2, "pc2").unwrap();
+        r.state = ReceiverState::Failed;
+        r.reason = FailReason::Interrupted;
+        // pc2's student runs `recv` again: a new id, a new port.
+        let later = t + Duration::from_millis(300);
+        let (r, heard) = p.hello(later, addr("10.0.0.2:5001"), 3, "pc2").unwrap();
+        assert_eq!(heard, Hello::Restarted { old: 2 });
+        assert_eq!((r.id, r.state), (3, ReceiverState::Hello));
+        let ids: Vec<u32> = p.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 3]);
+        assert_eq!(p.restarted(), 1);
+        // The old id's late datagrams: unknown, not a new receiver.
+        assert_eq!(p.hello(later, pc2, 2, "pc2").err(), Some(Unheard::Unknown));
+        assert_eq!(p.known(later, pc2, 2).err(), Some(Unheard::Unknown));
+        // The address still holds one receiver: a full address is not filled by restarts.
+        assert_eq!(p.addresses[&pc2.ip()].receivers, 1);
+    }
+
+    #[test]
+    fn a_restart_replaces_only_a_stopped_entry_of_its_own_name_at_its_own_address() {
+        let t = Instant::now();
+        let mut p = Peers::new(Limits::default());
+        let victim = addr("10.0.0.5:5000");
+        let (r, _) = p.hello(t, victim, 5, "pc5").unwrap();
+        r.state = ReceiverState::Failed;
+        let later = t + Duration::from_secs(10);
+        // Another PC claims pc5's name: a new receiver, pc5's entry stays.
+        let (_, heard) = p.hello(later, addr("10.0.0.66:5000"), 66, "pc5").unwrap();
+        assert_eq!(heard, Hello::New);
+        // No name, or another name, at pc5's address: new receivers too.
+        assert_eq!(p.hello(later, victim, 7, "").unwrap().1, Hello::New);
+        assert_eq!(p.hello(later, victim, 8, "pc5b").unwrap().1, Hello::New);
+        // A done entry is kept: it has the file.
+        let (r, _) = p.hello(t, addr("10.0.0.9:5000"), 9, "pc9").unwrap();
+        r.state = ReceiverState::Done;
+        assert_eq!(
+            p.hello(later, addr("10.0.0.9:5001"), 10, "pc9").unwrap().1,
+            Hello::New
+        );
+        // A receiver still heard from is running: a second one of its name there is not its restart.
+        let (r, _) = p.hello(t, addr("10.0.0.4:5000"), 4, "lab").unwrap();
+        r.state = ReceiverState::Receiving;
+        let soon = t + Duration::from_millis(500);
+        assert_eq!(
+            p.hello(soon, addr("10.0.0.4:5001"), 11, "lab").unwrap().1,
+            Hello::New
+        );
+        // Nor is a hello-only entry's (a fake hello, for one, is left to `make_room`).
+        p.hello(t, addr("10.0.0.8:5000"), 12, "pc8").unwrap();
+        assert_eq!(
+            p.hello(later, addr("10.0.0.8:5001"), 13, "pc8").unwrap().1,
+            Hello::New
+        );
+        assert_eq!(p.iter().count(), 10);
+        assert_eq!(p.restarted(), 0);
+    }
+
+    /// Killed outright (no final STATUS) and started again at once, before the old one was silent
+    /// long enough to be taken for a restart: when the old one would be dropped it is forgotten.
+    #[test]
+    fn a_receiver_killed_and_restarted_at_once_is_forgotten_rather_than_dropped() {
+        let t = Instant::now();
+        let timeout = Duration::from_secs(5);
+        let mut p = Peers::new(Limits::default());
+        let (r, _) = p.hello(t, addr("10.0.0.2:5000"), 2, "pc2").unwrap();
+        r.state = ReceiverState::Receiving;
+        let soon = t + Duration::from_millis(800);
+        let (r, heard) = p.hello(soon, addr("10.0.0.2:5001"), 3, "pc2").unwrap();
+        assert_eq!(heard, Hello::New);
+        r.state = ReceiverState::Receiving;
+        // The new one keeps reporting; the old one never does again.
+        let later = t + timeout;
+        p.known(later, addr("10.0.0.2:5001"), 3).unwrap();
+        assert_eq!(p.drop_silent(later, timeout), Vec::<u32>::new());
+        let ids: Vec<u32> = p.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [3]);
+        assert_eq!(p.restarted(), 1);
     }
 }

@@ -11,7 +11,7 @@
 use super::codec::{BlockEncoder, Plans};
 use super::crypt::{self, SessionKey};
 use super::layout::{Layout, LayoutError};
-use super::peers::{Limits, Peers, Unheard};
+use super::peers::{Hello, Limits, Peers, Unheard};
 use crate::auth::{PublicKey, Seal, Signer};
 use crate::counters::Counters;
 use crate::wire::{
@@ -209,6 +209,14 @@ pub enum SenderEvent {
         /// Its id.
         id: u32,
     },
+    /// A receiver said hello that is another's restart on the same PC (same name, same IP
+    /// address, the other not done and stopped): it took the other's place, which is forgotten.
+    ReceiverRestarted {
+        /// Its id.
+        id: u32,
+        /// The id it replaces (no longer among `receivers()`).
+        old: u32,
+    },
     /// A receiver has the whole file.
     ReceiverDone {
         /// Its id.
@@ -256,6 +264,8 @@ pub struct SenderStats {
     pub verify_rounds: u64,
     /// Receivers that said hello and went silent, forgotten to make room in a full table.
     pub forgotten_receivers: u64,
+    /// Receivers replaced by their restart on the same PC (counted once).
+    pub restarted_receivers: u64,
     /// Datagrams dropped, by why.
     pub dropped: Counters,
 }
@@ -645,10 +655,11 @@ impl Sender {
 
     fn on_status(&mut self, now: Instant, from: SocketAddr, s: Status) {
         let num_blocks = self.layout.num_blocks();
-        let hello = (self.peers.hello(now, from, s.receiver, &s.name)).map(|(_, new)| new);
+        let hello = (self.peers.hello(now, from, s.receiver, &s.name)).map(|(_, heard)| heard);
         self.stats.forgotten_receivers = self.peers.forgotten();
-        let new = match hello {
-            Ok(new) => new,
+        self.stats.restarted_receivers = self.peers.restarted();
+        let heard = match hello {
+            Ok(heard) => heard,
             Err(why) => return self.unheard(why),
         };
         let r = self.peers.get_mut(s.receiver).expect("just heard");
@@ -660,9 +671,15 @@ impl Sender {
             r.reason = s.reason;
         }
         let state = r.state;
-        if new {
-            self.events
-                .push_back(SenderEvent::ReceiverJoined { id: s.receiver });
+        match heard {
+            Hello::Known => {}
+            Hello::New => self
+                .events
+                .push_back(SenderEvent::ReceiverJoined { id: s.receiver }),
+            Hello::Restarted { old } => self.events.push_back(SenderEvent::ReceiverRestarted {
+                id: s.receiver,
+                old,
+            }),
         }
         if matches!(s.state, ReceiverState::Done | ReceiverState::Failed)
             && self.acks.len() < MAX_ACKS
@@ -802,6 +819,7 @@ impl Sender {
         for id in self.peers.drop_silent(now, self.cfg.receiver_timeout) {
             self.events.push_back(SenderEvent::ReceiverDropped { id });
         }
+        self.stats.restarted_receivers = self.peers.restarted();
         self.maybe_start(now);
         self.maybe_finish(now);
     }
@@ -1229,6 +1247,7 @@ impl Sender {
             for id in self.peers.drop_silent(now, QUIET) {
                 self.events.push_back(SenderEvent::ReceiverDropped { id });
             }
+            self.stats.restarted_receivers = self.peers.restarted();
             let behind: Vec<u32> = self
                 .peers
                 .iter()

@@ -67,6 +67,9 @@ pub struct Peer {
     pub joins_at: Duration,
     /// After this time the PC is switched off (a dead PC).
     pub dies_at: Option<Duration>,
+    /// At this time the student stops `recv` (Ctrl-C: its final STATUS says so) and starts it
+    /// again: a new receiver id, the same name.
+    pub restarts_at: Option<Duration>,
     pub buffered_blocks: usize,
     /// Its MD5 check fails (a bad disk, say).
     pub corrupt: bool,
@@ -80,6 +83,7 @@ impl Default for Peer {
             up: Link::default(),
             joins_at: Duration::ZERO,
             dies_at: None,
+            restarts_at: None,
             buffered_blocks: 32,
             corrupt: false,
         }
@@ -271,6 +275,7 @@ impl Class {
             requester: None,
             answered_at: None,
             listener: None,
+            stopped: None,
             woken: false,
             polled_at: None,
         };
@@ -753,6 +758,8 @@ pub struct Student {
     requester: Option<Requester>,
     answered_at: Option<Duration>,
     listener: Option<Listener>,
+    /// The listener stopped by a restart (`Peer::restarts_at`).
+    pub stopped: Option<Listener>,
     woken: bool,
     polled_at: Option<Instant>,
 }
@@ -806,6 +813,10 @@ impl Student {
         let listener = self.listener.as_ref().and_then(|l| l.rx.poll_timeout());
         let t = timer(requester.into_iter().chain(listener).min(), self.polled_at)?;
         let t = t.max(t0 + self.peer.joins_at);
+        let t = match self.peer.restarts_at {
+            Some(r) if self.stopped.is_none() => t.min(t0 + r),
+            _ => t,
+        };
         let dead = self.peer.dies_at.is_some_and(|d| t >= t0 + d);
         (!dead).then_some(t)
     }
@@ -837,8 +848,23 @@ impl Student {
                 self.listener = Some(self.new_listener(cfg, port));
             }
         }
+        let from = SocketAddr::new(self.ip.into(), RECEIVER_PORT);
+        if self.stopped.is_none()
+            && self.peer.restarts_at.is_some_and(|r| now - t0 >= r)
+            && let Some(mut old) = self.listener.take()
+        {
+            // Ctrl-C: the final STATUS goes out, then `recv` runs again with a fresh id.
+            old.rx.fail(wire::FailReason::Interrupted);
+            old.poll(now, net, self.host, from);
+            let cfg = ReceiverConfig {
+                id: old.rx_id + 1000,
+                seed: self.receiver.seed + 1000,
+                ..self.receiver.clone()
+            };
+            self.listener = Some(self.new_listener(cfg, old.port));
+            self.stopped = Some(old);
+        }
         if let Some(l) = &mut self.listener {
-            let from = SocketAddr::new(self.ip.into(), RECEIVER_PORT);
             l.poll(now, net, self.host, from);
         }
     }
@@ -846,6 +872,7 @@ impl Student {
     /// `recv`'s or `get`'s receiving side, for this PC.
     fn new_listener(&self, cfg: ReceiverConfig, port: u16) -> Listener {
         Listener {
+            rx_id: cfg.id,
             rx: Receiver::new(cfg),
             port,
             file: Vec::new(),
@@ -863,6 +890,8 @@ impl Student {
 /// `file/listener.rs`).
 pub struct Listener {
     pub rx: Receiver,
+    /// Its receiver's id.
+    pub rx_id: u32,
     /// The group port it listens on.
     port: u16,
     pub file: Vec<u8>,

@@ -202,6 +202,36 @@ fn a_dead_receiver_is_dropped_and_does_not_hold_the_class() {
     );
 }
 
+/// A student stops `recv` mid-transfer and starts it again: the sender counts that PC once (the
+/// new receiver takes the old one's place), waits for it, and every PC ends with the file.
+#[test]
+fn a_receiver_restarted_mid_transfer_is_counted_once() {
+    let file = file_bytes(16 * 512 * 256, 8);
+    let restarts = Peer {
+        restarts_at: Some(Duration::from_millis(300)),
+        ..Peer::lossy(0.02)
+    };
+    let peers = vec![Peer::lossy(0.02), restarts, Peer::lossy(0.0)];
+    let out = run(&file, &peers, sender_config(3), Duration::from_secs(60));
+    let student = &out.students()[1];
+    let old = student.stopped.as_ref().expect("restarted mid-transfer");
+    assert!(
+        old.rx.progress().is_some_and(|(done, all)| done < all),
+        "stopped before it had the file: {:?}",
+        old.rx.progress()
+    );
+    for n in out.listeners() {
+        assert!(n.finished && n.error.is_none() && n.file == file);
+    }
+    let sender = out.sender();
+    assert!(sender.is_finished());
+    let known: Vec<(u32, edm_cast_proto::wire::ReceiverState)> =
+        sender.receivers().map(|r| (r.id, r.state)).collect();
+    use edm_cast_proto::wire::ReceiverState::Done;
+    assert_eq!(known, [(100, Done), (102, Done), (1101, Done)]);
+    assert_eq!(sender.stats().restarted_receivers, 1);
+}
+
 #[test]
 fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
     let file = file_bytes(24 * 512 * 256 + 5, 6);
