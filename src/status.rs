@@ -31,6 +31,9 @@ pub struct Status {
     pub uptime_secs: f64,
     /// Whether actions (`serve`'s "send to class", "stop") are open to a client with the token.
     pub actions: bool,
+    /// Which actions: `send` ("send to class", `POST /api/v1/sessions`) and `stop`
+    /// (`POST /api/v1/sessions/{id}/stop`). Empty when `actions` is false.
+    pub takes: Vec<&'static str>,
     /// File sessions, running and ended (`send`: one; `serve`: one per URL, the ended ones kept
     /// for a while).
     pub sessions: Vec<SessionStatus>,
@@ -269,6 +272,7 @@ struct Inner {
     /// Bumped on every change; the event stream waits on it.
     changed: watch::Sender<u64>,
     actions: Option<mpsc::Sender<Action>>,
+    takes: Vec<&'static str>,
 }
 
 #[derive(Default)]
@@ -283,6 +287,21 @@ impl Board {
     /// A board for `command`; `actions` where the command takes them (a bounded channel: a
     /// client that floods actions is told the command is busy).
     pub fn new(command: &'static str, host: String, actions: Option<mpsc::Sender<Action>>) -> Self {
+        let takes = match actions {
+            Some(_) => vec!["send", "stop"],
+            None => Vec::new(),
+        };
+        Self::taking(command, host, actions, takes)
+    }
+
+    /// A board whose command takes only the actions named in `takes` (`send`, `stop`): `send`
+    /// stops its session but starts none.
+    pub fn taking(
+        command: &'static str,
+        host: String,
+        actions: Option<mpsc::Sender<Action>>,
+        takes: Vec<&'static str>,
+    ) -> Self {
         Board {
             inner: Arc::new(Inner {
                 command,
@@ -291,6 +310,7 @@ impl Board {
                 state: Mutex::new(State::default()),
                 changed: watch::Sender::new(0),
                 actions,
+                takes,
             }),
         }
     }
@@ -372,6 +392,7 @@ impl Board {
             host: self.inner.host.clone(),
             uptime_secs: self.inner.started.elapsed().as_secs_f64(),
             actions: self.inner.actions.is_some(),
+            takes: self.inner.takes.clone(),
             sessions: state.sessions.values().cloned().collect(),
             serve: state.serve.clone(),
             video: state.video.clone(),
@@ -382,6 +403,11 @@ impl Board {
     /// Changes: `changed()` resolves after each update.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
+    }
+
+    /// Whether the command takes actions of this kind (`send`, `stop`).
+    pub fn takes(&self, kind: &str) -> bool {
+        self.inner.actions.is_some() && self.inner.takes.contains(&kind)
     }
 
     /// Passes an action to the command; false if it takes none, is busy (the channel is full)

@@ -12,13 +12,14 @@ use crate::http::policy::Policy;
 use crate::keys::{self, Signing};
 use crate::net;
 use crate::rt::{self, Shutdown};
-use crate::status::Board;
+use crate::status::{Action, Board};
 use crate::web::{self, Web};
 use edm_cast_proto::Encryption;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -125,25 +126,43 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         session.end_if_nobody();
     }
     if args.web.http.is_some() {
-        let board = Board::new("send", rt::hostname(), None);
-        if let Some(addr) = web::start(&args.web, &board)? {
-            eprintln!("edm-cast: dashboard on http://{addr}/");
-        }
+        // The dashboard's "stop" (with the token) ends this session; `send` starts none.
+        let (tx, mut actions) = mpsc::channel(4);
+        let board = Board::taking("send", rt::hostname(), Some(tx), vec!["stop"]);
+        web::start(&args.web, &board)?;
+        let (stop, stopped) = watch::channel(false);
+        let id = session.id;
+        std::thread::Builder::new()
+            .name("actions".into())
+            .spawn(move || {
+                while let Some(action) = actions.blocking_recv() {
+                    if action == (Action::Stop { session: id }) {
+                        let _ = stop.send(true);
+                    }
+                }
+            })
+            .map_err(|source| Error::Socket {
+                what: "cannot start the dashboard's action thread".into(),
+                source,
+            })?;
+        session.stop_on(stopped);
         session.publish(board);
     }
-    rt::runtime()?.block_on(async {
-        let mut shutdown = Shutdown::new()?;
-        session.run(Some(&mut shutdown)).await
-    })?;
+    let runtime = rt::runtime()?;
+    let mut shutdown = runtime.block_on(async { Shutdown::new() })?;
+    runtime.block_on(session.run(Some(&mut shutdown)))?;
     session.finish_view();
-    if session.nobody_joined() {
+    let code = if session.nobody_joined() {
         eprintln!(
             "edm-cast: nobody joined within --wait {} s, so nothing was sent: is `edm-cast recv` running on the PCs, with the same --group (and --iface)? (--send-anyway sends all the same)",
             args.wait.unwrap_or_default().as_secs_f64()
         );
-        return Ok(Exit::NobodyJoined.into());
-    }
-    Ok(session.summary(args.min_receivers))
+        Exit::NobodyJoined.into()
+    } else {
+        session.summary(args.min_receivers)
+    };
+    runtime.block_on(web::linger(&args.web, &mut shutdown));
+    Ok(code)
 }
 
 /// `--encrypt --to`: a fresh session key for the listed PCs.

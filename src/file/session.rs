@@ -75,6 +75,9 @@ pub struct Session {
     meter: RateMeter,
 }
 
+/// Why a session the operator stopped ended (its outcome: "aborted").
+const STOPPED: &str = "stopped by the operator";
+
 /// Why a session nobody joined ended.
 const NOBODY: &str = "nobody joined the session: no receiver said hello";
 
@@ -367,7 +370,9 @@ impl Session {
 
     /// `sent`, `aborted` or `failed`.
     fn outcome(&self) -> &'static str {
-        if self.failure.is_some() {
+        if self.failure.as_deref() == Some(STOPPED) {
+            "aborted"
+        } else if self.failure.is_some() {
             "failed"
         } else if self.aborted.is_some() {
             "aborted"
@@ -446,7 +451,7 @@ impl Session {
                 self.stop = None;
                 self.view
                     .println("stopped by the operator: ending the session".into());
-                self.failure = Some("stopped by the operator".into());
+                self.failure = Some(STOPPED.into());
                 self.sender.abort(now);
             }
             if let Some(hold) = &mut self.hold
