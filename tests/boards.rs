@@ -1,7 +1,7 @@
 //! What `serve` and `video` publish with `--http` (`/api/v1/status`), read as a dashboard would
 //! while they run on loopback: a student's request, its download and session, the cache; a
-//! channel and its viewers; and the teacher's actions through the API (that one waits for the
-//! web branch's action routes; `src/download/serve.rs` tests the actions on the board itself).
+//! channel and its viewers; and the teacher's actions through the API (`src/download/serve.rs`
+//! tests them on the board itself, with the policy's refusals).
 
 mod common;
 
@@ -304,7 +304,6 @@ fn post(port: u16, path: &str, token: &str, body: &str) -> u16 {
 /// "Send to class" and "stop" through the HTTP API: the teacher's URL becomes a session the
 /// class joins with `get`; stopping it ends the student's `get` with one clear line.
 #[test]
-#[ignore = "needs the web branch's action routes (POST /api/v1/sessions, .../stop): un-ignore when merged"]
 fn serve_sends_a_url_to_the_class_and_stops_it_from_the_api() {
     let dir = TempDir::new("board-act");
     let www = dir.path().join("www");

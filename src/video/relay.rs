@@ -118,9 +118,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     };
     let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
     let board = Board::new("video", rt::hostname(), None);
-    if let Some(addr) = web::start(&args.web, &board)? {
-        eprintln!("video: dashboard on http://{addr}/");
-    }
+    web::start(&args.web, &board)?;
     let runtime = rt::runtime()?;
     // Sockets and tasks belong to the runtime, so the relay is made inside it.
     let _inside = runtime.enter();
@@ -131,6 +129,18 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     }
     if args.stats {
         relay.print_stats();
+    }
+    // The relay ends on a signal: `--http-linger` keeps its last figures up until another one.
+    if let Some(linger) = args.web.http_linger {
+        eprintln!(
+            "video: stopped; the dashboard stays up {} s more (Ctrl-C ends it)",
+            linger.as_secs()
+        );
+        runtime.block_on(async {
+            let mut shutdown = Shutdown::new()?;
+            web::linger(&args.web, &mut shutdown).await;
+            Ok::<_, Error>(())
+        })?;
     }
     result.map(|_| ExitCode::SUCCESS)
 }
