@@ -17,6 +17,8 @@ use tokio::sync::watch;
 pub const REQUESTS: usize = 50;
 /// Ended downloads kept, newest first.
 const ENDED_DOWNLOADS: usize = 20;
+/// Ended sessions kept on the board (`serve` runs for weeks).
+const ENDED_SESSIONS: usize = 20;
 /// How often the status goes out when nothing but download progress changed.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How often the cache folder is looked at (it is listed and every entry's size read).
@@ -209,7 +211,7 @@ impl Ledger {
             extra -= usize::from(forget);
             !forget
         });
-        self.board.prune_sessions(ENDED_DOWNLOADS);
+        self.board.prune_sessions(ENDED_SESSIONS);
         self.cache_read = None;
         self.dirty = true;
     }
