@@ -48,7 +48,7 @@ pub struct Status {
 }
 
 /// One file session.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SessionStatus {
     /// The session id, 8 hex digits, as the terminal and the receivers print it.
     pub id: String,
@@ -278,6 +278,9 @@ struct Inner {
 #[derive(Default)]
 struct State {
     sessions: BTreeMap<u32, SessionStatus>,
+    /// Ended sessions' ids in the order they ended (ids are random: the map's order is not
+    /// their age), so that pruning forgets the oldest.
+    ended: VecDeque<u32>,
     serve: Option<ServeStatus>,
     video: Option<VideoStatus>,
     history: VecDeque<Sample>,
@@ -347,6 +350,9 @@ impl Board {
     /// Adds or replaces a session (by id).
     pub fn session(&self, id: u32, status: SessionStatus) {
         self.update(|s| {
+            if status.outcome.is_some() && !s.ended.contains(&id) {
+                s.ended.push_back(id);
+            }
             s.sessions.insert(id, status);
         });
     }
@@ -354,14 +360,10 @@ impl Board {
     /// Forgets ended sessions beyond the newest `keep` of them (`serve` runs for weeks).
     pub fn prune_sessions(&self, keep: usize) {
         self.update(|s| {
-            let ended: Vec<u32> = s
-                .sessions
-                .iter()
-                .filter(|(_, v)| v.outcome.is_some())
-                .map(|(k, _)| *k)
-                .collect();
-            for id in ended.iter().take(ended.len().saturating_sub(keep)) {
-                s.sessions.remove(id);
+            while s.ended.len() > keep {
+                if let Some(id) = s.ended.pop_front() {
+                    s.sessions.remove(&id);
+                }
             }
         });
     }
@@ -417,5 +419,43 @@ impl Board {
             .actions
             .as_ref()
             .is_some_and(|tx| tx.try_send(action).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_forgets_the_sessions_that_ended_first() {
+        let board = Board::new("serve", "test".into(), None);
+        let status = |outcome| SessionStatus {
+            outcome,
+            ..SessionStatus::default()
+        };
+        // Ended in the order 30, 10, 20 (ids are random: not their order); 5 still runs.
+        for id in [30, 10, 20] {
+            board.session(id, status(None));
+        }
+        board.session(5, status(None));
+        for id in [30, 10, 20] {
+            board.session(id, status(Some("sent")));
+            // Published again at its end: still one entry.
+            board.session(id, status(Some("sent")));
+        }
+        board.prune_sessions(2);
+        let mut left: Vec<u32> = board
+            .inner
+            .state
+            .lock()
+            .unwrap()
+            .sessions
+            .keys()
+            .copied()
+            .collect();
+        left.sort();
+        assert_eq!(left, [5, 10, 20]);
+        board.prune_sessions(0);
+        assert_eq!(board.snapshot().sessions.len(), 1, "the running one stays");
     }
 }
