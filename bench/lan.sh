@@ -7,6 +7,7 @@
 #   RUNS=3 bench/lan.sh 16 1 100 64   # receivers, loss %, Mbit/s, MiB
 #   ATTACK=flood bench/lan.sh         # one more host floods the sender (tools/attack.py flood);
 #                                     # ATTACK=mutate: spoofed, mutated copies of DATA
+#   SEND_ARGS="--http 8080" bench/lan.sh   # more options for the sender (here: the dashboard on)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ cargo build --release --quiet --tests
 ratios=() bytes=()
 for run in $(seq 1 "$runs"); do
     line=$(EDM_LAN_RECEIVERS=$receivers EDM_LAN_LOSS=$loss EDM_LAN_MBIT=$mbit EDM_LAN_MIB=$mib \
-        EDM_LAN_ATTACK=${ATTACK:-} \
+        EDM_LAN_ATTACK=${ATTACK:-} EDM_LAN_SEND_ARGS=${SEND_ARGS:-} \
         EDM_CAST_REQUIRE_LAB=1 timeout 600 cargo test --release --quiet --test lan \
         lan_lab_every_receiver_gets_the_exact_file -- --nocapture 2>&1 |
         grep -o 'LAN lab.*') || { echo "run $run failed" >&2; exit 1; }
@@ -29,9 +30,9 @@ for run in $(seq 1 "$runs"); do
     s=$(sed -E 's/.*transfer ([0-9.]+) s.*/\1/' <<<"$line")
     r=$(sed -E 's/.* s = ([0-9.]+) x ideal.*/\1/' <<<"$line")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$receivers" "$loss" \
-        "$mbit" "$mib" "$run" "$ok" "$b" "$s" "$r" "${ATTACK:-none}" >>"$out"
+        "$mbit" "$mib" "$run" "$ok" "$b" "$s" "$r" "${ATTACK:-none}${SEND_ARGS:+ $SEND_ARGS}" >>"$out"
     ratios+=("$r") bytes+=("$b")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo "median of $runs: time $(median "${ratios[@]}") x ideal, sender bytes $(median "${bytes[@]}") x file" \
-    "($receivers receivers, $loss% loss, $mbit Mbit/s, $mib MiB, attack ${ATTACK:-none}; rows appended to $out)"
+    "($receivers receivers, $loss% loss, $mbit Mbit/s, $mib MiB, attack ${ATTACK:-none}${SEND_ARGS:+, sender $SEND_ARGS}; rows appended to $out)"

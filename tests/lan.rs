@@ -93,6 +93,8 @@ fn lan_case(
             .args([bin(), "send", "--group", "239.1.1.1", "--iface", "eth0"])
             .args(["--rate", &rate, "--min-receivers", &receivers.to_string()])
             .args(["--wait", "30"])
+            // bench/lan.sh SEND_ARGS: the same case with more of the sender's options (--http).
+            .args(std::env::var("EDM_LAN_SEND_ARGS").unwrap_or_default().split_whitespace())
             .arg(&src),
     )
     .wait(Duration::from_secs(300));
