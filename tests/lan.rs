@@ -94,7 +94,11 @@ fn lan_case(
             .args(["--rate", &rate, "--min-receivers", &receivers.to_string()])
             .args(["--wait", "30"])
             // bench/lan.sh SEND_ARGS: the same case with more of the sender's options (--http).
-            .args(std::env::var("EDM_LAN_SEND_ARGS").unwrap_or_default().split_whitespace())
+            .args(
+                std::env::var("EDM_LAN_SEND_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .arg(&src),
     )
     .wait(Duration::from_secs(300));
