@@ -449,3 +449,64 @@ fn send_interrupted_or_terminated_exits_130_or_143_saying_so() {
         assert_eq!(last_line(&o), format!("edm-cast: {word}"), "{:?}", text(&o));
     }
 }
+
+/// Every long-running command ends on Ctrl-C and SIGTERM within 200 ms (the bound, with
+/// room for a loaded machine: 1 s) with its code and line: `recv`, `serve`, `get`, `video`, `watch`.
+#[test]
+fn every_waiting_command_ends_on_a_signal_at_once_with_its_code_and_line() {
+    let dir = TempDir::new("cli-signals-all");
+    let out = dir.path().to_string_lossy().into_owned();
+    let commands: [(&str, Vec<&str>); 5] = [
+        (
+            "recv",
+            vec!["recv", "--group", "239.77.12.21:47140", "--out", &out],
+        ),
+        (
+            "serve",
+            vec!["serve", "--group", "239.77.12.22:47141", "--port", "47149"],
+        ),
+        (
+            "get",
+            vec![
+                "get",
+                "http://example.org/x",
+                "--group",
+                "239.77.12.23:47142",
+            ],
+        ),
+        (
+            "video",
+            vec!["video", "--from", "pi", "--source", "pi=udp://127.0.0.1:0"],
+        ),
+        ("watch", vec!["watch", "pi", "--sdp", "/dev/null"]),
+    ];
+    for (name, args) in &commands {
+        for (signal, code, word) in [
+            (libc::SIGINT, 130, "interrupted"),
+            (libc::SIGTERM, 143, "terminated"),
+        ] {
+            let mut cmd = Command::new(bin());
+            cmd.args(args).args(["--iface", "lo"]);
+            if matches!(*name, "video" | "watch") {
+                cmd.args(["--group", "239.77.12.24:47144"]);
+            }
+            let p = Proc::spawn(name, &mut cmd);
+            std::thread::sleep(Duration::from_millis(700));
+            p.signal(signal);
+            let started = std::time::Instant::now();
+            let o = p.wait(LIMIT);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{name} {word}: took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(o.status.code(), Some(code), "{name}: {:?}", text(&o));
+            assert_eq!(
+                last_line(&o),
+                format!("edm-cast: {word}"),
+                "{name}: {:?}",
+                text(&o)
+            );
+        }
+    }
+}

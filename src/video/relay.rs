@@ -142,7 +142,11 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             Ok::<_, Error>(())
         })?;
     }
-    result.map(|_| ExitCode::SUCCESS)
+    // Stopped by a signal: 130 or 143 with its line, as every command (README, "Exit codes").
+    match result? {
+        Some(stop) => Err(Error::Interrupted(stop)),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// The channels to offer, in `--from` order (or the sources file's), with where each comes from.
@@ -283,8 +287,8 @@ impl Relay {
         }
     }
 
-    /// Relays until Ctrl-C or SIGTERM.
-    async fn run(&mut self) -> Result<(), Error> {
+    /// Relays until Ctrl-C or SIGTERM (which it returns), or until every source's feed has ended.
+    async fn run(&mut self) -> Result<Option<rt::Stop>, Error> {
         self.listen()?;
         let mut shutdown = Shutdown::new()?;
         eprintln!(
@@ -308,9 +312,9 @@ impl Relay {
             self.send_control().await;
             let wake = self.poll_timeout();
             tokio::select! {
-                _ = shutdown.recv() => return Ok(()),
+                stop = shutdown.recv() => return Ok(Some(stop)),
                 got = self.fed.recv() => {
-                    let Some((i, arrived, feed)) = got else { return Ok(()) };
+                    let Some((i, arrived, feed)) = got else { return Ok(None) };
                     self.on_feed(i, arrived, feed).await;
                 }
                 got = self.out.recv_from(&mut inbox) => {

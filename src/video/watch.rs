@@ -7,7 +7,7 @@ use crate::cli::seconds;
 use crate::error::Error;
 use crate::keys;
 use crate::net::{self, Group};
-use crate::rt::{self, Shutdown, Stop};
+use crate::rt::{self, Shutdown};
 use clap::Parser;
 use edm_cast_proto::auth;
 use edm_cast_proto::video::fec::Playout;
@@ -109,8 +109,10 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
 
 async fn watch(args: Args, iface: Ipv4Addr) -> Result<ExitCode, Error> {
     let started = Instant::now();
+    // Ctrl-C and SIGTERM are heard from the start: while looking for the relay too.
+    let mut shutdown = Shutdown::new()?;
     let mut lease = Lease::open(&args, iface)?;
-    let info = lease.join().await?;
+    let info = lease.join(&mut shutdown).await?;
     if let Some(key) = lease.viewer.signed_by() {
         eprintln!(
             "watch: the relay signs with key {} (trusted)",
@@ -118,7 +120,7 @@ async fn watch(args: Args, iface: Ipv4Addr) -> Result<ExitCode, Error> {
         );
     }
     let mut watching = Watching::start(&args, iface, &info, lease.relay(), started)?;
-    let code = watching.run(&mut lease).await;
+    let code = watching.run(&mut lease, &mut shutdown).await;
     lease.leave().await;
     watching.finish();
     lease.print_dropped();
@@ -167,7 +169,7 @@ impl Lease {
     }
 
     /// Finds the relay and gets the lease: the channel's addresses, or why not.
-    async fn join(&mut self) -> Result<ChannelInfo, Error> {
+    async fn join(&mut self, shutdown: &mut Shutdown) -> Result<ChannelInfo, Error> {
         loop {
             self.on_timeout().await;
             if let Some(info) = self.on_events()? {
@@ -175,6 +177,7 @@ impl Lease {
             }
             let wake = self.wake();
             tokio::select! {
+                stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
                 _ = self.recv() => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
@@ -323,19 +326,15 @@ impl Watching {
         })
     }
 
-    /// Watches until Ctrl-C, SIGTERM or the player's exit; returns the exit code.
-    async fn run(&mut self, lease: &mut Lease) -> Result<ExitCode, Error> {
-        let mut shutdown = Shutdown::new()?;
+    /// Watches until Ctrl-C, SIGTERM (an error: 130 or 143 with its line, as every command) or
+    /// the player's exit; returns the exit code.
+    async fn run(&mut self, lease: &mut Lease, shutdown: &mut Shutdown) -> Result<ExitCode, Error> {
         let mut poll_player = tokio::time::interval(Duration::from_millis(200));
         loop {
             let renew = lease.wake();
             let wake = self.playout.poll_timeout().map_or(renew, |t| t.min(renew));
             tokio::select! {
-                stop = shutdown.recv() => return Ok(match stop {
-                    Stop::Interrupt => ExitCode::from(stop.exit_code()),
-                    // A service manager's stop is the normal end of watching.
-                    Stop::Terminate => ExitCode::SUCCESS,
-                }),
+                stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
                 got = self.media.recv(&mut self.media_buf) => {
                     if let Ok(n) = got {
                         self.playout.handle_rtp(Instant::now(), &self.media_buf[..n]);
