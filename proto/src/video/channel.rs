@@ -361,8 +361,12 @@ impl Leases {
             self.dropped.out_of_range += 1;
             return;
         }
-        c.fec.repaired += report.repaired - l.last.repaired;
-        c.fec.lost += report.lost - l.last.lost;
+        // Each lease adds at most what was sent while it lasted; saturating all the same.
+        c.fec.repaired = c
+            .fec
+            .repaired
+            .saturating_add(report.repaired - l.last.repaired);
+        c.fec.lost = c.fec.lost.saturating_add(report.lost - l.last.lost);
         l.last = report;
     }
 
