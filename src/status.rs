@@ -230,9 +230,10 @@ pub struct ChannelStatus {
     /// RTP packets and REPAIR packets sent since the relay started.
     pub packets: u64,
     pub repair_packets: u64,
-    /// Packets the viewers repaired by FEC, and lost for good. Always 0 today: viewers do not
-    /// report them (the video protocol's REQUEST carries a viewer id and a channel name only,
-    /// proto/VIDEO.md), so the relay cannot know; each viewer's `watch` prints its own counts.
+    /// RTP packets the viewers repaired by FEC, and lost for good (after FEC), as they report
+    /// them in their lease renewals (proto/VIDEO.md, REQUEST): summed over the viewers, those
+    /// gone included, so they never fall. A report is taken only if it grew, and by no more
+    /// than the channel sent; a viewer older than the report counts as 0.
     pub fec_repaired: u64,
     pub fec_lost: u64,
 }

@@ -147,6 +147,17 @@ fn capture(prefix: &mut Command, name: &str, sdp: &Path, out: &Path, secs: f64) 
     )
 }
 
+/// A count from the line `watch` prints at exit (".. 12 repaired, 3 lost, .."): `what` is
+/// "repaired" or "lost".
+fn watch_count(log: &str, what: &str) -> u64 {
+    let line = log.lines().find(|l| l.contains(" repaired, "));
+    let line = line.unwrap_or_else(|| panic!("no counts in {log}"));
+    let word = line.split(", ").find_map(|p| p.strip_suffix(what));
+    word.and_then(|p| p.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no '{what}' in {line}"))
+}
+
 fn first_keyframe_secs(log: &str) -> Option<f64> {
     log.lines()
         .find_map(|l| l.strip_prefix("watch: first keyframe after "))
@@ -172,12 +183,14 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     assert_eq!(source.len(), 300, "the clip is 10 s at 30 fps");
     let lab = Lab::up(&lab_name("f"), 3, 100, loss, None);
 
+    // The dashboard on the relay host's loopback, read there with curl.
     let relay = Proc::spawn(
         "relay",
         lab.exec("s")
             .args(["timeout", "-s", "INT", "17"])
             .args([bin(), "video", "--from", "pi", "--iface", "eth0"])
-            .args(["--grace", "2", "--stats", "--fec-repair", &repair]),
+            .args(["--grace", "2", "--stats", "--fec-repair", &repair])
+            .args(["--http", "18471"]),
     );
     std::thread::sleep(Duration::from_millis(500));
     let (w1, sdp1) = watch(&lab, "r1", dir.path(), 14, &[]);
@@ -204,6 +217,13 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
 
     let pi = pi.wait(Duration::from_secs(25));
     assert!(pi.status.success(), "fake pi: {:?}", text(&pi));
+    // The stream is over, the viewers still watch: the board holds what they reported so far.
+    let board = lab
+        .exec("s")
+        .args(["curl", "-sS", "--max-time", "3"])
+        .arg("http://127.0.0.1:18471/api/v1/status")
+        .output()
+        .unwrap();
     for c in [c1, c2, c3] {
         c.wait(Duration::from_secs(20));
     }
@@ -213,6 +233,11 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         .collect();
     let relay = relay.wait(Duration::from_secs(20));
     let (stats, relay_log) = text(&relay);
+    let board: serde_json::Value = serde_json::from_slice(&board.stdout)
+        .unwrap_or_else(|e| panic!("the relay's board: {e}: {:?}\n{relay_log}", text(&board)));
+    let board = &board["video"]["channels"][0];
+    let reported = |what: &str| board[format!("fec_{what}")].as_u64().expect("a count");
+    let viewers_say = |what: &str| logs.iter().map(|l| watch_count(l, what)).sum::<u64>();
 
     let got1 = frames(&out1);
     let got2 = frames(&out2);
@@ -230,6 +255,13 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         share(&got3),
         stats.trim()
     );
+    println!(
+        "the relay's board: FEC {} repaired, {} lost (the viewers printed {} and {})",
+        reported("repaired"),
+        reported("lost"),
+        viewers_say("repaired"),
+        viewers_say("lost"),
+    );
     let context = format!("relay:\n{relay_log}\nviewers:\n{}", logs.join("\n"));
     let (first, n) = bit_exact(&source, &got1).unwrap_or_else(|e| panic!("r1: {e}\n{context}"));
     assert!(
@@ -246,6 +278,16 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
             bit_exact(&source, &got3).is_err(),
             "without FEC, {loss}% loss should damage frames\n{context}"
         );
+        // The viewers told the relay what they repaired (r1, r2) and lost (r3 above all): at
+        // most what they print at exit, as the board was read before they left, and their
+        // renewals come every 2 s (and may be lost, 5% here too).
+        for what in ["repaired", "lost"] {
+            let (shown, viewers) = (reported(what), viewers_say(what));
+            assert!(
+                shown > 0 && shown <= viewers,
+                "the board's {what}: {shown}, the viewers': {viewers}\n{context}"
+            );
+        }
     }
     assert!(relay_log.contains("pi: started"), "{context}");
 }

@@ -16,7 +16,8 @@ pub struct Counters {
     pub other_session: u64,
     /// A valid packet of a type this side does not take.
     pub unexpected: u64,
-    /// Names a block, ESI or size that does not fit the session.
+    /// Names a block, ESI or size that does not fit the session; or, in a viewer's REQUEST, FEC
+    /// figures that went backwards or grew past what its channel sent.
     pub out_of_range: u64,
     /// A symbol we already had, or for a block already decoded.
     pub duplicate: u64,

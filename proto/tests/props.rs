@@ -6,7 +6,7 @@ use edm_cast_proto::auth::{Auth, Seal};
 use edm_cast_proto::file::layout::MAX_BLOCKS;
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::wire::{
-    ChannelInfo, Control, MAX_CHANNELS, MAX_WINDOW, Refusal, Repair,
+    ChannelInfo, Control, FecReport, MAX_CHANNELS, MAX_WINDOW, Refusal, Repair,
 };
 use edm_cast_proto::wire::{
     Ack, Announce, Data, Digests, End, EndReason, FailReason, FeedbackAddr, FileDigests, Hashes,
@@ -233,8 +233,16 @@ fn channel() -> impl Strategy<Value = ChannelInfo> {
 fn video_control() -> impl Strategy<Value = Control> {
     prop_oneof![
         vec(channel(), 0..=MAX_CHANNELS).prop_map(|channels| Control::Announce { channels }),
-        (any::<u64>(), nonempty_text(32))
-            .prop_map(|(viewer, channel)| Control::Request { viewer, channel }),
+        (
+            any::<u64>(),
+            nonempty_text(32),
+            proptest::option::of((any::<u64>(), any::<u64>()))
+        )
+            .prop_map(|(viewer, channel, fec)| Control::Request {
+                viewer,
+                channel,
+                fec: fec.map(|(repaired, lost)| FecReport { repaired, lost }),
+            }),
         (any::<u64>(), nonempty_text(32))
             .prop_map(|(viewer, channel)| Control::Leave { viewer, channel }),
         (any::<u64>(), any::<u32>(), proptest::option::of(channel())).prop_map(

@@ -11,7 +11,7 @@ use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
 use edm_cast_proto::video::ingest::SenderFilter;
 use edm_cast_proto::video::rtp::RtpHeader;
-use edm_cast_proto::video::wire::ChannelInfo;
+use edm_cast_proto::video::wire::{ChannelInfo, FecReport};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
@@ -71,6 +71,11 @@ impl ChannelStats {
     pub(super) fn repair_sent(&mut self, bytes: usize) {
         self.repair_packets += 1;
         self.repair_bytes += bytes as u64;
+    }
+
+    /// RTP packets sent since the relay started.
+    pub(super) fn rtp_packets(&self) -> u64 {
+        self.rtp_packets
     }
 
     /// Bytes sent, RTP and REPAIR.
@@ -239,8 +244,15 @@ impl Channel {
         }
     }
 
-    /// The channel as the dashboard shows it; `bitrate_bps` is measured by the caller.
-    pub(super) fn status(&self, state: &str, viewers: usize, bitrate_bps: f64) -> ChannelStatus {
+    /// The channel as the dashboard shows it; `bitrate_bps` is measured by the caller, `fec` is
+    /// what the viewers reported (`Leases::fec`).
+    pub(super) fn status(
+        &self,
+        state: &str,
+        viewers: usize,
+        bitrate_bps: f64,
+        fec: FecReport,
+    ) -> ChannelStatus {
         ChannelStatus {
             name: self.name.clone(),
             group: self.media().to_string(),
@@ -249,9 +261,8 @@ impl Channel {
             bitrate_bps,
             packets: self.stats.rtp_packets,
             repair_packets: self.stats.repair_packets,
-            // Viewers do not report their repairs (see the field's doc).
-            fec_repaired: 0,
-            fec_lost: 0,
+            fec_repaired: fec.repaired,
+            fec_lost: fec.lost,
         }
     }
 

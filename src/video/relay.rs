@@ -319,6 +319,10 @@ impl Relay {
                 }
                 got = self.out.recv_from(&mut inbox) => {
                     if let Ok((n, from)) = got {
+                        // A viewer's FEC report is bounded by what its channel sent.
+                        for c in &self.channels {
+                            self.leases.set_sent(&c.name, c.stats.rtp_packets());
+                        }
                         self.leases.handle_datagram(Instant::now(), from, &inbox[..n]);
                         self.show(Instant::now(), false);
                     }
@@ -481,7 +485,8 @@ impl Relay {
             .zip(&self.shown)
             .map(|(c, shown)| {
                 let state = c.state(self.leases.is_live(&c.name), now);
-                c.status(state, shown.viewers, shown.bitrate_bps)
+                let fec = self.leases.fec(&c.name);
+                c.status(state, shown.viewers, shown.bitrate_bps, fec)
             })
             .collect();
         self.board.set_video(VideoStatus { channels });
@@ -506,12 +511,14 @@ impl Relay {
         let d = self.leases.dropped();
         println!(
             "control: {} datagrams dropped ({} malformed or foreign, {} REQUESTs over an address's \
-             rate, {} over the lease table's bounds, {} renewals or LEAVEs from another address)",
+             rate, {} over the lease table's bounds, {} renewals or LEAVEs from another address); \
+             {} FEC reports not taken (backwards, or more than the channel sent)",
             d.total(),
             d.foreign + d.version + d.malformed + d.unexpected,
             d.rate_limited,
             d.refused,
-            d.wrong_source
+            d.wrong_source,
+            d.out_of_range
         );
     }
 }

@@ -13,7 +13,7 @@ use edm_cast_proto::auth;
 use edm_cast_proto::video::fec::Playout;
 use edm_cast_proto::video::h264::rtp_starts_keyframe;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig, ViewerEvent};
-use edm_cast_proto::video::wire::ChannelInfo;
+use edm_cast_proto::video::wire::{ChannelInfo, FecReport};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
@@ -355,6 +355,12 @@ impl Watching {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             self.forward(Instant::now()).await;
+            // The next renewal tells the relay what the playout repaired and lost.
+            let s = &self.playout.stats;
+            lease.viewer.set_fec(FecReport {
+                repaired: s.recovered,
+                lost: s.lost,
+            });
             lease.on_timeout().await;
             lease.on_events()?;
         }

@@ -12,7 +12,7 @@ use super::script::{advance_of, code_of, push};
 use super::video::{CHANNELS, channel, nal_units, stream};
 use edm_cast_proto::auth::Seal;
 use edm_cast_proto::video::rtp::RtpHeader;
-use edm_cast_proto::video::wire::{Control, Refusal};
+use edm_cast_proto::video::wire::{Control, FecReport, Refusal};
 use edm_cast_proto::wire::{FeedbackAddr, Offer, Packet, Refuse, Request, Server};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -166,6 +166,7 @@ fn video_seeds(seeds: &mut Vec<Seed>) {
         Control::Request {
             viewer,
             channel: channel.into(),
+            fec: None,
         }
         .to_vec()
     };
@@ -195,6 +196,18 @@ fn video_seeds(seeds: &mut Vec<Seed>) {
     for (name, c) in [
         ("announce", announce.clone()),
         ("request", request(1, CHANNELS[0])),
+        (
+            "request-fec",
+            Control::Request {
+                viewer: 1,
+                channel: CHANNELS[0].into(),
+                fec: Some(FecReport {
+                    repaired: 300,
+                    lost: 7,
+                }),
+            }
+            .to_vec(),
+        ),
         ("leave", leave(1, CHANNELS[2])),
         ("reply", reply(3, true)),
         ("refusal", reply(3, false)),

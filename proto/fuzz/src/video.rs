@@ -12,7 +12,7 @@ use edm_cast_proto::video::h264::{
 };
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig};
-use edm_cast_proto::video::wire::{ChannelInfo, Control, Refusal, Repair};
+use edm_cast_proto::video::wire::{ChannelInfo, Control, FecReport, Refusal, Repair};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -52,6 +52,9 @@ struct LeaseOp {
     from: u8,
     viewer: u8,
     channel: u8,
+    /// A REQUEST's FEC figures (none when both are 0, as from an older viewer).
+    repaired: u16,
+    lost: u16,
 }
 
 /// Runs a script of viewer datagrams against a relay's lease table.
@@ -65,8 +68,14 @@ pub fn leases(data: &[u8]) {
     };
     let mut l = Leases::new((0..3).map(channel), config, t0);
     let mut buf = Vec::new();
+    // RTP packets "sent" on every channel: a report's bound.
+    let mut sent = 0u64;
     for step in steps(data) {
         now += step.advance;
+        sent += step.advance.as_millis() as u64 / 4;
+        for c in CHANNELS {
+            l.set_sent(c, sent);
+        }
         if l.poll_timeout().is_some_and(|t| now >= t) {
             l.handle_timeout(now);
         }
@@ -79,7 +88,16 @@ pub fn leases(data: &[u8]) {
                 let o: LeaseOp = step.fields();
                 let (viewer, channel) = (viewer_id(o.viewer), name(o.channel));
                 let c = if step.op % 4 == 1 {
-                    Control::Request { viewer, channel }
+                    let fec = (o.repaired, o.lost) != (0, 0);
+                    let fec = fec.then_some(FecReport {
+                        repaired: o.repaired.into(),
+                        lost: o.lost.into(),
+                    });
+                    Control::Request {
+                        viewer,
+                        channel,
+                        fec,
+                    }
                 } else {
                     Control::Leave { viewer, channel }
                 };
@@ -88,6 +106,12 @@ pub fn leases(data: &[u8]) {
             _ => l.handle_timeout(now),
         }
         while l.poll_event().is_some() {}
+        // A viewer id's leases follow one another, each taking at most what was sent while it
+        // lasted: the sums stay within `sent` per viewer id (8 low ones, 128 high ones).
+        for c in CHANNELS {
+            let f = l.fec(c);
+            assert!(f.repaired + f.lost <= sent * 136, "{c}: {f:?} of {sent}");
+        }
         for _ in 0..64 {
             if l.poll_transmit(now, &mut buf).is_none() {
                 break;

@@ -3,13 +3,15 @@
 //! relaying a channel on its first lease, and stops it a grace period after the last one lapsed
 //! or left (LEAVE). With a key it signs ANNOUNCE and REPLY. Anyone on the LAN can send REQUESTs,
 //! so the lease table is bounded per channel and per address, and REQUESTs pass a token bucket
-//! per address (VIDEO.md, "Bounds"). The viewer's side is `super::viewer`.
+//! per address (VIDEO.md, "Bounds"). Viewers report their FEC figures in their REQUESTs: the
+//! table takes what fits what the channel carried, and sums them per channel. The viewer's side
+//! is `super::viewer`.
 
 use crate::auth::{Seal, Signer};
 use crate::counters::Counters;
 use crate::file::sender::Destination;
 use crate::limit::TokenBucket;
-use crate::video::wire::{ChannelInfo, Control, Refusal};
+use crate::video::wire::{ChannelInfo, Control, FecReport, Refusal};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -76,6 +78,14 @@ struct Lease {
     expires: Instant,
     /// Where its REQUESTs come from: renewals and LEAVE are taken from there only.
     from: IpAddr,
+    /// The channel's `sent` when the lease was granted: the viewer can have repaired or lost
+    /// only packets sent since.
+    sent_at_grant: u64,
+    /// The viewer's first report in this lease (its figures from before: another relay, an
+    /// earlier lease) and its latest report taken; what the channel's sums hold of this viewer
+    /// is their difference.
+    first: Option<FecReport>,
+    last: FecReport,
 }
 
 /// One offered channel and who holds a lease on it.
@@ -87,6 +97,10 @@ struct Channel {
     viewers: HashMap<u64, Lease>,
     /// When the last lease ended, while the channel is live without viewers.
     idle_since: Option<Instant>,
+    /// RTP packets the relay sent on the channel so far, as the shell last said (`set_sent`).
+    sent: u64,
+    /// What the viewers' reports taken add up to, leases that ended included.
+    fec: FecReport,
 }
 
 /// One source address: its REQUEST bucket and how many leases it holds.
@@ -107,11 +121,13 @@ enum Denied {
 /// The relay's control state machine: its channels, their leases and the datagrams that go with
 /// them. One per relay; several channels run at once, each with its own leases.
 ///
-/// - Getters: `channels` (as announced, `live` included), `is_live`, `viewers`, `lease`,
-///   `dropped` (datagrams that were not a valid REQUEST or LEAVE, and REQUESTs refused by the
-///   bounds: `refused`, `rate_limited`, `wrong_source`).
+/// - Getters: `channels` (as announced, `live` included), `is_live`, `viewers`, `lease`, `fec`
+///   (the viewers' FEC figures summed per channel), `dropped` (datagrams that were not a valid
+///   REQUEST or LEAVE, REQUESTs refused by the bounds: `refused`, `rate_limited`,
+///   `wrong_source`, and FEC reports not taken: `out_of_range`).
 /// - Inputs: `handle_datagram(now, from, bytes)` for every datagram on the relay's control
-///   socket; `handle_timeout(now)` once `poll_timeout` has passed.
+///   socket; `handle_timeout(now)` once `poll_timeout` has passed; `set_sent(channel, packets)`
+///   with the RTP packets sent on a channel so far (the bound of the viewers' reports).
 /// - Commands: none; the viewers' datagrams and the clock drive it all.
 /// - Outputs: `poll_transmit(now, buf)` gives each REPLY (to the REQUEST's source) and, every
 ///   `ANNOUNCE_EVERY`, an ANNOUNCE to the group, signed when the config has a signer;
@@ -149,6 +165,8 @@ impl Leases {
                     },
                     viewers: HashMap::new(),
                     idle_since: None,
+                    sent: 0,
+                    fec: FecReport::default(),
                 })
                 .collect(),
             addresses: HashMap::new(),
@@ -180,10 +198,28 @@ impl Leases {
         self.find(channel).map_or(0, |c| c.viewers.len())
     }
 
+    /// The FEC figures `channel`'s viewers reported, summed: what each viewer's counters grew by
+    /// while it held a lease, leases that ended included (so the sums never fall).
+    pub fn fec(&self, channel: &str) -> FecReport {
+        self.find(channel)
+            .map_or_else(FecReport::default, |c| c.fec)
+    }
+
+    /// Tells the table how many RTP packets the relay has sent on `channel` so far (a count that
+    /// only grows): a viewer's report may grow by no more than the packets sent since its lease
+    /// was granted.
+    pub fn set_sent(&mut self, channel: &str, packets: u64) {
+        if let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) {
+            c.sent = c.sent.max(packets);
+        }
+    }
+
     /// Datagrams dropped: not video control at all, malformed, or a type the relay does not take
     /// (`malformed`, `foreign`, `version`, `unexpected`); REQUESTs over an address's rate
     /// (`rate_limited`) or over the table's bounds (`refused`); renewals and LEAVEs of a lease
-    /// from another address than its REQUESTs' (`wrong_source`).
+    /// from another address than its REQUESTs' (`wrong_source`); FEC reports in a REQUEST that
+    /// went backwards or grew past what the channel sent (`out_of_range`; the lease is renewed,
+    /// the report not taken).
     pub fn dropped(&self) -> &Counters {
         &self.dropped
     }
@@ -193,13 +229,22 @@ impl Leases {
     /// dropped without a REPLY; a LEAVE ends a lease; anything else is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         match Control::parse(bytes) {
-            Ok(Control::Request { viewer, channel }) => {
+            Ok(Control::Request {
+                viewer,
+                channel,
+                fec,
+            }) => {
                 // The bucket first: what follows costs a table update and a signature.
                 if !self.take_token(now, from.ip()) {
                     return;
                 }
                 let result = match self.grant(now, from.ip(), viewer, &channel) {
-                    Ok(()) => Ok(self.find(&channel).expect("granted").info.clone()),
+                    Ok(()) => {
+                        if let Some(report) = fec {
+                            self.take_report(viewer, &channel, report);
+                        }
+                        Ok(self.find(&channel).expect("granted").info.clone())
+                    }
                     Err(Denied::Unknown) => Err(Refusal::UnknownChannel),
                     Err(Denied::Refused) => return,
                 };
@@ -272,6 +317,9 @@ impl Leases {
                     Lease {
                         expires: now + lease,
                         from,
+                        sent_at_grant: c.sent,
+                        first: None,
+                        last: FecReport::default(),
                     },
                 );
                 if let Some(a) = self.addresses.get_mut(&from) {
@@ -285,6 +333,41 @@ impl Leases {
             self.events.push_back(LeaseEvent::Start(channel.to_owned()));
         }
         Ok(())
+    }
+
+    /// Takes `viewer`'s FEC report on `channel` (its lease just granted or renewed): the first of
+    /// a lease is where its counters start; a later one is taken if neither counter went
+    /// backwards and together they grew by no more than the packets sent since the grant. A
+    /// report not taken is counted (`out_of_range`) and the last one taken stays.
+    fn take_report(&mut self, viewer: u64, channel: &str, report: FecReport) {
+        let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) else {
+            return;
+        };
+        let Some(l) = c.viewers.get_mut(&viewer) else {
+            return;
+        };
+        let Some(first) = l.first else {
+            l.first = Some(report);
+            l.last = report;
+            return;
+        };
+        let carried = c.sent.saturating_sub(l.sent_at_grant);
+        // `last` started at `first` and only grew: a report not behind it is not behind `first`.
+        let fits = report.repaired >= l.last.repaired
+            && report.lost >= l.last.lost
+            && (report.repaired - first.repaired).saturating_add(report.lost - first.lost)
+                <= carried;
+        if !fits {
+            self.dropped.out_of_range += 1;
+            return;
+        }
+        // Each lease adds at most what was sent while it lasted; saturating all the same.
+        c.fec.repaired = c
+            .fec
+            .repaired
+            .saturating_add(report.repaired - l.last.repaired);
+        c.fec.lost = c.fec.lost.saturating_add(report.lost - l.last.lost);
+        l.last = report;
     }
 
     fn end_lease(&mut self, now: Instant, from: IpAddr, viewer: u64, channel: &str) {
@@ -502,6 +585,7 @@ mod tests {
         let request = Control::Request {
             viewer: 9,
             channel: "pi".into(),
+            fec: None,
         };
         l.handle_datagram(t0 + ms(1500), viewer, &request.to_vec());
         assert_eq!(
@@ -548,6 +632,7 @@ mod tests {
         let request = Control::Request {
             viewer: 9,
             channel: "pi".into(),
+            fec: None,
         };
         let later = t0 + Duration::from_millis(1500);
         l.handle_datagram(later, viewer, &request.to_vec());
@@ -586,6 +671,7 @@ mod tests {
             Control::Request {
                 viewer,
                 channel: "pi".into(),
+                fec: None,
             }
             .to_vec()
         };
@@ -667,7 +753,11 @@ mod tests {
             let (viewer, channel) = (7, "pi".to_owned());
             match leave {
                 true => Control::Leave { viewer, channel },
-                false => Control::Request { viewer, channel },
+                false => Control::Request {
+                    viewer,
+                    channel,
+                    fec: None,
+                },
             }
             .to_vec()
         };
@@ -685,5 +775,84 @@ mod tests {
         assert_eq!(l.poll_transmit(t0, &mut buf), Some(Destination::Group));
         l.handle_datagram(t0, a, &msg(true));
         assert_eq!(l.viewers("pi"), 0);
+    }
+    /// Viewers' FEC reports: the first of a lease is its start, later ones add what they grew
+    /// by; a report that goes backwards, or grows past the packets sent since the grant, is not
+    /// taken and is counted; an older viewer's REQUEST (no figures) renews and reports nothing;
+    /// the sums keep what viewers whose leases ended reported.
+    #[test]
+    fn fec_reports_are_bounded_and_summed_per_channel() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut l = Leases::new([channel("pi"), channel("cam")], LeaseConfig::default(), t0);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.2:4000".parse().unwrap(),
+            "10.0.0.3:4000".parse().unwrap(),
+        );
+        let request = |viewer, repaired, lost| {
+            Control::Request {
+                viewer,
+                channel: "pi".into(),
+                fec: Some(FecReport { repaired, lost }),
+            }
+            .to_vec()
+        };
+        let sums = |l: &Leases| {
+            let f = l.fec("pi");
+            (f.repaired, f.lost)
+        };
+        l.set_sent("pi", 1000);
+        // Viewer 1 joins with figures from before (another relay): its start, not counted.
+        l.handle_datagram(t0, a, &request(1, 50, 5));
+        l.handle_datagram(t0, b, &request(2, 0, 0));
+        assert_eq!(sums(&l), (0, 0));
+        l.set_sent("pi", 1100);
+        l.handle_datagram(t0 + s(2), a, &request(1, 80, 6));
+        l.handle_datagram(t0 + s(2), b, &request(2, 10, 0));
+        assert_eq!(sums(&l), (30 + 10, 1));
+        assert_eq!(l.dropped().out_of_range, 0);
+        // Backwards (either counter), then past the 100 packets sent since the grant: refused.
+        l.handle_datagram(t0 + s(3), a, &request(1, 79, 7));
+        l.handle_datagram(t0 + s(3), a, &request(1, 90, 5));
+        l.handle_datagram(t0 + s(3), b, &request(2, 60, 41));
+        assert_eq!(sums(&l), (40, 1));
+        assert_eq!(l.dropped().out_of_range, 3);
+        // Exactly what was sent is taken; the lease was renewed by every one of them.
+        l.handle_datagram(t0 + s(4), b, &request(2, 60, 40));
+        assert_eq!(sums(&l), (90, 41));
+        assert_eq!(l.dropped().out_of_range, 3);
+        assert_eq!(l.viewers("pi"), 2);
+        // An older viewer's REQUEST (no figures) renews and changes nothing.
+        let old = Control::Request {
+            viewer: 1,
+            channel: "pi".into(),
+            fec: None,
+        };
+        l.handle_datagram(t0 + s(5), a, &old.to_vec());
+        assert_eq!(sums(&l), (90, 41));
+        // Another channel's figures are its own.
+        assert_eq!(l.fec("cam"), FecReport::default());
+        // Viewer 2 leaves, viewer 1's lease lapses: the sums stay.
+        l.handle_datagram(
+            t0 + s(5),
+            b,
+            &Control::Leave {
+                viewer: 2,
+                channel: "pi".into(),
+            }
+            .to_vec(),
+        );
+        l.handle_timeout(t0 + s(12));
+        assert_eq!(l.viewers("pi"), 0);
+        assert_eq!(sums(&l), (90, 41));
+        // Viewer 1 comes back: a new lease starts from its report; what was sent before the
+        // grant is no room for it.
+        l.handle_datagram(t0 + s(13), a, &request(1, 80, 6));
+        l.handle_datagram(t0 + s(14), a, &request(1, 81, 6));
+        assert_eq!(sums(&l), (90, 41));
+        assert_eq!(l.dropped().out_of_range, 4);
+        l.set_sent("pi", 1110);
+        l.handle_datagram(t0 + s(15), a, &request(1, 85, 8));
+        assert_eq!(sums(&l), (95, 43));
     }
 }

@@ -1,12 +1,13 @@
 //! The viewer's side of a channel (VIDEO.md section 5): find the relay by its ANNOUNCEs, ask for
 //! a lease (REQUEST, repeated until the REPLY comes), renew it, follow a relay that restarted
-//! elsewhere, and LEAVE at the end. With a trust set, only a relay whose ANNOUNCEs are signed by
+//! elsewhere, and LEAVE at the end. Each REQUEST carries the FEC figures the shell last gave it
+//! (`set_fec`), so that the relay can show what its viewers repaired and lost. With a trust set, only a relay whose ANNOUNCEs are signed by
 //! a trusted key is followed, and then only that key's. The relay's side is `super::channel`; the
 //! media itself goes through `super::fec::Playout`.
 
 use crate::auth::{Auth, KeyId, Trust};
 use crate::counters::Counters;
-use crate::video::wire::{ChannelInfo, Control, Refusal};
+use crate::video::wire::{ChannelInfo, Control, FecReport, Refusal};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -142,7 +143,8 @@ enum Phase {
 /// - Inputs: `handle_datagram(now, from, bytes)` for every datagram on the announce group and on
 ///   the viewer's unicast socket (ANNOUNCE and REPLY are told apart by type);
 ///   `handle_timeout(now)` once `poll_timeout` has passed (it fails the viewer at the timeout).
-/// - Commands: `leave()`, when the viewer is done watching.
+/// - Commands: `set_fec(report)`, the playout's figures for the next REQUESTs; `leave()`, when
+///   the viewer is done watching.
 /// - Outputs: `poll_transmit(now, buf)` gives each REQUEST or LEAVE, always to the relay;
 ///   `poll_timeout()` the next REQUEST or the timeout; `poll_event()` a `ViewerEvent`.
 #[derive(Debug)]
@@ -154,6 +156,8 @@ pub struct Viewer {
     relay_key: Option<(KeyId, u64)>,
     events: VecDeque<ViewerEvent>,
     dropped: Counters,
+    /// What the REQUESTs report (`set_fec`).
+    fec: FecReport,
 }
 
 impl Viewer {
@@ -170,6 +174,7 @@ impl Viewer {
             relay_key: None,
             events: VecDeque::new(),
             dropped: Counters::default(),
+            fec: FecReport::default(),
         }
     }
 
@@ -401,6 +406,12 @@ impl Viewer {
         };
     }
 
+    /// The FEC figures the next REQUESTs carry: the playout's counts so far (`PlayoutStats`
+    /// `recovered` and `lost`), which only grow.
+    pub fn set_fec(&mut self, report: FecReport) {
+        self.fec = report;
+    }
+
     /// Writes the next datagram into `buf` and says where it goes (the relay).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         buf.clear();
@@ -429,7 +440,11 @@ impl Viewer {
         let message = if leave {
             Control::Leave { viewer, channel }
         } else {
-            Control::Request { viewer, channel }
+            Control::Request {
+                viewer,
+                channel,
+                fec: Some(self.fec),
+            }
         };
         message.write(buf);
         Some(relay)
@@ -717,6 +732,41 @@ mod tests {
         assert_eq!(net.requests, 2 * (1 + 60) + (1 + 57) - 3 * 2);
     }
 
+    /// The viewers' FEC figures reach the relay in their renewals and add up per channel; a
+    /// viewer that left stays in the sums.
+    #[test]
+    fn fec_figures_reach_the_relay_in_renewals() {
+        let mut net = Net::new(&["pi", "cam"]);
+        let (a, b) = (net.watch("pi"), net.watch("pi"));
+        let c = net.watch("cam");
+        net.run_until(ms(1500));
+        assert_eq!(net.relay.viewers("pi"), 2);
+        net.relay.set_sent("pi", 400);
+        net.relay.set_sent("cam", 400);
+        let report = |repaired, lost| FecReport { repaired, lost };
+        net.viewers[a].set_fec(report(12, 1));
+        net.viewers[b].set_fec(report(3, 0));
+        net.viewers[c].set_fec(report(7, 2));
+        // Joined at 0 s: the renewals at 2 s carry them.
+        assert_eq!(net.relay.fec("pi"), report(0, 0));
+        net.run_until(ms(2100));
+        assert_eq!(net.relay.fec("pi"), report(15, 1));
+        assert_eq!(net.relay.fec("cam"), report(7, 2));
+        net.viewers[a].set_fec(report(20, 4));
+        net.viewers[b].leave();
+        net.run_until(ms(4100));
+        assert_eq!(net.relay.viewers("pi"), 1);
+        assert_eq!(net.relay.fec("pi"), report(23, 4));
+        net.viewers[a].leave();
+        net.run_until(s(30));
+        assert_eq!(
+            net.relay.fec("pi"),
+            report(23, 4),
+            "the sums outlive the leases"
+        );
+        assert_eq!(net.relay.dropped().out_of_range, 0);
+    }
+
     #[test]
     fn leave_then_grace_stops_the_channel() {
         let mut net = Net::new(&["pi"]);
@@ -918,6 +968,7 @@ mod tests {
         let request = Control::Request {
             viewer: 1,
             channel: "pi".into(),
+            fec: None,
         };
         let now = net.now;
         net.relay.handle_datagram(now, viewer, &reply(100).to_vec());

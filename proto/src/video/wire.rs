@@ -149,6 +149,19 @@ pub enum Refusal {
     UnknownChannel = 1,
 }
 
+/// A viewer's FEC figures so far, in its REQUESTs (VIDEO.md section 5): RTP packets its playout
+/// rebuilt from REPAIR, and sequence numbers it gave up on. Counters: they only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FecReport {
+    /// RTP packets rebuilt from REPAIR datagrams (`PlayoutStats::recovered`).
+    pub repaired: u64,
+    /// RTP packets lost for good, after FEC (`PlayoutStats::lost`).
+    pub lost: u64,
+}
+
+/// Bytes of a `FecReport` on the wire.
+pub const FEC_REPORT_LEN: usize = 16;
+
 /// Video control datagrams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
@@ -164,6 +177,9 @@ pub enum Control {
         viewer: u64,
         /// The channel's name.
         channel: String,
+        /// The viewer's FEC figures so far; `None` from a viewer older than the field (its
+        /// REQUEST ends after the channel name).
+        fec: Option<FecReport>,
     },
     /// Relay → viewer: the lease, or why not.
     Reply {
@@ -208,6 +224,14 @@ impl Control {
             VideoType::Request => Control::Request {
                 viewer: r.u64()?,
                 channel: read_name(&mut r)?,
+                // Optional and last: told apart by what is left (anything else is refused below).
+                fec: match r.remaining() {
+                    FEC_REPORT_LEN => Some(FecReport {
+                        repaired: r.u64()?,
+                        lost: r.u64()?,
+                    }),
+                    _ => None,
+                },
             },
             VideoType::Reply => {
                 let viewer = r.u64()?;
@@ -267,7 +291,19 @@ impl Control {
                     c.write(out);
                 }
             }
-            Control::Request { viewer, channel } | Control::Leave { viewer, channel } => {
+            Control::Request {
+                viewer,
+                channel,
+                fec,
+            } => {
+                out.put_u64(*viewer);
+                write_name(channel, out);
+                if let Some(f) = fec {
+                    out.put_u64(f.repaired);
+                    out.put_u64(f.lost);
+                }
+            }
+            Control::Leave { viewer, channel } => {
                 out.put_u64(*viewer);
                 write_name(channel, out);
             }
@@ -389,6 +425,15 @@ mod tests {
             Control::Request {
                 viewer: 7,
                 channel: "pi".into(),
+                fec: None,
+            },
+            Control::Request {
+                viewer: 7,
+                channel: "pi".into(),
+                fec: Some(FecReport {
+                    repaired: 1 << 40,
+                    lost: u64::MAX,
+                }),
             },
             Control::Reply {
                 viewer: 7,
@@ -413,7 +458,13 @@ mod tests {
             let v = c.to_vec();
             assert_eq!(Control::parse(&v), Ok(c.clone()));
             for cut in 0..v.len() {
-                assert!(Control::parse(&v[..cut]).is_err(), "{c:?} cut at {cut}");
+                match (&c, Control::parse(&v[..cut])) {
+                    // Without its optional last field, a REQUEST is a REQUEST without figures.
+                    (Control::Request { fec: Some(_), .. }, Ok(Control::Request { fec, .. })) => {
+                        assert_eq!((fec, cut), (None, v.len() - FEC_REPORT_LEN))
+                    }
+                    (_, got) => assert!(got.is_err(), "{c:?} cut at {cut}"),
+                }
             }
             let mut long = v.clone();
             long.push(0);
@@ -443,13 +494,53 @@ mod tests {
             Control::parse(&bytes),
             Ok(Control::Request {
                 viewer: 42,
-                channel: "pi".into()
+                channel: "pi".into(),
+                fec: None,
             })
         );
         assert_eq!(Control::parse(&bytes[..3]), Err(ParseError::Truncated));
         let mut v1 = bytes;
         v1[2] = 1;
         assert_eq!(Control::parse(&v1), Err(ParseError::Version(1)));
+    }
+
+    /// The REQUEST example with FEC figures in VIDEO.md, byte for byte; a REQUEST that ends
+    /// inside the figures, or goes on past them, is refused.
+    #[test]
+    fn spec_request_with_fec_example_parses() {
+        let bytes = [
+            0xED, 0x56, 0x02, 0x22, // magic, version 2, REQUEST
+            0, 0, 0, 0, 0, 0, 0, 42, // viewer 42
+            2, b'p', b'i', // channel "pi"
+            0, 0, 0, 0, 0, 0, 0x01, 0x2C, // 300 packets repaired
+            0, 0, 0, 0, 0, 0, 0, 7, // 7 lost
+        ];
+        let want = Control::Request {
+            viewer: 42,
+            channel: "pi".into(),
+            fec: Some(FecReport {
+                repaired: 300,
+                lost: 7,
+            }),
+        };
+        assert_eq!(Control::parse(&bytes), Ok(want.clone()));
+        assert_eq!(want.to_vec(), bytes);
+        for cut in 16..bytes.len() {
+            assert!(Control::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert_eq!(
+            Control::parse(&long),
+            Err(ParseError::Invalid("trailing bytes"))
+        );
+        // A LEAVE has no figures.
+        let mut leave = bytes;
+        leave[3] = 0x24;
+        assert_eq!(
+            Control::parse(&leave),
+            Err(ParseError::Invalid("trailing bytes"))
+        );
     }
 
     /// The REPAIR example in VIDEO.md, byte for byte.

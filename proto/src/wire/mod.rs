@@ -371,6 +371,11 @@ impl<'a> Reader<'a> {
             .map_err(|_| ParseError::Invalid(what))
     }
 
+    /// Bytes not read yet: an optional last field is told apart by them.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)
     }
