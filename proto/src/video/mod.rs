@@ -8,5 +8,7 @@ pub mod fec;
 pub mod h264;
 pub mod ingest;
 pub mod rtp;
+pub mod sap;
+pub mod sdp;
 pub mod viewer;
 pub mod wire;

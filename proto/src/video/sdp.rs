@@ -1,0 +1,158 @@
+//! The SDP (RFC 8866) that describes one relayed channel to a player: H.264 over RTP with dynamic
+//! payload type 96 (RFC 6184 section 8.2.1), with the stream's parameter sets when they are known so
+//! a decoder can start at the first keyframe without logging missing-PPS errors. Pure: the caller
+//! says where the RTP arrives and hands over the SPS/PPS it has seen.
+
+use super::rtp::PAYLOAD_TYPE_H264 as PAYLOAD_TYPE;
+use data_encoding::BASE64;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// What an SDP for one channel says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session<'a> {
+    /// The channel's name (`s=`).
+    pub name: &'a str,
+    /// The channel's description (`i=`), if it has one.
+    pub description: Option<&'a str>,
+    /// Who offers the session (`o=`): the relay for SAP, loopback for `watch`.
+    pub origin: Ipv4Addr,
+    /// Where the RTP goes (`c=`): a multicast group, or 127.0.0.1 for `watch`'s forwarded stream.
+    pub address: Ipv4Addr,
+    /// TTL for a multicast `c=` line (RFC 8866 section 5.7 requires it for IPv4 multicast).
+    pub ttl: u8,
+    /// The RTP port (`m=`).
+    pub port: u16,
+    /// The latest sequence parameter set (NAL unit, no start code), if seen.
+    pub sps: Option<&'a [u8]>,
+    /// The latest picture parameter set, if seen.
+    pub pps: Option<&'a [u8]>,
+}
+
+/// `profile-level-id` (RFC 6184 section 8.1): the three bytes after the SPS's NAL header
+/// (profile_idc, constraint flags, level_idc) in hex; `None` for an SPS too short to hold them.
+pub fn profile_level_id(sps: &[u8]) -> Option<String> {
+    let b = sps.get(1..4)?;
+    Some(format!("{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
+}
+
+/// `sprop-parameter-sets` (RFC 6184 section 8.1): the SPS and PPS in base64, comma-separated.
+pub fn sprop_parameter_sets(sps: &[u8], pps: &[u8]) -> String {
+    format!("{},{}", BASE64.encode(sps), BASE64.encode(pps))
+}
+
+/// Strips CR and LF so a name or description cannot add SDP lines.
+fn one_line(s: &str) -> String {
+    s.chars().filter(|c| !matches!(c, '\r' | '\n')).collect()
+}
+
+impl Session<'_> {
+    /// The SDP text, CRLF line ends. `a=recvonly`: the player only receives.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let o = self.origin;
+        let _ = write!(
+            s,
+            "v=0\r\no=- 0 0 IN IP4 {o}\r\ns={}\r\n",
+            one_line(self.name)
+        );
+        if let Some(d) = self.description.filter(|d| !d.is_empty()) {
+            let _ = write!(s, "i={}\r\n", one_line(d));
+        }
+        let c = match self.address.is_multicast() {
+            true => format!("{}/{}", self.address, self.ttl),
+            false => self.address.to_string(),
+        };
+        let (pt, port) = (PAYLOAD_TYPE, self.port);
+        let _ = write!(
+            s,
+            "c=IN IP4 {c}\r\nt=0 0\r\na=recvonly\r\nm=video {port} RTP/AVP {pt}\r\n\
+             a=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} packetization-mode=1"
+        );
+        if let Some(sps) = self.sps {
+            if let Some(id) = profile_level_id(sps) {
+                let _ = write!(s, ";profile-level-id={id}");
+            }
+            if let Some(pps) = self.pps {
+                let _ = write!(
+                    s,
+                    ";sprop-parameter-sets={}",
+                    sprop_parameter_sets(sps, pps)
+                );
+            }
+        }
+        s.push_str("\r\n");
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// x264's SPS and PPS for a 320x240 High-profile level 2.0 clip (`ffmpeg -c:v libx264`).
+    const SPS: [u8; 25] = [
+        0x67, 0x64, 0x00, 0x14, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    fn session<'a>(sps: Option<&'a [u8]>, pps: Option<&'a [u8]>) -> Session<'a> {
+        Session {
+            name: "pi",
+            description: Some("Room 12 board"),
+            origin: Ipv4Addr::new(192, 168, 1, 5),
+            address: Ipv4Addr::new(239, 255, 1, 2),
+            ttl: 1,
+            port: 5004,
+            sps,
+            pps,
+        }
+    }
+
+    #[test]
+    fn profile_level_id_is_the_three_bytes_after_the_header() {
+        assert_eq!(profile_level_id(&SPS).as_deref(), Some("640014"));
+        assert_eq!(profile_level_id(&[0x67, 0x42, 0xc0]), None);
+    }
+
+    #[test]
+    fn sprop_is_base64_of_sps_comma_pps() {
+        assert_eq!(
+            sprop_parameter_sets(&SPS, &PPS),
+            "Z2QAFKzZQUH7ARAAAAMAEAAAAwMg8UKZYA==,aOvjyyLA"
+        );
+    }
+
+    #[test]
+    fn full_sdp_with_parameter_sets() {
+        assert_eq!(
+            session(Some(&SPS), Some(&PPS)).render(),
+            "v=0\r\no=- 0 0 IN IP4 192.168.1.5\r\ns=pi\r\ni=Room 12 board\r\n\
+             c=IN IP4 239.255.1.2/1\r\nt=0 0\r\na=recvonly\r\nm=video 5004 RTP/AVP 96\r\n\
+             a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=640014;\
+             sprop-parameter-sets=Z2QAFKzZQUH7ARAAAAMAEAAAAwMg8UKZYA==,aOvjyyLA\r\n"
+        );
+    }
+
+    #[test]
+    fn without_parameter_sets_or_description_and_unicast() {
+        let mut s = session(None, None);
+        s.description = None;
+        s.address = Ipv4Addr::LOCALHOST;
+        let text = s.render();
+        assert!(!text.contains("i="), "{text}");
+        assert!(text.contains("c=IN IP4 127.0.0.1\r\n"), "{text}");
+        assert!(
+            text.ends_with("a=fmtp:96 packetization-mode=1\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_name_cannot_add_lines() {
+        let mut s = session(None, None);
+        s.name = "pi\r\na=sendonly";
+        assert!(s.render().contains("s=pia=sendonly\r\n"));
+    }
+}
