@@ -783,13 +783,14 @@ fn video_watch_starts_a_player_or_prints_the_command() {
     let relay = Proc::spawn(
         "relay",
         Command::new("timeout")
-            .args(["-s", "INT", "8"])
+            .args(["-s", "INT", "20"])
             .args([bin(), "video", "--iface", "lo", "--group", group])
             .args(["--from", "pi", "--source", "pi=udp://127.0.0.1:0"]),
     );
+    // The source sends nothing: watch waits 3 s for parameter sets, then writes the SDP.
     let watch = |path: &str| {
         Command::new("timeout")
-            .args(["-s", "INT", "3", "env", &format!("PATH={path}"), bin()])
+            .args(["-s", "INT", "6", "env", &format!("PATH={path}"), bin()])
             .args(["watch", "pi", "--iface", "lo", "--group", group])
             .output()
             .unwrap()
@@ -809,6 +810,85 @@ fn video_watch_starts_a_player_or_prints_the_command() {
     assert!(
         log.contains("ffplay -protocol_whitelist file,udp,rtp"),
         "{log}"
+    );
+    assert!(log.contains("vlc --demux avformat /"), "{log}");
+    drop(relay);
+}
+
+/// `watch` with VLC only (a fake one that records its arguments): VLC on Debian opens an SDP only
+/// through `--demux avformat`; as root, where VLC refuses to run, watch starts nothing and says
+/// in one line what to run as a normal user. Run as root, the test checks both (the player half
+/// as user nobody).
+#[test]
+fn video_watch_starts_vlc_with_avformat_and_not_as_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("vlc");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let args_file = dir.path().join("vlc.args");
+    let vlc = bin_dir.join("vlc");
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" > {}\n/bin/sleep 1\n",
+        args_file.display()
+    );
+    std::fs::write(&vlc, script).unwrap();
+    std::fs::set_permissions(&vlc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let group = "239.255.46.2:5452";
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "20"])
+            .args([bin(), "video", "--iface", "lo", "--group", group])
+            .args(["--from", "pi", "--source", "pi=udp://127.0.0.1:0"]),
+    );
+    // Only the fake vlc on PATH (this machine may have a real ffplay).
+    let watch = |as_user: &[&str]| {
+        Command::new("timeout")
+            .args(["-s", "INT", "6"])
+            .args(as_user)
+            .args(["env", &format!("PATH={}", bin_dir.display()), bin()])
+            .args(["watch", "pi", "--iface", "lo", "--group", group])
+            .output()
+            .unwrap()
+    };
+    // SAFETY: geteuid has no preconditions.
+    let as_user: &[&str] = if unsafe { libc::geteuid() } == 0 {
+        let out = watch(&[]);
+        let log = text(&out).1;
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("watch: VLC refuses to run as root"))
+            .unwrap_or_else(|| panic!("no root line in {log}"));
+        assert!(
+            line.starts_with(
+                "watch: VLC refuses to run as root; as a normal user run: vlc --demux avformat /"
+            ) && line.ends_with(".sdp"),
+            "{line}"
+        );
+        assert!(!log.contains("playing with"), "{log}");
+        assert!(!args_file.exists(), "vlc was started as root");
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]
+    } else {
+        &[]
+    };
+    let out = watch(as_user);
+    let log = text(&out).1;
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("watch: playing with: vlc --demux avformat "),
+        "{log}"
+    );
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert!(
+        args.starts_with("--demux avformat /") && args.trim_end().ends_with(".sdp"),
+        "{args}"
     );
     drop(relay);
 }

@@ -11,7 +11,8 @@ use crate::rt::{self, Shutdown};
 use clap::Parser;
 use edm_cast_proto::auth;
 use edm_cast_proto::video::fec::Playout;
-use edm_cast_proto::video::h264::rtp_starts_keyframe;
+use edm_cast_proto::video::h264::{NAL_SPS, nal_type, rtp_parameter_sets, rtp_starts_keyframe};
+use edm_cast_proto::video::sdp;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig, ViewerEvent};
 use edm_cast_proto::video::wire::{ChannelInfo, FecReport};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -53,14 +54,9 @@ fn socket_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Socket { what, source }
 }
 
-/// The SDP (RFC 8866) a player needs for dynamic payload type 96 (RFC 6184 section 8.2.1).
-fn sdp(name: &str, port: u16) -> String {
-    format!(
-        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=edm-cast {name}\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=video {port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
-         a=fmtp:96 packetization-mode=1\r\n"
-    )
-}
+/// How long `watch` waits for the stream's SPS and PPS (sent before each keyframe) before it
+/// writes the SDP without them: longer than a usual keyframe interval, short enough to start.
+const PARAMETER_SETS_WAIT: Duration = Duration::from_secs(3);
 
 /// Receives on `socket`, or waits forever if there is none.
 async fn recv_if(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -70,34 +66,61 @@ async fn recv_if(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<
     }
 }
 
-fn find_player(path: &Path) -> Option<(Child, String)> {
+/// How VLC opens an SDP on Debian and Ubuntu, built without live555: through libavformat, which
+/// VLC only uses for an `.sdp` when forced.
+const VLC_OPTIONS: [&str; 2] = ["--demux", "avformat"];
+
+/// Is `program` an executable file in a directory of PATH?
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Starts ffplay, or VLC unless root (VLC refuses: "VLC is not supposed to be run as root"), on
+/// the SDP; otherwise the one line that says what to do.
+fn find_player(path: &Path) -> Result<(Child, String), String> {
     let sdp = path.display().to_string();
-    let candidates: [(&str, Vec<&str>); 2] = [
-        (
-            "ffplay",
-            vec![
-                "-protocol_whitelist",
-                "file,udp,rtp",
-                "-fflags",
-                "nobuffer",
-                "-flags",
-                "low_delay",
-                "-i",
-                &sdp,
-            ],
-        ),
-        ("vlc", vec![&sdp]),
+    let ffplay = [
+        "-protocol_whitelist",
+        "file,udp,rtp",
+        "-fflags",
+        "nobuffer",
+        "-flags",
+        "low_delay",
+        "-i",
+        &sdp,
     ];
-    for (cmd, args) in candidates {
-        if let Ok(child) = std::process::Command::new(cmd)
-            .args(&args)
+    let vlc = [VLC_OPTIONS[0], VLC_OPTIONS[1], &sdp];
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let spawn = |cmd: &str, args: &[&str]| {
+        let child = std::process::Command::new(cmd)
+            .args(args)
             .stdin(std::process::Stdio::null())
             .spawn()
-        {
-            return Some((child, format!("{cmd} {}", args.join(" "))));
-        }
+            .ok()?;
+        Some((child, format!("{cmd} {}", args.join(" "))))
+    };
+    if let Some(started) = spawn("ffplay", &ffplay) {
+        return Ok(started);
     }
-    None
+    if root && on_path("vlc") {
+        return Err(format!(
+            "watch: VLC refuses to run as root; as a normal user run: vlc {}",
+            vlc.join(" ")
+        ));
+    }
+    spawn("vlc", &vlc).ok_or_else(|| {
+        format!(
+            "watch: no ffplay or vlc found; open the SDP yourself, e.g.\n  ffplay {}\n  vlc {}",
+            ffplay.join(" "),
+            vlc.join(" ")
+        )
+    })
 }
 
 /// Watches until Ctrl-C, SIGTERM or the player's exit.
@@ -267,9 +290,7 @@ struct Watching {
     /// Forwards to `forward_to` on this host.
     local: UdpSocket,
     forward_to: SocketAddr,
-    sdp_path: PathBuf,
-    /// The SDP is ours to remove (no `--sdp`).
-    sdp_is_temporary: bool,
+    sdp: SdpFile,
     player: Option<Child>,
     started: Instant,
     keyframe_seen: bool,
@@ -291,9 +312,9 @@ impl Watching {
             .map_err(socket_error("cannot open a local socket".into()))?;
         let local = net::register(local)?;
         let forward_to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-        let sdp_path = write_sdp(args)?;
+        let sdp = SdpFile::new(args);
         eprintln!(
-            "watch: {} from {relay}: {}:{} (repair {}), forwarding to {forward_to}; SDP {}",
+            "watch: {} from {relay}: {}:{} (repair {}), forwarding to {forward_to}; SDP {} once the stream's SPS and PPS came (at most {} s)",
             args.name,
             info.group,
             info.media_port,
@@ -302,13 +323,9 @@ impl Watching {
             } else {
                 "off".into()
             },
-            sdp_path.display()
+            sdp.path.display(),
+            PARAMETER_SETS_WAIT.as_secs()
         );
-        let player = if args.sdp.is_none() {
-            start_player(&sdp_path)
-        } else {
-            None
-        };
         Ok(Watching {
             playout: Playout::new(Duration::from_millis(args.hold_ms)),
             media,
@@ -317,9 +334,8 @@ impl Watching {
             repair_buf: vec![0u8; 65536],
             local,
             forward_to,
-            sdp_path,
-            sdp_is_temporary: args.sdp.is_none(),
-            player,
+            sdp,
+            player: None,
             started,
             keyframe_seen: false,
             forwarded: 0,
@@ -333,6 +349,7 @@ impl Watching {
         loop {
             let renew = lease.wake();
             let wake = self.playout.poll_timeout().map_or(renew, |t| t.min(renew));
+            let wake = self.sdp.deadline().map_or(wake, |t| t.min(wake));
             tokio::select! {
                 stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
                 got = self.media.recv(&mut self.media_buf) => {
@@ -354,7 +371,7 @@ impl Watching {
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            self.forward(Instant::now()).await;
+            self.forward(Instant::now()).await?;
             // The next renewal tells the relay what the playout repaired and lost.
             let s = &self.playout.stats;
             lease.viewer.set_fec(FecReport {
@@ -371,10 +388,12 @@ impl Watching {
         player.is_some_and(|p| !matches!(p.try_wait(), Ok(None)))
     }
 
-    /// Forwards what the playout has ready, in order.
-    async fn forward(&mut self, now: Instant) {
+    /// Forwards what the playout has ready, in order; writes the SDP (and starts the player) once
+    /// the parameter sets came or the wait for them is over.
+    async fn forward(&mut self, now: Instant) -> Result<(), Error> {
         self.playout.handle_timeout(now);
         while let Some(p) = self.playout.poll_packet() {
+            self.sdp.observe(&p);
             if !self.keyframe_seen && rtp_starts_keyframe(&p) {
                 self.keyframe_seen = true;
                 eprintln!(
@@ -385,6 +404,10 @@ impl Watching {
             let _ = self.local.send_to(&p, self.forward_to).await;
             self.forwarded += 1;
         }
+        if self.sdp.write_if_ready(now)? && self.sdp.temporary {
+            self.player = start_player(&self.sdp.path);
+        }
+        Ok(())
     }
 
     /// Stops the player, removes a temporary SDP and prints what the playout counted.
@@ -393,8 +416,8 @@ impl Watching {
             let _ = p.kill();
             let _ = p.wait();
         }
-        if self.sdp_is_temporary {
-            let _ = std::fs::remove_file(&self.sdp_path);
+        if self.sdp.temporary {
+            let _ = std::fs::remove_file(&self.sdp.path);
         }
         let s = &self.playout.stats;
         eprintln!(
@@ -423,44 +446,110 @@ fn join_channel(
     Ok((media, repair))
 }
 
-/// Writes the SDP where `--sdp` says, or to a temporary file; returns its path.
-fn write_sdp(args: &Args) -> Result<PathBuf, Error> {
-    let path = args.sdp.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("edm-cast-{}-{}.sdp", args.name, std::process::id()))
-    });
-    std::fs::write(&path, sdp(&args.name, args.port)).map_err(|source| Error::Write {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+/// The SDP for the forwarded stream: written where `--sdp` says (or to a temporary file) once
+/// the stream's SPS and PPS were forwarded, so it carries them (`sprop-parameter-sets`), or
+/// without them after `PARAMETER_SETS_WAIT`.
+struct SdpFile {
+    path: PathBuf,
+    /// Ours to remove, and a player to start (no `--sdp`).
+    temporary: bool,
+    name: String,
+    port: u16,
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+    /// None once written.
+    deadline: Option<Instant>,
+}
+
+impl SdpFile {
+    fn new(args: &Args) -> Self {
+        let path = args.sdp.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("edm-cast-{}-{}.sdp", args.name, std::process::id()))
+        });
+        SdpFile {
+            path,
+            temporary: args.sdp.is_none(),
+            name: args.name.clone(),
+            port: args.port,
+            sps: None,
+            pps: None,
+            deadline: Some(Instant::now() + PARAMETER_SETS_WAIT),
+        }
+    }
+
+    /// When the SDP is written at the latest, unless it was.
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Keeps the parameter sets of a forwarded packet, until the SDP is written.
+    fn observe(&mut self, packet: &[u8]) {
+        if self.deadline.is_none() {
+            return;
+        }
+        for nal in rtp_parameter_sets(packet) {
+            let slot = if nal_type(nal) == NAL_SPS {
+                &mut self.sps
+            } else {
+                &mut self.pps
+            };
+            *slot = Some(nal.to_vec());
+        }
+    }
+
+    /// Writes the SDP if both parameter sets came or the wait is over; true if it did now.
+    fn write_if_ready(&mut self, now: Instant) -> Result<bool, Error> {
+        let Some(deadline) = self.deadline else {
+            return Ok(false);
+        };
+        let complete = self.sps.is_some() && self.pps.is_some();
+        if !complete && now < deadline {
+            return Ok(false);
+        }
+        let text = sdp::Session {
+            name: &self.name,
+            description: None,
+            origin: Ipv4Addr::LOCALHOST,
+            address: Ipv4Addr::LOCALHOST,
+            ttl: 0,
+            port: self.port,
+            sps: self.sps.as_deref(),
+            pps: self.pps.as_deref(),
+        }
+        .render();
+        // Written whole under another name, then renamed: a player polling for the file never
+        // reads half of it.
+        let part = self.path.with_extension("sdp.part");
+        std::fs::write(&part, text)
+            .and_then(|_| std::fs::rename(&part, &self.path))
+            .map_err(|source| Error::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.deadline = None;
+        eprintln!(
+            "watch: SDP written to {} ({})",
+            self.path.display(),
+            if complete {
+                "with the stream's SPS and PPS"
+            } else {
+                "without parameter sets: none came in time"
+            }
+        );
+        Ok(true)
+    }
 }
 
 /// Starts ffplay or VLC on the SDP, or says how to.
 fn start_player(sdp_path: &Path) -> Option<Child> {
     match find_player(sdp_path) {
-        Some((child, cmd)) => {
+        Ok((child, cmd)) => {
             eprintln!("watch: playing with: {cmd}");
             Some(child)
         }
-        None => {
-            eprintln!(
-                "watch: no ffplay or vlc found; open the SDP yourself, e.g.\n  ffplay -protocol_whitelist file,udp,rtp -fflags nobuffer -flags low_delay -i {}",
-                sdp_path.display()
-            );
+        Err(what_to_do) => {
+            eprintln!("{what_to_do}");
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sdp_names_the_port_and_h264() {
-        let s = sdp("pi", 6004);
-        assert!(s.contains("m=video 6004 RTP/AVP 96\r\n"));
-        assert!(s.contains("a=rtpmap:96 H264/90000"));
-        assert!(s.contains("packetization-mode=1"));
     }
 }

@@ -270,6 +270,11 @@ impl Packetizer {
         }
     }
 
+    /// The last SPS and PPS seen (for the channel's SDP).
+    pub fn parameter_sets(&self) -> (Option<&[u8]>, Option<&[u8]>) {
+        (self.sps.as_deref(), self.pps.as_deref())
+    }
+
     /// Starts the next output at an access unit boundary (after a pause in relaying).
     pub fn reset_access_unit(&mut self) {
         self.au_timestamp = None;
@@ -448,6 +453,30 @@ impl Depacketizer {
     }
 }
 
+/// The SPS and PPS carried in an RTP packet: a single NAL unit packet or a STAP-A (RFC 6184
+/// sections 5.6, 5.7.1); none for fragments or malformed packets.
+pub fn rtp_parameter_sets(packet: &[u8]) -> Vec<&[u8]> {
+    let Ok((_, payload)) = RtpHeader::parse(packet) else {
+        return Vec::new();
+    };
+    let mut nals = Vec::new();
+    match payload.first().map(|b| b & 0x1F) {
+        Some(STAP_A) => {
+            let mut rest = &payload[1..];
+            while let [hi, lo, tail @ ..] = rest {
+                let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+                let Some(nal) = tail.get(..len) else { break };
+                nals.push(nal);
+                rest = &tail[len..];
+            }
+        }
+        Some(_) => nals.push(payload),
+        None => {}
+    }
+    nals.retain(|n| !n.is_empty() && matches!(nal_type(n), NAL_SPS | NAL_PPS));
+    nals
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,6 +652,36 @@ mod tests {
             [100, 101, 102, 103]
         );
         assert!(out.iter().all(|h| h.ssrc == 5));
+    }
+
+    #[test]
+    fn parameter_sets_from_rtp_single_units_and_stap_a() {
+        let rtp = |payload: &[u8]| {
+            let mut p = Vec::new();
+            let h = RtpHeader {
+                marker: false,
+                payload_type: 96,
+                seq: 1,
+                timestamp: 0,
+                ssrc: 1,
+            };
+            h.write(&mut p);
+            p.extend_from_slice(payload);
+            p
+        };
+        let sps = nal(NAL_SPS, 6, 1);
+        assert_eq!(rtp_parameter_sets(&rtp(&sps)), vec![&sps[..]]);
+        assert!(rtp_parameter_sets(&rtp(&nal(NAL_IDR, 6, 1))).is_empty());
+        let stap = [24, 0, 2, 0x67, 1, 0, 1, 0x68, 0, 1, 0x65];
+        assert_eq!(
+            rtp_parameter_sets(&rtp(&stap)),
+            vec![&[0x67, 1][..], &[0x68][..]]
+        );
+        assert_eq!(
+            rtp_parameter_sets(&rtp(&[24, 0, 9, 0x67])),
+            Vec::<&[u8]>::new()
+        );
+        assert!(rtp_parameter_sets(&[0x80]).is_empty());
     }
 
     #[test]
