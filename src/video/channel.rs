@@ -23,6 +23,8 @@ pub(super) const SILENT_AFTER: Duration = Duration::from_secs(2);
 /// One relayed source.
 pub(super) struct Channel {
     pub(super) name: String,
+    /// What the SAP announcement's SDP says of it (`i=`; `--description`).
+    pub(super) description: Option<String>,
     /// The channel's own multicast group: RTP to `MEDIA_PORT`, REPAIR to `REPAIR_PORT`.
     group: Ipv4Addr,
     pub(super) ingest: Ingest,
@@ -96,6 +98,7 @@ impl Channel {
         let camera = ingest.listen().and_then(|l| l.camera);
         Channel {
             name,
+            description: None,
             group,
             senders: Arc::new(Mutex::new(SenderFilter::new(camera))),
             ingest,
@@ -119,6 +122,11 @@ impl Channel {
             media_port: MEDIA_PORT,
             repair_port: if self.fec.is_some() { REPAIR_PORT } else { 0 },
         }
+    }
+
+    /// The channel's own multicast group.
+    pub(super) fn group(&self) -> Ipv4Addr {
+        self.group
     }
 
     /// Where its RTP packets go.

@@ -4,6 +4,7 @@
 //! second (`--http`), and on the terminal when they change.
 
 use super::channel::{Channel, SILENT_AFTER};
+use super::sap::{SAP_EVERY, Sap};
 use super::sources::{Feed, FeedTx, Ingest, Listen, load_config, split_named};
 use crate::cli::seconds;
 use crate::error::Error;
@@ -85,6 +86,18 @@ pub struct Args {
     /// Repair packets per window, in percent of its source packets.
     #[arg(long, default_value_t = FecConfig::default().repair_percent)]
     fec_repair: u16,
+    /// Announce every channel with SAP (RFC 2974) on 224.2.127.254:9875 every 5 s (TTL as
+    /// --ttl), with its full SDP, so VLC's and GStreamer's SAP discovery list it; deleted on exit.
+    /// A player found this way takes no lease: pair with --always-on.
+    #[arg(long)]
+    sap: bool,
+    /// Relay NAME from the start and for good, without a viewer's lease (for players that know no
+    /// edm-cast, e.g. found by --sap). Repeat for several.
+    #[arg(long = "always-on", value_name = "NAME")]
+    always_on: Vec<String>,
+    /// A line describing NAME, in its SAP announcement (the SDP's i=).
+    #[arg(long = "description", value_name = "NAME=TEXT")]
+    descriptions: Vec<String>,
     /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
     #[arg(long)]
     stats: bool,
@@ -122,8 +135,40 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let runtime = rt::runtime()?;
     // Sockets and tasks belong to the runtime, so the relay is made inside it.
     let _inside = runtime.enter();
+    let sap = match args.sap {
+        true => Some(Sap::open(iface, args.ttl, channels.len())?),
+        false => None,
+    };
     let mut relay = Relay::new(net::register(out)?, args.group, config, channels, board);
+    relay.sap = sap;
+    for name in &args.always_on {
+        relay.leases.always_on(name);
+    }
+    if let Some(sap) = &relay.sap {
+        let lease_only: Vec<&str> = relay
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| !args.always_on.iter().any(|a| a == n))
+            .collect();
+        eprintln!(
+            "video: SAP: announcing every channel on {} every {} s from {}{}",
+            edm_cast_proto::video::sap::SAP_GROUP,
+            SAP_EVERY.as_secs(),
+            sap.origin(),
+            match lease_only.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "; {} play only while a watch holds a lease (--always-on NAME for SAP players)",
+                    lease_only.join(", ")
+                ),
+            }
+        );
+    }
     let result = runtime.block_on(relay.run());
+    if let Some(sap) = &mut relay.sap {
+        runtime.block_on(sap.delete());
+    }
     for c in &mut relay.channels {
         c.stop_source();
     }
@@ -209,12 +254,28 @@ fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
             .or_else(|| configured.and_then(|c| c.run_on_demand.clone()));
         channels.push(Channel::new(name.clone(), group, ingest, on_demand, fec));
     }
+    for s in &args.descriptions {
+        let (name, text) = split_named(s, "--description")?;
+        match channels.iter_mut().find(|c| c.name == name) {
+            Some(c) => c.description = Some(text),
+            None => return Err(not_offered(&name, "--description")),
+        }
+    }
+    if let Some(name) = args.always_on.iter().find(|n| !from.contains(n)) {
+        return Err(not_offered(name, "--always-on"));
+    }
     if let Some(name) = defined.keys().chain(commands.keys()).next() {
         return Err(Error::Usage(format!(
             "'{name}' has a --source or --run-on-demand but is not offered with --from"
         )));
     }
     Ok(channels)
+}
+
+fn not_offered(name: &str, flag: &str) -> Error {
+    Error::Usage(format!(
+        "'{name}' has a {flag} but is not offered with --from"
+    ))
 }
 
 /// 90 kHz RTP time of `t`: arrival time, so a restarted camera continues the clock.
@@ -241,6 +302,8 @@ struct Relay {
     /// Where the channels' status goes, and what was last shown of each.
     board: Board,
     shown: Vec<Shown>,
+    /// `--sap`'s announcements.
+    sap: Option<Sap>,
 }
 
 /// What the terminal and the board last had of a channel.
@@ -284,6 +347,7 @@ impl Relay {
             feeds,
             fed,
             control: Vec::with_capacity(1500),
+            sap: None,
         }
     }
 
@@ -308,6 +372,8 @@ impl Relay {
         let mut inbox = vec![0u8; 2048];
         let mut beat = tokio::time::interval(PUBLISH_EVERY);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sap_round = tokio::time::interval(SAP_EVERY);
+        sap_round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.send_control().await;
             let wake = self.poll_timeout();
@@ -328,6 +394,11 @@ impl Relay {
                     }
                 }
                 _ = beat.tick() => self.show(Instant::now(), true),
+                _ = sap_round.tick(), if self.sap.is_some() => {
+                    if let Some(sap) = &mut self.sap {
+                        sap.announce(&self.channels).await;
+                    }
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             self.on_timeout(Instant::now()).await;

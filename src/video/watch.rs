@@ -510,6 +510,7 @@ impl SdpFile {
             name: &self.name,
             description: None,
             origin: Ipv4Addr::LOCALHOST,
+            session_id: 0,
             address: Ipv4Addr::LOCALHOST,
             ttl: 0,
             port: self.port,

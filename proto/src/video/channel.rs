@@ -97,6 +97,8 @@ struct Channel {
     viewers: HashMap<u64, Lease>,
     /// When the last lease ended, while the channel is live without viewers.
     idle_since: Option<Instant>,
+    /// Relayed whether or not anyone holds a lease (`always_on`).
+    always_on: bool,
     /// RTP packets the relay sent on the channel so far, as the shell last said (`set_sent`).
     sent: u64,
     /// What the viewers' reports taken add up to, leases that ended included.
@@ -128,7 +130,9 @@ enum Denied {
 /// - Inputs: `handle_datagram(now, from, bytes)` for every datagram on the relay's control
 ///   socket; `handle_timeout(now)` once `poll_timeout` has passed; `set_sent(channel, packets)`
 ///   with the RTP packets sent on a channel so far (the bound of the viewers' reports).
-/// - Commands: none; the viewers' datagrams and the clock drive it all.
+/// - Commands: `always_on(channel)` relays a channel from now on without leases (for players
+///   that found it by SAP and know no REQUEST); otherwise the viewers' datagrams and the clock
+///   drive it all.
 /// - Outputs: `poll_transmit(now, buf)` gives each REPLY (to the REQUEST's source) and, every
 ///   `ANNOUNCE_EVERY`, an ANNOUNCE to the group, signed when the config has a signer;
 ///   `poll_timeout()` the next announcement, lease expiry or end of a grace period;
@@ -165,6 +169,7 @@ impl Leases {
                     },
                     viewers: HashMap::new(),
                     idle_since: None,
+                    always_on: false,
                     sent: 0,
                     fec: FecReport::default(),
                 })
@@ -378,7 +383,7 @@ impl Leases {
             Some(l) if l.from != from => self.dropped.wrong_source += 1,
             Some(_) => {
                 c.viewers.remove(&viewer);
-                if c.viewers.is_empty() {
+                if c.viewers.is_empty() && !c.always_on {
                     c.idle_since = Some(now);
                 }
                 release(&mut self.addresses, from);
@@ -401,7 +406,7 @@ impl Leases {
                 }
                 keep
             });
-            if before > 0 && c.viewers.is_empty() {
+            if before > 0 && c.viewers.is_empty() && !c.always_on {
                 c.idle_since = last_end;
             }
             if c.info.live && c.idle_since.is_some_and(|t| now >= t + self.config.grace) {
@@ -461,6 +466,21 @@ impl Leases {
         None
     }
 
+    /// Relays `channel` from now on, leases or not: starts it if idle, and it never stops. False
+    /// for an unknown channel.
+    pub fn always_on(&mut self, channel: &str) -> bool {
+        let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) else {
+            return false;
+        };
+        c.always_on = true;
+        c.idle_since = None;
+        if !c.info.live {
+            c.info.live = true;
+            self.events.push_back(LeaseEvent::Start(channel.to_owned()));
+        }
+        true
+    }
+
     /// The next channel to start or stop.
     pub fn poll_event(&mut self) -> Option<LeaseEvent> {
         self.events.pop_front()
@@ -508,6 +528,30 @@ mod tests {
             grace,
             ..LeaseConfig::default()
         }
+    }
+
+    #[test]
+    fn an_always_on_channel_starts_without_a_lease_and_never_stops() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut l = Leases::new([channel("pi"), channel("cam")], config(s(6), s(10)), t0);
+        assert!(!l.always_on("nope"));
+        assert!(l.always_on("pi"));
+        assert_eq!(l.poll_event(), Some(LeaseEvent::Start("pi".into())));
+        assert!(l.is_live("pi") && !l.is_live("cam"));
+        assert!(l.always_on("pi"));
+        assert_eq!(l.poll_event(), None, "already live");
+        // A viewer comes and goes; its lease lapses: the channel stays on past any grace.
+        assert!(l.request(t0 + s(1), 1, "pi"));
+        l.leave(t0 + s(2), 1, "pi");
+        assert!(l.request(t0 + s(3), 2, "pi"));
+        for t in [8, 20, 100] {
+            l.handle_timeout(t0 + s(t));
+        }
+        assert_eq!(l.viewers("pi"), 0);
+        assert!(l.is_live("pi"));
+        assert_eq!(l.poll_event(), None);
+        assert_eq!(l.lease_timeout(), None);
     }
 
     fn channel(name: &str) -> ChannelInfo {

@@ -17,6 +17,9 @@ pub struct Session<'a> {
     pub description: Option<&'a str>,
     /// Who offers the session (`o=`): the relay for SAP, loopback for `watch`.
     pub origin: Ipv4Addr,
+    /// With `origin`, names the session (`o=`'s sess-id): distinct per channel of a relay, since
+    /// SAP listeners tell sessions apart by the `o=` line.
+    pub session_id: u64,
     /// Where the RTP goes (`c=`): a multicast group, or 127.0.0.1 for `watch`'s forwarded stream.
     pub address: Ipv4Addr,
     /// TTL for a multicast `c=` line (RFC 8866 section 5.7 requires it for IPv4 multicast).
@@ -53,7 +56,8 @@ impl Session<'_> {
         let o = self.origin;
         let _ = write!(
             s,
-            "v=0\r\no=- 0 0 IN IP4 {o}\r\ns={}\r\n",
+            "v=0\r\no=- {} 0 IN IP4 {o}\r\ns={}\r\n",
+            self.session_id,
             one_line(self.name)
         );
         if let Some(d) = self.description.filter(|d| !d.is_empty()) {
@@ -102,6 +106,7 @@ mod tests {
             name: "pi",
             description: Some("Room 12 board"),
             origin: Ipv4Addr::new(192, 168, 1, 5),
+            session_id: 2,
             address: Ipv4Addr::new(239, 255, 1, 2),
             ttl: 1,
             port: 5004,
@@ -128,7 +133,7 @@ mod tests {
     fn full_sdp_with_parameter_sets() {
         assert_eq!(
             session(Some(&SPS), Some(&PPS)).render(),
-            "v=0\r\no=- 0 0 IN IP4 192.168.1.5\r\ns=pi\r\ni=Room 12 board\r\n\
+            "v=0\r\no=- 2 0 IN IP4 192.168.1.5\r\ns=pi\r\ni=Room 12 board\r\n\
              c=IN IP4 239.255.1.2/1\r\nt=0 0\r\na=recvonly\r\nm=video 5004 RTP/AVP 96\r\n\
              a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=640014;\
              sprop-parameter-sets=Z2QAFKzZQUH7ARAAAAMAEAAAAwMg8UKZYA==,aOvjyyLA\r\n"
