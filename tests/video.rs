@@ -1107,3 +1107,173 @@ fn video_ingest_takes_only_the_named_camera() {
         "{log}"
     );
 }
+
+/// A network namespace with only loopback, multicast routed to it (the host's multicast route
+/// goes out of eth0, where a player joining on the default interface would wait in vain); deleted
+/// on drop, also when the test panics.
+struct LoopbackNetns(String);
+
+impl LoopbackNetns {
+    fn up(name: &str) -> Self {
+        let ns = LoopbackNetns(name.to_owned());
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        for args in [
+            &["netns", "add", name][..],
+            &["-n", name, "link", "set", "lo", "up"],
+            &["-n", name, "route", "add", "224.0.0.0/4", "dev", "lo"],
+        ] {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {:?}", text(&out));
+        }
+        ns
+    }
+
+    fn exec(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]);
+        c
+    }
+
+    /// A UDP socket made inside the namespace (a socket stays in the namespace it was made in).
+    fn socket(&self, make: impl FnOnce() -> std::net::UdpSocket + Send) -> std::net::UdpSocket {
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.0)).unwrap();
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                // SAFETY: setns on this thread only, with a namespace file we hold open.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                make()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for LoopbackNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A player that knows nothing of edm-cast, in a namespace with only loopback: `video --sap
+/// --always-on pi` fed by the fake Pi; the test (as a SAP listener would) joins 224.2.127.254:9875
+/// on lo, takes the first
+/// announcement of `pi` that carries the parameter sets, writes its SDP to a file, and ffmpeg
+/// decodes from it frames that are the clip's, bit for bit. No `watch`, no lease. On exit the
+/// relay deletes the announcement.
+#[test]
+fn video_sap_announces_a_channel_a_plain_player_decodes() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if !lab_available("SAP video", &["ffmpeg"]) {
+        return;
+    }
+    let ns = LoopbackNetns::up(&lab_name("sap"));
+    use edm_cast_proto::video::sap::{Kind, SAP_GROUP, parse};
+    let dir = TempDir::new("sap");
+    let clip = encode_clip(dir.path());
+    let source = frames(&clip);
+    let sap = ns.socket(|| {
+        let s = std::net::UdpSocket::bind(("0.0.0.0", SAP_GROUP.port())).unwrap();
+        s.join_multicast_v4(SAP_GROUP.ip(), &std::net::Ipv4Addr::LOCALHOST)
+            .unwrap();
+        s
+    });
+    sap.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let ingest = "127.0.0.1:5000";
+    let relay = Proc::spawn(
+        "relay",
+        ns.exec()
+            .args([
+                "timeout",
+                "-s",
+                "INT",
+                "20",
+                bin(),
+                "video",
+                "--iface",
+                "lo",
+            ])
+            .args(["--group", "239.255.49.1:5480", "--from", "pi", "--sap"])
+            .args(["--always-on", "pi", "--description", "pi=Room 12 board"])
+            .args(["--source", &format!("pi=udp://{ingest}")]),
+    );
+    // The relay listens before the camera sends.
+    std::thread::sleep(Duration::from_millis(500));
+    let pi = Proc::spawn(
+        "fake pi",
+        ns.exec()
+            .args(["timeout", "16"])
+            .arg(tool("fakepi.sh"))
+            .arg("raw")
+            .arg(&clip)
+            .arg(ingest),
+    );
+    // Announcements come every 5 s; the first after the source's SPS/PPS carries them.
+    let mut buf = vec![0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(12);
+    let announced = loop {
+        assert!(
+            Instant::now() < end,
+            "no SAP announcement of pi with parameter sets"
+        );
+        let Ok(n) = sap.recv(&mut buf) else { continue };
+        let Some(p) = parse(&buf[..n]) else { continue };
+        if p.kind == Kind::Announce
+            && p.sdp.contains("\r\ns=pi\r\n")
+            && p.sdp.contains("sprop-parameter-sets=")
+        {
+            assert_eq!(p.origin, std::net::Ipv4Addr::LOCALHOST);
+            break p.sdp.to_owned();
+        }
+    };
+    for line in [
+        "i=Room 12 board",
+        "c=IN IP4 239.255.49.2/1",
+        "a=recvonly",
+        "m=video 5004 RTP/AVP 96",
+        "packetization-mode=1;profile-level-id=",
+    ] {
+        assert!(announced.contains(line), "{line} not in {announced}");
+    }
+    let sdp = dir.path().join("sap.sdp");
+    std::fs::write(&sdp, &announced).unwrap();
+    let player = Proc::spawn(
+        "ffmpeg",
+        ns.exec()
+            .args(["timeout", "-s", "KILL", "12", "ffmpeg"])
+            .args(["-hide_banner", "-loglevel", "error"])
+            .args(["-nostdin", "-protocol_whitelist", "file,udp,rtp"])
+            .args(["-buffer_size", "8388608", "-i"])
+            .arg(&sdp)
+            // 5 s of frames, then ffmpeg ends by itself.
+            .args(["-t", "5", "-f", "framemd5", "-"]),
+    );
+    let out = player.wait(Duration::from_secs(15));
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_owned()))
+        .collect();
+    drop(pi);
+    let relay_log = text(&relay.wait(Duration::from_secs(25))).1;
+    let context = format!("relay:\n{relay_log}\nffmpeg:\n{}", text(&out).1);
+    assert!(relay_log.contains("video: SAP: announcing"), "{context}");
+    let (first, n) = bit_exact(&source, &got).unwrap_or_else(|e| panic!("{e}\n{context}"));
+    println!(
+        "SAP: {n} frames bit-exact from clip frame {first}, decoded by ffmpeg from the SAP SDP"
+    );
+    assert!(n >= 60, "{n} frames\n{context}");
+    // The relay stopped: its deletion names the same session.
+    let end = Instant::now() + Duration::from_secs(3);
+    let deleted = loop {
+        assert!(Instant::now() < end, "no SAP deletion");
+        let Ok(n) = sap.recv(&mut buf) else { continue };
+        if let Some(p) = parse(&buf[..n]).filter(|p| p.kind == Kind::Delete) {
+            break p.sdp.to_owned();
+        }
+    };
+    assert!(deleted.contains("\r\ns=pi\r\n"), "{deleted}");
+}
