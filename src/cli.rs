@@ -76,7 +76,7 @@ pub enum Command {
     /// Watch a relayed channel: starts ffplay (or VLC), or with --sdp writes an SDP for any player.
     #[command(after_help = "Examples:
   edm-cast watch pi
-  edm-cast watch pi --sdp pi.sdp        # then: vlc pi.sdp")]
+  edm-cast watch pi --sdp pi.sdp        # then: vlc --demux avformat pi.sdp")]
     Watch(video::watch::Args),
     /// Make a key pair: the private key signs what a teacher sends (--key); the public key, one
     /// line, goes to the lab PCs (--trust, or /etc/edm-cast/trusted).

@@ -87,7 +87,7 @@ pub struct Args {
     #[arg(long, default_value_t = FecConfig::default().repair_percent)]
     fec_repair: u16,
     /// Announce every channel with SAP (RFC 2974) on 224.2.127.254:9875 every 5 s (TTL as
-    /// --ttl), with its full SDP, so VLC's and GStreamer's SAP discovery list it; deleted on exit.
+    /// --ttl), with its full SDP, so SAP listeners (VLC's discovery) list it; deleted on exit.
     /// A player found this way takes no lease: pair with --always-on.
     #[arg(long)]
     sap: bool,

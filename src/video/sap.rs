@@ -1,5 +1,5 @@
 //! `video --sap`: announces each channel's SDP with SAP (RFC 2974) on 224.2.127.254:9875, where
-//! VLC's and GStreamer's SAP discovery listen, and deletes the announcements when the relay stops.
+//! SAP listeners (VLC's SAP discovery) listen, and deletes the announcements when the relay stops.
 //! The packets are `edm_cast_proto::video::sap`'s, the SDP `edm_cast_proto::video::sdp`'s.
 //!
 //! Every `SAP_EVERY`, not RFC 2974's bandwidth-shared interval (at least 300 s, for the global

@@ -1,5 +1,5 @@
 //! SAP (RFC 2974) packets announcing a channel's SDP, so players that know nothing of edm-cast
-//! (VLC's and GStreamer's SAP discovery) list it. Only what a relay sends: version 1, IPv4
+//! (VLC's SAP discovery) list it. Only what a relay sends: version 1, IPv4
 //! originating source, no authentication, no encryption, no compression, payload type
 //! `application/sdp`. The header (RFC 2974 section 3):
 //!
@@ -19,8 +19,8 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-/// The group and port of SAP's global-scope IPv4 announcements (RFC 2974 section 3), where VLC
-/// and GStreamer listen by default.
+/// The group and port of SAP's global-scope IPv4 announcements (RFC 2974 section 3), where SAP
+/// listeners such as VLC's listen by default.
 pub const SAP_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(224, 2, 127, 254), 9875);
 
 /// The payload type string (RFC 2974 section 3), NUL-terminated on the wire.
