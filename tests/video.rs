@@ -387,6 +387,13 @@ fn video_cli_errors_are_one_line() {
     assert!(e.contains("unknown scheme"), "{e}");
     let e = run(&["video", "--from", "pi", "--source", "cam=udp://:5000"]);
     assert!(e.contains("not offered with --from"), "{e}");
+    let e = run(&["video", "--from", "pi", "--always-on", "cam"]);
+    assert!(
+        e.ends_with("'cam' has a --always-on but is not offered with --from\n"),
+        "{e}"
+    );
+    let e = run(&["video", "--from", "pi", "--description", "pi"]);
+    assert!(e.contains("--description 'pi': expected NAME=VALUE"), "{e}");
     let e = run(&["video", "--from", "pi", "--source", "pi=udp://nowhere"]);
     assert!(e.contains("ADDR:PORT"), "{e}");
     let e = run(&["video"]);
