@@ -86,6 +86,9 @@ pub struct Args {
     /// Repair packets per window, in percent of its source packets.
     #[arg(long, default_value_t = FecConfig::default().repair_percent)]
     fec_repair: u16,
+    /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
+    #[arg(long)]
+    stats: bool,
     /// Announce every channel with SAP (RFC 2974) on 224.2.127.254:9875 every 5 s (TTL as
     /// --ttl), with its full SDP, so SAP listeners (VLC's discovery) list it; deleted on exit.
     /// A player found this way takes no lease: pair with --always-on.
@@ -98,9 +101,6 @@ pub struct Args {
     /// A line describing NAME, in its SAP announcement (the SDP's i=).
     #[arg(long = "description", value_name = "NAME=TEXT")]
     descriptions: Vec<String>,
-    /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
-    #[arg(long)]
-    stats: bool,
     #[command(flatten)]
     signing: keys::Signing,
     #[command(flatten)]
