@@ -207,6 +207,12 @@ pub struct Playout {
     last_heard: Option<Instant>,
     /// Extended (64-bit, unwrapped) sequence number of the next packet to hand out.
     next: Option<u64>,
+    /// Whether a packet of this stream was handed out. Until then the first packet received may
+    /// not be the stream's first (that one lost, or late): packets before it are still taken,
+    /// received or repaired, and nothing is handed out until `hold` after the first arrived.
+    started: bool,
+    /// When the first packet of the stream arrived.
+    first_heard: Option<Instant>,
     highest: u64,
     /// Packets waiting for their turn, with when each arrived (or was repaired).
     packets: BTreeMap<u64, (Instant, Vec<u8>)>,
@@ -242,6 +248,8 @@ impl Playout {
             ssrc: None,
             last_heard: None,
             next: None,
+            started: false,
+            first_heard: None,
             highest: 0,
             packets: BTreeMap::new(),
             released: BTreeMap::new(),
@@ -286,6 +294,7 @@ impl Playout {
             self.stats.lost += self.packets.len() as u64;
             self.ssrc = None;
             self.next = None;
+            self.started = false;
             self.packets.clear();
             self.released.clear();
             self.windows.clear();
@@ -296,10 +305,14 @@ impl Playout {
         }
         self.last_heard = Some(now);
         if self.next.is_none() {
+            self.first_heard = Some(now);
             self.highest = (1 << 32) + h.seq as u64;
             self.next = Some(self.highest);
         }
         let ext = self.extend(h.seq);
+        if self.before_start(ext) {
+            self.next = Some(ext);
+        }
         if self.next.is_some_and(|n| ext < n) || self.packets.contains_key(&ext) {
             self.stats.duplicate += 1;
             return;
@@ -361,6 +374,15 @@ impl Playout {
         self.release(now);
     }
 
+    /// Whether `seq` comes before the first packet received, by at most a window, while nothing has
+    /// been handed out: then it is still wanted (the stream's first packets, lost or reordered).
+    fn before_start(&self, seq: u64) -> bool {
+        !self.started
+            && self
+                .next
+                .is_some_and(|n| seq < n && n - seq <= MAX_WINDOW as u64)
+    }
+
     /// Forgets window `base` and the repair bytes it held.
     fn remove_window(&mut self, base: u64) {
         if let Some(w) = self.windows.remove(&base) {
@@ -419,6 +441,9 @@ impl Playout {
         self.remove_window(base);
         for i in 0..k {
             let seq = base + i;
+            if self.before_start(seq) {
+                self.next = Some(seq);
+            }
             if self.packets.contains_key(&seq) || self.next.is_some_and(|n| seq < n) {
                 continue;
             }
@@ -443,10 +468,15 @@ impl Playout {
         let Some(mut next) = self.next else {
             return;
         };
+        // At the start, wait `hold` for packets before the first received (see `started`).
+        if !self.started && self.first_heard.is_some_and(|t| now < t + self.hold) {
+            return;
+        }
         loop {
             if let Some((_, p)) = self.packets.remove(&next) {
                 self.released.insert(next, p.clone());
                 self.out.push_back(p);
+                self.started = true;
                 next += 1;
                 continue;
             }
@@ -478,10 +508,12 @@ impl Playout {
 
     /// When the oldest gap is given up on, while one holds packets back.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Only while a gap holds packets back: then the first buffered one is behind it.
+        // Only while a gap (or the start) holds packets back: then the first buffered one is
+        // behind it.
+        let start = self.first_heard.filter(|_| !self.started);
         self.packets
             .first_key_value()
-            .map(|(_, (arrived, _))| *arrived + self.hold)
+            .map(|(_, (arrived, _))| *arrived.min(&start.unwrap_or(*arrived)) + self.hold)
     }
 
     /// Gives up on the gaps whose `hold` has passed and releases what waited behind them.
@@ -707,6 +739,47 @@ mod tests {
     }
 
     #[test]
+    fn the_streams_first_packet_lost_is_repaired_and_a_late_one_taken() {
+        // A viewer that asked for the channel hears its first packets: losing the very first one
+        // (5% of starts at 5% loss) spoiled the first GOP, as the playout began after it.
+        let packets = stream(20);
+        let t0 = Instant::now();
+        let mut enc = FecEncoder::new(FecConfig::default());
+        for p in &packets {
+            enc.push(t0, p);
+        }
+        enc.handle_timeout(t0 + Duration::from_secs(1));
+        let mut play = Playout::new(Duration::from_millis(150));
+        let at = |ms| t0 + Duration::from_millis(ms);
+        for p in &packets[1..] {
+            play.handle_rtp(at(1), p);
+        }
+        assert_eq!(play.poll_packet(), None, "held back at the start");
+        while let Some(r) = enc.poll_repair() {
+            play.handle_repair(at(100), &r);
+        }
+        play.handle_timeout(at(200));
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| play.poll_packet()).collect();
+        assert_eq!(out, packets);
+        assert_eq!((play.stats.recovered, play.stats.lost), (1, 0));
+
+        // Reordered: the second packet first.
+        let mut play = Playout::new(Duration::from_millis(150));
+        play.handle_rtp(at(0), &packets[1]);
+        play.handle_rtp(at(5), &packets[0]);
+        play.handle_rtp(at(6), &packets[2]);
+        assert_eq!(
+            play.poll_timeout(),
+            Some(at(150)),
+            "hold after the first heard"
+        );
+        play.handle_timeout(at(150));
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| play.poll_packet()).collect();
+        assert_eq!(out, packets[..3]);
+        assert_eq!(play.stats.duplicate, 0);
+    }
+
+    #[test]
     fn lossless_round_trip_is_in_order() {
         let packets = stream(500);
         let (out, stats) = run(&packets, 0, true, 1, 1);
@@ -763,6 +836,8 @@ mod tests {
         play.handle_rtp(t0 + Duration::from_millis(500), &rtp(1, 11));
         play.handle_rtp(t0 + Duration::from_millis(1600), &rtp(2, 7000));
         play.handle_rtp(t0 + Duration::from_millis(1601), &rtp(2, 7001));
+        // A new stream starts: its first packets wait `hold` for any before them.
+        play.handle_timeout(t0 + Duration::from_millis(1750));
         let seqs: Vec<u16> = std::iter::from_fn(|| play.poll_packet())
             .map(|p| RtpHeader::parse(&p).unwrap().0.seq)
             .collect();
@@ -913,6 +988,8 @@ mod tests {
         let t0 = Instant::now();
         let mut play = Playout::new(Duration::from_millis(150));
         play.handle_rtp(t0, &packet(7, 0, 200));
+        // Past the start's hold: packet 0 is handed out, packet 1 is the gap.
+        play.handle_timeout(t0 + Duration::from_millis(150));
         for seq in 2..1000u16 {
             play.handle_rtp(t0, &packet(7, seq, 60_000));
         }
