@@ -395,6 +395,18 @@ fn video_cli_errors_are_one_line() {
     assert!(e.contains("ADDR:PORT"), "{e}");
     let e = run(&["video"]);
     assert!(e.contains("--from NAME"), "{e}");
+    let e = run(&["video", "--from", "pi", "--fec-loss", "50"]);
+    assert!(e.contains("50 is not in 0..=30"), "{e}");
+    let e = run(&[
+        "video",
+        "--from",
+        "pi",
+        "--fec-loss",
+        "3",
+        "--fec-repair",
+        "20",
+    ]);
+    assert!(e.contains("cannot be used with"), "{e}");
     let e = run(&["video", "--config", "/nonexistent/sources.toml"]);
     assert!(e.contains("cannot read /nonexistent/sources.toml"), "{e}");
     let e = run(&[
