@@ -83,9 +83,14 @@ pub struct Args {
     /// Source RTP packets per FEC window (at most 64; a window also closes after 100 ms).
     #[arg(long, default_value_t = FecConfig::default().window_packets)]
     fec_window: u16,
-    /// Repair packets per window, in percent of its source packets.
-    #[arg(long, default_value_t = FecConfig::default().repair_percent)]
-    fec_repair: u16,
+    /// Repair each window for this much random loss per viewer: enough repair packets that a
+    /// window fails at most once in 10,000 (proto/VIDEO.md has the table).
+    #[arg(long, value_name = "PERCENT", default_value_t = FecConfig::default().design_loss_percent,
+          value_parser = clap::value_parser!(u16).range(0..=30))]
+    fec_loss: u16,
+    /// Instead of --fec-loss: repair packets per window in percent of its source packets.
+    #[arg(long, value_name = "PERCENT", conflicts_with = "fec_loss")]
+    fec_repair: Option<u16>,
     /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
     #[arg(long)]
     stats: bool,
@@ -223,6 +228,7 @@ fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
     }
     let fec = (!args.no_fec).then_some(FecConfig {
         window_packets: args.fec_window,
+        design_loss_percent: args.fec_loss,
         repair_percent: args.fec_repair,
         ..FecConfig::default()
     });

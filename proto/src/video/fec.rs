@@ -12,31 +12,65 @@ use raptorq::{EncodingPacket, PayloadId, SourceBlockDecoder, SourceBlockEncoder}
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How the relay cuts windows.
+/// How the relay cuts windows and how much repair each gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FecConfig {
     /// A window closes at this many source packets (K, at most `MAX_WINDOW`)...
     pub window_packets: u16,
     /// ...or this long after its first packet, whichever comes first.
     pub window_time: Duration,
-    /// Repair packets per window: this percentage of K, rounded up (at least one).
-    pub repair_percent: u16,
+    /// Repair packets per window: `repair_count(K, design_loss_percent / 100, WINDOW_FAILURE)`...
+    pub design_loss_percent: u16,
+    /// ...unless set: then this percentage of K, rounded up (at least one).
+    pub repair_percent: Option<u16>,
 }
 
 impl Default for FecConfig {
     fn default() -> Self {
         FecConfig {
-            window_packets: 25,
+            window_packets: MAX_WINDOW,
             window_time: Duration::from_millis(100),
-            repair_percent: 20,
+            design_loss_percent: 5,
+            repair_percent: None,
         }
     }
+}
+
+/// The probability of a window failing (more of its packets lost than it has repair) that the
+/// repair count is designed for. A failed window spoils frames up to the next keyframe (about 15
+/// of a 1 s GOP), so 99% of frames exact needs nearly no failures: at ~10 windows a second, 1e-4
+/// is one failure in about 17 minutes per viewer.
+pub const WINDOW_FAILURE: f64 = 1e-4;
+
+/// The fewest repair packets r for a window of `k` source packets such that, with each of its
+/// k + r packets lost independently with probability `loss`, more than r are lost with probability
+/// at most `failure` (the binomial tail; RaptorQ decodes from any K symbols but for a ~1% chance of
+/// needing one more). At least 1, at most `MAX_WINDOW` (reached only past ~30% loss).
+pub fn repair_count(k: u16, loss: f64, failure: f64) -> u16 {
+    let loss = loss.clamp(0.0, 0.99);
+    (1..=MAX_WINDOW)
+        .find(|&r| binomial_tail(k as u32 + r as u32, r as u32, loss) <= failure)
+        .unwrap_or(MAX_WINDOW)
+}
+
+/// P(X > r) for X ~ Binomial(n, p), summed over the upper tail so small values stay exact.
+fn binomial_tail(n: u32, r: u32, p: f64) -> f64 {
+    if p <= 0.0 {
+        return 0.0;
+    }
+    // pmf(x) in logs: ln C(n, x) + x ln p + (n - x) ln(1 - p).
+    let ln_choose = |x: u32| -> f64 { (1..=x).map(|i| ((n - x + i) as f64 / i as f64).ln()).sum() };
+    (r + 1..=n)
+        .map(|x| (ln_choose(x) + x as f64 * p.ln() + (n - x) as f64 * (1.0 - p).ln()).exp())
+        .sum()
 }
 
 /// The relay's side: feed every RTP packet sent, take repair datagrams out.
 #[derive(Debug)]
 pub struct FecEncoder {
     config: FecConfig,
+    /// Repair packets for a window of K packets, at index K (computed once: ~65 binomial tails).
+    repairs: Vec<u16>,
     window: Vec<Vec<u8>>,
     base_seq: u16,
     ssrc: u32,
@@ -47,11 +81,19 @@ pub struct FecEncoder {
 impl FecEncoder {
     /// An encoder with no window open; `config`'s window is clamped to 1..=`MAX_WINDOW`.
     pub fn new(config: FecConfig) -> Self {
+        let window_packets = config.window_packets.clamp(1, MAX_WINDOW);
+        let repairs = (0..=window_packets)
+            .map(|k| match config.repair_percent {
+                Some(pct) => (k as u32 * pct as u32).div_ceil(100).max(1) as u16,
+                None => repair_count(k, config.design_loss_percent as f64 / 100.0, WINDOW_FAILURE),
+            })
+            .collect();
         FecEncoder {
             config: FecConfig {
-                window_packets: config.window_packets.clamp(1, MAX_WINDOW),
+                window_packets,
                 ..config
             },
+            repairs,
             window: Vec::new(),
             base_seq: 0,
             ssrc: 0,
@@ -113,9 +155,7 @@ impl FecEncoder {
             data.put_slice(p);
             data.resize(data.len() + t as usize - 2 - p.len(), 0);
         }
-        let repairs = (k as u32 * self.config.repair_percent as u32)
-            .div_ceil(100)
-            .max(1);
+        let repairs = self.repairs[k as usize] as u32;
         let encoder = SourceBlockEncoder::new(0, &block_oti(k, t), &data);
         for packet in encoder.repair_packets(0, repairs) {
             let mut v = Vec::with_capacity(REPAIR_OVERHEAD + t as usize);
@@ -167,6 +207,12 @@ pub struct Playout {
     last_heard: Option<Instant>,
     /// Extended (64-bit, unwrapped) sequence number of the next packet to hand out.
     next: Option<u64>,
+    /// Whether a packet of this stream was handed out. Until then the first packet received may
+    /// not be the stream's first (that one lost, or late): packets before it are still taken,
+    /// received or repaired, and nothing is handed out until `hold` after the first arrived.
+    started: bool,
+    /// When the first packet of the stream arrived.
+    first_heard: Option<Instant>,
     highest: u64,
     /// Packets waiting for their turn, with when each arrived (or was repaired).
     packets: BTreeMap<u64, (Instant, Vec<u8>)>,
@@ -202,6 +248,8 @@ impl Playout {
             ssrc: None,
             last_heard: None,
             next: None,
+            started: false,
+            first_heard: None,
             highest: 0,
             packets: BTreeMap::new(),
             released: BTreeMap::new(),
@@ -246,6 +294,7 @@ impl Playout {
             self.stats.lost += self.packets.len() as u64;
             self.ssrc = None;
             self.next = None;
+            self.started = false;
             self.packets.clear();
             self.released.clear();
             self.windows.clear();
@@ -256,10 +305,14 @@ impl Playout {
         }
         self.last_heard = Some(now);
         if self.next.is_none() {
+            self.first_heard = Some(now);
             self.highest = (1 << 32) + h.seq as u64;
             self.next = Some(self.highest);
         }
         let ext = self.extend(h.seq);
+        if self.before_start(ext) {
+            self.next = Some(ext);
+        }
         if self.next.is_some_and(|n| ext < n) || self.packets.contains_key(&ext) {
             self.stats.duplicate += 1;
             return;
@@ -321,6 +374,15 @@ impl Playout {
         self.release(now);
     }
 
+    /// Whether `seq` comes before the first packet received, by at most a window, while nothing has
+    /// been handed out: then it is still wanted (the stream's first packets, lost or reordered).
+    fn before_start(&self, seq: u64) -> bool {
+        !self.started
+            && self
+                .next
+                .is_some_and(|n| seq < n && n - seq <= MAX_WINDOW as u64)
+    }
+
     /// Forgets window `base` and the repair bytes it held.
     fn remove_window(&mut self, base: u64) {
         if let Some(w) = self.windows.remove(&base) {
@@ -379,6 +441,9 @@ impl Playout {
         self.remove_window(base);
         for i in 0..k {
             let seq = base + i;
+            if self.before_start(seq) {
+                self.next = Some(seq);
+            }
             if self.packets.contains_key(&seq) || self.next.is_some_and(|n| seq < n) {
                 continue;
             }
@@ -403,10 +468,15 @@ impl Playout {
         let Some(mut next) = self.next else {
             return;
         };
+        // At the start, wait `hold` for packets before the first received (see `started`).
+        if !self.started && self.first_heard.is_some_and(|t| now < t + self.hold) {
+            return;
+        }
         loop {
             if let Some((_, p)) = self.packets.remove(&next) {
                 self.released.insert(next, p.clone());
                 self.out.push_back(p);
+                self.started = true;
                 next += 1;
                 continue;
             }
@@ -438,10 +508,12 @@ impl Playout {
 
     /// When the oldest gap is given up on, while one holds packets back.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Only while a gap holds packets back: then the first buffered one is behind it.
+        // Only while a gap (or the start) holds packets back: then the first buffered one is
+        // behind it.
+        let start = self.first_heard.filter(|_| !self.started);
         self.packets
             .first_key_value()
-            .map(|(_, (arrived, _))| *arrived + self.hold)
+            .map(|(_, (arrived, _))| *arrived.min(&start.unwrap_or(*arrived)) + self.hold)
     }
 
     /// Gives up on the gaps whose `hold` has passed and releases what waited behind them.
@@ -494,8 +566,24 @@ mod tests {
         seed: u64,
         step_ms: u64,
     ) -> (Vec<Vec<u8>>, PlayoutStats) {
+        run_with(packets, loss_ppm, fec, seed, step_ms, FecConfig::default()).0
+    }
+
+    /// What the playout handed out, and its stats.
+    type Played = (Vec<Vec<u8>>, PlayoutStats);
+
+    /// `run` with `config`; also returns the REPAIR datagrams and bytes the encoder sent.
+    fn run_with(
+        packets: &[Vec<u8>],
+        loss_ppm: u64,
+        fec: bool,
+        seed: u64,
+        step_ms: u64,
+        config: FecConfig,
+    ) -> (Played, (usize, usize)) {
         let t0 = Instant::now();
-        let mut enc = FecEncoder::new(FecConfig::default());
+        let mut enc = FecEncoder::new(config);
+        let (mut repairs, mut repair_bytes) = (0, 0);
         let mut play = Playout::new(Duration::from_millis(150));
         let mut seed = seed | 1;
         let mut out = Vec::new();
@@ -506,6 +594,7 @@ mod tests {
             enc.handle_timeout(now);
             in_flight.push((true, p.clone()));
             while let Some(r) = enc.poll_repair() {
+                (repairs, repair_bytes) = (repairs + 1, repair_bytes + r.len());
                 if fec {
                     in_flight.push((false, r));
                 }
@@ -531,6 +620,7 @@ mod tests {
         let end = t0 + Duration::from_secs(3600);
         enc.handle_timeout(end);
         while let Some(r) = enc.poll_repair() {
+            (repairs, repair_bytes) = (repairs + 1, repair_bytes + r.len());
             in_flight.push((false, r));
         }
         for (is_rtp, d) in in_flight {
@@ -544,7 +634,149 @@ mod tests {
         while let Some(p) = play.poll_packet() {
             out.push(p);
         }
-        (out, play.stats)
+        ((out, play.stats), (repairs, repair_bytes))
+    }
+
+    #[test]
+    fn repair_count_meets_the_failure_target_and_no_more() {
+        // Cross-checked in Python (math.comb): P(Bin(15, 0.05) > 3) = 5.47e-3, the old default's
+        // 12 + 3 window; P(Bin(17, 0.05) > 5) = 1.20e-4; P(Bin(18, 0.05) > 6) = 1.52e-5.
+        assert!((binomial_tail(15, 3, 0.05) - 5.467e-3).abs() < 1e-6);
+        assert!((binomial_tail(17, 5, 0.05) - 1.197e-4).abs() < 1e-7);
+        assert!((binomial_tail(18, 6, 0.05) - 1.523e-5).abs() < 1e-8);
+        assert_eq!(binomial_tail(20, 3, 0.0), 0.0);
+        for p in [0.01, 0.02, 0.05, 0.1] {
+            for k in 1..=MAX_WINDOW {
+                let r = repair_count(k, p, WINDOW_FAILURE);
+                let n = |r: u16| k as u32 + r as u32;
+                assert!(
+                    binomial_tail(n(r), r as u32, p) <= WINDOW_FAILURE,
+                    "{k} {p}"
+                );
+                assert!(
+                    r == 1 || binomial_tail(n(r - 1), r as u32 - 1, p) > WINDOW_FAILURE,
+                    "{k} {p}: {r} is more than needed"
+                );
+            }
+        }
+        // The table in VIDEO.md.
+        let at = |p: f64| [1, 4, 8, 12, 16, 25, 32, 48, 64].map(|k| repair_count(k, p, 1e-4));
+        // k = 1 at 1%: P = 0.01² is 1e-4 itself, just over it in floating point.
+        assert_eq!(at(0.01), [2, 2, 3, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(at(0.05), [3, 4, 5, 6, 6, 8, 9, 11, 12]);
+        assert_eq!(at(0.10), [4, 5, 7, 8, 9, 12, 13, 17, 20]);
+    }
+
+    #[test]
+    fn repair_count_grows_with_window_and_loss_and_its_share_falls() {
+        for k in 1..MAX_WINDOW {
+            for p in [0.0, 0.01, 0.05, 0.1, 0.2] {
+                let (r, next) = (repair_count(k, p, 1e-4), repair_count(k + 1, p, 1e-4));
+                assert!(next >= r, "{k} {p}");
+                assert!(repair_count(k, p + 0.01, 1e-4) >= r, "{k} {p}");
+            }
+        }
+        // Large windows cost less: at 5% design loss, 64 packets take 12 (19%), 32 take 9 (28%).
+        assert!(repair_count(64, 0.05, 1e-4) as f64 / 64.0 <= 0.20);
+        assert!(repair_count(32, 0.05, 1e-4) as f64 / 32.0 <= 0.30);
+        assert_eq!(repair_count(10, 0.0, 1e-4), 1, "at least one");
+        assert_eq!(repair_count(64, 0.9, 1e-4), MAX_WINDOW, "bounded");
+    }
+
+    #[test]
+    fn default_repair_holds_five_percent_loss_on_small_windows() {
+        // A ~1.2 Mbit/s stream: a packet every 9 ms, windows close on the 100 ms timer at 12 or
+        // 13 packets. 24,000 packets are ~2,000 windows, about 7 minutes of video.
+        let packets = stream(24_000);
+        let mut failed = 0;
+        for seed in [11, 12] {
+            let ((out, stats), (repairs, _)) =
+                run_with(&packets, 50_000, true, seed, 9, FecConfig::default());
+            assert!(stats.recovered > 500, "{stats:?}");
+            // Groups of 12 consecutive packets (about one window) with a packet never handed out.
+            let got: std::collections::HashSet<&Vec<u8>> = out.iter().collect();
+            let mut groups: Vec<usize> = (0..packets.len())
+                .filter(|&i| !got.contains(&packets[i]))
+                .map(|i| i / 12)
+                .collect();
+            groups.dedup();
+            failed += groups.len();
+            // The cost: 6 repair packets per window of 12 (an odd one of 13 takes 6 too).
+            let overhead = repairs as f64 / packets.len() as f64;
+            assert!((0.44..=0.50).contains(&overhead), "{overhead}");
+        }
+        // Designed for one failed window in 10,000; over 4,000 windows allow 2 (0.05%, where the
+        // old 20% default fails ~0.5%: 20 of them).
+        assert!(failed <= 2, "{failed} windows not repaired");
+        // The old default on the same stream, to show the test can fail.
+        let old = FecConfig {
+            repair_percent: Some(20),
+            ..FecConfig::default()
+        };
+        let ((_, stats), _) = run_with(&packets, 50_000, true, 11, 9, old);
+        assert!(stats.lost > 5, "{stats:?}");
+    }
+
+    #[test]
+    fn one_percent_design_costs_at_most_30_percent_on_small_windows() {
+        // `--fec-loss 1` at the same ~12-packet windows: 3 repair packets, 1% loss all repaired.
+        let packets = stream(12_000);
+        let config = FecConfig {
+            design_loss_percent: 1,
+            ..FecConfig::default()
+        };
+        let ((out, stats), (repairs, repair_bytes)) =
+            run_with(&packets, 10_000, true, 21, 9, config);
+        assert_eq!(stats.lost, 0, "{stats:?}");
+        assert_eq!(out.len(), packets.len());
+        // Counted in packets: 3 per 12 or 13. In bytes it is more here, as this stream's packets
+        // vary from 20 to 1400 bytes and a repair symbol is as long as the window's longest (35%
+        // here; video's packets are mostly full, so the relay's byte overhead is near the count's).
+        let overhead = repairs as f64 / packets.len() as f64;
+        assert!(overhead <= 0.25, "{overhead}");
+        let rtp_bytes: usize = packets.iter().map(Vec::len).sum();
+        assert!(repair_bytes as f64 / rtp_bytes as f64 <= 0.40);
+    }
+
+    #[test]
+    fn the_streams_first_packet_lost_is_repaired_and_a_late_one_taken() {
+        // A viewer that asked for the channel hears its first packets: losing the very first one
+        // (5% of starts at 5% loss) spoiled the first GOP, as the playout began after it.
+        let packets = stream(20);
+        let t0 = Instant::now();
+        let mut enc = FecEncoder::new(FecConfig::default());
+        for p in &packets {
+            enc.push(t0, p);
+        }
+        enc.handle_timeout(t0 + Duration::from_secs(1));
+        let mut play = Playout::new(Duration::from_millis(150));
+        let at = |ms| t0 + Duration::from_millis(ms);
+        for p in &packets[1..] {
+            play.handle_rtp(at(1), p);
+        }
+        assert_eq!(play.poll_packet(), None, "held back at the start");
+        while let Some(r) = enc.poll_repair() {
+            play.handle_repair(at(100), &r);
+        }
+        play.handle_timeout(at(200));
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| play.poll_packet()).collect();
+        assert_eq!(out, packets);
+        assert_eq!((play.stats.recovered, play.stats.lost), (1, 0));
+
+        // Reordered: the second packet first.
+        let mut play = Playout::new(Duration::from_millis(150));
+        play.handle_rtp(at(0), &packets[1]);
+        play.handle_rtp(at(5), &packets[0]);
+        play.handle_rtp(at(6), &packets[2]);
+        assert_eq!(
+            play.poll_timeout(),
+            Some(at(150)),
+            "hold after the first heard"
+        );
+        play.handle_timeout(at(150));
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| play.poll_packet()).collect();
+        assert_eq!(out, packets[..3]);
+        assert_eq!(play.stats.duplicate, 0);
     }
 
     #[test]
@@ -559,11 +791,11 @@ mod tests {
     #[test]
     fn five_percent_loss_is_repaired_with_seeded_loss() {
         let packets = stream(2000);
-        // 1 ms apart: windows close at 25 packets; 9 ms apart: after 100 ms, at 12 packets.
+        // 1 ms apart: windows close at 64 packets; 9 ms apart: after 100 ms, at 12 packets.
         for (seed, step_ms) in [(1, 1), (2, 1), (3, 9), (4, 9)] {
             let (out, stats) = run(&packets, 50_000, true, seed, step_ms);
             assert!(stats.recovered > 50, "{stats:?}");
-            // RaptorQ 25+5 fails a window only past 5 losses of 30: allow a rare one.
+            // 64 + 12 and 12 + 6 fail a window about once in 10,000: allow a rare one.
             assert!(stats.lost <= 25, "seed {seed}: {stats:?}");
             let exact = out.iter().filter(|p| packets.contains(p)).count();
             assert_eq!(exact, out.len(), "only real packets come out");
@@ -604,6 +836,8 @@ mod tests {
         play.handle_rtp(t0 + Duration::from_millis(500), &rtp(1, 11));
         play.handle_rtp(t0 + Duration::from_millis(1600), &rtp(2, 7000));
         play.handle_rtp(t0 + Duration::from_millis(1601), &rtp(2, 7001));
+        // A new stream starts: its first packets wait `hold` for any before them.
+        play.handle_timeout(t0 + Duration::from_millis(1750));
         let seqs: Vec<u16> = std::iter::from_fn(|| play.poll_packet())
             .map(|p| RtpHeader::parse(&p).unwrap().0.seq)
             .collect();
@@ -754,6 +988,8 @@ mod tests {
         let t0 = Instant::now();
         let mut play = Playout::new(Duration::from_millis(150));
         play.handle_rtp(t0, &packet(7, 0, 200));
+        // Past the start's hold: packet 0 is handed out, packet 1 is the gap.
+        play.handle_timeout(t0 + Duration::from_millis(150));
         for seq in 2..1000u16 {
             play.handle_rtp(t0, &packet(7, seq, 60_000));
         }
