@@ -190,19 +190,22 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     let relay = Proc::spawn(
         "relay",
         lab.exec("s")
-            .args(["timeout", "-s", "INT", "17"])
+            .args(["timeout", "-s", "INT", "21"])
             .args([bin(), "video", "--from", "pi", "--iface", "eth0"])
             .args(["--grace", "2", "--stats"])
             .args(&repair)
             .args(["--http", "18471"]),
     );
     std::thread::sleep(Duration::from_millis(500));
-    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 14, &[]);
-    let (w3, sdp3) = watch(&lab, "r3", dir.path(), 14, &["--no-fec"]);
+    // `watch` writes its SDP once the stream's parameter sets came, or after 3 s without them
+    // (no stream yet here): the captures start that much later, and the viewers must outlast
+    // the 10 s stream after that, with room for a loaded machine.
+    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 18, &[]);
+    let (w3, sdp3) = watch(&lab, "r3", dir.path(), 18, &["--no-fec"]);
     let out1 = dir.path().join("r1.h264");
     let out3 = dir.path().join("r3.h264");
-    let c1 = capture(&mut lab.exec("r1"), "capture r1", &sdp1, &out1, 13.0);
-    let c3 = capture(&mut lab.exec("r3"), "capture r3", &sdp3, &out3, 13.0);
+    let c1 = capture(&mut lab.exec("r1"), "capture r1", &sdp1, &out1, 15.0);
+    let c3 = capture(&mut lab.exec("r3"), "capture r3", &sdp3, &out3, 15.0);
     std::thread::sleep(Duration::from_millis(700));
     let pi = Proc::spawn(
         "fake pi",
@@ -215,9 +218,9 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     );
     // The late joiner: 3 s into the stream.
     std::thread::sleep(Duration::from_secs(3));
-    let (w2, sdp2) = watch(&lab, "r2", dir.path(), 10, &[]);
+    let (w2, sdp2) = watch(&lab, "r2", dir.path(), 12, &[]);
     let out2 = dir.path().join("r2.h264");
-    let c2 = capture(&mut lab.exec("r2"), "capture r2", &sdp2, &out2, 9.0);
+    let c2 = capture(&mut lab.exec("r2"), "capture r2", &sdp2, &out2, 10.0);
 
     let pi = pi.wait(Duration::from_secs(25));
     assert!(pi.status.success(), "fake pi: {:?}", text(&pi));
