@@ -1382,7 +1382,9 @@ fn video_silent_source_is_reported_and_its_return() {
                 "lo",
             ],
         )
-        .args(["--group", group, "--from", "pi", "--source", &from]),
+        .args([
+            "--group", group, "--from", "pi", "--source", &from, "--stats",
+        ]),
     );
     let sdp = dir.path().join("pi.sdp");
     let watch = Proc::spawn(
@@ -1430,6 +1432,11 @@ fn video_silent_source_is_reported_and_its_return() {
         "watch: the source is silent (no video for 3 s)",
         within,
     );
+    println!(
+        "silent reported after {:?} (relay), {:?} (watch)",
+        relay_said - stopped,
+        watch_said - stopped
+    );
     // Not before their thresholds: the source did stop then.
     assert!(relay_said - stopped >= Duration::from_millis(1900));
     assert!(watch_said - stopped >= Duration::from_millis(2900));
@@ -1445,7 +1452,11 @@ fn video_silent_source_is_reported_and_its_return() {
     let w = watch.wait(Duration::from_secs(10));
     assert_eq!(w.status.code(), Some(143), "{}", text(&w).1);
     relay.interrupt();
-    relay.wait(Duration::from_secs(10));
+    let stats = text(&relay.wait(Duration::from_secs(10))).0;
+    assert!(
+        stats.contains("pi: ") && stats.contains(" starts (1 times the source went silent); "),
+        "{stats}"
+    );
     let (relay_log, watch_log) = (
         std::fs::read_to_string(&relay_log).unwrap(),
         std::fs::read_to_string(&watch_log).unwrap(),
