@@ -1303,3 +1303,174 @@ fn video_sap_announces_a_channel_a_plain_player_decodes() {
     };
     assert!(deleted.contains("\r\ns=pi\r\n"), "{deleted}");
 }
+
+/// Raw H.264 as a camera sends it (SPS, PPS and an IDR every 30 frames, filler between start
+/// codes), 30 frames a second to `to`, until `stop` is set.
+fn camera(to: std::net::SocketAddr, stop: &AtomicBool) {
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nal = |kind: u8, len: usize| {
+        let mut v = vec![0, 0, 0, 1, kind];
+        v.resize(len, 0x55);
+        v
+    };
+    let mut frame = 0u32;
+    while !stop.load(Ordering::SeqCst) {
+        let mut d = Vec::new();
+        if frame % 30 == 0 {
+            d.extend(nal(0x67, 20));
+            d.extend(nal(0x68, 8));
+            d.extend(nal(0x65, 1000));
+        } else {
+            d.extend(nal(0x41, 600));
+        }
+        let _ = tx.send_to(&d, to);
+        frame += 1;
+        std::thread::sleep(Duration::from_millis(33));
+    }
+}
+
+/// Feeds a camera on its own thread until the returned flag is set.
+fn start_camera(to: std::net::SocketAddr) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    (stop, std::thread::spawn(move || camera(to, &s)))
+}
+
+/// `sh` running `cmd` with its stderr appended to `log`, so the test reads it while it runs.
+fn logged(log: &Path, cmd: &[&str]) -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", "exec \"$@\" 2>>\"$LOG\"", "sh"])
+        .args(cmd)
+        .env("LOG", log);
+    c
+}
+
+/// Waits at most until `end` for `line` in the file `log`; the time it came, or a panic with
+/// the log.
+fn until_logged(log: &Path, line: &str, end: Instant) -> Instant {
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(line) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < end, "{line:?} not in time in:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A source that stops sending without disconnecting is reported within 5 s by the relay's
+/// terminal and by `watch`, each once; when it sends again, both say it is back.
+#[test]
+fn video_silent_source_is_reported_and_its_return() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("silent");
+    let source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let source_addr = source.local_addr().unwrap();
+    drop(source);
+    let group = "239.255.52.1:5520";
+    let (relay_log, watch_log) = (dir.path().join("relay.log"), dir.path().join("watch.log"));
+    let from = format!("pi=udp://{source_addr}");
+    let relay = Proc::spawn(
+        "relay",
+        logged(
+            &relay_log,
+            &[
+                "timeout",
+                "-s",
+                "INT",
+                "40",
+                bin(),
+                "video",
+                "--iface",
+                "lo",
+            ],
+        )
+        .args([
+            "--group", group, "--from", "pi", "--source", &from, "--stats",
+        ]),
+    );
+    let sdp = dir.path().join("pi.sdp");
+    let watch = Proc::spawn(
+        "watch",
+        logged(
+            &watch_log,
+            &[
+                "timeout",
+                "-s",
+                "TERM",
+                "40",
+                bin(),
+                "watch",
+                "pi",
+                "--iface",
+                "lo",
+            ],
+        )
+        .args(["--group", group, "--port", "47521", "--sdp"])
+        .arg(&sdp),
+    );
+    until_logged(
+        &relay_log,
+        "video: pi: started",
+        Instant::now() + Duration::from_secs(10),
+    );
+    let (stop, cam) = start_camera(source_addr);
+    until_logged(
+        &watch_log,
+        "watch: first keyframe",
+        Instant::now() + Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    cam.join().unwrap();
+    let stopped = Instant::now();
+    let within = stopped + Duration::from_secs(5);
+    let relay_said = until_logged(
+        &relay_log,
+        "video: pi: no video from the source for 2 s",
+        within,
+    );
+    let watch_said = until_logged(
+        &watch_log,
+        "watch: the source is silent (no video for 3 s)",
+        within,
+    );
+    println!(
+        "silent reported after {:?} (relay), {:?} (watch)",
+        relay_said - stopped,
+        watch_said - stopped
+    );
+    // Not before their thresholds: the source did stop then.
+    assert!(relay_said - stopped >= Duration::from_millis(1900));
+    assert!(watch_said - stopped >= Duration::from_millis(2900));
+    // Silent a while longer: still said once.
+    std::thread::sleep(Duration::from_secs(2));
+    let (stop, cam) = start_camera(source_addr);
+    let within = Instant::now() + Duration::from_secs(5);
+    until_logged(&watch_log, "watch: the source is back", within);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    cam.join().unwrap();
+    watch.terminate();
+    let w = watch.wait(Duration::from_secs(10));
+    assert_eq!(w.status.code(), Some(143), "{}", text(&w).1);
+    relay.interrupt();
+    let stats = text(&relay.wait(Duration::from_secs(10))).0;
+    assert!(
+        stats.contains("pi: ") && stats.contains(" starts (1 times the source went silent); "),
+        "{stats}"
+    );
+    let (relay_log, watch_log) = (
+        std::fs::read_to_string(&relay_log).unwrap(),
+        std::fs::read_to_string(&watch_log).unwrap(),
+    );
+    let count = |log: &str, line: &str| log.matches(line).count();
+    assert_eq!(count(&watch_log, "the source is silent"), 1, "{watch_log}");
+    assert_eq!(count(&watch_log, "the source is back"), 1, "{watch_log}");
+    assert_eq!(
+        count(&relay_log, "no video from the source"),
+        1,
+        "{relay_log}"
+    );
+    assert_eq!(count(&relay_log, "video: pi: relaying"), 2, "{relay_log}");
+}

@@ -52,6 +52,8 @@ pub(super) struct ChannelStats {
     /// Microseconds from an ingest datagram's arrival to each RTP packet made from it.
     latency_us: Vec<u32>,
     starts: u64,
+    /// Times the source went silent (`SILENT_AFTER`) while the channel was live.
+    silences: u64,
     /// When the last RTP packet went out since the channel started (None: none yet).
     last_rtp: Option<Instant>,
 }
@@ -67,6 +69,11 @@ impl ChannelStats {
             let us = arrived.elapsed().as_micros().min(u32::MAX as u128) as u32;
             self.latency_us.push(us);
         }
+    }
+
+    /// Counts the source going silent.
+    pub(super) fn went_silent(&mut self) {
+        self.silences += 1;
     }
 
     /// Counts one REPAIR datagram.
@@ -284,7 +291,8 @@ impl Channel {
                 .map_or(0.0, |us| *us as f64 / 1000.0)
         };
         println!(
-            "{}: {} ingest datagrams ({} malformed), {} starts; {} RTP packets ({} bytes), {} repair \
+            "{}: {} ingest datagrams ({} malformed), {} starts ({} times the source went silent); \
+             {} RTP packets ({} bytes), {} repair \
              packets ({} bytes), FEC overhead {:.1}%; relay latency p50 {:.3} ms p99 {:.3} ms; \
              refused: {} datagrams from other senders, {} NAL units over the bounds",
             self.name,
@@ -292,6 +300,7 @@ impl Channel {
             // Unparsable RTP, broken fragments and oversized NAL units.
             s.malformed + self.depacketizer.dropped + self.annexb.oversized,
             s.starts,
+            s.silences,
             s.rtp_packets,
             s.rtp_bytes,
             s.repair_packets,

@@ -521,7 +521,7 @@ impl Relay {
     /// the channels: at every `beat` (which measures the bit rate), or when the viewers changed.
     fn show(&mut self, now: Instant, beat: bool) {
         let mut changed = false;
-        for (c, shown) in self.channels.iter().zip(&mut self.shown) {
+        for (c, shown) in self.channels.iter_mut().zip(&mut self.shown) {
             let viewers = self.leases.viewers(&c.name);
             if viewers != shown.viewers {
                 let s = if viewers == 1 { "" } else { "s" };
@@ -536,11 +536,14 @@ impl Relay {
             if state != shown.state {
                 // Starting and stopping say so themselves.
                 match state {
-                    "source silent" => eprintln!(
-                        "video: {}: no video from the source for {} s",
-                        c.name,
-                        SILENT_AFTER.as_secs()
-                    ),
+                    "source silent" => {
+                        c.stats.went_silent();
+                        eprintln!(
+                            "video: {}: no video from the source for {} s",
+                            c.name,
+                            SILENT_AFTER.as_secs()
+                        );
+                    }
                     "relaying" => eprintln!("video: {}: relaying", c.name),
                     _ => {}
                 }

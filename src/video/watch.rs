@@ -58,6 +58,10 @@ fn socket_error(what: String) -> impl FnOnce(std::io::Error) -> Error {
 /// writes the SDP without them: longer than a usual keyframe interval, short enough to start.
 const PARAMETER_SETS_WAIT: Duration = Duration::from_secs(3);
 
+/// No video from the relay for this long, and `watch` says the source is silent: longer than the
+/// relay's own `source silent` (2 s), so a viewer hears of it after the teacher's terminal does.
+const SILENT_AFTER: Duration = Duration::from_secs(3);
+
 /// Receives on `socket`, or waits forever if there is none.
 async fn recv_if(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
     match socket {
@@ -295,6 +299,10 @@ struct Watching {
     started: Instant,
     keyframe_seen: bool,
     forwarded: u64,
+    /// When the last RTP packet came (the start, before the first one).
+    last_video: Instant,
+    /// Said so, and not yet that it is back.
+    silent: bool,
 }
 
 impl Watching {
@@ -339,6 +347,8 @@ impl Watching {
             started,
             keyframe_seen: false,
             forwarded: 0,
+            last_video: Instant::now(),
+            silent: false,
         })
     }
 
@@ -350,11 +360,17 @@ impl Watching {
             let renew = lease.wake();
             let wake = self.playout.poll_timeout().map_or(renew, |t| t.min(renew));
             let wake = self.sdp.deadline().map_or(wake, |t| t.min(wake));
+            let wake = if self.silent {
+                wake
+            } else {
+                wake.min(self.last_video + SILENT_AFTER)
+            };
             tokio::select! {
                 stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
                 got = self.media.recv(&mut self.media_buf) => {
                     if let Ok(n) = got {
                         self.playout.handle_rtp(Instant::now(), &self.media_buf[..n]);
+                        self.video_came(Instant::now());
                     }
                 }
                 got = recv_if(self.repair.as_ref(), &mut self.repair_buf) => {
@@ -371,6 +387,7 @@ impl Watching {
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
+            self.check_silence(Instant::now());
             self.forward(Instant::now()).await?;
             // The next renewal tells the relay what the playout repaired and lost.
             let s = &self.playout.stats;
@@ -380,6 +397,26 @@ impl Watching {
             });
             lease.on_timeout().await;
             lease.on_events()?;
+        }
+    }
+
+    /// An RTP packet came: says so if the source was silent.
+    fn video_came(&mut self, now: Instant) {
+        self.last_video = now;
+        if self.silent {
+            self.silent = false;
+            eprintln!("watch: the source is back");
+        }
+    }
+
+    /// Says once that the source is silent, when no RTP came for `SILENT_AFTER`.
+    fn check_silence(&mut self, now: Instant) {
+        if !self.silent && now.saturating_duration_since(self.last_video) >= SILENT_AFTER {
+            self.silent = true;
+            eprintln!(
+                "watch: the source is silent (no video for {} s)",
+                SILENT_AFTER.as_secs()
+            );
         }
     }
 
