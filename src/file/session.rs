@@ -814,9 +814,11 @@ fn missed(receivers: &[&ReceiverInfo], min_receivers: usize) -> String {
         .iter()
         .filter(|r| r.state != ReceiverState::Done || r.dropped)
         .map(|r| {
-            let why = match (r.dropped, r.state) {
-                (true, _) => "it went silent",
-                (_, ReceiverState::Failed) => reason(r.reason),
+            // The session ended in full (exit 2 is never a cut-short session's): the states are
+            // the summary list's, in fewer words.
+            let why = match receiver_state(r, false, true, false) {
+                ("dropped", _) => "it went silent",
+                ("failed", Some(why)) => why,
                 _ => "left behind: it lost too much",
             };
             format!(
