@@ -5,6 +5,7 @@
 //! (`neighbours`).
 
 pub mod digest;
+pub mod exec;
 pub mod listener;
 pub mod neighbours;
 pub mod output;
@@ -12,4 +13,5 @@ pub mod recv;
 pub mod send;
 pub mod session;
 pub mod source;
+pub mod status_lines;
 pub mod view;
