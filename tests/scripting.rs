@@ -7,7 +7,7 @@ use common::{Proc, TempDir, bin, md5_of, random_file, recv_with, send, text};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -205,12 +205,11 @@ fn exec_runs_once_per_file_with_its_environment_and_never_stops_recv() {
     let command = format!(
         r#"printf '%s|%s|%s|%s|%s|%s|%s\n' "$EDM_CAST_PATH" "$EDM_CAST_NAME" "$EDM_CAST_SIZE" "$EDM_CAST_MD5" "$EDM_CAST_SHA256" "$EDM_CAST_SESSION" "$EDM_CAST_SENDER" >> {log}
 case "$EDM_CAST_NAME" in
-  slow.bin) (sleep 5; touch late) & sleep 30;;
+  slow.bin) (sleep 8; touch late) & sleep 30;;
   fail.bin) echo failing on purpose; exit 3;;
 esac"#,
         log = log.display()
     );
-    let started = Instant::now();
     let r = Proc::spawn(
         "recv",
         Command::new(bin())
@@ -218,30 +217,33 @@ esac"#,
             .args(["recv", "--group", group, "--iface", "lo", "--keep"])
             .args(["--timeout", "3", "--name", "pc", "--out"])
             .arg(&out)
-            .args(["--exec-timeout", "3", "--status"])
+            .args(["--exec-timeout", "5", "--status"])
             .arg(&status)
             .args(["--exec", &command]),
     );
-    for name in names {
+    // The first file again, last: found present, so its command does not run again.
+    for name in names.iter().chain(&names[..1]) {
         let s = send(group, &files.join(name), &["--wait", "20"]).wait(LIMIT);
         assert!(s.status.success(), "{name}: {}", text(&s).1);
     }
     let r = r.wait(LIMIT);
     let (ro, re) = text(&r);
     assert!(r.status.success(), "{re}");
-    assert_eq!(ro.lines().count(), 3, "{ro}");
+    assert_eq!(ro.lines().count(), 4, "{ro}");
 
     // Exactly once per file, in the order they came, each with its own values.
     let logged = std::fs::read_to_string(&log).unwrap();
     let rows: Vec<Vec<&str>> = logged.lines().map(|l| l.split('|').collect()).collect();
     assert_eq!(rows.len(), 3, "{logged}");
     let got = lines(&std::fs::read_to_string(&status).unwrap());
-    let sessions: Vec<&str> = got
+    let file_done: Vec<&Value> = got.iter().filter(|l| l["event"] == "file_done").collect();
+    let present: Vec<&Value> = file_done.iter().map(|l| &l["already_present"]).collect();
+    assert_eq!(present, [false, false, false, true]);
+    assert_eq!(file_done[3]["path"], file_done[0]["path"]);
+    let sessions: Vec<&str> = file_done[..3]
         .iter()
-        .filter(|l| l["event"] == "file_done")
         .map(|l| l["session"].as_str().unwrap())
         .collect();
-    assert_eq!(sessions.len(), 3);
     for ((row, name), session) in rows.iter().zip(names).zip(&sessions) {
         let path = out.join(name);
         let size = std::fs::metadata(&path).unwrap().len();
@@ -279,7 +281,7 @@ esac"#,
     assert!(re.contains("failing on purpose"), "{re}");
     assert!(
         re.contains(&format!(
-            "edm-cast: --exec for {slow}: still running after --exec-timeout 3 s: killed; receiving goes on"
+            "edm-cast: --exec for {slow}: still running after --exec-timeout 5 s: killed; receiving goes on"
         )),
         "{re}"
     );
@@ -302,11 +304,12 @@ esac"#,
     assert!(last_file < killed, "{got:?}");
     let summary = got.last().unwrap();
     assert_eq!(summary["event"], "summary");
-    assert_eq!(summary["files"], 3);
+    assert_eq!(summary["files"], 4);
     assert_eq!(summary["exec_failed"], 2);
     assert_eq!(summary["exit"], 0);
 
-    // Its whole process group went with it: the background job never touched `late`.
-    std::thread::sleep(Duration::from_secs(8).saturating_sub(started.elapsed()));
+    // Its whole process group went with it: the background job never touched `late`. It would
+    // have 3 s after the kill, and recv exited after the kill.
+    std::thread::sleep(Duration::from_millis(3500));
     assert!(!dir.path().join("late").exists());
 }
