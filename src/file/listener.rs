@@ -109,7 +109,9 @@ impl Listener {
             ..ReceiverConfig::default()
         });
         let (mut session, mut delivered) = (None, None);
-        let file = (self.session(&mut rx, &mut session, &mut delivered, shutdown)).await;
+        let file = self
+            .session(&mut rx, &mut session, &mut delivered, shutdown)
+            .await;
         if let Some(line) = hostile(rx.stats()) {
             eprintln!("{line}");
         }
