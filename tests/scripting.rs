@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Proc, TempDir, bin, md5_of, random_file, recv_with, send, text};
+use common::{Proc, TempDir, bin, md5_of, random_file, recv, recv_with, send, text};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -312,4 +312,88 @@ esac"#,
     // have 3 s after the kill, and recv exited after the kill.
     std::thread::sleep(Duration::from_millis(3500));
     assert!(!dir.path().join("late").exists());
+}
+
+#[test]
+fn status_lines_name_a_receiver_that_failed_and_one_that_went_silent() {
+    let dir = TempDir::new("status-fail");
+    let src = dir.path().join("image.bin");
+    random_file(&src, 20 * 1024 * 1024, 15);
+    let group = "239.77.213.4:48134";
+    let full = recv_with(
+        group,
+        &dir.path().join("full"),
+        "pc-full",
+        &["--max-size", "1M", "--status", "-"],
+    );
+    let gone = recv(group, &dir.path().join("gone"), "pc-gone");
+    // 20 MiB at 20 Mbit/s: 8 s, time enough to kill pc-gone on the way.
+    let sender = send(
+        group,
+        &src,
+        &[
+            "--rate",
+            "20M",
+            "--min-receivers",
+            "2",
+            "--wait",
+            "20",
+            "--drop-after",
+            "1",
+            "--status",
+            "-",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    gone.stop();
+    let sender = sender.wait(LIMIT);
+    let (so, se) = text(&sender);
+    assert_eq!(sender.status.code(), Some(2), "{so}\n{se}");
+    let sent = lines(&so);
+    let kinds = events(&sent);
+    assert_eq!(kinds[0], "session_started", "{so}");
+    assert_eq!(*kinds.last().unwrap(), "summary", "{so}");
+    let named =
+        |event: &str| -> Vec<&Value> { sent.iter().filter(|l| l["event"] == event).collect() };
+    assert_eq!(named("receiver_joined").len(), 2, "{so}");
+    let failed = named("receiver_failed");
+    assert_eq!(failed.len(), 1, "{so}");
+    assert_eq!(failed[0]["name"], "pc-full");
+    assert_eq!(
+        failed[0]["reason"],
+        "the file is larger than it takes (--max-size, free space)"
+    );
+    let dropped = named("receiver_dropped");
+    assert_eq!(dropped.len(), 1, "{so}");
+    assert_eq!(dropped[0]["name"], "pc-gone");
+    assert!(named("receiver_done").is_empty(), "{so}");
+    let summary = sent.last().unwrap();
+    assert_eq!(summary["exit"], 2);
+    assert_eq!(summary["receivers"]["failed"], 1);
+    assert_eq!(summary["receivers"]["dropped"], 1);
+    assert_eq!(summary["receivers"]["done"], 0);
+    let why = summary["error"].as_str().unwrap();
+    assert!(
+        why.starts_with("2 of 2 receivers did not get the file"),
+        "{why}"
+    );
+    assert!(se.contains(&format!("edm-cast: {why}")), "{se}");
+
+    let full = full.wait(LIMIT);
+    let (fo, fe) = text(&full);
+    assert_eq!(full.status.code(), Some(1), "{fe}");
+    let got = lines(&fo);
+    assert_eq!(
+        events(&got),
+        ["listening", "session_failed", "summary"],
+        "{fo}"
+    );
+    assert!(
+        got[1]["error"].as_str().unwrap().contains("--max-size"),
+        "{fo}"
+    );
+    assert_eq!(got[2]["exit"], 1);
+    assert_eq!(got[2]["failed"], 1);
+    assert_eq!(got[2]["files"], 0);
+    assert_eq!(got[2]["error"], got[1]["error"]);
 }
