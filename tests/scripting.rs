@@ -183,6 +183,26 @@ fn a_status_file_that_cannot_be_written_is_said_once_and_the_file_still_comes() 
         1,
         "{re}"
     );
+    // One that cannot even be opened is said at start, in one line (exit 1), for both commands.
+    let missing = dir.path().join("no-such-folder/status.jsonl");
+    for command in [&["recv"][..], &["send", src.to_str().unwrap()]] {
+        let o = Proc::spawn(
+            command[0],
+            Command::new(bin())
+                .args(command)
+                .args(["--iface", "lo", "--status"])
+                .arg(&missing),
+        )
+        .wait(LIMIT);
+        assert_eq!(o.status.code(), Some(1), "{command:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            format!(
+                "edm-cast: --status: cannot open {}: No such file or directory (os error 2)\n",
+                missing.display()
+            )
+        );
+    }
 }
 
 #[test]

@@ -246,14 +246,17 @@ impl StatusLines {
                     .append(true)
                     .open(path)
                     .map_err(|e| {
-                        Error::Usage(format!("--status: cannot open {}: {e}", path.display()))
+                        Error::Other(format!("--status: cannot open {}: {e}", path.display()))
                     })?,
             )
         };
         Ok(StatusLines {
             out: Some(Arc::new(Mutex::new(Out {
+                what: match sink {
+                    Sink::Stdout => "stdout".into(),
+                    Sink::File(_) => path.display().to_string(),
+                },
                 sink,
-                what: path.display().to_string(),
                 broken: false,
             }))),
         })
