@@ -31,6 +31,7 @@ pub fn apply(cli: &clap::Command, args: Vec<OsString>) -> Result<Vec<OsString>, 
     let Some((name, given)) = matches.subcommand() else {
         return Ok(args);
     };
+    // A --config before the command's name reaches it too (video's own --config included).
     let Some(path) = given.get_raw("config").and_then(|mut v| v.next()) else {
         return Ok(args);
     };
@@ -311,6 +312,11 @@ mod tests {
         let text = format!("{a:?}");
         assert!(text.contains("from: [\"pi\"]"), "{text}");
         assert!(text.contains("239.255.9.1"), "{text}");
+        let before = parse(&["edm-cast", "--config", f.path(), "video"]).unwrap();
+        assert_eq!(
+            format!("{:?}", before.command),
+            format!("{:?}", Command::Video(a))
+        );
     }
 
     #[test]
