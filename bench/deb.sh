@@ -5,7 +5,7 @@
 # into a clean root and checks it there:
 #   - the root is this machine's own system seen through an overlay (a private mount namespace,
 #     changes in a temporary upper layer): the package is not installed in it before, dpkg runs
-#     for real with its maintainer scripts (the system user, /srv/edm-cast), and nothing on the
+#     for real with its maintainer scripts (the system user, the units), and nothing on the
 #     host changes;
 #   - in it: `edm-cast --version` runs from /usr/bin, `man edm-cast-recv` renders, the bash
 #     completion loads, `systemd-analyze verify` passes on the installed units, the configs are
@@ -90,11 +90,15 @@ conffiles=$(inroot dpkg-query -W -f='${Conffiles}' edm-cast | awk '{print $1}' |
 [[ $conffiles == "/etc/edm-cast/recv.toml /etc/edm-cast/serve.toml /etc/edm-cast/trusted /etc/edm-cast/video.toml " ]] \
     || fail "conffiles: $conffiles"
 inroot id edm-cast >/dev/null || fail "no edm-cast user"
-[[ $(inroot stat -c %U:%a /srv/edm-cast) == edm-cast:755 ]] || fail "/srv/edm-cast: $(inroot stat -c %U:%a /srv/edm-cast)"
-inroot systemctl is-enabled edm-cast-recv.service 2>/dev/null | grep -qx disabled \
-    || fail "edm-cast-recv is enabled before it is configured"
+# (is-enabled exits 1 for "disabled")
+for unit in edm-cast-recv edm-cast-serve edm-cast-video; do
+    state=$(inroot systemctl is-enabled "$unit.service" 2>&1 || true)
+    [[ $state == disabled ]] || fail "$unit is $state before it is configured"
+done
 
-# The service's command, as the service user with the service's capability.
+# The service's command, as the service user with the service's capability, in the folder its
+# StateDirectory= is (systemd makes it at start; it is not running here).
+inroot install -d -o edm-cast -g edm-cast -m 0755 /var/lib/edm-cast
 as_service() {
     inroot setpriv --reuid=edm-cast --regid=edm-cast --init-groups --inh-caps=+net_admin \
         --ambient-caps=+net_admin /usr/bin/edm-cast recv --config /etc/edm-cast/recv.toml \
@@ -113,6 +117,8 @@ set -e
 [[ $code == 1 && $said == *"listening on 239.1.1.1:5007"*"signed by a trusted key"*"no session heard"* ]] \
     || fail "recv with a trusted key: exit $code: $said"
 echo "with a key: listens, exit 1 after --timeout 1: $(tail -1 <<<"$said")"
+[[ $(inroot stat -c %U:%a /var/lib/edm-cast/inbox) == edm-cast:755 ]] \
+    || fail "recv.toml's out: $(inroot stat -c %U:%a /var/lib/edm-cast/inbox)"
 
 inroot dpkg -r edm-cast
 ! inroot test -e /usr/bin/edm-cast || fail "/usr/bin/edm-cast left after dpkg -r"
