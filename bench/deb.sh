@@ -13,8 +13,10 @@
 #     has no key and, with a key, listens as the edm-cast user with the service's capability;
 #     `dpkg -r` removes the binary and keeps the configs.
 # Prints the sizes of the binary and the .deb. Needs root (mount, chroot) and cargo-deb
-# (`cargo install cargo-deb`). A release build takes minutes on 2 cores: not run by CI, which
-# checks the units, man pages, completions and configs in `cargo test --test package`.
+# (`cargo install cargo-deb`).
+# PROFILE=dev packs the debug build instead (cargo-deb strips it), otherwise the same package,
+# installed and checked the same way: .ci/run does that, as a release build from scratch takes
+# too long on 2 cores for CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +28,10 @@ for tool in dpkg-deb unshare chroot setpriv; do
     command -v "$tool" >/dev/null || die "$tool is missing"
 done
 
-step "release build"
-timeout 3600 cargo build --release --locked --quiet
-bin=target/release/edm-cast
+profile=${PROFILE:-release}
+step "$profile build"
+timeout 3600 cargo build --profile "$profile" --locked --quiet
+bin=target/$([[ $profile == dev ]] && echo debug || echo "$profile")/edm-cast
 
 step "man pages and completions (target/dist)"
 rm -rf target/dist
@@ -41,7 +44,8 @@ gzip -9n target/dist/man/*.1
 
 step "cargo deb"
 rm -f target/debian/edm-cast_*.deb
-timeout 600 cargo deb --no-build --locked --quiet
+timeout 600 cargo deb --no-build --locked --quiet --profile "$profile" \
+    $([[ $profile == release ]] || echo --fast)
 deb=$(ls target/debian/edm-cast_*.deb)
 echo "binary: $(stat -c %s "$bin") bytes, $(file -b "$bin" | grep -o 'not stripped\|stripped')"
 echo "package: $deb, $(stat -c %s "$deb") bytes"
