@@ -66,9 +66,10 @@ fn options(
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| format!(" line {}", text[..s.start].lines().count().max(1)))
+            .map(|s| format!(" line {}", text[..s.start].matches('\n').count() + 1))
             .unwrap_or_default();
-        format!("{file}{line}: not valid TOML: {}", e.message().trim_end())
+        let why = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+        format!("{file}{line}: not valid TOML: {why}")
     })?;
     let cmd = format!("edm-cast {}", command.get_name());
     let mut args = Vec::new();
@@ -284,6 +285,7 @@ mod tests {
             ("[out]\nx = 1", "out: write a string, number or true/false"),
             ("config = \"x\"", "config: --config cannot be set in a file"),
             ("group = \"239.1.1.1", "line 1: not valid TOML"),
+            ("keep = true\n\nout = tmp", "line 3: not valid TOML"),
         ];
         for (i, (text, want)) in cases.into_iter().enumerate() {
             let f = File::new(&format!("bad{i}"), text);
