@@ -5,12 +5,14 @@
 //! array for an option that repeats. The file gives defaults: an option named on the command line
 //! wins over the file's value for it. Every key and value is checked as the command line would
 //! check it, before anything runs, and a wrong one is refused in one line that names the file, the
-//! key and what to write instead (exit 64, so a service stops rather than restarting in a loop).
+//! key and what to write instead (exit 64, so a service stops rather than restarting in a loop;
+//! a file that cannot be read is exit 1, as any other).
 //!
 //! It works on the arguments, before clap builds the typed `Cli`: each key becomes `--key=VALUE`,
 //! inserted just after the command's name, so the options' own parsers and rules apply unchanged.
 //! `video` has tables too (`[pi]`, its sources): they are left to it (src/video/sources.rs).
 
+use crate::error::Error;
 use clap::ArgAction;
 use clap::parser::ValueSource;
 use std::ffi::OsString;
@@ -22,7 +24,7 @@ const TABLES_ARE_SOURCES: &str = "video";
 /// `args` with the options of the `--config` file, if one is named, added as if typed after the
 /// command's name; `args` unchanged if none is (or the command line cannot be read: clap then
 /// says why).
-pub fn apply(cli: &clap::Command, args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+pub fn apply(cli: &clap::Command, args: Vec<OsString>) -> Result<Vec<OsString>, Error> {
     let mut cli = cli.clone();
     cli.build();
     let Ok(matches) = cli.clone().ignore_errors(true).try_get_matches_from(&args) else {
@@ -38,9 +40,15 @@ pub fn apply(cli: &clap::Command, args: Vec<OsString>) -> Result<Vec<OsString>, 
     let command = cli
         .find_subcommand(name)
         .expect("clap matched this command");
-    let added = options(command, Path::new(path), |id| {
-        given.value_source(id) == Some(ValueSource::CommandLine)
+    let path = Path::new(path);
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
     })?;
+    let added = options(command, path, &text, |id| {
+        given.value_source(id) == Some(ValueSource::CommandLine)
+    })
+    .map_err(Error::Usage)?;
     let at = command_position(&args, name);
     let mut out = args;
     out.splice(at + 1..at + 1, added);
@@ -54,16 +62,16 @@ fn command_position(args: &[OsString], name: &str) -> usize {
         .expect("clap matched this command")
 }
 
-/// The file's options for `command` as arguments, but those `on_command_line` says were typed.
+/// The options in `text`, the file at `path`, for `command` as arguments, but those
+/// `on_command_line` says were typed.
 fn options(
     command: &clap::Command,
     path: &Path,
+    text: &str,
     on_command_line: impl Fn(&str) -> bool,
 ) -> Result<Vec<OsString>, String> {
     let file = path.display();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read --config {file}: {e}"))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| format!(" line {}", text[..s.start].matches('\n').count() + 1))
@@ -214,7 +222,8 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<Cli, String> {
-        let args = apply(&Cli::command(), args.iter().map(OsString::from).collect())?;
+        let args = apply(&Cli::command(), args.iter().map(OsString::from).collect())
+            .map_err(|e| e.to_string())?;
         let matches = Cli::command()
             .try_get_matches_from(args)
             .map_err(|e| e.to_string())?;
@@ -296,7 +305,7 @@ mod tests {
         }
         let e = parse(&["edm-cast", "recv", "--config", "/nonexistent.toml"]).unwrap_err();
         assert!(
-            e.starts_with("cannot read --config /nonexistent.toml: No such file"),
+            e.starts_with("cannot read /nonexistent.toml: No such file"),
             "{e}"
         );
     }

@@ -25,12 +25,12 @@ use error::Exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // A --config file's options go in as if typed; a wrong one is refused like a wrong flag.
+    // A --config file's options go in as if typed; a wrong one is refused like a wrong flag (64).
     let args = match config::apply(&Cli::command(), std::env::args_os().collect()) {
         Ok(args) => args,
         Err(e) => {
             eprintln!("edm-cast: {e}");
-            return Exit::Usage.into();
+            return e.exit_code();
         }
     };
     let cli = match Cli::try_parse_from(&args) {
