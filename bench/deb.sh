@@ -10,7 +10,7 @@
 #   - in it: `edm-cast --version` runs from /usr/bin, `man edm-cast-recv` renders, the bash
 #     completion loads, `systemd-analyze verify` passes on the installed units, the configs are
 #     conffiles, the recv service's command refuses to start (exit 64) while /etc/edm-cast/trusted
-#     has no key and, with a key, listens as the edm-cast user with the service's capability;
+#     has no key and, with a key, listens as the edm-cast user without capabilities;
 #     `dpkg -r` removes the binary and keeps the configs.
 # Prints the sizes of the binary and the .deb. Needs root (mount, chroot) and cargo-deb
 # (`cargo install cargo-deb`).
@@ -100,13 +100,12 @@ for unit in edm-cast-recv edm-cast-serve edm-cast-video; do
     [[ $state == disabled ]] || fail "$unit is $state before it is configured"
 done
 
-# The service's command, as the service user with the service's capability, in the folder its
+# The service's command, as the service user (no capability, as the unit), in the folder its
 # StateDirectory= is (systemd makes it at start; it is not running here).
 inroot install -d -o edm-cast -g edm-cast -m 0755 /var/lib/edm-cast
 as_service() {
-    inroot setpriv --reuid=edm-cast --regid=edm-cast --init-groups --inh-caps=+net_admin \
-        --ambient-caps=+net_admin /usr/bin/edm-cast recv --config /etc/edm-cast/recv.toml \
-        --iface lo --timeout 1 "$@"
+    inroot setpriv --reuid=edm-cast --regid=edm-cast --init-groups --bounding-set=-all \
+        /usr/bin/edm-cast recv --config /etc/edm-cast/recv.toml --iface lo --timeout 1 "$@"
 }
 set +e
 said=$(as_service 2>&1); code=$?

@@ -61,12 +61,19 @@ fn the_units_verify_and_each_reads_its_config() {
         assert!(unit.contains(&exec), "{name} does not run {exec}");
         assert!(deb_dir().join(format!("{cmd}.toml")).exists());
         for hardening in [
-            "NoNewPrivileges=yes",
-            "ProtectSystem=strict",
-            "Restart=on-failure",
+            "NoNewPrivileges=yes\n",
+            "ProtectSystem=strict\n",
+            "Restart=on-failure\n",
+            "User=edm-cast\n",
+            "CapabilityBoundingSet=\n",
+            "RestartPreventExitStatus=64\n",
         ] {
             assert!(unit.contains(hardening), "{name} lacks {hardening}");
         }
+        assert!(
+            !unit.lines().any(|l| l.starts_with("AmbientCapabilities=")),
+            "{name}: no capability"
+        );
         // The binary is not installed here: verify runs the unit against the built one. Man
         // pages neither (the installed package's are checked by bench/deb.sh).
         let unit = unit.replace("/usr/bin/edm-cast", bin());
