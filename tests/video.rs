@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::lab::{Lab, lab_available, lab_available_with, tool_available};
+use common::lab::{Lab, commands_run, lab_available, tool_available};
 use common::{Proc, TempDir, bin, text};
 use edm_cast_proto::video::h264::{AnnexB, Packetizer, nal_type};
 use std::collections::HashSet;
@@ -674,6 +674,202 @@ fn video_rtsp_source_is_pulled_on_demand() {
         first >= GOP && n >= 90,
         "first {first}, {n} frames\n{log}\n{watch_log}"
     );
+}
+
+/// tools/rtspd.py (GStreamer's RTSP server) on 127.0.0.1:`port` serving `mp4`, once it listens;
+/// its stdout lines ("client" per connection) as they come.
+fn rtspd(port: u16, mp4: &Path) -> (Proc, std::sync::mpsc::Receiver<String>) {
+    let (p, _stdin, lines) = Proc::spawn_interactive(
+        "rtspd",
+        Command::new("timeout")
+            .args(["60", "/usr/bin/python3"])
+            .arg(tool("rtspd.py"))
+            .arg(port.to_string())
+            .arg(mp4),
+    );
+    let line = lines.recv_timeout(Duration::from_secs(10));
+    assert_eq!(line.as_deref(), Ok("listening"), "rtspd did not start");
+    (p, lines)
+}
+
+/// Waits at most `limit` for rtspd's next client.
+fn next_client(lines: &std::sync::mpsc::Receiver<String>, limit: Duration, what: &str) -> Instant {
+    let line = lines.recv_timeout(limit);
+    assert_eq!(line.as_deref(), Ok("client"), "{what}");
+    Instant::now()
+}
+
+/// A real RTSP server (GStreamer's, tools/rtspd.py) whose 2 s clip ends with the session kept
+/// open: the relay reports the silence, tears the session down after 4 s without video and pulls
+/// again (the clip starts over); then the server dies and comes back 1.5 s later on the same port:
+/// the relay retries with backoff (1 s, refused, then 2 s) and pulls a third time. A `watch` sees
+/// the source go silent and come back, twice, and its capture holds the whole clip, bit for bit,
+/// after each reconnection.
+#[test]
+fn video_rtsp_source_reconnects_when_silent_or_gone() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let gi = "import gi; gi.require_version('GstRtspServer', '1.0')";
+    if !(tool_available("RTSP reconnect", "ffmpeg")
+        && commands_run("RTSP reconnect", &[&["/usr/bin/python3", "-c", gi]]))
+    {
+        return;
+    }
+    let dir = TempDir::new("rtsp-back");
+    let clip = dir.path().join("clip.h264");
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool("fakepi.sh"))
+        .arg("encode")
+        .arg(&clip)
+        .args(["2", "640x360"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "encode: {:?}", text(&out));
+    let mp4 = dir.path().join("clip.mp4");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-framerate",
+            "30",
+            "-i",
+        ])
+        .arg(&clip)
+        .args(["-c", "copy"])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mp4: {:?}", text(&out));
+    let source = frames(&clip);
+    assert_eq!(source.len(), 60);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (server, clients) = rtspd(port, &mp4);
+    let group = "239.255.61.1:5610";
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args([
+                "-s",
+                "INT",
+                "40",
+                bin(),
+                "video",
+                "--from",
+                "cam",
+                "--iface",
+                "lo",
+            ])
+            .args(["--group", group, "--grace", "1", "--source"])
+            .arg(format!("cam=rtsp://127.0.0.1:{port}/cam")),
+    );
+    let sdp = dir.path().join("cam.sdp");
+    let watch = Proc::spawn(
+        "watch",
+        Command::new("timeout")
+            .args(["-s", "TERM", "35", bin(), "watch", "cam", "--iface", "lo"])
+            .args(["--group", group, "--port", "6461", "--sdp"])
+            .arg(&sdp),
+    );
+    let first = next_client(&clients, Duration::from_secs(8), "no first pull");
+    let captured = dir.path().join("cam.h264");
+    let capture = capture(&mut Command::new("env"), "capture", &sdp, &captured, 30.0);
+    // The clip ends 2 s in; the relay pulls again after 4 s without video.
+    let again = next_client(
+        &clients,
+        Duration::from_secs(10),
+        "no pull after the silence",
+    );
+    let silent_for = again.duration_since(first).as_secs_f64();
+    // The server dies after the second play (its connection drops) and comes back.
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(server);
+    std::thread::sleep(Duration::from_millis(1500));
+    let gone = Instant::now();
+    let (server, clients) = rtspd(port, &mp4);
+    let back = next_client(
+        &clients,
+        Duration::from_secs(8),
+        "no pull after the server came back",
+    );
+    let back_after = back.duration_since(gone).as_secs_f64();
+    std::thread::sleep(Duration::from_millis(3000));
+    watch.terminate();
+    let watch_log = text(&watch.wait(Duration::from_secs(10))).1;
+    capture.interrupt();
+    capture.wait(Duration::from_secs(10));
+    let relay_log = text(&relay.stop()).1;
+    drop(server);
+    println!(
+        "rtsp: pulled again {silent_for:.1} s after the first pull (2 s of clip, 4 s of \
+         silence); {back_after:.1} s after the server came back"
+    );
+    let context = format!("relay:\n{relay_log}\nwatch:\n{watch_log}");
+    for line in [
+        "video: cam: no video from the source for 2 s",
+        &format!("video: cam: rtsp://127.0.0.1:{port}/cam: no video for 4 s; reconnecting in 1 s"),
+        &format!("video: cam: rtsp://127.0.0.1:{port}/cam ended; reconnecting in 1 s"),
+    ] {
+        assert!(relay_log.contains(line), "{line}\n{context}");
+    }
+    // The attempt while the server was down was refused; the next waited twice as long.
+    assert!(
+        relay_log
+            .lines()
+            .any(|l| l.starts_with("video: cam: rtsp://")
+                && !l.contains("no video")
+                && l.ends_with("; reconnecting in 2 s")),
+        "{context}"
+    );
+    assert_eq!(
+        watch_log.matches("the source is silent").count(),
+        2,
+        "{context}"
+    );
+    assert_eq!(
+        watch_log.matches("watch: the source is back").count(),
+        2,
+        "{context}"
+    );
+    // Every frame the capture decoded from its first keyframe on is a clip frame, and each pull
+    // after a reconnection brought the whole clip from its start, in order.
+    let got = frames(&captured);
+    let (start, _) = first_idr(&source, &got).unwrap_or_else(|| panic!("no keyframe\n{context}"));
+    assert!(
+        got[start..].iter().all(|g| source.contains(g)),
+        "a frame not in the clip\n{context}"
+    );
+    let at: Vec<String> = got
+        .iter()
+        .map(|g| {
+            source
+                .iter()
+                .position(|s| s == g)
+                .map_or("-".into(), |i| i.to_string())
+        })
+        .collect();
+    let pulls: Vec<usize> = (start..got.len())
+        .filter(|&i| got[i] == source[0])
+        .collect();
+    assert!(pulls.len() >= 2, "clip frames {at:?}\n{context}");
+    for (k, &p) in pulls.iter().enumerate() {
+        let run = got[p..]
+            .iter()
+            .zip(&source)
+            .take_while(|(g, s)| g == s)
+            .count();
+        // The capture stops soon after the last pull's clip: its last frame or two may be cut.
+        let want = source.len() - if k + 1 == pulls.len() { 2 } else { 0 };
+        assert!(
+            run >= want,
+            "pull {k}: {run} frames; clip frames {at:?}\n{context}"
+        );
+    }
 }
 
 /// Hostile input on loopback: random datagrams into a live RTP channel, a raw H.264 channel and
@@ -1367,7 +1563,7 @@ fn video_sap_gstreamer_decodes_a_channel_from_the_announced_sdp() {
     let plugins = ["sdpdemux", "rtph264depay", "h264parse", "avdec_h264"];
     let checks: Vec<[&str; 2]> = plugins.iter().map(|p| ["gst-inspect-1.0", p]).collect();
     let checks: Vec<&[&str]> = checks.iter().map(|c| &c[..]).collect();
-    if !lab_available_with("GStreamer SAP", &["ffmpeg"], &checks) {
+    if !(lab_available("GStreamer SAP", &["ffmpeg"]) && commands_run("GStreamer SAP", &checks)) {
         return;
     }
     use edm_cast_proto::video::sap::{Kind, parse};
@@ -1431,7 +1627,7 @@ fn video_sap_vlc_discovers_and_records_a_channel() {
         "--clear-groups",
     ];
     let version = [&nobody[..], &["vlc", "--version"]].concat();
-    if !lab_available_with("VLC SAP", &["ffmpeg"], &[&version]) {
+    if !(lab_available("VLC SAP", &["ffmpeg"]) && commands_run("VLC SAP", &[&version])) {
         return;
     }
     let ns = LoopbackNetns::up(&lab_name("sapv"));
