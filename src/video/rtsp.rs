@@ -54,8 +54,8 @@ pub(super) async fn pull(i: usize, url: url::Url, name: String, tx: FeedTx) {
     }
 }
 
-/// One RTSP session, until it ends, fails, or brings no RTP for `SILENT_RECONNECT`; `delivered`
-/// is set at its first RTP packet.
+/// One RTSP session: set up within `SETUP_TIMEOUT`, then relayed until it ends, fails, or brings
+/// no RTP for `SILENT_RECONNECT`; `delivered` is set at its first RTP packet.
 async fn pull_once(
     i: usize,
     url: &url::Url,
@@ -63,34 +63,8 @@ async fn pull_once(
     delivered: &mut bool,
 ) -> Result<(), String> {
     use futures_util::StreamExt;
-    use retina::client::{PacketItem, PlayOptions, Session, SessionOptions, SetupOptions};
-    let setup = async {
-        let options = SessionOptions::default().user_agent("edm-cast".into());
-        let mut session = Session::describe(url.clone(), options)
-            .await
-            .map_err(|e| e.to_string())?;
-        let stream = session
-            .streams()
-            .iter()
-            .position(|s| s.media() == "video" && s.encoding_name() == "h264")
-            .ok_or("no H.264 video stream")?;
-        session
-            .setup(stream, SetupOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(retina::codec::ParametersRef::Video(v)) = session.streams()[stream].parameters()
-        {
-            for nal in avcc_parameter_sets(v.extra_data()) {
-                let _ = tx.send((i, Instant::now(), Feed::ParameterSet(nal))).await;
-            }
-        }
-        let playing = session
-            .play(PlayOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((playing, stream))
-    };
-    let (mut playing, stream) = tokio::time::timeout(SETUP_TIMEOUT, setup)
+    use retina::client::PacketItem;
+    let (mut playing, stream) = tokio::time::timeout(SETUP_TIMEOUT, play(i, url, tx))
         .await
         .map_err(|_| format!("no answer in {} s", SETUP_TIMEOUT.as_secs()))??;
     let mut silent_at = Instant::now() + SILENT_RECONNECT;
@@ -110,6 +84,39 @@ async fn pull_once(
                 .map_err(|_| "the relay stopped")?;
         }
     }
+}
+
+/// DESCRIBE, SETUP of the H.264 stream (its parameter sets go to the relay) and PLAY: the session
+/// and the stream's index.
+async fn play(
+    i: usize,
+    url: &url::Url,
+    tx: &FeedTx,
+) -> Result<(retina::client::Session<retina::client::Playing>, usize), String> {
+    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+    let options = SessionOptions::default().user_agent("edm-cast".into());
+    let mut session = Session::describe(url.clone(), options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = session
+        .streams()
+        .iter()
+        .position(|s| s.media() == "video" && s.encoding_name() == "h264")
+        .ok_or("no H.264 video stream")?;
+    session
+        .setup(stream, SetupOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(retina::codec::ParametersRef::Video(v)) = session.streams()[stream].parameters() {
+        for nal in avcc_parameter_sets(v.extra_data()) {
+            let _ = tx.send((i, Instant::now(), Feed::ParameterSet(nal))).await;
+        }
+    }
+    let playing = session
+        .play(PlayOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((playing, stream))
 }
 
 #[cfg(test)]
