@@ -1,5 +1,6 @@
 //! `send --http` during real loopback transfers: the JSON API, its event stream, `/metrics`
-//! against the summary, the token on actions, and the dashboard in a real (headless) browser.
+//! against the summary, the token on actions, and the dashboard in a real (headless) browser (also
+//! `video --http`: a channel whose source went silent).
 
 mod common;
 
@@ -681,4 +682,78 @@ fn screenshot() {
     eprintln!("wrote {}", path.display());
     drop(sender);
     drop(receivers);
+}
+
+/// `video --always-on pi --http` fed by a camera that sends a second of frames and stops: the
+/// page shows the channel relaying, then its state `source silent` marked for attention (the
+/// red that marks a receiver needing attention), as the API says it.
+#[test]
+fn the_page_marks_a_video_channel_whose_source_went_silent() {
+    let camera = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ingest = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = ingest.local_addr().unwrap();
+    drop(ingest);
+    let port = free_port().to_string();
+    let relay = Proc::spawn(
+        "relay",
+        Command::new("timeout")
+            .args(["-s", "INT", "60", common::bin(), "video", "--iface", "lo"])
+            .args([
+                "--group",
+                "239.77.120.9:47609",
+                "--from",
+                "pi",
+                "--always-on",
+                "pi",
+            ])
+            .args(["--source", &format!("pi=udp://{to}"), "--http", &port]),
+    );
+    let url = format!("http://127.0.0.1:{port}/");
+    wait_for("the relay's dashboard", || {
+        get_json(&url, "api/v1/status").ok()
+    });
+    let Some(browser) = Browser::open(&url) else {
+        return;
+    };
+    let mut page = browser.page(&url);
+    let row = "document.querySelector('tr[data-channel=\"pi\"]')";
+    let state = format!("[{row}?.querySelector('.state').textContent, {row}?.dataset.attention]");
+    // A second of frames (SPS, PPS and an IDR, then P slices): the relay packetizes NAL units
+    // whatever they hold.
+    for i in 0..30u8 {
+        let mut au = Vec::new();
+        if i == 0 {
+            au.extend([0, 0, 0, 1, 0x67, 0x64, 0, 0x1e, 0xac]);
+            au.extend([0, 0, 0, 1, 0x68, 0xef, 0x0f, 0xcb]);
+            au.extend([0, 0, 0, 1, 0x65, 0x88, 0x84, i]);
+        } else {
+            au.extend([0, 0, 0, 1, 0x41, 0x9a, 0x00, i]);
+        }
+        camera.send_to(&au, to).unwrap();
+        std::thread::sleep(Duration::from_millis(33));
+    }
+    wait_for("the channel relaying on the page", || {
+        (page.eval(&state) == json!(["relaying", "false"])).then_some(())
+    });
+    let silent = Instant::now();
+    wait_for("the silent source on the page", || {
+        (page.eval(&state) == json!(["source silent", "true"])).then_some(())
+    });
+    // The relay calls a source silent after 2 s without video; the page follows within a beat.
+    assert!(
+        silent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        silent.elapsed()
+    );
+    assert_eq!(
+        page.eval(&format!(
+            "getComputedStyle({row}.querySelector('.state')).color"
+        )),
+        page.eval(
+            "(() => { const e = document.createElement('i'); e.style.color = 'var(--bad)'; \
+             document.body.append(e); const c = getComputedStyle(e).color; e.remove(); \
+             return c; })()"
+        )
+    );
+    drop(relay);
 }

@@ -5,24 +5,95 @@ use super::sources::{Feed, FeedTx};
 use edm_cast_proto::video::h264::avcc_parameter_sets;
 use std::time::{Duration, Instant};
 
-/// Pulls `url` (RTSP over TCP, via retina) while the channel is live, reconnecting after a second
-/// when the server goes away: its RTP packets go through the same path as `rtp://` ingest.
-pub(super) async fn pull(i: usize, url: url::Url, name: String, tx: FeedTx) {
-    loop {
-        match pull_once(i, &url, &tx).await {
-            Ok(()) => eprintln!("video: {name}: {url} ended; reconnecting in 1 s"),
-            Err(e) => eprintln!("video: {name}: {url}: {e}; retrying in 1 s"),
+/// A session that brings no RTP for this long is torn down and set up again: a server at the end
+/// of its clip, or a camera that hung, keeps the connection open and sends nothing. The relay
+/// reports the silence first (`channel::SILENT_AFTER`, 2 s).
+const SILENT_RECONNECT: Duration = Duration::from_secs(4);
+
+/// DESCRIBE, SETUP and PLAY together get this long: a server that takes the connection and never
+/// answers is tried again.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long to wait before the next attempt: 1 s after a session that brought video, then twice as
+/// long after each attempt that brought none, at most 8 s, so a server that is down for minutes
+/// costs a connection attempt every 8 s and one that comes back is pulled within 8 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(8);
+
+    /// The wait after an attempt; `delivered`: it brought video.
+    fn next(&mut self, delivered: bool) -> Duration {
+        if delivered {
+            self.0 = Self::FIRST;
         }
-        if tx.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        wait
     }
 }
 
-async fn pull_once(i: usize, url: &url::Url, tx: &FeedTx) -> Result<(), String> {
+/// Pulls `url` (RTSP over TCP, via retina) while the channel is live, reconnecting with
+/// `Backoff` when the session ends, fails or goes silent: its RTP packets go through the same
+/// path as `rtp://` ingest.
+pub(super) async fn pull(i: usize, url: url::Url, name: String, tx: FeedTx) {
+    let mut backoff = Backoff(Backoff::FIRST);
+    loop {
+        let mut delivered = false;
+        let ended = pull_once(i, &url, &tx, &mut delivered).await;
+        if tx.is_closed() {
+            return;
+        }
+        let wait = backoff.next(delivered).as_secs();
+        match ended {
+            Ok(()) => eprintln!("video: {name}: {url} ended; reconnecting in {wait} s"),
+            Err(e) => eprintln!("video: {name}: {url}: {e}; reconnecting in {wait} s"),
+        }
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+}
+
+/// One RTSP session: set up within `SETUP_TIMEOUT`, then relayed until it ends, fails, or brings
+/// no RTP for `SILENT_RECONNECT`; `delivered` is set at its first RTP packet.
+async fn pull_once(
+    i: usize,
+    url: &url::Url,
+    tx: &FeedTx,
+    delivered: &mut bool,
+) -> Result<(), String> {
     use futures_util::StreamExt;
-    use retina::client::{PacketItem, PlayOptions, Session, SessionOptions, SetupOptions};
+    use retina::client::PacketItem;
+    let (mut playing, stream) = tokio::time::timeout(SETUP_TIMEOUT, play(i, url, tx))
+        .await
+        .map_err(|_| format!("no answer in {} s", SETUP_TIMEOUT.as_secs()))??;
+    let mut silent_at = Instant::now() + SILENT_RECONNECT;
+    loop {
+        let Ok(item) = tokio::time::timeout_at(silent_at.into(), playing.next()).await else {
+            return Err(format!("no video for {} s", SILENT_RECONNECT.as_secs()));
+        };
+        let Some(item) = item else { return Ok(()) };
+        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())?
+            && p.stream_id() == stream
+        {
+            *delivered = true;
+            silent_at = Instant::now() + SILENT_RECONNECT;
+            let feed = Feed::Datagram(p.raw().to_vec());
+            tx.send((i, Instant::now(), feed))
+                .await
+                .map_err(|_| "the relay stopped")?;
+        }
+    }
+}
+
+/// DESCRIBE, SETUP of the H.264 stream (its parameter sets go to the relay) and PLAY: the session
+/// and the stream's index.
+async fn play(
+    i: usize,
+    url: &url::Url,
+    tx: &FeedTx,
+) -> Result<(retina::client::Session<retina::client::Playing>, usize), String> {
+    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
     let options = SessionOptions::default().user_agent("edm-cast".into());
     let mut session = Session::describe(url.clone(), options)
         .await
@@ -41,19 +112,23 @@ async fn pull_once(i: usize, url: &url::Url, tx: &FeedTx) -> Result<(), String> 
             let _ = tx.send((i, Instant::now(), Feed::ParameterSet(nal))).await;
         }
     }
-    let mut playing = session
+    let playing = session
         .play(PlayOptions::default())
         .await
         .map_err(|e| e.to_string())?;
-    while let Some(item) = playing.next().await {
-        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())?
-            && p.stream_id() == stream
-        {
-            let feed = Feed::Datagram(p.raw().to_vec());
-            tx.send((i, Instant::now(), feed))
-                .await
-                .map_err(|_| "the relay stopped")?;
-        }
+    Ok((playing, stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_bound_and_restarts_after_video() {
+        let mut b = Backoff(Backoff::FIRST);
+        let secs: Vec<u64> = (0..6).map(|_| b.next(false).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 8, 8]);
+        assert_eq!(b.next(true).as_secs(), 1);
+        assert_eq!(b.next(false).as_secs(), 2);
     }
-    Ok(())
 }

@@ -122,6 +122,16 @@ pub fn lab_available(what: &str, tools: &[&str]) -> bool {
     skip_unless(what, unavailable(tools))
 }
 
+/// Whether each of `checks` (a command line) exits 0 here, for programs that take no `-version`
+/// (`gst-inspect-1.0 sdpdemux`, VLC as a normal user); when not, as `tool_available`.
+pub fn commands_run(what: &str, checks: &[&[&str]]) -> bool {
+    let failing = |c: &&[&str]| match Command::new(c[0]).args(&c[1..]).output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some(format!("`{}` fails (.ci/run installs it)", c.join(" "))),
+    };
+    skip_unless(what, checks.iter().find_map(failing))
+}
+
 fn skip_unless(what: &str, why_not: Option<String>) -> bool {
     match why_not {
         None => true,

@@ -98,6 +98,33 @@ impl Proc {
 }
 
 impl Proc {
+    /// `spawn`, with stdin a pipe the caller writes to and stdout read line by line as it comes:
+    /// for a program driven through its command line (VLC's `-I rc`).
+    pub fn spawn_interactive(
+        name: &str,
+        cmd: &mut Command,
+    ) -> (
+        Proc,
+        std::process::ChildStdin,
+        std::sync::mpsc::Receiver<String>,
+    ) {
+        use std::io::BufRead;
+        let mut p = Proc::spawn(name, cmd.stdin(Stdio::piped()));
+        let child = p.child.as_mut().expect("just spawned");
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (p, stdin, rx)
+    }
+
     /// Ctrl-C: SIGINT to the process (and to what a wrapper started, in its process group).
     pub fn interrupt(&self) {
         let child = self.child.as_ref().expect("not waited yet");
