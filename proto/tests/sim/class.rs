@@ -964,6 +964,12 @@ impl Listener {
                         Err(job) => self.rx.handle_decoded(now, Err(job)),
                     }
                 }
+                ReceiverEvent::Check(job) => {
+                    let at = (job.offset as usize).min(self.file.len());
+                    let end = (at + job.len).min(self.file.len());
+                    let ok = job.run(self.file[at..end].to_vec());
+                    self.rx.handle_checked(now, job.block, ok);
+                }
                 ReceiverEvent::Complete { size, .. } => {
                     self.file.resize(size as usize, 0);
                     let ok = self.file[..] == self.expect[..] && !self.corrupt;
