@@ -4,6 +4,7 @@
 
 use super::digest::{RunningDigests, WrittenBlocks};
 use super::output::{FileHandle, Folder, OutputFile};
+use super::resume;
 use super::view;
 use crate::cli;
 use crate::error::Error;
@@ -13,9 +14,10 @@ use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::auth::fingerprint;
-use edm_cast_proto::wire::FileDigests;
+use edm_cast_proto::wire::{FailReason, FileDigests};
 use edm_cast_proto::{
-    DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SecretKey, SessionInfo, Trust,
+    CheckJob, DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SecretKey,
+    SessionInfo, Trust,
 };
 use indicatif::ProgressBar;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -122,9 +124,33 @@ impl Listener {
         joined: &mut Option<u32>,
         shutdown: &mut Shutdown,
     ) -> Result<PathBuf, Error> {
-        let (group, feedback) = (&self.group, &self.feedback);
-        let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
+        let (tx_done, done) = mpsc::unbounded_channel::<Done>();
         let mut file = Receiving::new(&self.how.out, joined, tx_done);
+        let r = self.run(rx, &mut file, done, shutdown).await;
+        if let Err(e) = &r
+            && let Some((_, output)) = &mut file.file
+            && matches!(
+                e.fail_reason(),
+                FailReason::DiskFull
+                    | FailReason::CannotWrite
+                    | FailReason::DigestMismatch
+                    | FailReason::TooLarge
+            )
+        {
+            // Kept for a later run only if it can help one: not a full disk, nor a wrong file.
+            output.discard();
+        }
+        r
+    }
+
+    async fn run(
+        &self,
+        rx: &mut Receiver,
+        file: &mut Receiving<'_>,
+        mut done: mpsc::UnboundedReceiver<Done>,
+        shutdown: &mut Shutdown,
+    ) -> Result<PathBuf, Error> {
+        let (group, feedback) = (&self.group, &self.feedback);
         let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
             what: "cannot set up batched receive".into(),
             source,
@@ -238,6 +264,8 @@ enum Done {
     },
     /// The name of a copy already there with the announced size and digests, if any.
     AlreadyHave(Option<String>),
+    /// Whether a block kept from an earlier run matches its digest.
+    Checked { block: u32, ok: bool },
     Failed(Error),
 }
 
@@ -259,6 +287,9 @@ struct Receiving<'a> {
     verified: bool,
     /// Decode jobs in flight.
     jobs: usize,
+    /// Blocks kept from an earlier run: how many, and how many are still being checked.
+    kept: u32,
+    checking_kept: u32,
 }
 
 impl<'a> Receiving<'a> {
@@ -278,6 +309,8 @@ impl<'a> Receiving<'a> {
             checking: false,
             verified: false,
             jobs: 0,
+            kept: 0,
+            checking_kept: 0,
         }
     }
 
@@ -291,7 +324,20 @@ impl<'a> Receiving<'a> {
             tracing::debug!("{ev:?}");
         }
         match ev {
-            ReceiverEvent::Joined(info) => self.on_joined(info)?,
+            ReceiverEvent::Joined(info) => {
+                let kept = self.on_joined(info)?;
+                if !kept.is_empty() {
+                    self.kept = kept.len() as u32;
+                    self.checking_kept = self.kept;
+                    rx.resume(Instant::now(), &kept);
+                }
+            }
+            ReceiverEvent::Check(job) => match (&self.file, &self.digests) {
+                (Some((_, f)), Some(m)) => {
+                    spawn_check(job, f.handle(), m.written(), self.reports.clone())
+                }
+                _ => rx.handle_checked(Instant::now(), job.block, false),
+            },
             ReceiverEvent::Store { offset, data } => {
                 if let Some((info, f)) = &self.file {
                     within_max_size(self.folder, info, offset + data.len() as u64)?;
@@ -352,7 +398,8 @@ impl<'a> Receiving<'a> {
         Ok(None)
     }
 
-    fn on_joined(&mut self, info: SessionInfo) -> Result<(), Error> {
+    /// Prepares the output file; the blocks an earlier run kept in it, to be checked.
+    fn on_joined(&mut self, info: SessionInfo) -> Result<Vec<u32>, Error> {
         *self.joined = Some(info.session);
         let folder = self.folder;
         let name = folder.name_for(&info.name, info.session);
@@ -360,7 +407,10 @@ impl<'a> Receiving<'a> {
         if let Some(size) = info.size {
             folder.admit(&name, size)?;
         }
-        let output = folder.create(&name, info.size)?;
+        let (output, kept) = match resume::open(folder, &name, &info)? {
+            Some(resumed) => resumed,
+            None => (folder.create(&name, info.size)?, Vec::new()),
+        };
         // A complete copy already there? Check on the side while receiving goes on.
         if let (Some(size), Some(want)) = (info.size, info.digests) {
             self.checking = true;
@@ -393,10 +443,18 @@ impl<'a> Receiving<'a> {
             if info.encrypted { ", encrypted" } else { "" },
             landing.display()
         );
+        if !kept.is_empty() {
+            let total = info.layout.num_blocks().max(1);
+            eprintln!(
+                "resuming: {} of {total} blocks ({:.0}%) kept here by an earlier run; each is checked against its digest",
+                kept.len(),
+                (kept.len() as f64 * 100.0 / total as f64).floor()
+            );
+        }
         self.bar = Some(view::receive_bar(info.size));
         self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
         self.file = Some((info, output));
-        Ok(())
+        Ok(kept)
     }
 
     /// Acts on what the blocking pool reports.
@@ -405,10 +463,12 @@ impl<'a> Receiving<'a> {
         match d {
             Done::Decoded(outcome) => {
                 self.jobs -= 1;
-                if outcome.is_ok()
-                    && let Some((_, output)) = &mut self.file
-                {
+                if let (Ok(block), Some((_, output))) = (&outcome, &mut self.file) {
                     output.reserve()?;
+                    if let Some(p) = output.partial() {
+                        p.set(*block, true);
+                        p.save(false);
+                    }
                 }
                 rx.handle_decoded(now, outcome);
                 if let (Some(bar), Some((info, _)), Some((done, _))) =
@@ -437,7 +497,8 @@ impl<'a> Receiving<'a> {
             Done::AlreadyHave(copy) => {
                 self.checking = false;
                 match (self.file.take(), copy) {
-                    (Some(_), Some(copy)) => {
+                    (Some((_, mut output)), Some(copy)) => {
+                        output.discard();
                         // Nothing more is received: no bar left standing at "0 B/…".
                         if let Some(bar) = self.bar.take() {
                             bar.finish_and_clear();
@@ -450,6 +511,29 @@ impl<'a> Receiving<'a> {
                     (file, _) => {
                         self.file = file;
                         self.keep(rx, now)?;
+                    }
+                }
+            }
+            Done::Checked { block, ok } => {
+                rx.handle_checked(now, block, ok);
+                if let Some((info, output)) = &mut self.file {
+                    if let Some(p) = output.partial() {
+                        p.set(block, ok);
+                    }
+                    self.checking_kept -= 1;
+                    if self.checking_kept == 0 {
+                        // Said once: how much of the file the restart saved.
+                        let good = rx.stats().resumed_blocks;
+                        let total = info.layout.num_blocks().max(1);
+                        eprintln!(
+                            "resumed at {:.0}%: {good} of the {} kept blocks match their digests{}",
+                            (good as f64 * 100.0 / total as f64).floor(),
+                            self.kept,
+                            match self.kept as u64 - good {
+                                0 => String::new(),
+                                bad => format!(", {bad} did not and are received again"),
+                            }
+                        );
                     }
                 }
             }
@@ -551,6 +635,27 @@ fn spawn_decode(
             })
         })();
         let _ = tx.send(result.unwrap_or_else(Done::Failed));
+    });
+}
+
+fn spawn_check(
+    job: CheckJob,
+    file: FileHandle,
+    written: WrittenBlocks,
+    tx: mpsc::UnboundedSender<Done>,
+) {
+    tokio::task::spawn_blocking(move || {
+        // A block the file does not hold in full (cut short by a crash) is simply not kept.
+        let ok = file
+            .read_at(job.offset, job.len)
+            .is_ok_and(|bytes| job.run(bytes));
+        if ok {
+            written.written(job.block, job.offset, job.len);
+        }
+        let _ = tx.send(Done::Checked {
+            block: job.block,
+            ok,
+        });
     });
 }
 
