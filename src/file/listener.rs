@@ -265,7 +265,10 @@ enum Done {
     /// The name of a copy already there with the announced size and digests, if any.
     AlreadyHave(Option<String>),
     /// Whether a block kept from an earlier run matches its digest.
-    Checked { block: u32, ok: bool },
+    Checked {
+        block: u32,
+        ok: bool,
+    },
     Failed(Error),
 }
 

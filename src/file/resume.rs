@@ -134,7 +134,10 @@ pub fn open(
     let Some((content, key)) = identity(info) else {
         return Ok(None);
     };
-    let (part, state) = (format!(".edm-cast-{key}.part"), format!(".edm-cast-{key}.resume"));
+    let (part, state) = (
+        format!(".edm-cast-{key}.part"),
+        format!(".edm-cast-{key}.resume"),
+    );
     tidy(folder, &key);
     let err = |source| Error::Write {
         path: folder.path().join(&part),

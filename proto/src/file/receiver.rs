@@ -1107,8 +1107,9 @@ impl Receiver {
         };
         if matches!(slot, BlockRx::Kept) {
             *slot = BlockRx::Checking;
-            self.events
-                .push_back(ReceiverEvent::Check(CheckJob::new(&s.layout, block, digest)));
+            self.events.push_back(ReceiverEvent::Check(CheckJob::new(
+                &s.layout, block, digest,
+            )));
         }
     }
 
@@ -1469,7 +1470,10 @@ mod tests {
             rx.handle_checked(t1, job.block, ok);
         }
         assert_eq!(rx.progress(), Some((1, 2)));
-        assert_eq!((rx.stats().resumed_blocks, rx.stats().resume_rejected), (1, 1));
+        assert_eq!(
+            (rx.stats().resumed_blocks, rx.stats().resume_rejected),
+            (1, 1)
+        );
         // Only the damaged block is asked for, in full.
         let t2 = t1 + Duration::from_secs(1);
         let asked: Vec<(u32, u16)> = need_at(&mut rx, t2)
@@ -1531,7 +1535,10 @@ mod tests {
             panic!("a check job");
         };
         assert!(job.run(file.to_vec()));
-        assert!(!job.run(file[..31].to_vec()), "a short file is not the block");
+        assert!(
+            !job.run(file[..31].to_vec()),
+            "a short file is not the block"
+        );
         rx.handle_checked(t0, 0, true);
         rx.handle_checked(t0, 0, true);
         rx.handle_checked(t0, 5, false);
