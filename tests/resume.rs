@@ -127,6 +127,76 @@ fn a_damaged_kept_block_is_received_again_and_the_file_is_exact() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A teacher's re-run (`send --resume-from`): a PC killed mid-session is listed in the restart
+/// file `send` writes; the re-run waits for it by name (the other PC, which has the file, is done
+/// at once), it resumes from what it kept, and the restart file is removed once it has the file.
+#[test]
+fn a_rerun_from_the_restart_file_serves_the_pc_that_missed_the_session() {
+    let group = "239.77.13.2:47132";
+    let dir = TempDir::new("resume-rerun");
+    let src = dir.path().join("lesson.bin");
+    let size = 120 * 16 * 1408 - 555;
+    random_file(&src, size, 133);
+    let want = md5_of(&src);
+    let (o1, o2) = (dir.path().join("r1"), dir.path().join("r2"));
+    let teacher = |extra: &[&str]| {
+        Proc::spawn(
+            "sender",
+            std::process::Command::new(bin())
+                .current_dir(dir.path())
+                .args(["send", "--group", group, "--iface", "lo", "--rate", "8M"])
+                .args(["--block-symbols", "16"])
+                .args(extra)
+                .arg(&src),
+        )
+    };
+    let r1 = recv(group, &o1, "r1");
+    let r2 = recv(group, &o2, "r2");
+    let sender = teacher(&["--min-receivers", "2"]);
+    let (_, share) = wait_for_share(&o2, 0.3, Duration::from_secs(30));
+    drop(r2.stop());
+    let out = sender.wait(Duration::from_secs(60));
+    let (_, log) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(r1.wait(Duration::from_secs(30)).status.success());
+    let restart: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "restart"))
+        .collect();
+    assert_eq!(restart.len(), 1, "{log}");
+    let listed = std::fs::read_to_string(&restart[0]).unwrap();
+    assert!(
+        listed.contains("\"name\": \"r2\"") && !listed.contains("\"r1\""),
+        "{listed}"
+    );
+    assert!(log.contains("--resume-from"), "{log}");
+    // The re-run: r1 (which has the file) answers at once; the sender waits for r2 all the same.
+    let r1 = recv(group, &o1, "r1");
+    let sender = teacher(&["--resume-from", restart[0].to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let r2 = recv(group, &o2, "r2");
+    let out = sender.wait(Duration::from_secs(60));
+    let (_, log) = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("waiting for r2"), "{log}");
+    for (p, o) in [(r1, &o1), (r2, &o2)] {
+        let name = p.name.clone();
+        let got = p.wait(Duration::from_secs(30));
+        let (_, rlog) = text(&got);
+        assert!(got.status.success(), "{name}: {rlog}");
+        assert_eq!(md5_of(&o.join("lesson.bin")), want, "{name}");
+        if name == "r2" {
+            let (pct, line) = resumed_at(&rlog);
+            assert!(pct as f64 >= (share * 100.0).floor() - 1.0, "{line}");
+        }
+    }
+    assert!(
+        !restart[0].exists(),
+        "every PC has the file: the restart file goes"
+    );
+}
+
 /// The lab: a receiver killed at 60% of the transfer and started again 2 s later resumes from
 /// there, and the sender sends the file once plus what that receiver lacked, not the file twice.
 #[test]

@@ -30,8 +30,9 @@ use tokio::sync::watch;
 /// on a receiver, and its keys.
 #[derive(Debug, Clone)]
 pub struct Setup {
-    /// Start once this many receivers have said hello ...
+    /// Start once this many receivers have said hello (and those named in `wait_for`) ...
     pub min_receivers: usize,
+    pub wait_for: Vec<String>,
     /// ... or after this long, if set.
     pub wait: Option<Duration>,
     /// Drop a receiver silent this long.
@@ -148,6 +149,7 @@ impl Session {
             session: id,
             block_symbols: setup.block_symbols,
             min_receivers: setup.min_receivers,
+            wait_for: setup.wait_for.clone(),
             wait: setup.wait,
             receiver_timeout: setup.drop_after,
             signer: setup.signer.clone(),

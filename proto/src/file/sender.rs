@@ -83,8 +83,11 @@ pub struct SenderConfig {
     pub interleave: u16,
     /// Repair symbols sent with every block in the first pass, as a fraction of its K.
     pub proactive: f64,
-    /// Start sending once this many receivers have said hello ...
+    /// Start sending once this many receivers have said hello, and every receiver named in
+    /// `wait_for` (a re-run for the PCs a session missed, `send --resume-from`) ...
     pub min_receivers: usize,
+    /// ... (by the name in its STATUS) ...
+    pub wait_for: Vec<String>,
     /// ... or once this much time has passed, if set.
     pub wait: Option<Duration>,
     /// How often ANNOUNCE (and KEYS) are repeated.
@@ -117,6 +120,7 @@ impl Default for SenderConfig {
             interleave: 8,
             proactive: 0.01,
             min_receivers: 1,
+            wait_for: Vec::new(),
             wait: None,
             announce_interval: Duration::from_millis(200),
             receiver_timeout: Duration::from_secs(5),
@@ -1206,8 +1210,10 @@ impl Sender {
             return;
         }
         let hello = self.peers.iter().filter(|r| !r.dropped).count();
+        let named = (self.cfg.wait_for.iter())
+            .all(|name| self.peers.iter().any(|r| !r.dropped && r.name == *name));
         let waited = self.cfg.wait.is_some_and(|w| now >= self.created + w);
-        if hello >= self.cfg.min_receivers || waited {
+        if (hello >= self.cfg.min_receivers && named) || waited {
             self.phase = Phase::Sending;
             self.started_at = Some(now);
             self.events.push_back(SenderEvent::Started);

@@ -370,6 +370,11 @@ impl Class {
         self.now - self.t0
     }
 
+    /// How long after the start `t` was.
+    pub fn since_start(&self, t: Instant) -> Duration {
+        t - self.t0
+    }
+
     /// The sessions the teacher has run, in the order they started.
     pub fn sessions(&self) -> &[Session] {
         &self.teacher.sessions

@@ -232,6 +232,32 @@ fn a_receiver_restarted_mid_transfer_is_counted_once() {
     assert_eq!(sender.stats().restarted_receivers, 1);
 }
 
+/// A re-run for the PCs a session missed (`send --resume-from`): the sender waits for them by
+/// name, not for a count, so one that comes late still hears the first pass from its start.
+#[test]
+fn a_rerun_waits_for_the_named_receivers() {
+    let file = file_bytes(8 * 512 * 256, 9);
+    let late = Peer {
+        joins_at: Duration::from_millis(600),
+        ..Peer::lossy(0.0)
+    };
+    let peers = vec![Peer::lossy(0.0), Peer::lossy(0.0), late];
+    let cfg = SenderConfig {
+        wait: None,
+        wait_for: vec!["pc-02".into()],
+        ..sender_config(1)
+    };
+    let out = run(&file, &peers, cfg, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let started = out.sender().started_at().expect("started");
+    assert!(
+        out.since_start(started) >= Duration::from_millis(600),
+        "{:?}",
+        out.since_start(started)
+    );
+    assert_eq!(out.listener(2).received(0).first(), Some(&0));
+}
+
 #[test]
 fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
     let file = file_bytes(24 * 512 * 256 + 5, 6);
