@@ -70,6 +70,9 @@ pub struct Peer {
     /// At this time the student stops `recv` (Ctrl-C: its final STATUS says so) and starts it
     /// again: a new receiver id, the same name.
     pub restarts_at: Option<Duration>,
+    /// The restarted `recv` finds the file and the record of its verified blocks the first one
+    /// left (`Receiver::resume`).
+    pub resumes: bool,
     pub buffered_blocks: usize,
     /// Its MD5 check fails (a bad disk, say).
     pub corrupt: bool,
@@ -84,6 +87,7 @@ impl Default for Peer {
             joins_at: Duration::ZERO,
             dies_at: None,
             restarts_at: None,
+            resumes: false,
             buffered_blocks: 32,
             corrupt: false,
         }
@@ -868,7 +872,11 @@ impl Student {
                 seed: self.receiver.seed + 1000,
                 ..self.receiver.clone()
             };
-            self.listener = Some(self.new_listener(cfg, old.port));
+            let mut new = self.new_listener(cfg, old.port);
+            if self.peer.resumes {
+                new.kept = Some((old.file.clone(), old.decoded.clone()));
+            }
+            self.listener = Some(new);
             self.stopped = Some(old);
         }
         if let Some(l) = &mut self.listener {
@@ -885,6 +893,8 @@ impl Student {
             file: Vec::new(),
             expect: self.expect.clone(),
             corrupt: self.peer.corrupt,
+            kept: None,
+            decoded: Vec::new(),
             finished: false,
             error: None,
             joined: None,
@@ -904,6 +914,10 @@ pub struct Listener {
     pub file: Vec<u8>,
     expect: Rc<[u8]>,
     corrupt: bool,
+    /// What an earlier run left: its file, and the blocks it decoded into it.
+    kept: Option<(Vec<u8>, Vec<u32>)>,
+    /// The blocks decoded into `file`.
+    pub decoded: Vec<u32>,
     /// Done with the file: it has it, or failed.
     pub finished: bool,
     pub error: Option<ReceiveError>,
@@ -953,6 +967,10 @@ impl Listener {
                 ReceiverEvent::Joined(info) => {
                     self.joined = Some(info.session);
                     self.file = vec![0; info.size.unwrap_or(0) as usize];
+                    if let Some((file, blocks)) = self.kept.take() {
+                        self.file = file;
+                        self.rx.resume(now, &blocks);
+                    }
                 }
                 ReceiverEvent::Store { offset, data } => write_at(&mut self.file, offset, &data),
                 ReceiverEvent::Decode(job) => {
@@ -964,6 +982,7 @@ impl Listener {
                     match job.run(spilled) {
                         Ok(bytes) => {
                             write_at(&mut self.file, offset, &bytes);
+                            self.decoded.push(block);
                             self.rx.handle_decoded(now, Ok(block));
                         }
                         Err(job) => self.rx.handle_decoded(now, Err(job)),

@@ -258,6 +258,38 @@ fn a_rerun_waits_for_the_named_receivers() {
     assert_eq!(out.listener(2).received(0).first(), Some(&0));
 }
 
+/// A student's `recv` killed mid-transfer and started again resumes from the blocks it had
+/// verified: the sender repairs only what it lacked, not everything it had received before.
+#[test]
+fn a_restarted_receiver_that_resumes_costs_only_what_it_lacked() {
+    let file = file_bytes(32 * 512 * 256, 10);
+    let repair = |resumes: bool| {
+        let restarts = Peer {
+            restarts_at: Some(Duration::from_millis(1500)),
+            resumes,
+            ..Peer::lossy(0.0)
+        };
+        let peers = vec![Peer::lossy(0.0), restarts];
+        let out = run(&file, &peers, sender_config(2), Duration::from_secs(60));
+        for n in out.listeners() {
+            assert!(n.finished && n.error.is_none() && n.file == file);
+        }
+        let kept = out.students()[1].stopped.as_ref().unwrap().decoded.len() as u64;
+        let resumed = out.listener(1).rx.stats().resumed_blocks;
+        assert_eq!(resumed, if resumes { kept } else { 0 });
+        (out.sender().stats().repair_symbols, kept)
+    };
+    let (without, kept) = repair(false);
+    let (with, _) = repair(true);
+    println!("repair symbols: {without} starting afresh, {with} resuming from {kept} blocks");
+    assert!(kept >= 16, "{kept}");
+    // Starting afresh, every block it had is sent again; resuming, none is.
+    assert!(
+        with + kept * 512 <= without,
+        "{with} + {kept} blocks > {without}"
+    );
+}
+
 #[test]
 fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
     let file = file_bytes(24 * 512 * 256 + 5, 6);
