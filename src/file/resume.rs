@@ -250,3 +250,154 @@ fn tidy(folder: &Folder, keep: &str) {
         let _ = folder.remove(&format!(".edm-cast-{key}.resume"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file::output::Rules;
+    use edm_cast_proto::Layout;
+    use edm_cast_proto::wire::FileDigests;
+    use std::path::PathBuf;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(tag: &str) -> (Dir, Folder) {
+        let p =
+            std::env::temp_dir().join(format!("edm-resume-{tag}-{:x}", crate::rt::random_u64()));
+        let folder = Folder::open(&p, Rules::default()).unwrap();
+        (Dir(p), folder)
+    }
+
+    fn info(sha: u8) -> SessionInfo {
+        SessionInfo {
+            session: 7,
+            name: "lesson.bin".into(),
+            size: Some(100),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [sha; 32],
+            }),
+            block_bytes: 32,
+            sender: "10.0.0.1:5000".parse().unwrap(),
+            signed_by: None,
+            encrypted: false,
+            layout: Layout::new(100, 16, 2).unwrap(),
+        }
+    }
+
+    fn names(d: &Dir) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(&d.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_partial_file_and_its_record_outlive_the_run_for_the_same_content_only() {
+        let (d, folder) = dir("same");
+        let (mut out, kept) = open(&folder, "lesson.bin", &info(2)).unwrap().unwrap();
+        assert!(kept.is_empty());
+        out.handle().write_at(0, b"first block bytes").unwrap();
+        let p = out.partial().unwrap();
+        p.set(0, true);
+        p.set(3, true);
+        p.set(99, true);
+        drop(out);
+        let key = "0202020202020202";
+        assert_eq!(
+            names(&d),
+            [
+                format!(".edm-cast-{key}.part"),
+                format!(".edm-cast-{key}.resume")
+            ]
+        );
+        let text = std::fs::read_to_string(d.0.join(format!(".edm-cast-{key}.resume"))).unwrap();
+        assert!(
+            text.starts_with("edm-cast partial 1\ncontent 100 16 2 0 "),
+            "{text}"
+        );
+        assert!(text.ends_with("blocks 4\nhave 90\n"), "{text}");
+        // Started again for the same content: the record comes back (and the file with it).
+        let (out, kept) = open(&folder, "lesson.bin", &info(2)).unwrap().unwrap();
+        assert_eq!(kept, [0, 3]);
+        assert_eq!(out.handle().read_at(0, 5).unwrap(), b"first");
+        // While it is open, another receiver on the same folder does not take it.
+        assert!(open(&folder, "lesson.bin", &info(2)).unwrap().is_none());
+        drop(out);
+        // Content of another SHA-256 but the same first 8 bytes, or a record edited to claim
+        // more blocks: not trusted, started afresh.
+        let mut other = info(2);
+        other.digests.as_mut().unwrap().sha256[31] = 9;
+        let (mut out, kept) = open(&folder, "lesson.bin", &other).unwrap().unwrap();
+        assert!(kept.is_empty());
+        assert_eq!(out.handle().read_at(0, 1).ok(), None, "a fresh, empty file");
+        out.partial().unwrap().set(1, true);
+        drop(out);
+        let state = d.0.join(format!(".edm-cast-{key}.resume"));
+        let edited = std::fs::read_to_string(&state)
+            .unwrap()
+            .replace("blocks 4", "blocks 400");
+        std::fs::write(&state, edited).unwrap();
+        assert!(
+            open(&folder, "lesson.bin", &other)
+                .unwrap()
+                .unwrap()
+                .1
+                .is_empty()
+        );
+        // Once in place, nothing of it is left.
+        let (out, _) = open(&folder, "lesson.bin", &other).unwrap().unwrap();
+        assert_eq!(out.commit().unwrap(), d.0.join("lesson.bin"));
+        assert_eq!(names(&d), ["lesson.bin"]);
+    }
+
+    #[test]
+    fn planted_symlinks_are_replaced_never_followed() {
+        let (d, folder) = dir("symlink");
+        let victim = d.0.with_extension("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let key = "0505050505050505";
+        for ext in ["part", "resume", "resume.new"] {
+            std::os::unix::fs::symlink(&victim, d.0.join(format!(".edm-cast-{key}.{ext}")))
+                .unwrap();
+        }
+        let (mut out, kept) = open(&folder, "x", &info(5)).unwrap().unwrap();
+        assert!(kept.is_empty());
+        out.handle().write_at(0, b"new").unwrap();
+        out.partial().unwrap().set(1, true);
+        drop(out);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        std::fs::remove_file(&victim).unwrap();
+        for ext in ["part", "resume"] {
+            let meta = std::fs::symlink_metadata(d.0.join(format!(".edm-cast-{key}.{ext}")));
+            assert!(meta.unwrap().is_file(), "{ext}");
+        }
+    }
+
+    #[test]
+    fn stale_pairs_beyond_the_most_recent_few_are_removed() {
+        let (d, folder) = dir("tidy");
+        for sha in 10..16u8 {
+            drop(open(&folder, "x", &info(sha)).unwrap().unwrap());
+            // mtimes a little apart, oldest first.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left: Vec<String> = names(&d)
+            .into_iter()
+            .filter(|n| n.ends_with(".resume"))
+            .collect();
+        // The last one opened and the 3 before it.
+        let want: Vec<String> = (12..16u8)
+            .map(|s| format!(".edm-cast-{}.resume", HEXLOWER.encode(&[s; 8])))
+            .collect();
+        assert_eq!(left, want);
+        assert_eq!(names(&d).len(), 8, "each with its partial file");
+    }
+}
