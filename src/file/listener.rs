@@ -1,6 +1,7 @@
 //! The receiving side of one file session: joins the group, feeds proto's `Receiver`, runs
 //! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
 //! the whole file's digests and renames the file into place. `recv` runs one file after another; `get` one.
+//! A file cut short is kept for the next run, which checks and keeps what it verified (`resume`).
 
 use super::digest::{RunningDigests, WrittenBlocks};
 use super::output::{FileHandle, Folder, OutputFile};
@@ -519,6 +520,11 @@ impl<'a> Receiving<'a> {
             }
             Done::Checked { block, ok } => {
                 rx.handle_checked(now, block, ok);
+                if let (Some(bar), Some((info, _)), Some((done, _))) =
+                    (&self.bar, &self.file, rx.progress())
+                {
+                    bar.set_position((done as u64 * info.block_bytes).min(info.size.unwrap_or(0)));
+                }
                 if let Some((info, output)) = &mut self.file {
                     if let Some(p) = output.partial() {
                         p.set(block, ok);
