@@ -30,6 +30,10 @@ use tokio::sync::mpsc;
 /// Decode jobs (each holding a block) at most in flight before the receiver stops reading.
 const MAX_JOBS: usize = 8;
 
+/// Checks of kept blocks (each reading a block) at most in flight; the others wait their turn, so
+/// a restart on a slow disk does not hold hundreds of blocks in memory at once.
+const MAX_CHECKS: usize = 4;
+
 /// How long a receiver lets packets gather between reads.
 const COALESCE: Duration = Duration::from_millis(1);
 
@@ -291,9 +295,12 @@ struct Receiving<'a> {
     verified: bool,
     /// Decode jobs in flight.
     jobs: usize,
-    /// Blocks kept from an earlier run: how many, and how many are still being checked.
+    /// Blocks kept from an earlier run: how many, and how many are still being checked ...
     kept: u32,
     checking_kept: u32,
+    /// ... of which these wait for a turn (`MAX_CHECKS` run at once).
+    checks: std::collections::VecDeque<CheckJob>,
+    checks_running: usize,
 }
 
 impl<'a> Receiving<'a> {
@@ -315,6 +322,8 @@ impl<'a> Receiving<'a> {
             jobs: 0,
             kept: 0,
             checking_kept: 0,
+            checks: Default::default(),
+            checks_running: 0,
         }
     }
 
@@ -336,12 +345,10 @@ impl<'a> Receiving<'a> {
                     rx.resume(Instant::now(), &kept);
                 }
             }
-            ReceiverEvent::Check(job) => match (&self.file, &self.digests) {
-                (Some((_, f)), Some(m)) => {
-                    spawn_check(job, f.handle(), m.written(), self.reports.clone())
-                }
-                _ => rx.handle_checked(Instant::now(), job.block, false),
-            },
+            ReceiverEvent::Check(job) => {
+                self.checks.push_back(job);
+                self.next_checks(rx);
+            }
             ReceiverEvent::Store { offset, data } => {
                 if let Some((info, f)) = &self.file {
                     within_max_size(self.folder, info, offset + data.len() as u64)?;
@@ -519,6 +526,8 @@ impl<'a> Receiving<'a> {
                 }
             }
             Done::Checked { block, ok } => {
+                self.checks_running -= 1;
+                self.next_checks(rx);
                 rx.handle_checked(now, block, ok);
                 if let (Some(bar), Some((info, _)), Some((done, _))) =
                     (&self.bar, &self.file, rx.progress())
@@ -549,6 +558,22 @@ impl<'a> Receiving<'a> {
             Done::Failed(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// Starts the checks of kept blocks that wait, up to `MAX_CHECKS` at once.
+    fn next_checks(&mut self, rx: &mut Receiver) {
+        while self.checks_running < MAX_CHECKS
+            && let Some(job) = self.checks.pop_front()
+        {
+            match (&self.file, &self.digests) {
+                (Some((_, f)), Some(m)) => {
+                    self.checks_running += 1;
+                    spawn_check(job, f.handle(), m.written(), self.reports.clone());
+                }
+                // The file was found already present: nothing to check.
+                _ => rx.handle_checked(Instant::now(), job.block, false),
+            }
+        }
     }
 
     /// Moves the verified file to its name, once the check of a copy already there (if any) has
