@@ -214,6 +214,7 @@ fn lan_lab_a_receiver_killed_at_60_percent_resumes_and_costs_only_what_it_lacked
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
+    let k = std::env::var("EDM_RESUME_K").unwrap_or_else(|_| "256".into());
     let dir = TempDir::new("resume-lab");
     let src = dir.path().join("image.bin");
     random_file(&src, mib << 20, 132);
@@ -234,9 +235,9 @@ fn lan_lab_a_receiver_killed_at_60_percent_resumes_and_costs_only_what_it_lacked
             .args([bin(), "send", "--group", "239.1.1.1", "--iface", "eth0"])
             .args(["--rate", &format!("{}M", mbit as f64 * 0.97)])
             .args(["--min-receivers", "2", "--wait", "30"])
-            // Blocks of 256 symbols (360 KB): a window of 8 is 6% of 48 MiB, so the receiver's
-            // record grows in steps small enough to stop it near 60%.
-            .args(["--block-symbols", "256"])
+            // Blocks of 256 symbols (360 KB): a window of 8 is 4.3% of 64 MiB, so the receiver's
+            // record grows in steps small enough to stop it near 60% (EDM_RESUME_K changes it).
+            .args(["--block-symbols", &k])
             .arg(&src),
     );
     let limit = Duration::from_secs(30 + (mib as u64 * 8 * 2) / mbit as u64);
@@ -277,7 +278,7 @@ fn lan_lab_a_receiver_killed_at_60_percent_resumes_and_costs_only_what_it_lacked
     let missing = size * (1.0 - pct as f64 / 100.0);
     let bound = size * 1.08 + missing;
     println!(
-        "resume lab: {mib} MiB at {mbit} Mbit/s, 2 receivers, 1% loss, r2 killed at {:.0}% and \
+        "resume lab: {mib} MiB at {mbit} Mbit/s, K = {k}, 2 receivers, 1% loss, r2 killed at {:.0}% and \
          started again 2 s later: {line}; sender interface {bytes} bytes = {:.3} x file \
          (bound {:.3} x: the file + 8% + the {:.0}% r2 lacked)\n{summary}",
         share * 100.0,
