@@ -177,9 +177,10 @@ fn a_rerun_from_the_restart_file_serves_the_pc_that_missed_the_session() {
     std::thread::sleep(Duration::from_millis(1500));
     let r2 = recv(group, &o2, "r2");
     let out = sender.wait(Duration::from_secs(60));
-    let (_, log) = text(&out);
+    let (summary, log) = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("waiting for r2"), "{log}");
+    let mut resumed = 0;
     for (p, o) in [(r1, &o1), (r2, &o2)] {
         let name = p.name.clone();
         let got = p.wait(Duration::from_secs(30));
@@ -189,11 +190,31 @@ fn a_rerun_from_the_restart_file_serves_the_pc_that_missed_the_session() {
         if name == "r2" {
             let (pct, line) = resumed_at(&rlog);
             assert!(pct as f64 >= (share * 100.0).floor() - 1.0, "{line}");
+            resumed = pct;
         }
     }
     assert!(
         !restart[0].exists(),
         "every PC has the file: the restart file goes"
+    );
+    // No first pass: the re-run sent what r2 lacked (and headers, and a little repair).
+    let ratio: f64 = summary
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("bytes")?
+                .split(" = ")
+                .nth(1)?
+                .split(' ')
+                .next()
+        })
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no bytes line in:\n{summary}"));
+    let lacked = 1.0 - resumed as f64 / 100.0;
+    println!("re-run: r2 lacked {lacked:.2} of the file, the sender sent {ratio} x the file");
+    assert!(
+        ratio <= lacked + 0.12,
+        "{ratio} x the file for {lacked} lacked:\n{summary}"
     );
 }
 

@@ -73,6 +73,9 @@ pub struct Peer {
     /// The restarted `recv` finds the file and the record of its verified blocks the first one
     /// left (`Receiver::resume`).
     pub resumes: bool,
+    /// Its `recv` finds this share of the file's first blocks kept by an earlier session (a re-run,
+    /// `send --resume-from`).
+    pub kept_share: f64,
     pub buffered_blocks: usize,
     /// Its MD5 check fails (a bad disk, say).
     pub corrupt: bool,
@@ -88,6 +91,7 @@ impl Default for Peer {
             dies_at: None,
             restarts_at: None,
             resumes: false,
+            kept_share: 0.0,
             buffered_blocks: 32,
             corrupt: false,
         }
@@ -894,6 +898,7 @@ impl Student {
             expect: self.expect.clone(),
             corrupt: self.peer.corrupt,
             kept: None,
+            kept_share: self.peer.kept_share,
             decoded: Vec::new(),
             finished: false,
             error: None,
@@ -916,6 +921,8 @@ pub struct Listener {
     corrupt: bool,
     /// What an earlier run left: its file, and the blocks it decoded into it.
     kept: Option<(Vec<u8>, Vec<u32>)>,
+    /// `Peer::kept_share`.
+    kept_share: f64,
     /// The blocks decoded into `file`.
     pub decoded: Vec<u32>,
     /// Done with the file: it has it, or failed.
@@ -967,6 +974,19 @@ impl Listener {
                 ReceiverEvent::Joined(info) => {
                     self.joined = Some(info.session);
                     self.file = vec![0; info.size.unwrap_or(0) as usize];
+                    if self.kept_share > 0.0 {
+                        let n = info.layout.num_blocks();
+                        let blocks: Vec<u32> =
+                            (0..(n as f64 * self.kept_share).round() as u32).collect();
+                        let end = blocks.last().map_or(0, |&b| {
+                            (info.layout.offset(b) as usize + info.layout.len(b))
+                                .min(self.expect.len())
+                        });
+                        let mut file = self.expect.to_vec();
+                        file[end..].fill(0);
+                        self.kept = Some((file, blocks));
+                        self.kept_share = 0.0;
+                    }
                     if let Some((file, blocks)) = self.kept.take() {
                         self.file = file;
                         self.rx.resume(now, &blocks);

@@ -290,6 +290,35 @@ fn a_restarted_receiver_that_resumes_costs_only_what_it_lacked() {
     );
 }
 
+/// A re-run without a first pass (`send --resume-from`) to two PCs that kept 75% and 50% of the
+/// file from the session they missed: each asks only for what it lacks, and the sender sends
+/// about the half that one of them lacks, not the whole file.
+#[test]
+fn a_rerun_without_a_first_pass_sends_only_what_the_pcs_lack() {
+    let file = file_bytes(32 * 512 * 256, 11);
+    let peers: Vec<Peer> = [0.75, 0.5]
+        .into_iter()
+        .map(|kept_share| Peer {
+            kept_share,
+            ..Peer::lossy(0.01)
+        })
+        .collect();
+    let cfg = SenderConfig {
+        skip_first_pass: true,
+        ..sender_config(2)
+    };
+    let out = run(&file, &peers, cfg, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let resumed: Vec<u64> = (out.listeners())
+        .map(|n| n.rx.stats().resumed_blocks)
+        .collect();
+    assert_eq!(resumed, [24, 16]);
+    let stats = out.sender().stats();
+    let sent = stats.source_symbols + stats.repair_symbols;
+    println!("re-run: {sent} symbols for 16 blocks of 512 lacked");
+    assert!(sent >= 16 * 512 && sent <= 16 * 512 * 105 / 100, "{sent}");
+}
+
 #[test]
 fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
     let file = file_bytes(24 * 512 * 256 + 5, 6);
