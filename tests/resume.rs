@@ -171,6 +171,21 @@ fn a_rerun_from_the_restart_file_serves_the_pc_that_missed_the_session() {
         "{listed}"
     );
     assert!(log.contains("--resume-from"), "{log}");
+    // Given with another file, it is refused in one line.
+    let other = dir.path().join("other.bin");
+    random_file(&other, 1000, 134);
+    let wrong = std::process::Command::new(bin())
+        .args(["send", "--group", group, "--iface", "lo", "--resume-from"])
+        .arg(&restart[0])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let (_, why) = text(&wrong);
+    assert_eq!(wrong.status.code(), Some(64), "{why}");
+    assert!(
+        why.contains("it is for lesson.bin") && why.contains("not for this file"),
+        "{why}"
+    );
     // The re-run: r1 (which has the file) answers at once; the sender waits for r2 all the same.
     let r1 = recv(group, &o1, "r1");
     let sender = teacher(&["--resume-from", restart[0].to_str().unwrap()]);
