@@ -1,6 +1,6 @@
 //! The restart file, as UFTP has one: after a session some PCs missed, `send` lists them in
-//! `edm-cast-<session>.restart` (JSON: the file's name, size and digests, and each PC's name,
-//! address, state and how much it had); `send FILE --resume-from THAT` re-runs the session for
+//! `FILE.restart` beside the file it sent (JSON: the file's name, size and digests, the session,
+//! and each PC's name, address, state and how much it had); `send FILE --resume-from THAT` re-runs the session for
 //! them. The re-run waits for those PCs by name (not for a count), each one resumes from what its
 //! `recv` kept (`resume`) and takes only what it lacks; afterwards the file lists whoever still
 //! missed it, or is removed once none did.
@@ -93,7 +93,7 @@ pub struct Content {
 }
 
 /// After a session: writes the restart file for the PCs that missed the file (at `path`, or
-/// `edm-cast-<session>.restart` here), or removes `path` if none did. `waited`: the names a
+/// `FILE.restart` beside the file), or removes `path` if none did. `waited`: the names a
 /// re-run waited for, still missed if they never came. Says what it did in one line.
 pub fn after(session: &Session, content: &Content, path: Option<&Path>, waited: &[String]) {
     let layout = session.sender.layout();
@@ -132,7 +132,11 @@ pub fn after(session: &Session, content: &Content, path: Option<&Path>, waited: 
         }
     }
     let path = path.map_or_else(
-        || PathBuf::from(format!("edm-cast-{:08x}.restart", session.id)),
+        || {
+            let mut beside = content.path.clone().into_os_string();
+            beside.push(".restart");
+            PathBuf::from(beside)
+        },
         Path::to_owned,
     );
     if receivers.is_empty() {

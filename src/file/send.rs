@@ -185,11 +185,11 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         );
         Exit::NobodyJoined.into()
     } else {
-        let code = session.summary(args.min_receivers);
+        // Before the summary, whose last line says why the exit is 2.
         if !fetch::is_url(&args.source) {
             restart::after(&session, &content, args.resume_from.as_deref(), &wait_for);
         }
-        code
+        session.summary(args.min_receivers)
     };
     runtime.block_on(web::linger(&args.web, &mut shutdown));
     Ok(code)
