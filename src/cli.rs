@@ -5,7 +5,7 @@ use crate::file::output::{Folder, Rules};
 use crate::http::cache::{Cache, Size};
 use crate::net::Group;
 use crate::net::pace::Rate;
-use crate::{download, file, keys, video};
+use crate::{dist, download, file, keys, video};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ Exit codes (every one but 0 comes with a last line on stderr that says why):
   1    error
   2    send: some receivers did not get the file, or fewer than --min-receivers took part
   3    send --wait: nobody joined, so nothing was sent (unless --send-anyway)
-  64   the command line is wrong (an unknown option, a value that is not valid)
+  64   the command line is wrong (an unknown option, a value that is not valid), or its --config file
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM)"
 )]
@@ -38,6 +38,10 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG works too.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Read options from a TOML file whose keys are the long option names (`out = "/srv/inbox"`,
+    /// `keep = true`, `trust = ["edm1-…"]`); an option on the command line wins over the file's.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,6 +89,12 @@ pub enum Command {
   teacher$ edm-cast keygen --show ~/.config/edm-cast/teacher.key
   lab PC $ edm-cast recv --trust edm1-...")]
     Keygen(keys::Args),
+    /// Write the man pages (edm-cast.1, edm-cast-send.1, ...) into a folder (for packages).
+    #[command(hide = true)]
+    Manpage(dist::ManpageArgs),
+    /// Print the shell completion script for SHELL (for packages).
+    #[command(hide = true)]
+    Completions(dist::CompletionsArgs),
 }
 
 /// Where a file session's datagrams go: `send`, `recv`, `serve`, `get`.

@@ -120,10 +120,15 @@ impl Error {
 
     /// 130 or 143 for a signal, 64 for a usage mistake, else 1.
     pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
+    }
+
+    /// The exit code as a number (the status lines give it).
+    pub fn code(&self) -> u8 {
         match self {
-            Error::Interrupted(stop) => ExitCode::from(stop.exit_code()),
-            Error::Usage(_) => Exit::Usage.into(),
-            _ => Exit::Error.into(),
+            Error::Interrupted(stop) => stop.exit_code(),
+            Error::Usage(_) => Exit::Usage.code(),
+            _ => Exit::Error.code(),
         }
     }
 }

@@ -155,7 +155,14 @@ pub fn public_keys(given: &[String], flag: &str) -> Result<Vec<PublicKey>, Error
                 path: path.to_owned(),
                 source,
             })?;
-            keys.extend(keys_in(path, &text)?);
+            let found = keys_in(path, &text)?;
+            // A service trusting an empty file would take anyone's files: refuse to start.
+            if found.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{flag} {t}: no key in it: add a public key, one line edm1-… (`edm-cast keygen --show KEYFILE` prints it)"
+                )));
+            }
+            keys.extend(found);
         }
     }
     Ok(keys)
@@ -185,5 +192,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("t, line 2") && e.contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn a_file_of_keys_without_a_key_is_refused() {
+        let dir = std::env::temp_dir().join(format!("edm-cast-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trusted");
+        std::fs::write(&path, "# the teacher's key goes here\n\n").unwrap();
+        let given = [path.to_str().unwrap().to_owned()];
+        let e = public_keys(&given, "--trust").unwrap_err().to_string();
+        let k = SecretKey::from_seed([6; 32]).public();
+        std::fs::write(&path, format!("{k}\n")).unwrap();
+        let found = public_keys(&given, "--trust");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            e,
+            format!(
+                "--trust {}: no key in it: add a public key, one line edm1-… (`edm-cast keygen --show KEYFILE` prints it)",
+                given[0]
+            )
+        );
+        assert_eq!(found.unwrap(), [k]);
     }
 }

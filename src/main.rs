@@ -6,6 +6,8 @@
 //! and `http/` (downloads, cache, address policy).
 
 mod cli;
+mod config;
+mod dist;
 mod download;
 mod error;
 mod file;
@@ -17,13 +19,21 @@ mod status;
 mod video;
 mod web;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
 use error::Exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // A --config file's options go in as if typed; a wrong one is refused like a wrong flag (64).
+    let args = match config::apply(&Cli::command(), std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("edm-cast: {e}");
+            return e.exit_code();
+        }
+    };
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         // --help and --version: printed to stdout, exit 0.
         Err(e) if !e.use_stderr() => {
@@ -31,7 +41,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let args: Vec<String> = std::env::args_os()
+            let args: Vec<String> = args
+                .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
             eprintln!("edm-cast: {}", cli::usage_line(&e, &args));
@@ -59,6 +70,8 @@ fn main() -> ExitCode {
         Command::Video(args) => video::relay::run(args),
         Command::Watch(args) => video::watch::run(args),
         Command::Keygen(args) => keys::run(args),
+        Command::Manpage(args) => dist::manpages(args),
+        Command::Completions(args) => dist::completions(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("edm-cast: {e}");

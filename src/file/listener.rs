@@ -6,6 +6,7 @@
 use super::digest::{RunningDigests, WrittenBlocks};
 use super::output::{FileHandle, Folder, OutputFile};
 use super::resume;
+use super::status_lines::{Event, StatusLines};
 use super::view;
 use crate::cli;
 use crate::error::Error;
@@ -52,6 +53,8 @@ pub struct Listening {
     pub timeout: Option<Duration>,
     /// Join only this session (`get`: the one the server offered).
     pub session: Option<u32>,
+    /// `recv --status`: a line when a session is joined.
+    pub lines: StatusLines,
 }
 
 impl Listening {
@@ -65,6 +68,7 @@ impl Listening {
             key: args.key.as_deref().map(keys::secret).transpose()?,
             timeout,
             session: None,
+            lines: StatusLines::default(),
         })
     }
 }
@@ -111,8 +115,10 @@ impl Listener {
             key: self.how.key.clone(),
             ..ReceiverConfig::default()
         });
-        let mut session = None;
-        let file = self.session(&mut rx, &mut session, shutdown).await;
+        let (mut session, mut delivered) = (None, None);
+        let file = self
+            .session(&mut rx, &mut session, &mut delivered, shutdown)
+            .await;
         if let Some(line) = hostile(rx.stats()) {
             eprintln!("{line}");
         }
@@ -120,17 +126,22 @@ impl Listener {
             rx.fail(e.fail_reason());
             flush(&mut rx, &self.feedback, &mut Vec::new()).await;
         }
-        Received { session, file }
+        Received {
+            session,
+            file,
+            delivered,
+        }
     }
 
     async fn session(
         &self,
         rx: &mut Receiver,
         joined: &mut Option<u32>,
+        delivered: &mut Option<Delivered>,
         shutdown: &mut Shutdown,
     ) -> Result<PathBuf, Error> {
         let (tx_done, done) = mpsc::unbounded_channel::<Done>();
-        let mut file = Receiving::new(&self.how.out, joined, tx_done);
+        let mut file = Receiving::new(&self.how, joined, delivered, tx_done);
         let r = self.run(rx, &mut file, done, shutdown).await;
         if let Err(e) = &r
             && let Some((_, output)) = &mut file.file
@@ -257,6 +268,22 @@ pub struct Received {
     pub session: Option<u32>,
     /// Where the file is.
     pub file: Result<PathBuf, Error>,
+    /// What the file is, once it is in place.
+    pub delivered: Option<Delivered>,
+}
+
+/// A file in place, as its status line and `--exec` describe it.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub session: u32,
+    pub size: u64,
+    /// As announced, and found in the file.
+    pub digests: FileDigests,
+    pub sender: SocketAddr,
+    /// The fingerprint of the trusted key that signed the session, if any.
+    pub signed_by: Option<String>,
+    /// A copy with these digests was there already: nothing was written.
+    pub already_present: bool,
 }
 
 /// What the blocking pool reports back.
@@ -277,9 +304,27 @@ enum Done {
     Failed(Error),
 }
 
+impl Delivered {
+    fn of(info: &SessionInfo, size: u64, digests: FileDigests, already_present: bool) -> Self {
+        Delivered {
+            session: info.session,
+            size,
+            digests,
+            sender: info.sender,
+            signed_by: info.signed_by.as_ref().map(fingerprint),
+            already_present,
+        }
+    }
+}
+
 /// The file of one session: what the receiver's events and the blocking pool's reports act on.
 struct Receiving<'a> {
     folder: &'a Folder,
+    lines: &'a StatusLines,
+    /// Set once the file is in place.
+    delivered: &'a mut Option<Delivered>,
+    /// The announced size and digests, once the receiver has every block.
+    complete: Option<(u64, FileDigests)>,
     /// Where decodes, checks and the MD5 report back.
     reports: mpsc::UnboundedSender<Done>,
     /// The session, once joined.
@@ -305,12 +350,16 @@ struct Receiving<'a> {
 
 impl<'a> Receiving<'a> {
     fn new(
-        folder: &'a Folder,
+        how: &'a Listening,
         joined: &'a mut Option<u32>,
+        delivered: &'a mut Option<Delivered>,
         reports: mpsc::UnboundedSender<Done>,
     ) -> Self {
         Receiving {
-            folder,
+            folder: &how.out,
+            lines: &how.lines,
+            delivered,
+            complete: None,
             reports,
             joined,
             file: None,
@@ -371,6 +420,7 @@ impl<'a> Receiving<'a> {
                 if let Some(bar) = &self.bar {
                     bar.set_length(size);
                 }
+                self.complete = Some((size, want));
                 match (self.digests.take(), &self.file) {
                     (Some(m), Some((_, f))) => {
                         if let Some(max) = self.folder.rules().max_size
@@ -462,6 +512,15 @@ impl<'a> Receiving<'a> {
                 (kept.len() as f64 * 100.0 / total as f64).floor()
             );
         }
+        self.lines.emit(Event::SessionJoined {
+            session: format!("{:08x}", info.session),
+            name: info.name.clone(),
+            size: info.size,
+            sender: info.sender.ip().to_string(),
+            signed_by: info.signed_by.as_ref().map(fingerprint),
+            encrypted: info.encrypted,
+            path: std::path::absolute(&landing).unwrap_or(landing),
+        });
         self.bar = Some(view::receive_bar(info.size));
         self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
         self.file = Some((info, output));
@@ -508,7 +567,7 @@ impl<'a> Receiving<'a> {
             Done::AlreadyHave(copy) => {
                 self.checking = false;
                 match (self.file.take(), copy) {
-                    (Some((_, mut output)), Some(copy)) => {
+                    (Some((info, mut output)), Some(copy)) => {
                         output.discard();
                         // Nothing more is received: no bar left standing at "0 B/…".
                         if let Some(bar) = self.bar.take() {
@@ -516,6 +575,10 @@ impl<'a> Receiving<'a> {
                         }
                         let path = self.folder.path().join(copy);
                         eprintln!("{}: already present, same MD5 and SHA-256", path.display());
+                        // Checked only for a session announced with its size and digests.
+                        if let (Some(size), Some(digests)) = (info.size, info.digests) {
+                            *self.delivered = Some(Delivered::of(&info, size, digests, true));
+                        }
                         self.result = Some(path);
                         rx.already_complete(now);
                     }
@@ -582,8 +645,11 @@ impl<'a> Receiving<'a> {
         if !self.verified || self.checking {
             return Ok(());
         }
-        if let Some((_, output)) = self.file.take() {
+        if let Some((info, output)) = self.file.take() {
             self.result = Some(output.commit()?);
+            if let Some((size, digests)) = self.complete {
+                *self.delivered = Some(Delivered::of(&info, size, digests, false));
+            }
             rx.verified(now, true);
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! list of the PCs a session missed (`restart`).
 
 pub mod digest;
+pub mod exec;
 pub mod listener;
 pub mod neighbours;
 pub mod output;
@@ -15,4 +16,5 @@ pub mod resume;
 pub mod send;
 pub mod session;
 pub mod source;
+pub mod status_lines;
 pub mod view;

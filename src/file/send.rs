@@ -5,6 +5,7 @@ use super::neighbours::Neighbours;
 use super::restart::{self, Content, Restart};
 use super::session::{Session, Setup};
 use super::source;
+use super::status_lines::{Event, Final, StatusArg, StatusLines, Summary};
 use super::view::SenderView;
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::{Error, Exit};
@@ -50,6 +51,8 @@ pub struct Args {
     pub signing: Signing,
     #[command(flatten)]
     pub web: Web,
+    #[command(flatten)]
+    pub status: StatusArg,
     /// Encrypt the session: only the PCs listed with --to can read it.
     #[arg(long, requires = "to")]
     pub encrypt: bool,
@@ -69,6 +72,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let lines = StatusLines::open(&args.status)?;
     let mut source = if fetch::is_url(&args.source) {
         let cache = args.caching.open()?;
         // The operator's own command: any address may be fetched (serve is stricter).
@@ -136,6 +140,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .map(|w| format!(" for up to {} s", w.as_secs_f64()))
             .unwrap_or_default(),
     );
+    session.report_to(lines.clone());
     if let (Some(path), Some(r)) = (&args.resume_from, &rerun) {
         eprintln!(
             "edm-cast: re-running session {} for the {} PC(s) listed in {}: waiting for {}",
@@ -176,23 +181,58 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     }
     let runtime = rt::runtime()?;
     let mut shutdown = runtime.block_on(async { Shutdown::new() })?;
-    runtime.block_on(session.run(Some(&mut shutdown)))?;
+    if let Err(e) = runtime.block_on(session.run(Some(&mut shutdown))) {
+        summary(&lines, &mut session, e.code(), Some(e.to_string()));
+        return Err(e);
+    }
     session.finish_view();
-    let code = if session.nobody_joined() {
-        eprintln!(
-            "edm-cast: nobody joined within --wait {} s, so nothing was sent: is `edm-cast recv` running on the PCs, with the same --group (and --iface)? (--send-anyway sends all the same)",
+    let (code, why) = if session.nobody_joined() {
+        let why = format!(
+            "nobody joined within --wait {} s, so nothing was sent: is `edm-cast recv` running on the PCs, with the same --group (and --iface)? (--send-anyway sends all the same)",
             args.wait.unwrap_or_default().as_secs_f64()
         );
-        Exit::NobodyJoined.into()
+        eprintln!("edm-cast: {why}");
+        (Exit::NobodyJoined.code(), Some(why))
     } else {
         // Before the summary, whose last line says why the exit is 2.
         if !fetch::is_url(&args.source) {
             restart::after(&session, &content, args.resume_from.as_deref(), &wait_for);
         }
-        session.summary(args.min_receivers)
+        if lines.on_stdout() {
+            session.summary(args.min_receivers, &mut std::io::stderr())
+        } else {
+            session.summary(args.min_receivers, &mut std::io::stdout())
+        }
     };
+    summary(&lines, &mut session, code, why);
     runtime.block_on(web::linger(&args.web, &mut shutdown));
-    Ok(code)
+    Ok(ExitCode::from(code))
+}
+
+/// The `summary` status line: the session's end as the board shows it, and the exit code.
+fn summary(lines: &StatusLines, session: &mut Session, exit: u8, error: Option<String>) {
+    let s = session.status(std::time::Instant::now());
+    lines.emit(Event::Summary(Summary::Send {
+        session: s.id,
+        outcome: s.outcome.unwrap_or("failed"),
+        exit,
+        error,
+        secs: s.elapsed_secs,
+        bytes: s.bytes.total,
+        wire_ratio: s.wire_ratio,
+        receivers: s.totals,
+        list: s
+            .receivers
+            .into_iter()
+            .map(|r| Final {
+                id: r.id,
+                name: r.name,
+                addr: r.addr,
+                state: r.state,
+                reason: r.reason,
+            })
+            .collect(),
+    }));
 }
 
 /// `--encrypt --to`: a fresh session key for the listed PCs.

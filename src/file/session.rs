@@ -3,6 +3,7 @@
 
 use super::neighbours::Neighbours;
 use super::source::Source;
+use super::status_lines::{self, Event, StatusLines};
 use super::view::{self, SenderView};
 use crate::error::{Error, Exit};
 use crate::http::fetch::Progress;
@@ -17,10 +18,9 @@ use edm_cast_proto::{
     Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent, SessionPhase, Signer,
 };
 use futures_util::FutureExt;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::FileExt;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -75,6 +75,8 @@ pub struct Session {
     board: Option<Board>,
     published: Option<Instant>,
     meter: RateMeter,
+    /// `--status`: a line per event.
+    lines: StatusLines,
 }
 
 /// Why a session the operator stopped ended (its outcome: "aborted").
@@ -180,6 +182,7 @@ impl Session {
             board: None,
             published: None,
             meter: RateMeter::default(),
+            lines: StatusLines::default(),
         })
     }
 
@@ -237,6 +240,24 @@ impl Session {
     /// Publishes the session's status on `board` while it runs, and once more at its end.
     pub fn publish(&mut self, board: Board) {
         self.board = Some(board);
+    }
+
+    /// Writes a status line for each event from now on (`--status`), the first one now: the
+    /// session is announced.
+    pub fn report_to(&mut self, lines: StatusLines) {
+        let s = &self.source;
+        let (md5, sha256) = s.digests.as_ref().map(status_lines::hex).unzip();
+        lines.emit(Event::SessionStarted {
+            session: format!("{:08x}", self.id),
+            name: s.name.clone(),
+            size: s.size,
+            md5,
+            sha256,
+            origin: s.origin,
+            group: self.group.to_string(),
+            min_receivers: self.min_receivers,
+        });
+        self.lines = lines;
     }
 
     fn publish_now(&mut self, now: Instant, force: bool) {
@@ -607,6 +628,7 @@ impl Session {
             } else {
                 tracing::debug!(sent_blocks = self.sender.sent_blocks(), "{ev:?}");
                 self.view.event(&ev, &self.sender);
+                self.lines.sender_event(self.id, &ev, &self.sender);
                 if ev == SenderEvent::Started {
                     self.started();
                 }
@@ -691,8 +713,9 @@ impl Session {
             .count()
     }
 
-    /// Prints the summary; the exit code says whether every receiver got the file.
-    pub fn summary(&self, min_receivers: usize) -> ExitCode {
+    /// Prints the summary to `out` (stdout, or stderr when status lines take stdout); the exit
+    /// code says whether every receiver got the file, and the line on stderr why not.
+    pub fn summary(&self, min_receivers: usize, out: &mut dyn Write) -> (u8, Option<String>) {
         let name = &self.source.name;
         let size = self.sender.layout().file_size().unwrap_or(0);
         let stats = self.sender.stats();
@@ -712,35 +735,43 @@ impl Session {
             .partition(|r| receiver_state(r, waiting, true, cut_short).0 == "hello");
         let done = self.receivers_done();
         let datagrams = stats.source_symbols + stats.repair_symbols + stats.control_packets;
-        println!(
+        let _ = writeln!(
+            out,
             "{}: {name} ({}, from {}) in {secs:.2} s",
             self.outcome(),
             view::bytes(size),
             self.source.origin
         );
-        println!(
+        let _ = writeln!(
+            out,
             "  datagrams  {datagrams} ({} source, {} repair, {} control)",
             stats.source_symbols, stats.repair_symbols, stats.control_packets
         );
-        println!(
+        let _ = writeln!(
+            out,
             "  bytes      {} UDP payload = {:.3} x file size",
             stats.bytes,
             stats.bytes as f64 / size.max(1) as f64
         );
         // A session cut short delivered no file: no goodput to speak of.
         if secs > 0.0 && self.outcome() == "sent" {
-            println!("  goodput    {:.1} Mbit/s", size as f64 * 8.0 / secs / 1e6);
+            let _ = writeln!(
+                out,
+                "  goodput    {:.1} Mbit/s",
+                size as f64 * 8.0 / secs / 1e6
+            );
         }
         if let (Some(start), Some(done)) =
             (self.sender.started_at(), self.sender.first_pass_done_at())
         {
             let pass = done.duration_since(start).as_secs_f64();
-            println!(
+            let _ = writeln!(
+                out,
                 "  first pass {pass:.2} s ({:.1} Mbit/s of file)",
                 size as f64 * 8.0 / pass.max(1e-6) / 1e6
             );
         }
-        println!("  receivers  {done} done / {} known", receivers.len());
+        let _ = writeln!(out, "  receivers  {done} done / {} known", receivers.len());
         // Every receiver, those needing attention first, then by name: the teacher learns here
         // who has the file and why the others do not, without walking to each PC.
         let blocks_total = self.sender.layout().num_blocks();
@@ -770,10 +801,11 @@ impl Session {
             .collect();
         lines.sort_by(|a, b| (!a.0, &a.1.name, a.1.addr).cmp(&(!b.0, &b.1.name, b.1.addr)));
         for (_, r, what) in &lines {
-            println!("    {} {}: {what}", r.name, r.addr);
+            let _ = writeln!(out, "    {} {}: {what}", r.name, r.addr);
         }
         if stats.restarted_receivers > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "  and {} restarted on their PC, each counted once (in place of its earlier receiver)",
                 stats.restarted_receivers
             );
@@ -781,7 +813,8 @@ impl Session {
         if !hello_only.is_empty() {
             let addrs: std::collections::BTreeSet<_> =
                 hello_only.iter().map(|r| r.addr.ip()).collect();
-            println!(
+            let _ = writeln!(
+                out,
                 "  and {} that said hello and never reported progress (not counted), from {}",
                 hello_only.len(),
                 addrs
@@ -792,23 +825,28 @@ impl Session {
             );
         }
         if stats.forgotten_receivers > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "  and {} more like them, forgotten to make room in the receiver table",
                 stats.forgotten_receivers
             );
         }
-        if let Some(why) = &self.failure {
-            eprintln!("edm-cast: {why}");
-            Exit::Error.into()
+        let (code, why) = if let Some(why) = &self.failure {
+            (Exit::Error.code(), Some(why.clone()))
         } else if let Some(stop) = self.aborted {
-            eprintln!("edm-cast: {}", Error::Interrupted(stop));
-            ExitCode::from(stop.exit_code())
+            (stop.exit_code(), Some(Error::Interrupted(stop).to_string()))
         } else if done == receivers.len() && done >= min_receivers {
-            Exit::Success.into()
+            (Exit::Success.code(), None)
         } else {
-            eprintln!("edm-cast: {}", missed(&receivers, min_receivers));
-            Exit::SomeMissed.into()
+            (
+                Exit::SomeMissed.code(),
+                Some(missed(&receivers, min_receivers)),
+            )
+        };
+        if let Some(why) = &why {
+            eprintln!("edm-cast: {why}");
         }
+        (code, why)
     }
 }
 

@@ -55,6 +55,7 @@ pub struct Args {
     from: Vec<String>,
     /// A TOML file of sources, one table per name: `[pi]` with `url = "udp://:5000"` and optionally
     /// `run_on_demand = "COMMAND"`. Without --from, every source in it is offered; flags override it.
+    /// Keys before the tables are options, as every command's --config (`group = "..."`).
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Where NAME comes from: udp://[ADDR]:PORT (raw H.264 Annex B), rtp://[ADDR]:PORT (RTP H.264),

@@ -135,8 +135,16 @@ pub(super) struct SourceConfig {
     pub(super) run_on_demand: Option<String>,
 }
 
+/// The sources: the file's tables. Its other keys are `video`'s options (src/config.rs reads them).
 fn parse_config(text: &str) -> Result<std::collections::BTreeMap<String, SourceConfig>, String> {
-    toml::from_str(text).map_err(|e| e.to_string())
+    let file: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    file.into_iter()
+        .filter(|(_, v)| v.is_table())
+        .map(|(name, v)| match v.try_into() {
+            Ok(source) => Ok((name, source)),
+            Err(e) => Err(format!("[{name}]: {e}")),
+        })
+        .collect()
 }
 
 pub(super) fn load_config(
@@ -176,6 +184,9 @@ mod tests {
         let ingest: Ingest = c["pi"].url.as_deref().unwrap().parse().unwrap();
         assert_eq!(ingest.listen().unwrap().camera, Some([10, 0, 0, 7].into()));
         assert!(parse_config("[pi]\nadress = \"udp://:1\"").is_err());
+        // Keys outside the tables are options, not sources.
+        let c = parse_config("group = \"239.255.9.1\"\n[pi]\nurl = \"udp://:5000\"\n").unwrap();
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["pi"]);
     }
 
     #[test]
