@@ -211,7 +211,7 @@ fn a_growing_session_is_stopped_at_max_size() {
 }
 
 /// A sender stopped with Ctrl-C aborts its session: `recv --keep` says so in one line, listens
-/// again and receives the next file.
+/// again and receives the next file; what it had of the first is kept (hidden) for a re-run.
 #[test]
 fn keep_goes_on_after_an_aborted_session_and_receives_the_next_file() {
     let dir = TempDir::new("keep-abort");
@@ -244,7 +244,15 @@ fn keep_goes_on_after_an_aborted_session_and_receives_the_next_file() {
     );
     assert_eq!(stdout.trim(), out.join("next.bin").display().to_string());
     assert_eq!(md5_of(&out.join("next.bin")), md5_of(&next));
-    assert_eq!(names(&out), ["next.bin"]);
+    // The aborted file stays only as its hidden partial file and record, for a re-run to resume.
+    let names = names(&out);
+    let (kept, shown): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| n.starts_with(".edm-cast-"));
+    assert_eq!(shown, ["next.bin"]);
+    assert!(
+        kept.len() == 2 && kept[0].ends_with(".part") && kept[1].ends_with(".resume"),
+        "{kept:?}"
+    );
 }
 
 /// An empty file already there, announced again: its check and the (instant) verification of

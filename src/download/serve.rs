@@ -247,6 +247,7 @@ fn run_on(args: Args, board: Board, acted: mpsc::Receiver<Action>) -> Result<Exi
         ttl: args.sending.ttl,
         setup: Setup {
             min_receivers: 1,
+            wait_for: Vec::new(),
             // A requester that vanished before its hello does not keep the session (and its
             // slot): nobody has joined by then, it ends (`Session::share`).
             wait: Some(Duration::from_secs(10)),

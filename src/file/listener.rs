@@ -1,9 +1,11 @@
 //! The receiving side of one file session: joins the group, feeds proto's `Receiver`, runs
 //! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
 //! the whole file's digests and renames the file into place. `recv` runs one file after another; `get` one.
+//! A file cut short is kept for the next run, which checks and keeps what it verified (`resume`).
 
 use super::digest::{RunningDigests, WrittenBlocks};
 use super::output::{FileHandle, Folder, OutputFile};
+use super::resume;
 use super::status_lines::{Event, StatusLines};
 use super::view;
 use crate::cli;
@@ -14,9 +16,10 @@ use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::auth::fingerprint;
-use edm_cast_proto::wire::FileDigests;
+use edm_cast_proto::wire::{FailReason, FileDigests};
 use edm_cast_proto::{
-    DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SecretKey, SessionInfo, Trust,
+    CheckJob, DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SecretKey,
+    SessionInfo, Trust,
 };
 use indicatif::ProgressBar;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +30,10 @@ use tokio::sync::mpsc;
 
 /// Decode jobs (each holding a block) at most in flight before the receiver stops reading.
 const MAX_JOBS: usize = 8;
+
+/// Checks of kept blocks (each reading a block) at most in flight; the others wait their turn, so
+/// a restart on a slow disk does not hold hundreds of blocks in memory at once.
+const MAX_CHECKS: usize = 4;
 
 /// How long a receiver lets packets gather between reads.
 const COALESCE: Duration = Duration::from_millis(1);
@@ -133,9 +140,33 @@ impl Listener {
         delivered: &mut Option<Delivered>,
         shutdown: &mut Shutdown,
     ) -> Result<PathBuf, Error> {
-        let (group, feedback) = (&self.group, &self.feedback);
-        let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
+        let (tx_done, done) = mpsc::unbounded_channel::<Done>();
         let mut file = Receiving::new(&self.how, joined, delivered, tx_done);
+        let r = self.run(rx, &mut file, done, shutdown).await;
+        if let Err(e) = &r
+            && let Some((_, output)) = &mut file.file
+            && matches!(
+                e.fail_reason(),
+                FailReason::DiskFull
+                    | FailReason::CannotWrite
+                    | FailReason::DigestMismatch
+                    | FailReason::TooLarge
+            )
+        {
+            // Kept for a later run only if it can help one: not a full disk, nor a wrong file.
+            output.discard();
+        }
+        r
+    }
+
+    async fn run(
+        &self,
+        rx: &mut Receiver,
+        file: &mut Receiving<'_>,
+        mut done: mpsc::UnboundedReceiver<Done>,
+        shutdown: &mut Shutdown,
+    ) -> Result<PathBuf, Error> {
+        let (group, feedback) = (&self.group, &self.feedback);
         let mut inbox = RecvBatch::new(group, 32).map_err(|source| Error::Socket {
             what: "cannot set up batched receive".into(),
             source,
@@ -265,6 +296,11 @@ enum Done {
     },
     /// The name of a copy already there with the announced size and digests, if any.
     AlreadyHave(Option<String>),
+    /// Whether a block kept from an earlier run matches its digest.
+    Checked {
+        block: u32,
+        ok: bool,
+    },
     Failed(Error),
 }
 
@@ -304,6 +340,12 @@ struct Receiving<'a> {
     verified: bool,
     /// Decode jobs in flight.
     jobs: usize,
+    /// Blocks kept from an earlier run: how many, and how many are still being checked ...
+    kept: u32,
+    checking_kept: u32,
+    /// ... of which these wait for a turn (`MAX_CHECKS` run at once).
+    checks: std::collections::VecDeque<CheckJob>,
+    checks_running: usize,
 }
 
 impl<'a> Receiving<'a> {
@@ -327,6 +369,10 @@ impl<'a> Receiving<'a> {
             checking: false,
             verified: false,
             jobs: 0,
+            kept: 0,
+            checking_kept: 0,
+            checks: Default::default(),
+            checks_running: 0,
         }
     }
 
@@ -340,7 +386,18 @@ impl<'a> Receiving<'a> {
             tracing::debug!("{ev:?}");
         }
         match ev {
-            ReceiverEvent::Joined(info) => self.on_joined(info)?,
+            ReceiverEvent::Joined(info) => {
+                let kept = self.on_joined(info)?;
+                if !kept.is_empty() {
+                    self.kept = kept.len() as u32;
+                    self.checking_kept = self.kept;
+                    rx.resume(Instant::now(), &kept);
+                }
+            }
+            ReceiverEvent::Check(job) => {
+                self.checks.push_back(job);
+                self.next_checks(rx);
+            }
             ReceiverEvent::Store { offset, data } => {
                 if let Some((info, f)) = &self.file {
                     within_max_size(self.folder, info, offset + data.len() as u64)?;
@@ -402,7 +459,8 @@ impl<'a> Receiving<'a> {
         Ok(None)
     }
 
-    fn on_joined(&mut self, info: SessionInfo) -> Result<(), Error> {
+    /// Prepares the output file; the blocks an earlier run kept in it, to be checked.
+    fn on_joined(&mut self, info: SessionInfo) -> Result<Vec<u32>, Error> {
         *self.joined = Some(info.session);
         let folder = self.folder;
         let name = folder.name_for(&info.name, info.session);
@@ -410,7 +468,10 @@ impl<'a> Receiving<'a> {
         if let Some(size) = info.size {
             folder.admit(&name, size)?;
         }
-        let output = folder.create(&name, info.size)?;
+        let (output, kept) = match resume::open(folder, &name, &info)? {
+            Some(resumed) => resumed,
+            None => (folder.create(&name, info.size)?, Vec::new()),
+        };
         // A complete copy already there? Check on the side while receiving goes on.
         if let (Some(size), Some(want)) = (info.size, info.digests) {
             self.checking = true;
@@ -443,6 +504,14 @@ impl<'a> Receiving<'a> {
             if info.encrypted { ", encrypted" } else { "" },
             landing.display()
         );
+        if !kept.is_empty() {
+            let total = info.layout.num_blocks().max(1);
+            eprintln!(
+                "resuming: {} of {total} blocks ({:.0}%) kept here by an earlier run; each is checked against its digest",
+                kept.len(),
+                (kept.len() as f64 * 100.0 / total as f64).floor()
+            );
+        }
         self.lines.emit(Event::SessionJoined {
             session: format!("{:08x}", info.session),
             name: info.name.clone(),
@@ -455,7 +524,7 @@ impl<'a> Receiving<'a> {
         self.bar = Some(view::receive_bar(info.size));
         self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
         self.file = Some((info, output));
-        Ok(())
+        Ok(kept)
     }
 
     /// Acts on what the blocking pool reports.
@@ -464,10 +533,12 @@ impl<'a> Receiving<'a> {
         match d {
             Done::Decoded(outcome) => {
                 self.jobs -= 1;
-                if outcome.is_ok()
-                    && let Some((_, output)) = &mut self.file
-                {
+                if let (Ok(block), Some((_, output))) = (&outcome, &mut self.file) {
                     output.reserve()?;
+                    if let Some(p) = output.partial() {
+                        p.set(*block, true);
+                        p.save(false);
+                    }
                 }
                 rx.handle_decoded(now, outcome);
                 if let (Some(bar), Some((info, _)), Some((done, _))) =
@@ -496,7 +567,8 @@ impl<'a> Receiving<'a> {
             Done::AlreadyHave(copy) => {
                 self.checking = false;
                 match (self.file.take(), copy) {
-                    (Some((info, _)), Some(copy)) => {
+                    (Some((info, mut output)), Some(copy)) => {
+                        output.discard();
                         // Nothing more is received: no bar left standing at "0 B/…".
                         if let Some(bar) = self.bar.take() {
                             bar.finish_and_clear();
@@ -516,9 +588,55 @@ impl<'a> Receiving<'a> {
                     }
                 }
             }
+            Done::Checked { block, ok } => {
+                self.checks_running -= 1;
+                self.next_checks(rx);
+                rx.handle_checked(now, block, ok);
+                if let (Some(bar), Some((info, _)), Some((done, _))) =
+                    (&self.bar, &self.file, rx.progress())
+                {
+                    bar.set_position((done as u64 * info.block_bytes).min(info.size.unwrap_or(0)));
+                }
+                if let Some((info, output)) = &mut self.file {
+                    if let Some(p) = output.partial() {
+                        p.set(block, ok);
+                    }
+                    self.checking_kept -= 1;
+                    if self.checking_kept == 0 {
+                        // Said once: how much of the file the restart saved.
+                        let good = rx.stats().resumed_blocks;
+                        let total = info.layout.num_blocks().max(1);
+                        eprintln!(
+                            "resumed at {:.0}%: {good} of the {} kept blocks match their digests{}",
+                            (good as f64 * 100.0 / total as f64).floor(),
+                            self.kept,
+                            match self.kept as u64 - good {
+                                0 => String::new(),
+                                bad => format!(", {bad} did not and are received again"),
+                            }
+                        );
+                    }
+                }
+            }
             Done::Failed(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// Starts the checks of kept blocks that wait, up to `MAX_CHECKS` at once.
+    fn next_checks(&mut self, rx: &mut Receiver) {
+        while self.checks_running < MAX_CHECKS
+            && let Some(job) = self.checks.pop_front()
+        {
+            match (&self.file, &self.digests) {
+                (Some((_, f)), Some(m)) => {
+                    self.checks_running += 1;
+                    spawn_check(job, f.handle(), m.written(), self.reports.clone());
+                }
+                // The file was found already present: nothing to check.
+                _ => rx.handle_checked(Instant::now(), job.block, false),
+            }
+        }
     }
 
     /// Moves the verified file to its name, once the check of a copy already there (if any) has
@@ -617,6 +735,27 @@ fn spawn_decode(
             })
         })();
         let _ = tx.send(result.unwrap_or_else(Done::Failed));
+    });
+}
+
+fn spawn_check(
+    job: CheckJob,
+    file: FileHandle,
+    written: WrittenBlocks,
+    tx: mpsc::UnboundedSender<Done>,
+) {
+    tokio::task::spawn_blocking(move || {
+        // A block the file does not hold in full (cut short by a crash) is simply not kept.
+        let ok = file
+            .read_at(job.offset, job.len)
+            .is_ok_and(|bytes| job.run(bytes));
+        if ok {
+            written.written(job.block, job.offset, job.len);
+        }
+        let _ = tx.send(Done::Checked {
+            block: job.block,
+            ok,
+        });
     });
 }
 

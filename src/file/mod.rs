@@ -2,7 +2,8 @@
 //! `Sender` on a socket, paced), the receiving `listener` (its `Receiver`, decodes on worker
 //! threads), the `source` of a session's bytes (a file or a download), the receiver's `output` file
 //! and running `digest`, the sender's `view`, and its watch for other senders on its group
-//! (`neighbours`).
+//! (`neighbours`); a partial file kept across runs of a receiver (`resume`), and the sender's
+//! list of the PCs a session missed (`restart`).
 
 pub mod digest;
 pub mod exec;
@@ -10,6 +11,8 @@ pub mod listener;
 pub mod neighbours;
 pub mod output;
 pub mod recv;
+pub mod restart;
+pub mod resume;
 pub mod send;
 pub mod session;
 pub mod source;

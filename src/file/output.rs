@@ -5,6 +5,7 @@
 //! there (unless `--overwrite`). Nothing is ever written outside `--out`.
 
 use super::digest::read_digests;
+use super::resume::Partial;
 use crate::error::Error;
 use edm_cast_proto::wire::FileDigests;
 use std::ffi::CString;
@@ -219,7 +220,67 @@ impl Folder {
             size,
             reserved: false,
             committed: false,
+            partial: None,
         })
+    }
+
+    /// The output file for `name` in the partial file `temp` kept across runs (see `resume`).
+    pub(super) fn adopt(
+        &self,
+        name: &str,
+        temp: String,
+        file: File,
+        size: Option<u64>,
+        partial: Partial,
+    ) -> OutputFile {
+        OutputFile {
+            folder: self.clone(),
+            name: name.to_owned(),
+            temp,
+            file: Arc::new(file),
+            size,
+            reserved: false,
+            committed: false,
+            partial: Some(partial),
+        }
+    }
+
+    /// The regular file `name` of ours (never through a symlink, nor a FIFO), for reading and
+    /// writing.
+    pub(super) fn open_regular(&self, name: &str) -> io::Result<File> {
+        let file = open_at(
+            &self.fd,
+            name,
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        )?;
+        if !file.metadata()?.is_file() {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        Ok(file)
+    }
+
+    /// A new file `name`, failing if anything is there.
+    pub(super) fn create_named(&self, name: &str) -> io::Result<File> {
+        create_at(&self.fd, name)
+    }
+
+    /// Removes `name` (a symlink itself, never what it points to).
+    pub(super) fn remove(&self, name: &str) -> io::Result<()> {
+        unlink_at(&self.fd, name)
+    }
+
+    /// When what is at `name` last changed.
+    pub(super) fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
+        self.entry(name)?.modified().ok()
+    }
+
+    /// Replaces `name` with a small file holding `bytes`, at once (written beside it, then
+    /// renamed over it).
+    pub(super) fn write_small(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let new = format!("{name}.new");
+        let _ = unlink_at(&self.fd, &new);
+        create_at(&self.fd, &new)?.write_all_at(bytes, 0)?;
+        self.move_temp(&new, name, true)
     }
 
     /// A new file under a random name: O_EXCL never opens what is there (a file, or a symlink
@@ -280,9 +341,25 @@ pub struct OutputFile {
     size: Option<u64>,
     reserved: bool,
     committed: bool,
+    /// Kept across runs (`resume`): the record of its verified blocks. A file dropped unfinished
+    /// stays, with its record, for a later run to resume.
+    partial: Option<Partial>,
 }
 
 impl OutputFile {
+    /// The record of its verified blocks, if it is kept across runs.
+    pub fn partial(&mut self) -> Option<&mut Partial> {
+        self.partial.as_mut()
+    }
+
+    /// Not to be resumed (the disk is full, the file is wrong, or it is here already): removed
+    /// when dropped, with its record.
+    pub fn discard(&mut self) {
+        if let Some(p) = self.partial.take() {
+            p.remove();
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -340,6 +417,7 @@ impl OutputFile {
             {
                 Ok(()) => {
                     self.committed = true;
+                    self.discard();
                     return Ok(self.folder.path.join(name));
                 }
                 // Taken (or, with --overwrite, a folder of that name): the next number.
@@ -362,7 +440,9 @@ impl OutputFile {
 
 impl Drop for OutputFile {
     fn drop(&mut self) {
-        if !self.committed {
+        if let Some(p) = &mut self.partial {
+            p.save(true);
+        } else if !self.committed {
             let _ = unlink_at(&self.folder.fd, &self.temp);
         }
     }

@@ -2,6 +2,7 @@
 //! it arrives.
 
 use super::neighbours::Neighbours;
+use super::restart::{self, Content, Restart};
 use super::session::{Session, Setup};
 use super::source;
 use super::status_lines::{Event, Final, StatusArg, StatusLines, Summary};
@@ -59,6 +60,11 @@ pub struct Args {
     /// keys, one a line (repeatable).
     #[arg(long, value_name = "KEY|FILE", requires = "encrypt")]
     pub to: Vec<String>,
+    /// Re-run a session for the PCs it missed, listed in FILE (the restart file the earlier `send`
+    /// wrote): start once they have all said hello (with --wait: at most that long); each resumes
+    /// from what its `recv` kept. FILE is updated afterwards, or removed once every PC has the file.
+    #[arg(long, value_name = "FILE")]
+    pub resume_from: Option<PathBuf>,
     /// Source symbols per block (K): larger blocks cost receivers more CPU per decode.
     #[arg(long, default_value_t = 1024, hide = true)]
     pub block_symbols: u16,
@@ -86,8 +92,19 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     if let Some(n) = &args.name {
         source.name = n.clone();
     }
+    let content = Content {
+        name: source.name.clone(),
+        path: PathBuf::from(&args.source),
+        size: source.size,
+        digests: source.digests,
+    };
+    let rerun = (args.resume_from.as_deref())
+        .map(|path| Restart::read(path, &content))
+        .transpose()?;
+    let wait_for = rerun.as_ref().map(Restart::names).unwrap_or_default();
     let setup = Setup {
         min_receivers: args.min_receivers,
+        wait_for: wait_for.clone(),
         wait: args.wait,
         drop_after: args.sending.drop_after,
         block_symbols: args.block_symbols,
@@ -124,6 +141,15 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             .unwrap_or_default(),
     );
     session.report_to(lines.clone());
+    if let (Some(path), Some(r)) = (&args.resume_from, &rerun) {
+        eprintln!(
+            "edm-cast: re-running session {} for the {} PC(s) listed in {}: waiting for {}",
+            r.session,
+            r.receivers.len(),
+            path.display(),
+            wait_for.join(", ")
+        );
+    }
     if let Some(neighbours) = Neighbours::start(group, iface, session.id) {
         session.watch(neighbours);
     }
@@ -167,10 +193,16 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         );
         eprintln!("edm-cast: {why}");
         (Exit::NobodyJoined.code(), Some(why))
-    } else if lines.on_stdout() {
-        session.summary(args.min_receivers, &mut std::io::stderr())
     } else {
-        session.summary(args.min_receivers, &mut std::io::stdout())
+        // Before the summary, whose last line says why the exit is 2.
+        if !fetch::is_url(&args.source) {
+            restart::after(&session, &content, args.resume_from.as_deref(), &wait_for);
+        }
+        if lines.on_stdout() {
+            session.summary(args.min_receivers, &mut std::io::stderr())
+        } else {
+            session.summary(args.min_receivers, &mut std::io::stdout())
+        }
     };
     summary(&lines, &mut session, code, why);
     runtime.block_on(web::linger(&args.web, &mut shutdown));

@@ -30,8 +30,10 @@ use tokio::sync::watch;
 /// on a receiver, and its keys.
 #[derive(Debug, Clone)]
 pub struct Setup {
-    /// Start once this many receivers have said hello ...
+    /// Start once this many receivers have said hello (and those named in `wait_for`) ...
     pub min_receivers: usize,
+    /// A re-run (`send --resume-from`) for these PCs: no first pass, each gets what it asks for.
+    pub wait_for: Vec<String>,
     /// ... or after this long, if set.
     pub wait: Option<Duration>,
     /// Drop a receiver silent this long.
@@ -150,6 +152,9 @@ impl Session {
             session: id,
             block_symbols: setup.block_symbols,
             min_receivers: setup.min_receivers,
+            wait_for: setup.wait_for.clone(),
+            // A re-run: its PCs kept most of the file, and ask for the rest.
+            skip_first_pass: !setup.wait_for.is_empty(),
             wait: setup.wait,
             receiver_timeout: setup.drop_after,
             signer: setup.signer.clone(),

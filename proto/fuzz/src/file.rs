@@ -225,6 +225,12 @@ impl RxShell {
                 }
                 ReceiverEvent::Store { offset, data } => self.write(offset, &data),
                 ReceiverEvent::Decode(job) => self.jobs.push_back(job),
+                ReceiverEvent::Check(job) => {
+                    let at = (job.offset as usize).min(self.file.len());
+                    let end = (at + job.len).min(self.file.len());
+                    let ok = job.run(self.file[at..end].to_vec());
+                    rx.handle_checked(now, job.block, ok);
+                }
                 ReceiverEvent::Complete { size, .. } => {
                     let ok = self.file.get(..size.min(FILE_CAP) as usize) == Some(content());
                     rx.verified(now, ok && !self.bad_disk);

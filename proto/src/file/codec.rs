@@ -160,6 +160,45 @@ pub struct DecodeJob {
     pub(crate) extra: Vec<(u32, Vec<u8>)>,
 }
 
+/// A block kept in the output file from an earlier run of the receiver (`Receiver::resume`), to be
+/// checked against the digest this session published before it counts: the file may have been
+/// cut short by a crash, or changed by anyone, since. Handed to the shell, which reads the block's
+/// `len` bytes at `offset` and calls `run` off the network path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckJob {
+    /// The block.
+    pub block: u32,
+    /// Where the block is in the file ...
+    pub offset: u64,
+    /// ... and how many bytes of it are file.
+    pub len: usize,
+    /// Bytes of the block as coded: K_b symbols of T (its last bytes are padding).
+    coded: usize,
+    digest: BlockDigest,
+}
+
+impl CheckJob {
+    pub(crate) fn new(layout: &Layout, block: u32, digest: BlockDigest) -> Self {
+        CheckJob {
+            block,
+            offset: layout.offset(block),
+            len: layout.len(block),
+            coded: layout.symbols(block) as usize * layout.symbol_size() as usize,
+            digest,
+        }
+    }
+
+    /// Whether `bytes`, the block as read from the file (`len` bytes), is the block the sender
+    /// published the digest of.
+    pub fn run(&self, mut bytes: Vec<u8>) -> bool {
+        if bytes.len() != self.len {
+            return false;
+        }
+        bytes.resize(self.coded, 0);
+        block_digest(&bytes) == self.digest
+    }
+}
+
 /// Why a job gave no block. Either way the job comes back, with its symbols, to be returned to
 /// the receiver: nothing was written.
 #[derive(Debug)]

@@ -9,7 +9,7 @@
 //! block's source symbols are spilled to the output file (where they belong anyway) and read back
 //! when the block is decoded.
 
-use super::codec::{DecodeError, DecodeJob, SymbolSet};
+use super::codec::{CheckJob, DecodeError, DecodeJob, SymbolSet};
 use super::crypt::{self, SessionKey};
 use super::layout::{Layout, MAX_BLOCKS};
 use crate::auth::{KeyId, SecretKey, Trust};
@@ -95,6 +95,8 @@ pub struct SessionInfo {
     pub signed_by: Option<KeyId>,
     /// Its symbols are sealed.
     pub encrypted: bool,
+    /// How the file is cut into blocks (what a kept block number means, `resume`).
+    pub layout: Layout,
 }
 
 /// Why a session failed for this receiver.
@@ -141,6 +143,9 @@ pub enum ReceiverEvent {
     /// Run the job (off the network path), write its result at `job.offset`, then call
     /// `handle_decoded`.
     Decode(DecodeJob),
+    /// Read the kept block at `job.offset` (`job.len` bytes), run the job on it (off the network
+    /// path), then call `handle_checked` (after `resume`).
+    Check(CheckJob),
     /// Every block is decoded: the shell cuts the file to `size`, checks its digests, and calls
     /// `verified`.
     Complete {
@@ -170,6 +175,10 @@ pub struct ReceiverStats {
     pub forgotten_symbols: u64,
     /// NEED reports sent.
     pub need_reports: u64,
+    /// Blocks kept from an earlier run (`resume`) that matched their digests ...
+    pub resumed_blocks: u64,
+    /// ... and those that did not, collected again.
+    pub resume_rejected: u64,
     /// Datagrams dropped, by why.
     pub dropped: Counters,
 }
@@ -296,6 +305,10 @@ impl Pending {
 #[derive(Debug)]
 enum BlockRx {
     Empty,
+    /// In the file from an earlier run (`resume`), not checked yet: waits for its digest.
+    Kept,
+    /// Kept, and being checked against its digest (a `Check` job is out).
+    Checking,
     Pending(Box<Pending>),
     Decoding(Box<Pending>),
     Done,
@@ -369,7 +382,9 @@ impl Session {
 ///   feedback socket; `handle_timeout(now)` once `poll_timeout` has passed; `handle_decoded(now,
 ///   outcome)` after each `Decode` job.
 /// - **Commands**: `verified(now, ok)` after `Complete`; `already_complete(now)` when the file
-///   was found in the output folder; `fail(reason)` when the shell gives up.
+///   was found in the output folder; `resume(now, blocks)` when the output file already holds
+///   blocks from an earlier run (each is checked, `Check` then `handle_checked(now, block, ok)`,
+///   before it counts); `fail(reason)` when the shell gives up.
 /// - **Outputs**: `poll_transmit(now, buf)` until `None` (feedback to the sender),
 ///   `poll_timeout()`, `poll_event()`.
 pub struct Receiver {
@@ -556,6 +571,7 @@ impl Receiver {
             sender: from,
             signed_by,
             encrypted: session.announce.encrypted,
+            layout,
         }));
         self.phase = Phase::Receiving;
         let encrypted = session.announce.encrypted;
@@ -780,6 +796,7 @@ impl Receiver {
         let s = self.session.as_mut().expect("caller checked");
         let limit = s.limit();
         let mut ready = Vec::new();
+        let mut kept = Vec::new();
         let mut conflict = false;
         for (i, d) in digests.digests.into_iter().enumerate() {
             let block = digests.first_block + i as u32;
@@ -795,10 +812,10 @@ impl Receiver {
                 slot @ None => {
                     *slot = Some(d);
                     let k = s.layout.symbols(block) as u32;
-                    if let BlockRx::Pending(p) = &s.blocks[block as usize]
-                        && p.ready(k)
-                    {
-                        ready.push(block);
+                    match &s.blocks[block as usize] {
+                        BlockRx::Pending(p) if p.ready(k) => ready.push(block),
+                        BlockRx::Kept => kept.push(block),
+                        _ => {}
                     }
                 }
             }
@@ -806,6 +823,9 @@ impl Receiver {
         self.stats.dropped.forged += conflict as u64;
         for block in ready {
             self.start_decode(block);
+        }
+        for block in kept {
+            self.start_check(block);
         }
     }
 
@@ -1053,6 +1073,69 @@ impl Receiver {
         }
     }
 
+    /// The output file already holds `blocks` from an earlier run of this receiver, for the same
+    /// content (the shell's state file says so). Each one not yet received is marked kept and
+    /// checked against this session's digest for it (a `Check` event, now if the digest is known,
+    /// else once it comes: NEED asks for it) before it counts as done; one that does not match is
+    /// collected again. Only while receiving a session of known size; block numbers past the file
+    /// are ignored.
+    pub fn resume(&mut self, _now: Instant, blocks: &[u32]) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if self.phase != Phase::Receiving || s.layout.file_size().is_none() {
+            return;
+        }
+        let mut known = Vec::new();
+        for &block in blocks {
+            if let Some(slot @ BlockRx::Empty) = s.blocks.get_mut(block as usize) {
+                *slot = BlockRx::Kept;
+                if s.digests[block as usize].is_some() {
+                    known.push(block);
+                }
+            }
+        }
+        for block in known {
+            self.start_check(block);
+        }
+    }
+
+    fn start_check(&mut self, block: u32) {
+        let s = self.session.as_mut().expect("caller checked");
+        let (Some(digest), Some(slot)) = (s.digest(block), s.blocks.get_mut(block as usize)) else {
+            return;
+        };
+        if matches!(slot, BlockRx::Kept) {
+            *slot = BlockRx::Checking;
+            self.events.push_back(ReceiverEvent::Check(CheckJob::new(
+                &s.layout, block, digest,
+            )));
+        }
+    }
+
+    /// The outcome of a `Check` job: the kept block matches its digest (it is done), or not (it
+    /// is collected again, like a block never received).
+    pub fn handle_checked(&mut self, _now: Instant, block: u32, ok: bool) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let Some(slot @ BlockRx::Checking) = s.blocks.get_mut(block as usize) else {
+            return;
+        };
+        if ok {
+            *slot = BlockRx::Done;
+            s.done += 1;
+            self.stats.resumed_blocks += 1;
+            while matches!(s.blocks.get(s.low as usize), Some(BlockRx::Done)) {
+                s.low += 1;
+            }
+            self.check_complete();
+        } else {
+            *slot = BlockRx::Empty;
+            self.stats.resume_rejected += 1;
+        }
+    }
+
     /// The shell's check of the whole file against the announced digests.
     pub fn verified(&mut self, now: Instant, ok: bool) {
         if ok {
@@ -1240,6 +1323,8 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
         };
         let (need, seen) = match s.blocks.get(block as usize) {
             None | Some(BlockRx::Empty) => (k + 1, 0),
+            // Kept from an earlier run: only its digest is wanted, to check it.
+            Some(BlockRx::Kept) => (0, 0),
             Some(BlockRx::Pending(p)) => {
                 // Hashes are missing for some of what it holds, or for what waits for one (which
                 // may be a forgery whose hash never comes: it is not counted meanwhile).
@@ -1305,6 +1390,168 @@ mod tests {
         rx.handle_datagram(t0, sender, &keys.to_vec(9));
         assert_eq!(rx.stats().dropped.unexpected, 1);
         assert!(!rx.is_finished());
+    }
+
+    /// The NEED entries a receiver sends at `now` (after any STATUS due then).
+    fn need_at(rx: &mut Receiver, now: Instant) -> Vec<NeedEntry> {
+        let mut buf = Vec::new();
+        let mut entries = Vec::new();
+        while rx.poll_transmit(now, &mut buf).is_some() {
+            if let Packet::Need(n) = Packet::parse(&buf).unwrap().packet {
+                entries.extend(n.entries);
+            }
+        }
+        entries
+    }
+
+    /// A receiver restarted with blocks kept from an earlier run: each is checked against this
+    /// session's digest before it counts; a block changed in the file meanwhile is collected
+    /// again, and only what is missing is asked for.
+    #[test]
+    fn kept_blocks_count_only_once_they_match_their_digests() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..64).collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(64),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            symbol_size: 16,
+            block_symbols: 2,
+            interleave: 1,
+            // The first pass is over: missing blocks are asked for at once.
+            sent_blocks: 2,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
+            panic!("joined");
+        };
+        assert_eq!(info.layout.num_blocks(), 2);
+        // Block 7 is past the file: ignored.
+        rx.resume(t0, &[0, 1, 7]);
+        assert!(rx.poll_event().is_none(), "no digest yet, nothing to check");
+        assert_eq!(rx.progress(), Some((0, 2)));
+        // Until the digests come, only they are asked for.
+        let t1 = t0 + Duration::from_secs(1);
+        let asked: Vec<(u32, u16, bool)> = need_at(&mut rx, t1)
+            .iter()
+            .map(|e| (e.block, e.need, e.flags.no_digest))
+            .collect();
+        assert_eq!(asked, [(0, 0, true), (1, 0, true)]);
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: vec![
+                crate::wire::block_digest(&file[..32]),
+                crate::wire::block_digest(&file[32..]),
+            ],
+        });
+        rx.handle_datagram(t1, sender, &digests.to_vec(9));
+        // The file as the earlier run left it: block 1 was damaged since (or never written).
+        let mut on_disk = file.clone();
+        on_disk[40] ^= 1;
+        let jobs: Vec<CheckJob> = std::iter::from_fn(|| rx.poll_event())
+            .filter_map(|e| match e {
+                ReceiverEvent::Check(job) => Some(job),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(jobs.iter().map(|j| j.block).collect::<Vec<_>>(), [0, 1]);
+        for job in jobs {
+            let at = job.offset as usize;
+            let ok = job.run(on_disk[at..at + job.len].to_vec());
+            assert_eq!(ok, job.block == 0);
+            rx.handle_checked(t1, job.block, ok);
+        }
+        assert_eq!(rx.progress(), Some((1, 2)));
+        assert_eq!(
+            (rx.stats().resumed_blocks, rx.stats().resume_rejected),
+            (1, 1)
+        );
+        // Only the damaged block is asked for, in full.
+        let t2 = t1 + Duration::from_secs(1);
+        let asked: Vec<(u32, u16)> = need_at(&mut rx, t2)
+            .iter()
+            .map(|e| (e.block, e.need))
+            .collect();
+        assert_eq!(asked, [(1, 3)]);
+        for esi in 0..2 {
+            let data = Packet::Data(Data {
+                block: 1,
+                esi,
+                symbol: &file[32 + esi as usize * 16..][..16],
+            });
+            rx.handle_datagram(t2, sender, &data.to_vec(9));
+        }
+        let job = std::iter::from_fn(|| rx.poll_event())
+            .find_map(|e| match e {
+                ReceiverEvent::Decode(job) => Some(job),
+                _ => None,
+            })
+            .expect("the damaged block is received again");
+        assert_eq!(job.run(None).unwrap(), file[32..]);
+        rx.handle_decoded(t2, Ok(1));
+        assert!(matches!(
+            rx.poll_event(),
+            Some(ReceiverEvent::Complete { size: 64, .. })
+        ));
+    }
+
+    /// A kept block whose digest is already known is checked at once, and a late or repeated
+    /// check result changes nothing.
+    #[test]
+    fn a_kept_block_with_a_known_digest_is_checked_at_once() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file = [7u8; 32];
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(32),
+            digests: None,
+            padded: false,
+            encrypted: false,
+            symbol_size: 16,
+            block_symbols: 2,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: vec![crate::wire::block_digest(&file)],
+        });
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        while rx.poll_event().is_some() {}
+        rx.resume(t0, &[0]);
+        let Some(ReceiverEvent::Check(job)) = rx.poll_event() else {
+            panic!("a check job");
+        };
+        assert!(job.run(file.to_vec()));
+        assert!(
+            !job.run(file[..31].to_vec()),
+            "a short file is not the block"
+        );
+        rx.handle_checked(t0, 0, true);
+        rx.handle_checked(t0, 0, true);
+        rx.handle_checked(t0, 5, false);
+        assert_eq!(rx.progress(), Some((1, 1)));
+        assert_eq!(rx.stats().resumed_blocks, 1);
+        // Symbols of a block already done are duplicates.
+        let data = Packet::Data(Data {
+            block: 0,
+            esi: 0,
+            symbol: &file[..16],
+        });
+        rx.handle_datagram(t0, sender, &data.to_vec(9));
+        assert_eq!(rx.stats().dropped.duplicate, 1);
     }
 
     /// Found by fuzzing (`fuzz/regressions/receiver/decoded-after-already-complete`): a decode

@@ -37,6 +37,10 @@ const END_SPACING: Duration = Duration::from_millis(20);
 /// fell silent, or a fake hello, costs the class this much, not the whole timeout.)
 const QUIET: Duration = Duration::from_secs(1);
 
+/// Blocks read at once only for their digest (`skip_first_pass`): the shell reads each before it
+/// sends on.
+const MAX_UNREAD: usize = 16;
+
 /// How long before the hashes of a block's symbols are sent again although none were sent since:
 /// some may have been lost.
 const HASHES_AGAIN: Duration = Duration::from_secs(1);
@@ -83,8 +87,15 @@ pub struct SenderConfig {
     pub interleave: u16,
     /// Repair symbols sent with every block in the first pass, as a fraction of its K.
     pub proactive: f64,
-    /// Start sending once this many receivers have said hello ...
+    /// Start sending once this many receivers have said hello, and every receiver named in
+    /// `wait_for` (a re-run for the PCs a session missed, `send --resume-from`) ...
     pub min_receivers: usize,
+    /// ... (by the name in its STATUS) ...
+    pub wait_for: Vec<String>,
+    /// No first pass: from the start every block counts as sent, and each goes out only as the
+    /// repair that receivers ask for. For a re-run to receivers that kept most of the file from
+    /// an earlier session (`Receiver::resume`): they ask only for what they lack.
+    pub skip_first_pass: bool,
     /// ... or once this much time has passed, if set.
     pub wait: Option<Duration>,
     /// How often ANNOUNCE (and KEYS) are repeated.
@@ -117,6 +128,8 @@ impl Default for SenderConfig {
             interleave: 8,
             proactive: 0.01,
             min_receivers: 1,
+            wait_for: Vec::new(),
+            skip_first_pass: false,
             wait: None,
             announce_interval: Duration::from_millis(200),
             receiver_timeout: Duration::from_secs(5),
@@ -383,6 +396,9 @@ pub struct Sender {
     /// Blocks in memory, least recently used first.
     cache: VecDeque<(u32, BlockEncoder)>,
     loading: Vec<u32>,
+    /// Of those, blocks read only for their digest (`skip_first_pass`): not cached, so they do
+    /// not push out the blocks being repaired.
+    digest_only: BTreeSet<u32>,
     plans: Plans,
     peers: Peers,
     next_announce: Instant,
@@ -486,6 +502,7 @@ impl Sender {
             last_was_repair: false,
             cache: VecDeque::new(),
             loading: Vec::new(),
+            digest_only: BTreeSet::new(),
             plans: Plans::default(),
             next_announce: now,
             acks: VecDeque::new(),
@@ -551,8 +568,14 @@ impl Sender {
         self.available = self.available.max(blocks);
         while (self.blocks.len() as u32) < self.available {
             let b = self.blocks.len() as u32;
+            // Without a first pass, a block's first symbols are its source symbols, sent as asked.
+            let next_esi = if self.cfg.skip_first_pass {
+                0
+            } else {
+                first_pass_symbols(&self.layout, &self.cfg, b)
+            };
             self.blocks.push(BlockTx {
-                next_esi: first_pass_symbols(&self.layout, &self.cfg, b),
+                next_esi,
                 ..BlockTx::default()
             });
         }
@@ -714,6 +737,7 @@ impl Sender {
         let holdoff = self.cfg.repair_holdoff;
         // What this report says of the receiver's loss: symbols it holds of those it has seen.
         let (mut held_sum, mut seen_sum) = (0u64, 0u64);
+        let mut unread = Vec::new();
         for e in need.entries {
             // Only blocks whose first pass is over can be repaired.
             if e.block >= self.pass.start {
@@ -734,6 +758,11 @@ impl Sender {
             };
             if e.flags.no_digest && tx.digest_sent.is_none_or(|t| now >= t + holdoff) {
                 self.digests_due.insert(e.block);
+                // Never read (no first pass): read it (a few at a time), and the digest goes out
+                // on the next ask.
+                if tx.digest.is_none() && e.block < self.available {
+                    unread.push(e.block);
+                }
             }
             // A block that failed its digest: the hashes of every symbol sent go out, again when
             // more have been sent or they may have been lost. Only for a receiver whose reports
@@ -791,6 +820,12 @@ impl Sender {
                 self.repair.push_back(e.block);
             }
         }
+        for block in unread {
+            if self.digest_only.len() < MAX_UNREAD && !self.loading.contains(&block) {
+                self.digest_only.insert(block);
+                self.load(block);
+            }
+        }
         let ceiling = self.layout.block_symbols() as u32 + 1;
         self.peers
             .judge(ip, held_sum, seen_sum, ceiling + repair_margin(ceiling));
@@ -802,12 +837,15 @@ impl Sender {
         if block >= self.available || data.len() != self.layout.len(block) {
             return;
         }
+        let enc = BlockEncoder::new(&self.layout, block, data);
+        self.blocks[block as usize].digest = Some(block_digest(enc.coded()));
+        if self.digest_only.remove(&block) {
+            return;
+        }
         let limit = self.cfg.cached_blocks + self.cfg.interleave as usize;
         while self.cache.len() >= limit {
             self.cache.pop_front();
         }
-        let enc = BlockEncoder::new(&self.layout, block, data);
-        self.blocks[block as usize].digest = Some(block_digest(enc.coded()));
         self.cache.push_back((block, enc));
     }
 
@@ -1102,7 +1140,14 @@ impl Sender {
             if count == 0 {
                 continue;
             }
-            let count = count + repair_margin(count);
+            // A block not sent at all yet (no first pass: a re-run) goes out whole at its first
+            // ask, as the pass would have sent it: once per block, whoever asks. Later asks are
+            // repair as usual.
+            let count = if self.cfg.skip_first_pass && tx.first_sent.is_none() {
+                first_pass_symbols(&self.layout, &self.cfg, block)
+            } else {
+                count + repair_margin(count)
+            };
             let end = tx.next_esi.saturating_add(count).min(MAX_ESI + 1);
             self.burst = Some(Burst {
                 block,
@@ -1206,12 +1251,20 @@ impl Sender {
             return;
         }
         let hello = self.peers.iter().filter(|r| !r.dropped).count();
+        let named = (self.cfg.wait_for.iter())
+            .all(|name| self.peers.iter().any(|r| !r.dropped && r.name == *name));
         let waited = self.cfg.wait.is_some_and(|w| now >= self.created + w);
-        if hello >= self.cfg.min_receivers || waited {
+        if (hello >= self.cfg.min_receivers && named) || waited {
             self.phase = Phase::Sending;
             self.started_at = Some(now);
             self.events.push_back(SenderEvent::Started);
-            self.open_window(0, now);
+            // Skipping it, the pass opens past the last block: it is over at once.
+            let first = if self.cfg.skip_first_pass {
+                self.layout.num_blocks()
+            } else {
+                0
+            };
+            self.open_window(first, now);
         }
     }
 

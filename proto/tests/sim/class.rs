@@ -70,6 +70,12 @@ pub struct Peer {
     /// At this time the student stops `recv` (Ctrl-C: its final STATUS says so) and starts it
     /// again: a new receiver id, the same name.
     pub restarts_at: Option<Duration>,
+    /// The restarted `recv` finds the file and the record of its verified blocks the first one
+    /// left (`Receiver::resume`).
+    pub resumes: bool,
+    /// Its `recv` finds this share of the file's first blocks kept by an earlier session (a re-run,
+    /// `send --resume-from`).
+    pub kept_share: f64,
     pub buffered_blocks: usize,
     /// Its MD5 check fails (a bad disk, say).
     pub corrupt: bool,
@@ -84,6 +90,8 @@ impl Default for Peer {
             joins_at: Duration::ZERO,
             dies_at: None,
             restarts_at: None,
+            resumes: false,
+            kept_share: 0.0,
             buffered_blocks: 32,
             corrupt: false,
         }
@@ -368,6 +376,11 @@ impl Class {
 
     pub fn elapsed(&self) -> Duration {
         self.now - self.t0
+    }
+
+    /// How long after the start `t` was.
+    pub fn since_start(&self, t: Instant) -> Duration {
+        t - self.t0
     }
 
     /// The sessions the teacher has run, in the order they started.
@@ -863,7 +876,11 @@ impl Student {
                 seed: self.receiver.seed + 1000,
                 ..self.receiver.clone()
             };
-            self.listener = Some(self.new_listener(cfg, old.port));
+            let mut new = self.new_listener(cfg, old.port);
+            if self.peer.resumes {
+                new.kept = Some((old.file.clone(), old.decoded.clone()));
+            }
+            self.listener = Some(new);
             self.stopped = Some(old);
         }
         if let Some(l) = &mut self.listener {
@@ -880,6 +897,9 @@ impl Student {
             file: Vec::new(),
             expect: self.expect.clone(),
             corrupt: self.peer.corrupt,
+            kept: None,
+            kept_share: self.peer.kept_share,
+            decoded: Vec::new(),
             finished: false,
             error: None,
             joined: None,
@@ -899,6 +919,12 @@ pub struct Listener {
     pub file: Vec<u8>,
     expect: Rc<[u8]>,
     corrupt: bool,
+    /// What an earlier run left: its file, and the blocks it decoded into it.
+    kept: Option<(Vec<u8>, Vec<u32>)>,
+    /// `Peer::kept_share`.
+    kept_share: f64,
+    /// The blocks decoded into `file`.
+    pub decoded: Vec<u32>,
     /// Done with the file: it has it, or failed.
     pub finished: bool,
     pub error: Option<ReceiveError>,
@@ -948,6 +974,23 @@ impl Listener {
                 ReceiverEvent::Joined(info) => {
                     self.joined = Some(info.session);
                     self.file = vec![0; info.size.unwrap_or(0) as usize];
+                    if self.kept_share > 0.0 {
+                        let n = info.layout.num_blocks();
+                        let blocks: Vec<u32> =
+                            (0..(n as f64 * self.kept_share).round() as u32).collect();
+                        let end = blocks.last().map_or(0, |&b| {
+                            (info.layout.offset(b) as usize + info.layout.len(b))
+                                .min(self.expect.len())
+                        });
+                        let mut file = self.expect.to_vec();
+                        file[end..].fill(0);
+                        self.kept = Some((file, blocks));
+                        self.kept_share = 0.0;
+                    }
+                    if let Some((file, blocks)) = self.kept.take() {
+                        self.file = file;
+                        self.rx.resume(now, &blocks);
+                    }
                 }
                 ReceiverEvent::Store { offset, data } => write_at(&mut self.file, offset, &data),
                 ReceiverEvent::Decode(job) => {
@@ -959,10 +1002,17 @@ impl Listener {
                     match job.run(spilled) {
                         Ok(bytes) => {
                             write_at(&mut self.file, offset, &bytes);
+                            self.decoded.push(block);
                             self.rx.handle_decoded(now, Ok(block));
                         }
                         Err(job) => self.rx.handle_decoded(now, Err(job)),
                     }
+                }
+                ReceiverEvent::Check(job) => {
+                    let at = (job.offset as usize).min(self.file.len());
+                    let end = (at + job.len).min(self.file.len());
+                    let ok = job.run(self.file[at..end].to_vec());
+                    self.rx.handle_checked(now, job.block, ok);
                 }
                 ReceiverEvent::Complete { size, .. } => {
                     self.file.resize(size as usize, 0);

@@ -232,6 +232,93 @@ fn a_receiver_restarted_mid_transfer_is_counted_once() {
     assert_eq!(sender.stats().restarted_receivers, 1);
 }
 
+/// A re-run for the PCs a session missed (`send --resume-from`): the sender waits for them by
+/// name, not for a count, so one that comes late still hears the first pass from its start.
+#[test]
+fn a_rerun_waits_for_the_named_receivers() {
+    let file = file_bytes(8 * 512 * 256, 9);
+    let late = Peer {
+        joins_at: Duration::from_millis(600),
+        ..Peer::lossy(0.0)
+    };
+    let peers = vec![Peer::lossy(0.0), Peer::lossy(0.0), late];
+    let cfg = SenderConfig {
+        wait: None,
+        wait_for: vec!["pc-02".into()],
+        ..sender_config(1)
+    };
+    let out = run(&file, &peers, cfg, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let started = out.sender().started_at().expect("started");
+    assert!(
+        out.since_start(started) >= Duration::from_millis(600),
+        "{:?}",
+        out.since_start(started)
+    );
+    assert_eq!(out.listener(2).received(0).first(), Some(&0));
+}
+
+/// A student's `recv` killed mid-transfer and started again resumes from the blocks it had
+/// verified: the sender repairs only what it lacked, not everything it had received before.
+#[test]
+fn a_restarted_receiver_that_resumes_costs_only_what_it_lacked() {
+    let file = file_bytes(32 * 512 * 256, 10);
+    let repair = |resumes: bool| {
+        let restarts = Peer {
+            restarts_at: Some(Duration::from_millis(1500)),
+            resumes,
+            ..Peer::lossy(0.0)
+        };
+        let peers = vec![Peer::lossy(0.0), restarts];
+        let out = run(&file, &peers, sender_config(2), Duration::from_secs(60));
+        for n in out.listeners() {
+            assert!(n.finished && n.error.is_none() && n.file == file);
+        }
+        let kept = out.students()[1].stopped.as_ref().unwrap().decoded.len() as u64;
+        let resumed = out.listener(1).rx.stats().resumed_blocks;
+        assert_eq!(resumed, if resumes { kept } else { 0 });
+        (out.sender().stats().repair_symbols, kept)
+    };
+    let (without, kept) = repair(false);
+    let (with, _) = repair(true);
+    println!("repair symbols: {without} starting afresh, {with} resuming from {kept} blocks");
+    assert!(kept >= 16, "{kept}");
+    // Starting afresh, every block it had is sent again; resuming, none is.
+    assert!(
+        with + kept * 512 <= without,
+        "{with} + {kept} blocks > {without}"
+    );
+}
+
+/// A re-run without a first pass (`send --resume-from`) to two PCs that kept 75% and 50% of the
+/// file from the session they missed: each asks only for what it lacks, and the sender sends
+/// about the half that one of them lacks, not the whole file.
+#[test]
+fn a_rerun_without_a_first_pass_sends_only_what_the_pcs_lack() {
+    let file = file_bytes(32 * 512 * 256, 11);
+    let peers: Vec<Peer> = [0.75, 0.5]
+        .into_iter()
+        .map(|kept_share| Peer {
+            kept_share,
+            ..Peer::lossy(0.01)
+        })
+        .collect();
+    let cfg = SenderConfig {
+        skip_first_pass: true,
+        ..sender_config(2)
+    };
+    let out = run(&file, &peers, cfg, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let resumed: Vec<u64> = (out.listeners())
+        .map(|n| n.rx.stats().resumed_blocks)
+        .collect();
+    assert_eq!(resumed, [24, 16]);
+    let stats = out.sender().stats();
+    let sent = stats.source_symbols + stats.repair_symbols;
+    println!("re-run: {sent} symbols for 16 blocks of 512 lacked");
+    assert!((16 * 512..=16 * 512 * 105 / 100).contains(&sent), "{sent}");
+}
+
 #[test]
 fn tiny_memory_budget_spills_to_the_file_and_still_decodes() {
     let file = file_bytes(24 * 512 * 256 + 5, 6);
