@@ -11,7 +11,7 @@ use crate::auth::{Seal, Signer};
 use crate::counters::Counters;
 use crate::file::sender::Destination;
 use crate::limit::TokenBucket;
-use crate::video::wire::{ChannelInfo, Control, FecReport, Refusal};
+use crate::video::wire::{AudioInfo, ChannelInfo, Control, FecReport, Refusal};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -131,7 +131,8 @@ enum Denied {
 ///   socket; `handle_timeout(now)` once `poll_timeout` has passed; `set_sent(channel, packets)`
 ///   with the RTP packets sent on a channel so far (the bound of the viewers' reports).
 /// - Commands: `always_on(channel)` relays a channel from now on without leases (for players
-///   that found it by SAP and know no REQUEST); otherwise the viewers' datagrams and the clock
+///   that found it by SAP and know no REQUEST); `set_audio(channel, audio)` says what granted
+///   REPLYs tell of its audio track; otherwise the viewers' datagrams and the clock
 ///   drive it all.
 /// - Outputs: `poll_transmit(now, buf)` gives each REPLY (to the REQUEST's source) and, every
 ///   `ANNOUNCE_EVERY`, an ANNOUNCE to the group, signed when the config has a signer;
@@ -216,6 +217,14 @@ impl Leases {
     pub fn set_sent(&mut self, channel: &str, packets: u64) {
         if let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) {
             c.sent = c.sent.max(packets);
+        }
+    }
+
+    /// Sets what granted REPLYs say of `channel`'s audio track (the shell learns an RTSP
+    /// source's only once connected; a pushed source's is configured).
+    pub fn set_audio(&mut self, channel: &str, audio: Option<AudioInfo>) {
+        if let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) {
+            c.info.audio = audio;
         }
     }
 
@@ -561,6 +570,7 @@ mod tests {
             group: Ipv4Addr::new(239, 255, 1, 2),
             media_port: 5004,
             repair_port: 5006,
+            audio: None,
         }
     }
 

@@ -494,6 +494,7 @@ mod tests {
             group: Ipv4Addr::new(239, 255, 1, 2 + i),
             media_port: 5004,
             repair_port: 5006,
+            audio: None,
         }
     }
 
