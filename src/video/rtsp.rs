@@ -1,8 +1,13 @@
 //! RTSP sources (MediaMTX's `rpiCamera`, IP cameras), pulled with retina only while a channel is
-//! live: their RTP packets take the same path as `rtp://` ingest.
+//! live: their RTP packets take the same path as `rtp://` ingest. An AAC (`mpeg4-generic`) or
+//! Opus audio track, if the server has one, is set up too and its RTP packets forwarded as they
+//! are, like a pushed source's `?audio=` port.
 
+use super::relay::AUDIO_PORT;
 use super::sources::{Feed, FeedTx};
+use edm_cast_proto::video::audio::aac_config;
 use edm_cast_proto::video::h264::avcc_parameter_sets;
+use edm_cast_proto::video::wire::{AudioCodec, AudioInfo, MAX_AUDIO_CONFIG};
 use std::time::{Duration, Instant};
 
 /// Pulls `url` (RTSP over TCP, via retina) while the channel is live, reconnecting after a second
@@ -41,19 +46,61 @@ async fn pull_once(i: usize, url: &url::Url, tx: &FeedTx) -> Result<(), String> 
             let _ = tx.send((i, Instant::now(), Feed::ParameterSet(nal))).await;
         }
     }
+    let audio = session.streams().iter().enumerate().find_map(|(j, s)| {
+        let info = audio_info(s)?;
+        Some((j, info))
+    });
+    if let Some((j, _)) = &audio {
+        session
+            .setup(*j, SetupOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let (audio_stream, info) = audio.unzip();
+    let _ = tx.send((i, Instant::now(), Feed::AudioTrack(info))).await;
     let mut playing = session
         .play(PlayOptions::default())
         .await
         .map_err(|e| e.to_string())?;
     while let Some(item) = playing.next().await {
-        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())?
-            && p.stream_id() == stream
-        {
-            let feed = Feed::Datagram(p.raw().to_vec());
+        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())? {
+            let feed = match p.stream_id() {
+                s if s == stream => Feed::Datagram(p.raw().to_vec()),
+                s if Some(s) == audio_stream => Feed::Audio(p.raw().to_vec()),
+                _ => continue,
+            };
             tx.send((i, Instant::now(), feed))
                 .await
                 .map_err(|_| "the relay stopped")?;
         }
     }
     Ok(())
+}
+
+/// What the relay can say of an RTSP stream as its audio track: AAC with an AudioSpecificConfig
+/// whose rate and channels it can read, or Opus; None for anything else.
+fn audio_info(s: &retina::client::Stream) -> Option<AudioInfo> {
+    if s.media() != "audio" {
+        return None;
+    }
+    let (codec, clock_rate, channels, config) = match s.encoding_name() {
+        "mpeg4-generic" => {
+            let Some(retina::codec::ParametersRef::Audio(a)) = s.parameters() else {
+                return None;
+            };
+            let config = a.extra_data();
+            let (rate, channels) = aac_config(config)?;
+            (config.len() <= MAX_AUDIO_CONFIG).then_some(())?;
+            (AudioCodec::Aac, rate, channels, config.to_vec())
+        }
+        "opus" => (AudioCodec::Opus, 48_000, 2, vec![]),
+        _ => return None,
+    };
+    Some(AudioInfo {
+        port: AUDIO_PORT,
+        codec,
+        clock_rate,
+        channels,
+        config,
+    })
 }

@@ -99,6 +99,7 @@ pub enum AudioCodec {
 pub struct AudioInfo {
     /// The audio RTP port on the channel's group, not 0 (its RTCP on the next port).
     pub port: u16,
+    /// How the payload is coded.
     pub codec: AudioCodec,
     /// RTP clock rate in Hz (AAC: the sampling rate; Opus: 48000).
     pub clock_rate: u32,
