@@ -171,6 +171,7 @@ impl Channel {
             stream: AudioStream::new(
                 rt::random_u64() as u32,
                 rt::random_u64() as u16,
+                info.codec,
                 info.clock_rate,
                 self.epoch,
             ),

@@ -149,7 +149,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         true => Some(Sap::open(iface, args.ttl, channels.len())?),
         false => None,
     };
-    let mut relay = Relay::new(net::register(out)?, args.group, config, channels, board, epoch);
+    let mut relay = Relay::new(
+        net::register(out)?,
+        args.group,
+        config,
+        channels,
+        board,
+        epoch,
+    );
     relay.sap = sap;
     for name in &args.always_on {
         relay.leases.always_on(name);
@@ -492,7 +499,12 @@ impl Relay {
     fn poll_timeout(&self) -> Instant {
         let windows = self.channels.iter();
         windows
-            .flat_map(|c| [c.fec.as_ref(), c.audio.as_ref().and_then(|a| a.fec.as_ref())])
+            .flat_map(|c| {
+                [
+                    c.fec.as_ref(),
+                    c.audio.as_ref().and_then(|a| a.fec.as_ref()),
+                ]
+            })
             .filter_map(|fec| fec.and_then(FecEncoder::poll_timeout))
             .chain(self.leases.poll_timeout())
             .min()

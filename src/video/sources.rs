@@ -85,9 +85,10 @@ impl AudioIn {
         for param in query.split('&') {
             match param.split_once('=') {
                 Some(("audio", p)) => {
-                    audio_port = Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(
-                        || format!("'{url}': audio port '{p}' is not a port number"),
-                    )?)
+                    audio_port =
+                        Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                            format!("'{url}': audio port '{p}' is not a port number")
+                        })?)
                 }
                 Some(("aac", hex)) => {
                     let config = data_encoding::HEXLOWER_PERMISSIVE
@@ -268,7 +269,9 @@ mod tests {
                 },
             }))
         );
-        let opus = AudioIn::from_url("udp://:5000?opus&audio=5012", 5008).unwrap().unwrap();
+        let opus = AudioIn::from_url("udp://:5000?opus&audio=5012", 5008)
+            .unwrap()
+            .unwrap();
         assert_eq!(opus.addr, "0.0.0.0:5012".parse().unwrap());
         assert_eq!(
             (opus.info.codec, opus.info.clock_rate, opus.info.channels),
@@ -280,8 +283,14 @@ mod tests {
             ("rtp://:5002?audio=5012", "needs a port and a codec"),
             ("rtp://:5002?aac=1190", "needs a port and a codec"),
             ("rtp://:5002?audio=0&opus", "not a port number"),
-            ("rtp://:5002?audio=5012&aac=11", "not an AAC AudioSpecificConfig"),
-            ("rtp://:5002?audio=5012&aac=zz", "not an AAC AudioSpecificConfig"),
+            (
+                "rtp://:5002?audio=5012&aac=11",
+                "not an AAC AudioSpecificConfig",
+            ),
+            (
+                "rtp://:5002?audio=5012&aac=zz",
+                "not an AAC AudioSpecificConfig",
+            ),
             ("rtp://:5002?audio=5012&mp3", "unknown 'mp3'"),
         ] {
             let e = AudioIn::from_url(url, 5008).unwrap_err();

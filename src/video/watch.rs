@@ -496,8 +496,16 @@ impl Watching {
     async fn on_sender_report(&mut self, audio: bool, n: usize) {
         let Some(a) = &mut self.audio else { return };
         let (bytes, ssrc, port) = match audio {
-            true => (&self.audio_rtcp_buf[..n], a.playout.ssrc(), a.forward_to.port() + 1),
-            false => (&self.video_rtcp_buf[..n], self.playout.ssrc(), self.forward_to.port() + 1),
+            true => (
+                &self.audio_rtcp_buf[..n],
+                a.playout.ssrc(),
+                a.forward_to.port() + 1,
+            ),
+            false => (
+                &self.video_rtcp_buf[..n],
+                self.playout.ssrc(),
+                self.forward_to.port() + 1,
+            ),
         };
         if SenderReport::parse(bytes).is_ok_and(|sr| Some(sr.ssrc) == ssrc) {
             let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));

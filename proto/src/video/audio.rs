@@ -4,10 +4,14 @@
 //! audio and video share one timeline (the video's is the relay's arrival clock): the first packet
 //! is stamped with its arrival time, the next ones keep the source's spacing, and the mapping is
 //! set again when the source restarts (another SSRC) or drifts more than `MAX_DRIFT` from it.
+//! An AAC packet of n access units (ffmpeg sends 5 in one) leaves the source once its last one is
+//! coded, (n − 1) × 1024 samples after its timestamp: that much is taken off its arrival time, or
+//! the audio would play ~85 ms late.
 
 use super::h264::MAX_RTP_PACKET;
 use super::rtcp::SenderReport;
 use super::rtp::{HEADER_LEN, RtpHeader};
+use super::wire::AudioCodec;
 use std::time::{Duration, Instant};
 
 /// The dynamic payload type the relay uses for audio (announced in the SDP).
@@ -26,7 +30,9 @@ pub fn aac_config(config: &[u8]) -> Option<(u32, u8)> {
         8_000, 7_350,
     ];
     // The first 8 bytes, zero-padded: more than any field read below spans.
-    let bits = (0..8).fold(0u64, |acc, i| acc << 8 | u64::from(*config.get(i).unwrap_or(&0)));
+    let bits = (0..8).fold(0u64, |acc, i| {
+        acc << 8 | u64::from(*config.get(i).unwrap_or(&0))
+    });
     let take = |at: &mut u32, n: u32| {
         let v = (bits >> (64 - *at - n)) & ((1 << n) - 1);
         *at += n;
@@ -67,6 +73,7 @@ pub struct AudioStats {
 pub struct AudioStream {
     ssrc: u32,
     seq: u16,
+    codec: AudioCodec,
     clock_rate: u32,
     /// RTP time 0, the same instant as the video's.
     epoch: Instant,
@@ -79,12 +86,19 @@ pub struct AudioStream {
 }
 
 impl AudioStream {
-    /// An audio stream sent as `ssrc` from `first_seq` (both random), at `clock_rate` Hz, whose
-    /// RTP time is 0 at `epoch`.
-    pub fn new(ssrc: u32, first_seq: u16, clock_rate: u32, epoch: Instant) -> Self {
+    /// An audio stream of `codec` sent as `ssrc` from `first_seq` (both random), at `clock_rate`
+    /// Hz, whose RTP time is 0 at `epoch`.
+    pub fn new(
+        ssrc: u32,
+        first_seq: u16,
+        codec: AudioCodec,
+        clock_rate: u32,
+        epoch: Instant,
+    ) -> Self {
         AudioStream {
             ssrc,
             seq: first_seq,
+            codec,
             clock_rate,
             epoch,
             mapping: None,
@@ -116,7 +130,15 @@ impl AudioStream {
             self.stats.dropped += 1;
             return false;
         }
-        let now = self.rtp_time(arrived);
+        // RFC 3640 section 3.2.1: AU-headers-length in bits, 16 per AU header in AAC-hbr.
+        let lag = match (self.codec, payload) {
+            (AudioCodec::Aac, [hi, lo, ..]) => {
+                let units = u32::from(u16::from_be_bytes([*hi, *lo]) / 16);
+                units.saturating_sub(1) * 1024
+            }
+            _ => 0,
+        };
+        let now = self.rtp_time(arrived).wrapping_sub(lag);
         let max_drift = (u128::from(self.clock_rate) * MAX_DRIFT.as_micros() / 1_000_000) as i32;
         let offset = match self.mapping {
             Some((ssrc, offset))
@@ -199,7 +221,7 @@ mod tests {
     #[test]
     fn packets_get_the_relays_header_and_keep_the_source_spacing() {
         let t0 = Instant::now();
-        let mut a = AudioStream::new(0xA0D1, 65535, 48_000, t0);
+        let mut a = AudioStream::new(0xA0D1, 65535, AudioCodec::Opus, 48_000, t0);
         let mut out = Vec::new();
         let at = |ms| t0 + Duration::from_millis(ms);
         // The source's clock starts anywhere; the first packet arrives 1 s after the epoch.
@@ -208,11 +230,22 @@ mod tests {
         let (h, p) = RtpHeader::parse(&out).unwrap();
         assert_eq!(
             (h.ssrc, h.seq, h.payload_type, h.timestamp, h.marker, p),
-            (0xA0D1, 65535, PAYLOAD_TYPE_AUDIO, 48_000, true, &b"aac0"[..])
+            (
+                0xA0D1,
+                65535,
+                PAYLOAD_TYPE_AUDIO,
+                48_000,
+                true,
+                &b"aac0"[..]
+            )
         );
         // 1024 samples later by the source's clock (21.3 ms), across its timestamp wrap, arriving
         // 30 ms late: the source's spacing is kept.
-        assert!(a.relay(at(1051), &source(5, 101, start.wrapping_add(1024), b"aac1"), &mut out));
+        assert!(a.relay(
+            at(1051),
+            &source(5, 101, start.wrapping_add(1024), b"aac1"),
+            &mut out
+        ));
         let (h, _) = RtpHeader::parse(&out).unwrap();
         assert_eq!((h.seq, h.timestamp), (0, 48_000 + 1024));
         assert_eq!(a.stats.remapped, 0);
@@ -221,7 +254,7 @@ mod tests {
     #[test]
     fn the_mapping_follows_a_new_source_or_drift_beyond_the_bound() {
         let t0 = Instant::now();
-        let mut a = AudioStream::new(1, 0, 48_000, t0);
+        let mut a = AudioStream::new(1, 0, AudioCodec::Opus, 48_000, t0);
         let mut out = Vec::new();
         let at = |ms| t0 + Duration::from_millis(ms);
         let ts = |out: &[u8]| RtpHeader::parse(out).unwrap().0.timestamp;
@@ -242,16 +275,47 @@ mod tests {
     }
 
     #[test]
+    fn an_aac_packet_of_several_units_is_stamped_when_its_first_was_coded() {
+        let t0 = Instant::now();
+        let mut a = AudioStream::new(1, 0, AudioCodec::Aac, 48_000, t0);
+        let mut out = Vec::new();
+        // AU-headers-length 80 bits: 5 units; arriving 1 s after the epoch.
+        let five = [0x00, 0x50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xAA];
+        a.relay(
+            t0 + Duration::from_secs(1),
+            &source(5, 1, 7, &five),
+            &mut out,
+        );
+        let ts = RtpHeader::parse(&out).unwrap().0.timestamp;
+        assert_eq!(ts, 48_000 - 4 * 1024);
+        // The same payload sent on arrives when its spacing says: no new mapping.
+        a.relay(
+            t0 + Duration::from_millis(1107),
+            &source(5, 2, 7 + 5 * 1024, &five),
+            &mut out,
+        );
+        assert_eq!(a.stats.remapped, 0);
+    }
+
+    #[test]
     fn rtcp_garbage_and_oversized_packets_are_dropped() {
         let t0 = Instant::now();
-        let mut a = AudioStream::new(1, 0, 48_000, t0);
+        let mut a = AudioStream::new(1, 0, AudioCodec::Opus, 48_000, t0);
         let mut out = Vec::new();
         let mut rtcp = vec![0x80, 200, 0, 6];
         rtcp.extend_from_slice(&[0; 24]);
         assert!(!a.relay(t0, &rtcp, &mut out));
         assert!(!a.relay(t0, &[0x80, 97, 0], &mut out));
-        assert!(!a.relay(t0, &source(5, 1, 0, &[0; MAX_RTP_PACKET - HEADER_LEN + 1]), &mut out));
-        assert!(a.relay(t0, &source(5, 1, 0, &[0; MAX_RTP_PACKET - HEADER_LEN]), &mut out));
+        assert!(!a.relay(
+            t0,
+            &source(5, 1, 0, &[0; MAX_RTP_PACKET - HEADER_LEN + 1]),
+            &mut out
+        ));
+        assert!(a.relay(
+            t0,
+            &source(5, 1, 0, &[0; MAX_RTP_PACKET - HEADER_LEN]),
+            &mut out
+        ));
         assert_eq!(out.len(), MAX_RTP_PACKET);
         assert_eq!(
             a.stats,
@@ -266,7 +330,7 @@ mod tests {
     #[test]
     fn sender_reports_map_the_relays_clock() {
         let t0 = Instant::now();
-        let mut a = AudioStream::new(9, 0, 44_100, t0);
+        let mut a = AudioStream::new(9, 0, AudioCodec::Opus, 44_100, t0);
         let mut out = Vec::new();
         a.relay(t0, &source(5, 1, 0, b"abc"), &mut out);
         let sr = a.sender_report(t0 + Duration::from_secs(2), 42);
