@@ -226,6 +226,7 @@ fn channel() -> impl Strategy<Value = ChannelInfo> {
                 group: Ipv4Addr::new(224 + top, a, b, c),
                 media_port,
                 repair_port,
+                audio: None,
             },
         )
 }
