@@ -4,9 +4,10 @@
 //! audio and video share one timeline (the video's is the relay's arrival clock): the first packet
 //! is stamped with its arrival time, the next ones keep the source's spacing, and the mapping is
 //! set again when the source restarts (another SSRC) or drifts more than `MAX_DRIFT` from it.
-//! An AAC packet of n access units (ffmpeg sends 5 in one) leaves the source once its last one is
-//! coded, (n − 1) × 1024 samples after its timestamp: that much is taken off its arrival time, or
-//! the audio would play ~85 ms late.
+//! A packet can leave the source only once its last sample was captured: its duration after its
+//! timestamp (an AAC packet of n access units, n × 1024 samples; ffmpeg sends 5 in one, 107 ms),
+//! while a video frame leaves about when it is captured. That duration is taken off the
+//! packet's arrival time, or the audio would play that much late.
 
 use super::h264::MAX_RTP_PACKET;
 use super::rtcp::SenderReport;
@@ -53,6 +54,33 @@ pub fn aac_config(config: &[u8]) -> Option<(u32, u8)> {
     };
     // Every field read lies within the config's bytes.
     (at as usize <= 8 * config.len() && rate > 0).then_some((rate, channels))
+}
+
+/// How many samples (at the RTP clock rate) a packet's payload holds, as far as its headers say:
+/// AAC, 1024 per access unit (RFC 3640 section 3.2.1: AU-headers-length in bits, 16 per AU
+/// header in AAC-hbr); Opus, from the TOC byte's frame size and count (RFC 6716 section 3.1),
+/// at 48 kHz. 0 when the payload is too short to say.
+pub fn duration(codec: AudioCodec, payload: &[u8]) -> u32 {
+    match (codec, payload) {
+        (AudioCodec::Aac, [hi, lo, ..]) => u32::from(u16::from_be_bytes([*hi, *lo]) / 16) * 1024,
+        (AudioCodec::Opus, [toc, rest @ ..]) => {
+            let config = toc >> 3;
+            // Frame sizes in 1/8 ms: SILK 10, 20, 40, 60 ms; hybrid 10, 20; CELT 2.5, 5, 10, 20.
+            let eighths: u32 = match config {
+                0..=11 => [80, 160, 320, 480][usize::from(config % 4)],
+                12..=15 => [80, 160][usize::from(config % 2)],
+                _ => [20, 40, 80, 160][usize::from(config % 4)],
+            };
+            let frames = match toc & 3 {
+                0 => 1,
+                1 | 2 => 2,
+                _ => rest.first().map_or(0, |c| u32::from(c & 0x3F)),
+            };
+            // 48 samples a millisecond, 6 an eighth.
+            frames * eighths * 6
+        }
+        _ => 0,
+    }
 }
 
 /// What an `AudioStream` counted.
@@ -130,14 +158,7 @@ impl AudioStream {
             self.stats.dropped += 1;
             return false;
         }
-        // RFC 3640 section 3.2.1: AU-headers-length in bits, 16 per AU header in AAC-hbr.
-        let lag = match (self.codec, payload) {
-            (AudioCodec::Aac, [hi, lo, ..]) => {
-                let units = u32::from(u16::from_be_bytes([*hi, *lo]) / 16);
-                units.saturating_sub(1) * 1024
-            }
-            _ => 0,
-        };
+        let lag = duration(self.codec, payload);
         let now = self.rtp_time(arrived).wrapping_sub(lag);
         let max_drift = (u128::from(self.clock_rate) * MAX_DRIFT.as_micros() / 1_000_000) as i32;
         let offset = match self.mapping {
@@ -221,12 +242,12 @@ mod tests {
     #[test]
     fn packets_get_the_relays_header_and_keep_the_source_spacing() {
         let t0 = Instant::now();
-        let mut a = AudioStream::new(0xA0D1, 65535, AudioCodec::Opus, 48_000, t0);
+        let mut a = AudioStream::new(0xA0D1, 65535, AudioCodec::Aac, 48_000, t0);
         let mut out = Vec::new();
         let at = |ms| t0 + Duration::from_millis(ms);
         // The source's clock starts anywhere; the first packet arrives 1 s after the epoch.
         let start = u32::MAX - 500;
-        assert!(a.relay(at(1000), &source(5, 100, start, b"aac0"), &mut out));
+        assert!(a.relay(at(1000), &source(5, 100, start, b"\0\0a0"), &mut out));
         let (h, p) = RtpHeader::parse(&out).unwrap();
         assert_eq!(
             (h.ssrc, h.seq, h.payload_type, h.timestamp, h.marker, p),
@@ -236,14 +257,14 @@ mod tests {
                 PAYLOAD_TYPE_AUDIO,
                 48_000,
                 true,
-                &b"aac0"[..]
+                &b"\0\0a0"[..]
             )
         );
         // 1024 samples later by the source's clock (21.3 ms), across its timestamp wrap, arriving
         // 30 ms late: the source's spacing is kept.
         assert!(a.relay(
             at(1051),
-            &source(5, 101, start.wrapping_add(1024), b"aac1"),
+            &source(5, 101, start.wrapping_add(1024), b"\0\0a1"),
             &mut out
         ));
         let (h, _) = RtpHeader::parse(&out).unwrap();
@@ -254,7 +275,7 @@ mod tests {
     #[test]
     fn the_mapping_follows_a_new_source_or_drift_beyond_the_bound() {
         let t0 = Instant::now();
-        let mut a = AudioStream::new(1, 0, AudioCodec::Opus, 48_000, t0);
+        let mut a = AudioStream::new(1, 0, AudioCodec::Aac, 48_000, t0);
         let mut out = Vec::new();
         let at = |ms| t0 + Duration::from_millis(ms);
         let ts = |out: &[u8]| RtpHeader::parse(out).unwrap().0.timestamp;
@@ -275,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn an_aac_packet_of_several_units_is_stamped_when_its_first_was_coded() {
+    fn a_packet_is_stamped_back_from_when_its_last_sample_was_captured() {
         let t0 = Instant::now();
         let mut a = AudioStream::new(1, 0, AudioCodec::Aac, 48_000, t0);
         let mut out = Vec::new();
@@ -287,14 +308,28 @@ mod tests {
             &mut out,
         );
         let ts = RtpHeader::parse(&out).unwrap().0.timestamp;
-        assert_eq!(ts, 48_000 - 4 * 1024);
-        // The same payload sent on arrives when its spacing says: no new mapping.
+        assert_eq!(ts, 48_000 - 5 * 1024);
+        // The next one arrives when its spacing says: no new mapping.
         a.relay(
             t0 + Duration::from_millis(1107),
             &source(5, 2, 7 + 5 * 1024, &five),
             &mut out,
         );
         assert_eq!(a.stats.remapped, 0);
+    }
+
+    #[test]
+    fn durations_come_from_the_payload_headers() {
+        assert_eq!(duration(AudioCodec::Aac, &[0x00, 0x10, 0, 0]), 1024);
+        assert_eq!(duration(AudioCodec::Aac, &[0x00, 0x50]), 5 * 1024);
+        assert_eq!(duration(AudioCodec::Aac, &[0x00]), 0);
+        // ffmpeg's libopus: CELT fullband 20 ms (config 31), one frame.
+        assert_eq!(duration(AudioCodec::Opus, &[31 << 3, 0xAA]), 960);
+        // SILK 60 ms (config 3), two frames; CELT 2.5 ms (config 16), code 3 with 4 frames.
+        assert_eq!(duration(AudioCodec::Opus, &[3 << 3 | 1]), 2 * 2880);
+        assert_eq!(duration(AudioCodec::Opus, &[16 << 3 | 3, 4]), 4 * 120);
+        assert_eq!(duration(AudioCodec::Opus, &[16 << 3 | 3]), 0);
+        assert_eq!(duration(AudioCodec::Opus, &[]), 0);
     }
 
     #[test]
