@@ -27,7 +27,9 @@ pub(super) async fn pull(i: usize, url: url::Url, name: String, tx: FeedTx) {
 
 async fn pull_once(i: usize, url: &url::Url, tx: &FeedTx) -> Result<(), String> {
     use futures_util::StreamExt;
-    use retina::client::{PacketItem, PlayOptions, Session, SessionOptions, SetupOptions};
+    use retina::client::{
+        InitialTimestampPolicy, PacketItem, PlayOptions, Session, SessionOptions, SetupOptions,
+    };
     let options = SessionOptions::default().user_agent("edm-cast".into());
     let mut session = Session::describe(url.clone(), options)
         .await
@@ -58,10 +60,11 @@ async fn pull_once(i: usize, url: &url::Url, tx: &FeedTx) -> Result<(), String> 
     }
     let (audio_stream, info) = audio.unzip();
     let _ = tx.send((i, Instant::now(), Feed::AudioTrack(info))).await;
-    let mut playing = session
-        .play(PlayOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    // Servers that send no rtptime in PLAY's RTP-Info are taken: the relay stamps the video by
+    // arrival and maps the audio's timestamps itself (VIDEO.md 3.1), so retina's start does not
+    // matter. With two streams retina otherwise refuses them.
+    let options = PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive);
+    let mut playing = session.play(options).await.map_err(|e| e.to_string())?;
     while let Some(item) = playing.next().await {
         if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())? {
             let feed = match p.stream_id() {

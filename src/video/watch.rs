@@ -168,6 +168,8 @@ struct Lease {
     control_buf: Vec<u8>,
     /// The datagram being sent.
     out: Vec<u8>,
+    /// The channel's audio as a REPLY after the grant described it, until the media side takes it.
+    audio_changed: Option<Option<AudioInfo>>,
 }
 
 impl Lease {
@@ -195,6 +197,7 @@ impl Lease {
             control: net::register(net::feedback_socket(iface)?)?,
             control_buf: vec![0u8; 2048],
             out: Vec::with_capacity(64),
+            audio_changed: None,
         })
     }
 
@@ -259,6 +262,7 @@ impl Lease {
             match e {
                 ViewerEvent::Joined(info) => joined = Some(info),
                 ViewerEvent::RelayMoved(to) => eprintln!("watch: the relay is now at {to}"),
+                ViewerEvent::AudioChanged(audio) => self.audio_changed = Some(audio),
                 ViewerEvent::Failed(e) => return Err(Error::Protocol(e.to_string())),
             }
         }
@@ -308,6 +312,11 @@ struct Watching {
     silent: bool,
     /// The channel's audio track, if it has one.
     audio: Option<AudioTrack>,
+    /// What joining an audio track described after the grant takes.
+    group: Ipv4Addr,
+    media_port: u16,
+    iface: Ipv4Addr,
+    hold: Duration,
     /// Sender reports of the video: RTCP from the relay, forwarded to `--port` + 1.
     video_rtcp: Option<UdpSocket>,
     video_rtcp_buf: Vec<u8>,
@@ -339,31 +348,21 @@ impl Watching {
         started: Instant,
     ) -> Result<Self, Error> {
         let (media, repair) = join_channel(info, iface, args.no_fec)?;
-        let join = |port: u16| {
-            let group = Group(SocketAddrV4::new(info.group, port));
-            net::register(net::group_socket(group, iface)?)
-        };
-        let audio = match &info.audio {
-            Some(a) => Some(AudioTrack {
-                playout: Playout::new(Duration::from_millis(args.hold_ms)),
-                media: join(a.port)?,
-                rtcp: join(a.port.wrapping_add(1))?,
-                forward_to: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port + 2)),
-                forwarded: 0,
-                reports: 0,
-                reports_dropped: 0,
-            }),
-            None => None,
-        };
-        let video_rtcp = match audio {
-            Some(_) => Some(join(info.media_port.wrapping_add(1))?),
-            None => None,
-        };
         let local = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
             .map_err(socket_error("cannot open a local socket".into()))?;
         let local = net::register(local)?;
         let forward_to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+        let hold = Duration::from_millis(args.hold_ms);
+        let (audio, video_rtcp) = match &info.audio {
+            Some(a) => {
+                let to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port + 2));
+                let (track, rtcp) =
+                    AudioTrack::open(info.group, info.media_port, a, iface, hold, to)?;
+                (Some(track), Some(rtcp))
+            }
+            None => (None, None),
+        };
         let sdp = SdpFile::new(args, info.audio.clone());
         if let Some(a) = &info.audio {
             eprintln!(
@@ -405,6 +404,10 @@ impl Watching {
             last_video: Instant::now(),
             silent: false,
             audio,
+            group: info.group,
+            media_port: info.media_port,
+            iface,
+            hold,
             video_rtcp,
             video_rtcp_buf: vec![0u8; 2048],
             audio_buf: vec![0u8; 65536],
@@ -474,7 +477,33 @@ impl Watching {
             });
             lease.on_timeout().await;
             lease.on_events()?;
+            if let Some(audio) = lease.audio_changed.take() {
+                self.audio_changed(audio)?;
+            }
         }
+    }
+
+    /// The relay described the channel's audio otherwise after the grant (an RTSP source's,
+    /// learned once connected): forwards it from now on, and puts it in the SDP.
+    fn audio_changed(&mut self, audio: Option<AudioInfo>) -> Result<(), Error> {
+        match &audio {
+            Some(a) => {
+                let to = SocketAddr::from((Ipv4Addr::LOCALHOST, self.forward_to.port() + 2));
+                let (track, rtcp) =
+                    AudioTrack::open(self.group, self.media_port, a, self.iface, self.hold, to)?;
+                eprintln!(
+                    "watch: the channel has audio now: {:?} {} Hz, {} channels, forwarding to {}",
+                    a.codec, a.clock_rate, a.channels, track.forward_to
+                );
+                self.audio = Some(track);
+                self.video_rtcp = Some(rtcp);
+            }
+            None => {
+                eprintln!("watch: the channel has no audio now");
+                (self.audio, self.video_rtcp) = (None, None);
+            }
+        }
+        self.sdp.set_audio(audio)
     }
 
     /// A REPAIR came: the audio's if it names the audio's SSRC, else the video's (whose playout
@@ -601,6 +630,34 @@ impl Watching {
     }
 }
 
+impl AudioTrack {
+    /// Joins the audio's group port and its RTCP port, and the video's RTCP port (returned):
+    /// the sender reports that line the tracks up. The audio goes on to `forward_to`.
+    fn open(
+        group: Ipv4Addr,
+        media_port: u16,
+        a: &AudioInfo,
+        iface: Ipv4Addr,
+        hold: Duration,
+        forward_to: SocketAddr,
+    ) -> Result<(AudioTrack, UdpSocket), Error> {
+        let join = |port: u16| {
+            let group = Group(SocketAddrV4::new(group, port));
+            net::register(net::group_socket(group, iface)?)
+        };
+        let track = AudioTrack {
+            playout: Playout::new(hold),
+            media: join(a.port)?,
+            rtcp: join(a.port.wrapping_add(1))?,
+            forward_to,
+            forwarded: 0,
+            reports: 0,
+            reports_dropped: 0,
+        };
+        Ok((track, join(media_port.wrapping_add(1))?))
+    }
+}
+
 /// Joins the channel's media group, and its repair group unless FEC is off.
 fn join_channel(
     info: &ChannelInfo,
@@ -683,6 +740,22 @@ impl SdpFile {
         if !complete && now < deadline {
             return Ok(false);
         }
+        self.write()?;
+        self.deadline = None;
+        eprintln!(
+            "watch: SDP written to {} ({})",
+            self.path.display(),
+            if complete {
+                "with the stream's SPS and PPS"
+            } else {
+                "without parameter sets: none came in time"
+            }
+        );
+        Ok(true)
+    }
+
+    /// Writes the SDP as it stands.
+    fn write(&self) -> Result<(), Error> {
         let text = sdp::Session {
             name: &self.name,
             description: None,
@@ -704,18 +777,21 @@ impl SdpFile {
             .map_err(|source| Error::Write {
                 path: self.path.clone(),
                 source,
-            })?;
-        self.deadline = None;
-        eprintln!(
-            "watch: SDP written to {} ({})",
-            self.path.display(),
-            if complete {
-                "with the stream's SPS and PPS"
-            } else {
-                "without parameter sets: none came in time"
-            }
-        );
-        Ok(true)
+            })
+    }
+
+    /// The channel's audio changed after the grant: the SDP will say so, or says so now if it
+    /// was written already (a player that opened it keeps what it read).
+    fn set_audio(&mut self, audio: Option<AudioInfo>) -> Result<(), Error> {
+        self.audio = audio;
+        if self.deadline.is_none() {
+            self.write()?;
+            eprintln!(
+                "watch: SDP {} written again with the channel's audio as it is now (a player that opened it already: restart it)",
+                self.path.display()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -78,6 +78,8 @@ struct Lease {
     expires: Instant,
     /// Where its REQUESTs come from: renewals and LEAVE are taken from there only.
     from: IpAddr,
+    /// The address (and port) of its latest REQUEST: where an unasked REPLY goes.
+    reply_to: SocketAddr,
     /// The channel's `sent` when the lease was granted: the viewer can have repaired or lost
     /// only packets sent since.
     sent_at_grant: u64,
@@ -221,10 +223,25 @@ impl Leases {
     }
 
     /// Sets what granted REPLYs say of `channel`'s audio track (the shell learns an RTSP
-    /// source's only once connected; a pushed source's is configured).
+    /// source's only once connected; a pushed source's is configured). If that changes it, each
+    /// viewer holding a lease is sent a REPLY at once, unasked, so that it need not wait for its
+    /// next renewal to hear of it.
     pub fn set_audio(&mut self, channel: &str, audio: Option<AudioInfo>) {
-        if let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) {
-            c.info.audio = audio;
+        let lease_ms = self.config.lease.as_millis() as u32;
+        let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) else {
+            return;
+        };
+        if c.info.audio == audio {
+            return;
+        }
+        c.info.audio = audio;
+        for (viewer, lease) in &c.viewers {
+            let reply = Control::Reply {
+                viewer: *viewer,
+                lease_ms,
+                result: Ok(c.info.clone()),
+            };
+            self.replies.push_back((lease.reply_to, reply));
         }
     }
 
@@ -252,7 +269,7 @@ impl Leases {
                 if !self.take_token(now, from.ip()) {
                     return;
                 }
-                let result = match self.grant(now, from.ip(), viewer, &channel) {
+                let result = match self.grant(now, from, viewer, &channel) {
                     Ok(()) => {
                         if let Some(report) = fec {
                             self.take_report(viewer, &channel, report);
@@ -304,10 +321,11 @@ impl Leases {
     fn grant(
         &mut self,
         now: Instant,
-        from: IpAddr,
+        reply_to: SocketAddr,
         viewer: u64,
         channel: &str,
     ) -> Result<(), Denied> {
+        let from = reply_to.ip();
         let (lease, max_viewers) = (self.config.lease, self.config.max_viewers);
         let max_per_address = self.config.max_per_address;
         let Some(i) = self.channels.iter().position(|c| c.info.name == channel) else {
@@ -319,7 +337,7 @@ impl Leases {
                 self.dropped.wrong_source += 1;
                 return Err(Denied::Refused);
             }
-            Some(l) => l.expires = now + lease,
+            Some(l) => (l.expires, l.reply_to) = (now + lease, reply_to),
             None => {
                 let held = self.addresses.get(&from).map_or(0, |a| a.leases);
                 if c.viewers.len() >= max_viewers || held >= max_per_address {
@@ -331,6 +349,7 @@ impl Leases {
                     Lease {
                         expires: now + lease,
                         from,
+                        reply_to,
                         sent_at_grant: c.sent,
                         first: None,
                         last: FecReport::default(),
@@ -523,7 +542,10 @@ mod tests {
 
     impl FromOnePc for Leases {
         fn request(&mut self, now: Instant, viewer: u64, channel: &str) -> bool {
-            self.take_token(now, PC) && self.grant(now, PC, viewer, channel).is_ok()
+            self.take_token(now, PC)
+                && self
+                    .grant(now, SocketAddr::new(PC, 4000), viewer, channel)
+                    .is_ok()
         }
 
         fn leave(&mut self, now: Instant, viewer: u64, channel: &str) {
