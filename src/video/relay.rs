@@ -62,7 +62,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Where NAME comes from: udp://[ADDR]:PORT (raw H.264 Annex B), rtp://[ADDR]:PORT (RTP H.264),
-    /// or rtsp://HOST[:PORT]/PATH (pulled while someone watches, e.g. MediaMTX's rpiCamera).
+    /// or rtsp://HOST[:PORT]/PATH (pulled while someone watches, e.g. MediaMTX's rpiCamera, with
+    /// its AAC or Opus track). A pushed source's audio: ?audio=PORT&aac=CONFIG (the hex
+    /// AudioSpecificConfig of its SDP) or ?audio=PORT&opus.
     #[arg(long = "source", value_name = "NAME=URL")]
     sources: Vec<String>,
     /// A shell command started when NAME's first viewer comes and stopped (SIGTERM to its process
@@ -453,6 +455,16 @@ impl Relay {
             }
             self.spawn_ingest(i, c, listen, listen.addr, Feed::Datagram)?;
             if let Some(audio) = &c.audio_in {
+                let a = &audio.info;
+                eprintln!(
+                    "video: {}: audio {:?} {} Hz, {} channels, as RTP on {}, relayed to {}",
+                    c.name,
+                    a.codec,
+                    a.clock_rate,
+                    a.channels,
+                    audio.addr,
+                    c.audio_media()
+                );
                 self.spawn_ingest(i, c, listen, audio.addr, Feed::Audio)?;
             }
         }
@@ -670,7 +682,7 @@ impl Relay {
                 }
                 shown.state = state;
             }
-            let bytes = c.stats.bytes();
+            let bytes = c.stats.bytes() + c.audio.as_ref().map_or(0, |a| a.bytes + a.repair_bytes);
             let secs = now.saturating_duration_since(shown.at).as_secs_f64();
             if secs > 0.0 {
                 shown.bitrate_bps = (bytes - shown.bytes) as f64 * 8.0 / secs;
