@@ -262,8 +262,8 @@ fn check_recording(c: &Clip, recording: &Path) {
         framemd5(Path::new(&audio), "0:a", true),
     );
     let (got_video, got_audio) = (
-        framemd5(&recording, "0:v", false),
-        framemd5(&recording, "0:a", true),
+        framemd5(recording, "0:v", false),
+        framemd5(recording, "0:a", true),
     );
     let (va, vs) = contiguous("video", &source_video, &got_video);
     let (aa, as_) = contiguous("audio", &source_audio, &got_audio);
