@@ -89,8 +89,8 @@ fn free_port() -> u16 {
     s.local_addr().unwrap().port()
 }
 
-/// The source: the fake Pi's clip (tools/fakepi.sh encode), 10 s of a 440 Hz tone in AAC at
-/// 48 kHz stereo, both in one file (so that ffmpeg's -re sends them on one clock: from two
+/// The source: the fake Pi's clip (tools/fakepi.sh encode), 10 s of a 440 Hz tone at 48 kHz
+/// stereo coded by `encoder` (aac, libopus), both in one file (so that ffmpeg's -re sends them on one clock: from two
 /// inputs, each starts its own, hundreds of milliseconds apart), and the AAC's
 /// AudioSpecificConfig as the source's SDP gives it (what a user copies into the URL).
 struct Clip {
@@ -100,10 +100,10 @@ struct Clip {
     config: String,
 }
 
-fn make_clip(dir: &Path) -> Clip {
+fn make_clip(dir: &Path, encoder: &str) -> Clip {
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let (clip, audio) = (p("clip.h264"), p("audio.mka"));
-    // The fake Pi's clip (tools/fakepi.sh encode) and 10 s of a 440 Hz tone in AAC, 48 kHz stereo.
+    // The fake Pi's clip (tools/fakepi.sh encode) and 10 s of a 440 Hz tone, 48 kHz stereo.
     let made = ffmpeg(&[
         "-f",
         "lavfi",
@@ -142,7 +142,7 @@ fn make_clip(dir: &Path) -> Clip {
         "-ac",
         "2",
         "-c:a",
-        "aac",
+        encoder,
         "-b:a",
         "96k",
         &audio,
@@ -183,10 +183,11 @@ fn make_clip(dir: &Path) -> Clip {
         "rtp://127.0.0.1:9",
     ]);
     let source_sdp = std::fs::read_to_string(&sdp).unwrap();
+    // Opus has none.
     let config = source_sdp
         .split(['\n', ';', ' '])
         .find_map(|f| f.trim().strip_prefix("config="))
-        .unwrap_or_else(|| panic!("no config in {source_sdp}"))
+        .unwrap_or_default()
         .to_owned();
 
     Clip {
@@ -299,15 +300,29 @@ fn check_recording(c: &Clip, recording: &Path) {
 
 #[test]
 fn audio_track_is_relayed_packet_exact_and_in_sync() {
+    relay_rtp_audio("aac", "239.255.53.1:5530", 47620);
+}
+
+#[test]
+fn opus_track_is_relayed_packet_exact_and_in_sync() {
+    relay_rtp_audio("libopus", "239.255.53.9:5538", 47640);
+}
+
+/// A pushed source (RTP) with audio coded by `encoder`, relayed on `group` and forwarded by
+/// `watch` to `port`.
+fn relay_rtp_audio(encoder: &str, group: &str, port: u16) {
     if !tool_available("audio relay", "ffmpeg") {
         return;
     }
-    let dir = TempDir::new("audio");
-    let clip = make_clip(dir.path());
+    let dir = TempDir::new(encoder);
+    let clip = make_clip(dir.path(), encoder);
     let config = &clip.config;
     let (video_port, audio_port) = (free_port(), free_port());
-    let group = "239.255.53.1:5530";
-    let source = format!("pi=rtp://127.0.0.1:{video_port}?audio={audio_port}&aac={config}");
+    let codec = match encoder {
+        "aac" => format!("aac={config}"),
+        _ => "opus".to_owned(),
+    };
+    let source = format!("pi=rtp://127.0.0.1:{video_port}?audio={audio_port}&{codec}");
     let relay = Proc::spawn(
         "relay",
         Command::new("timeout")
@@ -321,22 +336,27 @@ fn audio_track_is_relayed_packet_exact_and_in_sync() {
         "watch",
         Command::new("timeout")
             .args(["-s", "TERM", "40", bin(), "watch", "pi", "--iface", "lo"])
-            .args(["--group", group, "--port", "47620", "--sdp"])
+            .args(["--group", group, "--port", &port.to_string(), "--sdp"])
             .arg(&watch_sdp),
     );
     std::thread::sleep(Duration::from_millis(1500));
     let camera = stream(&clip.av, video_port, audio_port, None);
     let written = watch_sdp_of(&watch_sdp);
-    let want = format!(
-        "m=audio 47622 RTP/AVP 97\r\na=rtpmap:97 mpeg4-generic/48000/2\r\na=fmtp:97 \
-         streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;\
-         indexdeltalength=3;config={}\r\n",
-        config.to_lowercase()
-    );
-    assert!(
-        written.contains("m=video 47620 RTP/AVP 96\r\n"),
-        "{written}"
-    );
+    let want = match encoder {
+        "aac" => format!(
+            "m=audio {} RTP/AVP 97\r\na=rtpmap:97 mpeg4-generic/48000/2\r\na=fmtp:97 \
+             streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;\
+             indexdeltalength=3;config={}\r\n",
+            port + 2,
+            config.to_lowercase()
+        ),
+        _ => format!(
+            "m=audio {} RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n",
+            port + 2
+        ),
+    };
+    let video_line = format!("m=video {port} RTP/AVP 96\r\n");
+    assert!(written.contains(&video_line), "{written}");
     assert!(written.ends_with(&want), "{written}");
     let recording = dir.path().join("recorded.mkv");
     let capture = record(&watch_sdp, &recording);
@@ -466,7 +486,7 @@ fn rtsp_audio_track_is_pulled_and_relayed() {
         return;
     }
     let dir = TempDir::new("rtspaudio");
-    let clip = make_clip(dir.path());
+    let clip = make_clip(dir.path(), "aac");
     let (video, audio) = (
         UdpSocket::bind("127.0.0.1:0").unwrap(),
         UdpSocket::bind("127.0.0.1:0").unwrap(),
