@@ -551,3 +551,49 @@ fn rtsp_audio_track_is_pulled_and_relayed() {
     );
     check_recording(&clip, &recording);
 }
+
+/// A pushed source's audio named wrong in its URL: one line saying what is expected, exit 64,
+/// before anything is bound or sent.
+#[test]
+fn audio_url_errors_are_one_line() {
+    for (url, says) in [
+        (
+            "pi=rtp://:5002?audio=5012",
+            "audio needs a port and a codec: ?audio=PORT&aac=CONFIG",
+        ),
+        (
+            "pi=rtp://:5002?audio=5012&aac=zz",
+            "aac=zz is not an AAC AudioSpecificConfig in hex",
+        ),
+        (
+            "pi=rtp://:5002?audio=5012&mp3",
+            "unknown 'mp3'; expected ?audio=PORT&aac=CONFIG",
+        ),
+        (
+            "pi=udp://:5000?audio=0&opus",
+            "audio port '0' is not a port number",
+        ),
+    ] {
+        let out = Command::new("timeout")
+            .args([
+                "10",
+                bin(),
+                "video",
+                "--iface",
+                "lo",
+                "--from",
+                "pi",
+                "--source",
+                url,
+            ])
+            .output()
+            .unwrap();
+        let (_, err) = text(&out);
+        assert_eq!(out.status.code(), Some(64), "{url}: {err}");
+        assert_eq!(err.lines().count(), 1, "{url}: {err}");
+        assert!(
+            err.starts_with("edm-cast: '") && err.contains(says),
+            "{url}: {err}"
+        );
+    }
+}
