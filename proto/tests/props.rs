@@ -6,7 +6,8 @@ use edm_cast_proto::auth::{Auth, Seal};
 use edm_cast_proto::file::layout::MAX_BLOCKS;
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::wire::{
-    ChannelInfo, Control, FecReport, MAX_CHANNELS, MAX_WINDOW, Refusal, Repair,
+    AudioCodec, AudioInfo, ChannelInfo, Control, FecReport, MAX_AUDIO_CONFIG, MAX_CHANNELS,
+    MAX_WINDOW, Refusal, Repair,
 };
 use edm_cast_proto::wire::{
     Ack, Announce, Data, Digests, End, EndReason, FailReason, FeedbackAddr, FileDigests, Hashes,
@@ -226,8 +227,35 @@ fn channel() -> impl Strategy<Value = ChannelInfo> {
                 group: Ipv4Addr::new(224 + top, a, b, c),
                 media_port,
                 repair_port,
+                audio: None,
             },
         )
+}
+
+/// An audio description within the bounds VIDEO.md section 5 gives.
+fn audio() -> impl Strategy<Value = AudioInfo> {
+    prop_oneof![
+        (
+            port(),
+            8_000..=192_000u32,
+            1..=8u8,
+            vec(any::<u8>(), 2..=MAX_AUDIO_CONFIG)
+        )
+            .prop_map(|(port, clock_rate, channels, config)| AudioInfo {
+                port,
+                codec: AudioCodec::Aac,
+                clock_rate,
+                channels,
+                config,
+            }),
+        (port(), 1..=8u8).prop_map(|(port, channels)| AudioInfo {
+            port,
+            codec: AudioCodec::Opus,
+            clock_rate: 48_000,
+            channels,
+            config: vec![],
+        }),
+    ]
 }
 
 fn video_control() -> impl Strategy<Value = Control> {
@@ -245,13 +273,18 @@ fn video_control() -> impl Strategy<Value = Control> {
             }),
         (any::<u64>(), nonempty_text(32))
             .prop_map(|(viewer, channel)| Control::Leave { viewer, channel }),
-        (any::<u64>(), any::<u32>(), proptest::option::of(channel())).prop_map(
-            |(viewer, lease_ms, c)| Control::Reply {
+        (
+            any::<u64>(),
+            any::<u32>(),
+            proptest::option::of((channel(), proptest::option::of(audio())))
+        )
+            .prop_map(|(viewer, lease_ms, c)| Control::Reply {
                 viewer,
                 lease_ms,
-                result: c.ok_or(Refusal::UnknownChannel),
-            }
-        ),
+                result: c
+                    .map(|(c, audio)| ChannelInfo { audio, ..c })
+                    .ok_or(Refusal::UnknownChannel),
+            }),
     ]
 }
 

@@ -1,17 +1,18 @@
-//! One channel on the relay's side: where its video comes in, the source command run while it is
-//! live, the packetizer and FEC encoder its RTP goes through, and its counts. Whether it is live
+//! One channel on the relay's side: where its video (and audio) comes in, the source command run
+//! while it is live, the packetizer and FEC encoders its RTP goes through, and its counts. Whether it is live
 //! is the lease table's to say (`edm_cast_proto::video::channel::Leases`).
 
-use super::relay::{MEDIA_PORT, REPAIR_PORT};
+use super::relay::{AUDIO_PORT, MEDIA_PORT, REPAIR_PORT};
 use super::rtsp;
-use super::sources::{FeedTx, Ingest};
+use super::sources::{AudioIn, FeedTx, Ingest};
 use crate::rt;
 use crate::status::ChannelStatus;
+use edm_cast_proto::video::audio::AudioStream;
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
 use edm_cast_proto::video::ingest::SenderFilter;
 use edm_cast_proto::video::rtp::RtpHeader;
-use edm_cast_proto::video::wire::{ChannelInfo, FecReport};
+use edm_cast_proto::video::wire::{AudioInfo, ChannelInfo, FecReport};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
@@ -36,8 +37,31 @@ pub(super) struct Channel {
     annexb: AnnexB,
     depacketizer: Depacketizer,
     pub(super) packetizer: Packetizer,
+    /// The video's SSRC (the packetizer's), for its RTCP sender reports.
+    pub(super) video_ssrc: u32,
     pub(super) fec: Option<FecEncoder>,
+    /// What the audio's FEC encoder is made with, when the track appears.
+    fec_config: Option<FecConfig>,
+    /// A pushed source's audio port (`?audio=PORT`).
+    pub(super) audio_in: Option<AudioIn>,
+    /// The audio track: configured for a pushed source, described by an RTSP source.
+    pub(super) audio: Option<Audio>,
+    /// RTP time 0 of both tracks.
+    epoch: Instant,
     pub(super) stats: ChannelStats,
+}
+
+/// A channel's audio track on the relay: restamped onto the relay's clock, with its own FEC
+/// windows (its REPAIRs share the repair port; their SSRC says which track they repair).
+pub(super) struct Audio {
+    pub(super) info: AudioInfo,
+    pub(super) stream: AudioStream,
+    pub(super) fec: Option<FecEncoder>,
+    /// The packet being sent.
+    pub(super) packet: Vec<u8>,
+    pub(super) bytes: u64,
+    pub(super) repair_packets: u64,
+    pub(super) repair_bytes: u64,
 }
 
 /// What `--stats` prints for a channel.
@@ -87,23 +111,32 @@ impl ChannelStats {
         self.rtp_packets
     }
 
-    /// Bytes sent, RTP and REPAIR.
+    /// Video bytes sent, RTP and REPAIR.
     pub(super) fn bytes(&self) -> u64 {
         self.rtp_bytes + self.repair_bytes
+    }
+
+    /// Video RTP bytes sent: all of it, and the payload alone (RTCP's octet count).
+    pub(super) fn rtp_bytes(&self) -> (u64, u64) {
+        (self.rtp_bytes, self.rtp_bytes - 12 * self.rtp_packets)
     }
 }
 
 impl Channel {
-    /// Channel `name` on `group`, fed by `ingest`; `fec: None` sends no repair.
+    /// Channel `name` on `group`, fed by `ingest` (and `audio_in`); `fec: None` sends no
+    /// repair; `epoch` is the relay's RTP time 0.
     pub(super) fn new(
         name: String,
         group: Ipv4Addr,
         ingest: Ingest,
+        audio_in: Option<AudioIn>,
         on_demand: Option<String>,
         fec: Option<FecConfig>,
+        epoch: Instant,
     ) -> Self {
         let camera = ingest.listen().and_then(|l| l.camera);
-        Channel {
+        let video_ssrc = rt::random_u64() as u32;
+        let mut channel = Channel {
             name,
             description: None,
             group,
@@ -114,10 +147,42 @@ impl Channel {
             puller: None,
             annexb: AnnexB::default(),
             depacketizer: Depacketizer::default(),
-            packetizer: Packetizer::new(rt::random_u64() as u32, rt::random_u64() as u16),
+            packetizer: Packetizer::new(video_ssrc, rt::random_u64() as u16),
+            video_ssrc,
             fec: fec.map(FecEncoder::new),
+            fec_config: fec,
+            audio_in: None,
+            audio: None,
+            epoch,
             stats: ChannelStats::default(),
+        };
+        channel.set_audio(audio_in.as_ref().map(|a| a.info.clone()));
+        channel.audio_in = audio_in;
+        channel
+    }
+
+    /// Gives the channel an audio track described by `info` (or none); true if that changed it.
+    /// A track that stays the same keeps its SSRC and sequence numbers.
+    pub(super) fn set_audio(&mut self, info: Option<AudioInfo>) -> bool {
+        if self.audio.as_ref().map(|a| &a.info) == info.as_ref() {
+            return false;
         }
+        self.audio = info.map(|info| Audio {
+            stream: AudioStream::new(
+                rt::random_u64() as u32,
+                rt::random_u64() as u16,
+                info.codec,
+                info.clock_rate,
+                self.epoch,
+            ),
+            info,
+            fec: self.fec_config.map(FecEncoder::new),
+            packet: Vec::with_capacity(1500),
+            bytes: 0,
+            repair_packets: 0,
+            repair_bytes: 0,
+        });
+        true
     }
 
     /// The channel as announced; idle until the lease table makes it live.
@@ -128,7 +193,20 @@ impl Channel {
             group: self.group,
             media_port: MEDIA_PORT,
             repair_port: if self.fec.is_some() { REPAIR_PORT } else { 0 },
+            audio: self.audio.as_ref().map(|a| a.info.clone()),
         }
+    }
+
+    /// Where its audio RTP packets go.
+    pub(super) fn audio_media(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.group, AUDIO_PORT))
+    }
+
+    /// Where the RTCP sender reports of its video (`audio: false`) or audio go: the RTP port's
+    /// next one (RFC 3550 section 11).
+    pub(super) fn rtcp(&self, audio: bool) -> SocketAddr {
+        let port = if audio { AUDIO_PORT } else { MEDIA_PORT };
+        SocketAddr::V4(SocketAddrV4::new(self.group, port + 1))
     }
 
     /// The channel's own multicast group.
@@ -152,6 +230,9 @@ impl Channel {
         self.stats.starts += 1;
         self.stats.last_rtp = None;
         self.packetizer.reset_access_unit();
+        if let Some(a) = &mut self.audio {
+            a.stream.reset();
+        }
         self.start_source();
         if let Ingest::Rtsp(url) = &self.ingest {
             let pull = rtsp::pull(i, url.clone(), self.name.clone(), feeds.clone());
@@ -311,5 +392,19 @@ impl Channel {
             self.senders.lock().expect("not poisoned").refused,
             self.annexb.over_bounds + self.depacketizer.over_bounds,
         );
+        if let Some(a) = &self.audio {
+            let s = a.stream.stats;
+            println!(
+                "{} audio: {} RTP packets ({} bytes), {} repair packets ({} bytes); {} dropped \
+                 (not RTP, RTCP or oversized), timestamps mapped again {} times",
+                self.name,
+                s.relayed,
+                a.bytes,
+                a.repair_packets,
+                a.repair_bytes,
+                s.dropped,
+                s.remapped
+            );
+        }
     }
 }

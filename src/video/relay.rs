@@ -5,7 +5,7 @@
 
 use super::channel::{Channel, SILENT_AFTER};
 use super::sap::{SAP_EVERY, Sap};
-use super::sources::{Feed, FeedTx, Ingest, Listen, load_config, split_named};
+use super::sources::{AudioIn, Feed, FeedTx, Ingest, Listen, load_config, split_named};
 use crate::cli::seconds;
 use crate::error::Error;
 use crate::keys;
@@ -18,6 +18,7 @@ use edm_cast_proto::Destination;
 use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, LeaseConfig, LeaseEvent, Leases};
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::ingest::{Admission, SenderFilter};
+use edm_cast_proto::video::rtcp::{SenderReport, ntp_time};
 use edm_cast_proto::video::rtp::CLOCK_RATE;
 use edm_cast_proto::video::wire::MAX_CHANNEL_NAME;
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub const ANNOUNCE_PORT: u16 = 5010;
 pub const MEDIA_PORT: u16 = 5004;
 /// Every channel sends REPAIR here, on the same group address as its RTP.
 pub const REPAIR_PORT: u16 = 5006;
+/// A channel with audio sends its audio RTP here (and the RTCP of both tracks to the next ports:
+/// 5005 and 5009).
+pub const AUDIO_PORT: u16 = 5008;
 /// What a name given to `--from` without a `--source` resolves to (rpicam-vid's `-o udp://`).
 pub const DEFAULT_SOURCE: &str = "udp://:5000";
 
@@ -59,7 +63,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Where NAME comes from: udp://[ADDR]:PORT (raw H.264 Annex B), rtp://[ADDR]:PORT (RTP H.264),
-    /// or rtsp://HOST[:PORT]/PATH (pulled while someone watches, e.g. MediaMTX's rpiCamera).
+    /// or rtsp://HOST[:PORT]/PATH (pulled while someone watches, e.g. MediaMTX's rpiCamera, with
+    /// its AAC or Opus track). A pushed source's audio: ?audio=PORT&aac=CONFIG (the hex
+    /// AudioSpecificConfig of its SDP) or ?audio=PORT&opus.
     #[arg(long = "source", value_name = "NAME=URL")]
     sources: Vec<String>,
     /// A shell command started when NAME's first viewer comes and stopped (SIGTERM to its process
@@ -119,7 +125,8 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// Relays the channels until Ctrl-C or SIGTERM; prints `--stats` at the end, even after an error.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.iface.as_deref())?;
-    let channels = channels(&args)?;
+    let epoch = Instant::now();
+    let channels = channels(&args, epoch)?;
     let signer = keys::signer(&args.signing)?;
     match &signer {
         Some(s) => eprintln!(
@@ -145,7 +152,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         true => Some(Sap::open(iface, args.ttl, channels.len())?),
         false => None,
     };
-    let mut relay = Relay::new(net::register(out)?, args.group, config, channels, board);
+    let mut relay = Relay::new(
+        net::register(out)?,
+        args.group,
+        config,
+        channels,
+        board,
+        epoch,
+    );
     relay.sap = sap;
     for name in &args.always_on {
         relay.leases.always_on(name);
@@ -201,7 +215,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
 }
 
 /// The channels to offer, in `--from` order (or the sources file's), with where each comes from.
-fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
+fn channels(args: &Args, epoch: Instant) -> Result<Vec<Channel>, Error> {
     let config = match &args.config {
         Some(path) => load_config(path)?,
         None => Default::default(),
@@ -220,7 +234,8 @@ fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
     for s in &args.sources {
         let (name, url) = split_named(s, "--source")?;
         let ingest = url.parse::<Ingest>().map_err(Error::Usage)?;
-        defined.insert(name, ingest);
+        let audio = AudioIn::from_url(&url, AUDIO_PORT).map_err(Error::Usage)?;
+        defined.insert(name, (ingest, audio));
     }
     let mut commands = HashMap::new();
     for s in &args.on_demand {
@@ -249,17 +264,29 @@ fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
         }
         let configured = config.get(name);
         let url = configured.and_then(|c| c.url.as_deref());
-        let ingest = match defined.remove(name) {
+        let (ingest, audio) = match defined.remove(name) {
             Some(i) => i,
-            None => url
-                .unwrap_or(DEFAULT_SOURCE)
-                .parse()
-                .map_err(|e| Error::Usage(format!("source '{name}': {e}")))?,
+            None => {
+                let url = url.unwrap_or(DEFAULT_SOURCE);
+                let source = |e| Error::Usage(format!("source '{name}': {e}"));
+                (
+                    url.parse().map_err(source)?,
+                    AudioIn::from_url(url, AUDIO_PORT).map_err(source)?,
+                )
+            }
         };
         let on_demand = commands
             .remove(name)
             .or_else(|| configured.and_then(|c| c.run_on_demand.clone()));
-        channels.push(Channel::new(name.clone(), group, ingest, on_demand, fec));
+        channels.push(Channel::new(
+            name.clone(),
+            group,
+            ingest,
+            audio,
+            on_demand,
+            fec,
+            epoch,
+        ));
     }
     for s in &args.descriptions {
         let (name, text) = split_named(s, "--description")?;
@@ -330,6 +357,7 @@ impl Relay {
         config: LeaseConfig,
         channels: Vec<Channel>,
         board: Board,
+        epoch: Instant,
     ) -> Self {
         let now = Instant::now();
         let (feeds, fed) = mpsc::channel(4096);
@@ -348,7 +376,7 @@ impl Relay {
             shown,
             out,
             group,
-            epoch: now,
+            epoch,
             leases: Leases::new(channels.iter().map(Channel::info), config, now),
             channels,
             feeds,
@@ -400,7 +428,10 @@ impl Relay {
                         self.show(Instant::now(), false);
                     }
                 }
-                _ = beat.tick() => self.show(Instant::now(), true),
+                _ = beat.tick() => {
+                    self.show(Instant::now(), true);
+                    self.send_sender_reports().await;
+                }
                 _ = sap_round.tick(), if self.sap.is_some() => {
                     if let Some(sap) = &mut self.sap {
                         sap.announce(&self.channels).await;
@@ -412,8 +443,9 @@ impl Relay {
         }
     }
 
-    /// Starts a task per UDP ingest socket (RTSP sources are pulled only while live). Each task
-    /// drops what its channel's `SenderFilter` refuses before it costs the relay loop anything.
+    /// Starts a task per UDP ingest socket, video and audio (RTSP sources are pulled only while
+    /// live). Each task drops what its channel's `SenderFilter` refuses before it costs the relay
+    /// loop anything; a source's audio and video share the filter (one camera sends both).
     fn listen(&self) -> Result<(), Error> {
         for (i, c) in self.channels.iter().enumerate() {
             let Some(listen) = c.ingest.listen() else {
@@ -422,33 +454,57 @@ impl Relay {
             if let Some(warning) = c.ingest.warning(&c.name) {
                 eprintln!("{warning}");
             }
-            let addr = listen.addr;
-            let socket = std::net::UdpSocket::bind(addr).map_err(|e| Error::Socket {
-                what: format!("{}: cannot listen on {addr}", c.name),
-                source: e,
-            })?;
-            socket.set_nonblocking(true).map_err(|e| Error::Socket {
-                what: "nonblocking".into(),
-                source: e,
-            })?;
-            let socket = net::register(socket)?;
-            let feeds = self.feeds.clone();
-            let (name, filter) = (c.name.clone(), c.senders.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                    let now = Instant::now();
-                    let admission = filter.lock().expect("not poisoned").admit(now, from.ip());
-                    if !admitted(&name, &listen, from, admission, &filter) {
-                        continue;
-                    }
-                    let feed = Feed::Datagram(buf[..n].to_vec());
-                    if feeds.send((i, now, feed)).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            self.spawn_ingest(i, c, listen, listen.addr, Feed::Datagram)?;
+            if let Some(audio) = &c.audio_in {
+                let a = &audio.info;
+                eprintln!(
+                    "video: {}: audio {:?} {} Hz, {} channels, as RTP on {}, relayed to {}",
+                    c.name,
+                    a.codec,
+                    a.clock_rate,
+                    a.channels,
+                    audio.addr,
+                    c.audio_media()
+                );
+                self.spawn_ingest(i, c, listen, audio.addr, Feed::Audio)?;
+            }
         }
+        Ok(())
+    }
+
+    /// A task reading channel `i`'s datagrams on `addr`, each fed to the relay loop as `feed`.
+    fn spawn_ingest(
+        &self,
+        i: usize,
+        c: &Channel,
+        listen: Listen,
+        addr: SocketAddr,
+        feed: fn(Vec<u8>) -> Feed,
+    ) -> Result<(), Error> {
+        let socket = std::net::UdpSocket::bind(addr).map_err(|e| Error::Socket {
+            what: format!("{}: cannot listen on {addr}", c.name),
+            source: e,
+        })?;
+        socket.set_nonblocking(true).map_err(|e| Error::Socket {
+            what: "nonblocking".into(),
+            source: e,
+        })?;
+        let socket = net::register(socket)?;
+        let feeds = self.feeds.clone();
+        let (name, filter) = (c.name.clone(), c.senders.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let now = Instant::now();
+                let admission = filter.lock().expect("not poisoned").admit(now, from.ip());
+                if !admitted(&name, &listen, from, admission, &filter) {
+                    continue;
+                }
+                if feeds.send((i, now, feed(buf[..n].to_vec()))).await.is_err() {
+                    return;
+                }
+            }
+        });
         Ok(())
     }
 
@@ -456,7 +512,13 @@ impl Relay {
     fn poll_timeout(&self) -> Instant {
         let windows = self.channels.iter();
         windows
-            .filter_map(|c| c.fec.as_ref().and_then(FecEncoder::poll_timeout))
+            .flat_map(|c| {
+                [
+                    c.fec.as_ref(),
+                    c.audio.as_ref().and_then(|a| a.fec.as_ref()),
+                ]
+            })
+            .filter_map(|fec| fec.and_then(FecEncoder::poll_timeout))
             .chain(self.leases.poll_timeout())
             .min()
             .unwrap_or_else(|| Instant::now() + ANNOUNCE_EVERY)
@@ -478,6 +540,74 @@ impl Relay {
         match feed {
             Feed::Datagram(data) => self.on_ingest(i, arrived, &data).await,
             Feed::ParameterSet(nal) => self.channels[i].packetizer.observe(&nal),
+            Feed::Audio(data) => self.on_audio(i, arrived, &data).await,
+            Feed::AudioTrack(info) => {
+                let c = &mut self.channels[i];
+                if c.set_audio(info.clone()) {
+                    match &info {
+                        Some(a) => eprintln!(
+                            "video: {}: audio {:?} {} Hz, {} channels, relayed to {}",
+                            c.name,
+                            a.codec,
+                            a.clock_rate,
+                            a.channels,
+                            c.audio_media()
+                        ),
+                        None => eprintln!("video: {}: the source has no AAC or Opus audio", c.name),
+                    }
+                    self.leases.set_audio(&c.name, info);
+                }
+            }
+        }
+    }
+
+    /// Relays one audio RTP packet of channel `i`, if the channel is live and has audio.
+    async fn on_audio(&mut self, i: usize, arrived: Instant, data: &[u8]) {
+        let c = &mut self.channels[i];
+        let to = c.audio_media();
+        let Some(a) = c.audio.as_mut().filter(|_| self.leases.is_live(&c.name)) else {
+            return;
+        };
+        if !a.stream.relay(arrived, data, &mut a.packet) {
+            return;
+        }
+        let _ = self.out.send_to(&a.packet, to).await;
+        a.bytes += a.packet.len() as u64;
+        if let Some(fec) = &mut a.fec {
+            fec.push(Instant::now(), &a.packet);
+        }
+        send_repairs(&self.out, c).await;
+    }
+
+    /// Every second, an RTCP sender report for each track of each live channel with audio, so
+    /// players line the tracks up (lip sync). A channel without audio needs none and sends none.
+    async fn send_sender_reports(&mut self) {
+        let now = Instant::now();
+        let since_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ntp = ntp_time(since_unix);
+        let mut report = Vec::with_capacity(64);
+        for c in &self.channels {
+            let Some(a) = c.audio.as_ref().filter(|_| self.leases.is_live(&c.name)) else {
+                continue;
+            };
+            let (_, octets) = c.stats.rtp_bytes();
+            let video = SenderReport {
+                ssrc: c.video_ssrc,
+                ntp,
+                rtp_time: rtp_time(self.epoch, now),
+                packets: c.stats.rtp_packets() as u32,
+                octets: octets as u32,
+            };
+            for (sr, to) in [
+                (video, c.rtcp(false)),
+                (a.stream.sender_report(now, ntp), c.rtcp(true)),
+            ] {
+                report.clear();
+                sr.write(&mut report);
+                let _ = self.out.send_to(&report, to).await;
+            }
         }
     }
 
@@ -512,6 +642,9 @@ impl Relay {
         }
         for c in &mut self.channels {
             if let Some(fec) = &mut c.fec {
+                fec.handle_timeout(now);
+            }
+            if let Some(fec) = c.audio.as_mut().and_then(|a| a.fec.as_mut()) {
                 fec.handle_timeout(now);
             }
             send_repairs(&self.out, c).await;
@@ -550,7 +683,7 @@ impl Relay {
                 }
                 shown.state = state;
             }
-            let bytes = c.stats.bytes();
+            let bytes = c.stats.bytes() + c.audio.as_ref().map_or(0, |a| a.bytes + a.repair_bytes);
             let secs = now.saturating_duration_since(shown.at).as_secs_f64();
             if secs > 0.0 {
                 shown.bitrate_bps = (bytes - shown.bytes) as f64 * 8.0 / secs;
@@ -639,13 +772,23 @@ fn admitted(
     }
 }
 
-/// Sends the REPAIR datagrams channel `c`'s FEC encoder has ready.
+/// Sends the REPAIR datagrams channel `c`'s FEC encoders (video and audio) have ready.
 async fn send_repairs(out: &UdpSocket, c: &mut Channel) {
     let to = c.repair();
-    let Some(fec) = &mut c.fec else { return };
-    while let Some(r) = fec.poll_repair() {
-        let _ = out.send_to(&r, to).await;
-        c.stats.repair_sent(r.len());
+    if let Some(fec) = &mut c.fec {
+        while let Some(r) = fec.poll_repair() {
+            let _ = out.send_to(&r, to).await;
+            c.stats.repair_sent(r.len());
+        }
+    }
+    if let Some(a) = &mut c.audio
+        && let Some(fec) = &mut a.fec
+    {
+        while let Some(r) = fec.poll_repair() {
+            let _ = out.send_to(&r, to).await;
+            a.repair_packets += 1;
+            a.repair_bytes += r.len() as u64;
+        }
     }
 }
 

@@ -1,8 +1,13 @@
 //! RTSP sources (MediaMTX's `rpiCamera`, IP cameras), pulled with retina only while a channel is
-//! live: their RTP packets take the same path as `rtp://` ingest.
+//! live: their RTP packets take the same path as `rtp://` ingest. An AAC (`mpeg4-generic`) or
+//! Opus audio track, if the server has one, is set up too and its RTP packets forwarded as they
+//! are, like a pushed source's `?audio=` port.
 
+use super::relay::AUDIO_PORT;
 use super::sources::{Feed, FeedTx};
+use edm_cast_proto::video::audio::aac_config;
 use edm_cast_proto::video::h264::avcc_parameter_sets;
+use edm_cast_proto::video::wire::{AudioCodec, AudioInfo, MAX_AUDIO_CONFIG};
 use std::time::{Duration, Instant};
 
 /// A session that brings no RTP for this long is torn down and set up again: a server at the end
@@ -64,7 +69,7 @@ async fn pull_once(
 ) -> Result<(), String> {
     use futures_util::StreamExt;
     use retina::client::PacketItem;
-    let (mut playing, stream) = tokio::time::timeout(SETUP_TIMEOUT, play(i, url, tx))
+    let (mut playing, stream, audio_stream) = tokio::time::timeout(SETUP_TIMEOUT, play(i, url, tx))
         .await
         .map_err(|_| format!("no answer in {} s", SETUP_TIMEOUT.as_secs()))??;
     let mut silent_at = Instant::now() + SILENT_RECONNECT;
@@ -73,12 +78,17 @@ async fn pull_once(
             return Err(format!("no video for {} s", SILENT_RECONNECT.as_secs()));
         };
         let Some(item) = item else { return Ok(()) };
-        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())?
-            && p.stream_id() == stream
-        {
-            *delivered = true;
-            silent_at = Instant::now() + SILENT_RECONNECT;
-            let feed = Feed::Datagram(p.raw().to_vec());
+        if let PacketItem::Rtp(p) = item.map_err(|e| e.to_string())? {
+            // Only video counts as the source being alive: audio alone is no picture.
+            let feed = match p.stream_id() {
+                s if s == stream => {
+                    *delivered = true;
+                    silent_at = Instant::now() + SILENT_RECONNECT;
+                    Feed::Datagram(p.raw().to_vec())
+                }
+                s if Some(s) == audio_stream => Feed::Audio(p.raw().to_vec()),
+                _ => continue,
+            };
             tx.send((i, Instant::now(), feed))
                 .await
                 .map_err(|_| "the relay stopped")?;
@@ -86,14 +96,19 @@ async fn pull_once(
     }
 }
 
-/// DESCRIBE, SETUP of the H.264 stream (its parameter sets go to the relay) and PLAY: the session
-/// and the stream's index.
-async fn play(
-    i: usize,
-    url: &url::Url,
-    tx: &FeedTx,
-) -> Result<(retina::client::Session<retina::client::Playing>, usize), String> {
-    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+/// The session playing, its H.264 stream's index and its audio stream's, if it has one.
+type Playing = (
+    retina::client::Session<retina::client::Playing>,
+    usize,
+    Option<usize>,
+);
+
+/// DESCRIBE, SETUP of the H.264 stream (its parameter sets go to the relay) and of an AAC or Opus
+/// track if there is one (its description goes to the relay), and PLAY.
+async fn play(i: usize, url: &url::Url, tx: &FeedTx) -> Result<Playing, String> {
+    use retina::client::{
+        InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions,
+    };
     let options = SessionOptions::default().user_agent("edm-cast".into());
     let mut session = Session::describe(url.clone(), options)
         .await
@@ -112,11 +127,52 @@ async fn play(
             let _ = tx.send((i, Instant::now(), Feed::ParameterSet(nal))).await;
         }
     }
-    let playing = session
-        .play(PlayOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((playing, stream))
+    let audio = session.streams().iter().enumerate().find_map(|(j, s)| {
+        let info = audio_info(s)?;
+        Some((j, info))
+    });
+    if let Some((j, _)) = &audio {
+        session
+            .setup(*j, SetupOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let (audio_stream, info) = audio.unzip();
+    let _ = tx.send((i, Instant::now(), Feed::AudioTrack(info))).await;
+    // Servers that send no rtptime in PLAY's RTP-Info are taken: the relay stamps the video by
+    // arrival and maps the audio's timestamps itself (VIDEO.md 3.1), so retina's start does not
+    // matter. With two streams retina otherwise refuses them.
+    let options = PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive);
+    let playing = session.play(options).await.map_err(|e| e.to_string())?;
+    Ok((playing, stream, audio_stream))
+}
+
+/// What the relay can say of an RTSP stream as its audio track: AAC with an AudioSpecificConfig
+/// whose rate and channels it can read, or Opus; None for anything else.
+fn audio_info(s: &retina::client::Stream) -> Option<AudioInfo> {
+    if s.media() != "audio" {
+        return None;
+    }
+    let (codec, clock_rate, channels, config) = match s.encoding_name() {
+        "mpeg4-generic" => {
+            let Some(retina::codec::ParametersRef::Audio(a)) = s.parameters() else {
+                return None;
+            };
+            let config = a.extra_data();
+            let (rate, channels) = aac_config(config)?;
+            (config.len() <= MAX_AUDIO_CONFIG).then_some(())?;
+            (AudioCodec::Aac, rate, channels, config.to_vec())
+        }
+        "opus" => (AudioCodec::Opus, 48_000, 2, vec![]),
+        _ => return None,
+    };
+    Some(AudioInfo {
+        port: AUDIO_PORT,
+        codec,
+        clock_rate,
+        channels,
+        config,
+    })
 }
 
 #[cfg(test)]

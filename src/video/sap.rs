@@ -7,7 +7,7 @@
 //! bytes a second, and a player lists the channel within 5 s of opening its SAP list.
 
 use super::channel::Channel;
-use super::relay::MEDIA_PORT;
+use super::relay::{AUDIO_PORT, MEDIA_PORT};
 use crate::error::Error;
 use crate::net::{self, Group};
 use edm_cast_proto::video::sap::{Kind, SAP_GROUP, packet};
@@ -58,7 +58,7 @@ impl Sap {
     }
 
     /// The SDP of channel `i` as a player on the LAN opens it: the channel's group, its RTP port,
-    /// its parameter sets once the source sent them.
+    /// its parameter sets once the source sent them, and its audio track if it has one.
     fn sdp(&self, i: usize, c: &Channel) -> String {
         let (sps, pps) = c.packetizer.parameter_sets();
         sdp::Session {
@@ -71,6 +71,7 @@ impl Sap {
             port: MEDIA_PORT,
             sps,
             pps,
+            audio: c.audio.as_ref().map(|a| (AUDIO_PORT, &a.info)),
         }
         .render()
     }

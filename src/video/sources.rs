@@ -1,7 +1,10 @@
-//! What `edm-cast video` relays: sources named on the command line or in a TOML file, and the
-//! three ways their video comes in (raw H.264 over UDP, RTP, RTSP).
+//! What `edm-cast video` relays: sources named on the command line or in a TOML file, the
+//! three ways their video comes in (raw H.264 over UDP, RTP, RTSP), and a pushed source's audio
+//! (RTP on a second port, named in the URL's query: `?audio=PORT&aac=CONFIG` or `&opus`).
 
 use crate::error::Error;
+use edm_cast_proto::video::audio::aac_config;
+use edm_cast_proto::video::wire::{AudioCodec, AudioInfo, MAX_AUDIO_CONFIG};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Instant;
@@ -57,9 +60,79 @@ impl Ingest {
     }
 }
 
+/// A pushed source's audio track: RTP arriving on `addr`, described by `info` (whose port is
+/// where the relay sends it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct AudioIn {
+    pub(super) addr: SocketAddr,
+    pub(super) info: AudioInfo,
+}
+
+impl AudioIn {
+    /// The audio a pushed source's URL names in its query (`rtp://:5002?audio=5012&aac=1190`,
+    /// `udp://:5000?audio=5012&opus`), sent on to the channel's `port`; None without a query.
+    /// The URL is checked by `Ingest`'s parser too, which ignores the query.
+    pub(super) fn from_url(url: &str, port: u16) -> Result<Option<AudioIn>, String> {
+        if url.starts_with("rtsp://") {
+            return Ok(None);
+        }
+        let Some((base, query)) = url.split_once('?') else {
+            return Ok(None);
+        };
+        let usage = "?audio=PORT&aac=CONFIG (the hex AudioSpecificConfig of the source's SDP, \
+                     config=...) or ?audio=PORT&opus";
+        let (mut audio_port, mut codec) = (None, None);
+        for param in query.split('&') {
+            match param.split_once('=') {
+                Some(("audio", p)) => {
+                    audio_port =
+                        Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                            format!("'{url}': audio port '{p}' is not a port number")
+                        })?)
+                }
+                Some(("aac", hex)) => {
+                    let config = data_encoding::HEXLOWER_PERMISSIVE
+                        .decode(hex.as_bytes())
+                        .ok()
+                        .filter(|c| c.len() <= MAX_AUDIO_CONFIG);
+                    let parsed = config.as_deref().and_then(aac_config);
+                    let (Some(config), Some((rate, channels))) = (config.clone(), parsed) else {
+                        return Err(format!(
+                            "'{url}': aac={hex} is not an AAC AudioSpecificConfig in hex (e.g. 1190: 48 kHz stereo)"
+                        ));
+                    };
+                    codec = Some((AudioCodec::Aac, rate, channels, config));
+                }
+                None if param == "opus" => codec = Some((AudioCodec::Opus, 48_000, 2, vec![])),
+                _ => return Err(format!("'{url}': unknown '{param}'; expected {usage}")),
+            }
+        }
+        let (Some(audio_port), Some((codec, clock_rate, channels, config))) = (audio_port, codec)
+        else {
+            return Err(format!("'{url}': audio needs a port and a codec: {usage}"));
+        };
+        let video: Ingest = base.parse()?;
+        let listen = video.listen().expect("a pushed source");
+        Ok(Some(AudioIn {
+            addr: SocketAddr::new(listen.addr.ip(), audio_port),
+            info: AudioInfo {
+                port,
+                codec,
+                clock_rate,
+                channels,
+                config,
+            },
+        }))
+    }
+}
+
 /// What an ingest task hands the relay loop.
 pub(super) enum Feed {
     Datagram(Vec<u8>),
+    /// An RTP packet of the channel's audio track.
+    Audio(Vec<u8>),
+    /// An RTSP source's audio track, once described (None: it has none the relay can send).
+    AudioTrack(Option<AudioInfo>),
     /// An SPS or PPS from the RTSP server's SDP, to insert before the next IDR.
     ParameterSet(Vec<u8>),
 }
@@ -89,6 +162,8 @@ impl FromStr for Ingest {
                 ));
             }
         };
+        // The query names the audio (`AudioIn::from_url`).
+        let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
         let rest = rest.trim_end_matches('/');
         let (camera, rest) = match rest.split_once('@') {
             Some((camera, rest)) => {
@@ -190,6 +265,51 @@ mod tests {
     }
 
     #[test]
+    fn audio_is_named_in_the_query() {
+        let aac = AudioIn::from_url("rtp://10.0.0.7@127.0.0.1:5002?audio=5012&aac=1190", 5008);
+        assert_eq!(
+            aac,
+            Ok(Some(AudioIn {
+                addr: "127.0.0.1:5012".parse().unwrap(),
+                info: AudioInfo {
+                    port: 5008,
+                    codec: AudioCodec::Aac,
+                    clock_rate: 48_000,
+                    channels: 2,
+                    config: vec![0x11, 0x90],
+                },
+            }))
+        );
+        let opus = AudioIn::from_url("udp://:5000?opus&audio=5012", 5008)
+            .unwrap()
+            .unwrap();
+        assert_eq!(opus.addr, "0.0.0.0:5012".parse().unwrap());
+        assert_eq!(
+            (opus.info.codec, opus.info.clock_rate, opus.info.channels),
+            (AudioCodec::Opus, 48_000, 2)
+        );
+        assert_eq!(AudioIn::from_url("rtp://:5002", 5008), Ok(None));
+        assert_eq!(AudioIn::from_url("rtsp://pi/cam?x=1", 5008), Ok(None));
+        for (url, says) in [
+            ("rtp://:5002?audio=5012", "needs a port and a codec"),
+            ("rtp://:5002?aac=1190", "needs a port and a codec"),
+            ("rtp://:5002?audio=0&opus", "not a port number"),
+            (
+                "rtp://:5002?audio=5012&aac=11",
+                "not an AAC AudioSpecificConfig",
+            ),
+            (
+                "rtp://:5002?audio=5012&aac=zz",
+                "not an AAC AudioSpecificConfig",
+            ),
+            ("rtp://:5002?audio=5012&mp3", "unknown 'mp3'"),
+        ] {
+            let e = AudioIn::from_url(url, 5008).unwrap_err();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+    }
+
+    #[test]
     fn source_urls_parse() {
         let listen = |addr: &str, camera: Option<&str>| Listen {
             addr: addr.parse().unwrap(),
@@ -218,6 +338,10 @@ mod tests {
             Ok(Ingest::Rtsp("rtsp://pi:8554/cam".parse().unwrap()))
         );
         assert!("http://x:1".parse::<Ingest>().is_err());
+        assert_eq!(
+            "rtp://10.0.0.7@:5002?audio=5012&aac=1190".parse::<Ingest>(),
+            Ok(Ingest::Rtp(listen("0.0.0.0:5002", Some("10.0.0.7"))))
+        );
         assert!("udp://nope".parse::<Ingest>().is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `edm-cast watch NAME`: finds the relay by its announcements, leases channel NAME, repairs and
 //! reorders its RTP (`edm_cast_proto::video::fec::Playout`) and forwards it to a local port that a
-//! player opens through an SDP file.
+//! player opens through an SDP file. A channel's audio track goes the same way to the next port
+//! but one, and the relay's RTCP sender reports of both tracks to their RTCP ports (lip sync).
 
 use super::relay::parse_group;
 use crate::cli::seconds;
@@ -12,9 +13,10 @@ use clap::Parser;
 use edm_cast_proto::auth;
 use edm_cast_proto::video::fec::Playout;
 use edm_cast_proto::video::h264::{NAL_SPS, nal_type, rtp_parameter_sets, rtp_starts_keyframe};
+use edm_cast_proto::video::rtcp::SenderReport;
 use edm_cast_proto::video::sdp;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig, ViewerEvent};
-use edm_cast_proto::video::wire::{ChannelInfo, FecReport};
+use edm_cast_proto::video::wire::{AudioInfo, ChannelInfo, FecReport, Repair};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
@@ -28,8 +30,9 @@ pub struct Args {
     /// Write the SDP file here and start no player (open it in VLC, ffplay or GStreamer).
     #[arg(long, value_name = "PATH")]
     sdp: Option<PathBuf>,
-    /// Local UDP port the clean RTP stream is forwarded to (RTCP would be PORT+1).
-    #[arg(long, default_value_t = 6004)]
+    /// Local UDP port the clean RTP stream is forwarded to; a channel's audio goes to PORT+2
+    /// (and the RTCP sender reports of both to PORT+1 and PORT+3).
+    #[arg(long, default_value_t = 6004, value_parser = clap::value_parser!(u16).range(1..=65531))]
     port: u16,
     /// Announce group of the relay.
     #[arg(long, default_value = "239.255.1.1:5010", value_parser = parse_group)]
@@ -165,6 +168,8 @@ struct Lease {
     control_buf: Vec<u8>,
     /// The datagram being sent.
     out: Vec<u8>,
+    /// The channel's audio as a REPLY after the grant described it, until the media side takes it.
+    audio_changed: Option<Option<AudioInfo>>,
 }
 
 impl Lease {
@@ -192,6 +197,7 @@ impl Lease {
             control: net::register(net::feedback_socket(iface)?)?,
             control_buf: vec![0u8; 2048],
             out: Vec::with_capacity(64),
+            audio_changed: None,
         })
     }
 
@@ -256,6 +262,7 @@ impl Lease {
             match e {
                 ViewerEvent::Joined(info) => joined = Some(info),
                 ViewerEvent::RelayMoved(to) => eprintln!("watch: the relay is now at {to}"),
+                ViewerEvent::AudioChanged(audio) => self.audio_changed = Some(audio),
                 ViewerEvent::Failed(e) => return Err(Error::Protocol(e.to_string())),
             }
         }
@@ -303,6 +310,32 @@ struct Watching {
     last_video: Instant,
     /// Said so, and not yet that it is back.
     silent: bool,
+    /// The channel's audio track, if it has one.
+    audio: Option<AudioTrack>,
+    /// What joining an audio track described after the grant takes.
+    group: Ipv4Addr,
+    media_port: u16,
+    iface: Ipv4Addr,
+    hold: Duration,
+    /// Sender reports of the video: RTCP from the relay, forwarded to `--port` + 1.
+    video_rtcp: Option<UdpSocket>,
+    video_rtcp_buf: Vec<u8>,
+    audio_buf: Vec<u8>,
+    audio_rtcp_buf: Vec<u8>,
+}
+
+/// The audio side of `Watching`: its own playout (the same hold and bounds as the video's, so
+/// the tracks stay in step), forwarded to `--port` + 2, its sender reports to `--port` + 3.
+struct AudioTrack {
+    playout: Playout,
+    media: UdpSocket,
+    rtcp: UdpSocket,
+    forward_to: SocketAddr,
+    forwarded: u64,
+    /// Sender reports forwarded (video and audio), and those dropped: not a sender report, or
+    /// not of the track's SSRC.
+    reports: u64,
+    reports_dropped: u64,
 }
 
 impl Watching {
@@ -320,7 +353,28 @@ impl Watching {
             .map_err(socket_error("cannot open a local socket".into()))?;
         let local = net::register(local)?;
         let forward_to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-        let sdp = SdpFile::new(args);
+        let hold = Duration::from_millis(args.hold_ms);
+        let (audio, video_rtcp) = match &info.audio {
+            Some(a) => {
+                let to = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port + 2));
+                let (track, rtcp) =
+                    AudioTrack::open(info.group, info.media_port, a, iface, hold, to)?;
+                (Some(track), Some(rtcp))
+            }
+            None => (None, None),
+        };
+        let sdp = SdpFile::new(args, info.audio.clone());
+        if let Some(a) = &info.audio {
+            eprintln!(
+                "watch: audio {:?} {} Hz, {} channels: {}:{}, forwarding to 127.0.0.1:{}",
+                a.codec,
+                a.clock_rate,
+                a.channels,
+                info.group,
+                a.port,
+                args.port + 2
+            );
+        }
         eprintln!(
             "watch: {} from {relay}: {}:{} (repair {}), forwarding to {forward_to}; SDP {} once the stream's SPS and PPS came (at most {} s)",
             args.name,
@@ -349,6 +403,15 @@ impl Watching {
             forwarded: 0,
             last_video: Instant::now(),
             silent: false,
+            audio,
+            group: info.group,
+            media_port: info.media_port,
+            iface,
+            hold,
+            video_rtcp,
+            video_rtcp_buf: vec![0u8; 2048],
+            audio_buf: vec![0u8; 65536],
+            audio_rtcp_buf: vec![0u8; 2048],
         })
     }
 
@@ -359,6 +422,8 @@ impl Watching {
         loop {
             let renew = lease.wake();
             let wake = self.playout.poll_timeout().map_or(renew, |t| t.min(renew));
+            let audio_wake = self.audio.as_ref().and_then(|a| a.playout.poll_timeout());
+            let wake = audio_wake.map_or(wake, |t| t.min(wake));
             let wake = self.sdp.deadline().map_or(wake, |t| t.min(wake));
             let wake = if self.silent {
                 wake
@@ -375,7 +440,22 @@ impl Watching {
                 }
                 got = recv_if(self.repair.as_ref(), &mut self.repair_buf) => {
                     if let Ok(n) = got {
-                        self.playout.handle_repair(Instant::now(), &self.repair_buf[..n]);
+                        self.on_repair(Instant::now(), n);
+                    }
+                }
+                got = recv_if(self.audio.as_ref().map(|a| &a.media), &mut self.audio_buf) => {
+                    if let (Ok(n), Some(a)) = (got, &mut self.audio) {
+                        a.playout.handle_rtp(Instant::now(), &self.audio_buf[..n]);
+                    }
+                }
+                got = recv_if(self.audio.as_ref().map(|a| &a.rtcp), &mut self.audio_rtcp_buf) => {
+                    if let Ok(n) = got {
+                        self.on_sender_report(true, n).await;
+                    }
+                }
+                got = recv_if(self.video_rtcp.as_ref(), &mut self.video_rtcp_buf) => {
+                    if let Ok(n) = got {
+                        self.on_sender_report(false, n).await;
                     }
                 }
                 _ = lease.recv() => {}
@@ -397,6 +477,71 @@ impl Watching {
             });
             lease.on_timeout().await;
             lease.on_events()?;
+            if let Some(audio) = lease.audio_changed.take() {
+                self.audio_changed(audio)?;
+            }
+        }
+    }
+
+    /// The relay described the channel's audio otherwise after the grant (an RTSP source's,
+    /// learned once connected): forwards it from now on, and puts it in the SDP.
+    fn audio_changed(&mut self, audio: Option<AudioInfo>) -> Result<(), Error> {
+        match &audio {
+            Some(a) => {
+                let to = SocketAddr::from((Ipv4Addr::LOCALHOST, self.forward_to.port() + 2));
+                let (track, rtcp) =
+                    AudioTrack::open(self.group, self.media_port, a, self.iface, self.hold, to)?;
+                eprintln!(
+                    "watch: the channel has audio now: {:?} {} Hz, {} channels, forwarding to {}",
+                    a.codec, a.clock_rate, a.channels, track.forward_to
+                );
+                self.audio = Some(track);
+                self.video_rtcp = Some(rtcp);
+            }
+            None => {
+                eprintln!("watch: the channel has no audio now");
+                (self.audio, self.video_rtcp) = (None, None);
+            }
+        }
+        self.sdp.set_audio(audio)
+    }
+
+    /// A REPAIR came: the audio's if it names the audio's SSRC, else the video's (whose playout
+    /// counts what is neither).
+    fn on_repair(&mut self, now: Instant, n: usize) {
+        let bytes = &self.repair_buf[..n];
+        if let Some(a) = &mut self.audio {
+            let ssrc = Repair::parse(bytes).ok().map(|r| r.ssrc);
+            if ssrc.is_some() && ssrc == a.playout.ssrc() {
+                a.playout.handle_repair(now, bytes);
+                return;
+            }
+        }
+        self.playout.handle_repair(now, bytes);
+    }
+
+    /// A datagram came on the video's (`audio` false) or the audio's RTCP port: forwarded to the
+    /// player's RTCP port if it is a sender report of that track's SSRC.
+    async fn on_sender_report(&mut self, audio: bool, n: usize) {
+        let Some(a) = &mut self.audio else { return };
+        let (bytes, ssrc, port) = match audio {
+            true => (
+                &self.audio_rtcp_buf[..n],
+                a.playout.ssrc(),
+                a.forward_to.port() + 1,
+            ),
+            false => (
+                &self.video_rtcp_buf[..n],
+                self.playout.ssrc(),
+                self.forward_to.port() + 1,
+            ),
+        };
+        if SenderReport::parse(bytes).is_ok_and(|sr| Some(sr.ssrc) == ssrc) {
+            let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let _ = self.local.send_to(bytes, to).await;
+            a.reports += 1;
+        } else {
+            a.reports_dropped += 1;
         }
     }
 
@@ -441,6 +586,13 @@ impl Watching {
             let _ = self.local.send_to(&p, self.forward_to).await;
             self.forwarded += 1;
         }
+        if let Some(a) = &mut self.audio {
+            a.playout.handle_timeout(now);
+            while let Some(p) = a.playout.poll_packet() {
+                let _ = self.local.send_to(&p, a.forward_to).await;
+                a.forwarded += 1;
+            }
+        }
         if self.sdp.write_if_ready(now)? && self.sdp.temporary {
             self.player = start_player(&self.sdp.path);
         }
@@ -461,6 +613,48 @@ impl Watching {
             "watch: {} packets forwarded; {} received, {} repaired, {} lost, {} dropped, {} over the bounds",
             self.forwarded, s.received, s.recovered, s.lost, s.dropped, s.refused
         );
+        if let Some(a) = &self.audio {
+            let s = &a.playout.stats;
+            eprintln!(
+                "watch: audio: {} packets forwarded; {} received, {} repaired, {} lost, {} dropped, {} over the bounds; {} sender reports forwarded, {} dropped",
+                a.forwarded,
+                s.received,
+                s.recovered,
+                s.lost,
+                s.dropped,
+                s.refused,
+                a.reports,
+                a.reports_dropped
+            );
+        }
+    }
+}
+
+impl AudioTrack {
+    /// Joins the audio's group port and its RTCP port, and the video's RTCP port (returned):
+    /// the sender reports that line the tracks up. The audio goes on to `forward_to`.
+    fn open(
+        group: Ipv4Addr,
+        media_port: u16,
+        a: &AudioInfo,
+        iface: Ipv4Addr,
+        hold: Duration,
+        forward_to: SocketAddr,
+    ) -> Result<(AudioTrack, UdpSocket), Error> {
+        let join = |port: u16| {
+            let group = Group(SocketAddrV4::new(group, port));
+            net::register(net::group_socket(group, iface)?)
+        };
+        let track = AudioTrack {
+            playout: Playout::new(hold),
+            media: join(a.port)?,
+            rtcp: join(a.port.wrapping_add(1))?,
+            forward_to,
+            forwarded: 0,
+            reports: 0,
+            reports_dropped: 0,
+        };
+        Ok((track, join(media_port.wrapping_add(1))?))
     }
 }
 
@@ -492,6 +686,8 @@ struct SdpFile {
     temporary: bool,
     name: String,
     port: u16,
+    /// The audio track, forwarded to `port` + 2.
+    audio: Option<AudioInfo>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
     /// None once written.
@@ -499,7 +695,7 @@ struct SdpFile {
 }
 
 impl SdpFile {
-    fn new(args: &Args) -> Self {
+    fn new(args: &Args, audio: Option<AudioInfo>) -> Self {
         let path = args.sdp.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("edm-cast-{}-{}.sdp", args.name, std::process::id()))
         });
@@ -508,6 +704,7 @@ impl SdpFile {
             temporary: args.sdp.is_none(),
             name: args.name.clone(),
             port: args.port,
+            audio,
             sps: None,
             pps: None,
             deadline: Some(Instant::now() + PARAMETER_SETS_WAIT),
@@ -543,27 +740,7 @@ impl SdpFile {
         if !complete && now < deadline {
             return Ok(false);
         }
-        let text = sdp::Session {
-            name: &self.name,
-            description: None,
-            origin: Ipv4Addr::LOCALHOST,
-            session_id: 0,
-            address: Ipv4Addr::LOCALHOST,
-            ttl: 0,
-            port: self.port,
-            sps: self.sps.as_deref(),
-            pps: self.pps.as_deref(),
-        }
-        .render();
-        // Written whole under another name, then renamed: a player polling for the file never
-        // reads half of it.
-        let part = self.path.with_extension("sdp.part");
-        std::fs::write(&part, text)
-            .and_then(|_| std::fs::rename(&part, &self.path))
-            .map_err(|source| Error::Write {
-                path: self.path.clone(),
-                source,
-            })?;
+        self.write()?;
         self.deadline = None;
         eprintln!(
             "watch: SDP written to {} ({})",
@@ -575,6 +752,46 @@ impl SdpFile {
             }
         );
         Ok(true)
+    }
+
+    /// Writes the SDP as it stands.
+    fn write(&self) -> Result<(), Error> {
+        let text = sdp::Session {
+            name: &self.name,
+            description: None,
+            origin: Ipv4Addr::LOCALHOST,
+            session_id: 0,
+            address: Ipv4Addr::LOCALHOST,
+            ttl: 0,
+            port: self.port,
+            sps: self.sps.as_deref(),
+            pps: self.pps.as_deref(),
+            audio: self.audio.as_ref().map(|a| (self.port + 2, a)),
+        }
+        .render();
+        // Written whole under another name, then renamed: a player polling for the file never
+        // reads half of it.
+        let part = self.path.with_extension("sdp.part");
+        std::fs::write(&part, text)
+            .and_then(|_| std::fs::rename(&part, &self.path))
+            .map_err(|source| Error::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The channel's audio changed after the grant: the SDP will say so, or says so now if it
+    /// was written already (a player that opened it keeps what it read).
+    fn set_audio(&mut self, audio: Option<AudioInfo>) -> Result<(), Error> {
+        self.audio = audio;
+        if self.deadline.is_none() {
+            self.write()?;
+            eprintln!(
+                "watch: SDP {} written again with the channel's audio as it is now (a player that opened it already: restart it)",
+                self.path.display()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -27,6 +27,7 @@ pub fn channel(i: usize) -> ChannelInfo {
         group: Ipv4Addr::new(239, 255, 1, 2 + i as u8),
         media_port: 5004,
         repair_port: 5006,
+        audio: None,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::auth::{Seal, Signer};
 use crate::counters::Counters;
 use crate::file::sender::Destination;
 use crate::limit::TokenBucket;
-use crate::video::wire::{ChannelInfo, Control, FecReport, Refusal};
+use crate::video::wire::{AudioInfo, ChannelInfo, Control, FecReport, Refusal};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +78,8 @@ struct Lease {
     expires: Instant,
     /// Where its REQUESTs come from: renewals and LEAVE are taken from there only.
     from: IpAddr,
+    /// The address (and port) of its latest REQUEST: where an unasked REPLY goes.
+    reply_to: SocketAddr,
     /// The channel's `sent` when the lease was granted: the viewer can have repaired or lost
     /// only packets sent since.
     sent_at_grant: u64,
@@ -131,7 +133,8 @@ enum Denied {
 ///   socket; `handle_timeout(now)` once `poll_timeout` has passed; `set_sent(channel, packets)`
 ///   with the RTP packets sent on a channel so far (the bound of the viewers' reports).
 /// - Commands: `always_on(channel)` relays a channel from now on without leases (for players
-///   that found it by SAP and know no REQUEST); otherwise the viewers' datagrams and the clock
+///   that found it by SAP and know no REQUEST); `set_audio(channel, audio)` says what granted
+///   REPLYs tell of its audio track; otherwise the viewers' datagrams and the clock
 ///   drive it all.
 /// - Outputs: `poll_transmit(now, buf)` gives each REPLY (to the REQUEST's source) and, every
 ///   `ANNOUNCE_EVERY`, an ANNOUNCE to the group, signed when the config has a signer;
@@ -219,6 +222,29 @@ impl Leases {
         }
     }
 
+    /// Sets what granted REPLYs say of `channel`'s audio track (the shell learns an RTSP
+    /// source's only once connected; a pushed source's is configured). If that changes it, each
+    /// viewer holding a lease is sent a REPLY at once, unasked, so that it need not wait for its
+    /// next renewal to hear of it.
+    pub fn set_audio(&mut self, channel: &str, audio: Option<AudioInfo>) {
+        let lease_ms = self.config.lease.as_millis() as u32;
+        let Some(c) = self.channels.iter_mut().find(|c| c.info.name == channel) else {
+            return;
+        };
+        if c.info.audio == audio {
+            return;
+        }
+        c.info.audio = audio;
+        for (viewer, lease) in &c.viewers {
+            let reply = Control::Reply {
+                viewer: *viewer,
+                lease_ms,
+                result: Ok(c.info.clone()),
+            };
+            self.replies.push_back((lease.reply_to, reply));
+        }
+    }
+
     /// Datagrams dropped: not video control at all, malformed, or a type the relay does not take
     /// (`malformed`, `foreign`, `version`, `unexpected`); REQUESTs over an address's rate
     /// (`rate_limited`) or over the table's bounds (`refused`); renewals and LEAVEs of a lease
@@ -243,7 +269,7 @@ impl Leases {
                 if !self.take_token(now, from.ip()) {
                     return;
                 }
-                let result = match self.grant(now, from.ip(), viewer, &channel) {
+                let result = match self.grant(now, from, viewer, &channel) {
                     Ok(()) => {
                         if let Some(report) = fec {
                             self.take_report(viewer, &channel, report);
@@ -295,10 +321,11 @@ impl Leases {
     fn grant(
         &mut self,
         now: Instant,
-        from: IpAddr,
+        reply_to: SocketAddr,
         viewer: u64,
         channel: &str,
     ) -> Result<(), Denied> {
+        let from = reply_to.ip();
         let (lease, max_viewers) = (self.config.lease, self.config.max_viewers);
         let max_per_address = self.config.max_per_address;
         let Some(i) = self.channels.iter().position(|c| c.info.name == channel) else {
@@ -310,7 +337,7 @@ impl Leases {
                 self.dropped.wrong_source += 1;
                 return Err(Denied::Refused);
             }
-            Some(l) => l.expires = now + lease,
+            Some(l) => (l.expires, l.reply_to) = (now + lease, reply_to),
             None => {
                 let held = self.addresses.get(&from).map_or(0, |a| a.leases);
                 if c.viewers.len() >= max_viewers || held >= max_per_address {
@@ -322,6 +349,7 @@ impl Leases {
                     Lease {
                         expires: now + lease,
                         from,
+                        reply_to,
                         sent_at_grant: c.sent,
                         first: None,
                         last: FecReport::default(),
@@ -514,7 +542,10 @@ mod tests {
 
     impl FromOnePc for Leases {
         fn request(&mut self, now: Instant, viewer: u64, channel: &str) -> bool {
-            self.take_token(now, PC) && self.grant(now, PC, viewer, channel).is_ok()
+            self.take_token(now, PC)
+                && self
+                    .grant(now, SocketAddr::new(PC, 4000), viewer, channel)
+                    .is_ok()
         }
 
         fn leave(&mut self, now: Instant, viewer: u64, channel: &str) {
@@ -561,6 +592,7 @@ mod tests {
             group: Ipv4Addr::new(239, 255, 1, 2),
             media_port: 5004,
             repair_port: 5006,
+            audio: None,
         }
     }
 

@@ -521,6 +521,12 @@ impl Playout {
         self.release(now);
     }
 
+    /// The SSRC of the stream being played out, once its first packet came (a viewer with
+    /// audio tells the tracks' REPAIRs apart by it).
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
+    }
+
     /// The next RTP packet to forward, in sequence order.
     pub fn poll_packet(&mut self) -> Option<Vec<u8>> {
         self.out.pop_front()

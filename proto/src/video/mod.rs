@@ -3,10 +3,12 @@
 //! packets (`fec`), who may feed a channel (`ingest`), and the two control state machines of a
 //! channel: the relay's lease table (`channel::Leases`) and the viewer's (`viewer::Viewer`).
 
+pub mod audio;
 pub mod channel;
 pub mod fec;
 pub mod h264;
 pub mod ingest;
+pub mod rtcp;
 pub mod rtp;
 pub mod sap;
 pub mod sdp;

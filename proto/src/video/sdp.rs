@@ -3,7 +3,9 @@
 //! a decoder can start at the first keyframe without logging missing-PPS errors. Pure: the caller
 //! says where the RTP arrives and hands over the SPS/PPS it has seen.
 
+use super::audio::PAYLOAD_TYPE_AUDIO;
 use super::rtp::PAYLOAD_TYPE_H264 as PAYLOAD_TYPE;
+use super::wire::{AudioCodec, AudioInfo};
 use data_encoding::BASE64;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -30,6 +32,8 @@ pub struct Session<'a> {
     pub sps: Option<&'a [u8]>,
     /// The latest picture parameter set, if seen.
     pub pps: Option<&'a [u8]>,
+    /// The audio track, if the channel has one, and its RTP port (an `m=audio` section).
+    pub audio: Option<(u16, &'a AudioInfo)>,
 }
 
 /// `profile-level-id` (RFC 6184 section 8.1): the three bytes after the SPS's NAL header
@@ -86,6 +90,28 @@ impl Session<'_> {
             }
         }
         s.push_str("\r\n");
+        if let Some((port, a)) = self.audio {
+            let pt = PAYLOAD_TYPE_AUDIO;
+            let _ = write!(s, "m=audio {port} RTP/AVP {pt}\r\n");
+            match a.codec {
+                // RFC 3640 section 4.1, mode AAC-hbr, as the relay forwards the source's payload.
+                AudioCodec::Aac => {
+                    let _ = write!(
+                        s,
+                        "a=rtpmap:{pt} mpeg4-generic/{}/{}\r\na=fmtp:{pt} streamtype=5;\
+                         profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;\
+                         indexdeltalength=3;config={}\r\n",
+                        a.clock_rate,
+                        a.channels,
+                        data_encoding::HEXLOWER.encode(&a.config)
+                    );
+                }
+                // RFC 7587 section 7: always 48000/2, whatever the source's channels.
+                AudioCodec::Opus => {
+                    let _ = write!(s, "a=rtpmap:{pt} opus/48000/2\r\n");
+                }
+            }
+        }
         s
     }
 }
@@ -112,6 +138,7 @@ mod tests {
             port: 5004,
             sps,
             pps,
+            audio: None,
         }
     }
 
@@ -151,6 +178,40 @@ mod tests {
         assert!(
             text.ends_with("a=fmtp:96 packetization-mode=1\r\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn audio_gets_its_own_media_section() {
+        let aac = AudioInfo {
+            port: 5008,
+            codec: AudioCodec::Aac,
+            clock_rate: 44_100,
+            channels: 2,
+            config: vec![0x12, 0x10],
+        };
+        let mut s = session(Some(&SPS), Some(&PPS));
+        s.audio = Some((6006, &aac));
+        let text = s.render();
+        assert!(
+            text.ends_with(
+                "sprop-parameter-sets=Z2QAFKzZQUH7ARAAAAMAEAAAAwMg8UKZYA==,aOvjyyLA\r\n\
+                 m=audio 6006 RTP/AVP 97\r\na=rtpmap:97 mpeg4-generic/44100/2\r\n\
+                 a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
+                 indexlength=3;indexdeltalength=3;config=1210\r\n"
+            ),
+            "{text}"
+        );
+        let opus = AudioInfo {
+            codec: AudioCodec::Opus,
+            channels: 1,
+            config: vec![],
+            ..aac.clone()
+        };
+        s.audio = Some((6006, &opus));
+        assert!(
+            s.render()
+                .ends_with("\r\nm=audio 6006 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n")
         );
     }
 

@@ -7,7 +7,7 @@
 
 use crate::auth::{Auth, KeyId, Trust};
 use crate::counters::Counters;
-use crate::video::wire::{ChannelInfo, Control, FecReport, Refusal};
+use crate::video::wire::{AudioInfo, ChannelInfo, Control, FecReport, Refusal};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -44,6 +44,9 @@ pub enum ViewerEvent {
     /// An ANNOUNCE listing the channel came from another address (a restarted relay): REQUESTs
     /// now go there, the first one at once.
     RelayMoved(SocketAddr),
+    /// A REPLY once joined described the channel's audio otherwise than the REPLY that granted
+    /// the lease (the relay learned an RTSP source's audio track once connected): this is it now.
+    AudioChanged(Option<AudioInfo>),
     /// The viewer gave up; it sends nothing more.
     Failed(ViewerError),
 }
@@ -158,6 +161,8 @@ pub struct Viewer {
     dropped: Counters,
     /// What the REQUESTs report (`set_fec`).
     fec: FecReport,
+    /// The channel's audio as the last REPLY taken described it.
+    audio: Option<AudioInfo>,
 }
 
 impl Viewer {
@@ -175,6 +180,7 @@ impl Viewer {
             events: VecDeque::new(),
             dropped: Counters::default(),
             fec: FecReport::default(),
+            audio: None,
         }
     }
 
@@ -336,12 +342,24 @@ impl Viewer {
     }
 
     fn on_reply(&mut self, now: Instant, lease_ms: u32, result: Result<ChannelInfo, Refusal>) {
-        // Renewals are answered too; the lease is the relay's to keep, so those need nothing.
-        let Phase::Requesting { relay, .. } = self.phase else {
-            return;
+        // Renewals are answered too; the lease is the relay's to keep, so those need nothing but
+        // a look at the channel's audio.
+        let relay = match self.phase {
+            Phase::Requesting { relay, .. } => relay,
+            Phase::Watching { .. } => {
+                if let Ok(info) = result
+                    && info.audio != self.audio
+                {
+                    self.audio = info.audio.clone();
+                    self.events.push_back(ViewerEvent::AudioChanged(info.audio));
+                }
+                return;
+            }
+            _ => return,
         };
         match result {
             Ok(info) => {
+                self.audio = info.audio.clone();
                 let renew = Duration::from_millis(lease_ms as u64).max(MIN_LEASE) / 3;
                 self.phase = Phase::Watching {
                     relay,
@@ -494,6 +512,7 @@ mod tests {
             group: Ipv4Addr::new(239, 255, 1, 2 + i),
             media_port: 5004,
             repair_port: 5006,
+            audio: None,
         }
     }
 
@@ -682,6 +701,42 @@ mod tests {
     /// Every machine's wall clock: at the test's `t0` it was this many Unix milliseconds.
     fn clock_at(t0: Instant) -> WallClock {
         WallClock::new(t0, 1_800_000_000_000)
+    }
+
+    /// An RTSP source's audio, learned by the relay once connected (after the first viewer's
+    /// grant), reaches the viewers at once in an unasked REPLY, not at their next renewal; a
+    /// viewer that joins later has it in its grant. Renewals saying the same are no news.
+    #[test]
+    fn audio_learned_after_the_grant_reaches_viewers_at_once() {
+        let mut net = Net::new(&["pi", "cam"]);
+        let (v, other) = (net.watch("pi"), net.watch("cam"));
+        net.run_until(ms(1500));
+        assert_eq!(
+            net.events_of(v),
+            [(s(0), ViewerEvent::Joined(live(channel("pi", 0))))]
+        );
+        let aac = AudioInfo {
+            port: 5008,
+            codec: crate::video::wire::AudioCodec::Aac,
+            clock_rate: 48_000,
+            channels: 2,
+            config: vec![0x11, 0x90],
+        };
+        net.relay.set_audio("pi", Some(aac.clone()));
+        net.relay.set_audio("pi", Some(aac.clone()));
+        net.run_until(s(10));
+        assert_eq!(
+            net.events_of(v)[1..],
+            [(ms(1500), ViewerEvent::AudioChanged(Some(aac.clone())))]
+        );
+        assert_eq!(net.events_of(other).len(), 1, "{:?}", net.events_of(other));
+        let late = net.watch("pi");
+        net.run_until(s(12));
+        let joined = ChannelInfo {
+            audio: Some(aac),
+            ..live(channel("pi", 0))
+        };
+        assert_eq!(net.events_of(late), [(s(11), ViewerEvent::Joined(joined))]);
     }
 
     #[test]

@@ -79,6 +79,85 @@ pub const MAX_WINDOW: u16 = 64;
 /// Bytes before the symbol in a REPAIR datagram.
 pub const REPAIR_OVERHEAD: usize = HEADER_LEN + 12;
 
+/// Longest codec configuration in an `AudioInfo` (an AAC AudioSpecificConfig is 2 to 5 bytes).
+pub const MAX_AUDIO_CONFIG: usize = 64;
+
+/// The audio codecs a channel may carry (VIDEO.md section 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AudioCodec {
+    /// AAC in RTP as RFC 3640 `mpeg4-generic`, mode AAC-hbr; `AudioInfo::config` is its
+    /// AudioSpecificConfig (ISO/IEC 14496-3 section 1.6.2.1).
+    Aac = 1,
+    /// Opus (RFC 7587): always `opus/48000/2` in the SDP, no configuration.
+    Opus = 2,
+}
+
+/// A channel's audio track: where its RTP goes on the channel's group, and what a player needs
+/// to decode it. Only a granted REPLY carries it (ANNOUNCE has no room for 32 of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioInfo {
+    /// The audio RTP port on the channel's group, not 0 (its RTCP on the next port).
+    pub port: u16,
+    /// How the payload is coded.
+    pub codec: AudioCodec,
+    /// RTP clock rate in Hz (AAC: the sampling rate; Opus: 48000).
+    pub clock_rate: u32,
+    /// Audio channels, 1 to 8.
+    pub channels: u8,
+    /// AAC: the AudioSpecificConfig, 2 to `MAX_AUDIO_CONFIG` bytes; Opus: empty.
+    pub config: Vec<u8>,
+}
+
+impl AudioInfo {
+    fn parse(r: &mut Reader) -> Result<Self, ParseError> {
+        let port = r.u16()?;
+        let codec = match r.u8()? {
+            1 => AudioCodec::Aac,
+            2 => AudioCodec::Opus,
+            _ => return Err(ParseError::Invalid("audio codec")),
+        };
+        let (clock_rate, channels) = (r.u32()?, r.u8()?);
+        let len = r.u8()? as usize;
+        if len > MAX_AUDIO_CONFIG {
+            return Err(ParseError::Invalid("audio config length"));
+        }
+        let config = r.bytes(len)?.to_vec();
+        let config_ok = match codec {
+            AudioCodec::Aac => len >= 2,
+            AudioCodec::Opus => len == 0 && clock_rate == 48_000,
+        };
+        if port == 0
+            || !(8_000..=192_000).contains(&clock_rate)
+            || !(1..=8).contains(&channels)
+            || !config_ok
+        {
+            return Err(ParseError::Invalid("audio description"));
+        }
+        Ok(AudioInfo {
+            port,
+            codec,
+            clock_rate,
+            channels,
+            config,
+        })
+    }
+
+    fn write(&self, out: &mut impl BufMut) {
+        let config = &self.config[..self.config.len().min(MAX_AUDIO_CONFIG)];
+        out.put_u16(self.port);
+        out.put_u8(self.codec as u8);
+        out.put_u32(self.clock_rate);
+        out.put_u8(self.channels);
+        out.put_u8(config.len() as u8);
+        out.put_slice(config);
+    }
+}
+
+/// A REPLY's status: granted (channel only), refused (`Refusal`), or granted with audio.
+const GRANTED: u8 = 0;
+const GRANTED_WITH_AUDIO: u8 = 2;
+
 /// One channel in an ANNOUNCE or REPLY: where its RTP and repair packets go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
@@ -90,8 +169,11 @@ pub struct ChannelInfo {
     pub group: Ipv4Addr,
     /// Where the RTP packets go on `group`.
     pub media_port: u16,
-    /// Where the REPAIR datagrams go on `group`; 0: no FEC.
+    /// Where the REPAIR datagrams go on `group`; 0: no FEC. Audio and video repair share it,
+    /// told apart by the REPAIR's SSRC.
     pub repair_port: u16,
+    /// The audio track, if the channel has one. Written only in a REPLY: None in an ANNOUNCE.
+    pub audio: Option<AudioInfo>,
 }
 
 impl ChannelInfo {
@@ -114,6 +196,7 @@ impl ChannelInfo {
             group,
             media_port,
             repair_port,
+            audio: None,
         })
     }
 
@@ -237,7 +320,12 @@ impl Control {
                 let viewer = r.u64()?;
                 let lease_ms = r.u32()?;
                 let result = match r.u8()? {
-                    0 => Ok(ChannelInfo::parse(&mut r)?),
+                    GRANTED => Ok(ChannelInfo::parse(&mut r)?),
+                    GRANTED_WITH_AUDIO => {
+                        let mut info = ChannelInfo::parse(&mut r)?;
+                        info.audio = Some(AudioInfo::parse(&mut r)?);
+                        Ok(info)
+                    }
                     1 => Err(Refusal::UnknownChannel),
                     _ => return Err(ParseError::Invalid("reply status")),
                 };
@@ -316,8 +404,14 @@ impl Control {
                 out.put_u32(*lease_ms);
                 match result {
                     Ok(c) => {
-                        out.put_u8(0);
+                        out.put_u8(match c.audio {
+                            Some(_) => GRANTED_WITH_AUDIO,
+                            None => GRANTED,
+                        });
                         c.write(out);
+                        if let Some(a) = &c.audio {
+                            a.write(out);
+                        }
                     }
                     Err(why) => out.put_u8(*why as u8),
                 }
@@ -405,6 +499,17 @@ mod tests {
             group: Ipv4Addr::new(239, 255, 1, 2),
             media_port: 5004,
             repair_port: 5006,
+            audio: None,
+        }
+    }
+
+    fn aac() -> AudioInfo {
+        AudioInfo {
+            port: 5008,
+            codec: AudioCodec::Aac,
+            clock_rate: 48_000,
+            channels: 2,
+            config: vec![0x11, 0x90],
         }
     }
 
@@ -444,6 +549,26 @@ mod tests {
                 viewer: 8,
                 lease_ms: 0,
                 result: Err(Refusal::UnknownChannel),
+            },
+            Control::Reply {
+                viewer: 9,
+                lease_ms: 6000,
+                result: Ok(ChannelInfo {
+                    audio: Some(aac()),
+                    ..pi()
+                }),
+            },
+            Control::Reply {
+                viewer: 9,
+                lease_ms: 6000,
+                result: Ok(ChannelInfo {
+                    audio: Some(AudioInfo {
+                        codec: AudioCodec::Opus,
+                        config: vec![],
+                        ..aac()
+                    }),
+                    ..pi()
+                }),
             },
             Control::Leave {
                 viewer: u64::MAX,
@@ -541,6 +666,60 @@ mod tests {
             Control::parse(&leave),
             Err(ParseError::Invalid("trailing bytes"))
         );
+    }
+
+    /// The REPLY with audio example in VIDEO.md, byte for byte; an ANNOUNCE never carries audio,
+    /// and audio descriptions out of range are refused.
+    #[test]
+    fn spec_reply_with_audio_example_parses() {
+        let bytes = [
+            0xED, 0x56, 0x02, 0x23, // magic, version 2, REPLY
+            0, 0, 0, 0, 0, 0, 0, 42, // viewer 42
+            0, 0, 0x17, 0x70, // lease 6000 ms
+            2,    // granted, with audio
+            2, b'p', b'i', 1, 239, 255, 1, 2, 0x13, 0x8C, 0x13, 0x8E, // channel "pi"
+            0x13, 0x90, 1, // audio port 5008, AAC
+            0, 0, 0xBB, 0x80, 2, // 48000 Hz, 2 channels
+            2, 0x11, 0x90, // AudioSpecificConfig 11 90
+            0,    // unsigned
+        ];
+        let want = Control::Reply {
+            viewer: 42,
+            lease_ms: 6000,
+            result: Ok(ChannelInfo {
+                audio: Some(aac()),
+                ..pi()
+            }),
+        };
+        assert_eq!(Control::parse(&bytes), Ok(want.clone()));
+        assert_eq!(want.to_vec(), bytes);
+        let announce = Control::Announce {
+            channels: vec![ChannelInfo {
+                audio: Some(aac()),
+                ..pi()
+            }],
+        };
+        assert_eq!(
+            Control::parse(&announce.to_vec()),
+            Ok(Control::Announce {
+                channels: vec![pi()]
+            })
+        );
+        let at = |i: usize, v: u8| {
+            let mut b = bytes;
+            b[i] = v;
+            Control::parse(&b)
+        };
+        assert!(at(31, 3).is_err(), "unknown codec");
+        assert!(at(36, 0).is_err(), "0 channels");
+        assert!(at(36, 9).is_err(), "9 channels");
+        assert!(at(37, 3).is_err(), "config shorter than its length");
+        assert!(at(37, 65).is_err(), "config over 64 bytes");
+        assert!(at(31, 2).is_err(), "Opus has no config");
+        assert!(at(34, 0).is_err(), "clock rate 128 Hz");
+        let mut port0 = bytes;
+        (port0[29], port0[30]) = (0, 0);
+        assert!(Control::parse(&port0).is_err(), "audio port 0");
     }
 
     /// The REPAIR example in VIDEO.md, byte for byte.
