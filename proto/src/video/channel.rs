@@ -76,9 +76,15 @@ pub const MIN_DESIGN_LOSS: f64 = 0.01;
 /// `RepairSizing::cap` by default. At 15 % a 12-packet window gets 11 repair packets: a hostile
 /// viewer claiming all is lost can at most about double the channel's bytes.
 pub const MAX_DESIGN_LOSS: f64 = 0.15;
-/// Report intervals a viewer's loss is estimated over: with renewals every 2 s, the last ~8 s.
+/// Packets a viewer's reports must cover before its estimate replaces `RepairSizing::unreported`
+/// (2 s at ~1.2 Mbit/s). The first interval of a lease may hold only the stream's first packets,
+/// or the moments before the viewer's join took effect: 2 missed of 60 would size the channel
+/// for 7 %.
+pub const MIN_ESTIMATE_PACKETS: u64 = 250;
+/// Report intervals a viewer's loss is estimated over: with renewals every 2 s, the last ~16 s,
+/// about 2,000 packets at 1.2 Mbit/s, so that one standard deviation of margin is a small one.
 /// Loss a viewer no longer sees leaves its estimate within as many reports.
-pub const LOSS_INTERVALS: usize = 4;
+pub const LOSS_INTERVALS: usize = 8;
 
 impl Default for RepairSizing {
     fn default() -> Self {
@@ -131,26 +137,35 @@ impl LossHistory {
         self.len += 1;
     }
 
-    /// An upper estimate of the loss, `None` before any interval: `upper_loss` over the sums.
+    /// An upper estimate of the loss, `None` until the intervals cover `MIN_ESTIMATE_PACKETS`:
+    /// `upper_loss` over all of them, unless the newest alone shows more with one standard
+    /// deviation to spare ((x − √x)/n above it): then the newest's share. The long sums keep
+    /// the margin small while loss is steady; the newest interval covers loss that just rose at
+    /// the next report, not over 16 s.
     fn upper(&self) -> Option<f64> {
         let (sent, missed) = self.intervals[..self.len]
             .iter()
             .fold((0, 0), |(s, m), &(a, b)| (s + a, m + b));
-        upper_loss(sent, missed)
+        let long = upper_loss(sent, missed).filter(|_| sent >= MIN_ESTIMATE_PACKETS)?;
+        let (n, x) = self.intervals[self.len - 1];
+        let x = x.min(n) as f64;
+        let risen = (x - x.sqrt()) / n as f64 > long;
+        Some(if risen { x / n as f64 } else { long })
     }
 }
 
-/// An upper estimate of a loss rate from `missed` of `sent` packets: (x + √x + 1) / n, a Poisson
-/// count's one standard deviation above what was seen, plus one. Repair sized for the bare share
-/// falls short in about half the intervals; with this margin the estimate of a viewer at 5 % is
-/// above 5 % in ~85 % of 8 s histories and at 1 % it is ~1.4 %, which the 12-packet window's 3
-/// repair packets still cover. `None` if nothing was sent.
+/// An upper estimate of a loss rate from `missed` of `sent` packets: (x + √x) / n, a Poisson
+/// count's one standard deviation above what was seen. Repair sized for the bare share falls
+/// short in about half the histories; with this margin the estimate of a viewer at 5 % over
+/// 2,000 packets is above 5 % in ~80 % of them (and below by a few tenths of a percent, which
+/// `WINDOW_FAILURE`'s margin absorbs), and at 1 % it is ~1.2 %, which the 12-packet window's 3
+/// repair packets cover up to ~1.6 %. `None` if nothing was sent.
 pub fn upper_loss(sent: u64, missed: u64) -> Option<f64> {
     if sent == 0 {
         return None;
     }
     let x = missed.min(sent) as f64;
-    Some(((x + x.sqrt() + 1.0) / sent as f64).min(1.0))
+    Some(((x + x.sqrt()) / sent as f64).min(1.0))
 }
 
 impl Default for LeaseConfig {
@@ -1066,43 +1081,48 @@ mod tests {
         close(l.design_loss("pi"), 0.05);
         l.handle_datagram(t0, a, &request(1, 0, 0));
         close(l.design_loss("pi"), 0.05);
-        // 1000 packets in, 10 missed (8 repaired, 2 lost): (10 + √10 + 1) / 1000.
+        // 1000 packets in, 10 missed (8 repaired, 2 lost): (10 + √10) / 1000.
         let mut sent = 1000;
         l.set_sent("pi", sent);
         l.handle_datagram(t0 + s(2), a, &request(1, 8, 2));
-        let one = (10.0 + 10f64.sqrt() + 1.0) / 1000.0;
+        let one = (10.0 + 10f64.sqrt()) / 1000.0;
         close(l.design_loss("pi"), one);
         assert!(one < 0.015, "3 repair packets for 12 still cover it");
-        // A second viewer, no interval yet: the channel is sized for it as unreported.
+        // A second viewer, no interval yet: the channel is sized for it as unreported; so it is
+        // after an interval of fewer than 250 packets, whatever its share (5 of 100).
         l.handle_datagram(t0 + s(2), b, &request(2, 0, 0));
         close(l.design_loss("pi"), 0.05);
-        // It sees 10 %: 100 of the next 1000, estimate (100 + 10 + 1) / 1000 = 11.1 %.
+        sent += 100;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(3), b, &request(2, 5, 0));
+        close(l.design_loss("pi"), 0.05);
+        // It sees 10 %: 105 of these 1100, estimate (105 + √105) / 1100 = 10.5 %.
         sent += 1000;
         l.set_sent("pi", sent);
-        l.handle_datagram(t0 + s(4), b, &request(2, 100, 0));
+        l.handle_datagram(t0 + s(4), b, &request(2, 105, 0));
         l.handle_datagram(t0 + s(4), a, &request(1, 16, 4));
-        close(l.design_loss("pi"), 0.111);
-        // Its loss stops: the estimate falls as the 10 % interval ages out of the last 4.
+        close(l.design_loss("pi"), (105.0 + 105f64.sqrt()) / 1100.0);
+        // Its loss stops: the estimate falls as the 10 % interval ages out of the last 8.
         let mut shown = vec![];
-        for i in 0..4 {
+        for i in 0..8 {
             sent += 1000;
             l.set_sent("pi", sent);
-            l.handle_datagram(t0 + s(6 + 2 * i), b, &request(2, 100, 0));
+            l.handle_datagram(t0 + s(6 + 2 * i), b, &request(2, 105, 0));
             l.handle_datagram(t0 + s(6 + 2 * i), a, &request(1, 16 + 10 * (i + 1), 4));
             shown.push(l.design_loss("pi"));
         }
         assert!(shown.windows(2).all(|w| w[1] < w[0]), "{shown:?}");
-        // Viewer 1's last 4 intervals: 40 missed of 4000 (1 %) is now the worst.
-        close(shown[3], (40.0 + 40f64.sqrt() + 1.0) / 4000.0);
+        // Viewer 1's last 8 intervals: 80 missed of 8000 (1 %) is now the worst.
+        close(shown[7], (80.0 + 80f64.sqrt()) / 8000.0);
         // A hostile viewer claims it missed everything sent: held at the cap (15 %).
-        l.handle_datagram(t0 + s(14), c, &request(3, 0, 0));
+        l.handle_datagram(t0 + s(22), c, &request(3, 0, 0));
         sent += 1000;
         l.set_sent("pi", sent);
-        l.handle_datagram(t0 + s(16), c, &request(3, 0, 1000));
+        l.handle_datagram(t0 + s(24), c, &request(3, 0, 1000));
         close(l.design_loss("pi"), MAX_DESIGN_LOSS);
         // ... and once it leaves, it no longer counts; nor does the other channel share any of it.
         l.handle_datagram(
-            t0 + s(16),
+            t0 + s(24),
             c,
             &Control::Leave {
                 viewer: 3,
@@ -1113,12 +1133,18 @@ mod tests {
         assert!(l.design_loss("pi") < 0.015);
         close(l.design_loss("cam"), 0.05);
         // No loss at all is still repaired for the floor (1 %).
-        l.handle_timeout(t0 + s(30));
-        l.handle_datagram(t0 + s(30), a, &request(1, 0, 0));
+        l.handle_timeout(t0 + s(40));
+        l.handle_datagram(t0 + s(40), a, &request(1, 0, 0));
         sent += 1_000_000;
         l.set_sent("pi", sent);
-        l.handle_datagram(t0 + s(32), a, &request(1, 0, 0));
+        l.handle_datagram(t0 + s(42), a, &request(1, 0, 0));
         close(l.design_loss("pi"), MIN_DESIGN_LOSS);
+        // Loss that rises shows at the next report: 100 of the next 1000 is (100 − 10) / 1000
+        // above the 16 s estimate, so that interval's share (10 %) counts, not the long one.
+        sent += 1000;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(44), a, &request(1, 60, 40));
+        close(l.design_loss("pi"), 0.1);
     }
 
     #[test]
