@@ -77,10 +77,10 @@ pub const MIN_DESIGN_LOSS: f64 = 0.01;
 /// viewer claiming all is lost can at most about double the channel's bytes.
 pub const MAX_DESIGN_LOSS: f64 = 0.15;
 /// Packets a viewer's reports must cover before its estimate replaces `RepairSizing::unreported`
-/// (2 s at ~1.2 Mbit/s). The first interval of a lease may hold only the stream's first packets,
-/// or the moments before the viewer's join took effect: 2 missed of 60 would size the channel
-/// for 7 %.
-pub const MIN_ESTIMATE_PACKETS: u64 = 250;
+/// (under 1 s at ~1.2 Mbit/s: usually its first renewal). The first interval of a lease may hold
+/// only the stream's first packets, or the moments before the viewer's join took effect: 2
+/// missed of 60 would size the channel for 6 %.
+pub const MIN_ESTIMATE_PACKETS: u64 = 100;
 /// Report intervals a viewer's loss is estimated over: with renewals every 2 s, the last ~16 s,
 /// about 2,000 packets at 1.2 Mbit/s, so that one standard deviation of margin is a small one.
 /// Loss a viewer no longer sees leaves its estimate within as many reports.
@@ -1089,19 +1089,19 @@ mod tests {
         close(l.design_loss("pi"), one);
         assert!(one < 0.015, "3 repair packets for 12 still cover it");
         // A second viewer, no interval yet: the channel is sized for it as unreported; so it is
-        // after an interval of fewer than 250 packets, whatever its share (5 of 100).
+        // after an interval of fewer than 100 packets, whatever its share (5 of 99).
         l.handle_datagram(t0 + s(2), b, &request(2, 0, 0));
         close(l.design_loss("pi"), 0.05);
-        sent += 100;
+        sent += 99;
         l.set_sent("pi", sent);
         l.handle_datagram(t0 + s(3), b, &request(2, 5, 0));
         close(l.design_loss("pi"), 0.05);
-        // It sees 10 %: 105 of these 1100, estimate (105 + √105) / 1100 = 10.5 %.
+        // It sees 10 %: 105 of these 1099, estimate (105 + √105) / 1099 = 10.5 %.
         sent += 1000;
         l.set_sent("pi", sent);
         l.handle_datagram(t0 + s(4), b, &request(2, 105, 0));
         l.handle_datagram(t0 + s(4), a, &request(1, 16, 4));
-        close(l.design_loss("pi"), (105.0 + 105f64.sqrt()) / 1100.0);
+        close(l.design_loss("pi"), (105.0 + 105f64.sqrt()) / 1099.0);
         // Its loss stops: the estimate falls as the 10 % interval ages out of the last 8.
         let mut shown = vec![];
         for i in 0..8 {
