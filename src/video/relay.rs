@@ -102,7 +102,8 @@ pub struct Args {
     /// Instead of --fec-loss: repair packets per window in percent of its source packets.
     #[arg(long, value_name = "PERCENT", conflicts_with_all = ["fec_loss", "fec_loss_max", "fec_fixed"])]
     fec_repair: Option<u16>,
-    /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
+    /// On exit, print relay latency (ingest datagram in -> RTP packet out), FEC overhead and the
+    /// loss the repair was sized for from the viewers' reports.
     #[arg(long)]
     stats: bool,
     /// Announce every channel with SAP (RFC 2974) on 224.2.127.254:9875 every 5 s (TTL as
