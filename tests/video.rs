@@ -335,6 +335,25 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
             );
         }
     }
+    // The repair followed the viewers' reports ("pi: repair sized for 1.0% to 5.0% loss ..."):
+    // below the unreported 5% on a clean network, above it where loss is 5% or more (their
+    // estimates carry a margin).
+    if repair.is_empty() {
+        let sized = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("pi: repair sized for "))
+            .unwrap_or_else(|| panic!("no repair sizing in --stats\n{stats}"));
+        let range: Vec<f64> = sized
+            .split(['%', ' '])
+            .filter_map(|w| w.parse().ok())
+            .take(2)
+            .collect();
+        match loss {
+            l if l <= 1.0 => assert!(range[0] < 5.0, "{sized}\n{context}"),
+            l if l >= 5.0 => assert!(range[1] > 5.0, "{sized}\n{context}"),
+            _ => {}
+        }
+    }
     assert!(relay_log.contains("pi: started"), "{context}");
 }
 
