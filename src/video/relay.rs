@@ -627,8 +627,7 @@ impl Relay {
                 continue;
             };
             println!(
-                "{}: repair sized for {:.1}% to {:.1}% loss over the run, {:.1}% at the end \
-                 (the worst viewer's reports)",
+                "{}: repair sized for {:.1}% to {:.1}% loss over the run, {:.1}% at the end",
                 c.name,
                 100.0 * lo,
                 100.0 * hi,
