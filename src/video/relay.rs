@@ -15,7 +15,9 @@ use crate::status::{Board, VideoStatus};
 use crate::web::{self, Web};
 use clap::Parser;
 use edm_cast_proto::Destination;
-use edm_cast_proto::video::channel::{ANNOUNCE_EVERY, LeaseConfig, LeaseEvent, Leases};
+use edm_cast_proto::video::channel::{
+    ANNOUNCE_EVERY, LeaseConfig, LeaseEvent, Leases, MAX_DESIGN_LOSS, RepairSizing,
+};
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::ingest::{Admission, SenderFilter};
 use edm_cast_proto::video::rtcp::{SenderReport, ntp_time};
@@ -90,15 +92,25 @@ pub struct Args {
     /// Source RTP packets per FEC window (at most 64; a window also closes after 100 ms).
     #[arg(long, default_value_t = FecConfig::default().window_packets)]
     fec_window: u16,
-    /// Repair each window for this much random loss per viewer: enough repair packets that a
-    /// window fails at most once in 10,000 (proto/VIDEO.md has the table).
+    /// Repair each window for this much random loss per viewer until the viewers report theirs
+    /// (then for the worst reported, at least 1%): enough repair packets that a window fails at
+    /// most once in 10,000 (proto/VIDEO.md has the table).
     #[arg(long, value_name = "PERCENT", default_value_t = FecConfig::default().design_loss_percent,
           value_parser = clap::value_parser!(u16).range(0..=30))]
     fec_loss: u16,
+    /// The most loss repair is sized for, whatever viewers report (a viewer claiming more gets no
+    /// more repair).
+    #[arg(long, value_name = "PERCENT", default_value_t = (MAX_DESIGN_LOSS * 100.0) as u16,
+          value_parser = clap::value_parser!(u16).range(0..=30))]
+    fec_loss_max: u16,
+    /// Size repair for --fec-loss always, not for what the viewers report.
+    #[arg(long)]
+    fec_fixed: bool,
     /// Instead of --fec-loss: repair packets per window in percent of its source packets.
-    #[arg(long, value_name = "PERCENT", conflicts_with = "fec_loss")]
+    #[arg(long, value_name = "PERCENT", conflicts_with_all = ["fec_loss", "fec_loss_max", "fec_fixed"])]
     fec_repair: Option<u16>,
-    /// On exit, print relay latency (ingest datagram in -> RTP packet out) and FEC overhead.
+    /// On exit, print relay latency (ingest datagram in -> RTP packet out), FEC overhead and the
+    /// loss the repair was sized for from the viewers' reports.
     #[arg(long)]
     stats: bool,
     /// Announce every channel with SAP (RFC 2974) on 224.2.127.254:9875 every 5 s (TTL as
@@ -137,9 +149,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             "video: not signing (--key): viewers cannot tell this relay from a rogue one on the same group"
         ),
     }
+    let unreported = args.fec_loss as f64 / 100.0;
     let config = LeaseConfig {
         grace: args.grace,
         signer,
+        repair: match args.fec_fixed {
+            true => RepairSizing::fixed(unreported),
+            false => RepairSizing::adaptive(unreported, args.fec_loss_max as f64 / 100.0),
+        },
         ..LeaseConfig::default()
     };
     let out = net::sender_socket(args.group, iface, args.ttl, 0)?;
@@ -348,6 +365,8 @@ struct Shown {
     bytes: u64,
     at: Instant,
     bitrate_bps: f64,
+    /// The least and most loss the channel's repair was sized for so far, for `--stats`.
+    design: Option<(f64, f64)>,
 }
 
 impl Relay {
@@ -369,6 +388,7 @@ impl Relay {
                 bytes: 0,
                 at: now,
                 bitrate_bps: 0.0,
+                design: None,
             })
             .collect();
         Relay {
@@ -425,6 +445,7 @@ impl Relay {
                             self.leases.set_sent(&c.name, c.stats.rtp_packets());
                         }
                         self.leases.handle_datagram(Instant::now(), from, &inbox[..n]);
+                        self.size_repair();
                         self.show(Instant::now(), false);
                     }
                 }
@@ -640,6 +661,7 @@ impl Relay {
         while let Some(e) = self.leases.poll_event() {
             self.on_lease_event(e);
         }
+        self.size_repair();
         for c in &mut self.channels {
             if let Some(fec) = &mut c.fec {
                 fec.handle_timeout(now);
@@ -717,10 +739,34 @@ impl Relay {
         }
     }
 
-    /// The `--stats` lines: one per channel, and the control socket's.
+    /// Sizes each channel's repair for the loss its viewers report (a lease taken, renewed or
+    /// ended changes it), for the windows that close from now on.
+    fn size_repair(&mut self) {
+        for (c, shown) in self.channels.iter_mut().zip(&mut self.shown) {
+            let Some(fec) = &mut c.fec else { continue };
+            fec.set_design_loss(self.leases.design_loss(&c.name));
+            if let Some(d) = fec.design_loss() {
+                let (lo, hi) = shown.design.unwrap_or((d, d));
+                shown.design = Some((lo.min(d), hi.max(d)));
+            }
+        }
+    }
+
+    /// The `--stats` lines: one per channel (and how its repair was sized), and the control
+    /// socket's.
     fn print_stats(&mut self) {
-        for c in &mut self.channels {
+        for (c, shown) in self.channels.iter_mut().zip(&self.shown) {
             c.print_stats();
+            let (Some(fec), Some((lo, hi))) = (&c.fec, shown.design) else {
+                continue;
+            };
+            println!(
+                "{}: repair sized for {:.1}% to {:.1}% loss over the run, {:.1}% at the end",
+                c.name,
+                100.0 * lo,
+                100.0 * hi,
+                100.0 * fec.design_loss().unwrap_or(hi)
+            );
         }
         let d = self.leases.dropped();
         println!(

@@ -4,7 +4,8 @@
 //! or left (LEAVE). With a key it signs ANNOUNCE and REPLY. Anyone on the LAN can send REQUESTs,
 //! so the lease table is bounded per channel and per address, and REQUESTs pass a token bucket
 //! per address (VIDEO.md, "Bounds"). Viewers report their FEC figures in their REQUESTs: the
-//! table takes what fits what the channel carried, and sums them per channel. The viewer's side
+//! table takes what fits what the channel carried, sums them per channel, and from each viewer's
+//! recent share of packets missed sizes the channel's repair (`design_loss`). The viewer's side
 //! is `super::viewer`.
 
 use crate::auth::{Seal, Signer};
@@ -47,6 +48,125 @@ pub struct LeaseConfig {
     pub request_rate: f64,
     /// ... and at once.
     pub request_burst: f64,
+    /// How each channel's repair follows its viewers' reports (`design_loss`).
+    pub repair: RepairSizing,
+}
+
+/// How the relay sizes a channel's repair from what its viewers report (VIDEO.md section 4,
+/// "Repair that follows the viewers"): for the worst loss among the channel's leases, each
+/// viewer's loss taken as an upper estimate over its last `LOSS_INTERVALS` reports, and a viewer
+/// that has not reported yet as `unreported`; never below `floor` nor above `cap`. Losses are
+/// fractions (0.05 is 5 %).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RepairSizing {
+    /// Loss assumed for a viewer until it reported one interval, and while no viewer holds a
+    /// lease (`video --fec-loss`).
+    pub unreported: f64,
+    /// The least loss repair is sized for, whatever viewers report: loss that starts between two
+    /// reports (2 s) is still repaired (`MIN_DESIGN_LOSS`, or `--fec-loss` if that is lower).
+    pub floor: f64,
+    /// The most: a viewer that reports more, or claims it, gets no more repair
+    /// (`video --fec-loss-max`).
+    pub cap: f64,
+}
+
+/// `RepairSizing::floor` by default: at the usual 12-packet window, 1 % costs the 3 repair
+/// packets that 1.5 % would.
+pub const MIN_DESIGN_LOSS: f64 = 0.01;
+/// `RepairSizing::cap` by default. At 15 % a 12-packet window gets 11 repair packets: a hostile
+/// viewer claiming all is lost can at most about double the channel's bytes.
+pub const MAX_DESIGN_LOSS: f64 = 0.15;
+/// Packets a viewer's reports must cover before its estimate replaces `RepairSizing::unreported`
+/// (under 1 s at ~1.2 Mbit/s: usually its first renewal). The first interval of a lease may hold
+/// only the stream's first packets, or the moments before the viewer's join took effect: 2
+/// missed of 60 would size the channel for 6 %.
+pub const MIN_ESTIMATE_PACKETS: u64 = 100;
+/// Report intervals a viewer's loss is estimated over: with renewals every 2 s, the last ~16 s,
+/// about 2,000 packets at 1.2 Mbit/s, so that one standard deviation of margin is a small one.
+/// Loss a viewer no longer sees leaves its estimate within as many reports.
+pub const LOSS_INTERVALS: usize = 8;
+
+impl Default for RepairSizing {
+    fn default() -> Self {
+        RepairSizing {
+            unreported: 0.05,
+            floor: MIN_DESIGN_LOSS,
+            cap: MAX_DESIGN_LOSS,
+        }
+    }
+}
+
+impl RepairSizing {
+    /// Sized for `loss` whatever is reported (`video --fec-fixed`).
+    pub fn fixed(loss: f64) -> Self {
+        RepairSizing {
+            unreported: loss,
+            floor: loss,
+            cap: loss,
+        }
+    }
+
+    /// Follows the viewers (`--fec-loss PERCENT --fec-loss-max PERCENT`): `unreported` until they
+    /// report; the floor `MIN_DESIGN_LOSS`, or `unreported` if lower; the cap at least
+    /// `unreported`.
+    pub fn adaptive(unreported: f64, cap: f64) -> Self {
+        RepairSizing {
+            unreported,
+            floor: MIN_DESIGN_LOSS.min(unreported),
+            cap: cap.max(unreported),
+        }
+    }
+}
+
+/// One viewer's recent loss, from its reports: per interval between two reports taken, the RTP
+/// packets the channel sent and how many of them the viewer missed (repaired or lost), the
+/// newest last.
+#[derive(Debug, Clone, Copy, Default)]
+struct LossHistory {
+    intervals: [(u64, u64); LOSS_INTERVALS],
+    len: usize,
+}
+
+impl LossHistory {
+    fn push(&mut self, sent: u64, missed: u64) {
+        if self.len == LOSS_INTERVALS {
+            self.intervals.rotate_left(1);
+            self.len -= 1;
+        }
+        self.intervals[self.len] = (sent, missed);
+        self.len += 1;
+    }
+
+    /// An upper estimate of the loss, `None` until the intervals cover `MIN_ESTIMATE_PACKETS`:
+    /// `upper_loss` over all of them, unless the newest alone shows more with one standard
+    /// deviation to spare ((x − √x)/n above it): then the newest's share. The long sums keep
+    /// the margin small while loss is steady; the newest interval covers loss that just rose at
+    /// the next report, not over 16 s.
+    fn upper(&self) -> Option<f64> {
+        let (sent, missed) = self.intervals[..self.len]
+            .iter()
+            .fold((0, 0), |(s, m), &(a, b)| (s + a, m + b));
+        let long = upper_loss(sent, missed).filter(|_| sent >= MIN_ESTIMATE_PACKETS)?;
+        let (n, x) = self.intervals[self.len - 1];
+        let x = x.min(n) as f64;
+        let risen = (x - x.sqrt()) / n as f64 > long;
+        Some(if risen { x / n as f64 } else { long })
+    }
+}
+
+/// An upper estimate of a loss rate from `missed` of `sent` packets: (x + √x) / n, a Poisson
+/// count's one standard deviation above what was seen. Repair sized for the bare share falls
+/// short in about half the histories; with this margin the estimate of a viewer at 5 % over
+/// 2,000 packets is above 5 % in ~80 % of them (and below by a few tenths of a percent, which
+/// costs little: 5 repair packets instead of 6 at K = 12 fail a window at 5 % with probability
+/// 1.2e-4 instead of 1.5e-5), and at 1 % it is ~1.2 %, which the 12-packet window's 3 repair
+/// packets cover up to ~1.7 %. `None` if nothing was sent.
+pub fn upper_loss(sent: u64, missed: u64) -> Option<f64> {
+    if sent == 0 {
+        return None;
+    }
+    let x = missed.min(sent) as f64;
+    Some(((x + x.sqrt()) / sent as f64).min(1.0))
 }
 
 impl Default for LeaseConfig {
@@ -59,6 +179,7 @@ impl Default for LeaseConfig {
             max_per_address: 8,
             request_rate: 10.0,
             request_burst: 20.0,
+            repair: RepairSizing::default(),
         }
     }
 }
@@ -88,6 +209,10 @@ struct Lease {
     /// is their difference.
     first: Option<FecReport>,
     last: FecReport,
+    /// The channel's `sent` when the last report was taken (or the first came).
+    sent_at_report: u64,
+    /// Its loss over its last reports, for `Leases::design_loss`.
+    loss: LossHistory,
 }
 
 /// One offered channel and who holds a lease on it.
@@ -126,7 +251,8 @@ enum Denied {
 /// them. One per relay; several channels run at once, each with its own leases.
 ///
 /// - Getters: `channels` (as announced, `live` included), `is_live`, `viewers`, `lease`, `fec`
-///   (the viewers' FEC figures summed per channel), `dropped` (datagrams that were not a valid
+///   (the viewers' FEC figures summed per channel), `design_loss` (the loss a channel's repair is
+///   sized for, from its viewers' reports), `dropped` (datagrams that were not a valid
 ///   REQUEST or LEAVE, REQUESTs refused by the bounds: `refused`, `rate_limited`,
 ///   `wrong_source`, and FEC reports not taken: `out_of_range`).
 /// - Inputs: `handle_datagram(now, from, bytes)` for every datagram on the relay's control
@@ -211,6 +337,25 @@ impl Leases {
     pub fn fec(&self, channel: &str) -> FecReport {
         self.find(channel)
             .map_or_else(FecReport::default, |c| c.fec)
+    }
+
+    /// The loss `channel`'s repair should be sized for now (a fraction, for
+    /// `FecEncoder::set_design_loss`): the worst of its viewers' upper loss estimates over their
+    /// last `LOSS_INTERVALS` reports, a viewer that has not reported an interval yet (or sends no
+    /// figures) counting as `RepairSizing::unreported`, as does a channel without leases; kept
+    /// within the config's floor and cap.
+    pub fn design_loss(&self, channel: &str) -> f64 {
+        let sizing = self.config.repair;
+        let worst = self.find(channel).and_then(|c| {
+            c.viewers
+                .values()
+                .map(|l| l.loss.upper().unwrap_or(sizing.unreported))
+                .reduce(f64::max)
+        });
+        worst
+            .unwrap_or(sizing.unreported)
+            .max(sizing.floor)
+            .min(sizing.cap)
     }
 
     /// Tells the table how many RTP packets the relay has sent on `channel` so far (a count that
@@ -353,6 +498,8 @@ impl Leases {
                         sent_at_grant: c.sent,
                         first: None,
                         last: FecReport::default(),
+                        sent_at_report: c.sent,
+                        loss: LossHistory::default(),
                     },
                 );
                 if let Some(a) = self.addresses.get_mut(&from) {
@@ -382,6 +529,7 @@ impl Leases {
         let Some(first) = l.first else {
             l.first = Some(report);
             l.last = report;
+            l.sent_at_report = c.sent;
             return;
         };
         let carried = c.sent.saturating_sub(l.sent_at_grant);
@@ -400,6 +548,13 @@ impl Leases {
             .repaired
             .saturating_add(report.repaired - l.last.repaired);
         c.fec.lost = c.fec.lost.saturating_add(report.lost - l.last.lost);
+        // Repaired or lost, the packet was missing before FEC: its share is the viewer's loss.
+        let missed = (report.repaired - l.last.repaired) + (report.lost - l.last.lost);
+        let sent = c.sent - l.sent_at_report;
+        if sent > 0 {
+            l.loss.push(sent, missed);
+            l.sent_at_report = c.sent;
+        }
         l.last = report;
     }
 
@@ -930,5 +1085,126 @@ mod tests {
         l.set_sent("pi", 1110);
         l.handle_datagram(t0 + s(15), a, &request(1, 85, 8));
         assert_eq!(sums(&l), (95, 43));
+    }
+
+    /// Repair follows the worst viewer's recent loss: a channel without reports, and a viewer
+    /// that has not reported an interval, count as `unreported`; estimates are upper ones over
+    /// the last 4 intervals, so past loss leaves them within 4 reports; a viewer claiming all is
+    /// lost is held at the cap, and one that leaves no longer counts.
+    #[test]
+    fn repair_is_sized_for_the_worst_viewers_recent_loss_within_bounds() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut l = Leases::new([channel("pi"), channel("cam")], LeaseConfig::default(), t0);
+        let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) = (
+            "10.0.0.2:4000".parse().unwrap(),
+            "10.0.0.3:4000".parse().unwrap(),
+            "10.0.0.4:4000".parse().unwrap(),
+        );
+        let request = |viewer, repaired, lost| {
+            Control::Request {
+                viewer,
+                channel: "pi".into(),
+                fec: Some(FecReport { repaired, lost }),
+            }
+            .to_vec()
+        };
+        let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-9, "{got} != {want}");
+        // Nobody watches: the unreported design (5 %), as for a viewer before its first interval.
+        close(l.design_loss("pi"), 0.05);
+        l.handle_datagram(t0, a, &request(1, 0, 0));
+        close(l.design_loss("pi"), 0.05);
+        // 1000 packets in, 10 missed (8 repaired, 2 lost): (10 + √10) / 1000.
+        let mut sent = 1000;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(2), a, &request(1, 8, 2));
+        let one = (10.0 + 10f64.sqrt()) / 1000.0;
+        close(l.design_loss("pi"), one);
+        assert!(one < 0.015, "3 repair packets for 12 still cover it");
+        // A second viewer, no interval yet: the channel is sized for it as unreported; so it is
+        // after an interval of fewer than 100 packets, whatever its share (5 of 99).
+        l.handle_datagram(t0 + s(2), b, &request(2, 0, 0));
+        close(l.design_loss("pi"), 0.05);
+        sent += 99;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(3), b, &request(2, 5, 0));
+        close(l.design_loss("pi"), 0.05);
+        // It sees 10 %: 105 of these 1099, estimate (105 + √105) / 1099 = 10.5 %.
+        sent += 1000;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(4), b, &request(2, 105, 0));
+        l.handle_datagram(t0 + s(4), a, &request(1, 16, 4));
+        close(l.design_loss("pi"), (105.0 + 105f64.sqrt()) / 1099.0);
+        // Its loss stops: the estimate falls as the 10 % interval ages out of the last 8.
+        let mut shown = vec![];
+        for i in 0..8 {
+            sent += 1000;
+            l.set_sent("pi", sent);
+            l.handle_datagram(t0 + s(6 + 2 * i), b, &request(2, 105, 0));
+            l.handle_datagram(t0 + s(6 + 2 * i), a, &request(1, 16 + 10 * (i + 1), 4));
+            shown.push(l.design_loss("pi"));
+        }
+        assert!(shown.windows(2).all(|w| w[1] < w[0]), "{shown:?}");
+        // Viewer 1's last 8 intervals: 80 missed of 8000 (1 %) is now the worst.
+        close(shown[7], (80.0 + 80f64.sqrt()) / 8000.0);
+        // A hostile viewer claims it missed everything sent: held at the cap (15 %).
+        l.handle_datagram(t0 + s(22), c, &request(3, 0, 0));
+        sent += 1000;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(24), c, &request(3, 0, 1000));
+        close(l.design_loss("pi"), MAX_DESIGN_LOSS);
+        // ... and once it leaves, it no longer counts; nor does the other channel share any of it.
+        l.handle_datagram(
+            t0 + s(24),
+            c,
+            &Control::Leave {
+                viewer: 3,
+                channel: "pi".into(),
+            }
+            .to_vec(),
+        );
+        assert!(l.design_loss("pi") < 0.015);
+        close(l.design_loss("cam"), 0.05);
+        // No loss at all is still repaired for the floor (1 %).
+        l.handle_timeout(t0 + s(40));
+        l.handle_datagram(t0 + s(40), a, &request(1, 0, 0));
+        sent += 1_000_000;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(42), a, &request(1, 0, 0));
+        close(l.design_loss("pi"), MIN_DESIGN_LOSS);
+        // Loss that rises shows at the next report: 100 of the next 1000 is (100 − 10) / 1000
+        // above the 16 s estimate, so that interval's share (10 %) counts, not the long one.
+        sent += 1000;
+        l.set_sent("pi", sent);
+        l.handle_datagram(t0 + s(44), a, &request(1, 60, 40));
+        close(l.design_loss("pi"), 0.1);
+    }
+
+    #[test]
+    fn repair_sizing_fixed_ignores_reports_and_adaptive_keeps_its_bounds_ordered() {
+        let t0 = Instant::now();
+        let config = LeaseConfig {
+            repair: RepairSizing::fixed(0.05),
+            ..LeaseConfig::default()
+        };
+        let mut l = Leases::new([channel("pi")], config, t0);
+        let a: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let request = |lost| {
+            Control::Request {
+                viewer: 1,
+                channel: "pi".into(),
+                fec: Some(FecReport { repaired: 0, lost }),
+            }
+            .to_vec()
+        };
+        l.handle_datagram(t0, a, &request(0));
+        l.set_sent("pi", 1000);
+        l.handle_datagram(t0 + Duration::from_secs(2), a, &request(0));
+        assert_eq!(l.design_loss("pi"), 0.05);
+        // --fec-loss 0: the floor is 0 too; --fec-loss-max below --fec-loss is raised to it.
+        assert_eq!(RepairSizing::adaptive(0.0, 0.15).floor, 0.0);
+        assert_eq!(RepairSizing::adaptive(0.2, 0.15).cap, 0.2);
+        assert_eq!(upper_loss(0, 0), None);
+        assert_eq!(upper_loss(100, 500), Some(1.0));
     }
 }

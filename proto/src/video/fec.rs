@@ -19,7 +19,8 @@ pub struct FecConfig {
     pub window_packets: u16,
     /// ...or this long after its first packet, whichever comes first.
     pub window_time: Duration,
-    /// Repair packets per window: `repair_count(K, design_loss_percent / 100, WINDOW_FAILURE)`...
+    /// Repair packets per window: `repair_count(K, design_loss_percent / 100, WINDOW_FAILURE)`
+    /// (until `FecEncoder::set_design_loss` sizes it for what the viewers report)...
     pub design_loss_percent: u16,
     /// ...unless set: then this percentage of K, rounded up (at least one).
     pub repair_percent: Option<u16>,
@@ -53,24 +54,37 @@ pub fn repair_count(k: u16, loss: f64, failure: f64) -> u16 {
         .unwrap_or(MAX_WINDOW)
 }
 
-/// P(X > r) for X ~ Binomial(n, p), summed over the upper tail so small values stay exact.
+/// P(X > r) for X ~ Binomial(n, p), summed over the upper tail so small values stay exact. The
+/// first term in logs, each next one from the last (pmf(x + 1) = pmf(x)·(n − x)/(x + 1)·p/(1 − p)):
+/// linear in n, so the relay can size a whole table again whenever its viewers' loss changes.
 fn binomial_tail(n: u32, r: u32, p: f64) -> f64 {
-    if p <= 0.0 {
+    if p <= 0.0 || r >= n {
         return 0.0;
     }
-    // pmf(x) in logs: ln C(n, x) + x ln p + (n - x) ln(1 - p).
-    let ln_choose = |x: u32| -> f64 { (1..=x).map(|i| ((n - x + i) as f64 / i as f64).ln()).sum() };
-    (r + 1..=n)
-        .map(|x| (ln_choose(x) + x as f64 * p.ln() + (n - x) as f64 * (1.0 - p).ln()).exp())
-        .sum()
+    let x0 = r + 1;
+    // ln C(n, x0) + x0 ln p + (n - x0) ln(1 - p).
+    let ln_choose: f64 = (1..=x0)
+        .map(|i| ((n - x0 + i) as f64 / i as f64).ln())
+        .sum();
+    let mut pmf = (ln_choose + x0 as f64 * p.ln() + (n - x0) as f64 * (1.0 - p).ln()).exp();
+    let ratio = p / (1.0 - p);
+    let mut sum = 0.0;
+    for x in x0..=n {
+        sum += pmf;
+        pmf *= (n - x) as f64 / (x + 1) as f64 * ratio;
+    }
+    sum
 }
 
 /// The relay's side: feed every RTP packet sent, take repair datagrams out.
 #[derive(Debug)]
 pub struct FecEncoder {
     config: FecConfig,
-    /// Repair packets for a window of K packets, at index K (computed once: ~65 binomial tails).
+    /// Repair packets for a window of K packets, at index K (sized again when the design loss
+    /// changes, `set_design_loss`).
     repairs: Vec<u16>,
+    /// The loss the repair is sized for now, in tenths of a percent.
+    design_permille: u16,
     window: Vec<Vec<u8>>,
     base_seq: u16,
     ssrc: u32,
@@ -82,24 +96,51 @@ impl FecEncoder {
     /// An encoder with no window open; `config`'s window is clamped to 1..=`MAX_WINDOW`.
     pub fn new(config: FecConfig) -> Self {
         let window_packets = config.window_packets.clamp(1, MAX_WINDOW);
-        let repairs = (0..=window_packets)
-            .map(|k| match config.repair_percent {
-                Some(pct) => (k as u32 * pct as u32).div_ceil(100).max(1) as u16,
-                None => repair_count(k, config.design_loss_percent as f64 / 100.0, WINDOW_FAILURE),
-            })
-            .collect();
-        FecEncoder {
+        let design_permille = config.design_loss_percent.saturating_mul(10);
+        let mut encoder = FecEncoder {
             config: FecConfig {
                 window_packets,
                 ..config
             },
-            repairs,
+            repairs: Vec::new(),
+            design_permille,
             window: Vec::new(),
             base_seq: 0,
             ssrc: 0,
             opened: None,
             out: VecDeque::new(),
+        };
+        encoder.size_repairs();
+        encoder
+    }
+
+    /// Sizes the repair of the windows that close from now on for `loss` (a fraction, rounded up
+    /// to a tenth of a percent; `Leases::design_loss` gives it from the viewers' reports). No
+    /// effect with a fixed `repair_percent`.
+    pub fn set_design_loss(&mut self, loss: f64) {
+        let permille = (loss.clamp(0.0, 0.99) * 1000.0).ceil() as u16;
+        if permille != self.design_permille {
+            self.design_permille = permille;
+            self.size_repairs();
         }
+    }
+
+    /// The loss the repair is sized for now (a fraction); `None` with a fixed `repair_percent`.
+    pub fn design_loss(&self) -> Option<f64> {
+        self.config
+            .repair_percent
+            .is_none()
+            .then_some(self.design_permille as f64 / 1000.0)
+    }
+
+    fn size_repairs(&mut self) {
+        let loss = self.design_permille as f64 / 1000.0;
+        self.repairs = (0..=self.config.window_packets)
+            .map(|k| match self.config.repair_percent {
+                Some(pct) => (k as u32 * pct as u32).div_ceil(100).max(1) as u16,
+                None => repair_count(k, loss, WINDOW_FAILURE),
+            })
+            .collect();
     }
 
     /// Adds one sent RTP packet. A packet that does not follow the window's last one (another SSRC,
@@ -1054,5 +1095,102 @@ mod tests {
             let counts = (play.stats.recovered, play.stats.dropped);
             assert_eq!(counts, if forwarded { (1, 0) } else { (0, 1) });
         }
+    }
+
+    /// The relay's repair follows its viewers' reports (`Leases::design_loss`), end to end: an
+    /// encoder, a lease table and two viewers' playouts, each viewer losing its own seeded share
+    /// of every datagram and renewing its lease with its figures every 2 s (the relay sizes the
+    /// next windows after each). Returns each viewer's stats, the repair packets per source
+    /// packet, and the loss the repair was sized for at the end.
+    fn adaptive_run(
+        losses_ppm: [u64; 2],
+        seed: u64,
+        packets: usize,
+    ) -> ([PlayoutStats; 2], f64, f64) {
+        use crate::video::channel::{LeaseConfig, Leases};
+        use crate::video::wire::{ChannelInfo, Control, FecReport};
+        use std::net::SocketAddr;
+        let t0 = Instant::now();
+        let info = ChannelInfo {
+            name: "pi".into(),
+            live: false,
+            group: "239.255.1.2".parse().unwrap(),
+            media_port: 5004,
+            repair_port: 5006,
+        };
+        let mut leases = Leases::new([info], LeaseConfig::default(), t0);
+        let mut enc = FecEncoder::new(FecConfig::default());
+        let mut plays = [0, 1].map(|_| Playout::new(Duration::from_millis(150)));
+        let mut seed = seed | 1;
+        let mut repairs = 0;
+        // A ~1.2 Mbit/s stream: a packet every 9 ms, windows of 11 or 12 on the 100 ms timer.
+        let source = stream(packets);
+        for (i, p) in source.iter().enumerate() {
+            let now = t0 + Duration::from_millis(i as u64 * 9);
+            if i % 222 == 0 {
+                leases.set_sent("pi", i as u64);
+                for (v, play) in plays.iter().enumerate() {
+                    let request = Control::Request {
+                        viewer: v as u64 + 1,
+                        channel: "pi".into(),
+                        fec: Some(FecReport {
+                            repaired: play.stats.recovered,
+                            lost: play.stats.lost,
+                        }),
+                    };
+                    let from = SocketAddr::from(([10, 0, 0, v as u8 + 2], 4000));
+                    leases.handle_datagram(now, from, &request.to_vec());
+                }
+                enc.set_design_loss(leases.design_loss("pi"));
+            }
+            enc.push(now, p);
+            enc.handle_timeout(now);
+            let mut datagrams = vec![(true, p.clone())];
+            while let Some(r) = enc.poll_repair() {
+                repairs += 1;
+                datagrams.push((false, r));
+            }
+            for (play, loss) in plays.iter_mut().zip(losses_ppm) {
+                for (is_rtp, d) in &datagrams {
+                    if rng(&mut seed) % 1_000_000 < loss {
+                        continue;
+                    }
+                    match is_rtp {
+                        true => play.handle_rtp(now, d),
+                        false => play.handle_repair(now, d),
+                    }
+                }
+                play.handle_timeout(now);
+                while play.poll_packet().is_some() {}
+            }
+        }
+        let design = enc.design_loss().expect("sized by loss");
+        let stats = plays.map(|p| p.stats);
+        (stats, repairs as f64 / packets as f64, design)
+    }
+
+    #[test]
+    fn repair_follows_the_viewers_reports_cheap_at_one_percent_and_whole_at_five() {
+        // Both viewers at 1 %: after the first 2 s at the unreported 5 % (6 of 12), 3 of 12.
+        let (stats, overhead, design) = adaptive_run([10_000, 10_000], 31, 12_000);
+        for s in &stats {
+            assert_eq!(s.lost, 0, "{stats:?}");
+            assert!(s.recovered > 50, "{stats:?}");
+        }
+        assert!(overhead <= 0.30, "{overhead}");
+        assert!((0.01..0.016).contains(&design), "{design}");
+        // One at 1 %, one at 5 %: the worst sizes it (6 of 12) and both get every packet; seeded,
+        // twice, 24,000 packets (~2,000 windows per viewer).
+        for seed in [32, 36] {
+            let (stats, overhead, design) = adaptive_run([10_000, 50_000], seed, 12_000);
+            assert_eq!(stats[0].lost + stats[1].lost, 0, "{stats:?}");
+            assert!(stats[1].recovered > 400, "{stats:?}");
+            assert!((0.45..0.60).contains(&overhead), "{overhead}");
+            assert!((0.05..0.07).contains(&design), "{design}");
+        }
+        // No loss: the floor (1 %), 3 of 12.
+        let (_, overhead, design) = adaptive_run([0, 0], 38, 6_000);
+        assert!(overhead <= 0.30, "{overhead}");
+        assert_eq!(design, 0.01);
     }
 }
