@@ -743,8 +743,13 @@ impl Relay {
     /// ended changes it), for the windows that close from now on.
     fn size_repair(&mut self) {
         for (c, shown) in self.channels.iter_mut().zip(&mut self.shown) {
+            let design = self.leases.design_loss(&c.name);
+            // The audio track goes to the same viewers over the same links: it loses as much.
+            if let Some(fec) = c.audio.as_mut().and_then(|a| a.fec.as_mut()) {
+                fec.set_design_loss(design);
+            }
             let Some(fec) = &mut c.fec else { continue };
-            fec.set_design_loss(self.leases.design_loss(&c.name));
+            fec.set_design_loss(design);
             if let Some(d) = fec.design_loss() {
                 let (lo, hi) = shown.design.unwrap_or((d, d));
                 shown.design = Some((lo.min(d), hi.max(d)));
