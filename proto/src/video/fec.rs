@@ -1117,6 +1117,7 @@ mod tests {
             group: "239.255.1.2".parse().unwrap(),
             media_port: 5004,
             repair_port: 5006,
+            audio: None,
         };
         let mut leases = Leases::new([info], LeaseConfig::default(), t0);
         let mut enc = FecEncoder::new(FecConfig::default());
