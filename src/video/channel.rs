@@ -12,7 +12,7 @@ use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
 use edm_cast_proto::video::ingest::SenderFilter;
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::wire::{ChannelInfo, FecReport};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ pub(super) struct Channel {
     /// What the SAP announcement's SDP says of it (`i=`; `--description`).
     pub(super) description: Option<String>,
     /// The channel's own multicast group: RTP to `MEDIA_PORT`, REPAIR to `REPAIR_PORT`.
-    group: Ipv4Addr,
+    group: IpAddr,
     pub(super) ingest: Ingest,
     /// Who may feed a pushed source: its ingest task admits datagrams, `--stats` reads the count.
     pub(super) senders: Arc<Mutex<SenderFilter>>,
@@ -97,7 +97,7 @@ impl Channel {
     /// Channel `name` on `group`, fed by `ingest`; `fec: None` sends no repair.
     pub(super) fn new(
         name: String,
-        group: Ipv4Addr,
+        group: IpAddr,
         ingest: Ingest,
         on_demand: Option<String>,
         fec: Option<FecConfig>,
@@ -132,18 +132,18 @@ impl Channel {
     }
 
     /// The channel's own multicast group.
-    pub(super) fn group(&self) -> Ipv4Addr {
+    pub(super) fn group(&self) -> IpAddr {
         self.group
     }
 
     /// Where its RTP packets go.
     pub(super) fn media(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(self.group, MEDIA_PORT))
+        SocketAddr::new(self.group, MEDIA_PORT)
     }
 
     /// Where its REPAIR datagrams go.
     pub(super) fn repair(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(self.group, REPAIR_PORT))
+        SocketAddr::new(self.group, REPAIR_PORT)
     }
 
     /// The first lease came: start the source command (and the RTSP pull), and the RTP output at

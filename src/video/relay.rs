@@ -21,7 +21,7 @@ use edm_cast_proto::video::ingest::{Admission, SenderFilter};
 use edm_cast_proto::video::rtp::CLOCK_RATE;
 use edm_cast_proto::video::wire::MAX_CHANNEL_NAME;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -118,7 +118,7 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Relays the channels until Ctrl-C or SIGTERM; prints `--stats` at the end, even after an error.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.iface.as_deref())?;
+    let iface = net::interface_addr(args.iface.as_deref(), args.group)?;
     let channels = channels(&args)?;
     let signer = keys::signer(&args.signing)?;
     match &signer {
@@ -141,9 +141,15 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let runtime = rt::runtime()?;
     // Sockets and tasks belong to the runtime, so the relay is made inside it.
     let _inside = runtime.enter();
-    let sap = match args.sap {
-        true => Some(Sap::open(iface, args.ttl, channels.len())?),
-        false => None,
+    let sap = match (args.sap, iface.ip) {
+        (true, IpAddr::V4(ip)) => Some(Sap::open(ip, args.ttl, channels.len())?),
+        (true, IpAddr::V6(_)) => {
+            return Err(Error::Usage(
+                "--sap announces on SAP's IPv4 group only: leave it out with an IPv6 --group"
+                    .into(),
+            ));
+        }
+        (false, _) => None,
     };
     let mut relay = Relay::new(net::register(out)?, args.group, config, channels, board);
     relay.sap = sap;
@@ -233,7 +239,6 @@ fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
         repair_percent: args.fec_repair,
         ..FecConfig::default()
     });
-    let base = u32::from(*args.group.0.ip());
     let mut channels = Vec::new();
     for (i, name) in from.iter().enumerate() {
         if name.is_empty() || name.len() > MAX_CHANNEL_NAME || from[..i].contains(name) {
@@ -241,7 +246,7 @@ fn channels(args: &Args) -> Result<Vec<Channel>, Error> {
                 "--from '{name}': names must be 1 to {MAX_CHANNEL_NAME} bytes and distinct"
             )));
         }
-        let group = Ipv4Addr::from(base.wrapping_add(1 + i as u32));
+        let group = args.group.offset(1 + i as u32, args.group.0.port()).0.ip();
         if !group.is_multicast() {
             return Err(Error::Usage(format!(
                 "--group leaves no room for channel {name}"
@@ -466,7 +471,7 @@ impl Relay {
     async fn send_control(&mut self) {
         while let Some(to) = self.leases.poll_transmit(Instant::now(), &mut self.control) {
             let to = match to {
-                Destination::Group => SocketAddr::V4(self.group.0),
+                Destination::Group => self.group.0,
                 Destination::Unicast(viewer) => viewer,
             };
             // Best effort: ANNOUNCE repeats every second, and a viewer repeats its REQUEST.

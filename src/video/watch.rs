@@ -6,7 +6,7 @@ use super::relay::parse_group;
 use crate::cli::seconds;
 use crate::error::Error;
 use crate::keys;
-use crate::net::{self, Group};
+use crate::net::{self, Group, Iface};
 use crate::rt::{self, Shutdown};
 use clap::Parser;
 use edm_cast_proto::auth;
@@ -15,7 +15,7 @@ use edm_cast_proto::video::h264::{NAL_SPS, nal_type, rtp_parameter_sets, rtp_sta
 use edm_cast_proto::video::sdp;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig, ViewerEvent};
 use edm_cast_proto::video::wire::{ChannelInfo, FecReport};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
 use std::time::{Duration, Instant};
@@ -129,12 +129,12 @@ fn find_player(path: &Path) -> Result<(Child, String), String> {
 
 /// Watches until Ctrl-C, SIGTERM or the player's exit.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.iface.as_deref())?;
+    let iface = net::interface_addr(args.iface.as_deref(), args.group)?;
     let runtime = rt::runtime()?;
     runtime.block_on(watch(args, iface))
 }
 
-async fn watch(args: Args, iface: Ipv4Addr) -> Result<ExitCode, Error> {
+async fn watch(args: Args, iface: Iface) -> Result<ExitCode, Error> {
     let started = Instant::now();
     // Ctrl-C and SIGTERM are heard from the start: while looking for the relay too.
     let mut shutdown = Shutdown::new()?;
@@ -169,7 +169,7 @@ struct Lease {
 
 impl Lease {
     /// Listens for the relay's announcements; the `--timeout` runs from now.
-    fn open(args: &Args, iface: Ipv4Addr) -> Result<Self, Error> {
+    fn open(args: &Args, iface: Iface) -> Result<Self, Error> {
         let trust = keys::trust(&args.trusting)?;
         if trust.is_none() {
             eprintln!(
@@ -309,7 +309,7 @@ impl Watching {
     /// Joins the channel's groups, writes the SDP and starts a player unless `--sdp` was given.
     fn start(
         args: &Args,
-        iface: Ipv4Addr,
+        iface: Iface,
         info: &ChannelInfo,
         relay: SocketAddr,
         started: Instant,
@@ -467,11 +467,11 @@ impl Watching {
 /// Joins the channel's media group, and its repair group unless FEC is off.
 fn join_channel(
     info: &ChannelInfo,
-    iface: Ipv4Addr,
+    iface: Iface,
     no_fec: bool,
 ) -> Result<(UdpSocket, Option<UdpSocket>), Error> {
     let join = |port| {
-        let group = Group(SocketAddrV4::new(info.group, port));
+        let group = Group(SocketAddr::new(info.group, port));
         net::register(net::group_socket(group, iface)?)
     };
     let media = join(info.media_port)?;
@@ -546,9 +546,9 @@ impl SdpFile {
         let text = sdp::Session {
             name: &self.name,
             description: None,
-            origin: Ipv4Addr::LOCALHOST,
+            origin: Ipv4Addr::LOCALHOST.into(),
             session_id: 0,
-            address: Ipv4Addr::LOCALHOST,
+            address: Ipv4Addr::LOCALHOST.into(),
             ttl: 0,
             port: self.port,
             sps: self.sps.as_deref(),
