@@ -103,7 +103,7 @@ pub struct Network {
     /// Multicast group, ADDR or ADDR:PORT.
     #[arg(long, default_value = "239.1.1.1")]
     pub group: Group,
-    /// Interface to use: a name (eth0) or one of its IPv4 addresses. Default: the route's.
+    /// Interface to use: a name (eth0) or one of its addresses (IPv4, or IPv6 for an IPv6 group). Default: the route's.
     #[arg(long)]
     pub iface: Option<String>,
 }

@@ -62,7 +62,11 @@ fn ipv6_lab_send_and_recv_signed() {
     random_file(&src, 8 << 20, 66);
     let want = md5_of(&src);
     let key = dir.path().join("teacher.key");
-    let keygen = Command::new(bin()).arg("keygen").arg(&key).output().unwrap();
+    let keygen = Command::new(bin())
+        .arg("keygen")
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(keygen.status.success(), "{:?}", text(&keygen));
     let public = text(&keygen).0.trim().to_owned();
     assert!(public.starts_with("edm1-"), "{public}");
@@ -72,7 +76,15 @@ fn ipv6_lab_send_and_recv_signed() {
         &lab,
         2,
         dir.path(),
-        &["recv", "--group", group, "--timeout", "30", "--trust", &public],
+        &[
+            "recv",
+            "--group",
+            group,
+            "--timeout",
+            "30",
+            "--trust",
+            &public,
+        ],
     );
     std::thread::sleep(Duration::from_millis(500));
     let sent = Proc::spawn(
@@ -261,7 +273,10 @@ fn ipv6_group_rules_on_the_command_line() {
     };
     let (code, e) = run(&["recv", "--group", "ff02::1", "--timeout", "1"]);
     assert_eq!(code, Some(64), "{e}");
-    assert!(e.contains("ff02::1 is a permanently assigned address"), "{e}");
+    assert!(
+        e.contains("ff02::1 is a permanently assigned address"),
+        "{e}"
+    );
     let (code, e) = run(&["recv", "--group", "[fd77::1]:5007", "--timeout", "1"]);
     assert_eq!(code, Some(64), "{e}");
     assert!(e.contains("fd77::1 is not a multicast address"), "{e}");
@@ -275,7 +290,17 @@ fn ipv6_group_rules_on_the_command_line() {
             .ends_with("this address is not of the family of the group [ff15::5]:5007"),
         "{e}"
     );
-    let (code, e) = run(&["video", "--from", "pi", "--group", "[ff15::9]:5010", "--sap"]);
+    let (code, e) = run(&[
+        "video",
+        "--from",
+        "pi",
+        "--group",
+        "[ff15::9]:5010",
+        "--sap",
+    ]);
     assert_eq!(code, Some(64), "{e}");
-    assert!(e.contains("--sap announces on SAP's IPv4 group only"), "{e}");
+    assert!(
+        e.contains("--sap announces on SAP's IPv4 group only"),
+        "{e}"
+    );
 }
