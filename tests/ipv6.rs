@@ -281,8 +281,11 @@ fn ipv6_group_rules_on_the_command_line() {
     assert_eq!(code, Some(64), "{e}");
     assert!(e.contains("fd77::1 is not a multicast address"), "{e}");
     let (code, e) = run(&["recv", "--group", "ff11::5", "--timeout", "1"]);
-    assert_eq!(code, Some(1), "{e}");
+    assert_eq!(code, Some(64), "{e}");
     assert!(e.contains("interface-local (ff11::/16)"), "{e}");
+    let (code, e) = run(&["send", "--group", "ff12::5", "/dev/null"]);
+    assert_eq!(code, Some(64), "{e}");
+    assert!(e.contains("say on which link with --iface eth0"), "{e}");
     let (code, e) = run(&["recv", "--group", "ff15::5", "--iface", "127.0.0.1"]);
     assert_eq!(code, Some(1), "{e}");
     assert!(

@@ -199,15 +199,18 @@ pub fn interface_addr(iface: Option<&str>, group: Group) -> Result<Iface, Error>
     check_scope(found_iface, group, Some(found.is_loopback()))
 }
 
-/// An interface-local IPv6 group (ff11::/16) never leaves the host: only for `--iface lo`.
+/// An interface-local IPv6 group (ff11::/16) never leaves the host: only for `--iface lo`. A
+/// link-local one (ff12::/16) exists once per link: the kernel cannot pick the link by route.
 fn check_scope(iface: Iface, group: Group, loopback: Option<bool>) -> Result<Iface, Error> {
     match group.0.ip() {
-        IpAddr::V6(ip) if v6_scope(ip) == 1 && loopback != Some(true) => Err(Error::Interface {
-            iface: iface.to_string(),
-            why: format!(
+        IpAddr::V6(ip) if v6_scope(ip) == 2 && loopback.is_none() => Err(Error::Usage(format!(
+            "{ip} is link-local (ff12::/16): say on which link with --iface eth0"
+        ))),
+        IpAddr::V6(ip) if v6_scope(ip) == 1 && loopback != Some(true) => {
+            Err(Error::Usage(format!(
                 "{ip} is interface-local (ff11::/16): it never leaves this host; use a site-local group, e.g. ff15::1 (or --iface lo)"
-            ),
-        }),
+            )))
+        }
         _ => Ok(iface),
     }
 }
@@ -477,6 +480,9 @@ mod tests {
         let local: Group = "ff11::1".parse().unwrap();
         let e = interface_addr(None, local).unwrap_err().to_string();
         assert!(e.contains("interface-local (ff11::/16)"), "{e}");
+        let link: Group = "ff12::1".parse().unwrap();
+        let e = interface_addr(None, link).unwrap_err().to_string();
+        assert!(e.contains("say on which link with --iface"), "{e}");
         let site: Group = "ff15::1".parse().unwrap();
         assert_eq!(interface_addr(None, site).unwrap(), Iface::any(site));
         let e = interface_addr(Some("127.0.0.1"), site)
