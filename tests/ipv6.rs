@@ -186,7 +186,8 @@ fn ipv6_lab_watch_plays_the_relayed_camera_bit_exact() {
     let source = frames(&clip);
     assert_eq!(source.len(), 180, "the clip is 6 s at 30 fps");
     let lab = Lab::up_ipv6(&lab_name("v"), 1, 100, None);
-    let group = "[ff15::1:0]:47620";
+    // No port: the announce port (5010), as for IPv4.
+    let group = "ff15::1:0";
     let relay = Proc::spawn(
         "relay",
         lab.exec("s")

@@ -165,6 +165,9 @@ fn warning(
             Some(g) if g.0.port() == group.0.port() =>
                 format!("use a free group: --group {}", g.0.ip()),
             Some(g) => format!("use a free group: --group {g}"),
+            None if group.0.is_ipv6() => {
+                "use another group (--group ff15::x) than the ones nearby".into()
+            }
             None => "use another group (--group 239.x.y.z) than the ones nearby".into(),
         }
     )

@@ -37,12 +37,12 @@ pub const REPAIR_PORT: u16 = 5006;
 /// What a name given to `--from` without a `--source` resolves to (rpicam-vid's `-o udp://`).
 pub const DEFAULT_SOURCE: &str = "udp://:5000";
 
-/// A video group: `239.255.1.1` or `239.255.1.1:PORT` (the announce port, 5010 by default).
+/// A video group: `239.255.1.1` or `239.255.1.1:PORT`, `ff15::1` or `[ff15::1]:PORT` (the
+/// announce port, 5010 by default).
 pub fn parse_group(s: &str) -> Result<Group, String> {
-    if s.contains(':') {
-        s.parse()
-    } else {
-        format!("{s}:{ANNOUNCE_PORT}").parse()
+    match s.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, ANNOUNCE_PORT).to_string().parse(),
+        Err(_) => s.parse(),
     }
 }
 
@@ -668,5 +668,12 @@ mod tests {
     fn groups_take_the_announce_port_by_default() {
         assert_eq!(parse_group("239.255.1.1").unwrap().0.port(), ANNOUNCE_PORT);
         assert_eq!(parse_group("239.255.1.1:6000").unwrap().0.port(), 6000);
+        assert_eq!(parse_group("ff15::1:0").unwrap().0.port(), ANNOUNCE_PORT);
+        assert_eq!(parse_group("[ff15::1:0]:6000").unwrap().0.port(), 6000);
+        assert!(
+            parse_group("ff02::1")
+                .unwrap_err()
+                .contains("permanently assigned")
+        );
     }
 }
