@@ -5,8 +5,8 @@
 //! instead when EDM_CAST_REQUIRE_LAB is set (CI as root).
 //!
 //! Not on loopback: `lo` has no multicast route for IPv6 (the kernel adds ff00::/8 only to
-//! multicast-capable interfaces), so every IPv6 multicast send on it is "Network is unreachable"
-//! unless the host's routes are changed, which a test must not do.
+//! multicast-capable interfaces), so every IPv6 multicast send on it is "Network is unreachable";
+//! with lo set multicast and given the route (tried in a namespace) nothing is delivered either.
 
 mod common;
 
