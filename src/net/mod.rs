@@ -136,6 +136,7 @@ impl Iface {
         Iface { ip, index: 0 }
     }
 
+    /// No `--iface` was given.
     pub fn is_unspecified(&self) -> bool {
         self.ip.is_unspecified()
     }
