@@ -100,10 +100,10 @@ pub enum Command {
 /// Where a file session's datagrams go: `send`, `recv`, `serve`, `get`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Network {
-    /// Multicast group, ADDR or ADDR:PORT.
+    /// Multicast group, ADDR or ADDR:PORT (IPv6: ff15::1 or [ff15::1]:5007).
     #[arg(long, default_value = "239.1.1.1")]
     pub group: Group,
-    /// Interface to use: a name (eth0) or one of its IPv4 addresses. Default: the route's.
+    /// Interface to use: a name (eth0) or one of its addresses (IPv4, or IPv6 for an IPv6 group). Default: the route's.
     #[arg(long)]
     pub iface: Option<String>,
 }

@@ -19,6 +19,7 @@ import argparse
 import email.utils
 import hashlib
 import os
+import socket
 import sys
 import threading
 import time
@@ -166,6 +167,8 @@ def main():
     p.add_argument("--rate", type=float)
     p.add_argument("--max-secs", type=float, default=600)
     args = p.parse_args()
+    if ":" in args.bind:  # an IPv6 address
+        Server.address_family = socket.AF_INET6
     srv = Server((args.bind, args.port), Handler)
     # The port chosen goes to stdout, so a test can start it with --port 0.
     print(srv.server_address[1], flush=True)

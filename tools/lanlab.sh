@@ -18,6 +18,10 @@
 # - IPv6 is disabled in every lab namespace so that interface counters carry only our traffic
 #   (no DAD/MLD/router solicitations); tso/gso/gro are off on every veth (ethtool) so the counters count
 #   wire-sized frames.
+# - LANLAB_IPV6=1 at `up` keeps IPv6 on instead (for IPv6 tests; counters then carry MLD and
+#   neighbour discovery too): every host gets a ULA, ${V6_PREFIX}::<last IPv4 octet>/64 (the
+#   sender fd77::1, receiver i fd77::(10+i), nodad), the kernel's ff00::/8 multicast route on eth0,
+#   and the wan host fd78::2 behind the sender's wan0 fd78::1.
 #
 # - WAN (optional, WAN_RATE set at `up`): ns ${LAB}-w, 10.78.0.2/24, linked to the sender's wan0
 #   (10.78.0.1) by a veth pair whose wan-side egress (the download direction) is limited to
@@ -33,6 +37,8 @@ PROG="${0##*/}"
 SUBNET_PREFIX="10.77.0"        # /24
 SENDER_ADDR="${SUBNET_PREFIX}.1"
 WAN_PREFIX="10.78.0"           # /24: ${WAN_PREFIX}.1 the sender's wan0, ${WAN_PREFIX}.2 the wan host
+V6_PREFIX="fd77"               # LANLAB_IPV6=1: ${V6_PREFIX}::/64 on the LAN
+V6_WAN_PREFIX="fd78"           # LANLAB_IPV6=1: ${V6_WAN_PREFIX}::1 the sender's wan0, ::2 the wan host
 NFT_TABLE="lanlab"             # table name inside our own namespaces
 T="timeout 20"                 # bound for every single ip/tc/nft/ethtool command
 
@@ -53,6 +59,7 @@ usage: $PROG up N RATE LOSS [LOSS_R1 ... LOSS_RN]
        $PROG check           exit 0 if labs can be built here, else print why and exit 1
 environment: LAB=name prefix of namespaces and links (default edm; [A-Za-z0-9_], at most 12 chars)
              WAN_RATE=tc rate (at up): add the wan host w (${WAN_PREFIX}.2) behind the sender
+             LANLAB_IPV6=1 (at up): keep IPv6 on, hosts get fd77::1, fd77::(10+i), wan fd78::2
              LANLAB_LOSS_HOOK=egress|ingress (default: egress, falls back to ingress if unsupported)
 names: namespaces \${LAB}-br \${LAB}-s \${LAB}-r1..\${LAB}-rN; sender 10.77.0.1, receiver i 10.77.0.(10+i);
        every host's interface is eth0; bridge ports in \${LAB}-br are \${LAB}-s, \${LAB}-r1...
@@ -194,10 +201,10 @@ offloads_off() {  # ns ifname
     done
 }
 
-new_ns() {  # create a namespace with lo up and IPv6 off
+new_ns() {  # create a namespace with lo up and IPv6 off (unless LANLAB_IPV6=1)
     local ns="$1"
     $T ip netns add "$ns"
-    $T ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+    [[ "${LANLAB_IPV6:-0}" == 1 ]] || $T ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
         >/dev/null 2>&1 || log "warning: could not disable IPv6 in $ns"
     $T ip -n "$ns" link set lo up
 }
@@ -232,6 +239,13 @@ add_host() {  # kind(s|r) index addr
     $T ip -n "$ns" addr add "$addr/24" brd + dev eth0
     $T ip -n "$ns" link set eth0 up
     $T ip -n "$ns" route add 224.0.0.0/4 dev eth0
+    if [[ "${LANLAB_IPV6:-0}" == 1 ]]; then
+        $T ip -n "$ns" -6 addr add "${V6_PREFIX}::${addr##*.}/64" dev eth0 nodad
+        # The kernel adds ff00::/8 to the local table of every multicast-capable interface; made
+        # sure of, since a join without it works and every send fails with "unreachable".
+        $T ip -n "$ns" -6 route show table local | grep -q "^multicast ff00::/8 dev eth0" ||
+            $T ip -n "$ns" -6 route add multicast ff00::/8 dev eth0 table local
+    fi
 }
 
 # The wan host behind the sender, on a link limited to RATE in the download direction; the
@@ -253,6 +267,15 @@ add_wan() {  # rate n
     for ((i = 1; i <= n; i++)); do
         $T ip -n "$(ns_r "$i")" route add "${WAN_PREFIX}.0/24" via "$SENDER_ADDR"
     done
+    if [[ "${LANLAB_IPV6:-0}" == 1 ]]; then
+        $T ip -n "$sns" -6 addr add "${V6_WAN_PREFIX}::1/64" dev wan0 nodad
+        $T ip -n "$wns" -6 addr add "${V6_WAN_PREFIX}::2/64" dev eth0 nodad
+        $T ip -n "$wns" -6 route add "${V6_PREFIX}::/64" via "${V6_WAN_PREFIX}::1"
+        $T ip netns exec "$sns" sysctl -q -w net.ipv6.conf.all.forwarding=1 >/dev/null
+        for ((i = 1; i <= n; i++)); do
+            $T ip -n "$(ns_r "$i")" -6 route add "${V6_WAN_PREFIX}::/64" via "${V6_PREFIX}::1"
+        done
+    fi
     local burst limit
     burst=$(( wbps / 250 )); (( burst < 32768 )) && burst=32768
     limit=$(( wbps / 20 )); (( limit < 262144 )) && limit=262144

@@ -224,7 +224,7 @@ fn channel() -> impl Strategy<Value = ChannelInfo> {
             |(name, live, [a, b, c], top, media_port, repair_port)| ChannelInfo {
                 name,
                 live,
-                group: Ipv4Addr::new(224 + top, a, b, c),
+                group: Ipv4Addr::new(224 + top, a, b, c).into(),
                 media_port,
                 repair_port,
                 audio: None,

@@ -5,10 +5,10 @@ use crate::cli::{Network, Receiving, seconds};
 use crate::error::Error;
 use crate::file::listener::{Listener, Listening};
 use crate::http::fetch;
-use crate::net::{self, Group};
+use crate::net;
 use crate::rt::{self, Shutdown};
 use edm_cast_proto::{Answer, ReceiveError, Requester, Trust};
-use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 .ok_or_else(|| Error::Other(format!("--server: cannot resolve {s}")))
         })
         .transpose()?;
-    let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let iface = net::interface_addr(args.net.iface.as_deref(), args.net.group)?;
     let how = Listening::new(&args.receiving, Some(Duration::from_secs(5)))?;
     // Said at once: finding the server can take up to --timeout.
     eprintln!(
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let (session, port) = ask(&args, server, iface, &how.trust, &mut shutdown).await?;
-            let group = Group(SocketAddrV4::new(*args.net.group.0.ip(), port));
+            let group = args.net.group.with_port(port);
             let listener = Listener::new(
                 group,
                 iface,
@@ -98,7 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
 async fn ask(
     args: &Args,
     server: Option<SocketAddr>,
-    iface: std::net::Ipv4Addr,
+    iface: net::Iface,
     trust: &Option<Trust>,
     shutdown: &mut Shutdown,
 ) -> Result<(u32, u16), Error> {

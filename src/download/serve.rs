@@ -31,7 +31,7 @@ use crate::status::{Action, Board};
 use crate::web::{self, Web};
 use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,7 +197,7 @@ impl Quotas {
 struct Shared {
     agent: ureq::Agent,
     cache: Option<Arc<Cache>>,
-    iface: Ipv4Addr,
+    iface: net::Iface,
     group: Group,
     ttl: u32,
     setup: Setup,
@@ -218,7 +218,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
 
 /// `serve`, publishing on `board` and taking the actions that come to `acted`.
 fn run_on(args: Args, board: Board, acted: mpsc::Receiver<Action>) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let iface = net::interface_addr(args.net.iface.as_deref(), args.net.group)?;
     let control = net::sender_socket(args.net.group, iface, args.sending.ttl, args.port)?;
     let cache = args.caching.open()?;
     let own = policy::interface_networks().map_err(|e| Error::Interface {
@@ -443,7 +443,7 @@ async fn serve(
         shared.rate.store(share as u64, Ordering::Relaxed);
         while let Some(to) = catalog.poll_transmit(Instant::now(), &mut out) {
             let to = match to {
-                Reply::Group => SocketAddr::V4(args.net.group.0),
+                Reply::Group => args.net.group.0,
                 Reply::To(a) => a,
             };
             if let Err(e) = control.send_to(&out, to).await {
@@ -547,7 +547,7 @@ fn session(
         shared.group.0.port().checked_add(1 + slot).ok_or_else(|| {
             Error::Usage("the group's port is too high for --max-sessions".into())
         })?;
-    let group = Group(SocketAddrV4::new(*shared.group.0.ip(), port));
+    let group = shared.group.with_port(port);
     let size = source.size.map_or("size not known yet".into(), view::bytes);
     let (known_size, feed) = (source.size, source.feed.clone());
     let mut session = Session::open(

@@ -12,7 +12,7 @@ use crate::cli;
 use crate::error::Error;
 use crate::keys;
 use crate::net::datapath::RecvBatch;
-use crate::net::{self, Group};
+use crate::net::{self, Group, Iface};
 use crate::rt::{self, Shutdown};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::auth::fingerprint;
@@ -22,7 +22,7 @@ use edm_cast_proto::{
     SessionInfo, Trust,
 };
 use indicatif::ProgressBar;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -85,7 +85,7 @@ pub struct Listener {
 
 impl Listener {
     /// Joins `group` on `iface`; must be called inside the runtime.
-    pub fn new(group: Group, iface: Ipv4Addr, how: Listening) -> Result<Self, Error> {
+    pub fn new(group: Group, iface: Iface, how: Listening) -> Result<Self, Error> {
         let group_std = net::group_socket(group, iface)?;
         let feedback_std = net::feedback_socket(iface)?;
         // 8 MiB is 60 ms at 1 Gbit/s: ample for a 1 ms pause.

@@ -7,10 +7,10 @@
 //! a filter run and nothing more. Once it hears another sender it listens on the next few groups
 //! for a moment too, for a free one to suggest.
 
-use crate::net::{self, Group};
+use crate::net::{self, Group, Iface};
 use edm_cast_proto::wire::{HEADER_LEN, MAGIC, Packet, PacketType, VERSION, printable};
 use socket2::SockFilter;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -37,7 +37,7 @@ pub struct Neighbours {
 impl Neighbours {
     /// Starts watching `group` (joined on `iface`) for sessions other than `own`. `None` if the
     /// group cannot be joined: the send goes on without the warning.
-    pub fn start(group: Group, iface: Ipv4Addr, own: u32) -> Option<Neighbours> {
+    pub fn start(group: Group, iface: Iface, own: u32) -> Option<Neighbours> {
         let ours = match announces(group, iface, Some(own)) {
             Ok(s) => s,
             Err(e) => {
@@ -86,7 +86,7 @@ impl Drop for Neighbours {
 
 fn watch(
     group: Group,
-    iface: Ipv4Addr,
+    iface: Iface,
     own: u32,
     ours: UdpSocket,
     stop: &AtomicBool,
@@ -140,11 +140,11 @@ fn watch(
 type Nearby = (Group, UdpSocket, bool);
 
 /// The groups after `group`, on its port, joined to hear whether anyone announces there.
-fn join_nearby(group: Group, iface: Ipv4Addr) -> Vec<Nearby> {
+fn join_nearby(group: Group, iface: Iface) -> Vec<Nearby> {
     (1..=NEARBY)
         .filter_map(|i| {
-            let ip = Ipv4Addr::from(u32::from(*group.0.ip()).wrapping_add(i));
-            let g = format!("{ip}:{}", group.0.port()).parse::<Group>().ok()?;
+            // Parsed again: a neighbour that is no valid group (224.0.0.x) is skipped.
+            let g: Group = group.offset(i, group.0.port()).to_string().parse().ok()?;
             Some((g, announces(g, iface, None).ok()?, false))
         })
         .collect()
@@ -165,6 +165,9 @@ fn warning(
             Some(g) if g.0.port() == group.0.port() =>
                 format!("use a free group: --group {}", g.0.ip()),
             Some(g) => format!("use a free group: --group {g}"),
+            None if group.0.is_ipv6() => {
+                "use another group (--group ff15::x) than the ones nearby".into()
+            }
             None => "use another group (--group 239.x.y.z) than the ones nearby".into(),
         }
     )
@@ -188,7 +191,7 @@ fn read(socket: &UdpSocket, buf: &mut [u8]) -> Vec<(SocketAddr, u32, String)> {
 }
 
 /// A socket joined to `group` that takes only ANNOUNCEs, and of those none of session `except`.
-fn announces(group: Group, iface: Ipv4Addr, except: Option<u32>) -> Result<UdpSocket, String> {
+fn announces(group: Group, iface: Iface, except: Option<u32>) -> Result<UdpSocket, String> {
     let socket = net::group_socket(group, iface).map_err(|e| e.to_string())?;
     socket2::SockRef::from(&socket)
         .attach_filter(&announce_filter(except))

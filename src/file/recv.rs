@@ -32,7 +32,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let iface = net::interface_addr(args.net.iface.as_deref(), args.net.group)?;
     let lines = StatusLines::open(&args.status)?;
     rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;

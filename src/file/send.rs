@@ -71,7 +71,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.net.iface.as_deref())?;
+    let iface = net::interface_addr(args.net.iface.as_deref(), args.net.group)?;
     let lines = StatusLines::open(&args.status)?;
     let mut source = if fetch::is_url(&args.source) {
         let cache = args.caching.open()?;

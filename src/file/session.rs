@@ -9,7 +9,7 @@ use crate::error::{Error, Exit};
 use crate::http::fetch::Progress;
 use crate::net::datapath::{RecvBatch, SendBatch};
 use crate::net::pace::{Pacer, Rate};
-use crate::net::{self, Group};
+use crate::net::{self, Group, Iface};
 use crate::rt::{self, Shutdown};
 use crate::status::{self, Board, SessionStatus};
 use data_encoding::HEXLOWER;
@@ -19,7 +19,7 @@ use edm_cast_proto::{
 };
 use futures_util::FutureExt;
 use std::io::{ErrorKind, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,12 +117,15 @@ impl RateMeter {
 /// of its ANNOUNCE from another host is refused; an unsigned one says "where this comes from".
 pub fn feedback_addr(
     group: Group,
-    iface: Ipv4Addr,
+    iface: Iface,
     port: u16,
     setup: &Setup,
 ) -> Result<FeedbackAddr, Error> {
     Ok(match setup.signer {
-        Some(_) => FeedbackAddr::V4(net::source_addr(group, iface)?, port),
+        Some(_) => match net::source_addr(group, iface)? {
+            IpAddr::V4(ip) => FeedbackAddr::V4(ip, port),
+            IpAddr::V6(ip) => FeedbackAddr::V6(ip, port),
+        },
         None => FeedbackAddr::Source { port },
     })
 }
@@ -140,7 +143,7 @@ impl Session {
     pub fn open(
         source: Source,
         group: Group,
-        iface: Ipv4Addr,
+        iface: Iface,
         ttl: u32,
         setup: &Setup,
         rate: Rate,
@@ -434,7 +437,7 @@ impl Session {
             while !self.sender.is_finished() {
                 while let Some(dest) = self.sender.poll_transmit(Instant::now(), &mut out) {
                     if dest == Destination::Group {
-                        let _ = socket.send_to(&out, SocketAddr::V4(self.group.0)).await;
+                        let _ = socket.send_to(&out, self.group.0).await;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -581,7 +584,7 @@ impl Session {
                 break;
             };
             let to = match dest {
-                Destination::Group => SocketAddr::V4(self.group.0),
+                Destination::Group => self.group.0,
                 Destination::Unicast(a) => a,
             };
             self.pacer.spend(out.len());
@@ -597,7 +600,7 @@ impl Session {
 
     /// A failed send to the group ends the session; one to a receiver (an ACK) is its loss.
     fn send_failed(&self, to: SocketAddr, e: std::io::Error) -> Result<(), Error> {
-        if to == SocketAddr::V4(self.group.0) {
+        if to == self.group.0 {
             return Err(Error::Socket {
                 what: format!(
                     "cannot send to {} (is there a route? try --iface)",

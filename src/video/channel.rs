@@ -13,7 +13,7 @@ use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
 use edm_cast_proto::video::ingest::SenderFilter;
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::wire::{AudioInfo, ChannelInfo, FecReport};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ pub(super) struct Channel {
     /// What the SAP announcement's SDP says of it (`i=`; `--description`).
     pub(super) description: Option<String>,
     /// The channel's own multicast group: RTP to `MEDIA_PORT`, REPAIR to `REPAIR_PORT`.
-    group: Ipv4Addr,
+    group: IpAddr,
     pub(super) ingest: Ingest,
     /// Who may feed a pushed source: its ingest task admits datagrams, `--stats` reads the count.
     pub(super) senders: Arc<Mutex<SenderFilter>>,
@@ -127,7 +127,7 @@ impl Channel {
     /// repair; `epoch` is the relay's RTP time 0.
     pub(super) fn new(
         name: String,
-        group: Ipv4Addr,
+        group: IpAddr,
         ingest: Ingest,
         audio_in: Option<AudioIn>,
         on_demand: Option<String>,
@@ -199,29 +199,29 @@ impl Channel {
 
     /// Where its audio RTP packets go.
     pub(super) fn audio_media(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(self.group, AUDIO_PORT))
+        SocketAddr::new(self.group, AUDIO_PORT)
     }
 
     /// Where the RTCP sender reports of its video (`audio: false`) or audio go: the RTP port's
     /// next one (RFC 3550 section 11).
     pub(super) fn rtcp(&self, audio: bool) -> SocketAddr {
         let port = if audio { AUDIO_PORT } else { MEDIA_PORT };
-        SocketAddr::V4(SocketAddrV4::new(self.group, port + 1))
+        SocketAddr::new(self.group, port + 1)
     }
 
     /// The channel's own multicast group.
-    pub(super) fn group(&self) -> Ipv4Addr {
+    pub(super) fn group(&self) -> IpAddr {
         self.group
     }
 
     /// Where its RTP packets go.
     pub(super) fn media(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(self.group, MEDIA_PORT))
+        SocketAddr::new(self.group, MEDIA_PORT)
     }
 
     /// Where its REPAIR datagrams go.
     pub(super) fn repair(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(self.group, REPAIR_PORT))
+        SocketAddr::new(self.group, REPAIR_PORT)
     }
 
     /// The first lease came: start the source command (and the RTSP pull), and the RTP output at

@@ -24,7 +24,7 @@ use edm_cast_proto::video::rtcp::{SenderReport, ntp_time};
 use edm_cast_proto::video::rtp::CLOCK_RATE;
 use edm_cast_proto::video::wire::MAX_CHANNEL_NAME;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -43,12 +43,12 @@ pub const AUDIO_PORT: u16 = 5008;
 /// What a name given to `--from` without a `--source` resolves to (rpicam-vid's `-o udp://`).
 pub const DEFAULT_SOURCE: &str = "udp://:5000";
 
-/// A video group: `239.255.1.1` or `239.255.1.1:PORT` (the announce port, 5010 by default).
+/// A video group: `239.255.1.1` or `239.255.1.1:PORT`, `ff15::1` or `[ff15::1]:PORT` (the
+/// announce port, 5010 by default).
 pub fn parse_group(s: &str) -> Result<Group, String> {
-    if s.contains(':') {
-        s.parse()
-    } else {
-        format!("{s}:{ANNOUNCE_PORT}").parse()
+    match s.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, ANNOUNCE_PORT).to_string().parse(),
+        Err(_) => s.parse(),
     }
 }
 
@@ -136,7 +136,7 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Relays the channels until Ctrl-C or SIGTERM; prints `--stats` at the end, even after an error.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.iface.as_deref())?;
+    let iface = net::interface_addr(args.iface.as_deref(), args.group)?;
     let epoch = Instant::now();
     let channels = channels(&args, epoch)?;
     let signer = keys::signer(&args.signing)?;
@@ -165,9 +165,15 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let runtime = rt::runtime()?;
     // Sockets and tasks belong to the runtime, so the relay is made inside it.
     let _inside = runtime.enter();
-    let sap = match args.sap {
-        true => Some(Sap::open(iface, args.ttl, channels.len())?),
-        false => None,
+    let sap = match (args.sap, iface.ip) {
+        (true, IpAddr::V4(ip)) => Some(Sap::open(ip, args.ttl, channels.len())?),
+        (true, IpAddr::V6(_)) => {
+            return Err(Error::Usage(
+                "--sap announces on SAP's IPv4 group only: leave it out with an IPv6 --group"
+                    .into(),
+            ));
+        }
+        (false, _) => None,
     };
     let mut relay = Relay::new(
         net::register(out)?,
@@ -265,7 +271,6 @@ fn channels(args: &Args, epoch: Instant) -> Result<Vec<Channel>, Error> {
         repair_percent: args.fec_repair,
         ..FecConfig::default()
     });
-    let base = u32::from(*args.group.0.ip());
     let mut channels = Vec::new();
     for (i, name) in from.iter().enumerate() {
         if name.is_empty() || name.len() > MAX_CHANNEL_NAME || from[..i].contains(name) {
@@ -273,7 +278,7 @@ fn channels(args: &Args, epoch: Instant) -> Result<Vec<Channel>, Error> {
                 "--from '{name}': names must be 1 to {MAX_CHANNEL_NAME} bytes and distinct"
             )));
         }
-        let group = Ipv4Addr::from(base.wrapping_add(1 + i as u32));
+        let group = args.group.offset(1 + i as u32, args.group.0.port()).0.ip();
         if !group.is_multicast() {
             return Err(Error::Usage(format!(
                 "--group leaves no room for channel {name}"
@@ -549,7 +554,7 @@ impl Relay {
     async fn send_control(&mut self) {
         while let Some(to) = self.leases.poll_transmit(Instant::now(), &mut self.control) {
             let to = match to {
-                Destination::Group => SocketAddr::V4(self.group.0),
+                Destination::Group => self.group.0,
                 Destination::Unicast(viewer) => viewer,
             };
             // Best effort: ANNOUNCE repeats every second, and a viewer repeats its REQUEST.
@@ -857,5 +862,12 @@ mod tests {
     fn groups_take_the_announce_port_by_default() {
         assert_eq!(parse_group("239.255.1.1").unwrap().0.port(), ANNOUNCE_PORT);
         assert_eq!(parse_group("239.255.1.1:6000").unwrap().0.port(), 6000);
+        assert_eq!(parse_group("ff15::1:0").unwrap().0.port(), ANNOUNCE_PORT);
+        assert_eq!(parse_group("[ff15::1:0]:6000").unwrap().0.port(), 6000);
+        assert!(
+            parse_group("ff02::1")
+                .unwrap_err()
+                .contains("permanently assigned")
+        );
     }
 }

@@ -9,7 +9,7 @@
 use super::channel::Channel;
 use super::relay::{AUDIO_PORT, MEDIA_PORT};
 use crate::error::Error;
-use crate::net::{self, Group};
+use crate::net::{self, Group, Iface};
 use edm_cast_proto::video::sap::{Kind, SAP_GROUP, packet};
 use edm_cast_proto::video::sdp;
 use std::net::Ipv4Addr;
@@ -31,7 +31,7 @@ pub(super) struct Sap {
 impl Sap {
     /// A socket sending to the SAP group out of `iface` with `ttl`.
     pub(super) fn open(iface: Ipv4Addr, ttl: u32, channels: usize) -> Result<Self, Error> {
-        let group = Group(SAP_GROUP);
+        let group = Group(SAP_GROUP.into());
         let fail = |source| Error::Socket {
             what: format!("cannot find this host's address towards {group}"),
             source,
@@ -43,7 +43,15 @@ impl Sap {
             std::net::IpAddr::V4(a) => a,
             std::net::IpAddr::V6(_) => iface,
         };
-        let socket = net::register(net::sender_socket(group, iface, ttl, 0)?)?;
+        let socket = net::register(net::sender_socket(
+            group,
+            Iface {
+                ip: iface.into(),
+                index: 0,
+            },
+            ttl,
+            0,
+        )?)?;
         Ok(Sap {
             socket,
             origin,
@@ -64,7 +72,7 @@ impl Sap {
         sdp::Session {
             name: &c.name,
             description: c.description.as_deref(),
-            origin: self.origin,
+            origin: self.origin.into(),
             session_id: i as u64 + 1,
             address: c.group(),
             ttl: self.ttl,

@@ -7,7 +7,7 @@ use super::relay::parse_group;
 use crate::cli::seconds;
 use crate::error::Error;
 use crate::keys;
-use crate::net::{self, Group};
+use crate::net::{self, Group, Iface};
 use crate::rt::{self, Shutdown};
 use clap::Parser;
 use edm_cast_proto::auth;
@@ -17,7 +17,7 @@ use edm_cast_proto::video::rtcp::SenderReport;
 use edm_cast_proto::video::sdp;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig, ViewerEvent};
 use edm_cast_proto::video::wire::{AudioInfo, ChannelInfo, FecReport, Repair};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
 use std::time::{Duration, Instant};
@@ -132,12 +132,12 @@ fn find_player(path: &Path) -> Result<(Child, String), String> {
 
 /// Watches until Ctrl-C, SIGTERM or the player's exit.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let iface = net::interface_addr(args.iface.as_deref())?;
+    let iface = net::interface_addr(args.iface.as_deref(), args.group)?;
     let runtime = rt::runtime()?;
     runtime.block_on(watch(args, iface))
 }
 
-async fn watch(args: Args, iface: Ipv4Addr) -> Result<ExitCode, Error> {
+async fn watch(args: Args, iface: Iface) -> Result<ExitCode, Error> {
     let started = Instant::now();
     // Ctrl-C and SIGTERM are heard from the start: while looking for the relay too.
     let mut shutdown = Shutdown::new()?;
@@ -174,7 +174,7 @@ struct Lease {
 
 impl Lease {
     /// Listens for the relay's announcements; the `--timeout` runs from now.
-    fn open(args: &Args, iface: Ipv4Addr) -> Result<Self, Error> {
+    fn open(args: &Args, iface: Iface) -> Result<Self, Error> {
         let trust = keys::trust(&args.trusting)?;
         if trust.is_none() {
             eprintln!(
@@ -313,9 +313,9 @@ struct Watching {
     /// The channel's audio track, if it has one.
     audio: Option<AudioTrack>,
     /// What joining an audio track described after the grant takes.
-    group: Ipv4Addr,
+    group: IpAddr,
     media_port: u16,
-    iface: Ipv4Addr,
+    iface: Iface,
     hold: Duration,
     /// Sender reports of the video: RTCP from the relay, forwarded to `--port` + 1.
     video_rtcp: Option<UdpSocket>,
@@ -342,7 +342,7 @@ impl Watching {
     /// Joins the channel's groups, writes the SDP and starts a player unless `--sdp` was given.
     fn start(
         args: &Args,
-        iface: Ipv4Addr,
+        iface: Iface,
         info: &ChannelInfo,
         relay: SocketAddr,
         started: Instant,
@@ -634,15 +634,15 @@ impl AudioTrack {
     /// Joins the audio's group port and its RTCP port, and the video's RTCP port (returned):
     /// the sender reports that line the tracks up. The audio goes on to `forward_to`.
     fn open(
-        group: Ipv4Addr,
+        group: IpAddr,
         media_port: u16,
         a: &AudioInfo,
-        iface: Ipv4Addr,
+        iface: Iface,
         hold: Duration,
         forward_to: SocketAddr,
     ) -> Result<(AudioTrack, UdpSocket), Error> {
         let join = |port: u16| {
-            let group = Group(SocketAddrV4::new(group, port));
+            let group = Group(SocketAddr::new(group, port));
             net::register(net::group_socket(group, iface)?)
         };
         let track = AudioTrack {
@@ -661,11 +661,11 @@ impl AudioTrack {
 /// Joins the channel's media group, and its repair group unless FEC is off.
 fn join_channel(
     info: &ChannelInfo,
-    iface: Ipv4Addr,
+    iface: Iface,
     no_fec: bool,
 ) -> Result<(UdpSocket, Option<UdpSocket>), Error> {
     let join = |port| {
-        let group = Group(SocketAddrV4::new(info.group, port));
+        let group = Group(SocketAddr::new(info.group, port));
         net::register(net::group_socket(group, iface)?)
     };
     let media = join(info.media_port)?;
@@ -759,9 +759,9 @@ impl SdpFile {
         let text = sdp::Session {
             name: &self.name,
             description: None,
-            origin: Ipv4Addr::LOCALHOST,
+            origin: Ipv4Addr::LOCALHOST.into(),
             session_id: 0,
-            address: Ipv4Addr::LOCALHOST,
+            address: Ipv4Addr::LOCALHOST.into(),
             ttl: 0,
             port: self.port,
             sps: self.sps.as_deref(),

@@ -24,8 +24,28 @@ impl Lab {
     /// `tools/lanlab.sh up`: N receivers behind a sender limited to `mbit`, `loss` % toward each
     /// receiver, and a wan host behind a `wan_mbit` link if given.
     pub fn up(name: &str, receivers: usize, mbit: u32, loss: f64, wan_mbit: Option<u32>) -> Lab {
+        Lab::build(name, receivers, mbit, loss, wan_mbit, false)
+    }
+
+    /// As `up`, with IPv6 on (`LANLAB_IPV6=1`): the sender is fd77::1, receiver i fd77::(10+i),
+    /// the wan host fd78::2.
+    pub fn up_ipv6(name: &str, receivers: usize, mbit: u32, wan_mbit: Option<u32>) -> Lab {
+        Lab::build(name, receivers, mbit, 0.0, wan_mbit, true)
+    }
+
+    fn build(
+        name: &str,
+        receivers: usize,
+        mbit: u32,
+        loss: f64,
+        wan_mbit: Option<u32>,
+        ipv6: bool,
+    ) -> Lab {
         let lab = Lab { name: name.into() };
         let mut cmd = lab.cmd();
+        if ipv6 {
+            cmd.env("LANLAB_IPV6", "1");
+        }
         if let Some(w) = wan_mbit {
             cmd.env("WAN_RATE", format!("{w}mbit"));
         }

@@ -24,7 +24,7 @@ pub fn channel(i: usize) -> ChannelInfo {
     ChannelInfo {
         name: CHANNELS[i % CHANNELS.len()].into(),
         live: false,
-        group: Ipv4Addr::new(239, 255, 1, 2 + i as u8),
+        group: Ipv4Addr::new(239, 255, 1, 2 + i as u8).into(),
         media_port: 5004,
         repair_port: 5006,
         audio: None,
@@ -146,7 +146,7 @@ pub fn viewer(data: &[u8]) {
     let config = ViewerConfig {
         id: 3,
         channel: CHANNELS[0].into(),
-        group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 1, 1), 5010),
+        group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 1, 1), 5010).into(),
         timeout: Duration::from_secs(10),
         trust: None,
     };

@@ -744,7 +744,7 @@ mod tests {
         ChannelInfo {
             name: name.into(),
             live: false,
-            group: Ipv4Addr::new(239, 255, 1, 2),
+            group: Ipv4Addr::new(239, 255, 1, 2).into(),
             media_port: 5004,
             repair_port: 5006,
             audio: None,

@@ -8,7 +8,7 @@ use super::rtp::PAYLOAD_TYPE_H264 as PAYLOAD_TYPE;
 use super::wire::{AudioCodec, AudioInfo};
 use data_encoding::BASE64;
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// What an SDP for one channel says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,13 +18,14 @@ pub struct Session<'a> {
     /// The channel's description (`i=`), if it has one.
     pub description: Option<&'a str>,
     /// Who offers the session (`o=`): the relay for SAP, loopback for `watch`.
-    pub origin: Ipv4Addr,
+    pub origin: IpAddr,
     /// With `origin`, names the session (`o=`'s sess-id): distinct per channel of a relay, since
     /// SAP listeners tell sessions apart by the `o=` line.
     pub session_id: u64,
     /// Where the RTP goes (`c=`): a multicast group, or 127.0.0.1 for `watch`'s forwarded stream.
-    pub address: Ipv4Addr,
-    /// TTL for a multicast `c=` line (RFC 8866 section 5.7 requires it for IPv4 multicast).
+    pub address: IpAddr,
+    /// TTL for a multicast `c=` line (RFC 8866 section 5.7 requires it for IPv4 multicast and
+    /// forbids it for IPv6).
     pub ttl: u8,
     /// The RTP port (`m=`).
     pub port: u16,
@@ -48,6 +49,14 @@ pub fn sprop_parameter_sets(sps: &[u8], pps: &[u8]) -> String {
     format!("{},{}", BASE64.encode(sps), BASE64.encode(pps))
 }
 
+/// The SDP address type (RFC 8866 section 5.7).
+fn family(a: IpAddr) -> &'static str {
+    match a {
+        IpAddr::V4(_) => "IP4",
+        IpAddr::V6(_) => "IP6",
+    }
+}
+
 /// Strips CR and LF so a name or description cannot add SDP lines.
 fn one_line(s: &str) -> String {
     s.chars().filter(|c| !matches!(c, '\r' | '\n')).collect()
@@ -57,24 +66,25 @@ impl Session<'_> {
     /// The SDP text, CRLF line ends. `a=recvonly`: the player only receives.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let o = self.origin;
+        let (o, o_family) = (self.origin, family(self.origin));
         let _ = write!(
             s,
-            "v=0\r\no=- {} 0 IN IP4 {o}\r\ns={}\r\n",
+            "v=0\r\no=- {} 0 IN {o_family} {o}\r\ns={}\r\n",
             self.session_id,
             one_line(self.name)
         );
         if let Some(d) = self.description.filter(|d| !d.is_empty()) {
             let _ = write!(s, "i={}\r\n", one_line(d));
         }
-        let c = match self.address.is_multicast() {
-            true => format!("{}/{}", self.address, self.ttl),
-            false => self.address.to_string(),
+        let c = match self.address {
+            IpAddr::V4(a) if a.is_multicast() => format!("{a}/{}", self.ttl),
+            a => a.to_string(),
         };
+        let c_family = family(self.address);
         let (pt, port) = (PAYLOAD_TYPE, self.port);
         let _ = write!(
             s,
-            "c=IN IP4 {c}\r\nt=0 0\r\na=recvonly\r\nm=video {port} RTP/AVP {pt}\r\n\
+            "c=IN {c_family} {c}\r\nt=0 0\r\na=recvonly\r\nm=video {port} RTP/AVP {pt}\r\n\
              a=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} packetization-mode=1"
         );
         if let Some(sps) = self.sps {
@@ -119,6 +129,7 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     /// x264's SPS and PPS for a 320x240 High-profile level 2.0 clip (`ffmpeg -c:v libx264`).
     const SPS: [u8; 25] = [
@@ -131,9 +142,9 @@ mod tests {
         Session {
             name: "pi",
             description: Some("Room 12 board"),
-            origin: Ipv4Addr::new(192, 168, 1, 5),
+            origin: Ipv4Addr::new(192, 168, 1, 5).into(),
             session_id: 2,
-            address: Ipv4Addr::new(239, 255, 1, 2),
+            address: Ipv4Addr::new(239, 255, 1, 2).into(),
             ttl: 1,
             port: 5004,
             sps,
@@ -171,7 +182,7 @@ mod tests {
     fn without_parameter_sets_or_description_and_unicast() {
         let mut s = session(None, None);
         s.description = None;
-        s.address = Ipv4Addr::LOCALHOST;
+        s.address = Ipv4Addr::LOCALHOST.into();
         let text = s.render();
         assert!(!text.contains("i="), "{text}");
         assert!(text.contains("c=IN IP4 127.0.0.1\r\n"), "{text}");
@@ -213,6 +224,16 @@ mod tests {
             s.render()
                 .ends_with("\r\nm=audio 6006 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n")
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_say_ip6_and_carry_no_ttl() {
+        let mut s = session(None, None);
+        s.origin = "fd77::1".parse().unwrap();
+        s.address = "ff15::1:2".parse().unwrap();
+        let text = s.render();
+        assert!(text.contains("o=- 2 0 IN IP6 fd77::1\r\n"), "{text}");
+        assert!(text.contains("c=IN IP6 ff15::1:2\r\n"), "{text}");
     }
 
     #[test]

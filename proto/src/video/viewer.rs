@@ -9,7 +9,7 @@ use crate::auth::{Auth, KeyId, Trust};
 use crate::counters::Counters;
 use crate::video::wire::{AudioInfo, ChannelInfo, Control, FecReport, Refusal};
 use std::collections::VecDeque;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// How often a viewer asks again until the first REPLY: REQUEST and REPLY may be lost like any
@@ -28,7 +28,7 @@ pub struct ViewerConfig {
     /// The channel to watch.
     pub channel: String,
     /// The announce group listened on (named in the error when nothing is heard).
-    pub group: SocketAddrV4,
+    pub group: SocketAddr,
     /// How long to wait for an ANNOUNCE listing the channel, and then again for the first REPLY.
     pub timeout: Duration,
     /// The keys a relay may sign with. With a trust set, only signed ANNOUNCEs and REPLYs are
@@ -61,7 +61,7 @@ pub enum ViewerError {
     )]
     Untrusted {
         /// The announce group.
-        group: SocketAddrV4,
+        group: SocketAddr,
         /// The timeout.
         waited: Duration,
         /// ANNOUNCEs whose signature was not accepted.
@@ -74,7 +74,7 @@ pub enum ViewerError {
     )]
     NoRelay {
         /// The announce group.
-        group: SocketAddrV4,
+        group: SocketAddr,
         /// The timeout.
         waited: Duration,
     },
@@ -492,9 +492,9 @@ mod tests {
     use crate::Destination;
     use crate::auth::{DEFAULT_MAX_SKEW, Seal, SecretKey, Signer, WallClock};
     use crate::video::channel::{DEFAULT_GRACE, DEFAULT_LEASE, LeaseConfig, LeaseEvent, Leases};
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
-    const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 1, 1), 5010);
+    const GROUP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 255, 1, 1)), 5010);
     const TIMEOUT: Duration = Duration::from_secs(10);
 
     fn s(secs: u64) -> Duration {
@@ -509,7 +509,7 @@ mod tests {
         ChannelInfo {
             name: name.into(),
             live: false,
-            group: Ipv4Addr::new(239, 255, 1, 2 + i),
+            group: Ipv4Addr::new(239, 255, 1, 2 + i).into(),
             media_port: 5004,
             repair_port: 5006,
             audio: None,
@@ -1062,7 +1062,7 @@ mod tests {
     fn rogue_announce() -> Control {
         Control::Announce {
             channels: vec![ChannelInfo {
-                group: Ipv4Addr::new(239, 255, 66, 66),
+                group: Ipv4Addr::new(239, 255, 66, 66).into(),
                 ..channel("pi", 0)
             }],
         }
@@ -1196,7 +1196,7 @@ mod tests {
             viewer,
             lease_ms: 6000,
             result: Ok(ChannelInfo {
-                group: Ipv4Addr::new(239, 255, 66, 66),
+                group: Ipv4Addr::new(239, 255, 66, 66).into(),
                 ..live(channel("pi", 0))
             }),
         };

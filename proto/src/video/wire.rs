@@ -9,7 +9,7 @@
 use crate::auth::{Auth, Seal};
 use crate::wire::{ParseError, Reader, parse_trailer};
 use bytes::BufMut;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// First two bytes of every video control or repair datagram ("V" for video).
 pub const MAGIC: [u8; 2] = [0xED, 0x56];
@@ -74,6 +74,9 @@ pub(crate) fn write_header(kind: VideoType, out: &mut impl BufMut) {
 pub const MAX_CHANNEL_NAME: usize = 32;
 /// Most channels one ANNOUNCE lists.
 pub const MAX_CHANNELS: usize = 32;
+/// Most channels one ANNOUNCE lists when their groups are IPv6 (12 bytes more each): 25 with
+/// 32-byte names still fit a signed datagram.
+pub const MAX_CHANNELS_V6: usize = 25;
 /// Largest window (source packets); keeps a decode well under a millisecond.
 pub const MAX_WINDOW: u16 = 64;
 /// Bytes before the symbol in a REPAIR datagram.
@@ -166,7 +169,7 @@ pub struct ChannelInfo {
     /// Relaying now (some viewer holds a lease, or the grace period runs).
     pub live: bool,
     /// The channel's own multicast group, for its RTP and REPAIR datagrams.
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     /// Where the RTP packets go on `group`.
     pub media_port: u16,
     /// Where the REPAIR datagrams go on `group`; 0: no FEC. Audio and video repair share it,
@@ -176,16 +179,26 @@ pub struct ChannelInfo {
     pub audio: Option<AudioInfo>,
 }
 
+/// ChannelInfo's state byte: relaying now.
+const LIVE: u8 = 1;
+/// ChannelInfo's state byte: a 16-byte IPv6 group follows instead of a 4-byte IPv4 one.
+const IPV6_GROUP: u8 = 2;
+
 impl ChannelInfo {
     fn parse(r: &mut Reader) -> Result<Self, ParseError> {
         let len = r.u8()? as usize;
         let name = r.text(len, MAX_CHANNEL_NAME, "channel name")?;
-        let live = match r.u8()? {
-            0 => false,
-            1 => true,
-            _ => return Err(ParseError::Invalid("channel state")),
+        // Bit 0: live; bit 1: the group is IPv6 (16 bytes, not 4). Older viewers refuse the
+        // IPv6 form, which they could not join anyway.
+        let state = r.u8()?;
+        if state & !(LIVE | IPV6_GROUP) != 0 {
+            return Err(ParseError::Invalid("channel state"));
+        }
+        let live = state & LIVE != 0;
+        let group = match state & IPV6_GROUP {
+            0 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
+            _ => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
         };
-        let group = Ipv4Addr::from(r.array::<4>()?);
         let (media_port, repair_port) = (r.u16()?, r.u16()?);
         if !group.is_multicast() || media_port == 0 {
             return Err(ParseError::Invalid("channel address"));
@@ -202,8 +215,16 @@ impl ChannelInfo {
 
     fn write(&self, out: &mut impl BufMut) {
         write_name(&self.name, out);
-        out.put_u8(self.live as u8);
-        out.put_slice(&self.group.octets());
+        match self.group {
+            IpAddr::V4(g) => {
+                out.put_u8(self.live as u8);
+                out.put_slice(&g.octets());
+            }
+            IpAddr::V6(g) => {
+                out.put_u8(self.live as u8 | IPV6_GROUP);
+                out.put_slice(&g.octets());
+            }
+        }
         out.put_u16(self.media_port);
         out.put_u16(self.repair_port);
     }
@@ -373,7 +394,11 @@ impl Control {
         write_header(self.kind(), out);
         match self {
             Control::Announce { channels } => {
-                let channels = &channels[..channels.len().min(MAX_CHANNELS)];
+                let most = match channels.iter().any(|c| c.group.is_ipv6()) {
+                    true => MAX_CHANNELS_V6,
+                    false => MAX_CHANNELS,
+                };
+                let channels = &channels[..channels.len().min(most)];
                 out.put_u8(channels.len() as u8);
                 for c in channels {
                     c.write(out);
@@ -496,7 +521,7 @@ mod tests {
         ChannelInfo {
             name: "pi".into(),
             live: true,
-            group: Ipv4Addr::new(239, 255, 1, 2),
+            group: Ipv4Addr::new(239, 255, 1, 2).into(),
             media_port: 5004,
             repair_port: 5006,
             audio: None,
@@ -527,6 +552,12 @@ mod tests {
                 ],
             },
             Control::Announce { channels: vec![] },
+            Control::Announce {
+                channels: vec![ChannelInfo {
+                    group: "ff15::1:2".parse().unwrap(),
+                    ..pi()
+                }],
+            },
             Control::Request {
                 viewer: 7,
                 channel: "pi".into(),
@@ -761,7 +792,16 @@ mod tests {
                 })
                 .collect(),
         };
-        for c in samples().into_iter().chain([widest]) {
+        let widest_v6 = Control::Announce {
+            channels: (0..MAX_CHANNELS_V6)
+                .map(|i| ChannelInfo {
+                    name: format!("{i:0>32}"),
+                    group: "ff15::1:2".parse().unwrap(),
+                    ..pi()
+                })
+                .collect(),
+        };
+        for c in samples().into_iter().chain([widest, widest_v6]) {
             let mut v = Vec::new();
             c.write_sealed(Seal::Signed(&key, 1_800_000_000_000), &mut v);
             assert!(v.len() <= MAX_DATAGRAM, "{:?}: {}", c.kind(), v.len());
