@@ -7,6 +7,7 @@ use super::digest::{RunningDigests, WrittenBlocks};
 use super::output::{FileHandle, Folder, OutputFile};
 use super::resume;
 use super::status_lines::{Event, StatusLines};
+use super::tree;
 use super::view;
 use crate::cli;
 use crate::error::Error;
@@ -463,7 +464,8 @@ impl<'a> Receiving<'a> {
     fn on_joined(&mut self, info: SessionInfo) -> Result<Vec<u32>, Error> {
         *self.joined = Some(info.session);
         let folder = self.folder;
-        let name = folder.name_for(&info.name, info.session);
+        // A tree lands as a folder named after the sent one (`tree`).
+        let name = folder.name_for(tree::root(&info.name).unwrap_or(&info.name), info.session);
         // Before anything is written: an announce can claim any size.
         if let Some(size) = info.size {
             folder.admit(&name, size)?;
@@ -646,7 +648,21 @@ impl<'a> Receiving<'a> {
             return Ok(());
         }
         if let Some((info, output)) = self.file.take() {
-            self.result = Some(output.commit()?);
+            self.result = Some(match tree::root(&info.name) {
+                Some(_) => {
+                    let name = output.name().to_owned();
+                    let done = tree::unpack(self.folder, &name, output)?;
+                    eprintln!(
+                        "unpacked {} files and {} folders ({}) into {}",
+                        done.files,
+                        done.folders,
+                        view::bytes(done.bytes),
+                        done.path.display()
+                    );
+                    done.path
+                }
+                None => output.commit()?,
+            });
             if let Some((size, digests)) = self.complete {
                 *self.delivered = Some(Delivered::of(&info, size, digests, false));
             }
