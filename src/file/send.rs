@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 pub struct Args {
     /// The file to send, or an http:// or https:// URL to download and send while it arrives; or a
     /// folder, or several files and folders, sent as one tree in one session.
-    #[arg(required = true, value_name = "FILE|URL|FOLDER")]
+    #[arg(required = true)]
     pub source: Vec<String>,
     /// With a folder or several sources: leave out files and folders whose name (or path inside
     /// the tree) matches GLOB, e.g. '*.tmp' (repeatable).

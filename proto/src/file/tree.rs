@@ -173,7 +173,11 @@ impl Manifest {
             let size = u64::from_be_bytes(fixed[15..23].try_into().expect("8 bytes"));
             let sha256: [u8; 32] = fixed[23..55].try_into().expect("32 bytes");
             let path_len = u16::from_be_bytes([fixed[55], fixed[56]]) as usize;
-            let path = String::from_utf8_lossy(take(path_len)?).into_owned();
+            let raw = take(path_len)?;
+            let path = String::from_utf8(raw.to_vec()).map_err(|_| TreeError::Bad {
+                path: String::from_utf8_lossy(raw).into_owned(),
+                why: "not valid UTF-8",
+            })?;
             entries.push(Entry {
                 kind,
                 path,
@@ -252,8 +256,8 @@ fn check_path(e: &Entry) -> Result<(), TreeError> {
             _ if c.len() > MAX_COMPONENT => {
                 return Err(e.bad("a path component longer than 255 bytes"));
             }
-            _ if c.chars().any(|ch| ch.is_control() || ch == '\u{fffd}') => {
-                return Err(e.bad("a control character or invalid UTF-8 in the path"));
+            _ if c.chars().any(char::is_control) => {
+                return Err(e.bad("a control character in the path"));
             }
             _ => {}
         }
@@ -335,7 +339,7 @@ mod tests {
         );
         assert_eq!(
             refused(vec![file("x\ny", 1)]),
-            "entry \"x\\ny\": a control character or invalid UTF-8 in the path"
+            "entry \"x\\ny\": a control character in the path"
         );
         assert_eq!(
             refused(vec![file("a/b", 1)]),
@@ -356,6 +360,22 @@ mod tests {
             "entry \"s\": mode has bits beyond 0o777 (setuid, setgid, sticky)"
         );
         assert!(refused(vec![file(&"n".repeat(256), 1)]).ends_with("longer than 255 bytes"));
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_refused() {
+        let mut bytes = Manifest {
+            entries: vec![file("ab", 0)],
+        }
+        .encode();
+        let n = bytes.len();
+        bytes[n - 1] = 0xff;
+        assert_eq!(
+            Manifest::parse(1, &bytes[HEADER_LEN..], n as u64)
+                .unwrap_err()
+                .to_string(),
+            "entry \"a\u{fffd}\": not valid UTF-8"
+        );
     }
 
     #[test]
