@@ -606,6 +606,23 @@ pub(super) fn open_dir_at(dir: &OwnedFd, path: &str) -> io::Result<File> {
     )
 }
 
+/// Frees the disk blocks of `len` bytes at `offset` in `file`, which then reads as zeros there;
+/// a file system that cannot is left as it is.
+pub(super) fn punch_hole(file: &File, offset: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: a valid fd; fallocate reads no memory of ours.
+    unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+}
+
 /// Sets a file's modification time to `mtime` (seconds, nanoseconds).
 pub(super) fn set_times(file: &File, mtime: (i64, u32)) -> io::Result<()> {
     let t = libc::timespec {

@@ -341,6 +341,9 @@ fn build(
                     )));
                 }
                 output::set_times(&file, e.mtime).map_err(write)?;
+                // The stream's copy is not needed any more: so the tree takes about its own
+                // size on disk while it is built, not twice that (best effort).
+                output::punch_hole(stream, offset - e.size, e.size);
                 done.files += 1;
                 done.bytes += e.size;
             }
