@@ -134,7 +134,10 @@ fn several_sources_with_exclude_arrive_as_one_folder() {
     random_file(&slides.join("scratch.tmp"), 3_000, 4);
     random_file(&slides.join("img").join("x.tmp"), 3_000, 5);
     std::os::unix::fs::symlink("1.svg", slides.join("link.svg")).unwrap();
+    // A folder of that name already there is kept as it is: the tree lands beside it.
     let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("lesson")).unwrap();
+    std::fs::write(out.join("lesson").join("mine.txt"), b"mine").unwrap();
     let group = "239.77.33.2:47332";
     let r = recv_with(group, &out, "pc", &[]);
     let s = Command::new(bin())
@@ -151,7 +154,9 @@ fn several_sources_with_exclude_arrive_as_one_folder() {
     );
     let o = r.wait(LIMIT);
     assert!(o.status.success(), "{:?}", text(&o));
-    let got = out.join("lesson");
+    assert_eq!(names(&out), ["lesson", "lesson (1)"]);
+    assert_eq!(names(&out.join("lesson")), ["mine.txt"]);
+    let got = out.join("lesson (1)");
     assert_eq!(names(&got), ["a.pdf", "b.mp4", "slides"]);
     assert_eq!(names(&got.join("slides")), ["1.svg", "img"]);
     assert!(names(&got.join("slides").join("img")).is_empty());
@@ -200,26 +205,46 @@ fn hostile_manifests_from_a_trusted_sender_are_refused_and_nothing_is_written() 
     let mut header = Manifest::default().encode();
     header[8..12].copy_from_slice(&1_000_000u32.to_be_bytes());
     std::fs::write(&million, header).unwrap();
+    let refused = |why: &str| {
+        format!("refused the folder \"evil\" from the sender: {why}; nothing was written")
+    };
+    let mut subdir = file("d/ok");
+    subdir.sha256 = [9; 32];
     let cases: Vec<(&str, Option<Vec<Entry>>, String)> = vec![
         (
             "dotdot",
             Some(vec![file("../../escape")]),
-            "entry \"../../escape\": `.` or `..` in the path".into(),
+            refused("entry \"../../escape\": `.` or `..` in the path"),
         ),
         (
             "absolute",
             Some(vec![file("/tmp/escape")]),
-            "entry \"/tmp/escape\": an absolute path".into(),
+            refused("entry \"/tmp/escape\": an absolute path"),
         ),
         (
             "deep",
             Some(vec![file(&deep)]),
-            format!("entry \"{deep}\": nested deeper than 32 folders"),
+            refused(&format!("entry \"{deep}\": nested deeper than 32 folders")),
         ),
         (
             "million",
             None,
-            "1000000 entries, more than the 100000 allowed".into(),
+            refused("1000000 entries, more than the 100000 allowed"),
+        ),
+        // A manifest that passes, with a file whose bytes are not what it says: found while
+        // writing, and the half-built tree removed.
+        (
+            "digest",
+            Some(vec![
+                Entry {
+                    kind: Kind::Folder,
+                    size: 0,
+                    ..file("d")
+                },
+                subdir,
+            ]),
+            "\"d/ok\": its SHA-256 is not the one its manifest gives; the folder is not kept"
+                .into(),
         ),
     ];
     for (i, (tag, entries, why)) in cases.into_iter().enumerate() {
@@ -246,9 +271,7 @@ fn hostile_manifests_from_a_trusted_sender_are_refused_and_nothing_is_written() 
         let _ = s.wait(LIMIT);
         let (_, stderr) = text(&o);
         assert_eq!(o.status.code(), Some(1), "{tag}: {stderr}");
-        let line =
-            format!("refused the folder \"evil\" from the sender: {why}; nothing was written");
-        assert!(stderr.contains(&line), "{tag}: {stderr}");
+        assert!(stderr.contains(&why), "{tag}: {stderr}");
         // Nothing in --out (no tree, no staging folder, no partial file), nothing beside it.
         assert!(names(&out).is_empty(), "{tag}: {:?}", names(&out));
         assert!(!dir.path().join("escape").exists());
