@@ -281,7 +281,7 @@ fn spool_tree(args: &Args) -> Result<source::Source, Error> {
         follow: args.follow_symlinks,
     };
     // The spool file goes with the source; removed here if the walk fails.
-    let walked = match walk.spool(&sources, &mut spool) {
+    let walked = match walk.spool(&sources, &mut spool, &path) {
         Ok(w) => w,
         Err(e) => {
             let _ = std::fs::remove_file(&path);

@@ -42,9 +42,10 @@ pub struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Walks `sources` and writes their tree stream into `spool`. One folder is sent as its
-    /// contents (the receiver names the tree after it); several sources each become an entry.
-    pub fn spool(&self, sources: &[PathBuf], spool: &mut File) -> Result<Walked, Error> {
+    /// Walks `sources` and writes their tree stream into `spool` (the file at `at`). One folder is
+    /// sent as its contents (the receiver names the tree after it); several sources each become
+    /// an entry.
+    pub fn spool(&self, sources: &[PathBuf], spool: &mut File, at: &Path) -> Result<Walked, Error> {
         let mut found: Vec<(Entry, PathBuf)> = Vec::new();
         let mut walked = Walked::default();
         match sources {
@@ -67,7 +68,7 @@ impl Walk<'_> {
             entries: found.iter().map(|(e, _)| e.clone()).collect(),
         };
         let write = |source| Error::Write {
-            path: PathBuf::from("the spool file"),
+            path: at.to_owned(),
             source,
         };
         // The manifest is written again once the files' digests are known: same length.
@@ -103,8 +104,17 @@ impl Walk<'_> {
             }
             entry.sha256 = hasher.finalize().into();
         }
+        let head = manifest.encode();
+        // What receivers will check, checked here first: a path too long or too deep is one line
+        // now, not a refusal on every PC after the transfer.
+        Manifest::parse(
+            manifest.entries.len() as u32,
+            &head[HEADER_LEN..],
+            manifest.stream_len(),
+        )
+        .map_err(|e| Error::Usage(format!("cannot be sent as a tree: {e}")))?;
         spool.seek(SeekFrom::Start(0)).map_err(write)?;
-        spool.write_all(&manifest.encode()).map_err(write)?;
+        spool.write_all(&head).map_err(write)?;
         spool.flush().map_err(write)?;
         Ok(walked)
     }
@@ -130,10 +140,11 @@ impl Walk<'_> {
         names.sort();
         for name in names {
             let path = dir.join(&name);
-            let Some(name) = name.to_str() else {
+            // Receivers refuse such names (PROTOCOL.md 4a): one file is left out, not the tree.
+            let Some(name) = name.to_str().filter(|n| !n.chars().any(char::is_control)) else {
                 eprintln!(
-                    "edm-cast: skipped {}: its name is not UTF-8",
-                    path.display()
+                    "edm-cast: skipped {:?}: its name is not UTF-8 or has a control character",
+                    path
                 );
                 walked.skipped += 1;
                 continue;
