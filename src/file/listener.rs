@@ -7,6 +7,7 @@ use super::digest::{RunningDigests, WrittenBlocks};
 use super::output::{FileHandle, Folder, OutputFile};
 use super::resume;
 use super::status_lines::{Event, StatusLines};
+use super::tree;
 use super::view;
 use crate::cli;
 use crate::error::Error;
@@ -296,6 +297,8 @@ enum Done {
     },
     /// The name of a copy already there with the announced size and digests, if any.
     AlreadyHave(Option<String>),
+    /// A verified tree stream, unpacked into its folder (or refused).
+    Unpacked(Result<tree::Unpacked, Error>),
     /// Whether a block kept from an earlier run matches its digest.
     Checked {
         block: u32,
@@ -325,6 +328,9 @@ struct Receiving<'a> {
     delivered: &'a mut Option<Delivered>,
     /// The announced size and digests, once the receiver has every block.
     complete: Option<(u64, FileDigests)>,
+    /// A verified tree being unpacked on the blocking pool (which can take a while: the
+    /// receiver keeps answering meanwhile).
+    unpacking: Option<SessionInfo>,
     /// Where decodes, checks and the MD5 report back.
     reports: mpsc::UnboundedSender<Done>,
     /// The session, once joined.
@@ -360,6 +366,7 @@ impl<'a> Receiving<'a> {
             lines: &how.lines,
             delivered,
             complete: None,
+            unpacking: None,
             reports,
             joined,
             file: None,
@@ -463,7 +470,8 @@ impl<'a> Receiving<'a> {
     fn on_joined(&mut self, info: SessionInfo) -> Result<Vec<u32>, Error> {
         *self.joined = Some(info.session);
         let folder = self.folder;
-        let name = folder.name_for(&info.name, info.session);
+        // A tree lands as a folder named after the sent one (`tree`).
+        let name = folder.name_for(tree::root(&info.name).unwrap_or(&info.name), info.session);
         // Before anything is written: an announce can claim any size.
         if let Some(size) = info.size {
             folder.admit(&name, size)?;
@@ -618,6 +626,20 @@ impl<'a> Receiving<'a> {
                     }
                 }
             }
+            Done::Unpacked(done) => {
+                let done = done?;
+                eprintln!(
+                    "unpacked {} files and {} folders ({}) into {}",
+                    done.files,
+                    done.folders,
+                    view::bytes(done.bytes),
+                    done.path.display()
+                );
+                self.result = Some(done.path);
+                if let Some(info) = self.unpacking.take() {
+                    self.in_place(rx, &info, now);
+                }
+            }
             Done::Failed(e) => return Err(e),
         }
         Ok(())
@@ -639,6 +661,14 @@ impl<'a> Receiving<'a> {
         }
     }
 
+    /// The file (or tree) is in place: said to the sender, and described for `--exec`.
+    fn in_place(&mut self, rx: &mut Receiver, info: &SessionInfo, now: Instant) {
+        if let Some((size, digests)) = self.complete {
+            *self.delivered = Some(Delivered::of(info, size, digests, false));
+        }
+        rx.verified(now, true);
+    }
+
     /// Moves the verified file to its name, once the check of a copy already there (if any) has
     /// answered: an identical copy is kept instead, rather than a second one beside it.
     fn keep(&mut self, rx: &mut Receiver, now: Instant) -> Result<(), Error> {
@@ -646,11 +676,17 @@ impl<'a> Receiving<'a> {
             return Ok(());
         }
         if let Some((info, output)) = self.file.take() {
-            self.result = Some(output.commit()?);
-            if let Some((size, digests)) = self.complete {
-                *self.delivered = Some(Delivered::of(&info, size, digests, false));
+            if tree::root(&info.name).is_some() {
+                let (folder, tx) = (self.folder.clone(), self.reports.clone());
+                tokio::task::spawn_blocking(move || {
+                    let name = output.name().to_owned();
+                    let _ = tx.send(Done::Unpacked(tree::unpack(&folder, &name, output)));
+                });
+                self.unpacking = Some(info);
+                return Ok(());
             }
-            rx.verified(now, true);
+            self.result = Some(output.commit()?);
+            self.in_place(rx, &info, now);
         }
         Ok(())
     }

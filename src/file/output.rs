@@ -296,6 +296,46 @@ impl Folder {
         }
     }
 
+    /// A new private folder under a random name (a tree is built in it, `tree`), and its fd.
+    pub(super) fn temp_dir(&self) -> io::Result<(String, OwnedFd)> {
+        let mut tries = 0;
+        loop {
+            let name = format!(".edm-cast-{:016x}.tree", crate::rt::random_u64());
+            match mkdir_at(&self.fd, &name, 0o700) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+                r => {
+                    return r
+                        .and_then(|()| open_dir_at(&self.fd, &name))
+                        .map(|d| (name, d.into()));
+                }
+            }
+        }
+    }
+
+    /// Moves the folder `temp` to `name`, or the first free numbered copy of it: a folder that is
+    /// there is never replaced, not even with `--overwrite` (it may hold other files).
+    pub(super) fn commit_dir(&self, temp: &str, name: &str) -> Result<PathBuf, Error> {
+        let mut n = 0;
+        loop {
+            let to = numbered(name, n);
+            match self.move_temp(temp, &to, false) {
+                Ok(()) => return Ok(self.path.join(to)),
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY))
+                        && n < MAX_COPIES =>
+                {
+                    n += 1
+                }
+                Err(source) => {
+                    return Err(Error::Write {
+                        path: self.path.join(to),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
     /// Moves the temporary file `temp` to `name` inside the folder; replaces what is there only if
     /// `replace`.
     fn move_temp(&self, temp: &str, name: &str, replace: bool) -> io::Result<()> {
@@ -362,6 +402,11 @@ impl OutputFile {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file as written so far, for reading (a tree stream is read back, `tree`).
+    pub(super) fn stream(&self) -> &File {
+        &self.file
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -525,6 +570,72 @@ fn create_at(dir: &OwnedFd, name: &str) -> io::Result<File> {
         name,
         libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
     )
+}
+
+/// Creates the file `path` (relative to `dir`) with `mode` (less the umask), failing if anything
+/// is there; a symlink is never followed at its end.
+pub(super) fn create_at_mode(dir: &OwnedFd, path: &str, mode: u32) -> io::Result<File> {
+    let name = cstring(path)?;
+    // SAFETY: a valid fd and a NUL-terminated name; the mode is read with O_CREAT.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
+    check(fd)?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Creates the folder `path` (relative to `dir`), failing if anything is there.
+pub(super) fn mkdir_at(dir: &OwnedFd, path: &str, mode: u32) -> io::Result<()> {
+    let name = cstring(path)?;
+    // SAFETY: a valid fd and a NUL-terminated name.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) })
+}
+
+/// Opens the folder `path` (relative to `dir`), never through a symlink at its end.
+pub(super) fn open_dir_at(dir: &OwnedFd, path: &str) -> io::Result<File> {
+    open_at(
+        dir,
+        path,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )
+}
+
+/// Frees the disk blocks of `len` bytes at `offset` in `file`, which then reads as zeros there;
+/// a file system that cannot is left as it is.
+pub(super) fn punch_hole(file: &File, offset: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: a valid fd; fallocate reads no memory of ours.
+    unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+}
+
+/// Sets a file's modification time to `mtime` (seconds, nanoseconds).
+pub(super) fn set_times(file: &File, mtime: (i64, u32)) -> io::Result<()> {
+    let t = libc::timespec {
+        tv_sec: mtime.0 as libc::time_t,
+        tv_nsec: mtime.1 as libc::c_long,
+    };
+    // The access time is left as it is.
+    let omit = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    // SAFETY: a valid fd and two timespecs.
+    check(unsafe { libc::futimens(file.as_raw_fd(), [omit, t].as_ptr()) })
 }
 
 fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {

@@ -1,11 +1,12 @@
 //! `edm-cast send FILE|URL`: one session, from a file or from a download that is multicast while
-//! it arrives.
+//! it arrives; `send FOLDER` or `send FILE FILE FOLDER...`: one session for the whole tree (`tree`).
 
 use super::neighbours::Neighbours;
 use super::restart::{self, Content, Restart};
 use super::session::{Session, Setup};
 use super::source;
 use super::status_lines::{Event, Final, StatusArg, StatusLines, Summary};
+use super::tree;
 use super::view::SenderView;
 use crate::cli::{Caching, Network, Sending, seconds};
 use crate::error::{Error, Exit};
@@ -17,7 +18,7 @@ use crate::rt::{self, Shutdown};
 use crate::status::{Action, Board};
 use crate::web::{self, Web};
 use edm_cast_proto::Encryption;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +26,17 @@ use tokio::sync::{mpsc, watch};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The file to send, or an http:// or https:// URL to download and send while it arrives.
-    pub source: String,
+    /// The file to send, or an http:// or https:// URL to download and send while it arrives; or a
+    /// folder, or several files and folders, sent as one tree in one session.
+    #[arg(required = true)]
+    pub source: Vec<String>,
+    /// With a folder or several sources: leave out files and folders whose name (or path inside
+    /// the tree) matches GLOB, e.g. '*.tmp' (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// With a folder: send what symlinks point to (by default they are skipped with a line).
+    #[arg(long)]
+    pub follow_symlinks: bool,
     #[command(flatten)]
     pub net: Network,
     #[command(flatten)]
@@ -73,28 +83,30 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let iface = net::interface_addr(args.net.iface.as_deref(), args.net.group)?;
     let lines = StatusLines::open(&args.status)?;
-    let mut source = if fetch::is_url(&args.source) {
+    let tree = args.source.len() > 1 || Path::new(&args.source[0]).is_dir();
+    let first = args.source[0].clone();
+    let mut source = if tree {
+        spool_tree(&args)?
+    } else if fetch::is_url(&first) {
         let cache = args.caching.open()?;
         // The operator's own command: any address may be fetched (serve is stricter).
         let agent = fetch::agent(Arc::new(Policy::allow_all()));
-        source::url(
-            &agent,
-            &args.source,
-            cache.as_ref(),
-            &fetch::Limits::default(),
-        )?
+        source::url(&agent, &first, cache.as_ref(), &fetch::Limits::default())?
     } else {
         if args.caching.cache.is_some() {
             return Err(Error::Usage("--cache is for URLs".into()));
         }
-        source::file(&PathBuf::from(&args.source), None)?
+        source::file(&PathBuf::from(&first), None)?
     };
-    if let Some(n) = &args.name {
-        source.name = n.clone();
+    match &args.name {
+        Some(n) if tree => source.name = tree::announced(n),
+        Some(n) => source.name = n.clone(),
+        None => {}
     }
     let content = Content {
         name: source.name.clone(),
-        path: PathBuf::from(&args.source),
+        // A tree's restart file goes beside its folder, not into it.
+        path: PathBuf::from(first.trim_end_matches('/')),
         size: source.size,
         digests: source.digests,
     };
@@ -195,7 +207,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         (Exit::NobodyJoined.code(), Some(why))
     } else {
         // Before the summary, whose last line says why the exit is 2.
-        if !fetch::is_url(&args.source) {
+        if !fetch::is_url(&first) {
             restart::after(&session, &content, args.resume_from.as_deref(), &wait_for);
         }
         if lines.on_stdout() {
@@ -233,6 +245,60 @@ fn summary(lines: &StatusLines, session: &mut Session, exit: u8, error: Option<S
             })
             .collect(),
     }));
+}
+
+/// A folder or several sources: their tree stream, spooled into a temporary file that is sent as
+/// the session's file (and removed afterwards).
+fn spool_tree(args: &Args) -> Result<source::Source, Error> {
+    if let Some(url) = args.source.iter().find(|s| fetch::is_url(s)) {
+        return Err(Error::Usage(format!(
+            "{url}: a URL is sent on its own, not with other files"
+        )));
+    }
+    let excludes = (args.exclude.iter())
+        .map(|g| glob::Pattern::new(g).map_err(|e| Error::Usage(format!("--exclude {g}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sources: Vec<PathBuf> = args.source.iter().map(PathBuf::from).collect();
+    let name = match &sources[..] {
+        [one] => std::path::absolute(one)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "folder".into()),
+        _ => "files".into(),
+    };
+    let path = std::env::temp_dir().join(format!("edm-cast-tree-{:016x}.part", rt::random_u64()));
+    let mut spool = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+    let walk = tree::Walk {
+        excludes: &excludes,
+        follow: args.follow_symlinks,
+    };
+    // The spool file goes with the source; removed here if the walk fails.
+    let walked = match walk.spool(&sources, &mut spool, &path) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    eprintln!(
+        "edm-cast: {name}/: {} files in {} folders, {}{}",
+        walked.files,
+        walked.folders,
+        super::view::bytes(walked.bytes),
+        match walked.skipped {
+            0 => String::new(),
+            n => format!(" ({n} skipped)"),
+        }
+    );
+    source::spooled(path, tree::announced(&name))
 }
 
 /// `--encrypt --to`: a fresh session key for the listed PCs.

@@ -90,6 +90,15 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
     })
 }
 
+/// A file of ours in a temporary place (a tree stream, `tree`), sent as `name` and removed once
+/// the session ends.
+pub fn spooled(path: PathBuf, name: String) -> Result<Source, Error> {
+    let guard = TempFile(path.clone());
+    let mut source = file(&path, Some(name))?;
+    source._spool = Some(guard);
+    Ok(source)
+}
+
 /// A URL: the cached copy if the server says it is current (or cannot be asked), otherwise a
 /// download that has started (into the cache, with `cache`) within `limits`.
 pub fn url(

@@ -14,14 +14,14 @@ pub mod video;
 
 pub use download::{catalog, requester};
 pub use file::{receiver, sender};
-pub use parsers::{keys, packet, rtp, video_wire};
+pub use parsers::{keys, packet, rtp, tree, video_wire};
 pub use video::{h264, leases, playout, viewer};
 
 /// A target: what the fuzzer's bytes are run through.
 pub type Target = fn(&[u8]);
 
 /// Every target by name (its `fuzz_targets/NAME.rs` and its `corpus/NAME` folder).
-pub const TARGETS: [(&str, Target); 12] = [
+pub const TARGETS: [(&str, Target); 13] = [
     ("packet", packet),
     ("video_wire", video_wire),
     ("rtp", rtp),
@@ -34,4 +34,5 @@ pub const TARGETS: [(&str, Target); 12] = [
     ("viewer", viewer),
     ("playout", playout),
     ("h264", h264),
+    ("tree", tree),
 ];

@@ -3,6 +3,7 @@
 
 use super::file::{UNIX_MS, teacher};
 use edm_cast_proto::auth::{Auth, DEFAULT_MAX_SKEW};
+use edm_cast_proto::file::tree::{HEADER_LEN, Manifest, parse_header};
 use edm_cast_proto::video::h264::{avcc_parameter_sets, nal_type, rtp_starts_keyframe};
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::wire::{Control, Repair};
@@ -76,5 +77,23 @@ pub fn keys(data: &[u8]) {
     if let Ok(k) = SecretKey::from_text(&text) {
         let back = SecretKey::from_text(&k.to_text()).map(|b| b.public());
         assert_eq!(back, Ok(k.public()));
+    }
+}
+
+/// A tree stream (`file::tree`, PROTOCOL.md 4a): its header, then its manifest checked against the
+/// stream's length; what is taken encodes back to the same bytes.
+pub fn tree(data: &[u8]) {
+    let Some(header) = data.get(..HEADER_LEN) else {
+        return;
+    };
+    let Ok((count, len)) = parse_header(header.try_into().expect("16 bytes")) else {
+        return;
+    };
+    let Some(body) = data.get(HEADER_LEN..HEADER_LEN + len as usize) else {
+        return;
+    };
+    if let Ok(m) = Manifest::parse(count, body, data.len() as u64) {
+        assert_eq!(m.encode(), data[..HEADER_LEN + len as usize]);
+        assert_eq!(m.stream_len(), data.len() as u64);
     }
 }

@@ -11,6 +11,7 @@ use super::file::{Flavor, SESSION, UNIX_MS, recording, teacher};
 use super::script::{advance_of, code_of, push};
 use super::video::{CHANNELS, channel, nal_units, stream};
 use edm_cast_proto::auth::Seal;
+use edm_cast_proto::file::tree::{Entry, Kind, Manifest};
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::wire::{Control, FecReport, Refusal};
 use edm_cast_proto::wire::{FeedbackAddr, Offer, Packet, Refuse, Request, Server};
@@ -322,4 +323,24 @@ fn video_seeds(seeds: &mut Vec<Seed>) {
     seeds.push(("keys", "public".into(), public.into_bytes()));
     let secret = format!("# edm-cast key\n\n{}\n", teacher().to_text());
     seeds.push(("keys", "secret".into(), secret.into_bytes()));
+
+    // A small tree: a folder, a file in it, an empty file; then the files' bytes.
+    let entry = |kind, path: &str, size| Entry {
+        kind,
+        path: path.into(),
+        mode: 0o644,
+        mtime: (1_700_000_000, 0),
+        size,
+        sha256: [if size > 0 { 1 } else { 0 }; 32],
+    };
+    let mut stream = Manifest {
+        entries: vec![
+            entry(Kind::Folder, "d é", 0),
+            entry(Kind::File, "d é/a b.txt", 3),
+            entry(Kind::File, "empty", 0),
+        ],
+    }
+    .encode();
+    stream.extend_from_slice(b"abc");
+    seeds.push(("tree", "small".into(), stream));
 }

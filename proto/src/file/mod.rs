@@ -7,3 +7,4 @@ pub mod layout;
 pub mod peers;
 pub mod receiver;
 pub mod sender;
+pub mod tree;

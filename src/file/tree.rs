@@ -1,0 +1,399 @@
+//! Folders and many files in one session (`PROTOCOL.md` section 4a). The sender walks the tree
+//! (sorted, symlinks not followed unless asked, special files skipped with a line, `--exclude`)
+//! and spools a tree stream, a manifest and the files' bytes, which is then sent as one file. A
+//! session whose announced name ends in `/` carries one: the receiver verifies the whole stream
+//! as for any file, then checks the whole manifest before it writes anything, rebuilds the tree in
+//! a staging folder of its own inside `--out` (each file checked against its SHA-256), and moves
+//! it into place under the sent folder's name at once.
+
+use super::output::{self, Folder, OutputFile};
+use crate::error::Error;
+use edm_cast_proto::file::tree::{self, Entry, HEADER_LEN, Kind, MAX_DEPTH, Manifest};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The folder's name a session carries a tree for: its announced name less the final `/`.
+pub fn root(announced: &str) -> Option<&str> {
+    announced.strip_suffix('/')
+}
+
+/// The announced name of a tree whose folder is `name`.
+pub fn announced(name: &str) -> String {
+    format!("{}/", name.trim_end_matches('/'))
+}
+
+/// What a walk found, and what the stream holds.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub files: usize,
+    pub folders: usize,
+    pub bytes: u64,
+    pub skipped: usize,
+}
+
+/// The sender's walk: `--exclude`, `--follow-symlinks`.
+pub struct Walk<'a> {
+    pub excludes: &'a [glob::Pattern],
+    pub follow: bool,
+}
+
+impl Walk<'_> {
+    /// Walks `sources` and writes their tree stream into `spool` (the file at `at`). One folder is
+    /// sent as its contents (the receiver names the tree after it); several sources each become
+    /// an entry.
+    pub fn spool(&self, sources: &[PathBuf], spool: &mut File, at: &Path) -> Result<Walked, Error> {
+        let mut found: Vec<(Entry, PathBuf)> = Vec::new();
+        let mut walked = Walked::default();
+        match sources {
+            [dir] if dir.is_dir() => self.walk_dir(dir, "", 1, &mut found, &mut walked)?,
+            _ => {
+                for src in sources {
+                    let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                        Error::Usage(format!("{}: no usable name", src.display()))
+                    })?;
+                    if found.iter().any(|(e, _)| e.path == name) {
+                        return Err(Error::Usage(format!(
+                            "{name} is given twice (each source is sent under its own name)"
+                        )));
+                    }
+                    self.add(src, name.to_owned(), 1, &mut found, &mut walked)?;
+                }
+            }
+        }
+        let mut manifest = Manifest {
+            entries: found.iter().map(|(e, _)| e.clone()).collect(),
+        };
+        let write = |source| Error::Write {
+            path: at.to_owned(),
+            source,
+        };
+        // The manifest is written again once the files' digests are known: same length.
+        spool.write_all(&manifest.encode()).map_err(write)?;
+        let mut buf = vec![0u8; 1 << 20];
+        for (entry, (_, path)) in manifest.entries.iter_mut().zip(&found) {
+            if entry.kind != Kind::File {
+                continue;
+            }
+            let read = |source| Error::Read {
+                path: path.clone(),
+                source,
+            };
+            let mut f = File::open(path).map_err(read)?;
+            let mut hasher = Sha256::new();
+            let mut left = entry.size;
+            while left > 0 {
+                let n = f
+                    .read(&mut buf[..left.min(1 << 20) as usize])
+                    .map_err(read)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                spool.write_all(&buf[..n]).map_err(write)?;
+                left -= n as u64;
+            }
+            if left > 0 || f.read(&mut buf[..1]).map_err(read)? != 0 {
+                return Err(Error::Other(format!(
+                    "{}: changed size while being read; send again once it is written",
+                    path.display()
+                )));
+            }
+            entry.sha256 = hasher.finalize().into();
+        }
+        let head = manifest.encode();
+        // What receivers will check, checked here first: a path too long or too deep is one line
+        // now, not a refusal on every PC after the transfer.
+        Manifest::parse(
+            manifest.entries.len() as u32,
+            &head[HEADER_LEN..],
+            manifest.stream_len(),
+        )
+        .map_err(|e| Error::Usage(format!("cannot be sent as a tree: {e}")))?;
+        spool.seek(SeekFrom::Start(0)).map_err(write)?;
+        spool.write_all(&head).map_err(write)?;
+        spool.flush().map_err(write)?;
+        Ok(walked)
+    }
+
+    /// The sorted contents of `dir`, as entries under `prefix`.
+    fn walk_dir(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        depth: usize,
+        found: &mut Vec<(Entry, PathBuf)>,
+        walked: &mut Walked,
+    ) -> Result<(), Error> {
+        let read = |source| Error::Read {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(read)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(read)?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            // Receivers refuse such names (PROTOCOL.md 4a): one file is left out, not the tree.
+            let Some(name) = name.to_str().filter(|n| !n.chars().any(char::is_control)) else {
+                eprintln!(
+                    "edm-cast: skipped {:?}: its name is not UTF-8 or has a control character",
+                    path
+                );
+                walked.skipped += 1;
+                continue;
+            };
+            let rel = if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            self.add(&path, rel, depth, found, walked)?;
+        }
+        Ok(())
+    }
+
+    /// One path and, for a folder, what is in it.
+    fn add(
+        &self,
+        path: &Path,
+        rel: String,
+        depth: usize,
+        found: &mut Vec<(Entry, PathBuf)>,
+        walked: &mut Walked,
+    ) -> Result<(), Error> {
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        if self
+            .excludes
+            .iter()
+            .any(|p| p.matches(name) || p.matches(&rel))
+        {
+            return Ok(());
+        }
+        let read = |source| Error::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut meta = std::fs::symlink_metadata(path).map_err(read)?;
+        if meta.file_type().is_symlink() {
+            if !self.follow {
+                eprintln!(
+                    "edm-cast: skipped {}: a symlink (--follow-symlinks sends what it points to)",
+                    path.display()
+                );
+                walked.skipped += 1;
+                return Ok(());
+            }
+            meta = std::fs::metadata(path).map_err(read)?;
+        }
+        let kind = if meta.is_dir() {
+            Kind::Folder
+        } else if meta.is_file() {
+            Kind::File
+        } else {
+            eprintln!(
+                "edm-cast: skipped {}: not a regular file or folder",
+                path.display()
+            );
+            walked.skipped += 1;
+            return Ok(());
+        };
+        if depth > MAX_DEPTH {
+            return Err(Error::Usage(format!(
+                "{}: nested deeper than {MAX_DEPTH} folders (a symlink loop?)",
+                path.display()
+            )));
+        }
+        let size = if kind == Kind::File { meta.len() } else { 0 };
+        found.push((
+            Entry {
+                kind,
+                path: rel.clone(),
+                mode: (meta.permissions().mode() & 0o777) as u16,
+                mtime: (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32),
+                size,
+                sha256: [0; 32],
+            },
+            path.to_owned(),
+        ));
+        if found.len() > tree::MAX_ENTRIES as usize {
+            return Err(Error::Usage(format!(
+                "more than {} files and folders: send them in parts",
+                tree::MAX_ENTRIES
+            )));
+        }
+        match kind {
+            Kind::File => {
+                walked.files += 1;
+                walked.bytes += size;
+            }
+            Kind::Folder => {
+                walked.folders += 1;
+                self.walk_dir(path, &rel, depth + 1, found, walked)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a receiver put in place.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub path: PathBuf,
+    pub files: usize,
+    pub folders: usize,
+    pub bytes: u64,
+}
+
+/// Rebuilds the tree the verified stream `output` holds as the folder `name` in `folder`; the
+/// stream is removed either way. A manifest that breaks a rule is refused before anything is
+/// written.
+pub fn unpack(folder: &Folder, name: &str, mut output: OutputFile) -> Result<Unpacked, Error> {
+    output.discard();
+    let refused = |why: String| {
+        Error::Protocol(format!(
+            "refused the folder {name:?} from the sender: {why}; nothing was written"
+        ))
+    };
+    let stream = output.stream();
+    let read = |source| Error::Read {
+        path: folder.path().join(output.name()),
+        source,
+    };
+    let stream_len = stream.metadata().map_err(read)?.len();
+    let mut header = [0u8; HEADER_LEN];
+    if stream_len < HEADER_LEN as u64 {
+        return Err(refused("shorter than a tree header".into()));
+    }
+    stream.read_exact_at(&mut header, 0).map_err(read)?;
+    let (count, len) = tree::parse_header(&header).map_err(|e| refused(e.to_string()))?;
+    if HEADER_LEN as u64 + len as u64 > stream_len {
+        return Err(refused("the manifest is cut short".into()));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream
+        .read_exact_at(&mut body, HEADER_LEN as u64)
+        .map_err(read)?;
+    let manifest = Manifest::parse(count, &body, stream_len).map_err(|e| refused(e.to_string()))?;
+    let (stage, dir) = folder.temp_dir().map_err(|source| Error::Write {
+        path: folder.path().to_owned(),
+        source,
+    })?;
+    let built = build(
+        folder,
+        &stage,
+        &dir,
+        stream,
+        HEADER_LEN as u64 + len as u64,
+        &manifest,
+    )
+    .and_then(|u| {
+        let path = folder.commit_dir(&stage, name)?;
+        Ok(Unpacked { path, ..u })
+    });
+    if built.is_err() {
+        let _ = std::fs::remove_dir_all(folder.path().join(&stage));
+    }
+    built
+}
+
+/// Writes every entry into the staging folder `dir`, from `stream` at `offset` on.
+fn build(
+    folder: &Folder,
+    stage: &str,
+    dir: &OwnedFd,
+    stream: &File,
+    mut offset: u64,
+    manifest: &Manifest,
+) -> Result<Unpacked, Error> {
+    let at = |path: &str| folder.path().join(stage).join(path);
+    let umask = umask();
+    let mut done = Unpacked {
+        path: PathBuf::new(),
+        files: 0,
+        folders: 0,
+        bytes: 0,
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    for e in &manifest.entries {
+        let write = |source| Error::Write {
+            path: at(&e.path),
+            source,
+        };
+        match e.kind {
+            // Writable by us until the end, when its own mode is set.
+            Kind::Folder => {
+                output::mkdir_at(dir, &e.path, 0o700).map_err(write)?;
+                done.folders += 1;
+            }
+            Kind::File => {
+                let file =
+                    output::create_at_mode(dir, &e.path, (e.mode & 0o777).into()).map_err(write)?;
+                let mut hasher = Sha256::new();
+                let mut left = e.size;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    stream.read_exact_at(&mut buf[..n], offset).map_err(write)?;
+                    hasher.update(&buf[..n]);
+                    file.write_all_at(&buf[..n], e.size - left).map_err(write)?;
+                    offset += n as u64;
+                    left -= n as u64;
+                }
+                if <[u8; 32]>::from(hasher.finalize()) != e.sha256 {
+                    return Err(Error::Protocol(format!(
+                        "{:?}: its SHA-256 is not the one its manifest gives; the folder is not kept",
+                        e.path
+                    )));
+                }
+                output::set_times(&file, e.mtime).map_err(write)?;
+                // The stream's copy is not needed any more: so the tree takes about its own
+                // size on disk while it is built, not twice that (best effort).
+                output::punch_hole(stream, offset - e.size, e.size);
+                done.files += 1;
+                done.bytes += e.size;
+            }
+        }
+    }
+    // Deepest first: a folder's time is set once nothing more is written in it.
+    for e in manifest.entries.iter().rev() {
+        if e.kind == Kind::Folder {
+            let write = |source| Error::Write {
+                path: at(&e.path),
+                source,
+            };
+            let f = output::open_dir_at(dir, &e.path).map_err(write)?;
+            f.set_permissions(std::fs::Permissions::from_mode(
+                u32::from(e.mode) & 0o777 & !umask,
+            ))
+            .map_err(write)?;
+            output::set_times(&f, e.mtime).map_err(write)?;
+        }
+    }
+    let own = |source| Error::Write {
+        path: folder.path().join(stage),
+        source,
+    };
+    // The staging folder was private while it was built; now it is the sent folder.
+    let me = File::from(dir.try_clone().map_err(own)?);
+    me.set_permissions(std::fs::Permissions::from_mode(0o777 & !umask))
+        .map_err(own)?;
+    Ok(done)
+}
+
+/// This process's umask (read, not set: setting it would race the other threads).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
