@@ -207,7 +207,7 @@ pub fn link_speed(group: Group, iface: Ipv4Addr) -> Option<pace::Rate> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{name}/speed")).ok()?;
     // Unknown speeds read as -1 (or fail to read at all: loopback, a tunnel).
     let mbit: i64 = text.trim().parse().ok()?;
-    (mbit > 0).then(|| pace::Rate(mbit as f64 * 1e6))
+    (mbit > 0).then_some(pace::Rate(mbit as f64 * 1e6))
 }
 
 /// A receiver's group socket: joined on `iface`, bound to the group so other groups on the port
