@@ -311,7 +311,7 @@ fn totals(s: &SessionStatus) -> String {
         (t.failed, "failed"),
         (t.dropped, "dropped"),
         (t.left_behind, "left behind"),
-        (t.slow, "too slow to follow"),
+        (t.slow, "too slow"),
         (t.hello_only, "said hello only"),
     ] {
         if n > 0 {
@@ -341,7 +341,7 @@ fn row(r: &ReceiverStatus, name_width: usize, bar_width: usize) -> String {
         "failed" => format!("failed: {}", r.reason.unwrap_or("see its own message")),
         "dropped" => "dropped: went silent".into(),
         "left_behind" => "left behind: lost too much to be followed".into(),
-        "slow" => "too slow to follow: collecting what reaches it (below --min-rate)".into(),
+        "slow" => "too slow to follow: gets what reaches it".into(),
         other => other.into(),
     };
     let pct = percent(r.progress);
@@ -363,7 +363,7 @@ fn counts(rs: &[&ReceiverStatus]) -> String {
         ("failed", "failed"),
         ("dropped", "dropped"),
         ("left_behind", "left behind"),
-        ("slow", "too slow to follow"),
+        ("slow", "too slow"),
         ("done", "done"),
         ("receiving", "receiving"),
         ("joined", "joined"),
@@ -501,8 +501,8 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "22/40 done · 13 receiving · 2 failed · 1 dropped · 1 left behind · 1 too slow to follow · \
-             41 MB/s · ETA 0:12",
+            "22/40 done · 13 receiving · 2 failed · 1 dropped · 1 left behind · 1 too slow · 41 MB/s · \
+             ETA 0:12",
             "{text}"
         );
         // Attention first, by name, with the reason.
@@ -527,8 +527,7 @@ mod tests {
         // A PC congestion control does not follow, and why.
         assert!(
             lines[6].starts_with("pc38")
-                && lines[6]
-                    .ends_with("too slow to follow: collecting what reaches it (below --min-rate)"),
+                && lines[6].ends_with("too slow to follow: gets what reaches it"),
             "{text}"
         );
         // Then the others by name, as many as fit; the rest in one line.
