@@ -23,7 +23,7 @@ ratios=() bytes=()
 for run in $(seq 1 "$runs"); do
     line=$(EDM_LAN_RECEIVERS=$receivers EDM_LAN_LOSS=$loss EDM_LAN_MBIT=$mbit EDM_LAN_MIB=$mib \
         EDM_LAN_ATTACK=${ATTACK:-} EDM_LAN_SEND_ARGS=${SEND_ARGS:-} \
-        ${RATE:+EDM_LAN_RATE=$RATE} ${NICE:+EDM_LAN_NICE=$NICE} \
+        EDM_LAN_RATE=${RATE:-} EDM_LAN_NICE=${NICE:-} \
         EDM_CAST_REQUIRE_LAB=1 timeout 600 cargo test --release --quiet --test lan \
         lan_lab_every_receiver_gets_the_exact_file -- --nocapture 2>&1 |
         grep -o 'LAN lab.*') || { echo "run $run failed" >&2; exit 1; }

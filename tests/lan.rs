@@ -87,7 +87,10 @@ fn lan_case(
     let started = Instant::now();
     // Paced a little under the link so the shaper's queue never overflows; EDM_LAN_RATE (bench/lan.sh
     // RATE) sets another ceiling, `default` none (congestion control finds the link).
-    let rate = std::env::var("EDM_LAN_RATE").unwrap_or_else(|_| format!("{}M", mbit as f64 * 0.97));
+    let rate = std::env::var("EDM_LAN_RATE")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| format!("{}M", mbit as f64 * 0.97));
     let rate_args = match rate.as_str() {
         "default" => vec![],
         r => vec!["--rate", r],

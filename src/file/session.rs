@@ -475,6 +475,9 @@ impl Session {
                     .set_rate(Rate(rate.load(Ordering::Relaxed) as f64));
             }
             if let Some(rate) = self.sender.rate() {
+                if (rate - self.pacer.rate().0).abs() > 0.02 * rate {
+                    tracing::debug!("congestion control: {}", Rate(rate));
+                }
                 self.pacer.set_rate(Rate(rate));
             }
             // The value, not `has_changed`: waiting on `stopped` below marks a change as seen.

@@ -64,7 +64,10 @@ impl Lab {
     /// they run under `nice`, which keeps them from starving the sender's pacing.
     pub fn on_receivers(&self, n: usize, dir: &Path, args: &[&str]) -> (Vec<PathBuf>, Vec<Proc>) {
         let outs: Vec<PathBuf> = (1..=n).map(|i| dir.join(format!("r{i}"))).collect();
-        let nice = std::env::var("EDM_LAN_NICE").unwrap_or_else(|_| "10".into());
+        let nice = std::env::var("EDM_LAN_NICE")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "10".into());
         let procs = outs
             .iter()
             .enumerate()
