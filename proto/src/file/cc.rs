@@ -1,30 +1,29 @@
-//! The sender's congestion control (PROTOCOL.md, "Congestion control"): the rate the class is sent
-//! at, following the class's limiting receiver, never above the ceiling (`--rate`).
+//! The sender's congestion control (PROTOCOL.md 5.8): the rate the class is sent at, following the
+//! class's limiting receiver, never above the ceiling (`--rate`) nor below `--min-rate`.
 //!
 //! Every receiver answers the sender's PACE (a timestamp and a count of DATA sent) with a STATUS
 //! that echoes it, with how many DATA it had received when the PACE arrived. From two such
 //! reports the sender knows, per receiver, the round-trip time, the loss over the interval and the
-//! rate its path delivered. A classroom's loss is mostly not congestion (a Wi-Fi bridge, a bad
-//! cable, a busy PC): a receiver's usual loss is its *baseline* (the mean over its last uncongested
-//! reports),
-//! and only two signals mean congestion, as in TCP-friendly multicast (RFC 4654 §3) but measured
-//! against that baseline: loss above the baseline, or a queue building up (round-trip time above
-//! the receiver's lowest). On congestion the rate drops to 90% of what the congested receiver's
-//! path delivered (scaled up by its baseline loss), at once, as TFMCC's slow start ends at the
-//! receive rate; without it the rate doubles per interval from a safe start (slow start) until
-//! the first congestion, then grows by a few percent per interval (probing, so a freed link is
-//! used again). One reduction per round trip and report: reports made before a cut do not cut
-//! again.
+//! rate its path delivered (the largest of its last few reports). A classroom's loss is mostly not
+//! congestion (a Wi-Fi bridge, a bad cable, a busy PC): a receiver's usual loss is its *baseline*
+//! (the mean over its last uncongested reports), and only two signals mean congestion, as in
+//! TCP-friendly multicast (RFC 4654 §3) but measured against that baseline: loss above the
+//! baseline by more than chance, or a queue (two round trips in a row above the receiver's
+//! lowest). On congestion the rate drops to 90% of what the congested receiver's path delivered,
+//! as TFMCC's slow start ends at the receive rate (after slow start, by at most a quarter at
+//! once); without it the rate doubles per interval from a safe start (slow start) until the first
+//! congestion, then grows by a few percent per interval (probing, so a freed link is used again).
+//! One reduction per round: reports made before a cut, and the queue's draining, do not cut again.
 //!
-//! A receiver whose path delivers less than the floor — `--min-rate`, by default half of what
-//! the best of the others took — is not followed (`is_slow`): it keeps collecting what reaches
-//! it, and the session does not wait for it once the others are done. That floor is the trust
-//! model: a receiver's reports are not authenticated, and one PC lying about loss or round-trip
-//! time can slow the class at most to it.
+//! A receiver congested below the floor — `--min-rate`, or half of what the best of the others
+//! took (at most half the rate), whichever is more — or losing most of the stream, is not followed
+//! (`is_slow`): it keeps collecting what reaches it, and the session does not wait for it once the
+//! others are done. `min_rate` is the trust model: a receiver's reports are not authenticated, and
+//! one PC lying about loss or round-trip time can slow the class at most to it.
 //!
 //! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`; inputs
-//! `handle_report(now, receiver, report)` and `handle_timeout(now)`; `poll_timeout` says when the
-//! next increase step is due.
+//! `handle_report(now, receiver, report)`, `handle_timeout(now)` and `forget(receiver)`;
+//! `poll_timeout` says when the next increase step is due.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
