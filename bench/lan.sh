@@ -8,6 +8,9 @@
 #   ATTACK=flood bench/lan.sh         # one more host floods the sender (tools/attack.py flood);
 #                                     # ATTACK=mutate: spoofed, mutated copies of DATA
 #   SEND_ARGS="--http 8080" bench/lan.sh   # more options for the sender (here: the dashboard on)
+#   RATE=default NICE=0 bench/lan.sh  # the sender's --rate (default: 97% of the link; `default`: none,
+#                                     # congestion control finds it); receivers' nice (default 10)
+#   PORT_RATES="8=10mbit" bench/lan.sh # r8 behind a 10 Mbit/s switch port (tools/lanlab.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ ratios=() bytes=()
 for run in $(seq 1 "$runs"); do
     line=$(EDM_LAN_RECEIVERS=$receivers EDM_LAN_LOSS=$loss EDM_LAN_MBIT=$mbit EDM_LAN_MIB=$mib \
         EDM_LAN_ATTACK=${ATTACK:-} EDM_LAN_SEND_ARGS=${SEND_ARGS:-} \
+        EDM_LAN_RATE=${RATE:-} EDM_LAN_NICE=${NICE:-} \
         EDM_CAST_REQUIRE_LAB=1 timeout 600 cargo test --release --quiet --test lan \
         lan_lab_every_receiver_gets_the_exact_file -- --nocapture 2>&1 |
         grep -o 'LAN lab.*') || { echo "run $run failed" >&2; exit 1; }
@@ -30,7 +34,8 @@ for run in $(seq 1 "$runs"); do
     s=$(sed -E 's/.*transfer ([0-9.]+) s.*/\1/' <<<"$line")
     r=$(sed -E 's/.* s = ([0-9.]+) x ideal.*/\1/' <<<"$line")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$receivers" "$loss" \
-        "$mbit" "$mib" "$run" "$ok" "$b" "$s" "$r" "${ATTACK:-none}${SEND_ARGS:+ $SEND_ARGS}" >>"$out"
+        "$mbit" "$mib" "$run" "$ok" "$b" "$s" "$r" \
+        "${ATTACK:-none}${SEND_ARGS:+ $SEND_ARGS}${RATE:+ rate=$RATE}${NICE:+ nice=$NICE}" >>"$out"
     ratios+=("$r") bytes+=("$b")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

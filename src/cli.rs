@@ -113,9 +113,10 @@ pub struct Network {
 pub struct Sending {
     /// Link rate to send at (for `serve`: all sessions together), in bit/s with k/M/G units. Keep
     /// it below the slowest link on the way (a 100 Mbit/s switch port: 95M; a dedicated gigabit
-    /// LAN: 900M).
-    #[arg(long, default_value = "100M")]
-    pub rate: Rate,
+    /// LAN: 900M). `send` with congestion control (the default): the most it sends at, by default
+    /// the interface's link speed (1G where the OS does not say). `serve`: default 100M.
+    #[arg(long)]
+    pub rate: Option<Rate>,
     /// Multicast TTL: 1 keeps the packets on the local network.
     #[arg(long, default_value = "1", value_parser = ttl)]
     pub ttl: u32,

@@ -126,6 +126,8 @@ pub struct Totals {
     pub failed: usize,
     pub dropped: usize,
     pub left_behind: usize,
+    /// Receiving, but too slow for congestion control to follow (below `--min-rate`).
+    pub slow: usize,
     pub hello_only: usize,
 }
 
@@ -138,8 +140,9 @@ pub struct ReceiverStatus {
     pub name: String,
     /// `IP:PORT` its feedback comes from.
     pub addr: String,
-    /// `joined`, `receiving`, `done`, `failed`, `dropped` (went silent), `left_behind` (lost too
-    /// much to be followed), `hello` (said hello, no progress yet: not counted).
+    /// `joined`, `receiving`, `slow` (receiving, but its path is too slow for congestion control
+    /// to follow), `done`, `failed`, `dropped` (went silent), `left_behind` (lost too much, or was
+    /// too slow, to be followed), `hello` (said hello, no progress yet: not counted).
     pub state: &'static str,
     /// Why it failed, in words (`stopped on the PC`, `its disk is full`, ...; `the sender
     /// aborted the session` for one still receiving when the session was cut short).
@@ -150,7 +153,7 @@ pub struct ReceiverStatus {
     pub blocks_done: u32,
     /// The loss its reports show (0 to 1), once known.
     pub loss: Option<f64>,
-    /// Whether it needs the teacher's attention (failed, dropped, left behind).
+    /// Whether it needs the teacher's attention (failed, dropped, left behind, too slow).
     pub attention: bool,
 }
 

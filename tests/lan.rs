@@ -85,13 +85,22 @@ fn lan_case(
     });
     let before = lab.tx_bytes("s");
     let started = Instant::now();
-    // Paced a little under the link so the shaper's queue never overflows.
-    let rate = format!("{}M", mbit as f64 * 0.97);
+    // Paced a little under the link so the shaper's queue never overflows; EDM_LAN_RATE (bench/lan.sh
+    // RATE) sets another ceiling, `default` none (congestion control finds the link).
+    let rate = std::env::var("EDM_LAN_RATE")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| format!("{}M", mbit as f64 * 0.97));
+    let rate_args = match rate.as_str() {
+        "default" => vec![],
+        r => vec!["--rate", r],
+    };
     let sender = Proc::spawn(
         "sender",
         lab.exec("s")
             .args([bin(), "send", "--group", "239.1.1.1", "--iface", "eth0"])
-            .args(["--rate", &rate, "--min-receivers", &receivers.to_string()])
+            .args(rate_args)
+            .args(["--min-receivers", &receivers.to_string()])
             .args(["--wait", "30"])
             // bench/lan.sh SEND_ARGS: the same case with more of the sender's options (--http).
             .args(

@@ -60,6 +60,7 @@ usage: $PROG up N RATE LOSS [LOSS_R1 ... LOSS_RN]
 environment: LAB=name prefix of namespaces and links (default edm; [A-Za-z0-9_], at most 12 chars)
              WAN_RATE=tc rate (at up): add the wan host w (${WAN_PREFIX}.2) behind the sender
              LANLAB_IPV6=1 (at up): keep IPv6 on, hosts get fd77::1, fd77::(10+i), wan fd78::2
+             PORT_RATES="I=RATE ..." (at up): limit receiver rI's switch port to tc rate RATE (a slow PC)
              LANLAB_LOSS_HOOK=egress|ingress (default: egress, falls back to ingress if unsupported)
 names: namespaces \${LAB}-br \${LAB}-s \${LAB}-r1..\${LAB}-rN; sender 10.77.0.1, receiver i 10.77.0.(10+i);
        every host's interface is eth0; bridge ports in \${LAB}-br are \${LAB}-s, \${LAB}-r1...
@@ -387,6 +388,20 @@ cmd_up() {
             $T ip netns exec "$rns" nft -f - <<<"$rules"
         done
     fi
+
+    # A slow PC's switch port (PORT_RATES="8=10mbit ..."): tbf on the bridge port toward it, with
+    # the same 50 ms buffer rule as the sender's link.
+    local spec idx prate pbps pburst plimit
+    for spec in ${PORT_RATES:-}; do
+        idx=${spec%%=*} prate=${spec#*=}
+        [[ "$idx" =~ ^[0-9]+$ ]] && (( idx >= 1 && idx <= n )) || die "PORT_RATES: no receiver r$idx"
+        pbps=$(rate_bytes_per_sec "$prate") || die "PORT_RATES: bad rate '$prate'"
+        pburst=$(( pbps / 250 )); (( pburst < 32768 )) && pburst=32768
+        plimit=$(( pbps / 20 )); (( plimit < 65536 )) && plimit=65536
+        $T ip netns exec "$brns" tc qdisc add dev "${LAB}-r$idx" root tbf rate "$prate" \
+            burst "$pburst" limit $(( plimit + pburst ))
+        log "r$idx's switch port limited to $prate"
+    done
 
     UP_DONE=1
     trap - EXIT INT TERM ERR

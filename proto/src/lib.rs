@@ -87,6 +87,7 @@ pub use auth::{KeyId, PublicKey, SecretKey, Signer, Trust, WallClock};
 pub use counters::Counters;
 pub use download::catalog::{Catalog, CatalogConfig, CatalogEvent, Reply};
 pub use download::requester::{Answer, Requester};
+pub use file::cc::{CcConfig, RateControl};
 pub use file::codec::{CheckJob, DecodeError, DecodeJob};
 pub use file::layout::{Layout, LayoutError};
 pub use file::peers::Limits;

@@ -118,6 +118,7 @@ fn status() -> impl Strategy<Value = Status> {
                 reason,
                 blocks_done,
                 name,
+                echo: None,
             }
         })
 }

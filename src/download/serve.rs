@@ -255,8 +255,9 @@ fn run_on(args: Args, board: Board, acted: mpsc::Receiver<Action>) -> Result<Exi
             block_symbols: SenderConfig::default().block_symbols,
             signer,
             encryption: None,
+            cc: None,
         },
-        rate: Arc::new(AtomicU64::new(args.sending.rate.0 as u64)),
+        rate: Arc::new(AtomicU64::new(serve_rate(&args).0 as u64)),
         limits: Limits {
             max_size: Some(args.max_size.0),
             min_rate: (args.min_rate.0 > 0).then_some(MinRate {
@@ -274,7 +275,7 @@ fn run_on(args: Args, board: Board, acted: mpsc::Receiver<Action>) -> Result<Exi
         "edm-cast: serving on {} (requests to port {}), {} for all sessions{}",
         args.net.group,
         args.port,
-        args.sending.rate,
+        serve_rate(&args),
         args.caching
             .cache
             .as_ref()
@@ -439,7 +440,7 @@ async fn serve(
             }
         }
         // The link is shared evenly by the sessions running.
-        let share = args.sending.rate.0 / running.len().max(1) as f64;
+        let share = serve_rate(&args).0 / running.len().max(1) as f64;
         shared.rate.store(share as u64, Ordering::Relaxed);
         while let Some(to) = catalog.poll_transmit(Instant::now(), &mut out) {
             let to = match to {
@@ -589,6 +590,11 @@ fn session(
             .unwrap_or_default()
     );
     Ok(())
+}
+
+/// `serve` sends at a fixed rate, shared by its sessions: `--rate`, 100M by default.
+fn serve_rate(args: &Args) -> Rate {
+    args.sending.rate.unwrap_or(Rate(100e6))
 }
 
 #[cfg(test)]

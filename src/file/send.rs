@@ -14,15 +14,24 @@ use crate::http::fetch;
 use crate::http::policy::Policy;
 use crate::keys::{self, Signing};
 use crate::net;
+use crate::net::pace::{Rate, WIRE_OVERHEAD};
 use crate::rt::{self, Shutdown};
 use crate::status::{Action, Board};
 use crate::web::{self, Web};
-use edm_cast_proto::Encryption;
+use edm_cast_proto::wire::MAX_DATAGRAM;
+use edm_cast_proto::{CcConfig, Encryption};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// Where congestion control's slow start begins: safe on any wired LAN, and two doublings from
+/// 100 Mbit/s.
+const CC_INITIAL: f64 = 25e6;
+/// `--min-rate`'s default share of the ceiling (at most `CC_INITIAL`): one PC cannot slow the
+/// class below it.
+const CC_MIN_SHARE: f64 = 0.1;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -75,6 +84,19 @@ pub struct Args {
     /// from what its `recv` kept. FILE is updated afterwards, or removed once every PC has the file.
     #[arg(long, value_name = "FILE")]
     pub resume_from: Option<PathBuf>,
+    /// Congestion control: `on` follows the class's slowest followed receiver up to --rate; `off`
+    /// sends at --rate (default 100M) whatever the receivers report.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub cc: String,
+    /// Same as --cc off: send at exactly --rate.
+    #[arg(long)]
+    pub rate_fixed: bool,
+    /// With congestion control: the class is never sent slower than this, and a receiver whose
+    /// path takes less is not followed (it collects what reaches it, and is left behind if the
+    /// others finish first); nor is one far below the others (under half of the best). Default:
+    /// 10% of --rate, at most 25M.
+    #[arg(long, value_name = "RATE")]
+    pub min_rate: Option<Rate>,
     /// Source symbols per block (K): larger blocks cost receivers more CPU per decode.
     #[arg(long, default_value_t = 1024, hide = true)]
     pub block_symbols: u16,
@@ -122,8 +144,31 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         block_symbols: args.block_symbols,
         signer: keys::signer(&args.signing)?,
         encryption: encryption(&args)?,
+        cc: None,
     };
-    let (group, rate) = (args.net.group, args.sending.rate);
+    let group = args.net.group;
+    let cc_on = args.cc == "on" && !args.rate_fixed;
+    if !cc_on && args.min_rate.is_some() {
+        return Err(Error::Usage(
+            "--min-rate is for congestion control (not with --cc off or --rate-fixed)".into(),
+        ));
+    }
+    let rate = match args.sending.rate {
+        Some(r) => r,
+        None if cc_on => net::link_speed(group, iface).unwrap_or(Rate(1e9)),
+        None => Rate(100e6),
+    };
+    let setup = Setup {
+        cc: cc_on.then(|| CcConfig {
+            ceiling: rate.0,
+            min_rate: args
+                .min_rate
+                .map_or((rate.0 * CC_MIN_SHARE).min(CC_INITIAL), |r| r.0.min(rate.0)),
+            initial: CC_INITIAL.min(rate.0),
+            packet_bits: ((MAX_DATAGRAM + WIRE_OVERHEAD) * 8) as f64,
+        }),
+        ..setup
+    };
     let mut session = Session::open(
         source,
         group,
@@ -134,8 +179,9 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         SenderView::new(),
     )?;
     eprintln!(
-        "edm-cast: sending {} to {group} at {rate}, session {:08x}{}; waiting for {} receiver(s){}",
+        "edm-cast: sending {} to {group} at {}{rate}, session {:08x}{}; waiting for {} receiver(s){}",
         session.describe(),
+        if cc_on { "up to " } else { "" },
         session.id,
         match (&setup.signer, &setup.encryption) {
             (Some(s), None) => format!(", signed by {}", s.key.public().fingerprint()),

@@ -15,7 +15,8 @@ use crate::status::{self, Board, SessionStatus};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::{FailReason, FeedbackAddr, ReceiverState};
 use edm_cast_proto::{
-    Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent, SessionPhase, Signer,
+    CcConfig, Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent,
+    SessionPhase, Signer,
 };
 use futures_util::FutureExt;
 use std::io::{ErrorKind, Write};
@@ -44,6 +45,8 @@ pub struct Setup {
     pub signer: Option<Signer>,
     /// Seals it for the listed receivers (`--encrypt --to`).
     pub encryption: Option<Encryption>,
+    /// Congestion control (`send`, unless `--cc off`): the pacer follows the sender's rate.
+    pub cc: Option<CcConfig>,
 }
 
 pub struct Session {
@@ -163,15 +166,18 @@ impl Session {
             signer: setup.signer.clone(),
             encryption: setup.encryption.clone(),
             feedback: feedback_addr(group, iface, net::local_port(&socket)?, setup)?,
+            cc: setup.cc,
             ..SenderConfig::default()
         };
+        // With congestion control the pacer starts where slow start does.
+        let start = setup.cc.map_or(rate, |c| Rate(c.initial.min(c.ceiling)));
         Ok(Session {
             sender: source.sender(cfg)?,
             id,
             socket: Some(socket),
             source,
             group,
-            pacer: Pacer::new(rate),
+            pacer: Pacer::new(start),
             min_sleep: Duration::from_secs_f64((8.0 * 1500.0 * 8.0 / rate.0).min(0.001)),
             view,
             aborted: None,
@@ -298,7 +304,10 @@ impl Session {
         let mut receivers: Vec<status::ReceiverStatus> = sender
             .receivers()
             .map(|r| {
-                let (state, reason) = receiver_state(r, waiting, ended, cut_short);
+                let (state, reason) = match receiver_state(r, waiting, ended, cut_short) {
+                    ("receiving", _) if sender.is_slow(r) => ("slow", None),
+                    other => other,
+                };
                 match state {
                     "done" => totals.done += 1,
                     "receiving" => totals.receiving += 1,
@@ -306,6 +315,7 @@ impl Session {
                     "failed" => totals.failed += 1,
                     "dropped" => totals.dropped += 1,
                     "left_behind" => totals.left_behind += 1,
+                    "slow" => totals.slow += 1,
                     _ => totals.hello_only += 1,
                 }
                 let blocks_done = if r.state == ReceiverState::Done {
@@ -327,7 +337,7 @@ impl Session {
                     ),
                     blocks_done,
                     loss: sender.loss_of(r),
-                    attention: matches!(state, "failed" | "dropped" | "left_behind"),
+                    attention: matches!(state, "failed" | "dropped" | "left_behind" | "slow"),
                 }
             })
             .collect();
@@ -471,6 +481,12 @@ impl Session {
             if let Some(rate) = &self.shared_rate {
                 self.pacer
                     .set_rate(Rate(rate.load(Ordering::Relaxed) as f64));
+            }
+            if let Some(rate) = self.sender.rate() {
+                if (rate - self.pacer.rate().0).abs() > 0.02 * rate {
+                    tracing::debug!("congestion control: {}", Rate(rate));
+                }
+                self.pacer.set_rate(Rate(rate));
             }
             // The value, not `has_changed`: waiting on `stopped` below marks a change as seen.
             if let Some(stop) = &self.stop
@@ -784,6 +800,9 @@ impl Session {
                 let (state, why) = receiver_state(r, waiting, true, cut_short);
                 let mut what = match state {
                     "dropped" => "dropped: went silent".to_owned(),
+                    "left_behind" if self.sender.is_slow(r) => {
+                        "left behind: its link was too slow to follow (below --min-rate)".to_owned()
+                    }
                     "left_behind" => "left behind: it lost too much to be followed".to_owned(),
                     _ => state.to_owned(),
                 };

@@ -311,6 +311,7 @@ fn totals(s: &SessionStatus) -> String {
         (t.failed, "failed"),
         (t.dropped, "dropped"),
         (t.left_behind, "left behind"),
+        (t.slow, "too slow"),
         (t.hello_only, "said hello only"),
     ] {
         if n > 0 {
@@ -340,6 +341,7 @@ fn row(r: &ReceiverStatus, name_width: usize, bar_width: usize) -> String {
         "failed" => format!("failed: {}", r.reason.unwrap_or("see its own message")),
         "dropped" => "dropped: went silent".into(),
         "left_behind" => "left behind: lost too much to be followed".into(),
+        "slow" => "too slow to follow: gets what reaches it".into(),
         other => other.into(),
     };
     let pct = percent(r.progress);
@@ -357,10 +359,11 @@ fn row(r: &ReceiverStatus, name_width: usize, bar_width: usize) -> String {
 
 /// `20 done, 2 receiving`: receivers by state, in a fixed order.
 fn counts(rs: &[&ReceiverStatus]) -> String {
-    const ORDER: [(&str, &str); 7] = [
+    const ORDER: [(&str, &str); 8] = [
         ("failed", "failed"),
         ("dropped", "dropped"),
         ("left_behind", "left behind"),
+        ("slow", "too slow"),
         ("done", "done"),
         ("receiving", "receiving"),
         ("joined", "joined"),
@@ -421,7 +424,7 @@ mod tests {
             progress,
             blocks_done: (progress * 200.0) as u32,
             loss: Some(0.03),
-            attention: matches!(state, "failed" | "dropped" | "left_behind"),
+            attention: matches!(state, "failed" | "dropped" | "left_behind" | "slow"),
         }
     }
 
@@ -435,6 +438,7 @@ mod tests {
                 "failed" => totals.failed += 1,
                 "dropped" => totals.dropped += 1,
                 "left_behind" => totals.left_behind += 1,
+                "slow" => totals.slow += 1,
                 _ => totals.hello_only += 1,
             }
         }
@@ -477,6 +481,7 @@ mod tests {
                 17 => receiver(i, "failed", Some("stopped on the PC")),
                 29 => receiver(i, "dropped", None),
                 35 => receiver(i, "left_behind", None),
+                38 => receiver(i, "slow", None),
                 _ if i % 3 == 0 => receiver(i, "receiving", None),
                 _ => receiver(i, "done", None),
             })
@@ -496,7 +501,8 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "23/40 done · 13 receiving · 2 failed · 1 dropped · 1 left behind · 41 MB/s · ETA 0:12",
+            "22/40 done · 13 receiving · 2 failed · 1 dropped · 1 left behind · 1 too slow · 41 MB/s · \
+             ETA 0:12",
             "{text}"
         );
         // Attention first, by name, with the reason.
@@ -518,18 +524,24 @@ mod tests {
             lines[5].starts_with("pc35") && lines[5].contains("left behind"),
             "{text}"
         );
+        // A PC congestion control does not follow, and why.
+        assert!(
+            lines[6].starts_with("pc38")
+                && lines[6].ends_with("too slow to follow: gets what reaches it"),
+            "{text}"
+        );
         // Then the others by name, as many as fit; the rest in one line.
         assert!(
-            lines[6].starts_with("pc00 ") && lines[6].ends_with("receiving, 3% loss"),
+            lines[7].starts_with("pc00 ") && lines[7].ends_with("receiving, 3% loss"),
             "{text}"
         );
         assert!(
-            lines[7].starts_with("pc01 ")
-                && lines[7].contains("[==============================] 100%  done"),
+            lines[8].starts_with("pc01 ")
+                && lines[8].contains("[==============================] 100%  done"),
             "{text}"
         );
         assert_eq!(lines.len(), 24);
-        assert_eq!(lines[23], "… and 19 more: 12 done, 7 receiving", "{text}");
+        assert_eq!(lines[23], "… and 19 more: 11 done, 8 receiving", "{text}");
     }
 
     #[test]

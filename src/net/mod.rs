@@ -333,6 +333,21 @@ pub fn describe_iface(group: Group, iface: Iface) -> String {
         .map_or(addr.to_string(), |i| format!("{}, {addr}", i.name))
 }
 
+/// The link speed the OS reports for the interface that sends to `group` from `iface`
+/// (`/sys/class/net/IF/speed`, Mbit/s), if it reports one: `send`'s default ceiling.
+pub fn link_speed(group: Group, iface: Iface) -> Option<pace::Rate> {
+    let addr = source_addr(group, iface).ok()?;
+    let name = if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .find(|i| i.addr.ip() == addr)?
+        .name;
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/speed")).ok()?;
+    // Unknown speeds read as -1 (or fail to read at all: loopback, a tunnel).
+    let mbit: i64 = text.trim().parse().ok()?;
+    (mbit > 0).then_some(pace::Rate(mbit as f64 * 1e6))
+}
+
 /// A receiver's group socket: joined on `iface` (MLD for IPv6), bound to the group so other
 /// groups on the port stay out. Several receivers on one host may share the port.
 pub fn group_socket(group: Group, iface: Iface) -> Result<std::net::UdpSocket, Error> {

@@ -111,6 +111,7 @@ pub fn render(status: &Status) -> String {
             ("failed", t.failed),
             ("dropped", t.dropped),
             ("left_behind", t.left_behind),
+            ("slow", t.slow),
             ("hello", t.hello_only),
         ] {
             receivers

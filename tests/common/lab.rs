@@ -84,6 +84,10 @@ impl Lab {
     /// they run under `nice`, which keeps them from starving the sender's pacing.
     pub fn on_receivers(&self, n: usize, dir: &Path, args: &[&str]) -> (Vec<PathBuf>, Vec<Proc>) {
         let outs: Vec<PathBuf> = (1..=n).map(|i| dir.join(format!("r{i}"))).collect();
+        let nice = std::env::var("EDM_LAN_NICE")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "10".into());
         let procs = outs
             .iter()
             .enumerate()
@@ -91,8 +95,9 @@ impl Lab {
                 let host = format!("r{}", i + 1);
                 Proc::spawn(
                     &host,
+                    // EDM_LAN_NICE=0 (bench/lan.sh NICE=0): as on a real LAN, not reniced.
                     self.exec(&host)
-                        .args(["nice", "-n", "10", bin()])
+                        .args(["nice", "-n", &nice, bin()])
                         .args(args)
                         .args(["--group", "239.1.1.1", "--iface", "eth0", "--name", &host])
                         .arg("--out")

@@ -889,6 +889,7 @@ pub fn sender(data: &[u8]) {
                     reason,
                     blocks_done: s.blocks_done,
                     name: "pc\u{1b}[2J".repeat(s.name as usize % 12),
+                    echo: None,
                 });
                 tx.handle_datagram(now, addr(s.from), &p.to_vec(SESSION));
             }

@@ -1,6 +1,7 @@
 //! The file protocol (`PROTOCOL.md`): how a file is cut into blocks (`layout`), the RaptorQ calls
 //! per block (`codec`), and the two state machines, `Sender` and `Receiver`.
 
+pub mod cc;
 pub mod codec;
 pub mod crypt;
 pub mod layout;

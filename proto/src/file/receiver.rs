@@ -17,8 +17,8 @@ use crate::counters::Counters;
 use crate::rng::Rng;
 use crate::wire::{
     Announce, BlockDigest, DATA_OVERHEAD, Data, Digests, EndReason, FailReason, FileDigests,
-    Hashes, Keys, MAX_NEED_ENTRIES, Need, NeedEntry, NeedFlags, Packet, ReceiverState, Status,
-    SymbolHash, symbol_hash,
+    Hashes, Keys, MAX_NEED_ENTRIES, Need, NeedEntry, NeedFlags, Pace, PaceEcho, Packet,
+    ReceiverState, Status, SymbolHash, symbol_hash,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -110,7 +110,7 @@ pub enum ReceiveError {
     Aborted,
     /// END (complete) before this receiver had the file.
     #[error(
-        "the sender finished without this receiver (it was dropped as unresponsive, lost too much to be followed, or joined too late)"
+        "the sender finished without this receiver (it was dropped as unresponsive, lost too much or was too slow to be followed, or joined too late)"
     )]
     LeftBehind,
     /// An encrypted session, and no key of its own to open it with.
@@ -342,6 +342,10 @@ struct Session {
     session_key: Option<SessionKey>,
     /// KEYS parts seen without this PC's key.
     key_parts: Vec<bool>,
+    /// DATA datagrams of this session received (congestion control counts them against PACE).
+    data_received: u64,
+    /// The last PACE, the count above when it came, and when: echoed in the next STATUS.
+    pace: Option<(Pace, u64, Instant)>,
 }
 
 impl Session {
@@ -495,6 +499,11 @@ impl Receiver {
             Packet::Digests(digests) => self.on_digests(digests),
             Packet::Hashes(h) => self.on_hashes(h),
             Packet::Keys(k) => self.on_keys(k),
+            Packet::Pace(p) => {
+                // Answered at once: the sender's round-trip estimate is only as good as this.
+                s.pace = Some((p, s.data_received, now));
+                s.next_status = s.next_status.min(now);
+            }
             Packet::Ack(a) if a.receiver == self.cfg.id => {
                 if matches!(self.phase, Phase::Finishing { .. }) {
                     self.finish();
@@ -557,6 +566,8 @@ impl Receiver {
             extra_held: 0,
             tick: 0,
             sender_ended: false,
+            data_received: 0,
+            pace: None,
             session_key: None,
             key_parts: Vec::new(),
             layout,
@@ -658,6 +669,7 @@ impl Receiver {
 
     fn on_data(&mut self, d: Data<'_>, datagram: &[u8]) {
         let s = self.session.as_mut().expect("caller checked");
+        s.data_received += 1;
         let layout = s.layout;
         let opened;
         let symbol = match (&s.session_key, s.announce.encrypted) {
@@ -1282,6 +1294,15 @@ impl Receiver {
                 reason,
                 blocks_done: s.done,
                 name: self.cfg.name.clone(),
+                echo: s.pace.take().map(|(p, received, at)| PaceEcho {
+                    time_us: p.time_us,
+                    sent: p.sent,
+                    received,
+                    held_us: now
+                        .saturating_duration_since(at)
+                        .as_micros()
+                        .min(u32::MAX as u128) as u32,
+                }),
             })
             .write(s.id, buf);
             return Some(s.feedback);

@@ -8,6 +8,7 @@
 //! first. With a key, everything that changes what a receiver does is signed; with `--encrypt`,
 //! every symbol is sealed.
 
+use super::cc::{self, CcConfig, RateControl, Report};
 use super::codec::{BlockEncoder, Plans};
 use super::crypt::{self, SessionKey};
 use super::layout::{Layout, LayoutError};
@@ -17,7 +18,7 @@ use crate::counters::Counters;
 use crate::wire::{
     Ack, Announce, BlockDigest, DATA_OVERHEAD, Data, Digests, End, EndReason, FeedbackAddr,
     FileDigests, Hashes, Keys, MAX_DIGESTS, MAX_ESI, MAX_HASHES, MAX_KEY_WRAPS, Need, NeedEntry,
-    Packet, ReceiverState, Status, block_digest, symbol_hash,
+    Pace, Packet, ReceiverState, Status, block_digest, symbol_hash,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -117,6 +118,9 @@ pub struct SenderConfig {
     pub encryption: Option<Encryption>,
     /// How much the sender takes from receivers.
     pub limits: Limits,
+    /// Congestion control: PACE goes out and the rate (`Sender::rate`) follows the class; `None`
+    /// sends at whatever the shell paces (`--cc off`).
+    pub cc: Option<CcConfig>,
 }
 
 impl Default for SenderConfig {
@@ -140,6 +144,7 @@ impl Default for SenderConfig {
             signer: None,
             encryption: None,
             limits: Limits::default(),
+            cc: None,
         }
     }
 }
@@ -418,6 +423,8 @@ pub struct Sender {
     hold: Option<Instant>,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
+    cc: Option<RateControl>,
+    next_pace: Instant,
 }
 
 impl Sender {
@@ -476,6 +483,7 @@ impl Sender {
             }
             None => (None, Vec::new()),
         };
+        let cfg_cc = cfg.cc;
         let mut s = Sender {
             peers: Peers::new(cfg.limits.clone()),
             cfg,
@@ -516,6 +524,8 @@ impl Sender {
             hold: None,
             events: VecDeque::new(),
             stats: SenderStats::default(),
+            cc: cfg_cc.map(|c| RateControl::new(c, now)),
+            next_pace: now,
         };
         s.maybe_start(now);
         Ok(s)
@@ -634,6 +644,16 @@ impl Sender {
         self.peers.reported_loss(r.addr.ip())
     }
 
+    /// The rate congestion control sends at now (bit/s); `None` with it off.
+    pub fn rate(&self) -> Option<f64> {
+        self.cc.as_ref().map(RateControl::rate)
+    }
+
+    /// Whether congestion control does not follow `r`: its path is too slow (below the floor).
+    pub fn is_slow(&self, r: &ReceiverInfo) -> bool {
+        self.cc.as_ref().is_some_and(|c| c.is_slow(r.id))
+    }
+
     /// Whether END has gone out.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Finished
@@ -685,6 +705,23 @@ impl Sender {
             Ok(heard) => heard,
             Err(why) => return self.unheard(why),
         };
+        if let (Some(e), Some(cc)) = (s.echo, &mut self.cc) {
+            // The echo's time is the sender's own clock: one from the future is made up.
+            let paced = self.created + Duration::from_micros(e.time_us);
+            if paced <= now {
+                let rtt = now
+                    .duration_since(paced)
+                    .saturating_sub(Duration::from_micros(e.held_us as u64));
+                let sent = self.stats.source_symbols + self.stats.repair_symbols;
+                let report = Report {
+                    rtt,
+                    pace_us: e.time_us,
+                    sent: e.sent.min(sent),
+                    received: e.received,
+                };
+                cc.handle_report(now, s.receiver, report);
+            }
+        }
         let r = self.peers.get_mut(s.receiver).expect("just heard");
         r.blocks_done = s.blocks_done.min(num_blocks);
         let was = r.state;
@@ -708,6 +745,12 @@ impl Sender {
             && self.acks.len() < MAX_ACKS
         {
             self.acks.push_back((from, s.receiver));
+        }
+        if was != state
+            && let Some(cc) = &mut self.cc
+            && matches!(state, ReceiverState::Done | ReceiverState::Failed)
+        {
+            cc.forget(s.receiver);
         }
         if was != state {
             match state {
@@ -858,6 +901,9 @@ impl Sender {
             self.events.push_back(SenderEvent::ReceiverDropped { id });
         }
         self.stats.restarted_receivers = self.peers.restarted();
+        if let Some(cc) = &mut self.cc {
+            cc.handle_timeout(now);
+        }
         self.maybe_start(now);
         self.maybe_finish(now);
     }
@@ -871,7 +917,13 @@ impl Sender {
                 Some(wait) => self.next_announce.min(self.created + wait),
                 None => self.next_announce,
             },
-            Phase::Sending => self.next_announce,
+            Phase::Sending => match &self.cc {
+                Some(cc) => self
+                    .next_announce
+                    .min(self.next_pace)
+                    .min(cc.poll_timeout()),
+                None => self.next_announce,
+            },
         };
         for r in self.peers.iter().filter(|r| r.pending()) {
             t = t.min(r.last_heard + QUIET.min(self.cfg.receiver_timeout));
@@ -941,6 +993,14 @@ impl Sender {
         }
         if self.phase != Phase::Sending {
             return None;
+        }
+        if self.cc.is_some() && now >= self.next_pace {
+            self.next_pace = now + cc::INTERVAL;
+            let pace = Packet::Pace(Pace {
+                time_us: now.duration_since(self.created).as_micros() as u64,
+                sent: self.stats.source_symbols + self.stats.repair_symbols,
+            });
+            return Some(self.control(now, &pace, buf, Destination::Group));
         }
         if let Some(h) = self.hashes.pop_front().or_else(|| self.next_hashes(now)) {
             return Some(self.control(now, &Packet::Hashes(h), buf, Destination::Group));
@@ -1290,7 +1350,7 @@ impl Sender {
                     (ReceiverState::Done, _) => done = true,
                     (_, false) => {}
                     _ if now.saturating_duration_since(r.last_heard) >= QUIET => quiet = true,
-                    _ if self.peers.lagging(r) => lagging = true,
+                    _ if self.peers.lagging(r) || self.is_slow(r) => lagging = true,
                     _ => followed = true,
                 }
             }
@@ -1304,7 +1364,7 @@ impl Sender {
             let behind: Vec<u32> = self
                 .peers
                 .iter()
-                .filter(|r| r.pending() && self.peers.lagging(r))
+                .filter(|r| r.pending() && (self.peers.lagging(r) || self.is_slow(r)))
                 .map(|r| r.id)
                 .collect();
             for id in behind {

@@ -123,6 +123,47 @@ pub struct Status {
     pub blocks_done: u32,
     /// Host name, for the sender's display.
     pub name: String,
+    /// The echo of the sender's last PACE, once one came (an optional last field: a receiver
+    /// sends it only to a sender that sends PACE, so older senders never see it).
+    pub echo: Option<PaceEcho>,
+}
+
+/// PACE (0x08): the sender's clock and count of DATA sent, multicast every 100 ms while
+/// congestion control is on. Receivers echo it in STATUS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Microseconds on the sender's clock (from its own start; only differences count).
+    pub time_us: u64,
+    /// DATA datagrams sent in this session so far.
+    pub sent: u64,
+}
+
+impl Pace {
+    pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, ParseError> {
+        Ok(Pace {
+            time_us: r.u64()?,
+            sent: r.u64()?,
+        })
+    }
+
+    pub(crate) fn write(&self, out: &mut impl BufMut) {
+        out.put_u64(self.time_us);
+        out.put_u64(self.sent);
+    }
+}
+
+/// What a STATUS echoes of the last PACE: its two fields, how long the receiver held it, and how
+/// many DATA the receiver had received when it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaceEcho {
+    /// The PACE's `time_us`.
+    pub time_us: u64,
+    /// The PACE's `sent`.
+    pub sent: u64,
+    /// DATA of this session received up to the PACE's arrival.
+    pub received: u64,
+    /// Microseconds from the PACE's arrival to this STATUS.
+    pub held_us: u32,
 }
 
 impl Status {
@@ -142,12 +183,23 @@ impl Status {
         let blocks_done = r.u32()?;
         let len = r.u8()? as usize;
         let name = r.text(len, MAX_RECEIVER_NAME, "receiver name")?;
+        let echo = if r.remaining() > 0 {
+            Some(PaceEcho {
+                time_us: r.u64()?,
+                sent: r.u64()?,
+                received: r.u64()?,
+                held_us: r.u32()?,
+            })
+        } else {
+            None
+        };
         Ok(Status {
             receiver,
             state,
             reason,
             blocks_done,
             name,
+            echo,
         })
     }
 
@@ -159,6 +211,12 @@ impl Status {
         let name = truncate_utf8(&self.name, MAX_RECEIVER_NAME);
         out.put_u8(name.len() as u8);
         out.put_slice(name.as_bytes());
+        if let Some(e) = &self.echo {
+            out.put_u64(e.time_us);
+            out.put_u64(e.sent);
+            out.put_u64(e.received);
+            out.put_u32(e.held_us);
+        }
     }
 }
 

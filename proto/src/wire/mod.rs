@@ -19,7 +19,7 @@ pub use announce::{
 pub use data::{DATA_OVERHEAD, Data, MAX_ESI, TAG_LEN};
 pub use feedback::{
     Ack, End, EndReason, FailReason, MAX_NEED_ENTRIES, MAX_RECEIVER_NAME, Need, NeedEntry,
-    NeedFlags, ReceiverState, Status,
+    NeedFlags, Pace, PaceEcho, ReceiverState, Status,
 };
 pub use integrity::{
     BlockDigest, Digests, Hashes, MAX_DIGESTS, MAX_HASHES, SymbolHash, block_digest, symbol_hash,
@@ -79,6 +79,8 @@ pub enum PacketType {
     Hashes = 0x06,
     /// The session key, wrapped for each listed receiver (sender → group).
     Keys = 0x07,
+    /// Sender's clock and DATA count, for congestion control.
+    Pace = 0x08,
     /// A receiver's hello, progress and final word (receiver → sender).
     Status = 0x10,
     /// What a receiver lacks (receiver → sender).
@@ -103,6 +105,7 @@ impl PacketType {
             0x05 => Self::Digests,
             0x06 => Self::Hashes,
             0x07 => Self::Keys,
+            0x08 => Self::Pace,
             0x10 => Self::Status,
             0x11 => Self::Need,
             0x20 => Self::Server,
@@ -173,6 +176,8 @@ pub enum Packet<'a> {
     Hashes(Hashes),
     /// KEYS.
     Keys(Keys),
+    /// PACE.
+    Pace(Pace),
     /// STATUS.
     Status(Status),
     /// NEED.
@@ -212,6 +217,7 @@ impl<'a> Packet<'a> {
             PacketType::Digests => Packet::Digests(Digests::parse(&mut r)?),
             PacketType::Hashes => Packet::Hashes(Hashes::parse(&mut r)?),
             PacketType::Keys => Packet::Keys(Keys::parse(&mut r)?),
+            PacketType::Pace => Packet::Pace(Pace::parse(&mut r)?),
             PacketType::Status => Packet::Status(Status::parse(&mut r)?),
             PacketType::Need => Packet::Need(Need::parse(&mut r)?),
             PacketType::Server => Packet::Server(Server::parse(&mut r)?),
@@ -242,6 +248,7 @@ impl<'a> Packet<'a> {
             Packet::Digests(_) => PacketType::Digests,
             Packet::Hashes(_) => PacketType::Hashes,
             Packet::Keys(_) => PacketType::Keys,
+            Packet::Pace(_) => PacketType::Pace,
             Packet::Status(_) => PacketType::Status,
             Packet::Need(_) => PacketType::Need,
             Packet::Server(_) => PacketType::Server,
@@ -273,6 +280,7 @@ impl<'a> Packet<'a> {
             Packet::Digests(p) => p.write(out),
             Packet::Hashes(p) => p.write(out),
             Packet::Keys(p) => p.write(out),
+            Packet::Pace(p) => p.write(out),
             Packet::Status(p) => p.write(out),
             Packet::Need(p) => p.write(out),
             Packet::Server(p) => p.write(out),
@@ -485,6 +493,24 @@ mod tests {
                 reason: FailReason::None,
                 blocks_done: 17,
                 name: "lab-pc-07".into(),
+                echo: None,
+            }),
+            Packet::Status(Status {
+                receiver: 2,
+                state: ReceiverState::Receiving,
+                reason: FailReason::None,
+                blocks_done: 3,
+                name: "pc".into(),
+                echo: Some(PaceEcho {
+                    time_us: 1_234_567,
+                    sent: 40_000,
+                    received: 38_000,
+                    held_us: 250,
+                }),
+            }),
+            Packet::Pace(Pace {
+                time_us: u64::MAX,
+                sent: 7,
             }),
             Packet::Status(Status {
                 receiver: 1,
@@ -492,6 +518,7 @@ mod tests {
                 reason: FailReason::DiskFull,
                 blocks_done: 0,
                 name: String::new(),
+                echo: None,
             }),
             Packet::Need(Need {
                 receiver: 5,
@@ -591,6 +618,12 @@ mod tests {
                 if matches!(p, Packet::Data(_)) && cut > HEADER_LEN + 8 {
                     continue;
                 }
+                // STATUS's PACE echo is an optional last field: without it, it is a STATUS.
+                if matches!(p, Packet::Status(Status { echo: Some(_), .. }))
+                    && cut == bytes.len() - 28
+                {
+                    continue;
+                }
                 assert!(Packet::parse(&bytes[..cut]).is_err(), "{p:?} cut at {cut}");
             }
         }
@@ -650,10 +683,28 @@ mod tests {
             reason: FailReason::None,
             blocks_done: 0,
             name: String::new(),
+            echo: None,
         })
         .to_vec(1);
         v[13] = FailReason::DiskFull as u8;
         assert_eq!(Packet::parse(&v), Err(ParseError::Invalid("fail reason")));
+        // A PACE echo cut short is refused, not read as no echo.
+        let mut v = Packet::Status(Status {
+            receiver: 1,
+            state: ReceiverState::Receiving,
+            reason: FailReason::None,
+            blocks_done: 0,
+            name: String::new(),
+            echo: Some(PaceEcho {
+                time_us: 1,
+                sent: 2,
+                received: 3,
+                held_us: 4,
+            }),
+        })
+        .to_vec(1);
+        v.pop();
+        assert_eq!(Packet::parse(&v), Err(ParseError::Truncated));
     }
 
     /// The example in PROTOCOL.md, byte for byte.

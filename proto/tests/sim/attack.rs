@@ -267,6 +267,7 @@ impl Attacker {
                     reason: FailReason::None,
                     blocks_done: 0,
                     name: "\u{1b}[2Jfake".into(),
+                    echo: None,
                 });
                 let need = Packet::Need(Need {
                     receiver: id,

@@ -705,7 +705,11 @@ impl Session {
                     self.sent.resize(block + 1, 0);
                 }
                 self.sent[block] += 1;
-                self.next_slot = now + packet_time;
+                // With congestion control the pacer follows the sender's rate, as the shell's.
+                self.next_slot = now
+                    + self.sender.rate().map_or(packet_time, |bps| {
+                        Duration::from_secs_f64((buf.len() + 42) as f64 * 8.0 / bps)
+                    });
                 self.busy = true;
             }
             let to = match dest {

@@ -9,6 +9,7 @@
 //! hosts on the same `net::Network`.
 
 mod attack;
+mod cc;
 mod class;
 mod download;
 mod net;
@@ -666,4 +667,23 @@ fn a_sender_faster_than_its_bottleneck_loses_in_the_queue_and_repair_still_deliv
     );
     assert_eq!(link.lost, 0);
     assert!(link.overflowed * 3 > link.datagrams, "{link:?}");
+}
+
+#[test]
+fn tmp_probe() {
+    let file = file_bytes(16 * 512 * 256, 32);
+    let uplink = Link {
+        bottleneck: Some(Bottleneck {
+            bits_per_sec: 20_000_000,
+            buffer: 367,
+        }),
+        ..Link::default()
+    };
+    let mut class = Class::new(uplink);
+    class.send(&file, Source::File, sender_config(8));
+    for _ in 0..8 {
+        class.add_student(Peer::lossy(0.05), Command::Recv);
+    }
+    class.drive(Duration::from_secs(120));
+    assert_all_received(&class, &file);
 }

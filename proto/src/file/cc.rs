@@ -1,0 +1,386 @@
+//! The sender's congestion control (PROTOCOL.md 5.8): the rate the class is sent at, following the
+//! class's limiting receiver, never above the ceiling (`--rate`) nor below `--min-rate`.
+//!
+//! Every receiver answers the sender's PACE (a timestamp and a count of DATA sent) with a STATUS
+//! that echoes it, with how many DATA it had received when the PACE arrived. From two such
+//! reports the sender knows, per receiver, the round-trip time, the loss over the interval and the
+//! rate its path delivered (the largest of its last few reports). A classroom's loss is mostly not
+//! congestion (a Wi-Fi bridge, a bad cable, a busy PC): a receiver's usual loss is its *baseline*
+//! (the mean over its last uncongested reports), and only two signals mean congestion, as in
+//! TCP-friendly multicast (RFC 4654 §3) but measured against that baseline: loss above the
+//! baseline by more than chance, or a queue (two round trips in a row above the receiver's
+//! lowest). On congestion the rate drops to 90% of what the congested receiver's path delivered,
+//! as TFMCC's slow start ends at the receive rate (after slow start, by at most a quarter at
+//! once); without it the rate doubles per interval from a safe start (slow start) until the first
+//! congestion, then grows by a few percent per interval (probing, so a freed link is used again).
+//! One reduction per round: reports made before a cut, and the queue's draining, do not cut again.
+//!
+//! A receiver congested below the floor — `--min-rate`, or half of what the best of the others
+//! took (at most half the rate), whichever is more — or losing most of the stream, is not followed
+//! (`is_slow`): it keeps collecting what reaches it, and the session does not wait for it once the
+//! others are done. `min_rate` is the trust model: a receiver's reports are not authenticated, and
+//! one PC lying about loss or round-trip time can slow the class at most to it.
+//!
+//! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`; inputs
+//! `handle_report(now, receiver, report)`, `handle_timeout(now)` and `forget(receiver)`;
+//! `poll_timeout` says when the next increase step is due.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How often the rate may grow, and how often the sender sends PACE.
+pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Reports per receiver kept to find its baseline loss.
+const HISTORY: usize = 8;
+/// Fewer DATA than this between two reports say too little about loss: the next report is compared
+/// with the same earlier one.
+const MIN_SAMPLE: u64 = 48;
+/// Loss this far above the baseline is congestion (5% random loss over 100 ms at 100 Mbit/s varies
+/// by under 1%).
+const LOSS_EXCESS: f64 = 0.03;
+/// Loss above this in a receiver's first interval (no baseline yet) is congestion.
+const FIRST_LOSS: f64 = 0.2;
+/// Round-trip time this far above a receiver's lowest is a queue building up.
+const QUEUE_DELAY: Duration = Duration::from_millis(10);
+/// A round-trip time above this is not believed (a fake echo).
+const MAX_RTT: Duration = Duration::from_secs(5);
+/// On congestion: this share of what the congested path delivered.
+const BACKOFF: f64 = 0.9;
+/// The most one cut keeps of the rate.
+const MAX_CUT: f64 = 0.75;
+/// Growth per interval after slow start.
+const PROBE: f64 = 1.03;
+/// A receiver is followed down to this share of what the best other receiver took, no further.
+const FLOOR_SHARE: f64 = 0.5;
+/// Reports whose largest delivery rate is a receiver's bandwidth (BBR's max filter, shorter).
+const BW_WINDOW: usize = 4;
+/// A receiver whose usual loss is above this is not followed either: it loses most of the stream
+/// whatever the rate (a 10 Mbit/s port in a 100 Mbit/s class), and its repair is sent anyway.
+const SLOW_LOSS: f64 = 0.5;
+/// A report older than this no longer counts for the floor or for growing.
+const STALE: Duration = Duration::from_secs(2);
+
+/// The controller's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CcConfig {
+    /// Never above this, in bit/s (`--rate`).
+    pub ceiling: f64,
+    /// Never below this (bit/s), and a receiver slower than this is not followed (`--min-rate`).
+    pub min_rate: f64,
+    /// Where slow start begins, in bit/s (capped at the ceiling).
+    pub initial: f64,
+    /// Bits one DATA datagram costs on the wire (payload and headers).
+    pub packet_bits: f64,
+}
+
+/// What one STATUS echoes of the sender's last PACE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// The round-trip time: from the PACE's send to this STATUS's arrival, less the time the
+    /// receiver held it.
+    pub rtt: Duration,
+    /// The PACE's timestamp, in microseconds of the sender's clock.
+    pub pace_us: u64,
+    /// DATA sent when that PACE went out ...
+    pub sent: u64,
+    /// ... and DATA this receiver had received when it arrived.
+    pub received: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    /// The report intervals are measured from: PACE time, its arrival (estimated), sent, received.
+    base: Option<(u64, u64, u64, u64)>,
+    min_rtt: Option<Duration>,
+    /// Its previous round-trip time: a queue shows in two in a row, a busy PC's hiccup in one.
+    last_rtt: Option<Duration>,
+    losses: Vec<f64>,
+    /// What its path delivered, scaled up by its baseline loss (bit/s), and when measured.
+    bw: Option<(f64, Instant)>,
+    /// The last few of those: their largest is what the path can take (a late report only ever
+    /// makes one look smaller).
+    recent_bw: Vec<f64>,
+    slow: bool,
+}
+
+/// The congestion controller of one sending session.
+#[derive(Debug, Clone)]
+pub struct RateControl {
+    cfg: CcConfig,
+    rate: f64,
+    slow_start: bool,
+    /// No cut before this: reports made before the last cut say nothing of the new rate.
+    hold: Option<Instant>,
+    next_step: Instant,
+    /// An uncongested report from a followed receiver since the last step, and none congested.
+    clear: bool,
+    congested: bool,
+    peers: HashMap<u32, Peer>,
+}
+
+impl RateControl {
+    /// A controller starting at `cfg.initial`.
+    pub fn new(cfg: CcConfig, now: Instant) -> Self {
+        let rate = cfg
+            .initial
+            .min(cfg.ceiling)
+            .max(cfg.min_rate.min(cfg.ceiling));
+        RateControl {
+            cfg,
+            rate,
+            slow_start: true,
+            hold: None,
+            next_step: now + INTERVAL,
+            clear: false,
+            congested: false,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// The rate to send at now, in bit/s.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Whether it is still in slow start.
+    pub fn slow_start(&self) -> bool {
+        self.slow_start
+    }
+
+    /// Whether `receiver` is too slow to be followed (below the floor at its last report).
+    pub fn is_slow(&self, receiver: u32) -> bool {
+        self.peers.get(&receiver).is_some_and(|p| p.slow)
+    }
+
+    /// Forgets a receiver (done, failed, dropped): it no longer limits the class.
+    pub fn forget(&mut self, receiver: u32) {
+        self.peers.remove(&receiver);
+    }
+
+    /// The floor below which a receiver is not followed, in bit/s: `min_rate`, or half of what the
+    /// best receiver other than `except` took recently, if more.
+    fn floor(&self, now: Instant, except: u32) -> f64 {
+        let best = self
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != except)
+            .filter_map(|(_, p)| p.bw)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < STALE)
+            .map(|(bw, _)| bw)
+            .fold(0.0, f64::max);
+        // Not above half the rate sent at: one receiver's overestimate does not make all the
+        // others look slow.
+        (FLOOR_SHARE * best.min(self.rate)).max(self.cfg.min_rate)
+    }
+
+    /// A receiver's echo of a PACE. Counts that go backwards or do not add up are ignored (a
+    /// restarted receiver, or a lie that would only hurt the liar).
+    pub fn handle_report(&mut self, now: Instant, receiver: u32, r: Report) {
+        let peer = self.peers.entry(receiver).or_insert(Peer {
+            base: None,
+            min_rtt: None,
+            last_rtt: None,
+            losses: Vec::new(),
+            bw: None,
+            recent_bw: Vec::new(),
+            slow: false,
+        });
+        let rtt = (r.rtt <= MAX_RTT).then_some(r.rtt);
+        if let Some(rtt) = rtt {
+            peer.min_rtt = Some(peer.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        }
+        // When the PACE reached it, on the sender's clock give or take the way back (the same
+        // each time): what was received is counted up to then.
+        let arrived = r.pace_us + rtt.unwrap_or(Duration::ZERO).as_micros() as u64;
+        let here = (r.pace_us, arrived, r.sent, r.received);
+        let Some((pace0, arrived0, sent0, recv0)) = peer.base else {
+            peer.base = Some(here);
+            return;
+        };
+        if r.sent < sent0 || r.received < recv0 || r.pace_us < pace0 {
+            peer.base = Some(here);
+            return;
+        }
+        let (ds, dt) = (r.sent - sent0, r.pace_us - pace0);
+        if ds < MIN_SAMPLE || dt == 0 {
+            return;
+        }
+        let dr = (r.received - recv0).min(ds);
+        peer.base = Some(here);
+        // A queue growing between the two PACEs stretches the time the receiver took them in.
+        let took = arrived.saturating_sub(arrived0).clamp(dt * 4 / 5, dt * 2);
+        let loss = 1.0 - dr as f64 / ds as f64;
+        // Its usual loss, from the reports before this one (none yet: only a queue says more).
+        let baseline = (!peer.losses.is_empty())
+            .then(|| peer.losses.iter().sum::<f64>() / peer.losses.len() as f64);
+        let delivered = dr as f64 * self.cfg.packet_bits / (took as f64 / 1e6);
+        // Never more than what was sent in the interval (a shrinking queue lets a little more
+        // through): a round trip that shrank must not make a path look faster than the sender.
+        let sent_rate = ds as f64 * self.cfg.packet_bits / (dt as f64 / 1e6);
+        let sample = (delivered / (1.0 - baseline.unwrap_or(0.0)).max(0.05)).min(1.25 * sent_rate);
+        if peer.recent_bw.len() == BW_WINDOW {
+            peer.recent_bw.remove(0);
+        }
+        peer.recent_bw.push(sample);
+        let bw = peer.recent_bw.iter().copied().fold(sample, f64::max);
+        peer.bw = Some((bw, now));
+        let queued = match (rtt, peer.last_rtt, peer.min_rtt) {
+            (Some(rtt), Some(last), Some(min)) => rtt.min(last).saturating_sub(min),
+            _ => Duration::ZERO,
+        };
+        peer.last_rtt = rtt;
+        let queue = queued > QUEUE_DELAY;
+        // Above the baseline by more than chance explains: three standard deviations of the
+        // binomial loss over this many datagrams, and at least `LOSS_EXCESS`.
+        // With no baseline yet, only a loss no cable explains.
+        let excess = match baseline {
+            Some(b) => {
+                let sd = (b.max(0.01) * (1.0 - b) / ds as f64).sqrt();
+                loss - b > LOSS_EXCESS.max(3.0 * sd)
+            }
+            None => loss > FIRST_LOSS,
+        };
+        let congested = queue || excess;
+        if !congested {
+            if peer.losses.len() == HISTORY {
+                peer.losses.remove(0);
+            }
+            peer.losses.push(loss);
+        }
+        let floor = self.floor(now, receiver);
+        let peer = self.peers.get_mut(&receiver).expect("inserted above");
+        // Its own rate means nothing while it is not congested: it took what was sent. Congested
+        // below the floor, or losing most of what is sent whatever the rate, it is too slow.
+        peer.slow = baseline.is_some_and(|b| b > SLOW_LOSS) || (congested && BACKOFF * bw < floor);
+        if peer.slow {
+            return;
+        }
+        if !congested {
+            self.clear = true;
+            return;
+        }
+        self.congested = true;
+        if self.hold.is_some_and(|h| now < h) {
+            return;
+        }
+        // One cut per round: the reports in flight were made at the old rate, and the queue
+        // drains at a tenth of the link's rate (10% under it) for ten times its length.
+        let rtt = rtt.unwrap_or(Duration::ZERO);
+        self.hold = Some(now + INTERVAL + rtt + (10 * queued).min(Duration::from_secs(1)));
+        // After slow start (whose last doubling may be twice too much), at most a quarter off at
+        // once: one PC that stalled for a moment (its CPU busy) reports a path slower than it is;
+        // a real bottleneck cuts again after the hold.
+        let keep = if self.slow_start { 0.0 } else { MAX_CUT };
+        self.slow_start = false;
+        self.rate = (BACKOFF * bw.min(self.rate))
+            .max(keep * self.rate)
+            .max(self.cfg.min_rate)
+            .min(self.cfg.ceiling);
+    }
+
+    /// The rate grows (doubling in slow start, by a few percent after) once per interval in which
+    /// a followed receiver reported and none reported congestion.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_step {
+            return;
+        }
+        self.next_step = now + INTERVAL;
+        let (clear, congested) = (self.clear, self.congested);
+        self.clear = false;
+        self.congested = false;
+        if !clear || congested {
+            return;
+        }
+        // Never more than twice what the slowest followed receiver took: a rate nobody can show
+        // they handle is not a rate (TFMCC's slow-start limit, RFC 4654 §3.3).
+        let limit = self
+            .peers
+            .values()
+            .filter(|p| !p.slow)
+            .filter_map(|p| p.bw)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < STALE)
+            .map(|(bw, _)| 2.0 * bw)
+            .fold(f64::INFINITY, f64::min);
+        let grown = if self.slow_start {
+            self.rate * 2.0
+        } else {
+            self.rate * PROBE
+        };
+        self.rate = grown.min(limit.max(self.rate)).min(self.cfg.ceiling);
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CcConfig {
+        CcConfig {
+            ceiling: 1e9,
+            min_rate: 1e6,
+            initial: 25e6,
+            packet_bits: 1500.0 * 8.0,
+        }
+    }
+
+    fn report(rtt_ms: u64, t_ms: u64, sent: u64, received: u64) -> Report {
+        Report {
+            rtt: Duration::from_millis(rtt_ms),
+            pace_us: t_ms * 1000,
+            sent,
+            received,
+        }
+    }
+
+    #[test]
+    fn random_loss_is_not_congestion_and_a_queue_is() {
+        let t = Instant::now();
+        let mut cc = RateControl::new(cfg(), t);
+        // 5% loss every interval, no queue: slow start doubles every step.
+        let mut sent = 0;
+        for i in 0..4u64 {
+            cc.handle_report(t, 1, report(1, i * 100, sent, sent * 95 / 100));
+            sent += 1000;
+            cc.handle_timeout(t + INTERVAL * (i as u32 + 1));
+        }
+        assert!(cc.slow_start());
+        assert!(cc.rate() > 100e6, "{}", cc.rate());
+        // The round trip grows by 30 ms, in two reports in a row (one alone is a busy PC): the
+        // second is congestion, cut to 90% of what the path delivered.
+        let now = t + INTERVAL * 5;
+        cc.handle_report(now, 1, report(31, 400, sent, sent * 95 / 100));
+        assert!(cc.slow_start());
+        sent += 1000;
+        cc.handle_report(now, 1, report(31, 500, sent, sent * 95 / 100));
+        assert!(!cc.slow_start());
+        // 1000 packets of 12000 bits sent in 0.1 s, 95% delivered, baseline 5%: 120 Mbit/s.
+        assert!((cc.rate() - 0.9 * 120e6).abs() < 1e5, "{}", cc.rate());
+    }
+
+    #[test]
+    fn a_receiver_far_below_the_others_is_not_followed() {
+        let t = Instant::now();
+        let mut cc = RateControl::new(cfg(), t);
+        cc.handle_report(t, 1, report(1, 0, 0, 0));
+        cc.handle_report(t, 2, report(1, 0, 0, 0));
+        let now = t + INTERVAL;
+        // 1 takes all 1000; 2 only 100 of them (90% loss in its first interval), its queue full.
+        cc.handle_report(now, 1, report(1, 100, 1000, 1000));
+        cc.handle_report(now, 2, report(60, 100, 1000, 100));
+        assert!(cc.is_slow(2) && !cc.is_slow(1));
+        assert_eq!(cc.rate(), 25e6);
+        // Alone, it is followed: down to what its path takes.
+        let mut cc = RateControl::new(cfg(), t);
+        cc.handle_report(t, 2, report(1, 0, 0, 0));
+        cc.handle_report(now, 2, report(60, 100, 1000, 100));
+        assert!(!cc.is_slow(2));
+        // 100 packets of 12000 bits over 159 ms (100 sent, 59 more of queue): 7.55 Mbit/s.
+        assert!((cc.rate() - 0.9 * 7.547e6).abs() < 1e4, "{}", cc.rate());
+    }
+}

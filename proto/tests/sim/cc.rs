@@ -1,0 +1,182 @@
+//! Congestion control in the simulated class: the teacher's uplink, or one student's port, is a
+//! bottleneck with a drop-tail buffer (`net::Bottleneck`), and the sender's rate (`Sender::rate`,
+//! which the class's pacer follows as the shell's does) must find it from the receivers' PACE
+//! echoes alone, starting far below it and with a ceiling far above it.
+
+use crate::class::{Class, Command, Peer, Source};
+use crate::net::{Bottleneck, Link, Loss};
+use crate::{assert_all_received, file_bytes, sender_config};
+use edm_cast_proto::wire::{DATA_OVERHEAD, ReceiverState};
+use edm_cast_proto::{CcConfig, SenderConfig};
+use std::time::Duration;
+
+/// The simulated links run at 20 Mbit/s: the lab's 100 Mbit/s scaled down with the sim's smaller
+/// symbols (256 bytes), so a run stays short.
+const LINK: u64 = 20_000_000;
+
+fn cc(ceiling: f64) -> SenderConfig {
+    SenderConfig {
+        cc: Some(CcConfig {
+            ceiling,
+            // As the shell's default (at most 25 Mbit/s against a 100 Mbit/s link).
+            min_rate: LINK as f64 / 4.0,
+            // As the shell's 25 Mbit/s against a 100 Mbit/s link: two doublings below it.
+            initial: LINK as f64 / 4.0,
+            packet_bits: ((256 + DATA_OVERHEAD + 42) * 8) as f64,
+        }),
+        ..sender_config(8)
+    }
+}
+
+/// The teacher's cable: `LINK`, behind a buffer of 50 ms (as the lab's tbf).
+fn uplink() -> Link {
+    Link {
+        bottleneck: Some(Bottleneck {
+            bits_per_sec: LINK,
+            buffer: (LINK / 8 / 20 / 340) as usize,
+        }),
+        ..Link::default()
+    }
+}
+
+/// Seconds the file's source symbols take on the link, as datagrams (the sim's small symbols
+/// carry a sixth of their size again in headers; the lab's a thirty-fourth).
+fn link_secs(file: &[u8]) -> f64 {
+    let datagrams = file.len().div_ceil(256);
+    (datagrams * (256 + DATA_OVERHEAD + 42) * 8) as f64 / LINK as f64
+}
+
+/// 8 receivers with 5% random loss each, the sender's ceiling 50 times the link: the class gets
+/// the file near the link's rate, with little lost in the queue and little repair.
+#[test]
+fn eight_lossy_receivers_behind_a_bottleneck_get_the_file_near_the_link_rate() {
+    let file = file_bytes(48 * 512 * 256, 31);
+    let mut class = Class::new(uplink());
+    class.send(&file, Source::File, cc(1e9));
+    for _ in 0..8 {
+        class.add_student(Peer::lossy(0.05), Command::Recv);
+    }
+    class.drive(Duration::from_secs(120));
+    assert_all_received(&class, &file);
+    let link = class.net.up(0);
+    let s = class.sender().stats();
+    let secs = (class.sender().first_pass_done_at().unwrap()
+        - class.sender().started_at().unwrap())
+    .as_secs_f64();
+    let total = (class.now() - class.sender().started_at().unwrap()).as_secs_f64();
+    let bytes = s.bytes as f64 / file.len() as f64;
+    println!(
+        "cc, 8 x 5%: first pass {secs:.2} s, all done {total:.2} s = {:.2} x link, sender bytes \
+         {bytes:.3} x file, uplink {link:?}",
+        total / link_secs(&file)
+    );
+    // The receivers' own loss is not taken for congestion: the rate is not cut to a fraction.
+    assert!(total < 1.35 * link_secs(&file), "{total}");
+    assert!(bytes < 1.2, "{bytes}");
+    // The queue overflows a little while slow start finds the link, never for long.
+    assert!(link.overflowed * 25 < link.datagrams, "{link:?}");
+}
+
+/// `main.rs`'s sender faster than its bottleneck (10 Mbit/s, a 32-datagram buffer), where a third
+/// of what the fixed rate sends is dropped in the queue: with congestion control and a ceiling
+/// a hundred times the link, little is.
+#[test]
+fn congestion_control_keeps_a_small_queue_from_overflowing() {
+    let file = file_bytes(8 * 512 * 256, 15);
+    let uplink = Link {
+        bottleneck: Some(Bottleneck {
+            bits_per_sec: 10_000_000,
+            buffer: 32,
+        }),
+        ..Link::default()
+    };
+    let mut class = Class::new(uplink);
+    let mut cfg = cc(1e9);
+    if let Some(c) = &mut cfg.cc {
+        (c.initial, c.min_rate) = (2.5e6, 1e6);
+    }
+    class.send(&file, Source::File, SenderConfig { ..cfg });
+    for _ in 0..4 {
+        class.add_student(Peer::lossy(0.0), Command::Recv);
+    }
+    class.drive(Duration::from_secs(60));
+    let link = class.net.up(0);
+    println!(
+        "teacher's uplink with cc: {link:?}, simulated {:?}",
+        class.elapsed()
+    );
+    for (i, l) in class.listeners().enumerate() {
+        assert!(l.error.is_none() && l.file == file, "receiver {i}");
+    }
+    // Without it, 4344 of 8509 (main.rs).
+    assert!(link.overflowed * 10 < link.datagrams, "{link:?}");
+}
+
+/// 7 receivers on the class's link and one behind a port a tenth of it: the sender does not
+/// follow the slow one down (it is shown as too slow), the others finish near the link's rate,
+/// and the slow one is left behind, not waited for with repair for ever.
+#[test]
+fn a_receiver_behind_a_slow_port_does_not_hold_the_class() {
+    let file = file_bytes(32 * 512 * 256, 33);
+    let mut class = Class::new(uplink());
+    class.send(&file, Source::File, cc(1e9));
+    for _ in 0..7 {
+        class.add_student(Peer::lossy(0.01), Command::Recv);
+    }
+    let slow_port = Link {
+        loss: Loss::Random(0.01),
+        bottleneck: Some(Bottleneck {
+            bits_per_sec: LINK / 10,
+            buffer: 64,
+        }),
+        ..Link::default()
+    };
+    class.add_student(
+        Peer {
+            down: slow_port,
+            ..Peer::default()
+        },
+        Command::Recv,
+    );
+    let mut seen_slow = false;
+    while !(0..7).all(|i| class.listener(i).finished) && class.elapsed() < Duration::from_secs(60) {
+        assert!(class.step());
+        seen_slow |= class
+            .sender()
+            .receivers()
+            .any(|r| r.id == 107 && class.sender().is_slow(r));
+    }
+    let fast = (class.now() - class.sender().started_at().unwrap()).as_secs_f64();
+    assert!(seen_slow, "the slow receiver was never taken for slow");
+    for i in 0..7 {
+        let l = class.listener(i);
+        assert!(l.error.is_none() && l.file == file, "receiver {i}");
+    }
+    println!(
+        "7 fast done at {fast:.2} s = {:.2} x link, rate {:?}",
+        fast / link_secs(&file),
+        class.sender().rate()
+    );
+    assert!(fast < 1.4 * link_secs(&file), "{fast}");
+    class.drive(Duration::from_secs(120));
+    assert!(class.sender().is_finished());
+    let slow = class.listener(7);
+    let state = class
+        .sender()
+        .receivers()
+        .find(|r| r.id == 107)
+        .unwrap()
+        .state;
+    // Either it got there from what was sent anyway, or it was left behind and told so.
+    match state {
+        ReceiverState::Done => assert!(slow.file == file),
+        _ => assert!(
+            matches!(slow.error, Some(edm_cast_proto::ReceiveError::LeftBehind)),
+            "{:?} {state:?}",
+            slow.error
+        ),
+    }
+    let bytes = class.sender().stats().bytes as f64 / file.len() as f64;
+    println!("slow one {state:?}; sender bytes {bytes:.3} x file");
+    assert!(bytes < 1.5, "{bytes}");
+}
