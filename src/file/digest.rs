@@ -16,8 +16,15 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 enum Msg {
-    Written { block: u32, offset: u64, len: usize },
-    Finish { size: u64 },
+    Written {
+        block: u32,
+        offset: u64,
+        len: usize,
+        bytes: Option<Vec<u8>>,
+    },
+    Finish {
+        size: u64,
+    },
 }
 
 /// Tells the hashing thread which blocks are on disk.
@@ -25,8 +32,16 @@ enum Msg {
 pub struct WrittenBlocks(mpsc::Sender<Msg>);
 
 impl WrittenBlocks {
-    pub fn written(&self, block: u32, offset: u64, len: usize) {
-        let _ = self.0.send(Msg::Written { block, offset, len });
+    /// `block`'s `len` bytes are in the file at `offset`; `bytes`, when given, are those bytes
+    /// (the decoder's buffer, moved): the next block in file order is hashed from them instead of
+    /// being read back from the file.
+    pub fn written(&self, block: u32, offset: u64, len: usize, bytes: Option<Vec<u8>>) {
+        let _ = self.0.send(Msg::Written {
+            block,
+            offset,
+            len,
+            bytes,
+        });
     }
 }
 
@@ -46,20 +61,29 @@ impl RunningDigests {
             let mut ready = BTreeMap::new();
             for msg in rx {
                 match msg {
-                    Msg::Written { block, offset, len } => {
-                        ready.insert(block, (offset, len));
+                    Msg::Written {
+                        block,
+                        offset,
+                        len,
+                        bytes,
+                    } => {
+                        // Only the blocks hashed now or at the next message keep their bytes:
+                        // blocks that came early are read back in their turn, so they never
+                        // pile up in memory.
+                        let bytes = bytes.filter(|b| block <= next + 1 && b.len() >= len);
+                        ready.insert(block, (offset, len, bytes));
                         while ready.contains_key(&next)
                             && (exact || ready.contains_key(&(next + 1)))
                         {
-                            let (offset, len) = ready.remove(&next).expect("checked");
-                            hasher.update(&file.read_at(offset, len)?);
+                            let (offset, len, bytes) = ready.remove(&next).expect("checked");
+                            hash(&mut hasher, &file, offset, len, bytes)?;
                             next += 1;
                         }
                     }
                     Msg::Finish { size } => {
-                        while let Some((offset, len)) = ready.remove(&next) {
+                        while let Some((offset, len, bytes)) = ready.remove(&next) {
                             let len = (len as u64).min(size.saturating_sub(offset)) as usize;
-                            hasher.update(&file.read_at(offset, len)?);
+                            hash(&mut hasher, &file, offset, len, bytes)?;
                             next += 1;
                         }
                         break;
@@ -87,6 +111,21 @@ impl RunningDigests {
             .join()
             .unwrap_or_else(|_| Err(Error::Protocol("the MD5 thread failed".into())))
     }
+}
+
+/// Adds a block's first `len` bytes: from `bytes` if the writer handed them over, else read back.
+fn hash(
+    hasher: &mut FileHasher,
+    file: &FileHandle,
+    offset: u64,
+    len: usize,
+    bytes: Option<Vec<u8>>,
+) -> Result<(), Error> {
+    match bytes {
+        Some(b) => hasher.update(&b[..len]),
+        None => hasher.update(&file.read_at(offset, len)?),
+    }
+    Ok(())
 }
 
 /// The digests of the file at `path`, calling `progress` with the bytes read so far.

@@ -764,7 +764,7 @@ fn spawn_decode(
             Ok(match job.run(spilled) {
                 Ok(bytes) => {
                     file.write_at(offset, &bytes)?;
-                    written.written(block, offset, bytes.len());
+                    written.written(block, offset, bytes.len(), Some(bytes));
                     Done::Decoded(Ok(block))
                 }
                 Err(job) => Done::Decoded(Err(job)),
@@ -786,7 +786,7 @@ fn spawn_check(
             .read_at(job.offset, job.len)
             .is_ok_and(|bytes| job.run(bytes));
         if ok {
-            written.written(job.block, job.offset, job.len);
+            written.written(job.block, job.offset, job.len, None);
         }
         let _ = tx.send(Done::Checked {
             block: job.block,

@@ -694,8 +694,7 @@ impl Receiver {
             self.stats.dropped.out_of_range += 1;
             return;
         }
-        let symbol = symbol.to_vec();
-        self.take_symbol(d.block, d.esi, &symbol);
+        self.take_symbol(d.block, d.esi, symbol);
     }
 
     /// A symbol of `block` that fits the session: kept, or dropped as a duplicate or forgery.
