@@ -304,6 +304,21 @@ fn video_seeds(seeds: &mut Vec<Seed>) {
     s.step(Duration::ZERO, 0, &from(0, &announce));
     s.step(Duration::from_millis(5), 0, &from(0, &reply(3, false)));
     seeds.push(("viewer", "refused".into(), s.bytes));
+    // Granted without audio; the relay then learns of an AAC track (an RTSP source's), then Opus.
+    let mut s = Script::new(&[]);
+    s.step(Duration::ZERO, 0, &from(0, &announce));
+    s.step(Duration::from_millis(5), 0, &from(0, &reply(3, true)));
+    s.step(
+        Duration::from_secs(1),
+        0,
+        &from(0, &reply_audio(AudioCodec::Aac, vec![0x11, 0x90])),
+    );
+    s.step(
+        Duration::from_secs(2),
+        0,
+        &from(0, &reply_audio(AudioCodec::Opus, Vec::new())),
+    );
+    seeds.push(("viewer", "audio-changes".into(), s.bytes));
 
     // The stream with every seventh RTP packet lost, so that repair is needed.
     let tape = stream();
