@@ -369,6 +369,14 @@ fn relay_rtp_audio(encoder: &str, group: &str, port: u16) {
     println!("{stats}{watch_log}");
 
     check_recording(&clip, &recording);
+    let overhead = audio_repair_overhead(&stats);
+    println!("audio repair overhead {:.0}%", overhead * 100.0);
+    // 100 ms windows cost 188% (AAC) and 48% (Opus) here; 400 ms ones well under half.
+    assert!(
+        overhead <= 0.6,
+        "audio repair {:.0}% of the audio bytes",
+        overhead * 100.0
+    );
     assert!(
         stats.contains("pi audio: ") && stats.contains(" 0 dropped (not RTP"),
         "{stats}"
@@ -379,6 +387,22 @@ fn relay_rtp_audio(encoder: &str, group: &str, port: u16) {
 /// DESCRIBE gives ffmpeg's SDP of its two RTP streams (with a control URL per track), SETUP
 /// takes the client's TCP-interleaved channels, and once PLAY came the RTP datagrams ffmpeg sends
 /// to `video` and `audio` go to the client on those channels as they arrive.
+/// Repair bytes over RTP bytes of the relay's audio, from its `--stats` line
+/// "pi audio: N RTP packets (B bytes), M repair packets (R bytes); ...".
+fn audio_repair_overhead(stats: &str) -> f64 {
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("pi audio: "))
+        .expect("an audio line");
+    let bytes: Vec<f64> = line
+        .split('(')
+        .skip(1)
+        .take(2)
+        .map(|s| s.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    bytes[1] / bytes[0]
+}
+
 fn fake_rtsp(sdp: String, video: UdpSocket, audio: UdpSocket) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

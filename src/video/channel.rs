@@ -176,7 +176,7 @@ impl Channel {
                 self.epoch,
             ),
             info,
-            fec: self.fec_config.map(FecEncoder::new),
+            fec: self.fec_config.map(|f| FecEncoder::new(f.for_audio())),
             packet: Vec::with_capacity(1500),
             bytes: 0,
             repair_packets: 0,

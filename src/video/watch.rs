@@ -11,7 +11,7 @@ use crate::net::{self, Group, Iface};
 use crate::rt::{self, Shutdown};
 use clap::Parser;
 use edm_cast_proto::auth;
-use edm_cast_proto::video::fec::Playout;
+use edm_cast_proto::video::fec::{Playout, audio_hold};
 use edm_cast_proto::video::h264::{NAL_SPS, nal_type, rtp_parameter_sets, rtp_starts_keyframe};
 use edm_cast_proto::video::rtcp::SenderReport;
 use edm_cast_proto::video::sdp;
@@ -324,8 +324,9 @@ struct Watching {
     audio_rtcp_buf: Vec<u8>,
 }
 
-/// The audio side of `Watching`: its own playout (the same hold and bounds as the video's, so
-/// the tracks stay in step), forwarded to `--port` + 2, its sender reports to `--port` + 3.
+/// The audio side of `Watching`: its own playout (the video's bounds, and its hold plus what the
+/// audio's longer FEC windows need: `audio_hold`; packets in order pass at once, so the tracks
+/// stay in step), forwarded to `--port` + 2, its sender reports to `--port` + 3.
 struct AudioTrack {
     playout: Playout,
     media: UdpSocket,
@@ -646,7 +647,7 @@ impl AudioTrack {
             net::register(net::group_socket(group, iface)?)
         };
         let track = AudioTrack {
-            playout: Playout::new(hold),
+            playout: Playout::new(audio_hold(hold)),
             media: join(a.port)?,
             rtcp: join(a.port.wrapping_add(1))?,
             forward_to,

@@ -5,7 +5,9 @@ use super::file::{UNIX_MS, teacher};
 use edm_cast_proto::auth::{Auth, DEFAULT_MAX_SKEW};
 use edm_cast_proto::file::tree::{HEADER_LEN, Manifest, parse_header};
 use edm_cast_proto::video::h264::{avcc_parameter_sets, nal_type, rtp_starts_keyframe};
+use edm_cast_proto::video::rtcp::SenderReport;
 use edm_cast_proto::video::rtp::RtpHeader;
+use edm_cast_proto::video::sap;
 use edm_cast_proto::video::wire::{Control, Repair};
 use edm_cast_proto::wire::{Packet, printable};
 use edm_cast_proto::{PublicKey, SecretKey, Trust, WallClock};
@@ -49,6 +51,20 @@ pub fn video_wire(data: &[u8]) {
         let mut again = Vec::new();
         r.write(&mut again);
         assert_eq!(Repair::parse(&again), Ok(r));
+    }
+    // What `watch` reads from the RTCP ports and what a SAP listener would: same datagrams.
+    if let Ok(sr) = SenderReport::parse(data) {
+        let mut again = Vec::new();
+        sr.write(&mut again);
+        assert_eq!(SenderReport::parse(&again), Ok(sr));
+    }
+    if let Some(p) = sap::parse(data) {
+        let again = sap::packet(p.kind, p.origin, p.sdp);
+        let back = sap::parse(&again).expect("a SAP packet written parses");
+        assert_eq!(
+            (back.kind, back.origin, back.sdp),
+            (p.kind, p.origin, p.sdp)
+        );
     }
 }
 

@@ -11,11 +11,14 @@ use super::file::{Flavor, SESSION, UNIX_MS, recording, teacher};
 use super::script::{advance_of, code_of, push};
 use super::video::{CHANNELS, channel, nal_units, stream};
 use edm_cast_proto::auth::Seal;
-use edm_cast_proto::file::tree::{Entry, Kind, Manifest};
+use edm_cast_proto::file::tree::{Entry, Kind as EntryKind, Manifest};
+use edm_cast_proto::video::rtcp::SenderReport;
 use edm_cast_proto::video::rtp::RtpHeader;
-use edm_cast_proto::video::wire::{Control, FecReport, Refusal};
+use edm_cast_proto::video::sap::{self, Kind};
+use edm_cast_proto::video::wire::{AudioCodec, AudioInfo, Control, FecReport, Refusal};
 use edm_cast_proto::wire::{FeedbackAddr, Offer, Packet, Refuse, Request, Server};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// One seed: its target, its name (the file is `seed-NAME`), its bytes.
@@ -162,6 +165,44 @@ fn download_seeds(seeds: &mut Vec<Seed>) {
     }
 }
 
+/// An SDP as the relay announces it by SAP (section 9 of VIDEO.md), video and audio.
+const SAP_SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=pi\r\ni=Room 12 board\r\n\
+c=IN IP4 239.255.49.2/1\r\nt=0 0\r\na=recvonly\r\nm=video 5004 RTP/AVP 96\r\n\
+a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42c01e\r\n\
+m=audio 5008 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n";
+
+/// A granted REPLY whose channel has an audio track (status 2).
+fn reply_audio(codec: AudioCodec, config: Vec<u8>) -> Vec<u8> {
+    let mut c = channel(0);
+    c.audio = Some(AudioInfo {
+        port: 5008,
+        codec,
+        clock_rate: 48_000,
+        channels: 2,
+        config,
+    });
+    Control::Reply {
+        viewer: 3,
+        lease_ms: 6000,
+        result: Ok(c),
+    }
+    .to_vec()
+}
+
+/// An RTCP sender report as the relay sends each second per track.
+fn sender_report() -> Vec<u8> {
+    let mut out = Vec::new();
+    SenderReport {
+        ssrc: 0x1234_5678,
+        ntp: 0xe9a0_0000_8000_0000,
+        rtp_time: 90_000,
+        packets: 300,
+        octets: 360_000,
+    }
+    .write(&mut out);
+    out
+}
+
 fn video_seeds(seeds: &mut Vec<Seed>) {
     let request = |viewer, channel: &str| {
         Control::Request {
@@ -212,6 +253,17 @@ fn video_seeds(seeds: &mut Vec<Seed>) {
         ("leave", leave(1, CHANNELS[2])),
         ("reply", reply(3, true)),
         ("refusal", reply(3, false)),
+        ("reply-aac", reply_audio(AudioCodec::Aac, vec![0x11, 0x90])),
+        ("reply-opus", reply_audio(AudioCodec::Opus, Vec::new())),
+        ("sender-report", sender_report()),
+        (
+            "sap-announce",
+            sap::packet(Kind::Announce, Ipv4Addr::LOCALHOST, SAP_SDP),
+        ),
+        (
+            "sap-delete",
+            sap::packet(Kind::Delete, Ipv4Addr::new(10, 0, 0, 1), SAP_SDP),
+        ),
     ] {
         seeds.push(("video_wire", name.into(), c));
     }
@@ -253,6 +305,21 @@ fn video_seeds(seeds: &mut Vec<Seed>) {
     s.step(Duration::ZERO, 0, &from(0, &announce));
     s.step(Duration::from_millis(5), 0, &from(0, &reply(3, false)));
     seeds.push(("viewer", "refused".into(), s.bytes));
+    // Granted without audio; the relay then learns of an AAC track (an RTSP source's), then Opus.
+    let mut s = Script::new(&[]);
+    s.step(Duration::ZERO, 0, &from(0, &announce));
+    s.step(Duration::from_millis(5), 0, &from(0, &reply(3, true)));
+    s.step(
+        Duration::from_secs(1),
+        0,
+        &from(0, &reply_audio(AudioCodec::Aac, vec![0x11, 0x90])),
+    );
+    s.step(
+        Duration::from_secs(2),
+        0,
+        &from(0, &reply_audio(AudioCodec::Opus, Vec::new())),
+    );
+    seeds.push(("viewer", "audio-changes".into(), s.bytes));
 
     // The stream with every seventh RTP packet lost, so that repair is needed.
     let tape = stream();
@@ -335,9 +402,9 @@ fn video_seeds(seeds: &mut Vec<Seed>) {
     };
     let mut stream = Manifest {
         entries: vec![
-            entry(Kind::Folder, "d é", 0),
-            entry(Kind::File, "d é/a b.txt", 3),
-            entry(Kind::File, "empty", 0),
+            entry(EntryKind::Folder, "d é", 0),
+            entry(EntryKind::File, "d é/a b.txt", 3),
+            entry(EntryKind::File, "empty", 0),
         ],
     }
     .encode();

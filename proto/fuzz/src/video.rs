@@ -12,7 +12,9 @@ use edm_cast_proto::video::h264::{
 };
 use edm_cast_proto::video::rtp::RtpHeader;
 use edm_cast_proto::video::viewer::{Viewer, ViewerConfig};
-use edm_cast_proto::video::wire::{ChannelInfo, Control, FecReport, Refusal, Repair};
+use edm_cast_proto::video::wire::{
+    AudioCodec, AudioInfo, ChannelInfo, Control, FecReport, Refusal, Repair,
+};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -137,6 +139,25 @@ struct ReplyOp {
     other: u8,
     lease_ms: u32,
     refused: bool,
+    /// The channel's audio track: none, AAC or Opus (by the value mod 3), so that a change of
+    /// track after the grant is met.
+    audio: u8,
+}
+
+/// No audio, an AAC track or an Opus one.
+fn audio_track(v: u8) -> Option<AudioInfo> {
+    let (codec, config) = match v % 3 {
+        0 => return None,
+        1 => (AudioCodec::Aac, vec![0x11, 0x90]),
+        _ => (AudioCodec::Opus, Vec::new()),
+    };
+    Some(AudioInfo {
+        port: 5008,
+        codec,
+        clock_rate: 48_000,
+        channels: 2,
+        config,
+    })
 }
 
 /// Runs a script of relay datagrams (and the shell's `leave`) against a viewer of "pi".
@@ -183,7 +204,10 @@ pub fn viewer(data: &[u8]) {
                     result: if r.refused {
                         Err(Refusal::UnknownChannel)
                     } else {
-                        Ok(channel(0))
+                        Ok(ChannelInfo {
+                            audio: audio_track(r.audio),
+                            ..channel(0)
+                        })
                     },
                 };
                 v.handle_datagram(now, addr(r.from), &c.to_vec());

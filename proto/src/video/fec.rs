@@ -37,6 +37,29 @@ impl Default for FecConfig {
     }
 }
 
+/// How long an audio window stays open (the video's: `FecConfig::default().window_time`). Audio
+/// comes in few small packets (AAC ~12 a second as ffmpeg aggregates them, Opus 50), so a 100 ms
+/// window holds one to five and its repair costs 40–300% of the audio; 400 ms holds four to
+/// twenty. A viewer holds an audio gap that much longer than a video one (`audio_hold`).
+pub const AUDIO_WINDOW_TIME: Duration = Duration::from_millis(400);
+
+/// What a viewer holding video gaps for `hold` holds audio gaps for: the audio's longer window
+/// (`AUDIO_WINDOW_TIME`) added, so a lost first packet of a window is still repaired. Packets that
+/// come in order are handed out at once either way; only the start and a repair wait longer.
+pub fn audio_hold(hold: Duration) -> Duration {
+    hold + AUDIO_WINDOW_TIME.saturating_sub(FecConfig::default().window_time)
+}
+
+impl FecConfig {
+    /// The audio track's windows: the same count and design loss, closed on `AUDIO_WINDOW_TIME`.
+    pub fn for_audio(self) -> FecConfig {
+        FecConfig {
+            window_time: AUDIO_WINDOW_TIME,
+            ..self
+        }
+    }
+}
+
 /// The probability of a window failing (more of its packets lost than it has repair) that the
 /// repair count is designed for. A failed window spoils frames up to the next keyframe (about 15
 /// of a 1 s GOP), so 99% of frames exact needs nearly no failures: at ~10 windows a second, 1e-4
@@ -682,6 +705,53 @@ mod tests {
             out.push(p);
         }
         ((out, play.stats), (repairs, repair_bytes))
+    }
+
+    /// Audio at ffmpeg's AAC rate (a packet every 83 ms) through `config`'s windows, the first
+    /// packet of the second window lost, into a playout holding gaps for `hold`: the repair
+    /// datagrams sent, and the packets handed out.
+    fn audio_through(config: FecConfig, hold: Duration) -> (usize, usize) {
+        let t0 = Instant::now();
+        let packets = stream(60);
+        let mut enc = FecEncoder::new(config);
+        let mut play = Playout::new(hold);
+        let (mut repairs, mut out) = (0, 0);
+        for step in 0..(60 * 83 + 2000) {
+            let now = t0 + Duration::from_millis(step);
+            if step % 83 == 0 && ((step / 83) as usize) < packets.len() {
+                let i = (step / 83) as usize;
+                enc.push(now, &packets[i]);
+                // Packet 5 opens the second 400 ms window (0..=4 fill the first).
+                if i != 5 {
+                    play.handle_rtp(now, &packets[i]);
+                }
+            }
+            enc.handle_timeout(now);
+            while let Some(r) = enc.poll_repair() {
+                repairs += 1;
+                play.handle_repair(now, &r);
+            }
+            play.handle_timeout(now);
+            while play.poll_packet().is_some() {
+                out += 1;
+            }
+        }
+        (repairs, out)
+    }
+
+    #[test]
+    fn audio_windows_are_longer_and_the_audio_hold_waits_for_their_repair() {
+        let hold = Duration::from_millis(150);
+        assert_eq!(audio_hold(hold), Duration::from_millis(450));
+        // 100 ms windows hold 2 packets (3 repair each at 5%); 400 ms ones 5 (4 repair each).
+        let (video_repairs, out) = audio_through(FecConfig::default(), hold);
+        assert_eq!((video_repairs, out), (90, 60));
+        let (audio_repairs, out) =
+            audio_through(FecConfig::default().for_audio(), audio_hold(hold));
+        assert_eq!((audio_repairs, out), (48, 60));
+        // With the video's hold, the lost first packet is given up before its window closes.
+        let (_, out) = audio_through(FecConfig::default().for_audio(), hold);
+        assert_eq!(out, 59);
     }
 
     #[test]
