@@ -1450,47 +1450,12 @@ fn video_sap_announces_a_channel_a_plain_player_decodes() {
         return;
     }
     let ns = LoopbackNetns::up(&lab_name("sap"));
-    use edm_cast_proto::video::sap::{Kind, SAP_GROUP, parse};
+    use edm_cast_proto::video::sap::{Kind, parse};
     let dir = TempDir::new("sap");
     let clip = encode_clip(dir.path());
     let source = frames(&clip);
-    let sap = ns.socket(|| {
-        let s = std::net::UdpSocket::bind(("0.0.0.0", SAP_GROUP.port())).unwrap();
-        s.join_multicast_v4(SAP_GROUP.ip(), &std::net::Ipv4Addr::LOCALHOST)
-            .unwrap();
-        s
-    });
-    sap.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let ingest = "127.0.0.1:5000";
-    let relay = Proc::spawn(
-        "relay",
-        ns.exec()
-            .args([
-                "timeout",
-                "-s",
-                "INT",
-                "20",
-                bin(),
-                "video",
-                "--iface",
-                "lo",
-            ])
-            .args(["--group", "239.255.49.1:5480", "--from", "pi", "--sap"])
-            .args(["--always-on", "pi", "--description", "pi=Room 12 board"])
-            .args(["--source", &format!("pi=udp://{ingest}")]),
-    );
-    // The relay listens before the camera sends.
-    std::thread::sleep(Duration::from_millis(500));
-    let pi = Proc::spawn(
-        "fake pi",
-        ns.exec()
-            .args(["timeout", "16"])
-            .arg(tool("fakepi.sh"))
-            .arg("raw")
-            .arg(&clip)
-            .arg(ingest),
-    );
+    let sap = sap_listener(&ns);
+    let (relay, pi) = sap_relay(&ns, &clip, &["--description", "pi=Room 12 board"]);
     // Announcements come every 5 s; the first after the source's SPS/PPS carries them.
     let mut buf = vec![0u8; 4096];
     let end = Instant::now() + Duration::from_secs(12);
@@ -1576,9 +1541,9 @@ fn sap_listener(ns: &LoopbackNetns) -> std::net::UdpSocket {
     sap
 }
 
-/// `video --sap --always-on pi` in `ns` on lo for 20 s, and the fake Pi streaming `clip` (10 s)
-/// into it from half a second later: (relay, fake Pi).
-fn sap_relay(ns: &LoopbackNetns, clip: &Path) -> (Proc, Proc) {
+/// `video --sap --always-on pi` (and `extra` options) in `ns` on lo for 20 s, and the fake Pi
+/// streaming `clip` (10 s) into it from half a second later: (relay, fake Pi).
+fn sap_relay(ns: &LoopbackNetns, clip: &Path, extra: &[&str]) -> (Proc, Proc) {
     let ingest = "127.0.0.1:5000";
     let relay = Proc::spawn(
         "relay",
@@ -1594,6 +1559,7 @@ fn sap_relay(ns: &LoopbackNetns, clip: &Path) -> (Proc, Proc) {
                 "lo",
             ])
             .args(["--group", "239.255.49.1:5480", "--from", "pi", "--sap"])
+            .args(extra)
             .args([
                 "--always-on",
                 "pi",
@@ -1634,7 +1600,7 @@ fn video_sap_gstreamer_decodes_a_channel_from_the_announced_sdp() {
     let clip = encode_clip(dir.path());
     let source = frames(&clip);
     let sap = sap_listener(&ns);
-    let (relay, pi) = sap_relay(&ns, &clip);
+    let (relay, pi) = sap_relay(&ns, &clip, &[]);
     let mut buf = vec![0u8; 4096];
     let end = Instant::now() + Duration::from_secs(3);
     let announced = loop {
@@ -1733,7 +1699,7 @@ fn video_sap_vlc_discovers_and_records_a_channel() {
     };
     // VLC lists its SAP node once its discovery runs: then the relay starts and announces.
     read_until("Network streams (SAP)", Duration::from_secs(10), &mut cli);
-    let (relay, pi) = sap_relay(&ns, &clip);
+    let (relay, pi) = sap_relay(&ns, &clip, &[]);
     let item = read_until("pi", Duration::from_secs(8), &mut cli);
     writeln!(cli, "goto {item}").unwrap();
     std::thread::sleep(Duration::from_secs(8));
