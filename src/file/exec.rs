@@ -5,12 +5,17 @@
 //! sender) reaches it only through the environment, never through the command line: the file's
 //! name comes from the network. Each run is bounded by `--exec-timeout` (then its whole process
 //! group is killed) and runs beside the receiving, which never waits for it: a few at a time, the
-//! others queued, and past a bound not run at all. A failure is one line on stderr and an
-//! `exec_failed` status line; it never stops `recv`.
+//! others queued, and past a bound not run at all. A tree's files are one entry of that queue: once
+//! the tree is in place, its files' commands start in the manifest's order, a few at a time, so a
+//! tree of 100,000 files never has more than `RUNNING` processes. A failure is one line on stderr
+//! and an `exec_failed` status line; it never stops `recv`.
 
 use super::listener::Delivered;
 use super::status_lines::{self, Event, StatusLines};
+use super::tree::Placed;
 use crate::cli::seconds;
+use edm_cast_proto::wire::FileDigests;
+use futures_util::StreamExt;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -23,8 +28,8 @@ use tokio::task::JoinSet;
 /// Commands running at once; the next ones wait for a slot.
 const RUNNING: usize = 4;
 
-/// Commands running or waiting at most: past this a file's command is not run (and that is
-/// reported), so a command that hangs cannot pile up without end.
+/// Commands running or waiting at most (a tree's counting as one): past this a file's command is
+/// not run (and that is reported), so a command that hangs cannot pile up without end.
 const QUEUED: usize = 64;
 
 /// `recv`'s `--exec` and `--exec-timeout`.
@@ -32,8 +37,9 @@ const QUEUED: usize = 64;
 pub struct ExecArgs {
     /// Run CMD with `/bin/sh -c` after each file received and verified, with the file in the
     /// environment: EDM_CAST_PATH, EDM_CAST_NAME, EDM_CAST_SIZE, EDM_CAST_MD5, EDM_CAST_SHA256,
-    /// EDM_CAST_SESSION, EDM_CAST_SENDER, EDM_CAST_SIGNED_BY. Receiving goes on meanwhile; a
-    /// failure is reported and never stops recv.
+    /// EDM_CAST_SESSION, EDM_CAST_SENDER, EDM_CAST_SIGNED_BY, EDM_CAST_TREE (a folder sent: once
+    /// per file of it, this the folder). Receiving goes on meanwhile; a failure is reported and
+    /// never stops recv.
     #[arg(long, value_name = "CMD")]
     pub exec: Option<String>,
     /// Kill a --exec command (and what it started) still running after this many seconds.
@@ -80,22 +86,55 @@ impl Exec {
                 format!("not run: {QUEUED} commands are running or waiting already"),
             );
         }
-        let env = environment(path, file);
+        let env = environment(path, file.size, &file.digests, None, file);
         let (command, timeout, slots) = (self.command.clone(), self.timeout, self.slots.clone());
-        self.runs.spawn(async move {
-            // The semaphore is never closed: a permit always comes.
-            let Ok(_slot) = slots.acquire_owned().await else {
-                return;
-            };
-            let started = Instant::now();
-            match run_one(&command, env, timeout).await {
-                Ok(()) => report.lines.emit(Event::ExecDone {
-                    session: report.session.clone(),
-                    path: report.path.clone(),
-                    secs: started.elapsed().as_secs_f64(),
-                }),
-                Err((exit, why)) => report.failed(exit, why),
+        self.runs.spawn(run_reported(command, env, timeout, slots, report));
+    }
+
+    /// Starts the command for every file of the tree in place at `root` (absolute), in the
+    /// manifest's order, at most `RUNNING` at once (in the background: this returns at once).
+    pub fn run_tree(&mut self, root: &Path, placed: Vec<Placed>, file: &Delivered) {
+        while self.runs.try_join_next().is_some() {}
+        let session = format!("{:08x}", file.session);
+        if self.runs.len() >= QUEUED {
+            for f in &placed {
+                Report {
+                    session: session.clone(),
+                    path: root.join(&f.path),
+                    lines: self.lines.clone(),
+                    failed: self.failed.clone(),
+                }
+                .failed(
+                    None,
+                    format!("not run: {QUEUED} commands are running or waiting already"),
+                );
             }
+            return;
+        }
+        let (command, timeout, slots) = (self.command.clone(), self.timeout, self.slots.clone());
+        let (lines, failed) = (self.lines.clone(), self.failed.clone());
+        // What the runs need of the session, not its list of files again.
+        let file = Delivered {
+            tree: None,
+            signed_by: file.signed_by.clone(),
+            ..*file
+        };
+        let root = root.to_owned();
+        self.runs.spawn(async move {
+            // Each run's variables are made when it starts: only a few are held at a time.
+            futures_util::stream::iter(placed)
+                .for_each_concurrent(RUNNING, |f| {
+                    let path = root.join(&f.path);
+                    let env = environment(&path, f.size, &f.digests, Some(&root), &file);
+                    let report = Report {
+                        session: session.clone(),
+                        path,
+                        lines: lines.clone(),
+                        failed: failed.clone(),
+                    };
+                    run_reported(command.clone(), env, timeout, slots.clone(), report)
+                })
+                .await;
         });
     }
 
@@ -107,6 +146,29 @@ impl Exec {
     /// Runs that failed so far.
     pub fn failed(&self) -> usize {
         self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs the command once a slot is free, and reports how it went.
+async fn run_reported(
+    command: Arc<str>,
+    env: Vec<(&'static str, String)>,
+    timeout: Duration,
+    slots: Arc<Semaphore>,
+    report: Report,
+) {
+    // The semaphore is never closed: a permit always comes.
+    let Ok(_slot) = slots.acquire_owned().await else {
+        return;
+    };
+    let started = Instant::now();
+    match run_one(&command, env, timeout).await {
+        Ok(()) => report.lines.emit(Event::ExecDone {
+            session: report.session.clone(),
+            path: report.path.clone(),
+            secs: started.elapsed().as_secs_f64(),
+        }),
+        Err((exit, why)) => report.failed(exit, why),
     }
 }
 
@@ -134,9 +196,16 @@ impl Report {
     }
 }
 
-/// What the command learns about the file, only through these variables.
-fn environment(path: &Path, file: &Delivered) -> Vec<(&'static str, String)> {
-    let (md5, sha256) = status_lines::hex(&file.digests);
+/// What the command learns about the file at `path` (of `size` bytes, with `digests`; in the tree
+/// at `tree`, if it is one of a tree's), only through these variables.
+fn environment(
+    path: &Path,
+    size: u64,
+    digests: &FileDigests,
+    tree: Option<&Path>,
+    file: &Delivered,
+) -> Vec<(&'static str, String)> {
+    let (md5, sha256) = status_lines::hex(digests);
     vec![
         ("EDM_CAST_PATH", path.display().to_string()),
         (
@@ -145,7 +214,7 @@ fn environment(path: &Path, file: &Delivered) -> Vec<(&'static str, String)> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        ("EDM_CAST_SIZE", file.size.to_string()),
+        ("EDM_CAST_SIZE", size.to_string()),
         ("EDM_CAST_MD5", md5),
         ("EDM_CAST_SHA256", sha256),
         ("EDM_CAST_SESSION", format!("{:08x}", file.session)),
@@ -153,6 +222,10 @@ fn environment(path: &Path, file: &Delivered) -> Vec<(&'static str, String)> {
         (
             "EDM_CAST_SIGNED_BY",
             file.signed_by.clone().unwrap_or_default(),
+        ),
+        (
+            "EDM_CAST_TREE",
+            tree.map(|t| t.display().to_string()).unwrap_or_default(),
         ),
     ]
 }

@@ -8,6 +8,7 @@ use super::output::{FileHandle, Folder, OutputFile};
 use super::resume;
 use super::status_lines::{Event, StatusLines};
 use super::tree;
+use super::tree_progress::TreeProgress;
 use super::view;
 use crate::cli;
 use crate::error::Error;
@@ -17,6 +18,7 @@ use crate::net::{self, Group, Iface};
 use crate::rt::{self, Shutdown};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::auth::fingerprint;
+use edm_cast_proto::file::tree::{HEADER_LEN, Manifest};
 use edm_cast_proto::wire::{FailReason, FileDigests};
 use edm_cast_proto::{
     CheckJob, DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SecretKey,
@@ -25,6 +27,8 @@ use edm_cast_proto::{
 use indicatif::ProgressBar;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -35,6 +39,9 @@ const MAX_JOBS: usize = 8;
 /// Checks of kept blocks (each reading a block) at most in flight; the others wait their turn, so
 /// a restart on a slow disk does not hold hundreds of blocks in memory at once.
 const MAX_CHECKS: usize = 4;
+
+/// How long Ctrl-C waits for a tree being unpacked to stop and its staging folder to go.
+const UNPACK_STOP: Duration = Duration::from_secs(30);
 
 /// How long a receiver lets packets gather between reads.
 const COALESCE: Duration = Duration::from_millis(1);
@@ -212,7 +219,10 @@ impl Listener {
                     }
                     rx.handle_timeout(now);
                 }
-                stop = shutdown.recv() => return Err(Error::Interrupted(stop)),
+                stop = shutdown.recv() => {
+                    file.stop_unpacking(&mut done).await;
+                    return Err(Error::Interrupted(stop));
+                }
             }
             flush(rx, feedback, &mut out).await;
             while let Some(ev) = rx.poll_event() {
@@ -285,6 +295,8 @@ pub struct Delivered {
     pub signed_by: Option<String>,
     /// A copy with these digests was there already: nothing was written.
     pub already_present: bool,
+    /// A tree: its folder and files (the size and digests above are the whole stream's).
+    pub tree: Option<tree::Unpacked>,
 }
 
 /// What the blocking pool reports back.
@@ -299,11 +311,15 @@ enum Done {
     AlreadyHave(Option<String>),
     /// A verified tree stream, unpacked into its folder (or refused).
     Unpacked(Result<tree::Unpacked, Error>),
-    /// Whether a block kept from an earlier run matches its digest.
+    /// Whether a block kept from an earlier run (of `len` bytes of file) matches its digest.
     Checked {
         block: u32,
+        len: usize,
         ok: bool,
     },
+    /// A tree's manifest, read from its first blocks for the count of files done (None: it does
+    /// not parse).
+    Manifest(Option<Manifest>),
     Failed(Error),
 }
 
@@ -316,6 +332,7 @@ impl Delivered {
             sender: info.sender,
             signed_by: info.signed_by.as_ref().map(fingerprint),
             already_present,
+            tree: None,
         }
     }
 }
@@ -329,8 +346,13 @@ struct Receiving<'a> {
     /// The announced size and digests, once the receiver has every block.
     complete: Option<(u64, FileDigests)>,
     /// A verified tree being unpacked on the blocking pool (which can take a while: the
-    /// receiver keeps answering meanwhile).
+    /// receiver keeps answering meanwhile), and what stops it (Ctrl-C).
     unpacking: Option<SessionInfo>,
+    cancel: Arc<AtomicBool>,
+    /// A tree being received: its files done, for the bar.
+    tree: Option<TreeProgress>,
+    /// What was placed, once a tree is unpacked.
+    unpacked: Option<tree::Unpacked>,
     /// Where decodes, checks and the MD5 report back.
     reports: mpsc::UnboundedSender<Done>,
     /// The session, once joined.
@@ -349,6 +371,8 @@ struct Receiving<'a> {
     /// Blocks kept from an earlier run: how many, and how many are still being checked ...
     kept: u32,
     checking_kept: u32,
+    /// Bytes of the kept blocks that matched.
+    kept_bytes: u64,
     /// ... of which these wait for a turn (`MAX_CHECKS` run at once).
     checks: std::collections::VecDeque<CheckJob>,
     checks_running: usize,
@@ -367,6 +391,9 @@ impl<'a> Receiving<'a> {
             delivered,
             complete: None,
             unpacking: None,
+            cancel: Arc::default(),
+            tree: None,
+            unpacked: None,
             reports,
             joined,
             file: None,
@@ -378,6 +405,7 @@ impl<'a> Receiving<'a> {
             jobs: 0,
             kept: 0,
             checking_kept: 0,
+            kept_bytes: 0,
             checks: Default::default(),
             checks_running: 0,
         }
@@ -529,6 +557,15 @@ impl<'a> Receiving<'a> {
             encrypted: info.encrypted,
             path: std::path::absolute(&landing).unwrap_or(landing),
         });
+        if tree::root(&info.name).is_some() {
+            self.tree = Some(TreeProgress::new(
+                info.layout.num_blocks(),
+                info.block_bytes,
+            ));
+            // Left by a receiver killed while unpacking (the one before this, it may be).
+            let folder = folder.clone();
+            tokio::task::spawn_blocking(move || tree::tidy_stages(&folder));
+        }
         self.bar = Some(view::receive_bar(info.size));
         self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
         self.file = Some((info, output));
@@ -547,6 +584,9 @@ impl<'a> Receiving<'a> {
                         p.set(*block, true);
                         p.save(false);
                     }
+                }
+                if let Ok(block) = &outcome {
+                    self.tree_block(*block);
                 }
                 rx.handle_decoded(now, outcome);
                 if let (Some(bar), Some((info, _)), Some((done, _))) =
@@ -596,8 +636,12 @@ impl<'a> Receiving<'a> {
                     }
                 }
             }
-            Done::Checked { block, ok } => {
+            Done::Checked { block, len, ok } => {
                 self.checks_running -= 1;
+                if ok {
+                    self.kept_bytes += len as u64;
+                    self.tree_block(block);
+                }
                 self.next_checks(rx);
                 rx.handle_checked(now, block, ok);
                 if let (Some(bar), Some((info, _)), Some((done, _))) =
@@ -623,6 +667,14 @@ impl<'a> Receiving<'a> {
                                 bad => format!(", {bad} did not and are received again"),
                             }
                         );
+                        self.lines.emit(Event::Resumed {
+                            session: format!("{:08x}", info.session),
+                            blocks: total,
+                            kept: self.kept,
+                            matched: good,
+                            rejected: self.kept as u64 - good,
+                            bytes: self.kept_bytes,
+                        });
                     }
                 }
             }
@@ -635,14 +687,71 @@ impl<'a> Receiving<'a> {
                     view::bytes(done.bytes),
                     done.path.display()
                 );
-                self.result = Some(done.path);
+                self.result = Some(done.path.clone());
+                self.unpacked = Some(done);
                 if let Some(info) = self.unpacking.take() {
                     self.in_place(rx, &info, now);
                 }
             }
+            Done::Manifest(manifest) => {
+                if let Some(t) = &mut self.tree {
+                    t.manifest(manifest);
+                }
+                self.show_files();
+            }
             Done::Failed(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// A block of a tree is in: the count of files done, and the manifest read once its blocks
+    /// are all in.
+    fn tree_block(&mut self, block: u32) {
+        let (Some(t), Some((info, output))) = (&mut self.tree, &self.file) else {
+            return;
+        };
+        let file = output.handle();
+        let header = || file.read_at(0, HEADER_LEN).ok()?.try_into().ok();
+        if let Some((count, len)) = t.block_done(block, header) {
+            let (size, tx) = (info.size.unwrap_or(0), self.reports.clone());
+            let file = output.handle();
+            tokio::task::spawn_blocking(move || {
+                let manifest = file
+                    .read_at(HEADER_LEN as u64, len as usize)
+                    .ok()
+                    .and_then(|body| {
+                        Manifest::parse(count, &body, size).ok()
+                    });
+                let _ = tx.send(Done::Manifest(manifest));
+            });
+        }
+        self.show_files();
+    }
+
+    /// `12/201 files` beside the bar, once the manifest is known.
+    fn show_files(&self) {
+        if let (Some(bar), Some((done, total))) =
+            (&self.bar, self.tree.as_ref().and_then(TreeProgress::files))
+        {
+            bar.set_message(format!(" · {done}/{total} files"));
+        }
+    }
+
+    /// Ctrl-C while a tree is unpacked: the build stops, its staging folder is removed, and only
+    /// then does `recv` exit (within `UNPACK_STOP`).
+    async fn stop_unpacking(&mut self, done: &mut mpsc::UnboundedReceiver<Done>) {
+        if self.unpacking.is_none() {
+            return;
+        }
+        self.cancel.store(true, Ordering::Relaxed);
+        let _ = tokio::time::timeout(UNPACK_STOP, async {
+            while let Some(d) = done.recv().await {
+                if matches!(d, Done::Unpacked(_)) {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     /// Starts the checks of kept blocks that wait, up to `MAX_CHECKS` at once.
@@ -664,7 +773,10 @@ impl<'a> Receiving<'a> {
     /// The file (or tree) is in place: said to the sender, and described for `--exec`.
     fn in_place(&mut self, rx: &mut Receiver, info: &SessionInfo, now: Instant) {
         if let Some((size, digests)) = self.complete {
-            *self.delivered = Some(Delivered::of(info, size, digests, false));
+            *self.delivered = Some(Delivered {
+                tree: self.unpacked.take(),
+                ..Delivered::of(info, size, digests, false)
+            });
         }
         rx.verified(now, true);
     }
@@ -678,9 +790,12 @@ impl<'a> Receiving<'a> {
         if let Some((info, output)) = self.file.take() {
             if tree::root(&info.name).is_some() {
                 let (folder, tx) = (self.folder.clone(), self.reports.clone());
+                let cancel = self.cancel.clone();
                 tokio::task::spawn_blocking(move || {
                     let name = output.name().to_owned();
-                    let _ = tx.send(Done::Unpacked(tree::unpack(&folder, &name, output)));
+                    let _ = tx.send(Done::Unpacked(tree::unpack(
+                        &folder, &name, output, &cancel,
+                    )));
                 });
                 self.unpacking = Some(info);
                 return Ok(());
@@ -790,6 +905,7 @@ fn spawn_check(
         }
         let _ = tx.send(Done::Checked {
             block: job.block,
+            len: job.len,
             ok,
         });
     });

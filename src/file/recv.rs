@@ -41,6 +41,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             ..Listening::new(&args.receiving, args.timeout)?
         };
         let trusted = how.trust.is_some();
+        // A tree's staging folder left by a receiver killed while unpacking.
+        super::tree::tidy_stages(&how.out);
         let listener = Listener::new(args.net.group, iface, how)?;
         // Said at once: a blank terminal looks like a hang.
         eprintln!(
@@ -127,7 +129,12 @@ async fn receive(
         match r.file {
             Ok(path) => {
                 received += 1;
-                tally.files += 1;
+                // A tree counts its files.
+                tally.files += r
+                    .delivered
+                    .as_ref()
+                    .and_then(|d| d.tree.as_ref())
+                    .map_or(1, |t| t.files);
                 // With status lines on stdout, the paths go to stderr.
                 if lines.on_stdout() {
                     eprintln!("{}", path.display());
@@ -158,7 +165,7 @@ async fn receive(
 }
 
 /// A file is in place: its status line, and `--exec` (for a file received, not for a copy that
-/// was there already).
+/// was there already). A tree: a line and a command for each of its files, then `tree_done`.
 fn delivered(
     path: &std::path::Path,
     file: Option<&Delivered>,
@@ -171,6 +178,38 @@ fn delivered(
     // Scripts get absolute paths: they may run elsewhere.
     let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let (md5, sha256) = super::status_lines::hex(&file.digests);
+    if let Some(tree) = &file.tree {
+        for f in &tree.placed {
+            let (md5, sha256) = super::status_lines::hex(&f.digests);
+            lines.emit(Event::FileDone {
+                session: format!("{:08x}", file.session),
+                path: path.join(&f.path),
+                size: f.size,
+                md5,
+                sha256,
+                sender: file.sender.ip().to_string(),
+                signed_by: file.signed_by.clone(),
+                already_present: false,
+                tree: Some(path.to_owned()),
+            });
+        }
+        lines.emit(Event::TreeDone {
+            session: format!("{:08x}", file.session),
+            path: path.to_owned(),
+            files: tree.files,
+            folders: tree.folders,
+            bytes: tree.bytes,
+            size: file.size,
+            md5,
+            sha256,
+            sender: file.sender.ip().to_string(),
+            signed_by: file.signed_by.clone(),
+        });
+        if let Some(exec) = exec {
+            exec.run_tree(path, tree.placed.clone(), file);
+        }
+        return;
+    }
     lines.emit(Event::FileDone {
         session: format!("{:08x}", file.session),
         path: path.to_owned(),
@@ -180,6 +219,7 @@ fn delivered(
         sender: file.sender.ip().to_string(),
         signed_by: file.signed_by.clone(),
         already_present: file.already_present,
+        tree: None,
     });
     if let Some(exec) = exec
         && !file.already_present

@@ -124,7 +124,8 @@ pub enum Event {
         encrypted: bool,
         path: PathBuf,
     },
-    /// `recv`: a file is verified and in place (or a copy with the same digests was there).
+    /// `recv`: a file is verified and in place (or a copy with the same digests was there); for a
+    /// tree, one per file of it.
     FileDone {
         session: String,
         path: PathBuf,
@@ -134,6 +135,38 @@ pub enum Event {
         sender: String,
         signed_by: Option<String>,
         already_present: bool,
+        /// The folder of the tree the file is in; None for a file sent alone.
+        tree: Option<PathBuf>,
+    },
+    /// `recv`: a tree is in place, after its files' `file_done` lines.
+    TreeDone {
+        session: String,
+        /// Its folder.
+        path: PathBuf,
+        files: usize,
+        folders: usize,
+        /// Bytes of its files.
+        bytes: u64,
+        /// The tree stream's size and digests (what the sender announced and `recv` checked).
+        size: u64,
+        md5: String,
+        sha256: String,
+        sender: String,
+        signed_by: Option<String>,
+    },
+    /// `recv`: a session resumed from what an earlier run kept, once every kept block is checked.
+    Resumed {
+        session: String,
+        /// Blocks in the file ...
+        blocks: u32,
+        /// ... the earlier run had recorded as verified ...
+        kept: u32,
+        /// ... of which these matched this session's digests (received no more) ...
+        matched: u64,
+        /// ... and these did not (received again).
+        rejected: u64,
+        /// Bytes of file in the matched blocks.
+        bytes: u64,
     },
     /// `recv`: a joined session failed (with `--keep`, the next one is awaited).
     SessionFailed {

@@ -4,17 +4,22 @@
 //! session whose announced name ends in `/` carries one: the receiver verifies the whole stream
 //! as for any file, then checks the whole manifest before it writes anything, rebuilds the tree in
 //! a staging folder of its own inside `--out` (each file checked against its SHA-256), and moves
-//! it into place under the sent folder's name at once.
+//! it into place under the sent folder's name at once. The staging folder is locked while it is
+//! built: Ctrl-C stops the build and removes it, and one left by a receiver killed outright is
+//! removed by the next (`tidy_stages`).
 
 use super::output::{self, Folder, OutputFile};
 use crate::error::Error;
 use edm_cast_proto::file::tree::{self, Entry, HEADER_LEN, Kind, MAX_DEPTH, Manifest};
+use edm_cast_proto::wire::{FileDigests, FileHasher};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// The folder's name a session carries a tree for: its announced name less the final `/`.
 pub fn root(announced: &str) -> Option<&str> {
@@ -243,18 +248,37 @@ impl Walk<'_> {
 }
 
 /// What a receiver put in place.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Unpacked {
     pub path: PathBuf,
     pub files: usize,
     pub folders: usize,
     pub bytes: u64,
+    /// Every file, in the manifest's order (`file_done` lines and `--exec` runs, one each).
+    pub placed: Vec<Placed>,
+}
+
+/// One file of a tree in place.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// Inside the tree's folder, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// The SHA-256 the manifest gave (and the file has), and the MD5 computed from the same
+    /// bytes (the manifest carries none; the whole stream's MD5 was checked).
+    pub digests: FileDigests,
 }
 
 /// Rebuilds the tree the verified stream `output` holds as the folder `name` in `folder`; the
 /// stream is removed either way. A manifest that breaks a rule is refused before anything is
-/// written.
-pub fn unpack(folder: &Folder, name: &str, mut output: OutputFile) -> Result<Unpacked, Error> {
+/// written. `cancel` set (Ctrl-C) stops the build within a MiB written, and the staging folder is
+/// removed.
+pub fn unpack(
+    folder: &Folder,
+    name: &str,
+    mut output: OutputFile,
+    cancel: &AtomicBool,
+) -> Result<Unpacked, Error> {
     output.discard();
     let refused = |why: String| {
         Error::Protocol(format!(
@@ -285,6 +309,9 @@ pub fn unpack(folder: &Folder, name: &str, mut output: OutputFile) -> Result<Unp
         path: folder.path().to_owned(),
         source,
     })?;
+    // Held until the folder is in place or removed: `tidy_stages` leaves a locked one alone.
+    // Best effort: a fresh stage is young, and left alone for that too.
+    let _ = lock(&dir);
     let built = build(
         folder,
         &stage,
@@ -292,6 +319,7 @@ pub fn unpack(folder: &Folder, name: &str, mut output: OutputFile) -> Result<Unp
         stream,
         HEADER_LEN as u64 + len as u64,
         &manifest,
+        cancel,
     )
     .and_then(|u| {
         let path = folder.commit_dir(&stage, name)?;
@@ -311,6 +339,7 @@ fn build(
     stream: &File,
     mut offset: u64,
     manifest: &Manifest,
+    cancel: &AtomicBool,
 ) -> Result<Unpacked, Error> {
     let at = |path: &str| folder.path().join(stage).join(path);
     let umask = umask();
@@ -319,9 +348,14 @@ fn build(
         files: 0,
         folders: 0,
         bytes: 0,
+        placed: Vec::new(),
     };
+    let interrupted = || Error::Other("the unpacking was interrupted".into());
     let mut buf = vec![0u8; 1 << 20];
     for e in &manifest.entries {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(interrupted());
+        }
         let write = |source| Error::Write {
             path: at(&e.path),
             source,
@@ -335,9 +369,12 @@ fn build(
             Kind::File => {
                 let file =
                     output::create_at_mode(dir, &e.path, (e.mode & 0o777).into()).map_err(write)?;
-                let mut hasher = Sha256::new();
+                let mut hasher = FileHasher::default();
                 let mut left = e.size;
                 while left > 0 {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(interrupted());
+                    }
                     let n = left.min(buf.len() as u64) as usize;
                     stream.read_exact_at(&mut buf[..n], offset).map_err(write)?;
                     hasher.update(&buf[..n]);
@@ -345,7 +382,8 @@ fn build(
                     offset += n as u64;
                     left -= n as u64;
                 }
-                if <[u8; 32]>::from(hasher.finalize()) != e.sha256 {
+                let digests = hasher.finish();
+                if digests.sha256 != e.sha256 {
                     return Err(Error::Protocol(format!(
                         "{:?}: its SHA-256 is not the one its manifest gives; the folder is not kept",
                         e.path
@@ -357,6 +395,11 @@ fn build(
                 output::punch_hole(stream, offset - e.size, e.size);
                 done.files += 1;
                 done.bytes += e.size;
+                done.placed.push(Placed {
+                    path: e.path.clone(),
+                    size: e.size,
+                    digests,
+                });
             }
         }
     }
@@ -384,6 +427,67 @@ fn build(
     me.set_permissions(std::fs::Permissions::from_mode(0o777 & !umask))
         .map_err(own)?;
     Ok(done)
+}
+
+/// Staging folders of ours (`.edm-cast-<16 hex>.tree`) older than this and not locked were left by
+/// a receiver killed outright: a younger one may be one being made this very moment, not locked yet.
+const STALE_STAGE: Duration = Duration::from_secs(2);
+
+/// Removes the staging folders a receiver killed mid-unpack (SIGKILL, a crash, a power cut) left in
+/// `folder`: only folders named as ours, not locked by a receiver unpacking into them, never
+/// through a symlink (one named so is left alone, as is anything else).
+pub fn tidy_stages(folder: &Folder) {
+    let Ok(entries) = std::fs::read_dir(folder.path()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let ours = name
+            .strip_prefix(".edm-cast-")
+            .and_then(|n| n.strip_suffix(".tree"))
+            .is_some_and(|k| k.len() == 16 && k.bytes().all(|c| c.is_ascii_hexdigit()));
+        // The entry's own type: a symlink is not a directory here.
+        if !ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(dir) = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&path)
+        else {
+            continue;
+        };
+        let young = dir
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < STALE_STAGE);
+        if young || !lock(&dir).unwrap_or(false) {
+            continue;
+        }
+        // remove_dir_all never follows a symlink inside the folder: it removes the link.
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => eprintln!(
+                "removed {}: a folder being unpacked when an earlier receiver was stopped",
+                path.display()
+            ),
+            Err(e) => tracing::debug!("cannot remove {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Takes the lock on a staging folder; false if another receiver holds it.
+fn lock(dir: &impl AsRawFd) -> std::io::Result<bool> {
+    // SAFETY: flock(2) on a valid fd; the lock goes with the folder's last close.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        e => Err(e),
+    }
 }
 
 /// This process's umask (read, not set: setting it would race the other threads).
