@@ -417,3 +417,79 @@ fn status_lines_name_a_receiver_that_failed_and_one_that_went_silent() {
     assert_eq!(got[2]["files"], 0);
     assert_eq!(got[2]["error"], got[1]["error"]);
 }
+
+/// Blocks recorded as verified in the receiver's `.edm-cast-<key>.resume` in `out` (the format
+/// is in src/file/resume.rs), and its partial file.
+fn recorded(out: &Path) -> Option<(std::path::PathBuf, u32)> {
+    let state = std::fs::read_dir(out).ok()?.find_map(|e| {
+        let p = e.ok()?.path();
+        p.to_str()?.ends_with(".resume").then_some(p)
+    })?;
+    let text = std::fs::read_to_string(&state).ok()?;
+    let have = text.lines().find_map(|l| l.strip_prefix("have "))?;
+    let set = (0..have.len() / 2)
+        .map(|i| u8::from_str_radix(&have[2 * i..2 * i + 2], 16).map_or(0, u8::count_ones))
+        .sum();
+    Some((state.with_extension("part"), set))
+}
+
+/// A receiver killed mid-session and started again says in a `resumed` line what it kept: the
+/// blocks the earlier run recorded, how many matched (and their bytes), how many did not.
+#[test]
+fn a_resumed_receiver_says_what_it_kept_in_a_status_line() {
+    let dir = TempDir::new("status-resume");
+    let src = dir.path().join("lesson.bin");
+    // 100 blocks of 16 symbols of 1408 bytes: about 3 s at 8 Mbit/s.
+    let block = 16 * 1408;
+    let size = 100 * block - 500;
+    random_file(&src, size, 41);
+    let group = "239.77.214.1:48141";
+    let out = dir.path().join("out");
+    let r = recv(group, &out, "pc");
+    let sender = send(
+        group,
+        &src,
+        &["--rate", "8M", "--block-symbols", "16", "--wait", "20"],
+    );
+    let end = std::time::Instant::now() + LIMIT;
+    let (part, _) = loop {
+        if let Some((part, n)) = recorded(&out)
+            && n >= 30
+        {
+            break (part, n);
+        }
+        assert!(std::time::Instant::now() < end, "nothing recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = r.stop();
+    // What the killed run left; block 0 (recorded: blocks come in order) damaged.
+    let (_, kept) = recorded(&out).unwrap();
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&part, &bytes).unwrap();
+    let r = recv_with(group, &out, "pc", &["--status", "-"]);
+    let s = sender.wait(LIMIT);
+    assert!(s.status.success(), "{:?}", text(&s));
+    let o = r.wait(LIMIT);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    assert_eq!(md5_of(&out.join("lesson.bin")), md5_of(&src));
+    let got = lines(&so);
+    let resumed: Vec<&Value> = got.iter().filter(|l| l["event"] == "resumed").collect();
+    assert_eq!(resumed.len(), 1, "{so}");
+    let l = resumed[0];
+    assert_eq!(l["blocks"], 100, "{l}");
+    assert_eq!(l["kept"], kept, "{l}");
+    assert_eq!(l["rejected"], 1, "{l}");
+    assert_eq!(l["matched"], kept - 1, "{l}");
+    let matched = u64::from(kept - 1);
+    let bytes = l["bytes"].as_u64().unwrap();
+    assert!(
+        bytes <= matched * block as u64 && bytes > (matched - 1) * block as u64,
+        "{l}"
+    );
+    assert_eq!(l["session"], got[1]["session"], "{so}");
+    // Said after the join, before the file is done.
+    let at = |e: &str| got.iter().position(|l| l["event"] == e).unwrap();
+    assert!(at("session_joined") < at("resumed") && at("resumed") < at("file_done"));
+}

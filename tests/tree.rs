@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TempDir, bin, random_file, recv_with, send, text};
+use common::{TempDir, bin, md5_of, random_file, recv_with, send, text};
 use edm_cast_proto::file::tree::{Entry, Kind, Manifest};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -277,4 +277,236 @@ fn hostile_manifests_from_a_trusted_sender_are_refused_and_nothing_is_written() 
         assert!(!dir.path().join("escape").exists());
         assert!(!Path::new("/tmp/escape").exists());
     }
+}
+
+/// Every regular file under `root`, as (path relative to it, MD5, SHA-256, size), sorted.
+fn files_under(root: &Path) -> Vec<(String, String, String, u64)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+                let sha = Command::new("sha256sum").arg(&p).output().unwrap();
+                let sha = String::from_utf8(sha.stdout).unwrap()[..64].to_owned();
+                out.push((rel, md5_of(&p), sha, p.metadata().unwrap().len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `recv --exec` and `--status` on a tree: one command and one `file_done` line per file of it
+/// (its path under --out, size and digests, the tree's folder), never more than 4 commands at once,
+/// then one `tree_done` line for the folder.
+#[test]
+fn exec_and_status_lines_come_once_per_file_of_a_tree() {
+    let dir = TempDir::new("treeexec");
+    let sent = dir.path().join("lesson 5");
+    for (i, sub) in ["", "a", "a/b c", "d é", "empty"].iter().enumerate() {
+        std::fs::create_dir_all(sent.join(sub)).unwrap();
+        if *sub == "empty" {
+            continue;
+        }
+        for j in 0..8 {
+            let f = sent.join(sub).join(format!("f {j}.bin"));
+            random_file(&f, (i * 8 + j) * 3001, (i * 8 + j) as u64);
+        }
+    }
+    let want = files_under(&sent);
+    assert_eq!(want.len(), 32);
+    let (out, log, running) = (
+        dir.path().join("out"),
+        dir.path().join("exec.log"),
+        dir.path().join("running"),
+    );
+    std::fs::create_dir_all(&running).unwrap();
+    let status = dir.path().join("recv.jsonl");
+    // Each run says what it got, and how many runs were going on as it started.
+    let command = format!(
+        r#"touch "{run}/$$"; n=$(ls "{run}" | wc -l)
+printf '%s|%s|%s|%s|%s|%s|%s\n' "$EDM_CAST_PATH" "$EDM_CAST_NAME" "$EDM_CAST_SIZE" "$EDM_CAST_MD5" "$EDM_CAST_SHA256" "$EDM_CAST_TREE" "$n" >> "{log}"
+sleep 0.1; rm "{run}/$$""#,
+        run = running.display(),
+        log = log.display()
+    );
+    let group = "239.77.34.1:47351";
+    let r = recv_with(
+        group,
+        &out,
+        "pc",
+        &["--status", status.to_str().unwrap(), "--exec", &command],
+    );
+    let s = send(group, &sent, &["--wait", "30"]).wait(LIMIT);
+    assert!(s.status.success(), "{:?}", text(&s));
+    let o = r.wait(LIMIT);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let root = out.join("lesson 5");
+    assert_eq!(diff(&sent, &root), "");
+
+    // The commands: exactly one per file, with its own values; at most 4 at once.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let mut rows: Vec<Vec<&str>> = logged.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), want.len(), "{logged}");
+    rows.sort();
+    let root_text = root.display().to_string();
+    for (row, (rel, md5, sha, size)) in rows.iter().zip(&want) {
+        let path = root.join(rel).display().to_string();
+        let name = rel.rsplit('/').next().unwrap();
+        assert_eq!(
+            row[..6],
+            [
+                path.as_str(),
+                name,
+                &size.to_string(),
+                md5.as_str(),
+                sha.as_str(),
+                root_text.as_str()
+            ],
+            "{logged}"
+        );
+        let at_once: usize = row[6].trim().parse().unwrap();
+        assert!((1..=4).contains(&at_once), "{logged}");
+    }
+
+    // The status lines: a file_done per file with its digests, then tree_done, an exec_done per
+    // file, and the summary counting the files.
+    let text = std::fs::read_to_string(&status).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |event: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["event"] == event).collect()
+    };
+    let mut done: Vec<(String, String, String, u64)> = of("file_done")
+        .iter()
+        .map(|l| {
+            assert_eq!(l["tree"], root_text.as_str(), "{l}");
+            assert_eq!(l["already_present"], false, "{l}");
+            let path = Path::new(l["path"].as_str().unwrap());
+            (
+                path.strip_prefix(&root).unwrap().to_str().unwrap().to_owned(),
+                l["md5"].as_str().unwrap().to_owned(),
+                l["sha256"].as_str().unwrap().to_owned(),
+                l["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    done.sort();
+    assert_eq!(done, want, "{text}");
+    let tree = of("tree_done");
+    assert_eq!(tree.len(), 1, "{text}");
+    assert_eq!(tree[0]["path"], root_text.as_str());
+    assert_eq!((tree[0]["files"].as_u64(), tree[0]["folders"].as_u64()), (Some(32), Some(4)));
+    let last_file = lines.iter().rposition(|l| l["event"] == "file_done").unwrap();
+    let tree_at = lines.iter().position(|l| l["event"] == "tree_done").unwrap();
+    assert!(last_file < tree_at, "{text}");
+    assert_eq!(of("exec_done").len(), 32, "{text}");
+    assert!(of("exec_failed").is_empty(), "{text}");
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["files"], 32);
+}
+
+/// Our staging folders in `out` (`.edm-cast-<16 hex>.tree`).
+fn stages(out: &Path) -> Vec<String> {
+    names(out)
+        .into_iter()
+        .filter(|n| n.starts_with(".edm-cast-") && n.ends_with(".tree"))
+        .collect()
+}
+
+/// Ctrl-C while a tree of 20,000 files is being unpacked: recv stops at once (130) and leaves
+/// nothing in --out: no staging folder, no half tree, no stream.
+#[test]
+fn ctrl_c_while_a_tree_is_unpacked_leaves_nothing_in_out() {
+    let dir = TempDir::new("treeint");
+    let sent = dir.path().join("big");
+    for d in 0..20 {
+        let sub = sent.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..1000 {
+            std::fs::write(sub.join(format!("{f}")), format!("{d}/{f}").repeat(100)).unwrap();
+        }
+    }
+    let out = dir.path().join("out");
+    let group = "239.77.34.2:47352";
+    let r = recv_with(group, &out, "pc", &[]);
+    let s = send(group, &sent, &["--wait", "30", "--rate", "500M"]);
+    // Watch for the staging folder, and interrupt the receiver as soon as it is there.
+    let end = std::time::Instant::now() + LIMIT;
+    while stages(&out).is_empty() {
+        assert!(
+            std::time::Instant::now() < end && !out.join("big").exists(),
+            "no staging folder seen: {:?}",
+            names(&out)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    r.interrupt();
+    let stopped = std::time::Instant::now();
+    let o = r.wait(LIMIT);
+    let waited = stopped.elapsed();
+    drop(s);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(names(&out).is_empty(), "{:?}\n{stderr}", names(&out));
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+}
+
+/// A staging folder left by a receiver killed outright (SIGKILL, a power cut) is removed by the
+/// next recv on that --out; what only looks like one (a symlink of that name, another name, one
+/// just made, perhaps by another receiver) is left alone, and nothing is followed out of --out.
+#[test]
+fn a_stale_staging_folder_is_removed_at_the_next_start_and_nothing_else() {
+    let dir = TempDir::new("treestale");
+    let out = dir.path().join("out");
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("precious"), b"precious").unwrap();
+    let stale = out.join(".edm-cast-0123456789abcdef.tree");
+    std::fs::create_dir_all(stale.join("sub")).unwrap();
+    std::fs::write(stale.join("sub").join("half.bin"), b"half").unwrap();
+    std::os::unix::fs::symlink(&victim, stale.join("link")).unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let touched = Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&stale)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    std::os::unix::fs::symlink(&victim, out.join(".edm-cast-fedcba9876543210.tree")).unwrap();
+    std::fs::create_dir_all(out.join(".edm-cast-other.tree")).unwrap();
+    std::fs::create_dir_all(out.join(".edm-cast-1111111111111111.tree")).unwrap();
+    let o = Command::new(bin())
+        .args(["recv", "--group", "239.77.34.3:47353", "--iface", "lo"])
+        .args(["--timeout", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "removed {}: a folder being unpacked when an earlier receiver was stopped",
+            stale.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        names(&out),
+        [
+            ".edm-cast-1111111111111111.tree",
+            ".edm-cast-fedcba9876543210.tree",
+            ".edm-cast-other.tree"
+        ]
+    );
+    assert_eq!(names(&victim), ["precious"]);
+    assert_eq!(std::fs::read(victim.join("precious")).unwrap(), b"precious");
 }
