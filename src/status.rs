@@ -55,6 +55,8 @@ pub struct SessionStatus {
     pub name: String,
     /// None while a download's size is not known.
     pub size: Option<u64>,
+    /// A tree (`send FOLDER`): how many files it holds; None for one file.
+    pub files: Option<usize>,
     /// `file`, `download` or `cache`.
     pub origin: &'static str,
     /// `GROUP:PORT` it sends to.

@@ -391,7 +391,11 @@ sleep 0.1; rm "{run}/$$""#,
             assert_eq!(l["already_present"], false, "{l}");
             let path = Path::new(l["path"].as_str().unwrap());
             (
-                path.strip_prefix(&root).unwrap().to_str().unwrap().to_owned(),
+                path.strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
                 l["md5"].as_str().unwrap().to_owned(),
                 l["sha256"].as_str().unwrap().to_owned(),
                 l["size"].as_u64().unwrap(),
@@ -403,9 +407,18 @@ sleep 0.1; rm "{run}/$$""#,
     let tree = of("tree_done");
     assert_eq!(tree.len(), 1, "{text}");
     assert_eq!(tree[0]["path"], root_text.as_str());
-    assert_eq!((tree[0]["files"].as_u64(), tree[0]["folders"].as_u64()), (Some(32), Some(4)));
-    let last_file = lines.iter().rposition(|l| l["event"] == "file_done").unwrap();
-    let tree_at = lines.iter().position(|l| l["event"] == "tree_done").unwrap();
+    assert_eq!(
+        (tree[0]["files"].as_u64(), tree[0]["folders"].as_u64()),
+        (Some(32), Some(4))
+    );
+    let last_file = lines
+        .iter()
+        .rposition(|l| l["event"] == "file_done")
+        .unwrap();
+    let tree_at = lines
+        .iter()
+        .position(|l| l["event"] == "tree_done")
+        .unwrap();
     assert!(last_file < tree_at, "{text}");
     assert_eq!(of("exec_done").len(), 32, "{text}");
     assert!(of("exec_failed").is_empty(), "{text}");

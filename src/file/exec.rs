@@ -88,7 +88,8 @@ impl Exec {
         }
         let env = environment(path, file.size, &file.digests, None, file);
         let (command, timeout, slots) = (self.command.clone(), self.timeout, self.slots.clone());
-        self.runs.spawn(run_reported(command, env, timeout, slots, report));
+        self.runs
+            .spawn(run_reported(command, env, timeout, slots, report));
     }
 
     /// Starts the command for every file of the tree in place at `root` (absolute), in the

@@ -719,9 +719,7 @@ impl<'a> Receiving<'a> {
                 let manifest = file
                     .read_at(HEADER_LEN as u64, len as usize)
                     .ok()
-                    .and_then(|body| {
-                        Manifest::parse(count, &body, size).ok()
-                    });
+                    .and_then(|body| Manifest::parse(count, &body, size).ok());
                 let _ = tx.send(Done::Manifest(manifest));
             });
         }

@@ -344,7 +344,9 @@ fn spool_tree(args: &Args) -> Result<source::Source, Error> {
             n => format!(" ({n} skipped)"),
         }
     );
-    source::spooled(path, tree::announced(&name))
+    let mut source = source::spooled(path, tree::announced(&name))?;
+    source.files = Some(walked.files);
+    Ok(source)
 }
 
 /// `--encrypt --to`: a fresh session key for the listed PCs.

@@ -363,6 +363,7 @@ impl Session {
             id: format!("{:08x}", self.id),
             name: self.source.name.clone(),
             size,
+            files: self.source.files,
             origin: self.source.origin,
             group: self.group.to_string(),
             phase: match phase {

@@ -27,6 +27,8 @@ pub struct Source {
     pub feed: Option<watch::Receiver<Progress>>,
     /// Where it came from, for the operator: "cache", "download", "file".
     pub origin: &'static str,
+    /// A tree's files (`send FOLDER`), for the teacher's screen.
+    pub files: Option<usize>,
     _spool: Option<TempFile>,
 }
 
@@ -86,6 +88,7 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
         path: path.to_owned(),
         feed: None,
         origin: "file",
+        files: None,
         _spool: None,
     })
 }
@@ -177,6 +180,7 @@ pub fn url(
                 path,
                 feed: Some(d.progress),
                 origin: "download",
+                files: None,
                 // With a cache the finished download is moved into it; the guard then finds nothing.
                 _spool: Some(temp),
             })
@@ -212,6 +216,7 @@ fn cached_source(e: Entry) -> Result<Source, Error> {
         path: e.path,
         feed: None,
         origin: "cache",
+        files: None,
         _spool: None,
     })
 }

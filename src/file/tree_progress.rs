@@ -21,7 +21,10 @@ enum Stage {
     /// Waiting for the blocks that hold the header ...
     Header,
     /// ... then for those of the entries (`count` of them in `len` bytes) ...
-    Entries { count: u32, len: u32 },
+    Entries {
+        count: u32,
+        len: u32,
+    },
     /// ... which the shell reads and parses ...
     Reading,
     Known(FilesDone),

@@ -265,9 +265,11 @@ fn name(r: &ReceiverStatus) -> String {
 }
 
 fn header(s: &SessionStatus) -> String {
+    // A tree: its files too (how many each PC has is not in its reports: its bytes are).
     let what = format!(
-        "{} ({})",
+        "{} ({}{})",
         s.name,
+        s.files.map(|n| format!("{n} files, ")).unwrap_or_default(),
         s.size.map_or("size not known yet".into(), bytes)
     );
     let why = s
@@ -448,6 +450,7 @@ mod tests {
             id: "1b16cff6".into(),
             name: "lesson-07-with-a-rather-long-name.iso".into(),
             size: Some(286 << 20),
+            files: None,
             origin: "file",
             group: "239.1.1.1:5007".into(),
             phase,
@@ -583,6 +586,19 @@ mod tests {
             ..session("finished", vec![])
         };
         assert!(screen(&ended, 100, 24)[0].ends_with("· aborted: interrupted (Ctrl-C) · 0:41"));
+    }
+
+    #[test]
+    fn a_tree_shows_how_many_files_it_holds() {
+        let s = SessionStatus {
+            name: "course-week3/".into(),
+            files: Some(201),
+            ..session("repairing", vec![])
+        };
+        assert_eq!(
+            screen(&s, 100, 24)[0],
+            "course-week3/ (201 files, 286.0 MiB) · repairing: sending what receivers lack · 0:41"
+        );
     }
 
     #[test]
