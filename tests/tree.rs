@@ -341,8 +341,14 @@ sleep 0.1; rm "{run}/$$""#,
         "pc",
         &["--status", status.to_str().unwrap(), "--exec", &command],
     );
-    let s = send(group, &sent, &["--wait", "30"]).wait(LIMIT);
-    assert!(s.status.success(), "{:?}", text(&s));
+    let s = send(group, &sent, &["--wait", "30", "--status", "-"]).wait(LIMIT);
+    let (sent_lines, log) = text(&s);
+    assert!(s.status.success(), "{log}");
+    // The sender's first line says how many files the tree holds.
+    let started: serde_json::Value =
+        serde_json::from_str(sent_lines.lines().next().unwrap()).unwrap();
+    assert_eq!(started["event"], "session_started");
+    assert_eq!(started["files"], 32, "{sent_lines}");
     let o = r.wait(LIMIT);
     let (_, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");

@@ -265,6 +265,7 @@ impl Session {
             origin: s.origin,
             group: self.group.to_string(),
             min_receivers: self.min_receivers,
+            files: s.files,
         });
         self.lines = lines;
     }

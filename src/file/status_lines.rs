@@ -68,6 +68,8 @@ pub enum Event {
         origin: &'static str,
         group: String,
         min_receivers: usize,
+        /// A tree (`send FOLDER`): its files; None for one file.
+        files: Option<usize>,
     },
     /// `send`: the first pass began, with this many receivers.
     Sending { session: String, receivers: usize },
