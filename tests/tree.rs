@@ -330,7 +330,8 @@ fn exec_and_status_lines_come_once_per_file_of_a_tree() {
     let command = format!(
         r#"touch "{run}/$$"; n=$(ls "{run}" | wc -l)
 printf '%s|%s|%s|%s|%s|%s|%s\n' "$EDM_CAST_PATH" "$EDM_CAST_NAME" "$EDM_CAST_SIZE" "$EDM_CAST_MD5" "$EDM_CAST_SHA256" "$EDM_CAST_TREE" "$n" >> "{log}"
-sleep 0.1; rm "{run}/$$""#,
+sleep 0.1; rm "{run}/$$"
+case "$EDM_CAST_PATH" in */a/"f 3.bin") exit 5;; esac"#,
         run = running.display(),
         log = log.display()
     );
@@ -342,8 +343,8 @@ sleep 0.1; rm "{run}/$$""#,
         &["--status", status.to_str().unwrap(), "--exec", &command],
     );
     let s = send(group, &sent, &["--wait", "30", "--status", "-"]).wait(LIMIT);
-    let (sent_lines, log) = text(&s);
-    assert!(s.status.success(), "{log}");
+    let (sent_lines, send_err) = text(&s);
+    assert!(s.status.success(), "{send_err}");
     // The sender's first line says how many files the tree holds.
     let started: serde_json::Value =
         serde_json::from_str(sent_lines.lines().next().unwrap()).unwrap();
@@ -356,7 +357,7 @@ sleep 0.1; rm "{run}/$$""#,
     assert_eq!(diff(&sent, &root), "");
 
     // The commands: exactly one per file, with its own values; at most 4 at once.
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     let mut rows: Vec<Vec<&str>> = logged.lines().map(|l| l.split('|').collect()).collect();
     assert_eq!(rows.len(), want.len(), "{logged}");
     rows.sort();
@@ -426,11 +427,24 @@ sleep 0.1; rm "{run}/$$""#,
         .position(|l| l["event"] == "tree_done")
         .unwrap();
     assert!(last_file < tree_at, "{text}");
-    assert_eq!(of("exec_done").len(), 32, "{text}");
-    assert!(of("exec_failed").is_empty(), "{text}");
+    // One command failed: reported, and the others ran all the same.
+    assert_eq!(of("exec_done").len(), 31, "{text}");
+    let failed = of("exec_failed");
+    assert_eq!(failed.len(), 1, "{text}");
+    let bad = root.join("a/f 3.bin").display().to_string();
+    assert_eq!(failed[0]["path"], bad.as_str());
+    assert_eq!(failed[0]["exit"], 5);
+    assert!(
+        stderr.contains(&format!(
+            "edm-cast: --exec for {bad}: the command failed (exit status: 5); receiving goes on"
+        )),
+        "{stderr}"
+    );
     let summary = lines.last().unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["files"], 32);
+    assert_eq!(summary["exec_failed"], 1);
+    assert_eq!(summary["exit"], 0);
 }
 
 /// Our staging folders in `out` (`.edm-cast-<16 hex>.tree`).
