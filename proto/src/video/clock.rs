@@ -3,7 +3,8 @@
 //! stream's least-delayed packet sets. A packet can only come late (a busy CPU, a TCP burst, a
 //! queue on the way), never before it was sent: one that comes sooner than the mapping says shows
 //! that the packets the mapping came from were held up, and the whole track with them, so it moves
-//! the mapping earlier. The mapping is set again when the source restarts (another SSRC), its clock
+//! the mapping earlier (never to or before the newest packet's stamp, so that packets held up
+//! together keep increasing timestamps). The mapping is set again when the source restarts (another SSRC), its clock
 //! jumps, or it drifts more than `MAX_DRIFT` later for `MAX_HELD`.
 
 use std::time::{Duration, Instant};
@@ -30,6 +31,8 @@ pub struct SourceClock {
     mapping: Option<(u32, u32)>,
     /// Since when packets have come later than `MAX_DRIFT` by the mapping, without one between.
     late_since: Option<Instant>,
+    /// The source timestamp of the newest packet stamped under the mapping, and its stamp.
+    newest: Option<(u32, u32)>,
     /// Times the timestamps were mapped again (after the first): a new source SSRC, a jump or
     /// drift.
     pub remapped: u64,
@@ -43,6 +46,7 @@ impl SourceClock {
             epoch,
             mapping: None,
             late_since: None,
+            newest: None,
             remapped: 0,
         }
     }
@@ -58,6 +62,7 @@ impl SourceClock {
     pub fn reset(&mut self) {
         self.mapping = None;
         self.late_since = None;
+        self.newest = None;
     }
 
     /// The relay's timestamp for a packet of SSRC `ssrc` with source timestamp `timestamp` that
@@ -68,11 +73,22 @@ impl SourceClock {
     /// than `MAX_HELD`: then, as for the first packet, a new SSRC or a packet more than
     /// `MAX_DRIFT` sooner (a jump), the mapping is set from this packet.
     pub fn stamp(&mut self, arrived: Instant, ssrc: u32, timestamp: u32, lag: u32) -> u32 {
+        let stamp = self.map(arrived, ssrc, timestamp, lag);
+        if self
+            .newest
+            .is_none_or(|(ts, _)| timestamp.wrapping_sub(ts) as i32 > 0)
+        {
+            self.newest = Some((timestamp, stamp));
+        }
+        stamp
+    }
+
+    /// `stamp` without keeping the newest packet.
+    fn map(&mut self, arrived: Instant, ssrc: u32, timestamp: u32, lag: u32) -> u32 {
         let captured = self.rtp_time(arrived).wrapping_sub(lag);
         let rate = u128::from(self.clock_rate);
         let ticks = |d: Duration| (rate * d.as_micros() / 1_000_000) as i64;
         let (max_drift, max_held) = (ticks(MAX_DRIFT), ticks(MAX_HELD));
-        let fresh = captured.wrapping_sub(timestamp);
         if let Some((mapped, offset)) = self.mapping
             && mapped == ssrc
         {
@@ -94,16 +110,32 @@ impl SourceClock {
                 }
                 sooner if sooner <= max_drift => {
                     self.late_since = None;
-                    self.mapping = Some((ssrc, fresh));
-                    return captured;
+                    // Still after the newest packet's stamp if it is newer: packets held up
+                    // together (a burst) would otherwise all get one timestamp.
+                    let after = |(ts, out): (u32, u32)| {
+                        let next = out.wrapping_add(1);
+                        (timestamp.wrapping_sub(ts) as i32 > 0
+                            && next.wrapping_sub(captured) as i32 > 0)
+                            .then_some(next)
+                    };
+                    let stamp = self.newest.and_then(after).unwrap_or(captured);
+                    // Never later than the mapping said.
+                    let stamp = if (stamp.wrapping_sub(kept) as i32) < 0 {
+                        stamp
+                    } else {
+                        kept
+                    };
+                    self.mapping = Some((ssrc, stamp.wrapping_sub(timestamp)));
+                    return stamp;
                 }
                 // Much sooner: the source's clock jumped ahead. Mapped again below.
                 _ => {}
             }
         }
         self.remapped += self.mapping.is_some() as u64;
-        self.mapping = Some((ssrc, fresh));
+        self.mapping = Some((ssrc, captured.wrapping_sub(timestamp)));
         self.late_since = None;
+        self.newest = None;
         captured
     }
 }
@@ -135,6 +167,30 @@ mod tests {
         let captured: Vec<u32> = (3..9).map(|k| (980 + 20 * k) * 48).collect();
         assert_eq!(stamps[..3], [49_200, 49_440, 49_680]);
         assert_eq!(stamps[3..], captured);
+        assert_eq!(c.remapped, 0);
+    }
+
+    #[test]
+    fn packets_held_up_together_keep_their_order() {
+        let t0 = Instant::now();
+        let mut c = SourceClock::new(48_000, t0);
+        // 20 ms packets (lag 960), packet k able to leave at 1000 + 20k ms: the first five come
+        // together at 1080 ms (the first held up 80 ms), the sixth on time at 1100 ms.
+        let stamps: Vec<u32> = [1080, 1080, 1080, 1080, 1080, 1100]
+            .iter()
+            .enumerate()
+            .map(|(k, &ms)| {
+                let ts = 3_000 + 960 * k as u32;
+                c.stamp(t0 + Duration::from_millis(ms), 7, ts, 960)
+            })
+            .collect();
+        // Each of the five came sooner than the one before says, yet each is stamped after it
+        // (one tick); the sixth, when it was captured.
+        let first = 1080 * 48 - 960;
+        assert_eq!(
+            stamps,
+            [first, first + 1, first + 2, first + 3, first + 4, 1080 * 48]
+        );
         assert_eq!(c.remapped, 0);
     }
 
