@@ -211,7 +211,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     let relay = Proc::spawn(
         "relay",
         lab.exec("s")
-            .args(["timeout", "-s", "INT", &(21 + more).to_string()])
+            .args(["timeout", "-s", "INT", &(45 + more).to_string()])
             .args([bin(), "video", "--from", "pi", "--iface", "eth0"])
             .args(["--grace", "2", "--stats"])
             .args(&repair)
@@ -219,10 +219,12 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     );
     std::thread::sleep(Duration::from_millis(500));
     // `watch` writes its SDP once the stream's parameter sets came, or after 3 s without them
-    // (no stream yet here): the captures start that much later, and the viewers must outlast
-    // the 10 s stream after that, with room for a loaded machine.
-    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 18 + more, &[]);
-    let (w3, sdp3) = watch(&lab, "r3", dir.path(), 18 + more, &["--no-fec"]);
+    // (no stream yet here): the captures start that much later. Viewers and captures are
+    // stopped once the stream is over (their timeouts only bound them): a capture stopped while
+    // the stream still comes (a camera that started seconds late on a loaded machine) ends in
+    // the middle of a frame, and that last frame differs.
+    let (w1, sdp1) = watch(&lab, "r1", dir.path(), 45 + more, &[]);
+    let (w3, sdp3) = watch(&lab, "r3", dir.path(), 45 + more, &["--no-fec"]);
     let out1 = dir.path().join("r1.h264");
     let out3 = dir.path().join("r3.h264");
     let c1 = capture(
@@ -230,14 +232,14 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         "capture r1",
         &sdp1,
         &out1,
-        15.0 + more as f64,
+        40.0 + more as f64,
     );
     let c3 = capture(
         &mut lab.exec("r3"),
         "capture r3",
         &sdp3,
         &out3,
-        15.0 + more as f64,
+        40.0 + more as f64,
     );
     std::thread::sleep(Duration::from_millis(700));
     let pi = Proc::spawn(
@@ -251,14 +253,14 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
     );
     // The late joiner: 3 s into the stream.
     std::thread::sleep(Duration::from_secs(3));
-    let (w2, sdp2) = watch(&lab, "r2", dir.path(), 12 + more, &[]);
+    let (w2, sdp2) = watch(&lab, "r2", dir.path(), 40 + more, &[]);
     let out2 = dir.path().join("r2.h264");
     let c2 = capture(
         &mut lab.exec("r2"),
         "capture r2",
         &sdp2,
         &out2,
-        10.0 + more as f64,
+        35.0 + more as f64,
     );
 
     let pi = pi.wait(Duration::from_secs(25 + more as u64));
@@ -270,13 +272,22 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         .arg("http://127.0.0.1:18471/api/v1/status")
         .output()
         .unwrap();
-    for c in [c1, c2, c3] {
+    // The last packets out of the viewers' playouts (a gap may hold them 150 ms), then the
+    // captures end (ffmpeg reading RTP that stopped takes up to 10 s more), the viewers leave
+    // and print their counts, and the relay its stats.
+    std::thread::sleep(Duration::from_secs(1));
+    let captures = [c1, c2, c3];
+    captures.iter().for_each(Proc::interrupt);
+    for c in captures {
         c.wait(Duration::from_secs(20));
     }
-    let logs: Vec<String> = [w1, w2, w3]
+    let viewers = [w1, w2, w3];
+    viewers.iter().for_each(Proc::terminate);
+    let logs: Vec<String> = viewers
         .into_iter()
         .map(|w| text(&w.wait(Duration::from_secs(20))).1)
         .collect();
+    relay.interrupt();
     let relay = relay.wait(Duration::from_secs(20));
     let (stats, relay_log) = text(&relay);
     let board: serde_json::Value = serde_json::from_slice(&board.stdout)

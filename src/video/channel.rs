@@ -8,10 +8,11 @@ use super::sources::{AudioIn, FeedTx, Ingest};
 use crate::rt;
 use crate::status::ChannelStatus;
 use edm_cast_proto::video::audio::AudioStream;
+use edm_cast_proto::video::clock::SourceClock;
 use edm_cast_proto::video::fec::{FecConfig, FecEncoder};
 use edm_cast_proto::video::h264::{AnnexB, Depacketizer, Packetizer};
 use edm_cast_proto::video::ingest::SenderFilter;
-use edm_cast_proto::video::rtp::RtpHeader;
+use edm_cast_proto::video::rtp::{CLOCK_RATE, RtpHeader};
 use edm_cast_proto::video::wire::{AudioInfo, ChannelInfo, FecReport};
 use std::net::{IpAddr, SocketAddr};
 use std::process::Child;
@@ -36,6 +37,8 @@ pub(super) struct Channel {
     puller: Option<tokio::task::JoinHandle<()>>,
     annexb: AnnexB,
     depacketizer: Depacketizer,
+    /// An RTP source's video timestamps on the relay's clock (as its audio's: lip sync).
+    video_clock: SourceClock,
     pub(super) packetizer: Packetizer,
     /// The video's SSRC (the packetizer's), for its RTCP sender reports.
     pub(super) video_ssrc: u32,
@@ -49,6 +52,17 @@ pub(super) struct Channel {
     /// RTP time 0 of both tracks.
     epoch: Instant,
     pub(super) stats: ChannelStats,
+}
+
+/// One NAL unit of a channel's source, as the relay packetizes it.
+pub(super) struct Nal {
+    pub(super) data: Vec<u8>,
+    /// It ends its access unit.
+    pub(super) end_of_au: bool,
+    /// When its first byte arrived (for the latency figures).
+    pub(super) arrived: Instant,
+    /// Its access unit's RTP timestamp on the relay's 90 kHz clock.
+    pub(super) timestamp: u32,
 }
 
 /// A channel's audio track on the relay: restamped onto the relay's clock, with its own FEC
@@ -147,6 +161,7 @@ impl Channel {
             puller: None,
             annexb: AnnexB::default(),
             depacketizer: Depacketizer::default(),
+            video_clock: SourceClock::new(CLOCK_RATE, epoch),
             packetizer: Packetizer::new(video_ssrc, rt::random_u64() as u16),
             video_ssrc,
             fec: fec.map(FecEncoder::new),
@@ -230,6 +245,7 @@ impl Channel {
         self.stats.starts += 1;
         self.stats.last_rtp = None;
         self.packetizer.reset_access_unit();
+        self.video_clock.reset();
         if let Some(a) = &mut self.audio {
             a.stream.reset();
         }
@@ -301,26 +317,36 @@ impl Channel {
     }
 
     /// Splits one ingest datagram (raw H.264, or RTP) into NAL units: each with whether it ends
-    /// its access unit and when its first byte arrived.
-    pub(super) fn nal_units(
-        &mut self,
-        arrived: Instant,
-        data: &[u8],
-    ) -> Vec<(Vec<u8>, bool, Instant)> {
+    /// its access unit, when its first byte arrived, and its timestamp on the relay's 90 kHz clock
+    /// (VIDEO.md section 3): a raw stream's, that arrival; an RTP source's, its own timestamp
+    /// mapped by `SourceClock`, like its audio's, so that a busy relay delays both alike.
+    pub(super) fn nal_units(&mut self, arrived: Instant, data: &[u8]) -> Vec<Nal> {
         self.stats.datagrams += 1;
         let mut nals = Vec::new();
         match self.ingest {
             Ingest::AnnexB(_) => {
                 self.annexb.push(arrived, data);
                 while let Some(n) = self.annexb.poll_nal() {
-                    nals.push((n.data, n.end_of_au, n.arrived));
+                    let timestamp = self.video_clock.rtp_time(n.arrived);
+                    nals.push(Nal {
+                        data: n.data,
+                        end_of_au: n.end_of_au,
+                        arrived: n.arrived,
+                        timestamp,
+                    });
                 }
             }
             Ingest::Rtp(_) | Ingest::Rtsp(_) => match RtpHeader::parse(data) {
                 Ok((h, payload)) => {
+                    let timestamp = self.video_clock.stamp(arrived, h.ssrc, h.timestamp, 0);
                     self.depacketizer.push(&h, payload);
-                    while let Some((nal, end)) = self.depacketizer.poll_nal() {
-                        nals.push((nal, end, arrived));
+                    while let Some((data, end_of_au)) = self.depacketizer.poll_nal() {
+                        nals.push(Nal {
+                            data,
+                            end_of_au,
+                            arrived,
+                            timestamp,
+                        });
                     }
                 }
                 Err(_) => self.stats.malformed += 1,

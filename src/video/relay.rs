@@ -334,7 +334,7 @@ fn not_offered(name: &str, flag: &str) -> Error {
     ))
 }
 
-/// 90 kHz RTP time of `t`: arrival time, so a restarted camera continues the clock.
+/// 90 kHz RTP time of `t` on the relay's clock (its sender reports' RTP time).
 fn rtp_time(epoch: Instant, t: Instant) -> u32 {
     (t.saturating_duration_since(epoch).as_micros() * CLOCK_RATE as u128 / 1_000_000) as u32
 }
@@ -641,17 +641,16 @@ impl Relay {
     async fn on_ingest(&mut self, i: usize, arrived: Instant, data: &[u8]) {
         let c = &mut self.channels[i];
         let live = self.leases.is_live(&c.name);
-        for (nal, end_of_au, nal_arrived) in c.nal_units(arrived, data) {
+        for nal in c.nal_units(arrived, data) {
             if !live {
                 // Keeps the parameter sets for the first IDR after a start.
-                c.packetizer.observe(&nal);
+                c.packetizer.observe(&nal.data);
                 continue;
             }
-            c.packetizer
-                .push(&nal, rtp_time(self.epoch, nal_arrived), end_of_au);
+            c.packetizer.push(&nal.data, nal.timestamp, nal.end_of_au);
             while let Some(p) = c.packetizer.poll_packet() {
                 let _ = self.out.send_to(&p, c.media()).await;
-                c.stats.rtp_sent(p.len(), nal_arrived);
+                c.stats.rtp_sent(p.len(), nal.arrived);
                 if let Some(fec) = &mut c.fec {
                     fec.push(Instant::now(), &p);
                 }

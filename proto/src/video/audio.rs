@@ -1,27 +1,21 @@
 //! A channel's audio track on the relay (VIDEO.md section 3.1): the source's RTP packets (AAC
 //! as RFC 3640 `mpeg4-generic`, or Opus) go out with the relay's own SSRC, sequence numbers and
 //! payload type, their payload untouched, and their timestamps moved onto the relay's clock so that
-//! audio and video share one timeline (the video's is the relay's arrival clock): the first packet
-//! is stamped with its arrival time, the next ones keep the source's spacing, and the mapping is
-//! set again when the source restarts (another SSRC) or drifts more than `MAX_DRIFT` from it.
+//! audio and video share one timeline (`clock::SourceClock`: from the least-delayed packet on).
 //! A packet can leave the source only once its last sample was captured: its duration after its
 //! timestamp (an AAC packet of n access units, n × 1024 samples; ffmpeg sends 5 in one, 107 ms),
 //! while a video frame leaves about when it is captured. That duration is taken off the
 //! packet's arrival time, or the audio would play that much late.
 
+use super::clock::SourceClock;
 use super::h264::MAX_RTP_PACKET;
 use super::rtcp::SenderReport;
 use super::rtp::{HEADER_LEN, RtpHeader};
 use super::wire::AudioCodec;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The dynamic payload type the relay uses for audio (announced in the SDP).
 pub const PAYLOAD_TYPE_AUDIO: u8 = 97;
-/// How far the source's audio clock may run from the relay's (its arrival times) before the
-/// timestamps are mapped again: a lip-sync error players hardly notice (ITU-R BT.1359 puts the
-/// threshold of detection at 45 ms audio early, 125 ms late), yet above a LAN's jitter.
-pub const MAX_DRIFT: Duration = Duration::from_millis(100);
-
 /// The sampling rate and channel count an AAC AudioSpecificConfig (ISO/IEC 14496-3 section
 /// 1.6.2.1) says, or None if it is too short, names a reserved rate or has no channel
 /// configuration (channels given in a program config element, which the SDP cannot say).
@@ -102,11 +96,8 @@ pub struct AudioStream {
     ssrc: u32,
     seq: u16,
     codec: AudioCodec,
-    clock_rate: u32,
-    /// RTP time 0, the same instant as the video's.
-    epoch: Instant,
-    /// The source's SSRC and what is added to its timestamps.
-    mapping: Option<(u32, u32)>,
+    /// The source's timestamps on the relay's clock (RTP time 0 the same instant as the video's).
+    clock: SourceClock,
     /// RTP payload bytes sent.
     octets: u64,
     /// Counted so far.
@@ -127,24 +118,16 @@ impl AudioStream {
             ssrc,
             seq: first_seq,
             codec,
-            clock_rate,
-            epoch,
-            mapping: None,
+            clock: SourceClock::new(clock_rate, epoch),
             octets: 0,
             stats: AudioStats::default(),
         }
     }
 
-    /// The relay's RTP time of `t` in this stream's clock.
-    pub fn rtp_time(&self, t: Instant) -> u32 {
-        let us = t.saturating_duration_since(self.epoch).as_micros();
-        (us * u128::from(self.clock_rate) / 1_000_000) as u32
-    }
-
     /// Forgets the source's timestamps: the next packet is stamped with its arrival (after a
     /// stop, when the source may have moved on).
     pub fn reset(&mut self) {
-        self.mapping = None;
+        self.clock.reset();
     }
 
     /// Takes one datagram from the source that arrived at `arrived`; writes the packet to send
@@ -158,30 +141,16 @@ impl AudioStream {
             self.stats.dropped += 1;
             return false;
         }
-        let lag = duration(self.codec, payload);
-        let now = self.rtp_time(arrived).wrapping_sub(lag);
-        let max_drift = (u128::from(self.clock_rate) * MAX_DRIFT.as_micros() / 1_000_000) as i32;
-        let offset = match self.mapping {
-            Some((ssrc, offset))
-                if ssrc == h.ssrc
-                    && (h.timestamp.wrapping_add(offset).wrapping_sub(now) as i32).abs()
-                        <= max_drift =>
-            {
-                offset
-            }
-            old => {
-                self.stats.remapped += old.is_some() as u64;
-                let offset = now.wrapping_sub(h.timestamp);
-                self.mapping = Some((h.ssrc, offset));
-                offset
-            }
-        };
+        let timestamp =
+            self.clock
+                .stamp(arrived, h.ssrc, h.timestamp, duration(self.codec, payload));
+        self.stats.remapped = self.clock.remapped;
         out.clear();
         RtpHeader {
             marker: h.marker,
             payload_type: PAYLOAD_TYPE_AUDIO,
             seq: self.seq,
-            timestamp: h.timestamp.wrapping_add(offset),
+            timestamp,
             ssrc: self.ssrc,
         }
         .write(out);
@@ -197,7 +166,7 @@ impl AudioStream {
         SenderReport {
             ssrc: self.ssrc,
             ntp,
-            rtp_time: self.rtp_time(now),
+            rtp_time: self.clock.rtp_time(now),
             packets: self.stats.relayed as u32,
             octets: self.octets as u32,
         }
@@ -207,6 +176,7 @@ impl AudioStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn source(ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
@@ -270,29 +240,6 @@ mod tests {
         let (h, _) = RtpHeader::parse(&out).unwrap();
         assert_eq!((h.seq, h.timestamp), (0, 48_000 + 1024));
         assert_eq!(a.stats.remapped, 0);
-    }
-
-    #[test]
-    fn the_mapping_follows_a_new_source_or_drift_beyond_the_bound() {
-        let t0 = Instant::now();
-        let mut a = AudioStream::new(1, 0, AudioCodec::Aac, 48_000, t0);
-        let mut out = Vec::new();
-        let at = |ms| t0 + Duration::from_millis(ms);
-        let ts = |out: &[u8]| RtpHeader::parse(out).unwrap().0.timestamp;
-        a.relay(at(0), &source(5, 1, 777, b"x"), &mut out);
-        assert_eq!(ts(&out), 0);
-        // 90 ms of drift: kept.
-        a.relay(at(1090), &source(5, 2, 777 + 48_000, b"x"), &mut out);
-        assert_eq!((ts(&out), a.stats.remapped), (48_000, 0));
-        // 110 ms: mapped again to the arrival.
-        a.relay(at(2110), &source(5, 3, 777 + 96_000, b"x"), &mut out);
-        assert_eq!((ts(&out), a.stats.remapped), (101_280, 1));
-        // A restarted source (another SSRC) is mapped at once.
-        a.relay(at(2130), &source(6, 1, 5, b"x"), &mut out);
-        assert_eq!((ts(&out), a.stats.remapped), (102_240, 2));
-        a.reset();
-        a.relay(at(3000), &source(6, 2, 99_999, b"x"), &mut out);
-        assert_eq!((ts(&out), a.stats.remapped), (144_000, 2));
     }
 
     #[test]
