@@ -871,7 +871,9 @@ fn video_rtsp_source_reconnects_when_silent_or_gone() {
     watch.terminate();
     let watch_log = text(&watch.wait(Duration::from_secs(10))).1;
     capture.interrupt();
-    capture.wait(Duration::from_secs(10));
+    // ffmpeg reading RTP that has stopped can take ~10 s to act on SIGINT under load: the bound
+    // is a safety net, not a timing target.
+    capture.wait(Duration::from_secs(30));
     let relay_log = text(&relay.stop()).1;
     drop(server);
     println!(
