@@ -3,7 +3,8 @@
 //! threads), the `source` of a session's bytes (a file or a download), the receiver's `output` file
 //! and running `digest`, the sender's `view`, and its watch for other senders on its group
 //! (`neighbours`); a partial file kept across runs of a receiver (`resume`), and the sender's
-//! list of the PCs a session missed (`restart`); a folder or many files sent as one session (`tree`).
+//! list of the PCs a session missed (`restart`); a folder or many files sent as one session (`tree`),
+//! and sent again to PCs that reuse the files they have (`sync`).
 
 pub mod digest;
 pub mod exec;
@@ -17,5 +18,6 @@ pub mod send;
 pub mod session;
 pub mod source;
 pub mod status_lines;
+pub mod sync;
 pub mod tree;
 pub mod view;

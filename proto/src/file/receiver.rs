@@ -95,6 +95,8 @@ pub struct SessionInfo {
     pub signed_by: Option<KeyId>,
     /// Its symbols are sealed.
     pub encrypted: bool,
+    /// A sync session (5.9): say what is already here (`hold`, `known`) before asking for data.
+    pub sync: bool,
     /// How the file is cut into blocks (what a kept block number means, `resume`).
     pub layout: Layout,
 }
@@ -346,6 +348,9 @@ struct Session {
     data_received: u64,
     /// The last PACE, the count above when it came, and when: echoed in the next STATUS.
     pace: Option<(Pace, u64, Instant)>,
+    /// While set (`hold`): only the stream's first this many bytes are asked for, and their
+    /// source symbols go to the file as they come, until the shell says what it has (`known`).
+    hold: Option<u64>,
 }
 
 impl Session {
@@ -353,6 +358,17 @@ impl Session {
     fn passed(&self, block: u32) -> bool {
         let w = self.announce.interleave as u32;
         block < self.sent_blocks || self.max_block_seen.is_some_and(|m| block / w < m / w)
+    }
+
+    /// Whether the bytes of `block` within the first `prefix` are in the output file: the block
+    /// is done, or every source symbol of them is held (and was stored, `hold`).
+    fn prefix_held(&self, block: u32, prefix: u64) -> bool {
+        match self.blocks.get(block as usize) {
+            Some(BlockRx::Done) => true,
+            Some(BlockRx::Pending(p)) => (0..prefix_symbols(&self.layout, block, prefix))
+                .all(|esi| p.have.as_ref().is_some_and(|h| h.contains(esi))),
+            _ => false,
+        }
     }
 
     fn digest(&self, block: u32) -> Option<BlockDigest> {
@@ -568,6 +584,7 @@ impl Receiver {
             sender_ended: false,
             data_received: 0,
             pace: None,
+            hold: None,
             session_key: None,
             key_parts: Vec::new(),
             layout,
@@ -582,6 +599,7 @@ impl Receiver {
             sender: from,
             signed_by,
             encrypted: session.announce.encrypted,
+            sync: session.announce.sync,
             layout,
         }));
         self.phase = Phase::Receiving;
@@ -759,6 +777,9 @@ impl Receiver {
             self.make_room(d.block);
         }
         let s = self.session.as_mut().expect("caller checked");
+        let store_below = s
+            .hold
+            .map_or(0, |prefix| prefix_symbols(&layout, d.block, prefix));
         let (BlockRx::Pending(p) | BlockRx::Decoding(p)) = &mut s.blocks[d.block as usize] else {
             unreachable!("the block was pending a moment ago");
         };
@@ -773,6 +794,15 @@ impl Receiver {
                 p.have
                     .get_or_insert_with(|| SymbolSet::new(k as u16))
                     .insert(d.esi);
+                // Held: the manifest's bytes go to the file at once, where the shell reads them.
+                if d.esi < store_below {
+                    let at = d.esi as usize * t;
+                    let end = (at + t).min(layout.len(d.block));
+                    self.events.push_back(ReceiverEvent::Store {
+                        offset: layout.offset(d.block) + at as u64,
+                        data: symbol[..end - at].to_vec(),
+                    });
+                }
             }
             (None, true) if p.spilled && !decoding => {
                 // A spilled block's source symbol goes where it belongs: into the file (the part
@@ -1147,6 +1177,105 @@ impl Receiver {
         }
     }
 
+    /// A sync session (5.9): until `known`, NEED asks only for blocks that lack bytes of the
+    /// stream's first `prefix` bytes (a tree's manifest; 0: none), and the source symbols of those
+    /// bytes go to the file as they come (`Store`), where the shell reads them once
+    /// `prefix_ready`. Called again with a longer prefix once the first bytes say how long the
+    /// manifest is. Only while receiving a session of known size.
+    pub fn hold(&mut self, _now: Instant, prefix: u64) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let Some(size) = s.layout.file_size() else {
+            return;
+        };
+        if self.phase != Phase::Receiving {
+            return;
+        }
+        let prefix = prefix.min(size);
+        s.hold = Some(prefix);
+        let layout = s.layout;
+        // What came before the hold was this long is stored now (a spilled block's already is).
+        for block in (0..layout.num_blocks()).take_while(|&b| layout.offset(b) < prefix) {
+            if let Some(BlockRx::Pending(p)) = s.blocks.get(block as usize)
+                && let (Some(buf), Some(have)) = (&p.buf, &p.have)
+            {
+                let below = prefix_symbols(&layout, block, prefix);
+                for esi in (0..below).filter(|&e| have.contains(e)) {
+                    self.events.push_back(store(&layout, block, esi, buf));
+                }
+            }
+        }
+    }
+
+    /// Whether the bytes `hold` asked for are all in the output file (once the `Store` events
+    /// given so far are written).
+    pub fn prefix_ready(&self) -> bool {
+        let Some(s) = &self.session else {
+            return false;
+        };
+        let Some(prefix) = s.hold else {
+            return false;
+        };
+        (0..s.layout.num_blocks())
+            .take_while(|&b| s.layout.offset(b) < prefix)
+            .all(|b| s.prefix_held(b, prefix))
+    }
+
+    /// What the shell found already here (5.9): per block, source symbols whose bytes it wrote
+    /// into the output file (from files that have the manifest's digests). Each counts as
+    /// received, so a block needs only what is missing and is read back from the file when it is
+    /// decoded. The hold ends: NEED asks for the rest. A set not of the block's K is ignored.
+    pub fn known(&mut self, _now: Instant, blocks: &[(u32, SymbolSet)]) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        s.hold = None;
+        let layout = s.layout;
+        let mut ready = Vec::new();
+        for (block, set) in blocks {
+            let (block, k) = (*block, layout.symbols(*block));
+            let Some(slot) = s.blocks.get_mut(block as usize) else {
+                continue;
+            };
+            if !set.fits(k) {
+                continue;
+            }
+            if matches!(slot, BlockRx::Empty) {
+                *slot = BlockRx::Pending(Box::new(Pending {
+                    decode_at: k as u32 + 1,
+                    ..Pending::default()
+                }));
+            }
+            // Decoding, done, kept, or collected symbol by symbol: nothing to add.
+            let BlockRx::Pending(p) = slot else {
+                continue;
+            };
+            if p.verify.is_some() {
+                continue;
+            }
+            // From now on the block is read back from the file: what is in memory goes there.
+            if let Some(buf) = p.buf.take() {
+                for esi in (0..k as u32).filter(|&e| p.have.as_ref().is_some_and(|h| h.contains(e)))
+                {
+                    self.events.push_back(store(&layout, block, esi, &buf));
+                }
+                s.in_memory.retain(|&b| b != block);
+            }
+            p.spilled = true;
+            let have = p.have.get_or_insert_with(|| SymbolSet::new(k));
+            for esi in (0..k as u32).filter(|&e| set.contains(e) && !p.extra_esis.contains(&e)) {
+                have.insert(esi);
+            }
+            if p.ready(k as u32) && s.digests[block as usize].is_some() {
+                ready.push(block);
+            }
+        }
+        for block in ready {
+            self.start_decode(block);
+        }
+    }
+
     /// The shell's check of the whole file against the announced digests.
     pub fn verified(&mut self, now: Instant, ok: bool) {
         if ok {
@@ -1327,6 +1456,24 @@ impl Receiver {
     }
 }
 
+/// A `Store` of source symbol `esi` of `block` from its buffer (cut to the block's length).
+fn store(layout: &Layout, block: u32, esi: u32, buf: &[u8]) -> ReceiverEvent {
+    let t = layout.symbol_size() as usize;
+    let at = esi as usize * t;
+    let end = (at + t).min(layout.len(block)).max(at);
+    ReceiverEvent::Store {
+        offset: layout.offset(block) + at as u64,
+        data: buf[at..end].to_vec(),
+    }
+}
+
+/// Source symbols of `block` that hold bytes of the stream's first `prefix` bytes.
+fn prefix_symbols(layout: &Layout, block: u32, prefix: u64) -> u32 {
+    let t = layout.symbol_size() as u64;
+    let k = layout.symbols(block) as u64;
+    (prefix.saturating_sub(layout.offset(block)).div_ceil(t)).min(k) as u32
+}
+
 /// The blocks a receiver lacks among those whose first pass is over, lowest first, until their
 /// needs add up to `budget` symbols (at least one block); with them, the digests it lacks.
 fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
@@ -1335,6 +1482,16 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
     for block in s.low..s.layout.num_blocks() {
         if !s.passed(block) || entries.len() == MAX_NEED_ENTRIES || asked >= budget {
             break;
+        }
+        // Held (a sync session, 5.9): only a block whose manifest part is missing is asked for,
+        // whole (its symbols were lost, or this receiver joined after they went out).
+        if let Some(prefix) = s.hold {
+            if s.layout.offset(block) >= prefix {
+                break;
+            }
+            if s.prefix_held(block, prefix) {
+                continue;
+            }
         }
         let k = s.layout.symbols(block) as u32;
         let mut flags = NeedFlags {
@@ -1389,6 +1546,7 @@ mod tests {
             digests: None,
             padded: true,
             encrypted: false,
+            sync: false,
             symbol_size: 64,
             block_symbols: 8,
             interleave: 4,
@@ -1441,6 +1599,7 @@ mod tests {
             }),
             padded: false,
             encrypted: false,
+            sync: false,
             symbol_size: 16,
             block_symbols: 2,
             interleave: 1,
@@ -1536,6 +1695,7 @@ mod tests {
             digests: None,
             padded: false,
             encrypted: false,
+            sync: false,
             symbol_size: 16,
             block_symbols: 2,
             interleave: 1,
@@ -1590,6 +1750,7 @@ mod tests {
             }),
             padded: false,
             encrypted: false,
+            sync: false,
             symbol_size: 16,
             block_symbols: 2,
             interleave: 1,

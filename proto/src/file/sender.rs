@@ -97,6 +97,10 @@ pub struct SenderConfig {
     /// repair that receivers ask for. For a re-run to receivers that kept most of the file from
     /// an earlier session (`Receiver::resume`): they ask only for what they lack.
     pub skip_first_pass: bool,
+    /// A sync session (`send --sync`, PROTOCOL.md 5.9), if set: the first pass carries only the
+    /// source symbols of the stream's first this many bytes (a tree's manifest: receivers need
+    /// it to find what they already have); every other symbol is repair, sent as receivers ask.
+    pub sync: Option<u64>,
     /// ... or once this much time has passed, if set.
     pub wait: Option<Duration>,
     /// How often ANNOUNCE (and KEYS) are repeated.
@@ -134,6 +138,7 @@ impl Default for SenderConfig {
             min_receivers: 1,
             wait_for: Vec::new(),
             skip_first_pass: false,
+            sync: None,
             wait: None,
             announce_interval: Duration::from_millis(200),
             receiver_timeout: Duration::from_secs(5),
@@ -579,7 +584,11 @@ impl Sender {
         while (self.blocks.len() as u32) < self.available {
             let b = self.blocks.len() as u32;
             // Without a first pass, a block's first symbols are its source symbols, sent as asked.
-            let next_esi = if self.cfg.skip_first_pass {
+            // In a sync session receivers hold scattered source symbols already: only repair
+            // symbols (any of which fills any gap) are sent beyond the manifest.
+            let next_esi = if self.cfg.sync.is_some() {
+                self.layout.symbols(b) as u32
+            } else if self.cfg.skip_first_pass {
                 0
             } else {
                 first_pass_symbols(&self.layout, &self.cfg, b)
@@ -799,6 +808,16 @@ impl Sender {
                 seen: e.seen.min(tx.next_esi),
                 ..e
             };
+            // Of the ESIs below `seen`, those sent: in a sync session only the manifest's source
+            // symbols and the repair symbols from K on (the receiver's other source symbols are
+            // its own files, which say nothing of its loss).
+            let sent_below = match self.cfg.sync {
+                Some(_) => {
+                    let pass = first_pass_symbols(&self.layout, &self.cfg, e.block);
+                    e.seen.min(pass) + e.seen.saturating_sub(k)
+                }
+                None => e.seen,
+            };
             if e.flags.no_digest && tx.digest_sent.is_none_or(|t| now >= t + holdoff) {
                 self.digests_due.insert(e.block);
                 // Never read (no first pass): read it (a few at a time), and the digest goes out
@@ -835,16 +854,16 @@ impl Sender {
                 // The repair reaches this receiver through the same loss it reported: of the
                 // `seen` symbols sent, it holds about K + 1 - need. Ask enough that what survives
                 // is enough.
-                let held = (k + 1).saturating_sub(e.need as u32).min(e.seen);
-                let loss = if e.seen > 0 {
-                    (1.0 - held as f64 / e.seen as f64).clamp(0.0, MAX_LOSS)
+                let held = (k + 1).saturating_sub(e.need as u32).min(sent_below);
+                let loss = if sent_below > 0 {
+                    (1.0 - held as f64 / sent_below as f64).clamp(0.0, MAX_LOSS)
                 } else {
                     0.0
                 };
                 // What it saw of a block sent before it joined says nothing of its loss.
                 if tx.first_sent.is_some_and(|t| t >= joined) {
                     held_sum += held as u64;
-                    seen_sum += e.seen as u64;
+                    seen_sum += sent_below as u64;
                 }
                 // A burst made after the receiver joined, long enough ago to have arrived, of
                 // which it saw nothing: it lost all of it, or says so.
@@ -1080,6 +1099,7 @@ impl Sender {
             digests: self.digests,
             padded: self.layout.padded(),
             encrypted: self.session_key.is_some(),
+            sync: self.cfg.sync.is_some(),
             symbol_size: self.layout.symbol_size(),
             block_symbols: self.layout.block_symbols(),
             interleave: self.cfg.interleave,
@@ -1205,6 +1225,10 @@ impl Sender {
             // repair as usual.
             let count = if self.cfg.skip_first_pass && tx.first_sent.is_none() {
                 first_pass_symbols(&self.layout, &self.cfg, block)
+            } else if self.cfg.sync.is_some() {
+                // A sync session is mostly repair: the first pass's margin, not repair_margin's
+                // 6%; what falls short is asked for again.
+                count + (count as f64 * self.cfg.proactive).ceil() as u32
             } else {
                 count + repair_margin(count)
             };
@@ -1267,6 +1291,13 @@ impl Sender {
     }
 
     fn open_window(&mut self, start: u32, now: Instant) {
+        // A sync session's pass ends with the manifest's blocks.
+        let start = match self.cfg.sync {
+            Some(prefix) if start as u64 * self.layout.block_bytes() >= prefix => {
+                self.layout.num_blocks()
+            }
+            _ => start,
+        };
         let end = start
             .saturating_add(self.cfg.interleave as u32)
             .min(self.layout.num_blocks());
@@ -1384,9 +1415,14 @@ impl Sender {
     }
 }
 
-/// Symbols of `block` in the first pass: its K plus the proactive repair margin.
+/// Symbols of `block` in the first pass: its K plus the proactive repair margin; in a sync
+/// session, its source symbols that hold bytes of the manifest.
 fn first_pass_symbols(layout: &Layout, cfg: &SenderConfig, block: u32) -> u32 {
     let k = layout.symbols(block) as u32;
+    if let Some(prefix) = cfg.sync {
+        let t = layout.symbol_size() as u64;
+        return (prefix.saturating_sub(layout.offset(block)).div_ceil(t)).min(k as u64) as u32;
+    }
     k + (k as f64 * cfg.proactive).ceil() as u32
 }
 
