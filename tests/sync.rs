@@ -144,7 +144,8 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
 
     // The first lesson: three PCs get the whole tree.
     let first = [pcs[0].as_path(), &pcs[1], &pcs[2]];
-    session("239.77.71.1:47711", &tree, &first, &[]);
+    let (summary, _) = session("239.77.71.1:47711", &tree, &first, &[]);
+    println!("whole tree: {} bytes sent", sent(&summary).1);
     for i in 0..3 {
         assert_eq!(diff(&tree, &got(i)), "", "pc{i}");
     }
@@ -167,6 +168,9 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
         "sync: {bytes} bytes sent ({data} DATA) for {changed} bytes of changed and new files ({:.3} x)",
         bytes as f64 / changed as f64
     );
+    for line in logs.lines().filter(|l| l.starts_with("sync: ")) {
+        println!("  {line}");
+    }
     assert!(logs.contains("are here already"), "{logs}");
     assert!(
         bytes as f64 <= changed as f64 * 1.05,

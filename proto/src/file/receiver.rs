@@ -1682,6 +1682,88 @@ mod tests {
         ));
     }
 
+    /// A sync session: while held, only the manifest's block is asked for (whole, while its
+    /// manifest symbols are missing) and those symbols go to the file as they come; once told
+    /// what is here, each block asks only for what it lacks.
+    #[test]
+    fn a_held_receiver_asks_only_for_the_manifest_then_for_what_it_lacks() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..=255).collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(256),
+            digests: None,
+            padded: false,
+            encrypted: false,
+            sync: true,
+            symbol_size: 16,
+            block_symbols: 4,
+            interleave: 1,
+            sent_blocks: 4,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson/".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
+            panic!("joined");
+        };
+        assert!(info.sync);
+        // The manifest: the first 20 bytes, symbols 0 and 1 of block 0.
+        rx.hold(t0, 20);
+        let asked = |rx: &mut Receiver, t| -> Vec<(u32, u16, bool)> {
+            need_at(rx, t)
+                .iter()
+                .map(|e| (e.block, e.need, e.flags.no_digest))
+                .collect()
+        };
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(asked(&mut rx, t1), [(0, 5, true)]);
+        let mut stored = Vec::new();
+        for esi in 0..2u32 {
+            assert!(!rx.prefix_ready());
+            let data = Packet::Data(Data {
+                block: 0,
+                esi,
+                symbol: &file[esi as usize * 16..][..16],
+            });
+            rx.handle_datagram(t1, sender, &data.to_vec(9));
+            while let Some(ev) = rx.poll_event() {
+                if let ReceiverEvent::Store { offset, data } = ev {
+                    stored.push((offset, data.len()));
+                }
+            }
+        }
+        assert_eq!(stored, [(0, 16), (16, 16)]);
+        assert!(rx.prefix_ready());
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(asked(&mut rx, t2), []);
+        // Here already: symbol 2 of block 0, all of block 1, symbol 1 of block 2.
+        let set = |esis: &[u32]| {
+            let mut s = SymbolSet::new(4);
+            esis.iter().for_each(|&e| {
+                s.insert(e);
+            });
+            s
+        };
+        rx.known(
+            t2,
+            &[
+                (0, set(&[2])),
+                (1, set(&[0, 1, 2, 3])),
+                (2, set(&[1])),
+                (3, SymbolSet::new(2)),
+            ],
+        );
+        let t3 = t2 + Duration::from_secs(1);
+        // Block 0 holds 3 of its K + 1, block 1 all (it lacks only its digest), block 2 one, and
+        // block 3 (a set of the wrong size was ignored) nothing.
+        assert_eq!(
+            asked(&mut rx, t3),
+            [(0, 2, true), (1, 0, true), (2, 4, true), (3, 5, true)]
+        );
+    }
+
     /// A kept block whose digest is already known is checked at once, and a late or repeated
     /// check result changes nothing.
     #[test]
