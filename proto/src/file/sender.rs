@@ -46,6 +46,10 @@ const MAX_UNREAD: usize = 16;
 /// some may have been lost.
 const HASHES_AGAIN: Duration = Duration::from_secs(1);
 
+/// How long before a sync session's manifest symbols go out again for a receiver that still lacks
+/// some (they may be on their way).
+const RESEND_AGAIN: Duration = Duration::from_secs(1);
+
 /// ACKs waiting to go out at most (each is the answer to a rate-limited STATUS).
 const MAX_ACKS: usize = 1024;
 
@@ -336,6 +340,8 @@ struct BlockTx {
     hashes_sent: Option<(Instant, u32)>,
     digest: Option<BlockDigest>,
     digest_sent: Option<Instant>,
+    /// A sync session: when its manifest symbols last went out again.
+    resent: Option<Instant>,
 }
 
 impl BlockTx {
@@ -401,6 +407,8 @@ pub struct Sender {
     pass_done_at: Option<Instant>,
     blocks: Vec<BlockTx>,
     repair: VecDeque<u32>,
+    /// A sync session: blocks whose manifest symbols go out again.
+    resend: VecDeque<u32>,
     burst: Option<Burst>,
     last_was_repair: bool,
     /// Blocks in memory, least recently used first.
@@ -511,6 +519,7 @@ impl Sender {
             pass_done_at: None,
             blocks: Vec::new(),
             repair: VecDeque::new(),
+            resend: VecDeque::new(),
             burst: None,
             last_was_repair: false,
             cache: VecDeque::new(),
@@ -839,6 +848,21 @@ impl Sender {
                 self.hashes_due.insert(e.block);
             }
             if e.need == 0 {
+                continue;
+            }
+            // A sync session: a receiver that lacks some of the manifest's source symbols (lost,
+            // or it joined after they went out) needs more than K + 1 less them. They go out
+            // again, at most once a second: repair would cost it the whole block.
+            let pass = first_pass_symbols(&self.layout, &self.cfg, e.block);
+            if self.cfg.sync.is_some()
+                && pass > 0
+                && e.need as u32 > k + 1 - pass
+                && self.peers.allowance(ip) > 0
+            {
+                if tx.resent.is_none_or(|t| now >= t + RESEND_AGAIN) {
+                    tx.resent = Some(now);
+                    self.resend.push_back(e.block);
+                }
                 continue;
             }
             let recent = tx
@@ -1206,6 +1230,17 @@ impl Sender {
         let pass = (self.pass.start < self.pass.end).then_some((self.pass.block, self.pass.esi));
         if let (Some((block, esi)), true) = (pass, self.last_was_repair) {
             return Some((block, esi, false));
+        }
+        if self.burst.is_none()
+            && let Some(block) = self.resend.pop_front()
+        {
+            // The same source symbols as the first pass (sealed, the same ciphertext).
+            let end = first_pass_symbols(&self.layout, &self.cfg, block);
+            self.burst = Some(Burst {
+                block,
+                next: 0,
+                end,
+            });
         }
         while self.burst.is_none()
             && let Some(block) = self.repair.pop_front()

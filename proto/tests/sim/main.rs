@@ -755,6 +755,27 @@ fn a_sync_session_sends_only_what_the_pcs_lack() {
         "{sent} > {lacked} + 5%"
     );
 
+    // A PC that joins after the manifest went out gets its symbols again, not its block whole.
+    let late = Peer {
+        joins_at: Duration::from_millis(50),
+        ..peer(|x| !lacks_a(x))
+    };
+    let first = SenderConfig {
+        min_receivers: 1,
+        ..cfg.clone()
+    };
+    let out = run(&file, &[a, late], first, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let got = out.listener(1).received(0);
+    println!(
+        "sync, one PC late: {} symbols of block 0 reached it",
+        got.len()
+    );
+    assert!(
+        got.iter().any(|&esi| esi < 12) && got.len() < 100,
+        "{got:?}"
+    );
+
     // With 1% loss and a fresh PC in the same session: everyone gets the file.
     let lossy = |p: Peer| Peer {
         down: Peer::lossy(0.01).down,
