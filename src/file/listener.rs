@@ -527,7 +527,13 @@ impl<'a> Receiving<'a> {
                 let _ = tx.send(Done::AlreadyHave(folder.copy_of(&name, size, want)));
             });
         }
-        let (landing, taken) = folder.planned(&name);
+        // A sync session lands where the folder it is synced from is (`start_sync`).
+        let synced = info.sync && tree::root(&info.name).is_some() && folder.has_folder(&name);
+        let (landing, taken) = if synced {
+            (folder.path().join(&name), false)
+        } else {
+            folder.planned(&name)
+        };
         let note = match (taken, folder.rules().overwrite) {
             (false, _) => String::new(),
             (true, true) if landing.ends_with(&name) => {
