@@ -3,11 +3,12 @@
 //! with `--sync`. The PCs that had the old tree reuse its unchanged files: what the sender sends
 //! is within 5% of the changed and new files' bytes, and every tree ends up `diff -r`-equal to the
 //! new one, a fresh PC's included; a symlink planted in an old tree is not followed, and files
-//! the sender no longer has are gone.
+//! the sender no longer has are gone. One file sent with `--sync` to a PC that has it costs no
+//! DATA at all.
 
 mod common;
 
-use common::{TempDir, random_file, recv_with, send, text};
+use common::{TempDir, md5_of, random_file, recv_with, send, text};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -194,5 +195,23 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
     session("239.77.71.3:47713", &tree, &[&pcs[2], &pcs[3]], &["--sync"]);
     for i in 2..4 {
         assert_eq!(diff(&tree, &got(i)), "", "pc{i}");
+    }
+}
+
+/// One file with `--sync`: a PC that has it already (same digests) is done without a byte of it
+/// sent; a fresh PC in the same session still gets it whole.
+#[test]
+fn sync_of_one_file_sends_nothing_to_a_pc_that_has_it() {
+    let dir = TempDir::new("sync1");
+    let file = dir.path().join("lesson.bin");
+    random_file(&file, 3_000_000, 7);
+    let pcs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("pc{i}"))).collect();
+    session("239.77.71.4:47714", &file, &[&pcs[0]], &[]);
+    let (summary, logs) = session("239.77.71.5:47715", &file, &[&pcs[0]], &["--sync"]);
+    assert!(logs.contains("already present"), "{logs}");
+    assert_eq!(sent(&summary).0, 0, "{summary}");
+    session("239.77.71.6:47716", &file, &[&pcs[0], &pcs[1]], &["--sync"]);
+    for pc in &pcs {
+        assert_eq!(md5_of(&pc.join("lesson.bin")), md5_of(&file));
     }
 }
