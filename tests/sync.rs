@@ -111,12 +111,19 @@ fn sent(summary: &str) -> (u64, u64) {
     (datagrams - control, field("bytes"))
 }
 
-/// Sends `tree` to a receiver per `out`, each named after it; every one must end up with it.
-fn session(group: &str, tree: &Path, outs: &[&Path], extra: &[&str]) -> (String, String) {
+/// Sends `tree` to a receiver per `out`, each named after it (`recv` with `rx` besides); every
+/// one must end up with it.
+fn session(
+    group: &str,
+    tree: &Path,
+    outs: &[&Path],
+    extra: &[&str],
+    rx: &[&str],
+) -> (String, String) {
     let receivers: Vec<_> = (outs.iter())
         .map(|o| {
             let name = o.file_name().unwrap().to_str().unwrap();
-            recv_with(group, o, name, &[])
+            recv_with(group, o, name, rx)
         })
         .collect();
     let n = outs.len().to_string();
@@ -145,7 +152,7 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
 
     // The first lesson: three PCs get the whole tree.
     let first = [pcs[0].as_path(), &pcs[1], &pcs[2]];
-    let (summary, _) = session("239.77.71.1:47711", &tree, &first, &[]);
+    let (summary, _) = session("239.77.71.1:47711", &tree, &first, &[], &[]);
     println!("whole tree: {} bytes sent", sent(&summary).1);
     for i in 0..3 {
         assert_eq!(diff(&tree, &got(i)), "", "pc{i}");
@@ -162,8 +169,16 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
 
     let changed = change_tree(&tree, &files);
 
-    // The next lesson, to the two PCs that have the old tree: only the changes go out.
-    let (summary, logs) = session("239.77.71.2:47712", &tree, &[&pcs[0], &pcs[1]], &["--sync"]);
+    // The next lesson, to the two PCs that have the old tree: only the changes go out. With
+    // --overwrite (or a trusted sender's key) the tree received replaces the old one.
+    let old = [pcs[0].as_path(), &pcs[1]];
+    let (summary, logs) = session(
+        "239.77.71.2:47712",
+        &tree,
+        &old,
+        &["--sync"],
+        &["--overwrite"],
+    );
     let (data, bytes) = sent(&summary);
     println!(
         "sync: {bytes} bytes sent ({data} DATA) for {changed} bytes of changed and new files ({:.3} x)",
@@ -191,11 +206,22 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
     assert!(planted.symlink_metadata().unwrap().is_file());
     assert!(elsewhere.symlink_metadata().unwrap().is_file());
 
-    // Again, to the third PC that has the old tree and a fresh one that has nothing.
-    session("239.77.71.3:47713", &tree, &[&pcs[2], &pcs[3]], &["--sync"]);
-    for i in 2..4 {
-        assert_eq!(diff(&tree, &got(i)), "", "pc{i}");
-    }
+    // Again, to the third PC that has the old tree and a fresh one that has nothing; unsigned
+    // and without --overwrite, the old tree is kept and the new one lands beside it.
+    let (_, logs) = session(
+        "239.77.71.3:47713",
+        &tree,
+        &[&pcs[2], &pcs[3]],
+        &["--sync"],
+        &[],
+    );
+    assert!(
+        logs.contains("it is kept, the folder received goes beside it"),
+        "{logs}"
+    );
+    assert_eq!(diff(&tree, &pcs[2].join("lesson (1)")), "");
+    assert!(got(2).join("unit 12").is_dir(), "the old tree is untouched");
+    assert_eq!(diff(&tree, &got(3)), "");
 }
 
 /// One file with `--sync`: a PC that has it already (same digests) is done without a byte of it
@@ -206,11 +232,17 @@ fn sync_of_one_file_sends_nothing_to_a_pc_that_has_it() {
     let file = dir.path().join("lesson.bin");
     random_file(&file, 3_000_000, 7);
     let pcs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("pc{i}"))).collect();
-    session("239.77.71.4:47714", &file, &[&pcs[0]], &[]);
-    let (summary, logs) = session("239.77.71.5:47715", &file, &[&pcs[0]], &["--sync"]);
+    session("239.77.71.4:47714", &file, &[&pcs[0]], &[], &[]);
+    let (summary, logs) = session("239.77.71.5:47715", &file, &[&pcs[0]], &["--sync"], &[]);
     assert!(logs.contains("already present"), "{logs}");
     assert_eq!(sent(&summary).0, 0, "{summary}");
-    session("239.77.71.6:47716", &file, &[&pcs[0], &pcs[1]], &["--sync"]);
+    session(
+        "239.77.71.6:47716",
+        &file,
+        &[&pcs[0], &pcs[1]],
+        &["--sync"],
+        &[],
+    );
     for pc in &pcs {
         assert_eq!(md5_of(&pc.join("lesson.bin")), md5_of(&file));
     }

@@ -528,7 +528,10 @@ impl<'a> Receiving<'a> {
             });
         }
         // A sync session lands where the folder it is synced from is (`start_sync`).
-        let synced = info.sync && tree::root(&info.name).is_some() && folder.has_folder(&name);
+        let synced = info.sync
+            && tree::root(&info.name).is_some()
+            && folder.has_folder(&name)
+            && replaces(folder, &info);
         let (landing, taken) = if synced {
             (folder.path().join(&name), false)
         } else {
@@ -706,6 +709,7 @@ impl<'a> Receiving<'a> {
                     | Syncing::Manifest { old, .. }
                     | Syncing::Scanning { old },
                 ) = self.sync.take()
+                    && (self.unpacking.as_ref()).is_some_and(|info| replaces(self.folder, info))
                 {
                     done.path = self.replace(&old, done.path)?;
                 }
@@ -739,8 +743,14 @@ impl<'a> Receiving<'a> {
                 let old = self.folder.name_for(root, info.session);
                 if self.folder.has_folder(&old) {
                     eprintln!(
-                        "sync: reusing the files of {} that the sender's folder has unchanged; the folder received replaces it",
-                        self.folder.path().join(&old).display()
+                        "sync: reusing the files of {} that the sender's folder has unchanged; {}",
+                        self.folder.path().join(&old).display(),
+                        if replaces(self.folder, info) {
+                            "the folder received replaces it"
+                        } else {
+                            "it is kept, the folder received goes beside it (to have it replaced, \
+                             trust the sender's key with --trust, or give --overwrite)"
+                        }
                     );
                     rx.hold(now, HEADER_LEN as u64);
                     self.sync = Some(Syncing::Header { old });
@@ -889,6 +899,13 @@ impl<'a> Receiving<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether a tree received in a sync session replaces the folder it was synced from: only from a
+/// sender whose key this PC trusts, or with `--overwrite`, so that nobody else on the LAN can
+/// remove a folder by sending one of its name.
+fn replaces(folder: &Folder, info: &SessionInfo) -> bool {
+    info.signed_by.is_some() || folder.rules().overwrite
 }
 
 /// The announced name as sent, its control and formatting characters shown as escapes
