@@ -397,14 +397,15 @@ impl Session {
 /// The receiving side of a file session.
 ///
 /// The contract, as in quinn-proto (time is passed in; nothing here blocks or touches a socket):
-/// - **Getters**: `stats`, `progress`, `is_finished`.
+/// - **Getters**: `stats`, `progress`, `is_finished`, `prefix_ready`.
 /// - **Inputs**: `handle_datagram(now, from, bytes)` for everything from the group socket and the
 ///   feedback socket; `handle_timeout(now)` once `poll_timeout` has passed; `handle_decoded(now,
 ///   outcome)` after each `Decode` job.
 /// - **Commands**: `verified(now, ok)` after `Complete`; `already_complete(now)` when the file
 ///   was found in the output folder; `resume(now, blocks)` when the output file already holds
 ///   blocks from an earlier run (each is checked, `Check` then `handle_checked(now, block, ok)`,
-///   before it counts); `fail(reason)` when the shell gives up.
+///   before it counts); in a sync session, `hold(now, prefix)` until the shell has found what is
+///   already here and says so with `known(now, blocks)`; `fail(reason)` when the shell gives up.
 /// - **Outputs**: `poll_transmit(now, buf)` until `None` (feedback to the sender),
 ///   `poll_timeout()`, `poll_event()`.
 pub struct Receiver {
@@ -796,12 +797,7 @@ impl Receiver {
                     .insert(d.esi);
                 // Held: the manifest's bytes go to the file at once, where the shell reads them.
                 if d.esi < store_below {
-                    let at = d.esi as usize * t;
-                    let end = (at + t).min(layout.len(d.block));
-                    self.events.push_back(ReceiverEvent::Store {
-                        offset: layout.offset(d.block) + at as u64,
-                        data: symbol[..end - at].to_vec(),
-                    });
+                    self.events.push_back(store(&layout, d.block, d.esi, buf));
                 }
             }
             (None, true) if p.spilled && !decoding => {
