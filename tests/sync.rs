@@ -11,6 +11,17 @@ mod common;
 use common::{TempDir, md5_of, random_file, recv_with, send, text};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// `edm-cast keygen PATH`: the public key it prints.
+fn keygen(path: &Path) -> String {
+    let o = Command::new(common::bin())
+        .arg("keygen")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    text(&o).0.trim().to_owned()
+}
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -111,19 +122,19 @@ fn sent(summary: &str) -> (u64, u64) {
     (datagrams - control, field("bytes"))
 }
 
-/// Sends `tree` to a receiver per `out`, each named after it (`recv` with `rx` besides); every
-/// one must end up with it.
+/// Sends `tree` to a receiver per `out`, each named after it (the i-th `recv` with `rx[i]`
+/// besides, if given); every one must end up with it.
 fn session(
     group: &str,
     tree: &Path,
     outs: &[&Path],
     extra: &[&str],
-    rx: &[&str],
+    rx: &[&[&str]],
 ) -> (String, String) {
-    let receivers: Vec<_> = (outs.iter())
-        .map(|o| {
+    let receivers: Vec<_> = (outs.iter().enumerate())
+        .map(|(i, o)| {
             let name = o.file_name().unwrap().to_str().unwrap();
-            recv_with(group, o, name, rx)
+            recv_with(group, o, name, rx.get(i).copied().unwrap_or_default())
         })
         .collect();
     let n = outs.len().to_string();
@@ -169,16 +180,15 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
 
     let changed = change_tree(&tree, &files);
 
-    // The next lesson, to the two PCs that have the old tree: only the changes go out. With
-    // --overwrite (or a trusted sender's key) the tree received replaces the old one.
+    // The next lesson, signed, to the two PCs that have the old tree: only the changes go out.
+    // From a sender whose key it trusts (pc0), or with --overwrite (pc1), a PC has the tree
+    // received replace the old one.
+    let key = dir.path().join("teacher.key");
+    let teacher = keygen(&key);
     let old = [pcs[0].as_path(), &pcs[1]];
-    let (summary, logs) = session(
-        "239.77.71.2:47712",
-        &tree,
-        &old,
-        &["--sync"],
-        &["--overwrite"],
-    );
+    let signed = ["--sync", "--key", key.to_str().unwrap()];
+    let rx: [&[&str]; 2] = [&["--trust", &teacher], &["--overwrite"]];
+    let (summary, logs) = session("239.77.71.2:47712", &tree, &old, &signed, &rx);
     let (data, bytes) = sent(&summary);
     println!(
         "sync: {bytes} bytes sent ({data} DATA) for {changed} bytes of changed and new files ({:.3} x)",
