@@ -161,8 +161,8 @@ pub struct Receiving {
     /// Name shown on the sender's screen (and the server's log). Default: this host's name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Replace a different file of the same name in --out. Default: keep it, and write the new
-    /// one as "name (1).ext".
+    /// Replace a different file of the same name in --out (and, from `send --sync`, the folder
+    /// synced from). Default: keep it, and write the new one as "name (1).ext".
     #[arg(long)]
     pub overwrite: bool,
     /// Keep names that start with a dot. Default: ".bashrc" is written as "_bashrc", so that a

@@ -256,6 +256,7 @@ fn run_on(args: Args, board: Board, acted: mpsc::Receiver<Action>) -> Result<Exi
             signer,
             encryption: None,
             cc: None,
+            sync: None,
         },
         rate: Arc::new(AtomicU64::new(serve_rate(&args).0 as u64)),
         limits: Limits {

@@ -7,6 +7,7 @@ use super::digest::{RunningDigests, WrittenBlocks};
 use super::output::{FileHandle, Folder, OutputFile};
 use super::resume;
 use super::status_lines::{Event, StatusLines};
+use super::sync;
 use super::tree;
 use super::tree_progress::TreeProgress;
 use super::view;
@@ -18,7 +19,7 @@ use crate::net::{self, Group, Iface};
 use crate::rt::{self, Shutdown};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::auth::fingerprint;
-use edm_cast_proto::file::tree::{HEADER_LEN, Manifest};
+use edm_cast_proto::file::tree::{HEADER_LEN, Manifest, parse_header};
 use edm_cast_proto::wire::{FailReason, FileDigests};
 use edm_cast_proto::{
     CheckJob, DecodeError, DecodeJob, Receiver, ReceiverConfig, ReceiverEvent, SecretKey,
@@ -225,10 +226,16 @@ impl Listener {
                 }
             }
             flush(rx, feedback, &mut out).await;
-            while let Some(ev) = rx.poll_event() {
-                if let Some(path) = file.on_event(rx, ev)? {
-                    flush(rx, feedback, &mut out).await;
-                    return Ok(path);
+            loop {
+                while let Some(ev) = rx.poll_event() {
+                    if let Some(path) = file.on_event(rx, ev)? {
+                        flush(rx, feedback, &mut out).await;
+                        return Ok(path);
+                    }
+                }
+                // A sync session: the bytes the receiver held its needs for may be here now.
+                if !file.sync_step(rx) {
+                    break;
                 }
             }
         }
@@ -311,6 +318,8 @@ enum Done {
     AlreadyHave(Option<String>),
     /// A verified tree stream, unpacked into its folder (or refused).
     Unpacked(Result<tree::Unpacked, Error>),
+    /// What a sync session found already here (`sync::scan`).
+    Known(Result<sync::Found, Error>),
     /// Whether a block kept from an earlier run (of `len` bytes of file) matches its digest.
     Checked {
         block: u32,
@@ -376,6 +385,30 @@ struct Receiving<'a> {
     /// ... of which these wait for a turn (`MAX_CHECKS` run at once).
     checks: std::collections::VecDeque<CheckJob>,
     checks_running: usize,
+    /// A sync session (`send --sync`): what is already here is being found.
+    sync: Option<Syncing>,
+}
+
+/// Where a sync session is in finding what is already here (PROTOCOL.md 5.9).
+enum Syncing {
+    /// One file: the receiver holds its needs while the copy here is checked.
+    File,
+    /// A tree, synced from the folder `old` here: waiting for the stream's header, then for its
+    /// manifest, then the scan of `old`; once received, the tree replaces `old`.
+    Header {
+        old: String,
+    },
+    Manifest {
+        old: String,
+        count: u32,
+        prefix: u64,
+    },
+    Scanning {
+        old: String,
+    },
+    Replace {
+        old: String,
+    },
 }
 
 impl<'a> Receiving<'a> {
@@ -408,6 +441,7 @@ impl<'a> Receiving<'a> {
             kept_bytes: 0,
             checks: Default::default(),
             checks_running: 0,
+            sync: None,
         }
     }
 
@@ -422,7 +456,11 @@ impl<'a> Receiving<'a> {
         }
         match ev {
             ReceiverEvent::Joined(info) => {
+                let sync = info.sync;
                 let kept = self.on_joined(info)?;
+                if sync {
+                    self.start_sync(rx);
+                }
                 if !kept.is_empty() {
                     self.kept = kept.len() as u32;
                     self.checking_kept = self.kept;
@@ -516,7 +554,16 @@ impl<'a> Receiving<'a> {
                 let _ = tx.send(Done::AlreadyHave(folder.copy_of(&name, size, want)));
             });
         }
-        let (landing, taken) = folder.planned(&name);
+        // A sync session lands where the folder it is synced from is (`start_sync`).
+        let synced = info.sync
+            && tree::root(&info.name).is_some()
+            && folder.has_folder(&name)
+            && replaces(folder, &info);
+        let (landing, taken) = if synced {
+            (folder.path().join(&name), false)
+        } else {
+            folder.planned(&name)
+        };
         let note = match (taken, folder.rules().overwrite) {
             (false, _) => String::new(),
             (true, true) if landing.ends_with(&name) => {
@@ -614,6 +661,12 @@ impl<'a> Receiving<'a> {
             }
             Done::AlreadyHave(copy) => {
                 self.checking = false;
+                if matches!(self.sync, Some(Syncing::File)) {
+                    self.sync = None;
+                    if copy.is_none() {
+                        rx.known(now, &[]);
+                    }
+                }
                 match (self.file.take(), copy) {
                     (Some((info, mut output)), Some(copy)) => {
                         output.discard();
@@ -678,8 +731,39 @@ impl<'a> Receiving<'a> {
                     }
                 }
             }
+            Done::Known(found) => {
+                let Some(Syncing::Scanning { old }) = self.sync.take() else {
+                    return Ok(());
+                };
+                match found {
+                    Ok(found) => {
+                        eprintln!(
+                            "sync: {} of the {} files ({}) are here already; receiving the rest",
+                            found.files,
+                            found.of,
+                            view::bytes(found.bytes)
+                        );
+                        rx.known(now, &found.known);
+                    }
+                    Err(e) => {
+                        eprintln!("sync: {e}; receiving the whole folder");
+                        rx.known(now, &[]);
+                    }
+                }
+                self.sync = Some(Syncing::Replace { old });
+            }
             Done::Unpacked(done) => {
-                let done = done?;
+                let mut done = done?;
+                if let Some(
+                    Syncing::Replace { old }
+                    | Syncing::Header { old }
+                    | Syncing::Manifest { old, .. }
+                    | Syncing::Scanning { old },
+                ) = self.sync.take()
+                    && (self.unpacking.as_ref()).is_some_and(|info| replaces(self.folder, info))
+                {
+                    done.path = self.replace(&old, done.path)?;
+                }
                 eprintln!(
                     "unpacked {} files and {} folders ({}) into {}",
                     done.files,
@@ -752,6 +836,130 @@ impl<'a> Receiving<'a> {
         .await;
     }
 
+    /// A sync session: the receiver holds its needs until what is here is found. A tree with a
+    /// folder of its name here is synced from it (its header and manifest come first); one file,
+    /// while the copy here (if any) is checked. A tree with nothing here asks for everything.
+    fn start_sync(&mut self, rx: &mut Receiver) {
+        let Some((info, _)) = &self.file else {
+            return;
+        };
+        let now = Instant::now();
+        match tree::root(&info.name) {
+            Some(root) => {
+                let old = self.folder.name_for(root, info.session);
+                if self.folder.has_folder(&old) {
+                    eprintln!(
+                        "sync: reusing the files of {} that the sender's folder has unchanged; {}",
+                        self.folder.path().join(&old).display(),
+                        if replaces(self.folder, info) {
+                            "the folder received replaces it"
+                        } else {
+                            "it is kept, the folder received goes beside it (to have it replaced, \
+                             trust the sender's key with --trust, or give --overwrite)"
+                        }
+                    );
+                    rx.hold(now, HEADER_LEN as u64);
+                    self.sync = Some(Syncing::Header { old });
+                }
+            }
+            None if self.checking => {
+                rx.hold(now, 0);
+                self.sync = Some(Syncing::File);
+            }
+            None => {}
+        }
+    }
+
+    /// Moves a sync session on once the receiver has the bytes it waits for: the header says how
+    /// long the manifest is; the manifest, which files to look for. True if the receiver was told
+    /// something (it may have events).
+    fn sync_step(&mut self, rx: &mut Receiver) -> bool {
+        let (Some((info, output)), Some(stage)) = (&self.file, &self.sync) else {
+            return false;
+        };
+        if !rx.prefix_ready() {
+            return false;
+        }
+        let now = Instant::now();
+        let stream = output.handle();
+        let size = info.size.unwrap_or(0);
+        let give_up = |rx: &mut Receiver, why: String| {
+            eprintln!("sync: {why}; receiving the whole folder");
+            rx.known(Instant::now(), &[]);
+        };
+        match stage {
+            Syncing::Header { old } => {
+                let old = old.clone();
+                let header = (stream.read_at(0, HEADER_LEN).ok())
+                    .and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok());
+                match header.map(|h| parse_header(&h)) {
+                    Some(Ok((count, len))) => {
+                        let prefix = HEADER_LEN as u64 + len as u64;
+                        rx.hold(now, prefix);
+                        self.sync = Some(Syncing::Manifest { old, count, prefix });
+                    }
+                    Some(Err(e)) => {
+                        give_up(rx, e.to_string());
+                        self.sync = Some(Syncing::Replace { old });
+                    }
+                    None => {
+                        give_up(rx, "cannot read the tree's header".into());
+                        self.sync = Some(Syncing::Replace { old });
+                    }
+                }
+            }
+            Syncing::Manifest { old, count, prefix } => {
+                let (old, count, prefix) = (old.clone(), *count, *prefix);
+                let body = stream.read_at(HEADER_LEN as u64, (prefix - HEADER_LEN as u64) as usize);
+                let manifest = body
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| Manifest::parse(count, &b, size).map_err(|e| e.to_string()));
+                match manifest {
+                    Ok(manifest) => {
+                        let (folder, tx, layout) =
+                            (self.folder.clone(), self.reports.clone(), info.layout);
+                        let name = old.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let found =
+                                sync::scan(&folder, &name, &manifest, prefix, &layout, &stream);
+                            let _ = tx.send(Done::Known(found));
+                        });
+                        self.sync = Some(Syncing::Scanning { old });
+                        return false;
+                    }
+                    Err(why) => {
+                        give_up(rx, why);
+                        self.sync = Some(Syncing::Replace { old });
+                    }
+                }
+            }
+            Syncing::File | Syncing::Scanning { .. } | Syncing::Replace { .. } => return false,
+        }
+        true
+    }
+
+    /// A tree received in a sync session takes the place of the folder `old` it was synced from,
+    /// at once (the two are swapped), and `old` is removed. Where the tree landed if that fails.
+    fn replace(&self, old: &str, landed: PathBuf) -> Result<PathBuf, Error> {
+        let Some(new) = landed
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+        else {
+            return Ok(landed);
+        };
+        if new == old || !self.folder.has_folder(old) {
+            return Ok(landed);
+        }
+        let write = |source| Error::Write {
+            path: self.folder.path().join(old),
+            source,
+        };
+        self.folder.exchange(&new, old).map_err(write)?;
+        self.folder.remove_folder(&new).map_err(write)?;
+        Ok(self.folder.path().join(old))
+    }
+
     /// Starts the checks of kept blocks that wait, up to `MAX_CHECKS` at once.
     fn next_checks(&mut self, rx: &mut Receiver) {
         while self.checks_running < MAX_CHECKS
@@ -803,6 +1011,13 @@ impl<'a> Receiving<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether a tree received in a sync session replaces the folder it was synced from: only from a
+/// sender whose key this PC trusts, or with `--overwrite`, so that nobody else on the LAN can
+/// remove a folder by sending one of its name.
+fn replaces(folder: &Folder, info: &SessionInfo) -> bool {
+    info.signed_by.is_some() || folder.rules().overwrite
 }
 
 /// The announced name as sent, its control and formatting characters shown as escapes

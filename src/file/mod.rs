@@ -4,7 +4,8 @@
 //! and running `digest`, the sender's `view`, and its watch for other senders on its group
 //! (`neighbours`); a partial file kept across runs of a receiver (`resume`), and the sender's
 //! list of the PCs a session missed (`restart`); a folder or many files sent as one session (`tree`),
-//! and how many of its files a receiver has (`tree_progress`).
+//! how many of its files a receiver has (`tree_progress`), and sent again to PCs that reuse the
+//! files they have (`sync`).
 
 pub mod digest;
 pub mod exec;
@@ -18,6 +19,7 @@ pub mod send;
 pub mod session;
 pub mod source;
 pub mod status_lines;
+pub mod sync;
 pub mod tree;
 pub mod tree_progress;
 pub mod view;

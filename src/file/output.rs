@@ -180,6 +180,30 @@ impl Folder {
         (meta.is_file() && meta.len() == size).then_some(file)
     }
 
+    /// Whether `name` is a folder (not a symlink to one).
+    pub fn has_folder(&self, name: &str) -> bool {
+        self.entry(name).is_some_and(|m| m.is_dir())
+    }
+
+    /// The folder `name`, opened for reading, never through a symlink (`send --sync`).
+    pub fn open_folder(&self, name: &str) -> io::Result<File> {
+        open_dir_at(&self.fd, name)
+    }
+
+    /// Swaps what `a` and `b` are, at once (both must exist): a folder received with `send --sync`
+    /// takes the place of the one it was synced from, which is then removed (`remove_folder`).
+    pub fn exchange(&self, a: &str, b: &str) -> io::Result<()> {
+        let (a, b) = (cstring(a)?, cstring(b)?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: a valid fd and two NUL-terminated names.
+        check(unsafe { libc::renameat2(fd, a.as_ptr(), fd, b.as_ptr(), libc::RENAME_EXCHANGE) })
+    }
+
+    /// Removes the folder `name` and what is in it (symlinks in it are removed, not followed).
+    pub fn remove_folder(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_dir_all(self.path.join(name))
+    }
+
     /// What is at `name` itself (a symlink is not followed), if anything.
     fn entry(&self, name: &str) -> Option<Metadata> {
         open_at(&self.fd, name, libc::O_PATH | libc::O_NOFOLLOW)

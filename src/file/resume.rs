@@ -286,6 +286,7 @@ mod tests {
             sender: "10.0.0.1:5000".parse().unwrap(),
             signed_by: None,
             encrypted: false,
+            sync: false,
             layout: Layout::new(100, 16, 2).unwrap(),
         }
     }

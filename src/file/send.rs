@@ -18,8 +18,10 @@ use crate::net::pace::{Rate, WIRE_OVERHEAD};
 use crate::rt::{self, Shutdown};
 use crate::status::{Action, Board};
 use crate::web::{self, Web};
+use edm_cast_proto::file::tree::HEADER_LEN;
 use edm_cast_proto::wire::MAX_DATAGRAM;
 use edm_cast_proto::{CcConfig, Encryption};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -84,6 +86,11 @@ pub struct Args {
     /// from what its `recv` kept. FILE is updated afterwards, or removed once every PC has the file.
     #[arg(long, value_name = "FILE")]
     pub resume_from: Option<PathBuf>,
+    /// Sync: send only what the receivers lack. Each `recv` that already has the folder (from an
+    /// earlier session) reuses its files with the same SHA-256, and the folder it has is replaced
+    /// by the one sent; a PC without it gets everything.
+    #[arg(long, conflicts_with = "resume_from")]
+    pub sync: bool,
     /// Congestion control: `on` follows the class's slowest followed receiver up to --rate; `off`
     /// sends at --rate (default 100M) whatever the receivers report.
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
@@ -145,6 +152,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         signer: keys::signer(&args.signing)?,
         encryption: encryption(&args)?,
         cc: None,
+        sync: args.sync.then(|| sync_prefix(&source)).transpose()?,
     };
     let group = args.net.group;
     let cc_on = args.cc == "on" && !args.rate_fixed;
@@ -347,6 +355,25 @@ fn spool_tree(args: &Args) -> Result<source::Source, Error> {
     let mut source = source::spooled(path, tree::announced(&name))?;
     source.files = Some(walked.files);
     Ok(source)
+}
+
+/// What a sync session sends first: a tree's header and manifest (receivers need it to find the
+/// files they have); nothing for one file.
+fn sync_prefix(source: &source::Source) -> Result<u64, Error> {
+    if tree::root(&source.name).is_none() {
+        return Ok(0);
+    }
+    let mut header = [0u8; HEADER_LEN];
+    source
+        .file
+        .read_exact_at(&mut header, 0)
+        .map_err(|e| Error::Read {
+            path: source.path.clone(),
+            source: e,
+        })?;
+    let (_, len) = edm_cast_proto::file::tree::parse_header(&header)
+        .map_err(|e| Error::Protocol(format!("{}: {e}", source.path.display())))?;
+    Ok(HEADER_LEN as u64 + len as u64)
 }
 
 /// `--encrypt --to`: a fresh session key for the listed PCs.

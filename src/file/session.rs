@@ -47,6 +47,8 @@ pub struct Setup {
     pub encryption: Option<Encryption>,
     /// Congestion control (`send`, unless `--cc off`): the pacer follows the sender's rate.
     pub cc: Option<CcConfig>,
+    /// `send --sync`: the stream's first bytes sent in the first pass (a tree's manifest).
+    pub sync: Option<u64>,
 }
 
 pub struct Session {
@@ -167,6 +169,7 @@ impl Session {
             encryption: setup.encryption.clone(),
             feedback: feedback_addr(group, iface, net::local_port(&socket)?, setup)?,
             cc: setup.cc,
+            sync: setup.sync,
             ..SenderConfig::default()
         };
         // With congestion control the pacer starts where slow start does.

@@ -767,6 +767,7 @@ fn announce(flavor: Flavor, a: &AnnounceOp) -> Announce {
         digests: digests.filter(|_| file_size.is_some()),
         padded: growing,
         encrypted: flavor == Flavor::Encrypted,
+        sync: false,
         symbol_size,
         block_symbols,
         interleave,

@@ -123,6 +123,11 @@ impl SymbolSet {
         self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
     }
 
+    /// Whether it was made for a block of `k` source symbols.
+    pub fn fits(&self, k: u16) -> bool {
+        self.words.len() == (k as usize).div_ceil(64)
+    }
+
     /// How many are marked.
     pub fn len(&self) -> u32 {
         self.count

@@ -95,6 +95,8 @@ pub struct SessionInfo {
     pub signed_by: Option<KeyId>,
     /// Its symbols are sealed.
     pub encrypted: bool,
+    /// A sync session (5.9): say what is already here (`hold`, `known`) before asking for data.
+    pub sync: bool,
     /// How the file is cut into blocks (what a kept block number means, `resume`).
     pub layout: Layout,
 }
@@ -346,6 +348,9 @@ struct Session {
     data_received: u64,
     /// The last PACE, the count above when it came, and when: echoed in the next STATUS.
     pace: Option<(Pace, u64, Instant)>,
+    /// While set (`hold`): only the stream's first this many bytes are asked for, and their
+    /// source symbols go to the file as they come, until the shell says what it has (`known`).
+    hold: Option<u64>,
 }
 
 impl Session {
@@ -353,6 +358,17 @@ impl Session {
     fn passed(&self, block: u32) -> bool {
         let w = self.announce.interleave as u32;
         block < self.sent_blocks || self.max_block_seen.is_some_and(|m| block / w < m / w)
+    }
+
+    /// Whether the bytes of `block` within the first `prefix` are in the output file: the block
+    /// is done, or every source symbol of them is held (and was stored, `hold`).
+    fn prefix_held(&self, block: u32, prefix: u64) -> bool {
+        match self.blocks.get(block as usize) {
+            Some(BlockRx::Done) => true,
+            Some(BlockRx::Pending(p)) => (0..prefix_symbols(&self.layout, block, prefix))
+                .all(|esi| p.have.as_ref().is_some_and(|h| h.contains(esi))),
+            _ => false,
+        }
     }
 
     fn digest(&self, block: u32) -> Option<BlockDigest> {
@@ -381,14 +397,15 @@ impl Session {
 /// The receiving side of a file session.
 ///
 /// The contract, as in quinn-proto (time is passed in; nothing here blocks or touches a socket):
-/// - **Getters**: `stats`, `progress`, `is_finished`.
+/// - **Getters**: `stats`, `progress`, `is_finished`, `prefix_ready`.
 /// - **Inputs**: `handle_datagram(now, from, bytes)` for everything from the group socket and the
 ///   feedback socket; `handle_timeout(now)` once `poll_timeout` has passed; `handle_decoded(now,
 ///   outcome)` after each `Decode` job.
 /// - **Commands**: `verified(now, ok)` after `Complete`; `already_complete(now)` when the file
 ///   was found in the output folder; `resume(now, blocks)` when the output file already holds
 ///   blocks from an earlier run (each is checked, `Check` then `handle_checked(now, block, ok)`,
-///   before it counts); `fail(reason)` when the shell gives up.
+///   before it counts); in a sync session, `hold(now, prefix)` until the shell has found what is
+///   already here and says so with `known(now, blocks)`; `fail(reason)` when the shell gives up.
 /// - **Outputs**: `poll_transmit(now, buf)` until `None` (feedback to the sender),
 ///   `poll_timeout()`, `poll_event()`.
 pub struct Receiver {
@@ -568,6 +585,7 @@ impl Receiver {
             sender_ended: false,
             data_received: 0,
             pace: None,
+            hold: None,
             session_key: None,
             key_parts: Vec::new(),
             layout,
@@ -582,6 +600,7 @@ impl Receiver {
             sender: from,
             signed_by,
             encrypted: session.announce.encrypted,
+            sync: session.announce.sync,
             layout,
         }));
         self.phase = Phase::Receiving;
@@ -759,6 +778,9 @@ impl Receiver {
             self.make_room(d.block);
         }
         let s = self.session.as_mut().expect("caller checked");
+        let store_below = s
+            .hold
+            .map_or(0, |prefix| prefix_symbols(&layout, d.block, prefix));
         let (BlockRx::Pending(p) | BlockRx::Decoding(p)) = &mut s.blocks[d.block as usize] else {
             unreachable!("the block was pending a moment ago");
         };
@@ -773,6 +795,10 @@ impl Receiver {
                 p.have
                     .get_or_insert_with(|| SymbolSet::new(k as u16))
                     .insert(d.esi);
+                // Held: the manifest's bytes go to the file at once, where the shell reads them.
+                if d.esi < store_below {
+                    self.events.push_back(store(&layout, d.block, d.esi, buf));
+                }
             }
             (None, true) if p.spilled && !decoding => {
                 // A spilled block's source symbol goes where it belongs: into the file (the part
@@ -1147,6 +1173,105 @@ impl Receiver {
         }
     }
 
+    /// A sync session (5.9): until `known`, NEED asks only for blocks that lack bytes of the
+    /// stream's first `prefix` bytes (a tree's manifest; 0: none), and the source symbols of those
+    /// bytes go to the file as they come (`Store`), where the shell reads them once
+    /// `prefix_ready`. Called again with a longer prefix once the first bytes say how long the
+    /// manifest is. Only while receiving a session of known size.
+    pub fn hold(&mut self, _now: Instant, prefix: u64) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let Some(size) = s.layout.file_size() else {
+            return;
+        };
+        if self.phase != Phase::Receiving {
+            return;
+        }
+        let prefix = prefix.min(size);
+        s.hold = Some(prefix);
+        let layout = s.layout;
+        // What came before the hold was this long is stored now (a spilled block's already is).
+        for block in (0..layout.num_blocks()).take_while(|&b| layout.offset(b) < prefix) {
+            if let Some(BlockRx::Pending(p)) = s.blocks.get(block as usize)
+                && let (Some(buf), Some(have)) = (&p.buf, &p.have)
+            {
+                let below = prefix_symbols(&layout, block, prefix);
+                for esi in (0..below).filter(|&e| have.contains(e)) {
+                    self.events.push_back(store(&layout, block, esi, buf));
+                }
+            }
+        }
+    }
+
+    /// Whether the bytes `hold` asked for are all in the output file (once the `Store` events
+    /// given so far are written).
+    pub fn prefix_ready(&self) -> bool {
+        let Some(s) = &self.session else {
+            return false;
+        };
+        let Some(prefix) = s.hold else {
+            return false;
+        };
+        (0..s.layout.num_blocks())
+            .take_while(|&b| s.layout.offset(b) < prefix)
+            .all(|b| s.prefix_held(b, prefix))
+    }
+
+    /// What the shell found already here (5.9): per block, source symbols whose bytes it wrote
+    /// into the output file (from files that have the manifest's digests). Each counts as
+    /// received, so a block needs only what is missing and is read back from the file when it is
+    /// decoded. The hold ends: NEED asks for the rest. A set not of the block's K is ignored.
+    pub fn known(&mut self, _now: Instant, blocks: &[(u32, SymbolSet)]) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        s.hold = None;
+        let layout = s.layout;
+        let mut ready = Vec::new();
+        for (block, set) in blocks {
+            let (block, k) = (*block, layout.symbols(*block));
+            let Some(slot) = s.blocks.get_mut(block as usize) else {
+                continue;
+            };
+            if !set.fits(k) {
+                continue;
+            }
+            if matches!(slot, BlockRx::Empty) {
+                *slot = BlockRx::Pending(Box::new(Pending {
+                    decode_at: k as u32 + 1,
+                    ..Pending::default()
+                }));
+            }
+            // Decoding, done, kept, or collected symbol by symbol: nothing to add.
+            let BlockRx::Pending(p) = slot else {
+                continue;
+            };
+            if p.verify.is_some() {
+                continue;
+            }
+            // From now on the block is read back from the file: what is in memory goes there.
+            if let Some(buf) = p.buf.take() {
+                for esi in (0..k as u32).filter(|&e| p.have.as_ref().is_some_and(|h| h.contains(e)))
+                {
+                    self.events.push_back(store(&layout, block, esi, &buf));
+                }
+                s.in_memory.retain(|&b| b != block);
+            }
+            p.spilled = true;
+            let have = p.have.get_or_insert_with(|| SymbolSet::new(k));
+            for esi in (0..k as u32).filter(|&e| set.contains(e) && !p.extra_esis.contains(&e)) {
+                have.insert(esi);
+            }
+            if p.ready(k as u32) && s.digests[block as usize].is_some() {
+                ready.push(block);
+            }
+        }
+        for block in ready {
+            self.start_decode(block);
+        }
+    }
+
     /// The shell's check of the whole file against the announced digests.
     pub fn verified(&mut self, now: Instant, ok: bool) {
         if ok {
@@ -1327,6 +1452,24 @@ impl Receiver {
     }
 }
 
+/// A `Store` of source symbol `esi` of `block` from its buffer (cut to the block's length).
+fn store(layout: &Layout, block: u32, esi: u32, buf: &[u8]) -> ReceiverEvent {
+    let t = layout.symbol_size() as usize;
+    let at = esi as usize * t;
+    let end = (at + t).min(layout.len(block)).max(at);
+    ReceiverEvent::Store {
+        offset: layout.offset(block) + at as u64,
+        data: buf[at..end].to_vec(),
+    }
+}
+
+/// Source symbols of `block` that hold bytes of the stream's first `prefix` bytes.
+fn prefix_symbols(layout: &Layout, block: u32, prefix: u64) -> u32 {
+    let t = layout.symbol_size() as u64;
+    let k = layout.symbols(block) as u64;
+    (prefix.saturating_sub(layout.offset(block)).div_ceil(t)).min(k) as u32
+}
+
 /// The blocks a receiver lacks among those whose first pass is over, lowest first, until their
 /// needs add up to `budget` symbols (at least one block); with them, the digests it lacks.
 fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
@@ -1335,6 +1478,16 @@ fn needs(s: &Session, budget: u32) -> Vec<NeedEntry> {
     for block in s.low..s.layout.num_blocks() {
         if !s.passed(block) || entries.len() == MAX_NEED_ENTRIES || asked >= budget {
             break;
+        }
+        // Held (a sync session, 5.9): only a block whose manifest part is missing is asked for,
+        // whole (its symbols were lost, or this receiver joined after they went out).
+        if let Some(prefix) = s.hold {
+            if s.layout.offset(block) >= prefix {
+                break;
+            }
+            if s.prefix_held(block, prefix) {
+                continue;
+            }
         }
         let k = s.layout.symbols(block) as u32;
         let mut flags = NeedFlags {
@@ -1389,6 +1542,7 @@ mod tests {
             digests: None,
             padded: true,
             encrypted: false,
+            sync: false,
             symbol_size: 64,
             block_symbols: 8,
             interleave: 4,
@@ -1441,6 +1595,7 @@ mod tests {
             }),
             padded: false,
             encrypted: false,
+            sync: false,
             symbol_size: 16,
             block_symbols: 2,
             interleave: 1,
@@ -1523,6 +1678,88 @@ mod tests {
         ));
     }
 
+    /// A sync session: while held, only the manifest's block is asked for (whole, while its
+    /// manifest symbols are missing) and those symbols go to the file as they come; once told
+    /// what is here, each block asks only for what it lacks.
+    #[test]
+    fn a_held_receiver_asks_only_for_the_manifest_then_for_what_it_lacks() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..=255).collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(256),
+            digests: None,
+            padded: false,
+            encrypted: false,
+            sync: true,
+            symbol_size: 16,
+            block_symbols: 4,
+            interleave: 1,
+            sent_blocks: 4,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson/".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
+            panic!("joined");
+        };
+        assert!(info.sync);
+        // The manifest: the first 20 bytes, symbols 0 and 1 of block 0.
+        rx.hold(t0, 20);
+        let asked = |rx: &mut Receiver, t| -> Vec<(u32, u16, bool)> {
+            need_at(rx, t)
+                .iter()
+                .map(|e| (e.block, e.need, e.flags.no_digest))
+                .collect()
+        };
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(asked(&mut rx, t1), [(0, 5, true)]);
+        let mut stored = Vec::new();
+        for esi in 0..2u32 {
+            assert!(!rx.prefix_ready());
+            let data = Packet::Data(Data {
+                block: 0,
+                esi,
+                symbol: &file[esi as usize * 16..][..16],
+            });
+            rx.handle_datagram(t1, sender, &data.to_vec(9));
+            while let Some(ev) = rx.poll_event() {
+                if let ReceiverEvent::Store { offset, data } = ev {
+                    stored.push((offset, data.len()));
+                }
+            }
+        }
+        assert_eq!(stored, [(0, 16), (16, 16)]);
+        assert!(rx.prefix_ready());
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(asked(&mut rx, t2), []);
+        // Here already: symbol 2 of block 0, all of block 1, symbol 1 of block 2.
+        let set = |esis: &[u32]| {
+            let mut s = SymbolSet::new(4);
+            esis.iter().for_each(|&e| {
+                s.insert(e);
+            });
+            s
+        };
+        rx.known(
+            t2,
+            &[
+                (0, set(&[2])),
+                (1, set(&[0, 1, 2, 3])),
+                (2, set(&[1])),
+                (3, SymbolSet::new(2)),
+            ],
+        );
+        let t3 = t2 + Duration::from_secs(1);
+        // Block 0 holds 3 of its K + 1, block 1 all (it lacks only its digest), block 2 one, and
+        // block 3 (a set of the wrong size was ignored) nothing.
+        assert_eq!(
+            asked(&mut rx, t3),
+            [(0, 2, true), (1, 0, true), (2, 4, true), (3, 5, true)]
+        );
+    }
+
     /// A kept block whose digest is already known is checked at once, and a late or repeated
     /// check result changes nothing.
     #[test]
@@ -1536,6 +1773,7 @@ mod tests {
             digests: None,
             padded: false,
             encrypted: false,
+            sync: false,
             symbol_size: 16,
             block_symbols: 2,
             interleave: 1,
@@ -1590,6 +1828,7 @@ mod tests {
             }),
             padded: false,
             encrypted: false,
+            sync: false,
             symbol_size: 16,
             block_symbols: 2,
             interleave: 1,

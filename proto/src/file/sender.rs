@@ -46,6 +46,10 @@ const MAX_UNREAD: usize = 16;
 /// some may have been lost.
 const HASHES_AGAIN: Duration = Duration::from_secs(1);
 
+/// How long before a sync session's manifest symbols go out again for a receiver that still lacks
+/// some (they may be on their way).
+const RESEND_AGAIN: Duration = Duration::from_secs(1);
+
 /// ACKs waiting to go out at most (each is the answer to a rate-limited STATUS).
 const MAX_ACKS: usize = 1024;
 
@@ -97,6 +101,10 @@ pub struct SenderConfig {
     /// repair that receivers ask for. For a re-run to receivers that kept most of the file from
     /// an earlier session (`Receiver::resume`): they ask only for what they lack.
     pub skip_first_pass: bool,
+    /// A sync session (`send --sync`, PROTOCOL.md 5.9), if set: the first pass carries only the
+    /// source symbols of the stream's first this many bytes (a tree's manifest: receivers need
+    /// it to find what they already have); every other symbol is repair, sent as receivers ask.
+    pub sync: Option<u64>,
     /// ... or once this much time has passed, if set.
     pub wait: Option<Duration>,
     /// How often ANNOUNCE (and KEYS) are repeated.
@@ -134,6 +142,7 @@ impl Default for SenderConfig {
             min_receivers: 1,
             wait_for: Vec::new(),
             skip_first_pass: false,
+            sync: None,
             wait: None,
             announce_interval: Duration::from_millis(200),
             receiver_timeout: Duration::from_secs(5),
@@ -331,6 +340,8 @@ struct BlockTx {
     hashes_sent: Option<(Instant, u32)>,
     digest: Option<BlockDigest>,
     digest_sent: Option<Instant>,
+    /// A sync session: when its manifest symbols last went out again.
+    resent: Option<Instant>,
 }
 
 impl BlockTx {
@@ -396,6 +407,8 @@ pub struct Sender {
     pass_done_at: Option<Instant>,
     blocks: Vec<BlockTx>,
     repair: VecDeque<u32>,
+    /// A sync session: blocks whose manifest symbols go out again.
+    resend: VecDeque<u32>,
     burst: Option<Burst>,
     last_was_repair: bool,
     /// Blocks in memory, least recently used first.
@@ -506,6 +519,7 @@ impl Sender {
             pass_done_at: None,
             blocks: Vec::new(),
             repair: VecDeque::new(),
+            resend: VecDeque::new(),
             burst: None,
             last_was_repair: false,
             cache: VecDeque::new(),
@@ -579,7 +593,11 @@ impl Sender {
         while (self.blocks.len() as u32) < self.available {
             let b = self.blocks.len() as u32;
             // Without a first pass, a block's first symbols are its source symbols, sent as asked.
-            let next_esi = if self.cfg.skip_first_pass {
+            // In a sync session receivers hold scattered source symbols already: only repair
+            // symbols (any of which fills any gap) are sent beyond the manifest.
+            let next_esi = if self.cfg.sync.is_some() {
+                self.layout.symbols(b) as u32
+            } else if self.cfg.skip_first_pass {
                 0
             } else {
                 first_pass_symbols(&self.layout, &self.cfg, b)
@@ -799,6 +817,16 @@ impl Sender {
                 seen: e.seen.min(tx.next_esi),
                 ..e
             };
+            // Of the ESIs below `seen`, those sent: in a sync session only the manifest's source
+            // symbols and the repair symbols from K on (the receiver's other source symbols are
+            // its own files, which say nothing of its loss).
+            let sent_below = match self.cfg.sync {
+                Some(_) => {
+                    let pass = first_pass_symbols(&self.layout, &self.cfg, e.block);
+                    e.seen.min(pass) + e.seen.saturating_sub(k)
+                }
+                None => e.seen,
+            };
             if e.flags.no_digest && tx.digest_sent.is_none_or(|t| now >= t + holdoff) {
                 self.digests_due.insert(e.block);
                 // Never read (no first pass): read it (a few at a time), and the digest goes out
@@ -822,6 +850,21 @@ impl Sender {
             if e.need == 0 {
                 continue;
             }
+            // A sync session: a receiver that lacks some of the manifest's source symbols (lost,
+            // or it joined after they went out) needs more than K + 1 less them. They go out
+            // again, at most once a second: repair would cost it the whole block.
+            let pass = first_pass_symbols(&self.layout, &self.cfg, e.block);
+            if self.cfg.sync.is_some()
+                && pass > 0
+                && e.need as u32 > k + 1 - pass
+                && self.peers.allowance(ip) > 0
+            {
+                if tx.resent.is_none_or(|t| now >= t + RESEND_AGAIN) {
+                    tx.resent = Some(now);
+                    self.resend.push_back(e.block);
+                }
+                continue;
+            }
             let recent = tx
                 .last_sent
                 .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
@@ -835,16 +878,16 @@ impl Sender {
                 // The repair reaches this receiver through the same loss it reported: of the
                 // `seen` symbols sent, it holds about K + 1 - need. Ask enough that what survives
                 // is enough.
-                let held = (k + 1).saturating_sub(e.need as u32).min(e.seen);
-                let loss = if e.seen > 0 {
-                    (1.0 - held as f64 / e.seen as f64).clamp(0.0, MAX_LOSS)
+                let held = (k + 1).saturating_sub(e.need as u32).min(sent_below);
+                let loss = if sent_below > 0 {
+                    (1.0 - held as f64 / sent_below as f64).clamp(0.0, MAX_LOSS)
                 } else {
                     0.0
                 };
                 // What it saw of a block sent before it joined says nothing of its loss.
                 if tx.first_sent.is_some_and(|t| t >= joined) {
                     held_sum += held as u64;
-                    seen_sum += e.seen as u64;
+                    seen_sum += sent_below as u64;
                 }
                 // A burst made after the receiver joined, long enough ago to have arrived, of
                 // which it saw nothing: it lost all of it, or says so.
@@ -1080,6 +1123,7 @@ impl Sender {
             digests: self.digests,
             padded: self.layout.padded(),
             encrypted: self.session_key.is_some(),
+            sync: self.cfg.sync.is_some(),
             symbol_size: self.layout.symbol_size(),
             block_symbols: self.layout.block_symbols(),
             interleave: self.cfg.interleave,
@@ -1187,6 +1231,17 @@ impl Sender {
         if let (Some((block, esi)), true) = (pass, self.last_was_repair) {
             return Some((block, esi, false));
         }
+        if self.burst.is_none()
+            && let Some(block) = self.resend.pop_front()
+        {
+            // The same source symbols as the first pass (sealed, the same ciphertext).
+            let end = first_pass_symbols(&self.layout, &self.cfg, block);
+            self.burst = Some(Burst {
+                block,
+                next: 0,
+                end,
+            });
+        }
         while self.burst.is_none()
             && let Some(block) = self.repair.pop_front()
         {
@@ -1205,6 +1260,10 @@ impl Sender {
             // repair as usual.
             let count = if self.cfg.skip_first_pass && tx.first_sent.is_none() {
                 first_pass_symbols(&self.layout, &self.cfg, block)
+            } else if self.cfg.sync.is_some() {
+                // A sync session is mostly repair: the first pass's margin, not repair_margin's
+                // 6%; what falls short is asked for again.
+                count + (count as f64 * self.cfg.proactive).ceil() as u32
             } else {
                 count + repair_margin(count)
             };
@@ -1267,6 +1326,13 @@ impl Sender {
     }
 
     fn open_window(&mut self, start: u32, now: Instant) {
+        // A sync session's pass ends with the manifest's blocks.
+        let start = match self.cfg.sync {
+            Some(prefix) if start as u64 * self.layout.block_bytes() >= prefix => {
+                self.layout.num_blocks()
+            }
+            _ => start,
+        };
         let end = start
             .saturating_add(self.cfg.interleave as u32)
             .min(self.layout.num_blocks());
@@ -1384,9 +1450,14 @@ impl Sender {
     }
 }
 
-/// Symbols of `block` in the first pass: its K plus the proactive repair margin.
+/// Symbols of `block` in the first pass: its K plus the proactive repair margin; in a sync
+/// session, its source symbols that hold bytes of the manifest.
 fn first_pass_symbols(layout: &Layout, cfg: &SenderConfig, block: u32) -> u32 {
     let k = layout.symbols(block) as u32;
+    if let Some(prefix) = cfg.sync {
+        let t = layout.symbol_size() as u64;
+        return (prefix.saturating_sub(layout.offset(block)).div_ceil(t)).min(k as u64) as u32;
+    }
     k + (k as f64 * cfg.proactive).ceil() as u32
 }
 

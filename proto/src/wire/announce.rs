@@ -87,6 +87,8 @@ const SIZE_KNOWN: u8 = 0x01;
 const DIGESTS_KNOWN: u8 = 0x02;
 const PADDED: u8 = 0x04;
 const ENCRYPTED: u8 = 0x08;
+/// A sync session (PROTOCOL.md 5.9): receivers report what they already have.
+const SYNC: u8 = 0x10;
 
 /// The whole file's digests: MD5 for people's `md5sum`, SHA-256 for `sha256sum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,9 @@ pub struct Announce {
     pub padded: bool,
     /// DATA symbols are sealed with the session key (KEYS carries it to the listed receivers).
     pub encrypted: bool,
+    /// A sync session: no first pass beyond the stream's first bytes (a tree's manifest); each
+    /// receiver reports what it already has, and only what someone lacks is sent (5.9).
+    pub sync: bool,
     /// T: bytes per symbol; every DATA symbol is exactly this long.
     pub symbol_size: u16,
     /// K: source symbols per block (the last block may have fewer).
@@ -173,7 +178,7 @@ impl Announce {
         // One encoding per meaning: unknown fields are zero, and digests need the size.
         let size_known = flags & SIZE_KNOWN != 0;
         let digests_known = flags & DIGESTS_KNOWN != 0;
-        if flags & !(SIZE_KNOWN | DIGESTS_KNOWN | PADDED | ENCRYPTED) != 0
+        if flags & !(SIZE_KNOWN | DIGESTS_KNOWN | PADDED | ENCRYPTED | SYNC) != 0
             || (digests_known && !size_known)
             || (!size_known && file_size != 0)
             || (!digests_known && (md5 != [0; 16] || sha256 != [0; 32]))
@@ -185,6 +190,7 @@ impl Announce {
             digests: digests_known.then_some(FileDigests { md5, sha256 }),
             padded: flags & PADDED != 0,
             encrypted: flags & ENCRYPTED != 0,
+            sync: flags & SYNC != 0,
             symbol_size,
             block_symbols,
             interleave,
@@ -205,7 +211,8 @@ impl Announce {
             known(self.file_size.is_some(), SIZE_KNOWN)
                 | known(digests.is_some(), DIGESTS_KNOWN)
                 | known(self.padded, PADDED)
-                | known(self.encrypted, ENCRYPTED),
+                | known(self.encrypted, ENCRYPTED)
+                | known(self.sync, SYNC),
         );
         out.put_u16(self.symbol_size);
         out.put_u16(self.block_symbols);

@@ -413,6 +413,7 @@ mod tests {
             }),
             padded: false,
             encrypted: false,
+            sync: false,
             symbol_size: 1408,
             block_symbols: 1024,
             interleave: 8,
@@ -430,6 +431,7 @@ mod tests {
                 digests: None,
                 padded: true,
                 encrypted: true,
+                sync: true,
                 symbol_size: 16,
                 block_symbols: 1,
                 interleave: 1,
@@ -664,7 +666,7 @@ mod tests {
         .to_vec(1);
         assert!(Packet::parse(&good).is_ok());
         // flags at offset 64: digests without size, unknown bits; then a size that is "unknown".
-        for flags in [0x02, 0x06, 0x10, 0x80] {
+        for flags in [0x02, 0x06, 0x20, 0x80] {
             let mut v = good.clone();
             v[64] = flags;
             assert_eq!(

@@ -224,6 +224,7 @@ impl Attacker {
                         digests: Some(fake),
                         padded: false,
                         encrypted: false,
+                        sync: false,
                         symbol_size: 256,
                         block_symbols: k,
                         interleave: 8,

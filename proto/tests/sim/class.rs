@@ -12,9 +12,9 @@ use crate::attack::{Attack, Attacker};
 use crate::net::{Datagram, Link, Loss, Network, To};
 use edm_cast_proto::wire::{self, FeedbackAddr, FileDigests, Packet};
 use edm_cast_proto::{
-    Answer, Catalog, CatalogConfig, CatalogEvent, Destination, FileInfo, ReceiveError, Receiver,
-    ReceiverConfig, ReceiverEvent, Reply, Requester, Sender, SenderConfig, SenderEvent, Trust,
-    WallClock,
+    Answer, Catalog, CatalogConfig, CatalogEvent, Destination, FileInfo, Layout, ReceiveError,
+    Receiver, ReceiverConfig, ReceiverEvent, Reply, Requester, Sender, SenderConfig, SenderEvent,
+    SymbolSet, Trust, WallClock,
 };
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -76,6 +76,11 @@ pub struct Peer {
     /// Its `recv` finds this share of the file's first blocks kept by an earlier session (a re-run,
     /// `send --resume-from`).
     pub kept_share: f64,
+    /// In a sync session (`send --sync`): which bytes of the stream this PC already has (files
+    /// it kept from an earlier session), as `recv` finds them once it has the stream's first
+    /// `sync_prefix` bytes (the manifest).
+    pub has: Option<fn(u64) -> bool>,
+    pub sync_prefix: u64,
     pub buffered_blocks: usize,
     /// Its MD5 check fails (a bad disk, say).
     pub corrupt: bool,
@@ -92,6 +97,8 @@ impl Default for Peer {
             restarts_at: None,
             resumes: false,
             kept_share: 0.0,
+            has: None,
+            sync_prefix: 0,
             buffered_blocks: 32,
             corrupt: false,
         }
@@ -903,10 +910,14 @@ impl Student {
             corrupt: self.peer.corrupt,
             kept: None,
             kept_share: self.peer.kept_share,
+            has: self.peer.has,
+            sync_prefix: self.peer.sync_prefix,
+            holding: false,
             decoded: Vec::new(),
             finished: false,
             error: None,
             joined: None,
+            layout: None,
             received: Vec::new(),
         }
     }
@@ -927,6 +938,11 @@ pub struct Listener {
     kept: Option<(Vec<u8>, Vec<u32>)>,
     /// `Peer::kept_share`.
     kept_share: f64,
+    /// `Peer::has`, `Peer::sync_prefix`, and whether the receiver holds its needs until it is
+    /// told what is here.
+    has: Option<fn(u64) -> bool>,
+    sync_prefix: u64,
+    holding: bool,
     /// The blocks decoded into `file`.
     pub decoded: Vec<u32>,
     /// Done with the file: it has it, or failed.
@@ -934,6 +950,7 @@ pub struct Listener {
     pub error: Option<ReceiveError>,
     /// The session it joined.
     pub joined: Option<u32>,
+    layout: Option<Layout>,
     /// The ESIs received of each block, in order of arrival.
     received: Vec<Vec<u32>>,
 }
@@ -971,13 +988,47 @@ impl Listener {
         }
     }
 
-    /// Plays the shell's part: file writes, decode jobs, the MD5 check (here: equality).
+    /// Plays the shell's part: file writes, decode jobs, the MD5 check (here: equality); in a sync
+    /// session, the bytes already here once the manifest is.
     fn events(&mut self, now: Instant) {
+        loop {
+            self.events_once(now);
+            if !(self.holding && self.rx.prefix_ready()) {
+                return;
+            }
+            self.holding = false;
+            let (layout, has) = (self.layout.expect("joined"), self.has.expect("holding"));
+            let (t, size) = (layout.symbol_size() as u64, self.expect.len() as u64);
+            let mut known = Vec::new();
+            for b in 0..layout.num_blocks() {
+                let k = layout.symbols(b);
+                let mut set = SymbolSet::new(k);
+                for esi in 0..k as u64 {
+                    let start = layout.offset(b) + esi * t;
+                    let end = (start + t).min(size);
+                    if (start..end).all(|x| x < self.sync_prefix || has(x)) {
+                        set.insert(esi as u32);
+                        let (a, e) = (start as usize, end as usize);
+                        self.file[a..e].copy_from_slice(&self.expect[a..e]);
+                    }
+                }
+                known.push((b, set));
+            }
+            self.rx.known(now, &known);
+        }
+    }
+
+    fn events_once(&mut self, now: Instant) {
         while let Some(ev) = self.rx.poll_event() {
             match ev {
                 ReceiverEvent::Joined(info) => {
                     self.joined = Some(info.session);
                     self.file = vec![0; info.size.unwrap_or(0) as usize];
+                    self.layout = Some(info.layout);
+                    if info.sync && self.has.is_some() {
+                        self.rx.hold(now, self.sync_prefix);
+                        self.holding = true;
+                    }
                     if self.kept_share > 0.0 {
                         let n = info.layout.num_blocks();
                         let blocks: Vec<u32> =

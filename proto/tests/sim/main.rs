@@ -687,3 +687,105 @@ fn tmp_probe() {
     class.drive(Duration::from_secs(120));
     assert_all_received(&class, &file);
 }
+
+/// The stream's first bytes in the sync tests: a tree's manifest, as the sender passes it.
+const SYNC_PREFIX: u64 = 3000;
+
+/// What one PC lacks of the file a sync session sends again (it kept the rest from an earlier
+/// session): a few scattered small stretches (changed files) and two large ones.
+fn lacks_a(x: u64) -> bool {
+    let small = (0..20).any(|i| (i * 190_001 + 7_000..i * 190_001 + 9_500).contains(&x));
+    small || (600_000..700_000).contains(&x) || (2_500_000..2_610_000).contains(&x)
+}
+
+/// Another PC: other stretches, one shared with the first.
+fn lacks_b(x: u64) -> bool {
+    let small = (0..12).any(|i| (i * 333_333 + 50_000..i * 333_333 + 51_000).contains(&x));
+    small || (600_000..700_000).contains(&x) || (3_100_000..3_180_000).contains(&x)
+}
+
+/// Symbols of each block that the PC lacking most of it lacks (what a sync session must send),
+/// added up: a symbol is lacked if any of its bytes past the manifest is.
+fn most_lacked(layout: &edm_cast_proto::Layout, size: u64, lacks: &[fn(u64) -> bool]) -> u64 {
+    let t = layout.symbol_size() as u64;
+    (0..layout.num_blocks())
+        .map(|b| {
+            (lacks.iter())
+                .map(|lacks| {
+                    (0..layout.symbols(b) as u64)
+                        .filter(|i| {
+                            let start = layout.offset(b) + i * t;
+                            (start..(start + t).min(size)).any(|x| x >= SYNC_PREFIX && lacks(x))
+                        })
+                        .count() as u64
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A sync session (`send --sync`) to PCs that kept most of the file: each says what it has once
+/// it has the manifest, the sender sends the largest need of each block as repair symbols, and the
+/// symbols sent are within 5% of what the neediest PC lacks (plus the manifest), not the file.
+#[test]
+fn a_sync_session_sends_only_what_the_pcs_lack() {
+    let file = file_bytes(32 * 512 * 256, 12);
+    let size = file.len() as u64;
+    let peer = |has: fn(u64) -> bool| Peer {
+        has: Some(has),
+        sync_prefix: SYNC_PREFIX,
+        ..Peer::lossy(0.0)
+    };
+    let (a, b) = (peer(|x| !lacks_a(x)), peer(|x| !lacks_b(x)));
+    let cfg = SenderConfig {
+        sync: Some(SYNC_PREFIX),
+        ..sender_config(2)
+    };
+    let out = run(&file, &[a, b], cfg.clone(), Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let lacked = most_lacked(out.sender().layout(), size, &[lacks_a, lacks_b]);
+    let stats = out.sender().stats();
+    let sent = stats.source_symbols + stats.repair_symbols;
+    let prefix = SYNC_PREFIX.div_ceil(256);
+    println!("sync: {sent} symbols sent for {lacked} lacked (+{prefix} of the manifest)");
+    assert!(lacked > 1000, "{lacked}");
+    assert!(
+        sent <= prefix + lacked * 105 / 100,
+        "{sent} > {lacked} + 5%"
+    );
+
+    // A PC that joins after the manifest went out gets its symbols again, not its block whole.
+    let late = Peer {
+        joins_at: Duration::from_millis(50),
+        ..peer(|x| !lacks_a(x))
+    };
+    let first = SenderConfig {
+        min_receivers: 1,
+        ..cfg.clone()
+    };
+    let out = run(&file, &[a, late], first, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+    let got = out.listener(1).received(0);
+    println!(
+        "sync, one PC late: {} symbols of block 0 reached it",
+        got.len()
+    );
+    assert!(
+        got.iter().any(|&esi| esi < 12) && got.len() < 100,
+        "{got:?}"
+    );
+
+    // With 1% loss and a fresh PC in the same session: everyone gets the file.
+    let lossy = |p: Peer| Peer {
+        down: Peer::lossy(0.01).down,
+        ..p
+    };
+    let peers = [lossy(a), lossy(b), Peer::lossy(0.01)];
+    let cfg = SenderConfig {
+        min_receivers: 3,
+        ..cfg
+    };
+    let out = run(&file, &peers, cfg, Duration::from_secs(60));
+    assert_all_received(&out, &file);
+}
