@@ -180,6 +180,10 @@ mod tests {
         let f = first_pass_symbols(1024, &mixed, WINDOW_MISS);
         assert!(f >= first_pass_symbols(1024, &[0.05], WINDOW_MISS), "{f}");
         assert!(f < first_pass_symbols(1024, &[0.05; 8], WINDOW_MISS), "{f}");
+        // One claiming 60%, taken at the cap, among seven at 1% (5.9's figures).
+        let liar = [0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, MAX_DESIGN_LOSS];
+        assert_eq!(first_pass_symbols(1024, &liar, WINDOW_MISS), 1216);
+        assert_eq!(first_pass_symbols(1024, &liar, LAST_WINDOW_MISS), 1253);
         // Half lost, a big block: about twice K, found without overflow.
         let f = first_pass_symbols(8192, &[0.5; 1000], LAST_WINDOW_MISS);
         assert!((16_384..17_500).contains(&f), "{f}");
