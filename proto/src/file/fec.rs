@@ -80,17 +80,24 @@ pub fn first_pass_symbols(k: u32, losses: &[f64], miss: f64) -> u32 {
 /// The chance that at least one of the receivers losing `losses` gets fewer than k + 1 of f
 /// symbols.
 fn class_misses(f: u32, k: u32, losses: &[f64]) -> f64 {
+    if f <= k {
+        return 1.0;
+    }
+    // ln C(f, f − k), the same for every receiver: summed once (a thousand receivers of a block
+    // of 8192 would otherwise each sum thousands of logarithms).
+    let m = f - k;
+    let ln_choose: f64 = (1..=m).map(|i| ((k + i) as f64 / i as f64).ln()).sum();
     let all = losses
         .iter()
-        .map(|&p| 1.0 - lacks(f, k, p))
+        .map(|&p| 1.0 - lacks(f, k, p, ln_choose))
         .product::<f64>();
     1.0 - all
 }
 
 /// P(Binomial(f, p) ≥ f − k): a receiver losing each symbol with probability p gets fewer than
-/// k + 1 of f. Summed over the smaller side of the distribution, whose terms fall away from the
-/// mean, so a term that underflows is one that does not count.
-fn lacks(f: u32, k: u32, p: f64) -> f64 {
+/// k + 1 of f (`ln_choose` is ln C(f, f − k)). Summed over the smaller side of the distribution,
+/// whose terms fall away from the mean, so a term that underflows is one that does not count.
+fn lacks(f: u32, k: u32, p: f64, ln_choose: f64) -> f64 {
     if f <= k {
         return 1.0;
     }
@@ -102,10 +109,14 @@ fn lacks(f: u32, k: u32, p: f64) -> f64 {
         return 1.0;
     }
     let (f64f, odds) = (f as f64, p / (1.0 - p));
-    // ln of P(Binomial(f, p) = j).
+    // ln of P(Binomial(f, p) = j), for j = m or m − 1: C(f, m − 1) = C(f, m) · m / (f − m + 1).
     let ln_pmf = |j: u32| {
-        let ln_choose: f64 = (1..=j).map(|i| ((f - j + i) as f64 / i as f64).ln()).sum();
-        ln_choose + j as f64 * p.ln() + (f - j) as f64 * (1.0 - p).ln()
+        let ln_c = if j == m {
+            ln_choose
+        } else {
+            ln_choose + (m as f64 / (f - m + 1) as f64).ln()
+        };
+        ln_c + j as f64 * p.ln() + (f - j) as f64 * (1.0 - p).ln()
     };
     if m as f64 > f64f * p {
         // Above the mean: the upper tail from m.
@@ -187,7 +198,7 @@ mod tests {
         // Half lost, a big block: about twice K, found without overflow.
         let f = first_pass_symbols(8192, &[0.5; 1000], LAST_WINDOW_MISS);
         assert!((16_384..17_500).contains(&f), "{f}");
-        assert_eq!(lacks(1024, 1024, 0.01), 1.0);
-        assert!((lacks(2049, 1024, 0.5) - 0.5).abs() < 0.02);
+        assert_eq!(class_misses(1024, 1024, &[0.01]), 1.0);
+        assert!((class_misses(2049, 1024, &[0.5]) - 0.5).abs() < 0.02);
     }
 }

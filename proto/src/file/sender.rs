@@ -1373,9 +1373,16 @@ impl Sender {
         } else {
             fec::WINDOW_MISS
         };
+        // Every block of a window has the same K but perhaps the last: one search for each K.
+        let mut searched: Option<(u32, u32)> = None;
         for b in self.pass.start..self.pass.end {
             let k = self.layout.symbols(b) as u32;
-            let f = fec::first_pass_symbols(k, &losses, miss)
+            let least = match searched {
+                Some((sk, f)) if sk == k => f,
+                _ => fec::first_pass_symbols(k, &losses, miss),
+            };
+            searched = Some((k, least));
+            let f = least
                 .max(first_pass_symbols(&self.layout, &self.cfg, b))
                 .min(MAX_ESI + 1);
             // No repair of it was made yet (NEEDs for a window being sent are refused): its
