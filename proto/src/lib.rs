@@ -89,6 +89,7 @@ pub use download::catalog::{Catalog, CatalogConfig, CatalogEvent, Reply};
 pub use download::requester::{Answer, Requester};
 pub use file::cc::{CcConfig, RateControl};
 pub use file::codec::{CheckJob, DecodeError, DecodeJob, SymbolSet};
+pub use file::fec::Fec;
 pub use file::layout::{Layout, LayoutError};
 pub use file::peers::Limits;
 pub use file::receiver::{ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, SessionInfo};

@@ -29,7 +29,7 @@ use crate::net::{self, Group};
 use crate::rt::{self, Shutdown};
 use crate::status::{Action, Board};
 use crate::web::{self, Web};
-use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Reply, SenderConfig};
+use edm_cast_proto::{Catalog, CatalogConfig, CatalogEvent, Fec, Reply, SenderConfig};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -257,6 +257,7 @@ fn run_on(args: Args, board: Board, acted: mpsc::Receiver<Action>) -> Result<Exi
             encryption: None,
             cc: None,
             sync: None,
+            fec: (Fec::default(), SenderConfig::default().proactive),
         },
         rate: Arc::new(AtomicU64::new(serve_rate(&args).0 as u64)),
         limits: Limits {

@@ -18,9 +18,10 @@ use crate::net::pace::{Rate, WIRE_OVERHEAD};
 use crate::rt::{self, Shutdown};
 use crate::status::{Action, Board};
 use crate::web::{self, Web};
+use edm_cast_proto::file::fec::{MAX_DESIGN_LOSS, MAX_LOSS_CAP};
 use edm_cast_proto::file::tree::HEADER_LEN;
 use edm_cast_proto::wire::MAX_DATAGRAM;
-use edm_cast_proto::{CcConfig, Encryption};
+use edm_cast_proto::{CcConfig, Encryption, Fec, SenderConfig};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -104,6 +105,17 @@ pub struct Args {
     /// 10% of --rate, at most 25M.
     #[arg(long, value_name = "RATE")]
     pub min_rate: Option<Rate>,
+    /// Size each block's first-pass repair for the loss the receivers report, as if at most this
+    /// much (one PC claiming more gets the class no more): most receivers then decode every
+    /// block without a repair round.
+    #[arg(long, value_name = "PERCENT", default_value_t = (MAX_DESIGN_LOSS * 100.0) as u16,
+          value_parser = clap::value_parser!(u16).range(0..=(MAX_LOSS_CAP * 100.0) as i64))]
+    pub fec_loss_max: u16,
+    /// Instead: send this much first-pass repair per block, in percent of its source symbols,
+    /// whatever the receivers report (1 was the default before the first pass followed them).
+    #[arg(long, value_name = "PERCENT", conflicts_with = "fec_loss_max",
+          value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub fec_repair: Option<u16>,
     /// Source symbols per block (K): larger blocks cost receivers more CPU per decode.
     #[arg(long, default_value_t = 1024, hide = true)]
     pub block_symbols: u16,
@@ -153,6 +165,15 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         encryption: encryption(&args)?,
         cc: None,
         sync: args.sync.then(|| sync_prefix(&source)).transpose()?,
+        fec: match args.fec_repair {
+            Some(percent) => (Fec::Fixed, percent as f64 / 100.0),
+            None => (
+                Fec::Adaptive {
+                    max_loss: args.fec_loss_max as f64 / 100.0,
+                },
+                SenderConfig::default().proactive,
+            ),
+        },
     };
     let group = args.net.group;
     let cc_on = args.cc == "on" && !args.rate_fixed;

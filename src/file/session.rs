@@ -15,7 +15,7 @@ use crate::status::{self, Board, SessionStatus};
 use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::{FailReason, FeedbackAddr, ReceiverState};
 use edm_cast_proto::{
-    CcConfig, Destination, Encryption, ReceiverInfo, Sender, SenderConfig, SenderEvent,
+    CcConfig, Destination, Encryption, Fec, ReceiverInfo, Sender, SenderConfig, SenderEvent,
     SessionPhase, Signer,
 };
 use futures_util::FutureExt;
@@ -49,6 +49,9 @@ pub struct Setup {
     pub cc: Option<CcConfig>,
     /// `send --sync`: the stream's first bytes sent in the first pass (a tree's manifest).
     pub sync: Option<u64>,
+    /// How the first pass's repair is sized, and its share of K (all of it with `Fec::Fixed`,
+    /// the least with `Fec::Adaptive`): `send --fec-repair`, `--fec-loss-max`.
+    pub fec: (Fec, f64),
 }
 
 pub struct Session {
@@ -170,6 +173,8 @@ impl Session {
             feedback: feedback_addr(group, iface, net::local_port(&socket)?, setup)?,
             cc: setup.cc,
             sync: setup.sync,
+            fec: setup.fec.0,
+            proactive: setup.fec.1,
             ..SenderConfig::default()
         };
         // With congestion control the pacer starts where slow start does.
@@ -785,6 +790,19 @@ impl Session {
                 size as f64 * 8.0 / secs / 1e6
             );
         }
+        let _ = writeln!(
+            out,
+            "  repair     {} of {} blocks needed a repair round{}",
+            self.sender.repaired_blocks(),
+            self.sender.layout().num_blocks(),
+            match self.sender.fec_loss() {
+                Some((loss, n)) => format!(
+                    "; the last first pass was sized for {:.1}% loss ({n} receivers)",
+                    loss * 100.0
+                ),
+                None => String::new(),
+            }
+        );
         if let (Some(start), Some(done)) =
             (self.sender.started_at(), self.sender.first_pass_done_at())
         {

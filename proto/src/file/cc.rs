@@ -21,7 +21,7 @@
 //! others are done. `min_rate` is the trust model: a receiver's reports are not authenticated, and
 //! one PC lying about loss or round-trip time can slow the class at most to it.
 //!
-//! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`; inputs
+//! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`, `loss`; inputs
 //! `handle_report(now, receiver, report)`, `handle_timeout(now)` and `forget(receiver)`;
 //! `poll_timeout` says when the next increase step is due.
 
@@ -151,6 +151,13 @@ impl RateControl {
     /// Whether `receiver` is too slow to be followed (below the floor at its last report).
     pub fn is_slow(&self, receiver: u32) -> bool {
         self.peers.get(&receiver).is_some_and(|p| p.slow)
+    }
+
+    /// `receiver`'s usual loss (the mean over its last uncongested intervals), once measured: what
+    /// the first pass is sized by (PROTOCOL.md 5.10).
+    pub fn loss(&self, receiver: u32) -> Option<f64> {
+        let p = self.peers.get(&receiver)?;
+        (!p.losses.is_empty()).then(|| p.losses.iter().sum::<f64>() / p.losses.len() as f64)
     }
 
     /// Forgets a receiver (done, failed, dropped): it no longer limits the class.

@@ -4,6 +4,7 @@
 pub mod cc;
 pub mod codec;
 pub mod crypt;
+pub mod fec;
 pub mod layout;
 pub mod peers;
 pub mod receiver;

@@ -11,6 +11,7 @@
 use super::cc::{self, CcConfig, RateControl, Report};
 use super::codec::{BlockEncoder, Plans};
 use super::crypt::{self, SessionKey};
+use super::fec::{self, Fec};
 use super::layout::{Layout, LayoutError};
 use super::peers::{Hello, Limits, Peers, Unheard};
 use crate::auth::{PublicKey, Seal, Signer};
@@ -65,6 +66,9 @@ pub enum ConfigError {
     /// The proactive repair fraction is outside 0..=1.
     #[error("proactive repair {0} is outside 0..=1")]
     Proactive(f64),
+    /// The adaptive first pass's loss cap is outside 0..=0.5.
+    #[error("the first pass's loss cap {0} is outside 0..=0.5")]
+    FecLoss(f64),
     /// The feedback port is 0.
     #[error("the feedback port must not be 0")]
     FeedbackPort,
@@ -90,8 +94,11 @@ pub struct SenderConfig {
     pub block_symbols: u16,
     /// W: blocks interleaved in the first pass, so a loss burst is spread over W blocks.
     pub interleave: u16,
-    /// Repair symbols sent with every block in the first pass, as a fraction of its K.
+    /// Repair symbols sent with every block in the first pass, as a fraction of its K: all of
+    /// them with `Fec::Fixed`, the fewest with `Fec::Adaptive`.
     pub proactive: f64,
+    /// How the first pass's repair is sized: fixed, or from the class's loss (PROTOCOL.md 5.10).
+    pub fec: Fec,
     /// Start sending once this many receivers have said hello, and every receiver named in
     /// `wait_for` (a re-run for the PCs a session missed, `send --resume-from`) ...
     pub min_receivers: usize,
@@ -139,6 +146,7 @@ impl Default for SenderConfig {
             block_symbols: 1024,
             interleave: 8,
             proactive: 0.01,
+            fec: Fec::default(),
             min_receivers: 1,
             wait_for: Vec::new(),
             skip_first_pass: false,
@@ -325,6 +333,8 @@ enum Phase {
 struct BlockTx {
     /// Next fresh ESI.
     next_esi: u32,
+    /// F_b: the symbols its first pass sends (ESI 0 .. F_b − 1).
+    first_pass: u32,
     /// When its first and its last symbol were sent.
     first_sent: Option<Instant>,
     last_sent: Option<Instant>,
@@ -375,6 +385,8 @@ struct Pass {
     block: u32,
     /// Most symbols any block of the window sends in this pass.
     width: u32,
+    /// Its repair symbols are sized (5.10): done when the pass reaches them.
+    sized: bool,
 }
 
 /// The sending side of a file session.
@@ -382,7 +394,8 @@ struct Pass {
 /// The contract, as in quinn-proto (time is passed in; nothing here blocks, reads a clock or
 /// touches a socket):
 /// - **Getters**: `layout`, `stats`, `receivers`, `sent_blocks`, `started_at`,
-///   `first_pass_done_at`, `source_done`, `is_finished`.
+///   `first_pass_done_at`, `source_done`, `is_finished`, `fec_loss`, `first_pass_size`,
+///   `repaired_blocks`.
 /// - **Inputs**: `handle_datagram(now, from, bytes)` for feedback (STATUS, NEED) from the
 ///   sender's socket; `handle_timeout(now)` once `poll_timeout` has passed; `supply_block(block,
 ///   bytes)` after a `NeedBlock` event; `source_grew(now, bytes)` and `source_ended(now, size,
@@ -438,6 +451,8 @@ pub struct Sender {
     stats: SenderStats,
     cc: Option<RateControl>,
     next_pace: Instant,
+    /// The loss, and the receivers, the latest window's first pass was sized for (`Fec::Adaptive`).
+    fec_loss: Option<(f64, u32)>,
 }
 
 impl Sender {
@@ -464,6 +479,11 @@ impl Sender {
         }
         if !(0.0..=1.0).contains(&cfg.proactive) {
             return Err(ConfigError::Proactive(cfg.proactive));
+        }
+        if let Fec::Adaptive { max_loss } = cfg.fec
+            && !(0.0..=fec::MAX_LOSS_CAP).contains(&max_loss)
+        {
+            return Err(ConfigError::FecLoss(max_loss));
         }
         if matches!(
             cfg.feedback,
@@ -515,6 +535,7 @@ impl Sender {
                 esi: 0,
                 block: 0,
                 width: 0,
+                sized: true,
             },
             pass_done_at: None,
             blocks: Vec::new(),
@@ -540,6 +561,7 @@ impl Sender {
             stats: SenderStats::default(),
             cc: cfg_cc.map(|c| RateControl::new(c, now)),
             next_pace: now,
+            fec_loss: None,
         };
         s.maybe_start(now);
         Ok(s)
@@ -593,6 +615,7 @@ impl Sender {
         while (self.blocks.len() as u32) < self.available {
             let b = self.blocks.len() as u32;
             // Without a first pass, a block's first symbols are its source symbols, sent as asked.
+            let first_pass = first_pass_symbols(&self.layout, &self.cfg, b);
             // In a sync session receivers hold scattered source symbols already: only repair
             // symbols (any of which fills any gap) are sent beyond the manifest.
             let next_esi = if self.cfg.sync.is_some() {
@@ -600,10 +623,11 @@ impl Sender {
             } else if self.cfg.skip_first_pass {
                 0
             } else {
-                first_pass_symbols(&self.layout, &self.cfg, b)
+                first_pass
             };
             self.blocks.push(BlockTx {
                 next_esi,
+                first_pass,
                 ..BlockTx::default()
             });
         }
@@ -660,6 +684,25 @@ impl Sender {
     /// The loss `r`'s address reports (smoothed, 0 to 1), once a report had figures to judge.
     pub fn loss_of(&self, r: &ReceiverInfo) -> Option<f64> {
         self.peers.reported_loss(r.addr.ip())
+    }
+
+    /// The worst loss (capped), and the number of receivers, the latest window's first pass was
+    /// sized for (`Fec::Adaptive`, 5.10); `None` before the first was sized, or with `Fec::Fixed`.
+    pub fn fec_loss(&self) -> Option<(f64, u32)> {
+        self.fec_loss
+    }
+
+    /// F_b: the symbols the first pass sends of `block` (sized once the pass reaches its repair).
+    pub fn first_pass_size(&self, block: u32) -> Option<u32> {
+        self.blocks.get(block as usize).map(|tx| tx.first_pass)
+    }
+
+    /// Blocks that needed a repair round: fresh symbols past their first pass (a re-run's first
+    /// send of a block, `skip_first_pass`, is not one).
+    pub fn repaired_blocks(&self) -> u32 {
+        (self.blocks.iter())
+            .filter(|tx| tx.burst.is_some_and(|(start, _)| start >= tx.first_pass))
+            .count() as u32
     }
 
     /// The rate congestion control sends at now (bit/s); `None` with it off.
@@ -1068,7 +1111,7 @@ impl Sender {
         // The window's proactive repair symbols all come at its end; building their encoders
         // there would stall the stream for W encoder builds at once. Build block i of the window
         // when the pass reaches ESI i*K/W instead, one short pause at a time.
-        if !repair && self.cfg.proactive > 0.0 {
+        if !repair && (self.cfg.proactive > 0.0 || matches!(self.cfg.fec, Fec::Adaptive { .. })) {
             let spread = (self.layout.block_symbols() / self.cfg.interleave.max(1)) as u32;
             if esi >= (block - self.pass.start) * spread {
                 enc.prepare(&self.layout, &mut self.plans);
@@ -1314,11 +1357,17 @@ impl Sender {
                 p.block = p.start;
                 p.esi += 1;
             }
+            // The window's repair symbols are next (its last block is its shortest): size them
+            // now, from the latest reports.
+            if !p.sized && p.esi >= self.layout.symbols(p.end - 1) as u32 {
+                self.size_window();
+                continue;
+            }
             if p.esi >= p.width {
                 self.open_window(self.pass.end, now);
                 continue;
             }
-            if p.esi < first_pass_symbols(&self.layout, &self.cfg, p.block) {
+            if p.esi < self.blocks[p.block as usize].first_pass {
                 return;
             }
             p.block += 1;
@@ -1345,11 +1394,12 @@ impl Sender {
                 esi: 0,
                 block: start,
                 width: 0,
+                sized: true,
             };
             return;
         }
         let width = (start..end)
-            .map(|b| first_pass_symbols(&self.layout, &self.cfg, b))
+            .map(|b| self.blocks[b as usize].first_pass)
             .max()
             .unwrap_or(0);
         self.pass = Pass {
@@ -1358,6 +1408,7 @@ impl Sender {
             esi: 0,
             block: start,
             width,
+            sized: false,
         };
         if start >= end {
             // Receivers learn at once that every block has had its first pass.
@@ -1370,6 +1421,73 @@ impl Sender {
                 self.load(b);
             }
         }
+    }
+
+    /// Sizes the repair of the window being sent (5.10), as the pass reaches it: with
+    /// `Fec::Adaptive`, enough that at the class's loss at most `WINDOW_MISS` of its blocks
+    /// (`LAST_WINDOW_MISS` in the last window, whose repair is the session's tail) lack symbols
+    /// at some followed receiver; never fewer than `Fec::Fixed` sends.
+    fn size_window(&mut self) {
+        self.pass.sized = true;
+        let Fec::Adaptive { max_loss } = self.cfg.fec else {
+            return;
+        };
+        // A sync session's first pass is the manifest alone: receivers ask for the rest (5.9).
+        if self.cfg.sync.is_some() {
+            return;
+        }
+        let losses = self.class_losses(max_loss);
+        let last = self.source_done && self.pass.end == self.layout.num_blocks();
+        let miss = if last {
+            fec::LAST_WINDOW_MISS
+        } else {
+            fec::WINDOW_MISS
+        };
+        // Every block of a window has the same K but perhaps the last: one search for each K.
+        let mut searched: Option<(u32, u32)> = None;
+        for b in self.pass.start..self.pass.end {
+            let k = self.layout.symbols(b) as u32;
+            let least = match searched {
+                Some((sk, f)) if sk == k => f,
+                _ => fec::first_pass_symbols(k, &losses, miss),
+            };
+            searched = Some((k, least));
+            let f = least
+                .max(first_pass_symbols(&self.layout, &self.cfg, b))
+                .min(MAX_ESI + 1);
+            // No repair of it was made yet (NEEDs for a window being sent are refused): its
+            // fresh ESIs begin past its first pass.
+            let tx = &mut self.blocks[b as usize];
+            tx.first_pass = f;
+            tx.next_esi = f;
+            self.pass.width = self.pass.width.max(f);
+        }
+        let worst = losses.iter().copied().fold(0.0, f64::max);
+        self.fec_loss = Some((worst, losses.len() as u32));
+    }
+
+    /// The losses the first pass is sized for: the usual loss of each receiver still expected and
+    /// followed — not lagging, not too slow for congestion control, its address's reports
+    /// plausible (an allowance) — that has one yet (from its PACE echoes with congestion control,
+    /// else from its NEEDs), each at most `cap`. One receiver claiming to lose everything is not
+    /// followed, and one claiming less costs the class at most `cap`.
+    fn class_losses(&self, cap: f64) -> Vec<f64> {
+        let mut losses = Vec::new();
+        for r in self.peers.iter() {
+            let ip = r.addr.ip();
+            if !r.pending()
+                || self.peers.lagging(r)
+                || self.is_slow(r)
+                || self.peers.allowance(ip) == 0
+            {
+                continue;
+            }
+            let echoed = self.cc.as_ref().and_then(|c| c.loss(r.id));
+            if let Some(loss) = echoed.or_else(|| self.peers.reported_loss(ip)) {
+                losses.push(loss.clamp(0.0, cap));
+            }
+        }
+        losses
     }
 
     fn maybe_start(&mut self, now: Instant) {
@@ -1450,8 +1568,9 @@ impl Sender {
     }
 }
 
-/// Symbols of `block` in the first pass: its K plus the proactive repair margin; in a sync
-/// session, its source symbols that hold bytes of the manifest.
+/// Symbols of `block` in the first pass with `Fec::Fixed` (the fewest with `Fec::Adaptive`): its K
+/// plus the proactive repair margin; in a sync session, its source symbols that hold bytes of the
+/// manifest.
 fn first_pass_symbols(layout: &Layout, cfg: &SenderConfig, block: u32) -> u32 {
     let k = layout.symbols(block) as u32;
     if let Some(prefix) = cfg.sync {
