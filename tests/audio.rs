@@ -35,8 +35,9 @@ fn ffmpeg(args: &[&str]) -> Output {
 }
 
 /// `(pts in seconds, md5)` of each frame (video, decoded) or packet (audio, `-c copy`) of the
-/// first stream `map` selects in `file`, from ffmpeg's framemd5.
-fn framemd5(file: &Path, map: &str, copy: bool) -> Vec<(f64, String)> {
+/// first stream `map` selects in `file`, from ffmpeg's framemd5; `how` (what made the file) is
+/// shown if it holds no such stream.
+fn framemd5(file: &Path, map: &str, copy: bool, how: &str) -> Vec<(f64, String)> {
     let file = file.to_str().unwrap();
     // Every frame as it comes: not made constant-rate, which drops or repeats frames whose
     // timestamps (the relay's arrival times) jitter.
@@ -52,7 +53,10 @@ fn framemd5(file: &Path, map: &str, copy: bool) -> Vec<(f64, String)> {
         .find_map(|l| l.strip_prefix("#tb 0: "))
         .and_then(|tb| tb.split_once('/'))
         .map(|(n, d)| n.trim().parse::<f64>().unwrap() / d.trim().parse::<f64>().unwrap())
-        .unwrap_or_else(|| panic!("no time base for {file} {map}: {listing}"));
+        .unwrap_or_else(|| {
+            let made = std::fs::metadata(file).map(|m| m.len());
+            panic!("no time base for {file} {map} ({made:?} bytes): {listing}\n{how}")
+        });
     listing
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -256,15 +260,16 @@ fn record(sdp: &Path, recording: &Path) -> Proc {
 
 /// The recording against the source: every audio packet and every video frame from the first
 /// keyframe on the source's, in order, none missing, and the tracks in sync.
-fn check_recording(c: &Clip, recording: &Path) {
+fn check_recording(c: &Clip, recording: &Path, capture: &std::process::Output) {
+    let how = format!("the capture: {}; {}", capture.status, text(capture).1);
     let (clip, audio) = (&c.clip, &c.audio);
     let (source_video, source_audio) = (
-        framemd5(Path::new(&clip), "0:v", false),
-        framemd5(Path::new(&audio), "0:a", true),
+        framemd5(Path::new(&clip), "0:v", false, ""),
+        framemd5(Path::new(&audio), "0:a", true, ""),
     );
     let (got_video, got_audio) = (
-        framemd5(recording, "0:v", false),
-        framemd5(recording, "0:a", true),
+        framemd5(recording, "0:v", false, &how),
+        framemd5(recording, "0:a", true, &how),
     );
     let (va, vs) = contiguous("video", &source_video, &got_video);
     let (aa, as_) = contiguous("audio", &source_audio, &got_audio);
@@ -360,7 +365,7 @@ fn relay_rtp_audio(encoder: &str, group: &str, port: u16) {
     assert!(written.ends_with(&want), "{written}");
     let recording = dir.path().join("recorded.mkv");
     let capture = record(&watch_sdp, &recording);
-    capture.wait(Duration::from_secs(20));
+    let captured = capture.wait(Duration::from_secs(20));
     camera.wait(Duration::from_secs(20));
     watch.terminate();
     let watch_log = text(&watch.wait(Duration::from_secs(10))).1;
@@ -368,7 +373,7 @@ fn relay_rtp_audio(encoder: &str, group: &str, port: u16) {
     let stats = text(&relay.wait(Duration::from_secs(10))).0;
     println!("{stats}{watch_log}");
 
-    check_recording(&clip, &recording);
+    check_recording(&clip, &recording, &captured);
     let overhead = audio_repair_overhead(&stats);
     println!("audio repair overhead {:.0}%", overhead * 100.0);
     // 100 ms windows cost 188% (AAC) and 48% (Opus) here; 400 ms ones 55-62% (AAC: about 5
@@ -560,7 +565,7 @@ fn rtsp_audio_track_is_pulled_and_relayed() {
     );
     let written = watch_sdp_of(&watch_sdp);
     let recording = dir.path().join("recorded.mkv");
-    record(&watch_sdp, &recording).wait(Duration::from_secs(20));
+    let captured = record(&watch_sdp, &recording).wait(Duration::from_secs(20));
     watch.terminate();
     let watch_log = text(&watch.wait(Duration::from_secs(10))).1;
     relay.interrupt();
@@ -575,7 +580,7 @@ fn rtsp_audio_track_is_pulled_and_relayed() {
         watch_log.contains("watch: the channel has audio now: Aac 48000 Hz, 2 channels"),
         "{watch_log}"
     );
-    check_recording(&clip, &recording);
+    check_recording(&clip, &recording, &captured);
 }
 
 /// A pushed source's audio named wrong in its URL: one line saying what is expected, exit 64,
