@@ -415,6 +415,9 @@ pub struct Sender {
     phase: Phase,
     end_reason: EndReason,
     created: Instant,
+    /// The `now` of the latest `handle_timeout`: a deadline it has passed has been acted on, and
+    /// `poll_timeout` no longer offers it (else the shell would be woken at once, again and again).
+    timed_out: Instant,
     started_at: Option<Instant>,
     pass: Pass,
     pass_done_at: Option<Instant>,
@@ -528,6 +531,7 @@ impl Sender {
             phase: Phase::Waiting,
             end_reason: EndReason::Complete,
             created: now,
+            timed_out: now,
             started_at: None,
             pass: Pass {
                 start: 0,
@@ -980,6 +984,7 @@ impl Sender {
 
     /// Time has passed: receivers silent too long are dropped; the session may start or end.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.timed_out = self.timed_out.max(now);
         if self.hold.is_some_and(|h| now >= h) {
             self.hold = None;
         }
@@ -1011,11 +1016,19 @@ impl Sender {
                 None => self.next_announce,
             },
         };
+        // These two are checked on a timeout (when a receiver counts as quiet, when the linger
+        // time is over) and stay true after: once passed, they are not wake-ups any more.
+        let ahead = |d: Instant| (d > self.timed_out).then_some(d);
         for r in self.peers.iter().filter(|r| r.pending()) {
-            t = t.min(r.last_heard + QUIET.min(self.cfg.receiver_timeout));
+            if let Some(d) = ahead(r.last_heard + QUIET.min(self.cfg.receiver_timeout)) {
+                t = t.min(d);
+            }
         }
-        if let Some(done) = self.pass_done_at {
-            t = t.min(done + self.cfg.linger);
+        if let Some(d) = self
+            .pass_done_at
+            .and_then(|done| ahead(done + self.cfg.linger))
+        {
+            t = t.min(d);
         }
         if let Some(hold) = self.hold {
             t = t.min(hold);

@@ -621,6 +621,9 @@ pub struct Session {
     busy: bool,
     /// Symbols sent per block.
     sent: Vec<u32>,
+    /// Times the sender, just handed a timeout at `now`, asked to be woken at `now` or before:
+    /// on a real clock the shell would spin until something changed.
+    pub past_wakeups: u32,
 }
 
 impl Session {
@@ -664,6 +667,7 @@ impl Session {
             next_slot: now,
             busy: false,
             sent: Vec::new(),
+            past_wakeups: 0,
         }
     }
 
@@ -685,7 +689,8 @@ impl Session {
 
     pub fn poll(&mut self, now: Instant, net: &mut Network, host: usize, packet_time: Duration) {
         self.feed(now);
-        if self.sender.poll_timeout().is_some_and(|t| t <= now) {
+        let timed_out = self.sender.poll_timeout().is_some_and(|t| t <= now);
+        if timed_out {
             self.sender.handle_timeout(now);
         }
         let mut buf = Vec::new();
@@ -700,6 +705,10 @@ impl Session {
                     continue;
                 }
                 self.busy = false;
+                // Timed out and with nothing left to send, it should next be woken later.
+                if timed_out && self.sender.poll_timeout().is_some_and(|t| t <= now) {
+                    self.past_wakeups += 1;
+                }
                 break;
             };
             if let Ok(wire::Datagram {
