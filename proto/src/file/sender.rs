@@ -51,6 +51,12 @@ const HASHES_AGAIN: Duration = Duration::from_secs(1);
 /// some (they may be on their way).
 const RESEND_AGAIN: Duration = Duration::from_secs(1);
 
+/// How long a sync session's repair symbols that a receiver has not seen yet count as on their
+/// way to it (at least the holdoff). Almost all of a sync session is repair, so a report that
+/// lags behind the bursts (a busy PC, a queue) would otherwise ask for each burst again; a
+/// symbol truly lost at a burst's tail waits this long to be asked for.
+const SYNC_IN_FLIGHT: Duration = Duration::from_millis(500);
+
 /// ACKs waiting to go out at most (each is the answer to a rate-limited STATUS).
 const MAX_ACKS: usize = 1024;
 
@@ -912,9 +918,13 @@ impl Sender {
                 }
                 continue;
             }
+            let in_flight_for = match self.cfg.sync {
+                Some(_) => holdoff.max(SYNC_IN_FLIGHT),
+                None => holdoff,
+            };
             let recent = tx
                 .last_sent
-                .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
+                .is_some_and(|t| now.saturating_duration_since(t) < in_flight_for);
             let need = if e.flags.verify {
                 // A block that failed its digest: its need is sized by the receiver's usual loss.
                 let loss = self.peers.loss(ip, MAX_LOSS);
