@@ -5,11 +5,14 @@
 #              (one download, multicast with cut-through while it arrives)
 #   http       every student downloads the URL itself with curl, over the same WAN link
 #   then-send  the server downloads it with curl, then `edm-cast send FILE` to the class
+#   send-url   the students run `edm-cast recv`; the server runs `edm-cast send URL` (cut-through)
 # Each row: mode, seconds until every student has the file (from the first command), bytes on the
 # wan host's interface / file size, students with the right MD5. Needs root.
 #
 #   bench/wan.sh                        # 8 students, 64 MiB, 20 Mbit/s WAN, 100 Mbit/s LAN, 1% loss
 #   RUNS=3 N=8 MIB=64 WAN_MBIT=20 LOSS=1 MODES="get http then-send" bench/wan.sh
+#   RUNS=3 N=4 MIB=32 WAN_MBIT=50 LOSS=1 MODES=send-url bench/wan.sh   # issue 14's cut-through case
+#   BIN=/tmp/other/edm-cast bench/wan.sh                                # another build (not rebuilt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +20,10 @@ N=${N:-8} MIB=${MIB:-64} WAN_MBIT=${WAN_MBIT:-20} LAN_MBIT=${LAN_MBIT:-100} LOSS
 RUNS=${RUNS:-1} MODES=${MODES:-"get http then-send"}
 export LAB=${LAB:-wanb}
 OUT=${OUT:-bench/results/wan.tsv}
-BIN=$PWD/target/release/edm-cast
+BIN=${BIN:-}
 LANLAB=$PWD/tools/lanlab.sh
 (( EUID == 0 )) || { echo "wan.sh: needs root (network namespaces)" >&2; exit 1; }
-cargo build --release --quiet
+[[ -n $BIN ]] || { cargo build --release --quiet; BIN=$PWD/target/release/edm-cast; }
 
 work=$(mktemp -d /tmp/edm-wan.XXXXXX)
 cleanup() {
@@ -42,7 +45,7 @@ lab() { bash "$LANLAB" "$@"; }
 now() { date +%s.%N; }
 
 one_run() {  # mode run
-    local mode=$1 run=$2 i pids=() t0 t1 before after ok=0 port
+    local mode=$1 run=$2 i pids=() t0 t1 before after ok=0 port sender=
     WAN_RATE=${WAN_MBIT}mbit lab up "$N" "${LAN_MBIT}mbit" "$LOSS" >/dev/null 2>&1
     rm -rf "$work/out" "$work/s" && mkdir -p "$work/out" "$work/s"
     lab exec w timeout 900 python3 tools/httpd.py --dir "$work/www" --bind 10.78.0.2 --port 8080 \
@@ -79,9 +82,22 @@ one_run() {  # mode run
             lab exec s timeout 900 "$BIN" send "$work/s/course.iso" --group 239.1.1.1 \
                 --iface eth0 --rate "$rate" --min-receivers "$N" --wait 30 >/dev/null 2>&1
             ;;
+        send-url)
+            for i in $(seq 1 "$N"); do
+                lab exec "r$i" timeout 900 nice -n 10 "$BIN" recv --group 239.1.1.1 --iface eth0 \
+                    --out "$work/out/r$i" >/dev/null 2>&1 & pids+=($!)
+            done
+            sleep 0.3
+            t0=$(now)
+            # Not waited for below: the students having the file is what is timed, not the
+            # sender's END repeats and exit after their last ACK.
+            lab exec s timeout 900 "$BIN" send "$url" --group 239.1.1.1 --iface eth0 \
+                --rate "$rate" --min-receivers "$N" --wait 30 >/dev/null 2>&1 & sender=$!
+            ;;
     esac
     for p in "${pids[@]}"; do wait "$p" || true; done
     t1=$(now)
+    [[ -z ${sender:-} ]] || wait "$sender" || true
     sleep 0.3
     after=$(lab txbytes w)
     for i in $(seq 1 "$N"); do

@@ -341,6 +341,8 @@ struct BlockTx {
     next_esi: u32,
     /// F_b: the symbols its first pass sends (ESI 0 .. F_b − 1).
     first_pass: u32,
+    /// Its first pass's repair is sized (5.10): done as the pass reaches ESI K_b.
+    sized: bool,
     /// When its first and its last symbol were sent.
     first_sent: Option<Instant>,
     last_sent: Option<Instant>,
@@ -382,17 +384,21 @@ struct Burst {
     end: u32,
 }
 
-/// The first pass: window [start, end) sent symbol-major, so consecutive packets hit different blocks.
-#[derive(Debug, Clone, Copy)]
+/// The first pass: window [start, end) of W aligned blocks, sent symbol-major over those of its
+/// blocks that are available, so consecutive packets hit different blocks. A block of a growing
+/// source joins the turn as soon as its bytes are in, at its ESI 0 (5.3, 5.7).
+#[derive(Debug, Clone, Default)]
 struct Pass {
     start: u32,
+    /// min(start + W, N): recomputed when a growing source's N becomes known.
     end: u32,
-    esi: u32,
-    block: u32,
-    /// Most symbols any block of the window sends in this pass.
-    width: u32,
-    /// Its repair symbols are sized (5.10): done when the pass reaches them.
-    sized: bool,
+    /// Blocks start..joined have joined the turn (all of them, for a file on disk).
+    joined: u32,
+    /// Blocks with first-pass symbols left and the next ESI of each, in turn: the front one sends
+    /// next, then goes to the back.
+    turn: VecDeque<(u32, u32)>,
+    /// Blocks below this have had their whole first pass: `sent_blocks`.
+    passed: u32,
 }
 
 /// The sending side of a file session.
@@ -539,14 +545,7 @@ impl Sender {
             created: now,
             timed_out: now,
             started_at: None,
-            pass: Pass {
-                start: 0,
-                end: 0,
-                esi: 0,
-                block: 0,
-                width: 0,
-                sized: true,
-            },
+            pass: Pass::default(),
             pass_done_at: None,
             blocks: Vec::new(),
             repair: VecDeque::new(),
@@ -641,10 +640,9 @@ impl Sender {
                 ..BlockTx::default()
             });
         }
-        // The first pass was waiting for this window's bytes.
-        let p = self.pass;
-        if self.phase == Phase::Sending && p.start == p.end && self.pass_done_at.is_none() {
-            self.open_window(p.start, now);
+        // The first pass may be waiting for these bytes.
+        if self.phase == Phase::Sending && self.pass_done_at.is_none() {
+            self.join_available(now);
         }
         self.maybe_start(now);
     }
@@ -675,9 +673,9 @@ impl Sender {
         self.peers.iter()
     }
 
-    /// Blocks whose first pass is complete.
+    /// Blocks whose first pass is complete (every block below the number).
     pub fn sent_blocks(&self) -> u32 {
-        self.pass.start
+        self.pass.passed
     }
 
     /// Where the session is.
@@ -854,7 +852,7 @@ impl Sender {
         let mut unread = Vec::new();
         for e in need.entries {
             // Only blocks whose first pass is over can be repaired.
-            if e.block >= self.pass.start {
+            if e.block >= self.pass.passed {
                 self.stats.dropped.out_of_range += 1;
                 continue;
             }
@@ -1193,7 +1191,7 @@ impl Sender {
             symbol_size: self.layout.symbol_size(),
             block_symbols: self.layout.block_symbols(),
             interleave: self.cfg.interleave,
-            sent_blocks: self.pass.start,
+            sent_blocks: self.pass.passed,
             feedback: self.cfg.feedback,
             name: self.name.clone(),
         }
@@ -1293,7 +1291,7 @@ impl Sender {
     /// still going, repair and first-pass symbols take turns, so heavy repair (a late joiner, one
     /// terrible receiver) slows the class at most by half, never stops it.
     fn next_symbol(&mut self, now: Instant) -> Option<(u32, u32, bool)> {
-        let pass = (self.pass.start < self.pass.end).then_some((self.pass.block, self.pass.esi));
+        let pass = self.pass.turn.front().copied();
         if let (Some((block, esi)), true) = (pass, self.last_was_repair) {
             return Some((block, esi, false));
         }
@@ -1364,36 +1362,35 @@ impl Sender {
             }
             return;
         }
-        self.pass.block += 1;
-        self.settle_pass(now);
+        let (block, esi) = self
+            .pass
+            .turn
+            .pop_front()
+            .expect("a first-pass symbol was sent");
+        let next = esi + 1;
+        if next >= self.layout.symbols(block) as u32 && !self.blocks[block as usize].sized {
+            self.size_block(block);
+        }
+        if next < self.blocks[block as usize].first_pass {
+            self.pass.turn.push_back((block, next));
+        } else {
+            self.block_passed(now);
+        }
     }
 
-    /// Moves the pass cursor to the next symbol that exists (the last block may be short), opening
-    /// the next window when one is finished.
-    fn settle_pass(&mut self, now: Instant) {
-        loop {
-            let p = &mut self.pass;
-            if p.start >= p.end {
-                return;
-            }
-            if p.block >= p.end {
-                p.block = p.start;
-                p.esi += 1;
-            }
-            // The window's repair symbols are next (its last block is its shortest): size them
-            // now, from the latest reports.
-            if !p.sized && p.esi >= self.layout.symbols(p.end - 1) as u32 {
-                self.size_window();
-                continue;
-            }
-            if p.esi >= p.width {
-                self.open_window(self.pass.end, now);
-                continue;
-            }
-            if p.esi < self.blocks[p.block as usize].first_pass {
-                return;
-            }
-            p.block += 1;
+    /// A block's first pass is over: `sent_blocks` moves up to the lowest block still in the pass,
+    /// and the next window opens once this one is finished.
+    fn block_passed(&mut self, now: Instant) {
+        let p = &mut self.pass;
+        p.passed = p.turn.iter().map(|&(b, _)| b).fold(p.joined, u32::min);
+        if p.joined >= p.end && p.turn.is_empty() {
+            let next = p.end;
+            self.open_window(next, now);
+        }
+        if self.pass.turn.is_empty() {
+            // It caught up with a growing source (or is over): receivers learn at once which
+            // blocks they may ask repair for, while the sender waits for the next block's bytes.
+            self.next_announce = now;
         }
     }
 
@@ -1405,53 +1402,58 @@ impl Sender {
             }
             _ => start,
         };
-        let end = start
-            .saturating_add(self.cfg.interleave as u32)
-            .min(self.layout.num_blocks());
-        if end > self.available {
-            // A growing source: wait (repairing older blocks meanwhile) until the whole window
-            // has arrived, so it is still interleaved over W blocks.
-            self.pass = Pass {
-                start,
-                end: start,
-                esi: 0,
-                block: start,
-                width: 0,
-                sized: true,
-            };
-            return;
-        }
-        let width = (start..end)
-            .map(|b| self.blocks[b as usize].first_pass)
-            .max()
-            .unwrap_or(0);
         self.pass = Pass {
             start,
-            end,
-            esi: 0,
-            block: start,
-            width,
-            sized: false,
+            end: start,
+            joined: start,
+            turn: VecDeque::new(),
+            passed: start,
         };
-        if start >= end {
+        if start >= self.layout.num_blocks() {
             // Receivers learn at once that every block has had its first pass.
             self.pass_done_at = Some(now);
             self.next_announce = now;
             return;
         }
-        for b in start..end {
+        self.join_available(now);
+    }
+
+    /// Adds to the window's turn the blocks whose bytes are in (a growing source: as they
+    /// arrive; a file: all at once, so the order is symbol-major over the W blocks).
+    fn join_available(&mut self, now: Instant) {
+        let p = &mut self.pass;
+        p.end = (p.start)
+            .saturating_add(self.cfg.interleave as u32)
+            .min(self.layout.num_blocks());
+        let joining = p.joined..p.end.min(self.available).max(p.joined);
+        p.joined = joining.end;
+        // A block without first-pass symbols (a sync session's past the manifest) has passed.
+        let blocks = &self.blocks;
+        p.turn.extend(
+            (joining.clone())
+                .filter(|&b| blocks[b as usize].first_pass > 0)
+                .map(|b| (b, 0)),
+        );
+        for b in joining {
             if !self.cache.iter().any(|(c, _)| *c == b) {
                 self.load(b);
             }
         }
+        let p = &self.pass;
+        if p.joined >= p.end && p.turn.is_empty() {
+            // Nothing left of it: a growing source whose end (N, now known) fell within the
+            // blocks already passed.
+            let next = p.end;
+            self.open_window(next, now);
+        }
     }
 
-    /// Sizes the repair of the window being sent (5.10), as the pass reaches it: with
-    /// `Fec::Adaptive`, enough that at the class's loss at most `WINDOW_MISS` of its blocks
-    /// (`LAST_WINDOW_MISS` in the last window, whose repair is the session's tail) lack symbols
-    /// at some followed receiver; never fewer than `Fec::Fixed` sends.
-    fn size_window(&mut self) {
-        self.pass.sized = true;
+    /// Sizes the repair of `block`'s first pass (5.10) as the pass reaches it, from the latest
+    /// reports: with `Fec::Adaptive`, enough that at the class's loss the chance that it lacks
+    /// symbols at some followed receiver is at most `WINDOW_MISS` (`LAST_WINDOW_MISS` in the last
+    /// window, whose repair is the session's tail); never fewer than `Fec::Fixed` sends.
+    fn size_block(&mut self, block: u32) {
+        self.blocks[block as usize].sized = true;
         let Fec::Adaptive { max_loss } = self.cfg.fec else {
             return;
         };
@@ -1466,25 +1468,15 @@ impl Sender {
         } else {
             fec::WINDOW_MISS
         };
-        // Every block of a window has the same K but perhaps the last: one search for each K.
-        let mut searched: Option<(u32, u32)> = None;
-        for b in self.pass.start..self.pass.end {
-            let k = self.layout.symbols(b) as u32;
-            let least = match searched {
-                Some((sk, f)) if sk == k => f,
-                _ => fec::first_pass_symbols(k, &losses, miss),
-            };
-            searched = Some((k, least));
-            let f = least
-                .max(first_pass_symbols(&self.layout, &self.cfg, b))
-                .min(MAX_ESI + 1);
-            // No repair of it was made yet (NEEDs for a window being sent are refused): its
-            // fresh ESIs begin past its first pass.
-            let tx = &mut self.blocks[b as usize];
-            tx.first_pass = f;
-            tx.next_esi = f;
-            self.pass.width = self.pass.width.max(f);
-        }
+        let k = self.layout.symbols(block) as u32;
+        let f = fec::first_pass_symbols(k, &losses, miss)
+            .max(first_pass_symbols(&self.layout, &self.cfg, block))
+            .min(MAX_ESI + 1);
+        // No repair of it was made yet (NEEDs for a block still in the pass are refused): its
+        // fresh ESIs begin past its first pass.
+        let tx = &mut self.blocks[block as usize];
+        tx.first_pass = f;
+        tx.next_esi = f;
         let worst = losses.iter().copied().fold(0.0, f64::max);
         self.fec_loss = Some((worst, losses.len() as u32));
     }

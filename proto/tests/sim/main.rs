@@ -11,6 +11,7 @@
 mod attack;
 mod cc;
 mod class;
+mod cutthrough;
 mod download;
 mod fec;
 mod net;

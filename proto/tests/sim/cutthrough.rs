@@ -1,0 +1,238 @@
+//! Cut-through (PROTOCOL.md 5.3, 5.7): a growing source's blocks go out as soon as each one's
+//! bytes are in, interleaved over what is available, so the class is done soon after the download;
+//! a file on disk is still sent symbol-major over windows of W blocks, as before.
+
+use crate::class::{DIGESTS, PACKET_TIME, Peer, Source};
+use crate::{assert_all_received, file_bytes, run_from, sender_config};
+use edm_cast_proto::wire::{Packet, ReceiverState};
+use edm_cast_proto::{FileInfo, Sender, SenderConfig, SenderEvent};
+use std::time::{Duration, Instant};
+
+/// What the sender sent, in order, as far as these tests look at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// An ANNOUNCE with this `sent_blocks`.
+    Announce(u32),
+    /// DIGESTS from this block on.
+    Digests(u32),
+    Data(u32, u32),
+    Other,
+}
+
+/// Everything the sender has to send now, its block reads served from `file`.
+fn drain(s: &mut Sender, now: Instant, file: &[u8]) -> Vec<Sent> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        let sent = s.poll_transmit(now, &mut buf);
+        let mut supplied = false;
+        while let Some(ev) = s.poll_event() {
+            if let SenderEvent::NeedBlock { block, offset, len } = ev {
+                s.supply_block(block, file[offset as usize..][..len].to_vec());
+                supplied = true;
+            }
+        }
+        if sent.is_none() {
+            if supplied {
+                continue;
+            }
+            return out;
+        }
+        out.push(match Packet::parse(&buf).unwrap().packet {
+            Packet::Announce(a) => Sent::Announce(a.sent_blocks),
+            Packet::Digests(d) => Sent::Digests(d.first_block),
+            Packet::Data(d) => Sent::Data(d.block, d.esi),
+            _ => Sent::Other,
+        });
+    }
+}
+
+fn data(sent: &[Sent]) -> Vec<(u32, u32)> {
+    (sent.iter())
+        .filter_map(|s| match *s {
+            Sent::Data(b, e) => Some((b, e)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 16-byte symbols, 10 a block (11 in the first pass, with the 1% margin), W = 8; starts at once.
+fn small() -> SenderConfig {
+    SenderConfig {
+        symbol_size: 16,
+        block_symbols: 10,
+        min_receivers: 0,
+        ..sender_config(0)
+    }
+}
+
+const BLOCK: usize = 16 * 10;
+/// First-pass symbols of a full block of `small`.
+const F: u32 = 11;
+
+#[test]
+fn a_file_on_disk_is_sent_symbol_major_over_aligned_windows_of_w_blocks() {
+    // 19 blocks: windows 0..8, 8..16 and 16..19, the last block 4 symbols (5 in the first pass).
+    let file = file_bytes(18 * BLOCK + 60, 41);
+    let info = FileInfo {
+        name: "f".into(),
+        size: Some(file.len() as u64),
+        digests: Some(DIGESTS),
+    };
+    let now = Instant::now();
+    let mut s = Sender::new(small(), info, now).unwrap();
+    let got = data(&drain(&mut s, now, &file));
+    let mut want = Vec::new();
+    for (start, end) in [(0, 8), (8, 16), (16, 19)] {
+        for esi in 0..F {
+            for b in start..end {
+                if b < 18 || esi < 5 {
+                    want.push((b, esi));
+                }
+            }
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(s.sent_blocks(), 19);
+}
+
+/// The download of a block completes; its symbols go out before the next block has arrived, with
+/// its digest first, and an ANNOUNCE tells receivers at once that they may ask for its repair.
+#[test]
+fn a_growing_source_sends_each_block_as_soon_as_it_is_in() {
+    for size_known in [true, false] {
+        // 20 blocks, the last one 3 symbols: windows 0..8, 8..16 and 16..20.
+        let file = file_bytes(19 * BLOCK + 40, 42);
+        let info = FileInfo {
+            name: "f".into(),
+            size: size_known.then_some(file.len() as u64),
+            digests: None,
+        };
+        let mut now = Instant::now();
+        let mut s = Sender::growing(small(), info, now).unwrap();
+        drain(&mut s, now, &file);
+        for b in 0..19u32 {
+            now += Duration::from_millis(10);
+            // All of block b but its last byte: nothing of it goes out yet.
+            s.source_grew(now, (b as u64 + 1) * BLOCK as u64 - 1);
+            assert_eq!(data(&drain(&mut s, now, &file)), [], "block {b} not in yet");
+            s.source_grew(now, (b as u64 + 1) * BLOCK as u64);
+            let sent = drain(&mut s, now, &file);
+            let want: Vec<_> = (0..F).map(|esi| (b, esi)).collect();
+            assert_eq!(data(&sent), want, "block {b} (size known: {size_known})");
+            assert_eq!(sent.first(), Some(&Sent::Digests(b)), "{sent:?}");
+            assert_eq!(sent.last(), Some(&Sent::Announce(b + 1)), "{sent:?}");
+            assert_eq!(s.sent_blocks(), b + 1);
+        }
+        // The end: the size and MD5 are announced, then the last block alone goes out, and the
+        // pass is over.
+        now += Duration::from_millis(10);
+        s.source_ended(now, file.len() as u64, DIGESTS).unwrap();
+        let sent = drain(&mut s, now, &file);
+        let last = if size_known { 3 } else { 10 };
+        let mut want = vec![Sent::Announce(19), Sent::Digests(19)];
+        want.extend((0..last + 1).map(|esi| Sent::Data(19, esi)));
+        want.push(Sent::Announce(20));
+        assert_eq!(sent, want, "size known: {size_known}");
+        assert_eq!(s.first_pass_done_at(), Some(now));
+    }
+}
+
+/// A source faster than the LAN: the blocks that are in share the turn, a block arriving later
+/// joins it at its ESI 0, and the next window opens only once this one is finished (receivers
+/// rely on windows being aligned, 6.3).
+#[test]
+fn blocks_that_arrive_while_others_are_sent_join_the_turn() {
+    let file = file_bytes(16 * BLOCK, 43);
+    let info = FileInfo {
+        name: "f".into(),
+        size: Some(file.len() as u64),
+        digests: None,
+    };
+    let now = Instant::now();
+    let mut s = Sender::growing(small(), info, now).unwrap();
+    s.source_grew(now, 2 * BLOCK as u64);
+    let mut buf = Vec::new();
+    let mut sent = Vec::new();
+    // Blocks 0 and 1 take turns for 3 symbols each, then block 2 is in.
+    while sent.len() < 6 {
+        sent.extend(data(&drain_one(&mut s, now, &file, &mut buf)));
+    }
+    s.source_grew(now, 10 * BLOCK as u64);
+    sent.extend(data(&drain(&mut s, now, &file)));
+    let mut want = vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)];
+    // Blocks 2..8 join (8 and 9 are the next window's), behind 0 and 1.
+    for esi in 3..F {
+        want.extend([(0, esi), (1, esi)]);
+        for b in 2..8 {
+            want.push((b, esi - 3));
+        }
+    }
+    for esi in F - 3..F {
+        for b in 2..8 {
+            want.push((b, esi));
+        }
+    }
+    for esi in 0..F {
+        want.extend([(8, esi), (9, esi)]);
+    }
+    assert_eq!(sent, want);
+    assert_eq!(s.sent_blocks(), 10);
+}
+
+/// One datagram (and the block reads it needs).
+fn drain_one(s: &mut Sender, now: Instant, file: &[u8], buf: &mut Vec<u8>) -> Vec<Sent> {
+    for _ in 0..10 {
+        let sent = s.poll_transmit(now, buf);
+        while let Some(ev) = s.poll_event() {
+            if let SenderEvent::NeedBlock { block, offset, len } = ev {
+                s.supply_block(block, file[offset as usize..][..len].to_vec());
+            }
+        }
+        if sent.is_some() {
+            return vec![match Packet::parse(buf).unwrap().packet {
+                Packet::Data(d) => Sent::Data(d.block, d.esi),
+                _ => Sent::Other,
+            }];
+        }
+    }
+    panic!("nothing to send");
+}
+
+/// Issue 14's case in the simulated LAN: real blocks (K = 1024, T = 1408, the link's 121 us a
+/// datagram is 93 Mbit/s), a download at about half that (the 50 Mbit/s WAN), 4 receivers with 1%
+/// loss, 32 MiB. The class is done about when the download is: what follows it is the last block's
+/// first pass (0.12 s) and its repair, not a whole window's (1 s).
+#[test]
+fn a_download_at_half_the_lan_rate_leaves_a_short_tail() {
+    let file = file_bytes(32 << 20, 44);
+    let peers = vec![Peer::lossy(0.01); 4];
+    let cfg = SenderConfig {
+        symbol_size: 1408,
+        block_symbols: 1024,
+        ..sender_config(4)
+    };
+    let bytes_per_sec = 6_000_000;
+    let source_time = Duration::from_secs_f64(file.len() as f64 / bytes_per_sec as f64);
+    let out = run_from(
+        &file,
+        &peers,
+        cfg,
+        Duration::from_secs(60),
+        Source::Growing {
+            bytes_per_sec,
+            size_known: true,
+        },
+    );
+    assert_all_received(&out, &file);
+    let states: Vec<_> = out.sender().receivers().map(|r| r.state).collect();
+    assert_eq!(states, [ReceiverState::Done; 4]);
+    let tail = out.elapsed() - source_time;
+    println!(
+        "32 MiB at {bytes_per_sec} B/s: source {source_time:?}, class done {tail:?} after it \
+         ({:.3} x), a block's first pass takes {:?}",
+        out.elapsed().as_secs_f64() / source_time.as_secs_f64(),
+        PACKET_TIME * 1035
+    );
+    assert!(tail < Duration::from_millis(400), "{tail:?}");
+}
