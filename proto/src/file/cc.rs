@@ -24,7 +24,8 @@
 //! others are done. `min_rate` is the trust model: a receiver's reports are not authenticated, and
 //! one PC lying about loss or round-trip time can slow the class at most to it.
 //!
-//! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`, `loss`; inputs
+//! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`, `loss`,
+//! `pace_interval` (how often the sender sends PACE); inputs
 //! `handle_report(now, receiver, report)`, `handle_timeout(now)` and `forget(receiver)`;
 //! `poll_timeout` says when the next increase step is due.
 
@@ -276,11 +277,10 @@ impl RateControl {
         let queue_once = rtt
             .zip(peer.min_rtt)
             .is_some_and(|(rtt, min)| rtt.saturating_sub(min) > QUEUE_DELAY);
-        // Above the baseline by more than chance explains: three standard deviations of the
-        // binomial loss over this many datagrams, and at least `LOSS_EXCESS`.
-        // With no baseline yet, only a loss no cable explains.
-        // Before an interval is summed up, only a loss no cable explains (a queue overflowing
-        // while slow start's steps go on).
+        // Over an interval, above the baseline by more than chance explains: three standard
+        // deviations of the binomial loss over this many datagrams, and at least `LOSS_EXCESS`.
+        // With no baseline yet, or before an interval is summed up (a queue overflowing while
+        // slow start's steps go on), only a loss no cable explains.
         let excess = match baseline {
             Some(b) if judged => {
                 let sd = (b.max(0.01) * (1.0 - b) / pending.0 as f64).sqrt();
