@@ -13,6 +13,9 @@
 //! as TFMCC's slow start ends at the receive rate (after slow start, by at most a quarter at
 //! once); without it the rate doubles per interval from a safe start (slow start) until the first
 //! congestion, then grows by a few percent per interval (probing, so a freed link is used again).
+//! Slow start steps, and the sender sends PACE, four times per interval, and the first queue seen
+//! (one round trip, HyStart's signal) holds the rate at what the path delivers: doubled at once
+//! and seen an interval later, a rate that crossed the link had already overflowed its queue.
 //! One reduction per round: reports made before a cut, and the queue's draining, do not cut again.
 //!
 //! A receiver congested below the floor — `--min-rate`, or half of what the best of the others
@@ -21,15 +24,20 @@
 //! others are done. `min_rate` is the trust model: a receiver's reports are not authenticated, and
 //! one PC lying about loss or round-trip time can slow the class at most to it.
 //!
-//! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`, `loss`; inputs
+//! The contract (sans-IO, time passed in): getters `rate`, `is_slow`, `slow_start`, `loss`,
+//! `pace_interval` (how often the sender sends PACE); inputs
 //! `handle_report(now, receiver, report)`, `handle_timeout(now)` and `forget(receiver)`;
 //! `poll_timeout` says when the next increase step is due.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How often the rate may grow, and how often the sender sends PACE.
+/// How often the rate may grow, and how often the sender sends PACE, after slow start.
 pub const INTERVAL: Duration = Duration::from_millis(100);
+/// In slow start, both four times as often: the rate doubles per `INTERVAL` in four steps, each
+/// answered within a round trip. Doubled at once and seen only 100 ms later, a rate that crossed
+/// the link had already overflowed a 50 ms queue with half of what it sent.
+pub const SLOW_START_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Reports per receiver kept to find its baseline loss.
 const HISTORY: usize = 8;
@@ -96,6 +104,10 @@ struct Peer {
     /// Its previous round-trip time: a queue shows in two in a row, a busy PC's hiccup in one.
     last_rtt: Option<Duration>,
     losses: Vec<f64>,
+    /// DATA sent, received and microseconds since its loss was last judged: loss is judged over
+    /// at least an `INTERVAL` (slow start's reports, four times as many, would each see too few
+    /// datagrams to tell chance from congestion).
+    pending: (u64, u64, u64),
     /// What its path delivered, scaled up by its baseline loss (bit/s), and when measured.
     bw: Option<(f64, Instant)>,
     /// The last few of those: their largest is what the path can take (a late report only ever
@@ -113,6 +125,9 @@ pub struct RateControl {
     /// No cut before this: reports made before the last cut say nothing of the new rate.
     hold: Option<Instant>,
     next_step: Instant,
+    /// When the rate last stepped: slow start grows by the time since (a late step, no more than
+    /// doubling).
+    last_step: Instant,
     /// An uncongested report from a followed receiver since the last step, and none congested.
     clear: bool,
     congested: bool,
@@ -131,7 +146,8 @@ impl RateControl {
             rate,
             slow_start: true,
             hold: None,
-            next_step: now + INTERVAL,
+            next_step: now + SLOW_START_INTERVAL,
+            last_step: now,
             clear: false,
             congested: false,
             peers: HashMap::new(),
@@ -146,6 +162,15 @@ impl RateControl {
     /// Whether it is still in slow start.
     pub fn slow_start(&self) -> bool {
         self.slow_start
+    }
+
+    /// How often the sender sends PACE now: `SLOW_START_INTERVAL` in slow start, else `INTERVAL`.
+    pub fn pace_interval(&self) -> Duration {
+        if self.slow_start {
+            SLOW_START_INTERVAL
+        } else {
+            INTERVAL
+        }
     }
 
     /// Whether `receiver` is too slow to be followed (below the floor at its last report).
@@ -189,6 +214,7 @@ impl RateControl {
             min_rtt: None,
             last_rtt: None,
             losses: Vec::new(),
+            pending: (0, 0, 0),
             bw: None,
             recent_bw: Vec::new(),
             slow: false,
@@ -207,6 +233,7 @@ impl RateControl {
         };
         if r.sent < sent0 || r.received < recv0 || r.pace_us < pace0 {
             peer.base = Some(here);
+            peer.pending = (0, 0, 0);
             return;
         }
         let (ds, dt) = (r.sent - sent0, r.pace_us - pace0);
@@ -217,7 +244,15 @@ impl RateControl {
         peer.base = Some(here);
         // A queue growing between the two PACEs stretches the time the receiver took them in.
         let took = arrived.saturating_sub(arrived0).clamp(dt * 4 / 5, dt * 2);
-        let loss = 1.0 - dr as f64 / ds as f64;
+        let pending = (
+            peer.pending.0 + ds,
+            peer.pending.1 + dr,
+            peer.pending.2 + dt,
+        );
+        // Judged once the reports add up to an interval (less a tenth: a PACE sent a little early).
+        let judged = pending.2 >= INTERVAL.as_micros() as u64 * 9 / 10;
+        peer.pending = if judged { (0, 0, 0) } else { pending };
+        let loss = 1.0 - pending.1 as f64 / pending.0 as f64;
         // Its usual loss, from the reports before this one (none yet: only a queue says more).
         let baseline = (!peer.losses.is_empty())
             .then(|| peer.losses.iter().sum::<f64>() / peer.losses.len() as f64);
@@ -238,18 +273,23 @@ impl RateControl {
         };
         peer.last_rtt = rtt;
         let queue = queued > QUEUE_DELAY;
-        // Above the baseline by more than chance explains: three standard deviations of the
-        // binomial loss over this many datagrams, and at least `LOSS_EXCESS`.
-        // With no baseline yet, only a loss no cable explains.
+        // One round trip alone above the lowest: a queue starting (or a busy PC's hiccup).
+        let queue_once = rtt
+            .zip(peer.min_rtt)
+            .is_some_and(|(rtt, min)| rtt.saturating_sub(min) > QUEUE_DELAY);
+        // Over an interval, above the baseline by more than chance explains: three standard
+        // deviations of the binomial loss over this many datagrams, and at least `LOSS_EXCESS`.
+        // With no baseline yet, or before an interval is summed up (a queue overflowing while
+        // slow start's steps go on), only a loss no cable explains.
         let excess = match baseline {
-            Some(b) => {
-                let sd = (b.max(0.01) * (1.0 - b) / ds as f64).sqrt();
+            Some(b) if judged => {
+                let sd = (b.max(0.01) * (1.0 - b) / pending.0 as f64).sqrt();
                 loss - b > LOSS_EXCESS.max(3.0 * sd)
             }
-            None => loss > FIRST_LOSS,
+            b => loss - b.unwrap_or(0.0) > FIRST_LOSS,
         };
         let congested = queue || excess;
-        if !congested {
+        if judged && !congested {
             if peer.losses.len() == HISTORY {
                 peer.losses.remove(0);
             }
@@ -259,8 +299,23 @@ impl RateControl {
         let peer = self.peers.get_mut(&receiver).expect("inserted above");
         // Its own rate means nothing while it is not congested: it took what was sent. Congested
         // below the floor, or losing most of what is sent whatever the rate, it is too slow.
-        peer.slow = baseline.is_some_and(|b| b > SLOW_LOSS) || (congested && BACKOFF * bw < floor);
+        // In slow start a queue seen once counts as well: its path is not followed down.
+        let starting = self.slow_start && queue_once;
+        peer.slow = baseline.is_some_and(|b| b > SLOW_LOSS)
+            || ((congested || starting) && BACKOFF * bw < floor);
         if peer.slow {
+            return;
+        }
+        if starting && !congested {
+            // HyStart's signal (RFC 9406): the first queue in slow start stops the growth and
+            // brings the rate down to what the path delivers, so the queue grows no more; a
+            // second report in a row confirms it (the cut below), a clear one resumes slow start.
+            self.congested = true;
+            self.rate = self
+                .rate
+                .min(bw)
+                .max(self.cfg.min_rate)
+                .min(self.cfg.ceiling);
             return;
         }
         if !congested {
@@ -292,7 +347,9 @@ impl RateControl {
         if now < self.next_step {
             return;
         }
-        self.next_step = now + INTERVAL;
+        let step = now.saturating_duration_since(self.last_step).min(INTERVAL);
+        self.last_step = now;
+        self.next_step = now + self.pace_interval();
         let (clear, congested) = (self.clear, self.congested);
         self.clear = false;
         self.congested = false;
@@ -310,7 +367,7 @@ impl RateControl {
             .map(|(bw, _)| 2.0 * bw)
             .fold(f64::INFINITY, f64::min);
         let grown = if self.slow_start {
-            self.rate * 2.0
+            self.rate * 2f64.powf(step.as_secs_f64() / INTERVAL.as_secs_f64())
         } else {
             self.rate * PROBE
         };
@@ -368,6 +425,52 @@ mod tests {
         assert!(!cc.slow_start());
         // 1000 packets of 12000 bits sent in 0.1 s, 95% delivered, baseline 5%: 120 Mbit/s.
         assert!((cc.rate() - 0.9 * 120e6).abs() < 1e5, "{}", cc.rate());
+    }
+
+    #[test]
+    fn in_slow_start_one_queued_report_holds_the_rate_and_two_end_it() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut cc = RateControl::new(cfg(), t);
+        assert_eq!(cc.pace_interval(), SLOW_START_INTERVAL);
+        // 60 datagrams of 12000 bits per 25 ms: the path delivers 28.8 Mbit/s.
+        cc.handle_report(t, 1, report(1, 0, 0, 0));
+        cc.handle_timeout(ms(25));
+        assert_eq!(cc.rate(), 25e6);
+        for i in 1..=2u64 {
+            cc.handle_report(ms(i * 25 + 1), 1, report(1, i * 25, i * 60, i * 60));
+            cc.handle_timeout(ms(i * 25 + 25));
+        }
+        // Two steps of 25 ms: 2^(1/4) each.
+        assert!(
+            (cc.rate() - 25e6 * 2f64.sqrt()).abs() < 1e3,
+            "{}",
+            cc.rate()
+        );
+        // One round trip 19 ms above the lowest: held at what the path delivers, no step.
+        cc.handle_report(ms(95), 1, report(20, 75, 180, 180));
+        assert!(cc.slow_start());
+        assert!((cc.rate() - 28.8e6).abs() < 1e3, "{}", cc.rate());
+        cc.handle_timeout(ms(100));
+        assert!((cc.rate() - 28.8e6).abs() < 1e3, "{}", cc.rate());
+        // The next one clear (a busy PC's hiccup): slow start goes on.
+        cc.handle_report(ms(101), 1, report(1, 100, 240, 240));
+        cc.handle_timeout(ms(125));
+        assert!(cc.slow_start());
+        assert!(
+            (cc.rate() - 28.8e6 * 2f64.powf(0.25)).abs() < 1e3,
+            "{}",
+            cc.rate()
+        );
+        // Two in a row: a queue; slow start over, cut to 90% of min(rate, bandwidth) — here of
+        // the rate, the hiccup's draining having made one interval look faster (up to 36 Mbit/s).
+        let before = cc.rate();
+        cc.handle_report(ms(145), 1, report(20, 125, 300, 300));
+        assert!(cc.slow_start());
+        cc.handle_report(ms(170), 1, report(20, 150, 360, 360));
+        assert!(!cc.slow_start());
+        assert!((cc.rate() - 0.9 * before).abs() < 1e3, "{}", cc.rate());
+        assert_eq!(cc.pace_interval(), INTERVAL);
     }
 
     #[test]

@@ -1102,7 +1102,7 @@ impl Sender {
             return None;
         }
         if self.cc.is_some() && now >= self.next_pace {
-            self.next_pace = now + cc::INTERVAL;
+            self.next_pace = now + self.cc.as_ref().map_or(cc::INTERVAL, |c| c.pace_interval());
             let pace = Packet::Pace(Pace {
                 time_us: now.duration_since(self.created).as_micros() as u64,
                 sent: self.stats.source_symbols + self.stats.repair_symbols,

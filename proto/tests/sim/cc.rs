@@ -181,3 +181,70 @@ fn a_receiver_behind_a_slow_port_does_not_hold_the_class() {
     println!("slow one {state:?}; sender bytes {bytes:.3} x file");
     assert!(bytes < 1.5, "{bytes}");
 }
+
+/// `send`'s defaults: K = 1024, T = 1408, from 25 Mbit/s up to 1 Gbit/s.
+fn lab_config(receivers: usize) -> SenderConfig {
+    SenderConfig {
+        symbol_size: 1408,
+        block_symbols: 1024,
+        cc: Some(CcConfig {
+            ceiling: 1e9,
+            min_rate: 25e6,
+            initial: 25e6,
+            packet_bits: ((1408 + DATA_OVERHEAD + 42) * 8) as f64,
+        }),
+        ..sender_config(receivers)
+    }
+}
+
+/// The teacher's 100 Mbit/s cable behind 50 ms of drop-tail buffer (420 datagrams of 1492 bytes),
+/// as the lab's tbf.
+fn lab_uplink() -> Link {
+    Link {
+        bottleneck: Some(Bottleneck {
+            bits_per_sec: 100_000_000,
+            buffer: 420,
+        }),
+        ..Link::default()
+    }
+}
+
+/// Slow start finds the teacher's 100 Mbit/s cable without overflowing its queue, at no loss and
+/// at 1%, for 2 receivers and 8: almost nothing but the file and its first pass goes out, near
+/// the link's time. Fails on the old controller (doubling once per 100 ms, a queue believed only
+/// from two reports 100 ms apart): at 0% it sent 1.61-1.66 x the file (5152 of 19056 datagrams
+/// dropped in the queue, 8 of 12 blocks repaired) in 1.42-1.50 x the link's time.
+#[test]
+fn slow_start_leaves_before_the_teachers_queue_overflows() {
+    for (receivers, loss) in [(8, 0.0), (2, 0.0), (8, 0.01), (2, 0.01)] {
+        let file = file_bytes(16 << 20, 45);
+        let mut class = Class::new(lab_uplink());
+        class.send(&file, Source::File, lab_config(receivers));
+        for _ in 0..receivers {
+            class.add_student(Peer::lossy(loss), Command::Recv);
+        }
+        class.drive(Duration::from_secs(60));
+        assert_all_received(&class, &file);
+        let sender = class.sender();
+        let s = sender.stats();
+        let datagrams = s.source_symbols + s.repair_symbols + s.control_packets;
+        let bytes = s.bytes as f64 / file.len() as f64;
+        let wire = (s.bytes + 42 * datagrams) as f64 / file.len() as f64;
+        let link_secs =
+            (file.len().div_ceil(1408) * (1408 + DATA_OVERHEAD + 42) * 8) as f64 / 100e6;
+        let total = (class.now() - sender.started_at().unwrap()).as_secs_f64();
+        let uplink = class.net.up(0);
+        println!(
+            "{receivers} x {:.0}%: sender bytes {bytes:.3} x file, wire {wire:.3}, {} of {} \
+             blocks repaired, all done {total:.2} s = {:.2} x link, uplink {uplink:?}",
+            loss * 100.0,
+            sender.repaired_blocks(),
+            sender.layout().num_blocks(),
+            total / link_secs
+        );
+        assert_eq!(uplink.overflowed, 0, "{receivers} x {loss}");
+        // The first pass (K + 1%) and the headers; at 1% a few blocks' repair besides.
+        assert!(bytes < 1.03 + loss, "{receivers} x {loss}: {bytes}");
+        assert!(total < 1.2 * link_secs, "{receivers} x {loss}: {total}");
+    }
+}
