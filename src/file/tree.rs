@@ -299,6 +299,9 @@ impl Default for Fed {
     }
 }
 
+/// The stream's bytes copied out are freed in steps of this many.
+const PUNCH_STEP: u64 = 16 << 20;
+
 /// How long an unpacking waiting for bytes sleeps between looks at its `cancel` flag.
 const FEED_POLL: Duration = Duration::from_millis(100);
 
@@ -480,6 +483,8 @@ fn build(
         placed: Vec::new(),
     };
     let mut buf = vec![0u8; 1 << 20];
+    // The stream's bytes before this are copied out and freed.
+    let mut punched = offset;
     for e in &manifest.entries {
         if cancel.load(Ordering::Relaxed) {
             return Err(interrupted());
@@ -521,9 +526,12 @@ fn build(
                 output::set_times(&file, e.mtime).map_err(write)?;
                 // The stream's copy is not needed any more once the stream's digests have read
                 // it: so the tree takes about its own size on disk while it is built, not twice
-                // that (best effort; one the digests have not reached yet stays).
-                if feed.hashed(offset) {
-                    output::punch_hole(stream, offset - e.size, e.size);
+                // that (best effort; what the digests have not reached yet stays). In steps of
+                // `PUNCH_STEP`: each punch waits for the range's writeback, once per small file
+                // that costs more than the copy.
+                if offset - punched >= PUNCH_STEP && feed.hashed(offset) {
+                    output::punch_hole(stream, punched, offset - punched);
+                    punched = offset;
                 }
                 done.files += 1;
                 done.bytes += e.size;
