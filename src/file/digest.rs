@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 enum Msg {
@@ -49,12 +50,17 @@ impl WrittenBlocks {
 pub struct RunningDigests {
     tx: mpsc::Sender<Msg>,
     thread: Option<JoinHandle<Result<FileDigests, Error>>>,
+    /// The file's first bytes hashed so far: not read again, so a tree's unpacking may punch
+    /// them out of the stream once copied (`tree::Feed`).
+    hashed: Arc<AtomicU64>,
 }
 
 impl RunningDigests {
     /// `exact`: the file's size is known, so every block's length is final.
     pub fn start(file: FileHandle, exact: bool) -> Self {
         let (tx, rx) = mpsc::channel();
+        let hashed = Arc::new(AtomicU64::new(0));
+        let done = hashed.clone();
         let thread = std::thread::spawn(move || {
             let mut hasher = FileHasher::default();
             let mut next = 0u32;
@@ -77,6 +83,7 @@ impl RunningDigests {
                         {
                             let (offset, len, bytes) = ready.remove(&next).expect("checked");
                             hash(&mut hasher, &file, offset, len, bytes)?;
+                            done.store(offset + len as u64, Ordering::Release);
                             next += 1;
                         }
                     }
@@ -95,7 +102,13 @@ impl RunningDigests {
         RunningDigests {
             tx,
             thread: Some(thread),
+            hashed,
         }
+    }
+
+    /// How many of the file's first bytes are hashed, as it goes.
+    pub fn hashed(&self) -> Arc<AtomicU64> {
+        self.hashed.clone()
     }
 
     pub fn written(&self) -> WrittenBlocks {

@@ -149,9 +149,15 @@ impl Listener {
         delivered: &mut Option<Delivered>,
         shutdown: &mut Shutdown,
     ) -> Result<PathBuf, Error> {
-        let (tx_done, done) = mpsc::unbounded_channel::<Done>();
+        let (tx_done, mut done) = mpsc::unbounded_channel::<Done>();
         let mut file = Receiving::new(&self.how, joined, delivered, tx_done);
-        let r = self.run(rx, &mut file, done, shutdown).await;
+        let r = self.run(rx, &mut file, &mut done, shutdown).await;
+        if r.is_err() {
+            // A tree unpacked as it arrived: stopped, and its staging folder gone, before the
+            // error is told.
+            file.feeder = None;
+            file.stop_unpacking(&mut done).await;
+        }
         if let Err(e) = &r
             && let Some((_, output)) = &mut file.file
             && matches!(
@@ -172,7 +178,7 @@ impl Listener {
         &self,
         rx: &mut Receiver,
         file: &mut Receiving<'_>,
-        mut done: mpsc::UnboundedReceiver<Done>,
+        done: &mut mpsc::UnboundedReceiver<Done>,
         shutdown: &mut Shutdown,
     ) -> Result<PathBuf, Error> {
         let (group, feedback) = (&self.group, &self.feedback);
@@ -221,7 +227,7 @@ impl Listener {
                     rx.handle_timeout(now);
                 }
                 stop = shutdown.recv() => {
-                    file.stop_unpacking(&mut done).await;
+                    file.stop_unpacking(done).await;
                     return Err(Error::Interrupted(stop));
                 }
             }
@@ -358,6 +364,10 @@ struct Receiving<'a> {
     /// receiver keeps answering meanwhile), and what stops it (Ctrl-C).
     unpacking: Option<SessionInfo>,
     cancel: Arc<AtomicBool>,
+    /// A tree's unpacking runs while its stream arrives (`tree::unpack`) ...
+    unpacker: bool,
+    /// ... told how much of the stream is in and verified; dropped unverified, it stops.
+    feeder: Option<tree::Feeder>,
     /// A tree being received: its files done, for the bar.
     tree: Option<TreeProgress>,
     /// What was placed, once a tree is unpacked.
@@ -425,6 +435,8 @@ impl<'a> Receiving<'a> {
             complete: None,
             unpacking: None,
             cancel: Arc::default(),
+            unpacker: false,
+            feeder: None,
             tree: None,
             unpacked: None,
             reports,
@@ -614,7 +626,15 @@ impl<'a> Receiving<'a> {
             tokio::task::spawn_blocking(move || tree::tidy_stages(&folder));
         }
         self.bar = Some(view::receive_bar(info.size));
-        self.digests = Some(RunningDigests::start(output.handle(), info.size.is_some()));
+        let digests = RunningDigests::start(output.handle(), info.size.is_some());
+        // A tree of known size is unpacked as its stream arrives: only the tail is left to write
+        // once the last block is in.
+        if let (Some(_), Some(size)) = (tree::root(&info.name), info.size) {
+            let (feeder, feed) = tree::Feeder::new(digests.hashed());
+            self.feeder = Some(feeder);
+            self.unpack(output.name().to_owned(), output.handle(), size, feed);
+        }
+        self.digests = Some(digests);
         self.file = Some((info, output));
         Ok(kept)
     }
@@ -670,6 +690,9 @@ impl<'a> Receiving<'a> {
                 match (self.file.take(), copy) {
                     (Some((info, mut output)), Some(copy)) => {
                         output.discard();
+                        // A tree being unpacked meanwhile stops, and its staging folder goes.
+                        self.feeder = None;
+                        self.unpacker = false;
                         // Nothing more is received: no bar left standing at "0 B/…".
                         if let Some(bar) = self.bar.take() {
                             bar.finish_and_clear();
@@ -752,8 +775,20 @@ impl<'a> Receiving<'a> {
                 }
                 self.sync = Some(Syncing::Replace { old });
             }
+            // One stopped on purpose (a copy was here already) has nothing to say.
+            Done::Unpacked(_) if !self.unpacker => {}
             Done::Unpacked(done) => {
-                let mut done = done?;
+                self.unpacker = false;
+                let mut done = match done {
+                    Ok(done) => done,
+                    // Refused or failed while the stream still arrives: not kept for a resume.
+                    Err(e) => {
+                        if let Some((_, output)) = &mut self.file {
+                            output.discard();
+                        }
+                        return Err(e);
+                    }
+                };
                 if let Some(
                     Syncing::Replace { old }
                     | Syncing::Header { old }
@@ -796,7 +831,11 @@ impl<'a> Receiving<'a> {
         };
         let file = output.handle();
         let header = || file.read_at(0, HEADER_LEN).ok()?.try_into().ok();
-        if let Some((count, len)) = t.block_done(block, header) {
+        let manifest = t.block_done(block, header);
+        if let (Some(feeder), Some(size)) = (&self.feeder, info.size) {
+            feeder.prefix(t.prefix_bytes().min(size));
+        }
+        if let Some((count, len)) = manifest {
             let (size, tx) = (info.size.unwrap_or(0), self.reports.clone());
             let file = output.handle();
             tokio::task::spawn_blocking(move || {
@@ -822,7 +861,7 @@ impl<'a> Receiving<'a> {
     /// Ctrl-C while a tree is unpacked: the build stops, its staging folder is removed, and only
     /// then does `recv` exit (within `UNPACK_STOP`).
     async fn stop_unpacking(&mut self, done: &mut mpsc::UnboundedReceiver<Done>) {
-        if self.unpacking.is_none() {
+        if !self.unpacker {
             return;
         }
         self.cancel.store(true, Ordering::Relaxed);
@@ -834,6 +873,7 @@ impl<'a> Receiving<'a> {
             }
         })
         .await;
+        self.unpacker = false;
     }
 
     /// A sync session: the receiver holds its needs until what is here is found. A tree with a
@@ -987,22 +1027,45 @@ impl<'a> Receiving<'a> {
         rx.verified(now, true);
     }
 
+    /// Unpacks the tree stream `stream` (of `size` bytes) on the blocking pool, as `feed` says
+    /// its bytes are in; `Done::Unpacked` once the tree is placed (or refused, or stopped).
+    fn unpack(&mut self, name: String, stream: FileHandle, size: u64, feed: Arc<tree::Feed>) {
+        let (folder, tx) = (self.folder.clone(), self.reports.clone());
+        let cancel = self.cancel.clone();
+        self.unpacker = true;
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(Done::Unpacked(tree::unpack(
+                &folder,
+                &name,
+                stream.file(),
+                size,
+                &feed,
+                &cancel,
+            )));
+        });
+    }
+
     /// Moves the verified file to its name, once the check of a copy already there (if any) has
     /// answered: an identical copy is kept instead, rather than a second one beside it.
     fn keep(&mut self, rx: &mut Receiver, now: Instant) -> Result<(), Error> {
         if !self.verified || self.checking {
             return Ok(());
         }
-        if let Some((info, output)) = self.file.take() {
+        if let Some((info, mut output)) = self.file.take() {
             if tree::root(&info.name).is_some() {
-                let (folder, tx) = (self.folder.clone(), self.reports.clone());
-                let cancel = self.cancel.clone();
-                tokio::task::spawn_blocking(move || {
-                    let name = output.name().to_owned();
-                    let _ = tx.send(Done::Unpacked(tree::unpack(
-                        &folder, &name, output, &cancel,
-                    )));
-                });
+                // The unpacking reads the stream through its own handle; the stream file goes
+                // once it is done (it is not kept for a resume either way).
+                output.discard();
+                match self.feeder.take() {
+                    Some(feeder) => feeder.verified(),
+                    None => {
+                        // Verified at once: its digests are done.
+                        let (feeder, feed) = tree::Feeder::new(Arc::default());
+                        let size = self.complete.map_or(0, |(size, _)| size);
+                        self.unpack(output.name().to_owned(), output.handle(), size, feed);
+                        feeder.verified();
+                    }
+                }
                 self.unpacking = Some(info);
                 return Ok(());
             }

@@ -428,11 +428,6 @@ impl OutputFile {
         &self.name
     }
 
-    /// The file as written so far, for reading (a tree stream is read back, `tree`).
-    pub(super) fn stream(&self) -> &File {
-        &self.file
-    }
-
     fn temp_path(&self) -> PathBuf {
         self.folder.path.join(&self.temp)
     }
@@ -524,6 +519,11 @@ pub struct FileHandle {
 }
 
 impl FileHandle {
+    /// The file as written so far, for reading (a tree stream is read back, `tree`).
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
+
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), Error> {
         self.file
             .write_all_at(data, offset)

@@ -2,13 +2,15 @@
 //! (sorted, symlinks not followed unless asked, special files skipped with a line, `--exclude`)
 //! and spools a tree stream, a manifest and the files' bytes, which is then sent as one file. A
 //! session whose announced name ends in `/` carries one: the receiver verifies the whole stream
-//! as for any file, then checks the whole manifest before it writes anything, rebuilds the tree in
-//! a staging folder of its own inside `--out` (each file checked against its SHA-256), and moves
-//! it into place under the sent folder's name at once. The staging folder is locked while it is
+//! as for any file, and meanwhile, as the verified start of the stream grows (`Feed`: blocks whose
+//! signed digests matched), checks the whole manifest before it writes anything and rebuilds the
+//! tree in a staging folder of its own inside `--out` (each file checked against its SHA-256);
+//! once the whole stream is verified, it moves the tree into place under the sent folder's name
+//! at once. The staging folder is locked while it is
 //! built: Ctrl-C stops the build and removes it, and one left by a receiver killed outright is
 //! removed by the next (`tidy_stages`).
 
-use super::output::{self, Folder, OutputFile};
+use super::output::{self, Folder};
 use crate::error::Error;
 use edm_cast_proto::file::tree::{self, Entry, HEADER_LEN, Kind, MAX_DEPTH, Manifest};
 use edm_cast_proto::wire::{FileDigests, FileHasher};
@@ -18,7 +20,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// The folder's name a session carries a tree for: its announced name less the final `/`.
@@ -269,42 +272,156 @@ pub struct Placed {
     pub digests: FileDigests,
 }
 
-/// Rebuilds the tree the verified stream `output` holds as the folder `name` in `folder`; the
-/// stream is removed either way. A manifest that breaks a rule is refused before anything is
-/// written. `cancel` set (Ctrl-C) stops the build within a MiB written, and the staging folder is
-/// removed.
+/// How much of a tree stream is in its file and verified, for an unpacking that runs while the
+/// stream arrives: the bytes of the blocks decoded (or kept and checked) without a gap from the
+/// start, then the whole stream once its digests matched. The listener (`Feeder`) moves it on;
+/// the unpacking waits on it before it reads a byte.
+pub struct Feed {
+    state: Mutex<Fed>,
+    moved: Condvar,
+    /// The stream's first bytes its running digests have read: copied out, they may go.
+    hashed: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fed {
+    /// The stream's first bytes, this many of them, are verified.
+    Prefix(u64),
+    /// The whole stream is, with its MD5 and SHA-256: the tree may be placed.
+    Verified,
+    /// The session ended without it: nothing is placed.
+    Abandoned,
+}
+
+impl Default for Fed {
+    fn default() -> Self {
+        Fed::Prefix(0)
+    }
+}
+
+/// The stream's bytes copied out are freed in steps of this many.
+const PUNCH_STEP: u64 = 16 << 20;
+
+/// How long an unpacking waiting for bytes sleeps between looks at its `cancel` flag.
+const FEED_POLL: Duration = Duration::from_millis(100);
+
+impl Feed {
+    /// Waits until the stream's first `bytes` are verified (`u64::MAX`: the whole stream).
+    fn wait(&self, bytes: u64, cancel: &AtomicBool) -> Result<(), Error> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match *state {
+                Fed::Verified => return Ok(()),
+                Fed::Prefix(n) if n >= bytes => return Ok(()),
+                Fed::Abandoned => {
+                    return Err(Error::Other(
+                        "the session ended before the folder was whole".into(),
+                    ));
+                }
+                Fed::Prefix(_) if cancel.load(Ordering::Relaxed) => return Err(interrupted()),
+                Fed::Prefix(_) => {
+                    state = (self.moved.wait_timeout(state, FEED_POLL))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Whether the stream's first `end` bytes are not read again by its digests (or the whole
+    /// stream is verified), so those copied out may go (`punch_hole`).
+    fn hashed(&self, end: u64) -> bool {
+        self.hashed.load(Ordering::Acquire) >= end
+            || *self.state.lock().unwrap_or_else(|e| e.into_inner()) == Fed::Verified
+    }
+
+    fn set(&self, to: Fed) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Verified and Abandoned are final; a prefix only grows.
+        *state = match (*state, to) {
+            (Fed::Prefix(old), Fed::Prefix(new)) => Fed::Prefix(old.max(new)),
+            (Fed::Prefix(_), to) => to,
+            (done, _) => done,
+        };
+        self.moved.notify_all();
+    }
+}
+
+/// The listener's side of a `Feed`. Dropped before `verified` (the session failed, Ctrl-C, a copy
+/// already here), the unpacking stops and its staging folder is removed.
+pub struct Feeder(Arc<Feed>);
+
+impl Feeder {
+    /// A feed, and the side that moves it on; `hashed`: how much of the stream its running
+    /// digests have read (`RunningDigests::hashed`).
+    pub fn new(hashed: Arc<AtomicU64>) -> (Feeder, Arc<Feed>) {
+        let feed = Arc::new(Feed {
+            state: Mutex::default(),
+            moved: Condvar::new(),
+            hashed,
+        });
+        (Feeder(feed.clone()), feed)
+    }
+
+    /// The stream's first `bytes` are in its file and verified.
+    pub fn prefix(&self, bytes: u64) {
+        self.0.set(Fed::Prefix(bytes));
+    }
+
+    /// The whole stream is verified.
+    pub fn verified(self) {
+        self.0.set(Fed::Verified);
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.0.set(Fed::Abandoned);
+    }
+}
+
+fn interrupted() -> Error {
+    Error::Other("the unpacking was interrupted".into())
+}
+
+/// Rebuilds the tree the stream `stream` (of `size` bytes) holds as the folder `name` in
+/// `folder`, as `feed` says its bytes are in and verified: files are written while the stream
+/// still arrives, and the folder is placed only once the whole stream is verified. A manifest
+/// that breaks a rule is refused before anything is written. `cancel` set (Ctrl-C) or the feed
+/// abandoned stops the build within a MiB written, and the staging folder is removed.
 pub fn unpack(
     folder: &Folder,
     name: &str,
-    mut output: OutputFile,
+    stream: &File,
+    size: u64,
+    feed: &Feed,
     cancel: &AtomicBool,
 ) -> Result<Unpacked, Error> {
-    output.discard();
     let refused = |why: String| {
         Error::Protocol(format!(
             "refused the folder {name:?} from the sender: {why}; nothing was written"
         ))
     };
-    let stream = output.stream();
     let read = |source| Error::Read {
-        path: folder.path().join(output.name()),
+        path: folder.path().join(name),
         source,
     };
-    let stream_len = stream.metadata().map_err(read)?.len();
     let mut header = [0u8; HEADER_LEN];
-    if stream_len < HEADER_LEN as u64 {
+    if size < HEADER_LEN as u64 {
         return Err(refused("shorter than a tree header".into()));
     }
+    feed.wait(HEADER_LEN as u64, cancel)?;
     stream.read_exact_at(&mut header, 0).map_err(read)?;
     let (count, len) = tree::parse_header(&header).map_err(|e| refused(e.to_string()))?;
-    if HEADER_LEN as u64 + len as u64 > stream_len {
+    if HEADER_LEN as u64 + len as u64 > size {
         return Err(refused("the manifest is cut short".into()));
     }
     let mut body = vec![0u8; len as usize];
+    feed.wait(HEADER_LEN as u64 + len as u64, cancel)?;
     stream
         .read_exact_at(&mut body, HEADER_LEN as u64)
         .map_err(read)?;
-    let manifest = Manifest::parse(count, &body, stream_len).map_err(|e| refused(e.to_string()))?;
+    let manifest = Manifest::parse(count, &body, size).map_err(|e| refused(e.to_string()))?;
     let (stage, dir) = folder.temp_dir().map_err(|source| Error::Write {
         path: folder.path().to_owned(),
         source,
@@ -316,10 +433,13 @@ pub fn unpack(
         folder,
         &stage,
         &dir,
-        stream,
+        Stream {
+            file: stream,
+            feed,
+            cancel,
+        },
         HEADER_LEN as u64 + len as u64,
         &manifest,
-        cancel,
     )
     .and_then(|u| {
         let path = folder.commit_dir(&stage, name)?;
@@ -331,16 +451,28 @@ pub fn unpack(
     built
 }
 
+/// A tree stream being read: its file, how much of it is in (`Feed`), and what stops the reading.
+#[derive(Clone, Copy)]
+struct Stream<'a> {
+    file: &'a File,
+    feed: &'a Feed,
+    cancel: &'a AtomicBool,
+}
+
 /// Writes every entry into the staging folder `dir`, from `stream` at `offset` on.
 fn build(
     folder: &Folder,
     stage: &str,
     dir: &OwnedFd,
-    stream: &File,
+    stream: Stream,
     mut offset: u64,
     manifest: &Manifest,
-    cancel: &AtomicBool,
 ) -> Result<Unpacked, Error> {
+    let Stream {
+        file: stream,
+        feed,
+        cancel,
+    } = stream;
     let at = |path: &str| folder.path().join(stage).join(path);
     let umask = umask();
     let mut done = Unpacked {
@@ -350,8 +482,9 @@ fn build(
         bytes: 0,
         placed: Vec::new(),
     };
-    let interrupted = || Error::Other("the unpacking was interrupted".into());
     let mut buf = vec![0u8; 1 << 20];
+    // The stream's bytes before this are copied out and freed.
+    let mut punched = offset;
     for e in &manifest.entries {
         if cancel.load(Ordering::Relaxed) {
             return Err(interrupted());
@@ -376,6 +509,7 @@ fn build(
                         return Err(interrupted());
                     }
                     let n = left.min(buf.len() as u64) as usize;
+                    feed.wait(offset + n as u64, cancel)?;
                     stream.read_exact_at(&mut buf[..n], offset).map_err(write)?;
                     hasher.update(&buf[..n]);
                     file.write_all_at(&buf[..n], e.size - left).map_err(write)?;
@@ -390,9 +524,15 @@ fn build(
                     )));
                 }
                 output::set_times(&file, e.mtime).map_err(write)?;
-                // The stream's copy is not needed any more: so the tree takes about its own
-                // size on disk while it is built, not twice that (best effort).
-                output::punch_hole(stream, offset - e.size, e.size);
+                // The stream's copy is not needed any more once the stream's digests have read
+                // it: so the tree takes about its own size on disk while it is built, not twice
+                // that (best effort; what the digests have not reached yet stays). In steps of
+                // `PUNCH_STEP`: each punch waits for the range's writeback, once per small file
+                // that costs more than the copy.
+                if offset - punched >= PUNCH_STEP && feed.hashed(offset) {
+                    output::punch_hole(stream, punched, offset - punched);
+                    punched = offset;
+                }
                 done.files += 1;
                 done.bytes += e.size;
                 done.placed.push(Placed {
@@ -403,6 +543,9 @@ fn build(
             }
         }
     }
+    // Every file is checked against its SHA-256, and now the whole stream against its digests:
+    // only then do the folders take their modes and the tree its place.
+    feed.wait(u64::MAX, cancel)?;
     // Deepest first: a folder's time is set once nothing more is written in it.
     for e in manifest.entries.iter().rev() {
         if e.kind == Kind::Folder {

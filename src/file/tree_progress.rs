@@ -77,6 +77,12 @@ impl TreeProgress {
         }
     }
 
+    /// The stream's first bytes whose blocks are all in (a whole number of blocks: the last
+    /// one's padding counts; the caller caps it at the stream's size).
+    pub fn prefix_bytes(&self) -> u64 {
+        u64::from(self.prefix) * self.block_bytes
+    }
+
     /// The manifest, read and parsed (None: it does not parse).
     pub fn manifest(&mut self, manifest: Option<Manifest>) {
         self.manifest = match manifest {
