@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{TempDir, md5_of, random_file, recv_with, send, text};
+use common::{TempDir, diff_trees, md5_of, random_file, recv_with, send, text};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,20 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// `diff -r a b`: its output, empty when the trees are the same.
-fn diff(a: &Path, b: &Path) -> String {
-    let o = Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.code().is_some_and(|c| c <= 1), "diff: {err}");
-    out
-}
 
 /// 300 files in 15 folders: mostly small (1 to 20 kB), four large ones. About 5 MB.
 fn make_tree(root: &Path) -> Vec<PathBuf> {
@@ -168,7 +154,7 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
     let (summary, _) = session("239.77.71.1:47711", &tree, &first, &[], &[]);
     println!("whole tree: {} bytes sent", sent(&summary).1);
     for i in 0..3 {
-        assert_eq!(diff(&tree, &got(i)), "", "pc{i}");
+        assert_eq!(diff_trees(&tree, &got(i), true), "", "pc{i}");
     }
 
     // A student planted a symlink where a file was (to a copy elsewhere, same bytes: if it were
@@ -205,7 +191,7 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
         "{bytes} bytes sent for {changed} changed:\n{summary}"
     );
     for (i, pc) in pcs.iter().enumerate().take(2) {
-        assert_eq!(diff(&tree, &got(i)), "", "pc{i}");
+        assert_eq!(diff_trees(&tree, &got(i), true), "", "pc{i}");
         // Only the tree, replaced in place: no "lesson (1)", no leftovers.
         let mut names: Vec<_> = std::fs::read_dir(pc)
             .unwrap()
@@ -231,9 +217,9 @@ fn sync_sends_only_the_changed_files_to_pcs_that_have_the_old_tree() {
         logs.contains("it is kept, the folder received goes beside it"),
         "{logs}"
     );
-    assert_eq!(diff(&tree, &pcs[2].join("lesson (1)")), "");
+    assert_eq!(diff_trees(&tree, &pcs[2].join("lesson (1)"), true), "");
     assert!(got(2).join("unit 12").is_dir(), "the old tree is untouched");
-    assert_eq!(diff(&tree, &got(3)), "");
+    assert_eq!(diff_trees(&tree, &got(3), true), "");
 }
 
 /// One file with `--sync`: a PC that has it already (same digests) is done without a byte of it
@@ -429,7 +415,7 @@ fn lan_lab_sync_at_2_percent_loss_sends_the_changes_once() {
         secs(&summary)
     );
     for i in 1..=n {
-        assert_eq!(diff(&tree, &got(i)), "", "r{i}");
+        assert_eq!(diff_trees(&tree, &got(i), true), "", "r{i}");
     }
 
     let changed = change_lab_tree(&tree, &files, &delta);
@@ -441,7 +427,7 @@ fn lan_lab_sync_at_2_percent_loss_sends_the_changes_once() {
     let (data, bytes) = sent(&summary);
     let sync_secs = secs(&summary);
     for i in 1..=n {
-        assert_eq!(diff(&tree, &got(i)), "", "r{i}");
+        assert_eq!(diff_trees(&tree, &got(i), true), "", "r{i}");
     }
     assert_eq!(logs.matches("are here already").count(), n, "{logs}");
 

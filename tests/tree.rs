@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TempDir, bin, md5_of, random_file, recv_with, send, text};
+use common::{TempDir, bin, diff_trees, md5_of, random_file, recv_with, send, text};
 use edm_cast_proto::file::tree::{Entry, Kind, Manifest};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -24,19 +24,6 @@ fn names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// `diff -r a b`: its output, empty when the trees are the same.
-fn diff(a: &Path, b: &Path) -> String {
-    let o = Command::new("diff")
-        .arg("-r")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.code().is_some_and(|c| c <= 1), "diff: {err}");
-    out
 }
 
 /// 20 folders (three empty, some nested, names with spaces and accents) holding 200 files, every
@@ -105,7 +92,7 @@ fn a_tree_of_200_files_in_20_folders_reaches_three_receivers_identical() {
         // The tree under a folder named after the sent one, and nothing else (no leftovers).
         assert_eq!(names(out), ["course week3 ✓"]);
         let got = out.join("course week3 ✓");
-        assert_eq!(diff(&sent, &got), "");
+        assert_eq!(diff_trees(&sent, &got, false), "");
         let copy = got.join("dossier 0 é").join("run.sh");
         let (a, b) = (script.metadata().unwrap(), copy.metadata().unwrap());
         assert_eq!(b.permissions().mode() & 0o777, 0o755);
@@ -160,8 +147,8 @@ fn several_sources_with_exclude_arrive_as_one_folder() {
     assert_eq!(names(&got), ["a.pdf", "b.mp4", "slides"]);
     assert_eq!(names(&got.join("slides")), ["1.svg", "img"]);
     assert!(names(&got.join("slides").join("img")).is_empty());
-    assert_eq!(diff(&a, &got.join("a.pdf")), "");
-    assert_eq!(diff(&b, &got.join("b.mp4")), "");
+    assert_eq!(diff_trees(&a, &got.join("a.pdf"), false), "");
+    assert_eq!(diff_trees(&b, &got.join("b.mp4"), false), "");
 }
 
 /// `edm-cast keygen PATH`: the public key line.
@@ -354,7 +341,7 @@ case "$EDM_CAST_PATH" in */a/"f 3.bin") exit 5;; esac"#,
     let (_, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     let root = out.join("lesson 5");
-    assert_eq!(diff(&sent, &root), "");
+    assert_eq!(diff_trees(&sent, &root, false), "");
 
     // The commands: exactly one per file, with its own values; at most 4 at once.
     let logged = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}: {stderr}"));
@@ -548,7 +535,7 @@ fn files_are_written_while_the_stream_still_arrives() {
     let (_, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     drop(s);
-    assert_eq!(diff(&sent, &out.join("big")), "", "{stderr}");
+    assert_eq!(diff_trees(&sent, &out.join("big"), false), "", "{stderr}");
     assert!(stages(&out).is_empty(), "{:?}", names(&out));
 }
 

@@ -220,6 +220,20 @@ pub fn attack_count(report: &str, key: &str) -> u64 {
     digits.parse().unwrap()
 }
 
+/// `diff -r a b` (with `--no-dereference` when `links_as_links`: a symlink compared as a link,
+/// never followed): its output, empty when the trees are the same.
+pub fn diff_trees(a: &Path, b: &Path, links_as_links: bool) -> String {
+    let mut cmd = Command::new("diff");
+    cmd.arg("-r");
+    if links_as_links {
+        cmd.arg("--no-dereference");
+    }
+    let o = cmd.arg(a).arg(b).output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "diff: {err}");
+    out
+}
+
 pub fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),

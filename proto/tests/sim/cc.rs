@@ -197,18 +197,6 @@ fn lab_config(receivers: usize) -> SenderConfig {
     }
 }
 
-/// The teacher's 100 Mbit/s cable behind 50 ms of drop-tail buffer (420 datagrams of 1492 bytes),
-/// as the lab's tbf.
-fn lab_uplink() -> Link {
-    Link {
-        bottleneck: Some(Bottleneck {
-            bits_per_sec: 100_000_000,
-            buffer: 420,
-        }),
-        ..Link::default()
-    }
-}
-
 /// Slow start finds the teacher's 100 Mbit/s cable without overflowing its queue, at no loss and
 /// at 1%, for 2 receivers and 8: almost nothing but the file and its first pass goes out, near
 /// the link's time. Fails on the old controller (doubling once per 100 ms, a queue believed only
@@ -218,7 +206,7 @@ fn lab_uplink() -> Link {
 fn slow_start_leaves_before_the_teachers_queue_overflows() {
     for (receivers, loss) in [(8, 0.0), (2, 0.0), (8, 0.01), (2, 0.01)] {
         let file = file_bytes(16 << 20, 45);
-        let mut class = Class::new(lab_uplink());
+        let mut class = Class::new(Link::lab_uplink());
         class.send(&file, Source::File, lab_config(receivers));
         for _ in 0..receivers {
             class.add_student(Peer::lossy(loss), Command::Recv);

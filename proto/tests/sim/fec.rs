@@ -4,7 +4,7 @@
 //! costs the class at most the cap.
 
 use crate::class::{Class, Command, Peer, Source};
-use crate::net::{Bottleneck, Link};
+use crate::net::Link;
 use crate::{assert_all_received, file_bytes, sender_config};
 use edm_cast_proto::file::fec::{self, LAST_WINDOW_MISS};
 use edm_cast_proto::wire::DATA_OVERHEAD;
@@ -31,17 +31,6 @@ fn lab_config(fec: Fec) -> SenderConfig {
     }
 }
 
-fn lab_uplink() -> Link {
-    Link {
-        // 100 Mbit/s behind 50 ms of buffer, as the lab's tbf.
-        bottleneck: Some(Bottleneck {
-            bits_per_sec: 100_000_000,
-            buffer: 420,
-        }),
-        ..Link::default()
-    }
-}
-
 /// What one class run came to.
 struct Run {
     blocks: u32,
@@ -54,7 +43,7 @@ struct Run {
 }
 
 fn class_of_eight(fec: Fec, loss: f64, file: &[u8]) -> (Class, Run) {
-    let mut class = Class::new(lab_uplink());
+    let mut class = Class::new(Link::lab_uplink());
     class.send(file, Source::File, lab_config(fec));
     for _ in 0..8 {
         class.add_student(Peer::lossy(loss), Command::Recv);

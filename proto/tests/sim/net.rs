@@ -77,6 +77,20 @@ impl Default for Link {
     }
 }
 
+impl Link {
+    /// The teacher's 100 Mbit/s cable behind 50 ms of drop-tail buffer (420 datagrams of 1492
+    /// bytes), as the lab's tbf.
+    pub fn lab_uplink() -> Self {
+        Link {
+            bottleneck: Some(Bottleneck {
+                bits_per_sec: 100_000_000,
+                buffer: 420,
+            }),
+            ..Link::default()
+        }
+    }
+}
+
 /// What happened on one link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
