@@ -9,14 +9,16 @@
 #   bench/compare.sh --plot-only     # redraw the chart and medians from the TSV
 #
 # Options: --smoke, --plot-only, --runs R, -h/--help. Environment (default):
-#   TOOLS    tools, in order (edm-cast udpcast uftp http)
+#   TOOLS    tools, in order (edm-cast udpcast uftp http); also edm-cast-fixed (a fixed rate,
+#            congestion control off) and uftp-tfmcc (UFTP with its congestion control, RFC 4654)
 #   NS       receiver counts (1 4 8 16)
 #   LOSSES   loss cases: a percentage per receiver, "mixed" (one receiver MIXED_HIGH %, the others
 #            MIXED_LOW %) or "burst" (bench/burstloss.sh) (0 1 5 10 mixed burst)
 #   RATES    sender link rates in Mbit/s, tc tbf (100 1000)
 #   MIB      file size in MiB (64);  RUNS  runs per tool and case (1)
-#   RATE_FACTOR   each tool is paced at this fraction of the link (0.97): edm-cast --rate,
-#            udp-sender --max-bitrate, uftp -R
+#   RATE_FACTOR   the fixed-rate tools are paced at this fraction of the link (0.97):
+#            edm-cast-fixed --rate, udp-sender --max-bitrate, uftp -R; edm-cast and uftp-tfmcc
+#            find their rate by congestion control, with their default flags
 #   MIXED_HIGH / MIXED_LOW (20 / 1);  BURST_PPM / BURST_MS (2500 / 4; see bench/burstloss.sh): bursts
 #            of BURST_MS start with BURST_PPM per million packets at 100 Mbit/s (scaled by 100/rate),
 #            about 4-5% loss in bursts of about 20 packets at 100 Mbit/s
@@ -42,13 +44,16 @@
 #
 # The commands (RATE = RATE_FACTOR x link, e.g. 97 for 100 Mbit/s; receivers under nice -n 10):
 #   edm-cast  r: edm-cast recv --group 239.1.1.1 --iface eth0 --out DIR --timeout 60 --name rI
-#             s: edm-cast send FILE --group 239.1.1.1 --iface eth0 --rate RATEM --min-receivers N --wait 30
+#             s: edm-cast send FILE --group 239.1.1.1 --iface eth0 --min-receivers N --wait 30
+#                (default flags: congestion control, the ceiling the interface's link speed)
+#   edm-cast-fixed  the same receivers; s: ... --rate RATEM --cc off (a fixed rate)
 #   udpcast   r: udp-receiver --nokbd --interface eth0 --file DIR/FILE
 #             s: udp-sender --nokbd --interface eth0 --file FILE --min-receivers N --nopointopoint
 #                --rexmit-hello-interval 500 --max-bitrate RATEm
 #   uftp      r: uftpd -d -I eth0 -D DIR -T TMPDIR -q   (a daemon: stopped once the run is over)
 #             s: uftp -I eth0 -R RATE*1000 -H 0x0a4d000b,... FILE   (client ids = IPv4 in hex)
 #                (uftp's -R counts its data, not the headers: it fills the link, tbf holds it back)
+#   uftp-tfmcc  the same daemons; s: uftp -I eth0 -C tfmcc -H ... FILE (TFMCC: loss sets the rate)
 #   http      s: python3 -m http.server 8000 --bind 10.77.0.1   r: curl -sS --fail -o DIR/FILE URL
 # Results: OUT (one row per run), OUT with -medians.tsv (medians of the ok runs), PNG.
 #
@@ -101,7 +106,8 @@ fi
 export LAB
 
 for t in $TOOLS; do
-    case "$t" in edm-cast|udpcast|uftp|http) ;; *) die "unknown tool '$t' (edm-cast udpcast uftp http)" ;; esac
+    case "$t" in edm-cast|edm-cast-fixed|udpcast|uftp|uftp-tfmcc|http) ;;
+        *) die "unknown tool '$t' (edm-cast edm-cast-fixed udpcast uftp uftp-tfmcc http)" ;; esac
 done
 for l in $LOSSES; do
     [[ "$l" =~ ^([0-9]+(\.[0-9]+)?|mixed|burst)$ ]] || die "bad loss case '$l'"
@@ -119,7 +125,7 @@ summarize_and_plot() {
     local med="${OUT%.tsv}-medians.tsv" pd
     pd=$(mktemp -d /tmp/edm-compare-plot.XXXXXX)
     if ! $PY "$BENCH/summarize.py" "$OUT" --plot "$pd" --n "$PLOT_N" --mbit "$PLOT_MBIT" \
-            --mib "$PLOT_MIB" --tools "edm-cast udpcast uftp http" >"$med"; then
+            --mib "$PLOT_MIB" --tools "edm-cast edm-cast-fixed udpcast uftp uftp-tfmcc http" >"$med"; then
         log "no rows for the chart (N=$PLOT_N, $PLOT_MBIT Mbit/s, $PLOT_MIB MiB) in $OUT; medians in $med"
         rm -rf "$pd"; return 0
     fi
@@ -334,11 +340,11 @@ run_one() {
         for ((i = 1; i <= n; i++)); do
             host="r$i"; local out="$RUN/r$i/out"
             case "$tool" in
-                edm-cast) launch "$host" 1 "$ptmo" "r$i" "$EDM" recv --group 239.1.1.1 --iface eth0 \
+                edm-cast*) launch "$host" 1 "$ptmo" "r$i" "$EDM" recv --group 239.1.1.1 --iface eth0 \
                               --out "$out" --timeout 60 --name "$host" ;;
                 udpcast)  launch "$host" 1 "$ptmo" "r$i" udp-receiver --nokbd --interface eth0 \
                               --file "$out/$name" ;;
-                uftp)     launch "$host" 1 "$ptmo" "r$i" uftpd -d -I eth0 -D "$out" -T "$RUN/r$i/tmp" -q ;;
+                uftp*)    launch "$host" 1 "$ptmo" "r$i" uftpd -d -I eth0 -D "$out" -T "$RUN/r$i/tmp" -q ;;
             esac
             recv_pids+=("$LAUNCHED"); targets+=("$out/$name:$LAUNCHED")
         done
@@ -349,16 +355,19 @@ run_one() {
     local t0=$EPOCHREALTIME
     case "$tool" in
         edm-cast) launch s 0 "$ptmo" sender "$EDM" send "$SRC" --group 239.1.1.1 --iface eth0 \
-                      --rate "${rate_m}M" --min-receivers "$n" --wait 30; sender=$LAUNCHED ;;
+                      --min-receivers "$n" --wait 30; sender=$LAUNCHED ;;
+        edm-cast-fixed) launch s 0 "$ptmo" sender "$EDM" send "$SRC" --group 239.1.1.1 --iface eth0 \
+                      --rate "${rate_m}M" --cc off --min-receivers "$n" --wait 30; sender=$LAUNCHED ;;
         udpcast)  launch s 0 "$ptmo" sender udp-sender --nokbd --interface eth0 --file "$SRC" \
                       --min-receivers "$n" --nopointopoint --rexmit-hello-interval 500 \
                       --max-bitrate "${rate_m}m"; sender=$LAUNCHED ;;
-        uftp)
-            local ids=()
+        uftp|uftp-tfmcc)
+            local ids=() pace
             for ((i = 1; i <= n; i++)); do ids+=("$(printf '0x%08x' $(((10 << 24) | (77 << 16) | (10 + i))))"); done
             local idl; idl=$(IFS=,; echo "${ids[*]}")
-            launch s 0 "$ptmo" sender uftp -I eth0 -R "$(awk -v r="$rate_m" 'BEGIN { printf "%d", r * 1000 }')" \
-                -H "$idl" "$SRC"; sender=$LAUNCHED ;;
+            if [[ "$tool" == uftp ]]; then pace=(-R "$(awk -v r="$rate_m" 'BEGIN { printf "%d", r * 1000 }')")
+            else pace=(-C tfmcc); fi
+            launch s 0 "$ptmo" sender uftp -I eth0 "${pace[@]}" -H "$idl" "$SRC"; sender=$LAUNCHED ;;
         http)
             for ((i = 1; i <= n; i++)); do
                 launch "r$i" 1 "$ptmo" "r$i" curl -sS --fail --max-time "$deadline" \
@@ -378,7 +387,7 @@ run_one() {
     # let the tools end by themselves (bounded), then stop what is left
     if ((sender)); then wait_gone "$sender" 15 || true; fi
     for i in "${recv_pids[@]}"; do
-        [[ "$tool" == uftp ]] && break            # uftpd is a daemon: stopped below
+        [[ "$tool" == uftp* ]] && break            # uftpd is a daemon: stopped below
         wait_gone "$i" 5 || true
     done
     stop_all
