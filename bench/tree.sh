@@ -107,72 +107,8 @@ if [[ ! -s "$OUT" ]]; then printf '%s\n' "$HEADER" >"$OUT"
 elif [[ "$(head -n1 "$OUT")" != "$HEADER" ]]; then die "$OUT has another header; move it away or set OUT"; fi
 
 # ------------------------------------------------------------------------------------ state, cleanup
-PIDS=()
-LOCKED=0
 RUN="$DATA/run"
-exec 9>>"$LOCK"
-
-lock() {
-    local t=$SECONDS
-    flock -w "$LOCK_WAIT" 9 || die "waited $LOCK_WAIT s for $LOCK"
-    LOCKED=1
-    if ((SECONDS - t > 1)); then log "waited $((SECONDS - t)) s for $LOCK"; fi
-}
-unlock() { if ((LOCKED)); then flock -u 9 || true; LOCKED=0; fi; }
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# Percent of CPU time idle over the next second (whole machine).
-idle_pct() {
-    local a b
-    a=$(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat)
-    sleep 1
-    b=$(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2];
-        printf "%.0f\n", (d > 0 ? 100 * (y[1] - x[1]) / d : 100) }'
-}
-
-# Other work on the machine slows every tool: wait (at most QUIET_WAIT s) for QUIET_IDLE % idle.
-wait_quiet() {
-    local t=$SECONDS idle
-    idle=$(idle_pct)
-    while ((idle < QUIET_IDLE && SECONDS - t < QUIET_WAIT)); do sleep 4; idle=$(idle_pct); done
-    if ((idle < QUIET_IDLE)); then log "the machine is only $idle% idle after $QUIET_WAIT s; running anyway"; fi
-}
-
-wait_gone() {
-    local pid="$1" deadline=$((SECONDS + $2))
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
-    ! alive "$pid"
-}
-
-# Stop the processes we launched: each pid is /usr/bin/time, its child `timeout`, which passes TERM
-# on to the tool (so time still writes its report). TERM to all, KILL after 5 s.
-stop_all() {
-    local p k kids=() left=() deadline
-    for p in "${PIDS[@]}"; do
-        alive "$p" || continue
-        left+=("$p")
-        k=$(ps -o pid= --ppid "$p" 2>/dev/null || true)
-        # shellcheck disable=SC2206,SC2086   # pids: split on purpose
-        if [[ -n "$k" ]]; then kids+=($k); kill -TERM $k 2>/dev/null || true
-        else kill -TERM "$p" 2>/dev/null || true; fi
-    done
-    deadline=$((SECONDS + 5))
-    while ((SECONDS < deadline)); do
-        k=0
-        for p in "${left[@]}"; do if alive "$p"; then k=1; break; fi; done
-        ((k)) || break
-        sleep 0.05
-    done
-    for p in "${left[@]}"; do
-        alive "$p" || continue
-        log "process $p ($(ps -o args= -p "$p" 2>/dev/null | cut -c1-80)) ignored TERM; killing it"
-        # shellcheck disable=SC2046
-        for k in "${kids[@]}"; do kill -KILL $(ps -o pid= --ppid "$k" 2>/dev/null) "$k" 2>/dev/null || true; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    PIDS=()
-}
+source "$BENCH/lib.sh"
 
 cleanup() {
     local rc=$?
@@ -188,26 +124,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
-
-# launch HOST NICE(0|1) TIMEOUT_S NAME CMD...: CMD in HOST's namespace under /usr/bin/time -v and
-# timeout (log $RUN/NAME.log, time report $RUN/NAME.time). Sets LAUNCHED.
-launch() {
-    local host="$1" nic="$2" tmo="$3" name="$4"; shift 4
-    local pre=()
-    if ((nic)); then pre=(nice -n 10); fi
-    "$LANLAB" exec "$host" "${pre[@]}" /usr/bin/time -v -o "$RUN/$name.time" \
-        timeout -k 5 "$tmo" "$@" </dev/null >"$RUN/$name.log" 2>&1 9>&- &
-    LAUNCHED=$!
-    PIDS+=("$LAUNCHED")
-}
-
-# /usr/bin/time -v report -> "cpu_seconds exit_status" (NA when missing)
-time_report() {
-    [[ -s "$1" ]] || { echo "NA NA"; return; }
-    awk -F': ' '/User time \(seconds\)/ { u = $2 } /System time \(seconds\)/ { s = $2 }
-        /Exit status/ { e = $2 } /Command terminated by signal/ { split($0, a, "signal "); e = "sig" a[2] }
-        END { printf "%.2f %s\n", u + s, (e == "" ? "NA" : e) }' "$1"
-}
 
 free_bytes() { df -B1 --output=avail "$DATA" | tail -n1 | tr -d ' '; }
 
@@ -256,7 +172,7 @@ run_one() {
 
     local load1 idle tx0
     wait_quiet
-    idle=$(idle_pct)
+    idle=$IDLE
     load1=$(cut -d' ' -f1 /proc/loadavg)
     tx0=$(timeout 20 "$LANLAB" txbytes s)
 
@@ -327,9 +243,9 @@ run_one() {
     else status=fail; fi
 
     local scpu src_rc rcpu=0 c
-    read -r scpu src_rc < <(time_report "$RUN/sender.time")
+    read -r scpu _ src_rc < <(time_report "$RUN/sender.time")
     for ((i = 1; i <= N; i++)); do
-        read -r c _ < <(time_report "$RUN/r$i.time")
+        read -r c _ _ < <(time_report "$RUN/r$i.time")
         [[ "$c" == NA ]] || rcpu=$(awk -v a="$rcpu" -v b="$c" 'BEGIN { printf "%.2f", a + b }')
     done
     local tratio=NA bratio

@@ -27,18 +27,9 @@ import os
 import sys
 import time
 
+from waitdone import Watch
+
 TX = "/sys/class/net/eth0/statistics/tx_bytes"
-
-
-def alive(pid: int) -> bool:
-    if pid <= 0:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def tx_bytes() -> int:
@@ -75,8 +66,7 @@ def main() -> int:
     next_file = [0] * n
     done = [None] * n
     staged = [None] * n
-    gone_since = [None] * n
-    sender_gone = None
+    watch = Watch(a, pids)
     first_tx = last_tx = None
     tx_prev, t_prev = tx_bytes(), time.time()
     rc = 0
@@ -108,21 +98,12 @@ def main() -> int:
             if next_file[i] == len(files):
                 done[i] = time.time() - a.t0
                 continue
-            if gone_since[i] is None and not alive(pids[i]):
-                gone_since[i] = now
+            watch.check_receiver(i, now)
         pending = [i for i in range(n) if done[i] is None]
         if not pending:
             break
-        if now - a.t0 > a.deadline:
-            rc = 3
-            break
-        if a.sender_pid > 0 and sender_gone is None and not alive(a.sender_pid):
-            sender_gone = now
-        if sender_gone is not None and now - sender_gone > a.grace:
-            rc = 4
-            break
-        if all(gone_since[i] is not None and now - gone_since[i] > 2.0 for i in pending):
-            rc = 4
+        rc = watch.verdict(now, pending)
+        if rc:
             break
         time.sleep(a.interval)
     for i in range(n):

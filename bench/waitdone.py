@@ -31,6 +31,34 @@ def alive(pid: int) -> bool:
         return False
 
 
+class Watch:
+    """When to stop waiting for receivers that are not complete (shared with treewait.py): at the
+    deadline (3); or (4) once the sender has been gone for --grace seconds, or every pending
+    receiver's process for 2 s."""
+
+    def __init__(self, a, pids):
+        self.a = a
+        self.pids = pids
+        self.gone_since = [None] * len(pids)
+        self.sender_gone = None
+
+    def check_receiver(self, i: int, now: float) -> None:
+        if self.gone_since[i] is None and not alive(self.pids[i]):
+            self.gone_since[i] = now
+
+    def verdict(self, now: float, pending) -> int:
+        a = self.a
+        if now - a.t0 > a.deadline:
+            return 3
+        if a.sender_pid > 0 and self.sender_gone is None and not alive(a.sender_pid):
+            self.sender_gone = now
+        if self.sender_gone is not None and now - self.sender_gone > a.grace:
+            return 4
+        if all(self.gone_since[i] is not None and now - self.gone_since[i] > 2.0 for i in pending):
+            return 4
+        return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--t0", type=float, required=True)
@@ -49,8 +77,7 @@ def main() -> int:
         pids.append(int(pid or 0))
     n = len(paths)
     done = [None] * n
-    gone_since = [None] * n
-    sender_gone = None
+    watch = Watch(a, pids)
     rc = 0
     while True:
         now = time.time()
@@ -63,21 +90,12 @@ def main() -> int:
                     continue
             except OSError:
                 pass
-            if gone_since[i] is None and not alive(pids[i]):
-                gone_since[i] = now
+            watch.check_receiver(i, now)
         pending = [i for i in range(n) if done[i] is None]
         if not pending:
             break
-        if now - a.t0 > a.deadline:
-            rc = 3
-            break
-        if a.sender_pid > 0 and sender_gone is None and not alive(a.sender_pid):
-            sender_gone = now
-        if sender_gone is not None and now - sender_gone > a.grace:
-            rc = 4
-            break
-        if all(gone_since[i] is not None and now - gone_since[i] > 2.0 for i in pending):
-            rc = 4
+        rc = watch.verdict(now, pending)
+        if rc:
             break
         time.sleep(a.interval)
     for i in range(n):
