@@ -11,7 +11,7 @@
 mod common;
 
 use common::lab::{Lab, lab_available};
-use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
+use common::{Http, Proc, TempDir, bin, encode_clip, frames, md5_of, random_file, text, tool};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -22,12 +22,6 @@ static LAB: Mutex<()> = Mutex::new(());
 
 fn lab_name(tag: &str) -> String {
     format!("v6{tag}{}", std::process::id() % 100_000)
-}
-
-fn tool(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tools")
-        .join(name)
 }
 
 /// `edm-cast ARGS` on receivers r1..rN of the lab, each with its own `--out DIR/rI`.
@@ -159,30 +153,7 @@ fn ipv6_lab_watch_plays_the_relayed_camera_bit_exact() {
         return;
     }
     let dir = TempDir::new("v6video");
-    let clip = dir.path().join("clip.h264");
-    let encoded = Command::new("timeout")
-        .arg("60")
-        .arg(tool("fakepi.sh"))
-        .arg("encode")
-        .arg(&clip)
-        .args(["6", "320x240"])
-        .output()
-        .unwrap();
-    assert!(encoded.status.success(), "encode: {:?}", text(&encoded));
-    let frames = |path: &Path| -> Vec<String> {
-        let out = Command::new("timeout")
-            .arg("60")
-            .arg(tool("fakepi.sh"))
-            .arg("framemd5")
-            .arg(path)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_owned()))
-            .collect()
-    };
+    let clip = encode_clip(dir.path(), 6, "320x240");
     let source = frames(&clip);
     assert_eq!(source.len(), 180, "the clip is 6 s at 30 fps");
     let lab = Lab::up_ipv6(&lab_name("v"), 1, 100, None);

@@ -12,7 +12,7 @@
 mod common;
 
 use common::lab::{Lab, commands_run, lab_available, tool_available};
-use common::{Proc, TempDir, bin, text};
+use common::{Proc, TempDir, bin, encode_clip, frames, text, tool};
 use edm_cast_proto::video::h264::{AnnexB, Packetizer, nal_type};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -26,50 +26,13 @@ use std::time::{Duration, Instant};
 /// The lab tests share two cores: one at a time.
 static LAB: Mutex<()> = Mutex::new(());
 
-fn tool(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tools")
-        .join(name)
-}
-
 /// Lab names: `vid` + a tag + this process, so concurrent runs never share one.
 fn lab_name(tag: &str) -> String {
     format!("vid{tag}{}", std::process::id() % 10_000)
 }
 
-fn encode_clip(dir: &Path) -> PathBuf {
-    encode_clip_secs(dir, 10)
-}
-
-/// A clip of `secs` seconds at 30 fps (bench/video.sh runs the FEC lab on longer ones).
-fn encode_clip_secs(dir: &Path, secs: u32) -> PathBuf {
-    let clip = dir.join("clip.h264");
-    let out = Command::new("timeout")
-        .args(["60"])
-        .arg(tool("fakepi.sh"))
-        .args(["encode"])
-        .arg(&clip)
-        .args([&secs.to_string(), "640x360"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "encode: {:?}", text(&out));
-    clip
-}
-
-/// One MD5 per decoded frame.
-fn frames(path: &Path) -> Vec<String> {
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(tool("fakepi.sh"))
-        .arg("framemd5")
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_owned()))
-        .collect()
+fn encode_clip_10s(dir: &Path) -> PathBuf {
+    encode_clip(dir, 10, "640x360")
 }
 
 /// The clip has an IDR every 30 frames.
@@ -198,7 +161,7 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let more = secs.saturating_sub(10);
-    let clip = encode_clip_secs(dir.path(), secs);
+    let clip = encode_clip(dir.path(), secs, "640x360");
     let source = frames(&clip);
     assert_eq!(
         source.len(),
@@ -375,7 +338,7 @@ fn video_lab_on_demand_starts_the_source_once_and_stops_after_grace() {
         return;
     }
     let dir = TempDir::new("ondemand");
-    let clip = encode_clip(dir.path());
+    let clip = encode_clip_10s(dir.path());
     let source = frames(&clip);
     let lab = Lab::up(&lab_name("o"), 2, 100, 0.0, None);
     // The fake Pi pushes RTP only while someone watches, started and stopped by the relay; the
@@ -665,7 +628,7 @@ fn video_rtsp_source_is_pulled_on_demand() {
         return;
     }
     let dir = TempDir::new("rtsp");
-    let clip = encode_clip(dir.path());
+    let clip = encode_clip_10s(dir.path());
     let source = frames(&clip);
     let server = FakeRtsp::start(&clip);
     let group = "239.255.42.1:5410";
@@ -784,16 +747,7 @@ fn video_rtsp_source_reconnects_when_silent_or_gone() {
         return;
     }
     let dir = TempDir::new("rtsp-back");
-    let clip = dir.path().join("clip.h264");
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(tool("fakepi.sh"))
-        .arg("encode")
-        .arg(&clip)
-        .args(["2", "640x360"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "encode: {:?}", text(&out));
+    let clip = encode_clip(dir.path(), 2, "640x360");
     let mp4 = dir.path().join("clip.mp4");
     let out = Command::new("ffmpeg")
         .args([
@@ -1217,7 +1171,7 @@ fn video_watch_trusting_a_key_ignores_a_rogue_relay() {
     let dir = TempDir::new("signed");
     let (teacher, teacher_fp) = keygen(&dir.path().join("teacher.key"));
     let (_, rogue_fp) = keygen(&dir.path().join("rogue.key"));
-    let clip = encode_clip(dir.path());
+    let clip = encode_clip_10s(dir.path());
     let source = frames(&clip);
     let group = "239.255.48.1:5470";
     let ingest = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -1465,7 +1419,7 @@ fn video_sap_announces_a_channel_a_plain_player_decodes() {
     let ns = LoopbackNetns::up(&lab_name("sap"));
     use edm_cast_proto::video::sap::{Kind, parse};
     let dir = TempDir::new("sap");
-    let clip = encode_clip(dir.path());
+    let clip = encode_clip_10s(dir.path());
     let source = frames(&clip);
     let sap = sap_listener(&ns);
     let (relay, pi) = sap_relay(&ns, &clip, &["--description", "pi=Room 12 board"]);
@@ -1610,7 +1564,7 @@ fn video_sap_gstreamer_decodes_a_channel_from_the_announced_sdp() {
     use edm_cast_proto::video::sap::{Kind, parse};
     let ns = LoopbackNetns::up(&lab_name("sapg"));
     let dir = TempDir::new("sap-gst");
-    let clip = encode_clip(dir.path());
+    let clip = encode_clip_10s(dir.path());
     let source = frames(&clip);
     let sap = sap_listener(&ns);
     let (relay, pi) = sap_relay(&ns, &clip, &[]);
@@ -1674,7 +1628,7 @@ fn video_sap_vlc_discovers_and_records_a_channel() {
     let ns = LoopbackNetns::up(&lab_name("sapv"));
     let dir = TempDir::new("sap-vlc");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let clip = encode_clip(dir.path());
+    let clip = encode_clip_10s(dir.path());
     let source = frames(&clip);
     let ts = dir.path().join("vlc.ts");
     let (vlc, mut cli, lines) = Proc::spawn_interactive(

@@ -302,3 +302,42 @@ impl Proc {
         unsafe { libc::kill(-(child.id() as i32), signal) };
     }
 }
+
+/// A script of the repository's `tools/` folder.
+pub fn tool(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tools")
+        .join(name)
+}
+
+/// The fake Pi's clip (`tools/fakepi.sh encode`): `secs` seconds of H.264 at 30 fps, `size` as
+/// WIDTHxHEIGHT, written to `dir/clip.h264`.
+pub fn encode_clip(dir: &Path, secs: u32, size: &str) -> PathBuf {
+    let clip = dir.join("clip.h264");
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool("fakepi.sh"))
+        .arg("encode")
+        .arg(&clip)
+        .args([&secs.to_string(), size])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "encode: {:?}", text(&out));
+    clip
+}
+
+/// One MD5 per decoded frame of a video file (`tools/fakepi.sh framemd5`).
+pub fn frames(path: &Path) -> Vec<String> {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool("fakepi.sh"))
+        .arg("framemd5")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_owned()))
+        .collect()
+}
