@@ -114,6 +114,9 @@ struct Peer {
     /// makes one look smaller).
     recent_bw: Vec<f64>,
     slow: bool,
+    /// When last found too slow: what its path took and the least a followed path had to take
+    /// then (the floor over `BACKOFF`), in bit/s, for the teacher's screen.
+    slow_path: (f64, f64),
 }
 
 /// The congestion controller of one sending session.
@@ -178,6 +181,15 @@ impl RateControl {
         self.peers.get(&receiver).is_some_and(|p| p.slow)
     }
 
+    /// What `receiver`'s path took and the least it had to take to be followed (bit/s), if it is
+    /// too slow to be followed: what the teacher is told.
+    pub fn slow_path(&self, receiver: u32) -> Option<(f64, f64)> {
+        self.peers
+            .get(&receiver)
+            .filter(|p| p.slow)
+            .map(|p| p.slow_path)
+    }
+
     /// `receiver`'s usual loss (the mean over its last uncongested intervals), once measured: what
     /// the first pass is sized by (PROTOCOL.md 5.10).
     pub fn loss(&self, receiver: u32) -> Option<f64> {
@@ -218,6 +230,7 @@ impl RateControl {
             bw: None,
             recent_bw: Vec::new(),
             slow: false,
+            slow_path: (0.0, 0.0),
         });
         let rtt = (r.rtt <= MAX_RTT).then_some(r.rtt);
         if let Some(rtt) = rtt {
@@ -300,10 +313,14 @@ impl RateControl {
         // Its own rate means nothing while it is not congested: it took what was sent. Congested
         // below the floor, or losing most of what is sent whatever the rate, it is too slow.
         // In slow start a queue seen once counts as well: its path is not followed down.
+        // Once too slow, it stays so while what its path takes is below the floor: a report in
+        // which its queue happened to drain does not make it followed (nor its NEEDs answered)
+        // for a moment.
         let starting = self.slow_start && queue_once;
         peer.slow = baseline.is_some_and(|b| b > SLOW_LOSS)
-            || ((congested || starting) && BACKOFF * bw < floor);
+            || ((congested || starting || peer.slow) && BACKOFF * bw < floor);
         if peer.slow {
+            peer.slow_path = (bw, floor / BACKOFF);
             return;
         }
         if starting && !congested {
