@@ -315,6 +315,9 @@ impl Session {
             .map(|r| {
                 let (state, reason) = match receiver_state(r, waiting, ended, cut_short) {
                     ("receiving", _) if sender.is_slow(r) => ("slow", None),
+                    ("left_behind", _) if sender.is_slow(r) => {
+                        ("left_behind", Some("its link too slow to follow"))
+                    }
                     other => other,
                 };
                 match state {

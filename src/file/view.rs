@@ -360,7 +360,10 @@ fn row(r: &ReceiverStatus, name_width: usize, bar_width: usize) -> String {
         },
         "failed" => format!("failed: {}", r.reason.unwrap_or("see its own message")),
         "dropped" => "dropped: went silent".into(),
-        "left_behind" => "left behind: lost too much to be followed".into(),
+        "left_behind" => format!(
+            "left behind: {}",
+            r.reason.unwrap_or("lost too much to be followed")
+        ),
         "slow" => "too slow to follow: gets what reaches it".into(),
         other => other.into(),
     };
