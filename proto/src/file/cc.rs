@@ -117,6 +117,8 @@ struct Peer {
     /// When last found too slow: what its path took and the least a followed path had to take
     /// then (the floor over `BACKOFF`), in bit/s, for the teacher's screen.
     slow_path: (f64, f64),
+    /// Slow, and under half of what the best other receiver took (`is_outpaced`).
+    outpaced: bool,
 }
 
 /// The congestion controller of one sending session.
@@ -181,6 +183,15 @@ impl RateControl {
         self.peers.get(&receiver).is_some_and(|p| p.slow)
     }
 
+    /// Whether `receiver` is too slow to be followed against the others (its path took under
+    /// half of what the best other took), not only under `min_rate`: the sender sends no repair
+    /// for it and does not wait for it once others are done.
+    pub fn is_outpaced(&self, receiver: u32) -> bool {
+        self.peers
+            .get(&receiver)
+            .is_some_and(|p| p.slow && p.outpaced)
+    }
+
     /// What `receiver`'s path took and the least it had to take to be followed (bit/s), if it is
     /// too slow to be followed: what the teacher is told.
     pub fn slow_path(&self, receiver: u32) -> Option<(f64, f64)> {
@@ -203,8 +214,8 @@ impl RateControl {
     }
 
     /// The floor below which a receiver is not followed, in bit/s: `min_rate`, or half of what the
-    /// best receiver other than `except` took recently, if more.
-    fn floor(&self, now: Instant, except: u32) -> f64 {
+    /// best receiver other than `except` took recently, if more; and that half alone.
+    fn floor(&self, now: Instant, except: u32) -> (f64, f64) {
         let best = self
             .peers
             .iter()
@@ -215,7 +226,8 @@ impl RateControl {
             .fold(0.0, f64::max);
         // Not above half the rate sent at: one receiver's overestimate does not make all the
         // others look slow.
-        (FLOOR_SHARE * best.min(self.rate)).max(self.cfg.min_rate)
+        let half = FLOOR_SHARE * best.min(self.rate);
+        (half.max(self.cfg.min_rate), half)
     }
 
     /// A receiver's echo of a PACE. Counts that go backwards or do not add up are ignored (a
@@ -231,6 +243,7 @@ impl RateControl {
             recent_bw: Vec::new(),
             slow: false,
             slow_path: (0.0, 0.0),
+            outpaced: false,
         });
         let rtt = (r.rtt <= MAX_RTT).then_some(r.rtt);
         if let Some(rtt) = rtt {
@@ -308,7 +321,7 @@ impl RateControl {
             }
             peer.losses.push(loss);
         }
-        let floor = self.floor(now, receiver);
+        let (floor, half_best) = self.floor(now, receiver);
         let peer = self.peers.get_mut(&receiver).expect("inserted above");
         // Its own rate means nothing while it is not congested: it took what was sent. Congested
         // below the floor, or losing most of what is sent whatever the rate, it is too slow.
@@ -319,6 +332,11 @@ impl RateControl {
         let starting = self.slow_start && queue_once;
         peer.slow = baseline.is_some_and(|b| b > SLOW_LOSS)
             || ((congested || starting || peer.slow) && BACKOFF * bw < floor);
+        // Slow against the others (or losing most of the stream), not only against `min_rate`:
+        // a class all behind one slow link is all below `min_rate`, and none of it is outpaced.
+        // It stays so while slow (the others, once done, are forgotten here).
+        let lossy = baseline.is_some_and(|b| b > SLOW_LOSS);
+        peer.outpaced = peer.slow && (peer.outpaced || lossy || BACKOFF * bw < half_best);
         if peer.slow {
             peer.slow_path = (bw, floor / BACKOFF);
             return;

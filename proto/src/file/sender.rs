@@ -723,6 +723,13 @@ impl Sender {
         self.cc.as_ref().is_some_and(|c| c.is_slow(r.id))
     }
 
+    /// Whether `r` is too slow to be followed against the others (under half of what the best
+    /// took, not only under `min_rate`): no repair is sent for it, and it is left behind as soon
+    /// as others are done (PROTOCOL.md 5.6, 5.8).
+    pub fn is_outpaced(&self, r: &ReceiverInfo) -> bool {
+        self.cc.as_ref().is_some_and(|c| c.is_outpaced(r.id))
+    }
+
     /// What `r`'s path took and the least it had to take to be followed (bit/s), if congestion
     /// control does not follow it (`is_slow`): what the teacher's screen says of it.
     pub fn slow_path(&self, r: &ReceiverInfo) -> Option<(f64, f64)> {
@@ -844,7 +851,10 @@ impl Sender {
 
     fn on_need(&mut self, now: Instant, from: SocketAddr, need: Need) {
         let (joined, slow) = match self.peers.known(now, from, need.receiver) {
-            Ok(r) => (r.joined, self.cc.as_ref().is_some_and(|c| c.is_slow(r.id))),
+            Ok(r) => (
+                r.joined,
+                self.cc.as_ref().is_some_and(|c| c.is_outpaced(r.id)),
+            ),
             Err(why) => return self.unheard(why),
         };
         self.stats.need_reports += 1;
@@ -904,9 +914,11 @@ impl Sender {
             if e.flags.verify && hashes_due && self.peers.allowance(ip) > 0 {
                 self.hashes_due.insert(e.block);
             }
-            // A receiver too slow to be followed collects what is sent for the others: repair
-            // sized for it would go out at the class's rate and mostly be lost at its port,
-            // slowing the others by half (first pass and repair take turns) for nothing.
+            // A receiver too slow to be followed against the others (`is_outpaced`) collects what
+            // is sent for them: repair sized for it would go out at the class's rate and mostly
+            // be lost at its port, slowing the others by half (first pass and repair take turns)
+            // for nothing. (A class all behind one slow link, all under `min_rate` and none
+            // outpaced, is repaired as before.)
             if e.need == 0 || slow {
                 continue;
             }
@@ -1559,13 +1571,14 @@ impl Sender {
                     (ReceiverState::Done, _) => done = true,
                     (_, false) => {}
                     _ if now.saturating_duration_since(r.last_heard) >= QUIET => quiet = true,
+                    _ if self.is_outpaced(r) => slow = true,
+                    // Only under `min_rate` (a class all behind one slow link): waited for.
                     _ if self.peers.lagging(r) => lagging = true,
-                    _ if self.is_slow(r) => slow = true,
                     _ => followed = true,
                 }
             }
-            // One too slow to be followed is not waited for at all: no repair is sent for it
-            // (`on_need`), so the linger would only keep the teacher waiting.
+            // One too slow to be followed against the others is not waited for at all: no repair
+            // is sent for it (`on_need`), so the linger would only keep the teacher waiting.
             !followed && ((!lagging && !slow && !quiet) || (done && (!lagging || lingered)))
         };
         if finished {

@@ -330,3 +330,34 @@ fn a_pc_behind_a_slow_port_gets_no_repair_and_is_not_waited_for() {
         );
     }
 }
+
+/// The whole class behind a link slower than `--min-rate` (all of them too slow to follow, none
+/// slower than the others): their NEEDs are still answered and they are waited for, sent at
+/// `min_rate` as promised, and every one gets the file. Only a PC outpaced by the others is left
+/// to what is sent for them. Fails on the old code: the first one done, the others were left
+/// behind once the linger (2 s) had passed, with 41% of the stream.
+#[test]
+fn a_class_all_below_the_floor_is_still_repaired() {
+    let file = file_bytes(4 << 20, 49);
+    let uplink = Link {
+        bottleneck: Some(Bottleneck {
+            bits_per_sec: 10_000_000,
+            buffer: 66,
+        }),
+        ..Link::default()
+    };
+    let mut class = Class::new(uplink);
+    class.send(&file, Source::File, lab_config(4));
+    for _ in 0..4 {
+        class.add_student(Peer::lossy(0.01), Command::Recv);
+    }
+    class.drive(Duration::from_secs(120));
+    assert_all_received(&class, &file);
+    let sender = class.sender();
+    assert!(sender.is_finished());
+    println!(
+        "4 behind 10 Mbit/s, min-rate 25 Mbit/s: done in {:.2} s, {:.3} x file sent",
+        (class.now() - sender.started_at().unwrap()).as_secs_f64(),
+        sender.stats().bytes as f64 / file.len() as f64
+    );
+}
