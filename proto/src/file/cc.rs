@@ -528,4 +528,32 @@ mod tests {
         // 100 packets of 12000 bits over 159 ms (100 sent, 59 more of queue): 7.55 Mbit/s.
         assert!((cc.rate() - 0.9 * 7.547e6).abs() < 1e4, "{}", cc.rate());
     }
+
+    #[test]
+    fn under_half_the_others_is_outpaced_and_under_min_rate_alone_is_not() {
+        let t = Instant::now();
+        let cfg = CcConfig {
+            min_rate: 25e6,
+            ..cfg()
+        };
+        let now = t + INTERVAL;
+        // Alone behind a 7.5 Mbit/s path: too slow for `min_rate`, but not outpaced.
+        let mut cc = RateControl::new(cfg, t);
+        cc.handle_report(t, 2, report(1, 0, 0, 0));
+        cc.handle_report(now, 2, report(60, 100, 1000, 100));
+        assert!(cc.is_slow(2) && !cc.is_outpaced(2));
+        let (took, least) = cc.slow_path(2).unwrap();
+        assert!((took - 7.547e6).abs() < 1e4 && (least - 25e6 / 0.9).abs() < 1.0);
+        // Beside one that takes all of it: outpaced ...
+        let mut cc = RateControl::new(cfg, t);
+        cc.handle_report(t, 1, report(1, 0, 0, 0));
+        cc.handle_report(t, 2, report(1, 0, 0, 0));
+        cc.handle_report(now, 1, report(1, 100, 1000, 1000));
+        cc.handle_report(now, 2, report(60, 100, 1000, 100));
+        assert!(cc.is_outpaced(2) && !cc.is_slow(1));
+        // ... and still once the other is done and forgotten, its path as slow.
+        cc.forget(1);
+        cc.handle_report(t + 2 * INTERVAL, 2, report(60, 200, 2000, 200));
+        assert!(cc.is_outpaced(2));
+    }
 }
