@@ -857,6 +857,15 @@ impl Sender {
             ),
             Err(why) => return self.unheard(why),
         };
+        // ... while there is a class to protect: with no followed receiver left (the others
+        // failed or dropped), it is repaired as any other.
+        let slow = slow
+            && self.peers.iter().any(|o| {
+                o.id != need.receiver
+                    && o.pending()
+                    && !self.peers.lagging(o)
+                    && !self.is_outpaced(o)
+            });
         self.stats.need_reports += 1;
         if matches!(self.phase, Phase::Waiting) {
             self.maybe_start(now);

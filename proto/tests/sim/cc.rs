@@ -361,3 +361,47 @@ fn a_class_all_below_the_floor_is_still_repaired() {
         sender.stats().bytes as f64 / file.len() as f64
     );
 }
+
+/// A PC outpaced by the class is left to what is sent for the others only while there are
+/// others: the fast PC switched off mid-transfer (dropped), the slow one is repaired to the end.
+#[test]
+fn an_outpaced_pc_left_alone_is_repaired() {
+    let file = file_bytes(8 << 20, 51);
+    let mut class = Class::new(Link::lab_uplink());
+    class.send(&file, Source::File, lab_config(2));
+    class.add_student(
+        Peer {
+            dies_at: Some(Duration::from_millis(300)),
+            ..Peer::lossy(0.01)
+        },
+        Command::Recv,
+    );
+    let slow_port = Link {
+        loss: Loss::Random(0.01),
+        bottleneck: Some(Bottleneck {
+            bits_per_sec: 40_000_000,
+            buffer: 66,
+        }),
+        ..Link::default()
+    };
+    class.add_student(
+        Peer {
+            down: slow_port,
+            ..Peer::default()
+        },
+        Command::Recv,
+    );
+    let mut outpaced = false;
+    while !class.listener(1).finished && class.elapsed() < Duration::from_secs(120) {
+        assert!(class.step());
+        outpaced |= (class.sender().receivers()).any(|r| class.sender().is_outpaced(r));
+    }
+    assert!(outpaced, "the slow PC was never outpaced");
+    let l = class.listener(1);
+    assert!(l.error.is_none() && l.file == file, "{:?}", l.error);
+    println!(
+        "the slow PC alone: done at {:?}, {:.2} x the file sent",
+        class.elapsed(),
+        class.sender().stats().bytes as f64 / file.len() as f64
+    );
+}
