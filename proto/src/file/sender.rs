@@ -857,8 +857,9 @@ impl Sender {
             ),
             Err(why) => return self.unheard(why),
         };
-        // ... while there is a class to protect: with no followed receiver left (the others
-        // failed or dropped), it is repaired as any other.
+        // An outpaced receiver's NEEDs ask for no repair (below) while there is a class to
+        // protect: with no followed receiver left (the others failed or were dropped), it is
+        // repaired as any other.
         let slow = slow
             && self.peers.iter().any(|o| {
                 o.id != need.receiver
@@ -1581,8 +1582,8 @@ impl Sender {
                     (_, false) => {}
                     _ if now.saturating_duration_since(r.last_heard) >= QUIET => quiet = true,
                     _ if self.is_outpaced(r) => slow = true,
-                    // Only under `min_rate` (a class all behind one slow link): waited for.
                     _ if self.peers.lagging(r) => lagging = true,
+                    // Slow only against `min_rate` (a class all behind one slow link): waited for.
                     _ => followed = true,
                 }
             }
