@@ -47,7 +47,7 @@ cleanup() {
     sleep 1
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     timeout 180 "$LANLAB" down >/dev/null 2>&1
-    if [[ "$KEEP_WORK" == 1 ]]; then log "logs kept in $WORK"; else rm -rf "$WORK"; fi
+    if [[ "$KEEP_WORK" == 1 ]]; then rm -rf "$WORK/src"; log "logs kept in $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -150,7 +150,7 @@ run() {
         fi
     fi
     if [[ "$KEEP_WORK" == 1 ]]; then
-        find "$RUN" -name image.bin -delete
+        find "$RUN" \( -name image.bin -o -name '.edm-cast-*.part' \) -delete
         mv "$RUN" "$WORK/$case-$runi"
     fi
     rm -rf "$RUN"
