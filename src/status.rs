@@ -147,7 +147,8 @@ pub struct ReceiverStatus {
     /// too slow, to be followed), `hello` (said hello, no progress yet: not counted).
     pub state: &'static str,
     /// Why it failed, in words (`stopped on the PC`, `its disk is full`, ...; `the sender
-    /// aborted the session` for one still receiving when the session was cut short).
+    /// aborted the session` for one still receiving when the session was cut short); for one
+    /// left behind, `its link too slow to follow` if that is why.
     pub reason: Option<&'static str>,
     /// 0 to 1: the bytes of the blocks it decoded over the file's size (blocks over blocks while
     /// the size is not known): what its own `recv` shows.

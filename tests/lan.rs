@@ -292,3 +292,67 @@ fn wan_lab_the_class_downloads_once() {
         secs / wan_ideal
     );
 }
+
+/// The mixed class (issue 14): 7 PCs on 100 Mbit/s ports and r8 behind a 10 Mbit/s switch port,
+/// 1% loss, `send`'s default flags. Outcomes only (bench/mixed.sh prints the times): the 7 get the
+/// exact file; r8 is left behind, the sender's line naming it and what its link took, r8's own
+/// line saying how little of the stream reached it; the sender sends at most 1.5 x the file.
+#[test]
+fn lan_lab_a_pc_behind_a_slow_port_is_left_behind_with_a_line_on_both_sides() {
+    if !lab_available("LAN lab (slow port)", &[]) {
+        return;
+    }
+    let _one_at_a_time = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("mixed");
+    let src = dir.path().join("image.bin");
+    let mib = 16;
+    random_file(&src, mib << 20, 65);
+    let want = md5_of(&src);
+    let lab = Lab::up_slow_port(
+        &format!("mx{}", std::process::id() % 100_000),
+        8,
+        100,
+        1.0,
+        (8, 10),
+    );
+    let (outs, procs) = lab.on_receivers(8, dir.path(), &["recv", "--timeout", "60"]);
+    let before = lab.tx_bytes("s");
+    let sender = Proc::spawn(
+        "sender",
+        lab.exec("s")
+            .args([bin(), "send", "--group", "239.1.1.1", "--iface", "eth0"])
+            .args(["--min-receivers", "8", "--wait", "30"])
+            .arg(&src),
+    )
+    .wait(Duration::from_secs(120));
+    let (summary, log) = text(&sender);
+    // Exit 2: some receivers did not get the file.
+    assert_eq!(sender.status.code(), Some(2), "{summary}\n{log}");
+    assert!(
+        log.contains("1 of 8 receivers did not get the file (r8: left behind: its link took ")
+            && log.contains("too slow to follow"),
+        "{log}"
+    );
+    for (p, out) in procs.into_iter().zip(&outs) {
+        let name = p.name.clone();
+        let o = p.wait(Duration::from_secs(60));
+        let (_, stderr) = text(&o);
+        if name == "r8" {
+            assert!(!o.status.success(), "{stderr}");
+            assert!(
+                stderr.contains("the sender finished without this receiver (only ")
+                    && stderr.contains("% of what it sent reached this PC"),
+                "{stderr}"
+            );
+        } else {
+            assert!(o.status.success(), "{name}: {stderr}");
+            assert_eq!(md5_of(&out.join("image.bin")), want, "{name}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let bytes = (lab.tx_bytes("s") - before) as f64 / (mib << 20) as f64;
+    println!(
+        "mixed class lab: 7/7 exact, r8 left behind; sender sent {bytes:.3} x file\n{summary}"
+    );
+    assert!(bytes <= 1.5, "{bytes}");
+}

@@ -83,7 +83,9 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                     return Ok(ExitCode::SUCCESS);
                 }
                 // The session ended as we came: ask again, for a new one.
-                Err(e @ (Error::NoSession { .. } | Error::Receive(ReceiveError::LeftBehind))) => {
+                Err(
+                    e @ (Error::NoSession { .. } | Error::Receive(ReceiveError::LeftBehind { .. })),
+                ) => {
                     tracing::debug!("session {session:08x}: {e}; asking again");
                     last = Some(e);
                 }

@@ -315,6 +315,9 @@ impl Session {
             .map(|r| {
                 let (state, reason) = match receiver_state(r, waiting, ended, cut_short) {
                     ("receiving", _) if sender.is_slow(r) => ("slow", None),
+                    ("left_behind", _) if sender.is_slow(r) => {
+                        ("left_behind", Some("its link too slow to follow"))
+                    }
                     other => other,
                 };
                 match state {
@@ -823,10 +826,7 @@ impl Session {
                 let (state, why) = receiver_state(r, waiting, true, cut_short);
                 let mut what = match state {
                     "dropped" => "dropped: went silent".to_owned(),
-                    "left_behind" if self.sender.is_slow(r) => {
-                        "left behind: its link was too slow to follow (below --min-rate)".to_owned()
-                    }
-                    "left_behind" => "left behind: it lost too much to be followed".to_owned(),
+                    "left_behind" => view::left_behind(&self.sender, r),
                     _ => state.to_owned(),
                 };
                 if let Some(why) = why {
@@ -885,7 +885,9 @@ impl Session {
         } else {
             (
                 Exit::SomeMissed.code(),
-                Some(missed(&receivers, min_receivers)),
+                Some(missed(&receivers, min_receivers, |r| {
+                    view::left_behind(&self.sender, r)
+                })),
             )
         };
         if let Some(why) = &why {
@@ -897,7 +899,11 @@ impl Session {
 
 /// Why `send` exits 2, in one line: who did not get the file and why, or that fewer receivers
 /// than `--min-receivers` took part.
-fn missed(receivers: &[&ReceiverInfo], min_receivers: usize) -> String {
+fn missed(
+    receivers: &[&ReceiverInfo],
+    min_receivers: usize,
+    left_behind: impl Fn(&ReceiverInfo) -> String,
+) -> String {
     let without: Vec<String> = receivers
         .iter()
         .filter(|r| r.state != ReceiverState::Done || r.dropped)
@@ -905,9 +911,9 @@ fn missed(receivers: &[&ReceiverInfo], min_receivers: usize) -> String {
             // The session ended in full (exit 2 is never a cut-short session's): the states are
             // the summary list's, in fewer words.
             let why = match receiver_state(r, false, true, false) {
-                ("dropped", _) => "it went silent",
-                ("failed", Some(why)) => why,
-                _ => "left behind: it lost too much",
+                ("dropped", _) => "it went silent".to_owned(),
+                ("failed", Some(why)) => why.to_owned(),
+                _ => left_behind(r),
             };
             format!(
                 "{}: {why}",

@@ -105,11 +105,14 @@ pub enum Event {
         #[serde(flatten)]
         receiver: Who,
     },
-    /// `send`: the session ended while a receiver that lost too much was still collecting.
+    /// `send`: the session ended while a receiver that lost too much, or whose link was too
+    /// slow, to be followed was still collecting.
     ReceiverLeftBehind {
         session: String,
         #[serde(flatten)]
         receiver: Who,
+        /// As the sender's line says it (`left behind: its link took 10.2 Mbit/s, ...`).
+        reason: String,
     },
     /// `recv`: listening on the group.
     Listening { group: String, iface: String },
@@ -381,9 +384,13 @@ impl StatusLines {
             SenderEvent::ReceiverDropped { id } => {
                 find(&id).map(|receiver| Event::ReceiverDropped { session, receiver })
             }
-            SenderEvent::ReceiverLeftBehind { id } => {
-                find(&id).map(|receiver| Event::ReceiverLeftBehind { session, receiver })
-            }
+            SenderEvent::ReceiverLeftBehind { id } => (sender.receivers())
+                .find(|r| r.id == id)
+                .map(|r| Event::ReceiverLeftBehind {
+                    session,
+                    receiver: Who::of(r),
+                    reason: super::view::left_behind(sender, r),
+                }),
             SenderEvent::NeedBlock { .. } | SenderEvent::Finished => None,
         };
         if let Some(event) = event {

@@ -4,6 +4,7 @@
 //! tests, `serve`'s shared log), plain lines, one per event.
 
 use super::session::reason;
+use crate::net::pace::Rate;
 use crate::status::{ReceiverStatus, SessionStatus};
 use console::{measure_text_width, truncate_str};
 use edm_cast_proto::{ReceiverInfo, Sender, SenderEvent};
@@ -164,9 +165,10 @@ impl SenderView {
                 None => return,
             },
             SenderEvent::ReceiverDropped { id } => (id, "dropped: went silent".into()),
-            SenderEvent::ReceiverLeftBehind { id } => {
-                (id, "left behind: it lost too much to be followed".into())
-            }
+            SenderEvent::ReceiverLeftBehind { id } => match find(id) {
+                Some(r) => (id, left_behind(sender, r)),
+                None => return,
+            },
             SenderEvent::NeedBlock { .. } | SenderEvent::Finished => return,
         };
         if let Some(r) = find(id) {
@@ -330,6 +332,21 @@ fn totals(s: &SessionStatus) -> String {
     parts.join(" · ")
 }
 
+/// Why the session ended without `r`: its path too slow to follow (what it took against the
+/// floor), or its loss too high.
+pub fn left_behind(sender: &Sender, r: &ReceiverInfo) -> String {
+    match sender.slow_path(r) {
+        Some((took, floor)) if took < floor => format!(
+            "left behind: its link took {}, too slow to follow (under {}: --min-rate, or \
+             half what the others took)",
+            Rate(took),
+            Rate(floor)
+        ),
+        Some(_) => "left behind: it lost most of the stream, too slow to follow".into(),
+        None => "left behind: it lost too much to be followed".into(),
+    }
+}
+
 /// `pc07 (10.0.0.7)   [=========>          ]  45%  receiving`
 fn row(r: &ReceiverStatus, name_width: usize, bar_width: usize) -> String {
     let who = truncate_str(&name(r), name_width, "…").into_owned();
@@ -343,7 +360,10 @@ fn row(r: &ReceiverStatus, name_width: usize, bar_width: usize) -> String {
         },
         "failed" => format!("failed: {}", r.reason.unwrap_or("see its own message")),
         "dropped" => "dropped: went silent".into(),
-        "left_behind" => "left behind: lost too much to be followed".into(),
+        "left_behind" => format!(
+            "left behind: {}",
+            r.reason.unwrap_or("lost too much to be followed")
+        ),
         "slow" => "too slow to follow: gets what reaches it".into(),
         other => other.into(),
     };

@@ -33,6 +33,21 @@ impl Lab {
         Lab::build(name, receivers, mbit, 0.0, wan_mbit, true)
     }
 
+    /// As `up` (no wan), with receiver r`slow`'s switch port limited to `port_mbit`
+    /// (`PORT_RATES`): a slow PC in the class.
+    pub fn up_slow_port(
+        name: &str,
+        receivers: usize,
+        mbit: u32,
+        loss: f64,
+        (slow, port_mbit): (usize, u32),
+    ) -> Lab {
+        let lab = Lab { name: name.into() };
+        let mut cmd = lab.cmd();
+        cmd.env("PORT_RATES", format!("{slow}={port_mbit}mbit"));
+        lab.run_up(cmd, receivers, mbit, loss)
+    }
+
     fn build(
         name: &str,
         receivers: usize,
@@ -49,6 +64,10 @@ impl Lab {
         if let Some(w) = wan_mbit {
             cmd.env("WAN_RATE", format!("{w}mbit"));
         }
+        lab.run_up(cmd, receivers, mbit, loss)
+    }
+
+    fn run_up(self, mut cmd: Command, receivers: usize, mbit: u32, loss: f64) -> Lab {
         let out = cmd
             .args([
                 "up",
@@ -59,7 +78,7 @@ impl Lab {
             .output()
             .unwrap();
         assert!(out.status.success(), "lanlab up: {:?}", text(&out));
-        lab
+        self
     }
 
     pub fn exec(&self, host: &str) -> Command {

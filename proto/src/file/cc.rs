@@ -114,6 +114,11 @@ struct Peer {
     /// makes one look smaller).
     recent_bw: Vec<f64>,
     slow: bool,
+    /// When last found too slow: what its path took and the least a followed path had to take
+    /// then (the floor over `BACKOFF`), in bit/s, for the teacher's screen.
+    slow_path: (f64, f64),
+    /// Slow, and under half of what the best other receiver took (`is_outpaced`).
+    outpaced: bool,
 }
 
 /// The congestion controller of one sending session.
@@ -178,6 +183,24 @@ impl RateControl {
         self.peers.get(&receiver).is_some_and(|p| p.slow)
     }
 
+    /// Whether `receiver` is too slow to be followed against the others (its path took under
+    /// half of what the best other took), not only under `min_rate`: the sender sends no repair
+    /// for it and does not wait for it once others are done.
+    pub fn is_outpaced(&self, receiver: u32) -> bool {
+        self.peers
+            .get(&receiver)
+            .is_some_and(|p| p.slow && p.outpaced)
+    }
+
+    /// What `receiver`'s path took and the least it had to take to be followed (bit/s), if it is
+    /// too slow to be followed: what the teacher is told.
+    pub fn slow_path(&self, receiver: u32) -> Option<(f64, f64)> {
+        self.peers
+            .get(&receiver)
+            .filter(|p| p.slow)
+            .map(|p| p.slow_path)
+    }
+
     /// `receiver`'s usual loss (the mean over its last uncongested intervals), once measured: what
     /// the first pass is sized by (PROTOCOL.md 5.10).
     pub fn loss(&self, receiver: u32) -> Option<f64> {
@@ -191,8 +214,8 @@ impl RateControl {
     }
 
     /// The floor below which a receiver is not followed, in bit/s: `min_rate`, or half of what the
-    /// best receiver other than `except` took recently, if more.
-    fn floor(&self, now: Instant, except: u32) -> f64 {
+    /// best receiver other than `except` took recently, if more; and that half alone.
+    fn floor(&self, now: Instant, except: u32) -> (f64, f64) {
         let best = self
             .peers
             .iter()
@@ -203,7 +226,8 @@ impl RateControl {
             .fold(0.0, f64::max);
         // Not above half the rate sent at: one receiver's overestimate does not make all the
         // others look slow.
-        (FLOOR_SHARE * best.min(self.rate)).max(self.cfg.min_rate)
+        let half = FLOOR_SHARE * best.min(self.rate);
+        (half.max(self.cfg.min_rate), half)
     }
 
     /// A receiver's echo of a PACE. Counts that go backwards or do not add up are ignored (a
@@ -218,6 +242,8 @@ impl RateControl {
             bw: None,
             recent_bw: Vec::new(),
             slow: false,
+            slow_path: (0.0, 0.0),
+            outpaced: false,
         });
         let rtt = (r.rtt <= MAX_RTT).then_some(r.rtt);
         if let Some(rtt) = rtt {
@@ -295,15 +321,24 @@ impl RateControl {
             }
             peer.losses.push(loss);
         }
-        let floor = self.floor(now, receiver);
+        let (floor, half_best) = self.floor(now, receiver);
         let peer = self.peers.get_mut(&receiver).expect("inserted above");
         // Its own rate means nothing while it is not congested: it took what was sent. Congested
         // below the floor, or losing most of what is sent whatever the rate, it is too slow.
         // In slow start a queue seen once counts as well: its path is not followed down.
+        // Once too slow, it stays so while what its path takes is below the floor: a report in
+        // which its queue happened to drain does not make it followed (nor its NEEDs answered)
+        // for a moment.
         let starting = self.slow_start && queue_once;
         peer.slow = baseline.is_some_and(|b| b > SLOW_LOSS)
-            || ((congested || starting) && BACKOFF * bw < floor);
+            || ((congested || starting || peer.slow) && BACKOFF * bw < floor);
+        // Slow against the others (or losing most of the stream), not only against `min_rate`:
+        // a class all behind one slow link is all below `min_rate`, and none of it is outpaced.
+        // It stays so while slow (the others, once done, are forgotten here).
+        let lossy = baseline.is_some_and(|b| b > SLOW_LOSS);
+        peer.outpaced = peer.slow && (peer.outpaced || lossy || BACKOFF * bw < half_best);
         if peer.slow {
+            peer.slow_path = (bw, floor / BACKOFF);
             return;
         }
         if starting && !congested {
@@ -492,5 +527,33 @@ mod tests {
         assert!(!cc.is_slow(2));
         // 100 packets of 12000 bits over 159 ms (100 sent, 59 more of queue): 7.55 Mbit/s.
         assert!((cc.rate() - 0.9 * 7.547e6).abs() < 1e4, "{}", cc.rate());
+    }
+
+    #[test]
+    fn under_half_the_others_is_outpaced_and_under_min_rate_alone_is_not() {
+        let t = Instant::now();
+        let cfg = CcConfig {
+            min_rate: 25e6,
+            ..cfg()
+        };
+        let now = t + INTERVAL;
+        // Alone behind a 7.5 Mbit/s path: too slow for `min_rate`, but not outpaced.
+        let mut cc = RateControl::new(cfg, t);
+        cc.handle_report(t, 2, report(1, 0, 0, 0));
+        cc.handle_report(now, 2, report(60, 100, 1000, 100));
+        assert!(cc.is_slow(2) && !cc.is_outpaced(2));
+        let (took, least) = cc.slow_path(2).unwrap();
+        assert!((took - 7.547e6).abs() < 1e4 && (least - 25e6 / 0.9).abs() < 1.0);
+        // Beside one that takes all of it: outpaced ...
+        let mut cc = RateControl::new(cfg, t);
+        cc.handle_report(t, 1, report(1, 0, 0, 0));
+        cc.handle_report(t, 2, report(1, 0, 0, 0));
+        cc.handle_report(now, 1, report(1, 100, 1000, 1000));
+        cc.handle_report(now, 2, report(60, 100, 1000, 100));
+        assert!(cc.is_outpaced(2) && !cc.is_slow(1));
+        // ... and still once the other is done and forgotten, its path as slow.
+        cc.forget(1);
+        cc.handle_report(t + 2 * INTERVAL, 2, report(60, 200, 2000, 200));
+        assert!(cc.is_outpaced(2));
     }
 }

@@ -101,6 +101,21 @@ pub struct SessionInfo {
     pub layout: Layout,
 }
 
+/// Why the sender finished without this receiver, from what reached it.
+fn left_behind(received: Option<u8>) -> String {
+    match received {
+        // Under half of the stream: no class waits for that (PROTOCOL.md 5.6).
+        Some(p) if p < 50 => format!(
+            "only {p}% of what it sent reached this PC: its link or switch port is too slow \
+             or too lossy for the class to wait for; what it got is kept for a re-run \
+             (`edm-cast send --resume-from` on the teacher's PC)"
+        ),
+        _ => "it was dropped as unresponsive, lost too much or was too slow to be followed, or \
+              joined too late"
+            .into(),
+    }
+}
+
 /// Why a session failed for this receiver.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiveError {
@@ -111,10 +126,11 @@ pub enum ReceiveError {
     #[error("the sender aborted the session")]
     Aborted,
     /// END (complete) before this receiver had the file.
-    #[error(
-        "the sender finished without this receiver (it was dropped as unresponsive, lost too much or was too slow to be followed, or joined too late)"
-    )]
-    LeftBehind,
+    #[error("the sender finished without this receiver ({})", left_behind(*.received))]
+    LeftBehind {
+        /// Percent of the DATA sent that reached it, at the last PACE (congestion control on).
+        received: Option<u8>,
+    },
     /// An encrypted session, and no key of its own to open it with.
     #[error("the session is encrypted: give this PC's key with --key (made by `edm-cast keygen`)")]
     NoKey,
@@ -348,6 +364,8 @@ struct Session {
     data_received: u64,
     /// The last PACE, the count above when it came, and when: echoed in the next STATUS.
     pace: Option<(Pace, u64, Instant)>,
+    /// DATA sent and received at the last PACE: what share of the stream reached it.
+    paced: Option<(u64, u64)>,
     /// While set (`hold`): only the stream's first this many bytes are asked for, and their
     /// source symbols go to the file as they come, until the shell says what it has (`known`).
     hold: Option<u64>,
@@ -519,6 +537,7 @@ impl Receiver {
             Packet::Pace(p) => {
                 // Answered at once: the sender's round-trip estimate is only as good as this.
                 s.pace = Some((p, s.data_received, now));
+                s.paced = Some((p.sent, s.data_received));
                 s.next_status = s.next_status.min(now);
             }
             Packet::Ack(a) if a.receiver == self.cfg.id => {
@@ -585,6 +604,7 @@ impl Receiver {
             sender_ended: false,
             data_received: 0,
             pace: None,
+            paced: None,
             hold: None,
             session_key: None,
             key_parts: Vec::new(),
@@ -1334,15 +1354,19 @@ impl Receiver {
     }
 
     fn on_end(&mut self, reason: EndReason) {
+        let mut received = None;
         if let Some(s) = self.session.as_mut() {
             s.sender_ended = true;
+            received = (s.paced)
+                .filter(|&(sent, _)| sent > 0)
+                .map(|(sent, got)| (got.min(sent) * 100 / sent) as u8);
         }
         match self.phase {
             Phase::Receiving => {
                 self.phase = Phase::Failed;
                 self.events.push_back(ReceiverEvent::Failed(match reason {
                     EndReason::Aborted => ReceiveError::Aborted,
-                    EndReason::Complete => ReceiveError::LeftBehind,
+                    EndReason::Complete => ReceiveError::LeftBehind { received },
                 }));
             }
             Phase::Finishing { .. } => self.finish(),

@@ -723,6 +723,19 @@ impl Sender {
         self.cc.as_ref().is_some_and(|c| c.is_slow(r.id))
     }
 
+    /// Whether `r` is too slow to be followed against the others (under half of what the best
+    /// took, not only under `min_rate`): no repair is sent for it, and it is left behind as soon
+    /// as others are done (PROTOCOL.md 5.6, 5.8).
+    pub fn is_outpaced(&self, r: &ReceiverInfo) -> bool {
+        self.cc.as_ref().is_some_and(|c| c.is_outpaced(r.id))
+    }
+
+    /// What `r`'s path took and the least it had to take to be followed (bit/s), if congestion
+    /// control does not follow it (`is_slow`): what the teacher's screen says of it.
+    pub fn slow_path(&self, r: &ReceiverInfo) -> Option<(f64, f64)> {
+        self.cc.as_ref().and_then(|c| c.slow_path(r.id))
+    }
+
     /// Whether END has gone out.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Finished
@@ -837,10 +850,23 @@ impl Sender {
     }
 
     fn on_need(&mut self, now: Instant, from: SocketAddr, need: Need) {
-        let joined = match self.peers.known(now, from, need.receiver) {
-            Ok(r) => r.joined,
+        let (joined, slow) = match self.peers.known(now, from, need.receiver) {
+            Ok(r) => (
+                r.joined,
+                self.cc.as_ref().is_some_and(|c| c.is_outpaced(r.id)),
+            ),
             Err(why) => return self.unheard(why),
         };
+        // An outpaced receiver's NEEDs ask for no repair (below) while there is a class to
+        // protect: with no followed receiver left (the others failed or were dropped), it is
+        // repaired as any other.
+        let slow = slow
+            && self.peers.iter().any(|o| {
+                o.id != need.receiver
+                    && o.pending()
+                    && !self.peers.lagging(o)
+                    && !self.is_outpaced(o)
+            });
         self.stats.need_reports += 1;
         if matches!(self.phase, Phase::Waiting) {
             self.maybe_start(now);
@@ -898,7 +924,12 @@ impl Sender {
             if e.flags.verify && hashes_due && self.peers.allowance(ip) > 0 {
                 self.hashes_due.insert(e.block);
             }
-            if e.need == 0 {
+            // A receiver too slow to be followed against the others (`is_outpaced`) collects what
+            // is sent for them: repair sized for it would go out at the class's rate and mostly
+            // be lost at its port, slowing the others by half (first pass and repair take turns)
+            // for nothing. (A class all behind one slow link, all under `min_rate` and none
+            // outpaced, is repaired as before.)
+            if e.need == 0 || slow {
                 continue;
             }
             // A sync session: a receiver that lacks some of the manifest's source symbols (lost,
@@ -1543,17 +1574,22 @@ impl Sender {
         let finished = if self.peers.is_empty() {
             lingered
         } else {
-            let (mut followed, mut lagging, mut quiet, mut done) = (false, false, false, false);
+            let (mut followed, mut lagging, mut slow, mut quiet, mut done) =
+                (false, false, false, false, false);
             for r in self.peers.iter() {
                 match (r.state, r.pending()) {
                     (ReceiverState::Done, _) => done = true,
                     (_, false) => {}
                     _ if now.saturating_duration_since(r.last_heard) >= QUIET => quiet = true,
-                    _ if self.peers.lagging(r) || self.is_slow(r) => lagging = true,
+                    _ if self.is_outpaced(r) => slow = true,
+                    _ if self.peers.lagging(r) => lagging = true,
+                    // Slow only against `min_rate` (a class all behind one slow link): waited for.
                     _ => followed = true,
                 }
             }
-            !followed && ((!lagging && !quiet) || (done && (!lagging || lingered)))
+            // One too slow to be followed against the others is not waited for at all: no repair
+            // is sent for it (`on_need`), so the linger would only keep the teacher waiting.
+            !followed && ((!lagging && !slow && !quiet) || (done && (!lagging || lingered)))
         };
         if finished {
             for id in self.peers.drop_silent(now, QUIET) {
