@@ -46,6 +46,22 @@ fn link_secs(file: &[u8]) -> f64 {
     (datagrams * (256 + DATA_OVERHEAD + 42) * 8) as f64 / LINK as f64
 }
 
+/// A PC at 1% loss behind its own switch port of `bits_per_sec` with a drop-tail buffer of
+/// `buffer` datagrams (tools/lanlab.sh's PORT_RATES: tbf with a 50 ms buffer, at least 64 KiB).
+fn behind_slow_port(bits_per_sec: u64, buffer: usize) -> Peer {
+    Peer {
+        down: Link {
+            loss: Loss::Random(0.01),
+            bottleneck: Some(Bottleneck {
+                bits_per_sec,
+                buffer,
+            }),
+            ..Link::default()
+        },
+        ..Peer::default()
+    }
+}
+
 /// 8 receivers with 5% random loss each, the sender's ceiling 50 times the link: the class gets
 /// the file near the link's rate, with little lost in the queue and little repair.
 #[test]
@@ -124,21 +140,7 @@ fn a_receiver_behind_a_slow_port_does_not_hold_the_class() {
     for _ in 0..7 {
         class.add_student(Peer::lossy(0.01), Command::Recv);
     }
-    let slow_port = Link {
-        loss: Loss::Random(0.01),
-        bottleneck: Some(Bottleneck {
-            bits_per_sec: LINK / 10,
-            buffer: 64,
-        }),
-        ..Link::default()
-    };
-    class.add_student(
-        Peer {
-            down: slow_port,
-            ..Peer::default()
-        },
-        Command::Recv,
-    );
+    class.add_student(behind_slow_port(LINK / 10, 64), Command::Recv);
     let mut seen_slow = false;
     while !(0..7).all(|i| class.listener(i).finished) && class.elapsed() < Duration::from_secs(60) {
         assert!(class.step());
@@ -258,22 +260,7 @@ fn a_pc_behind_a_slow_port_gets_no_repair_and_is_not_waited_for() {
         for _ in 0..7 {
             class.add_student(Peer::lossy(0.01), Command::Recv);
         }
-        // As tools/lanlab.sh's PORT_RATES: tbf with a 50 ms buffer (at least 64 KiB).
-        let slow_port = Link {
-            loss: Loss::Random(0.01),
-            bottleneck: Some(Bottleneck {
-                bits_per_sec: mbit * 1_000_000,
-                buffer: 66,
-            }),
-            ..Link::default()
-        };
-        class.add_student(
-            Peer {
-                down: slow_port,
-                ..Peer::default()
-            },
-            Command::Recv,
-        );
+        class.add_student(behind_slow_port(mbit * 1_000_000, 66), Command::Recv);
         while !(0..7).all(|i| class.listener(i).finished)
             && class.elapsed() < Duration::from_secs(60)
         {
@@ -376,21 +363,7 @@ fn an_outpaced_pc_left_alone_is_repaired() {
         },
         Command::Recv,
     );
-    let slow_port = Link {
-        loss: Loss::Random(0.01),
-        bottleneck: Some(Bottleneck {
-            bits_per_sec: 40_000_000,
-            buffer: 66,
-        }),
-        ..Link::default()
-    };
-    class.add_student(
-        Peer {
-            down: slow_port,
-            ..Peer::default()
-        },
-        Command::Recv,
-    );
+    class.add_student(behind_slow_port(40_000_000, 66), Command::Recv);
     let mut outpaced = false;
     while !class.listener(1).finished && class.elapsed() < Duration::from_secs(120) {
         assert!(class.step());
