@@ -692,9 +692,10 @@ impl Session {
         let Some(rx) = &mut self.source.feed else {
             return;
         };
-        if !rx.has_changed().unwrap_or(true) {
-            return;
-        }
+        // The value, not `has_changed`: the loop's wait on `changed` marks each change as seen
+        // when it wakes the loop, so `has_changed` here missed every change that came while the
+        // sender was idle (waiting for bytes), and the pass learned of new bytes only when
+        // something else woke it: up to 0.4 s late, seen in the WAN lab (issue 14).
         let p = rx.borrow_and_update().clone();
         self.sender.source_grew(now, p.bytes);
         let Some(end) = p.end else {
