@@ -6,7 +6,7 @@ use crate::class::{Class, Command, DIGESTS, PACKET_TIME, Peer, Source};
 use crate::net::Link;
 use crate::{assert_all_received, file_bytes, sender_config};
 use edm_cast_proto::wire::{Packet, ReceiverState};
-use edm_cast_proto::{FileInfo, Sender, SenderConfig, SenderEvent};
+use edm_cast_proto::{FileInfo, Sender, SenderConfig, SenderEvent, SourceError};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -153,6 +153,98 @@ fn a_growing_source_sends_each_symbol_as_soon_as_its_bytes_are_in() {
         assert_eq!(sent, want, "size known: {size_known}");
         assert_eq!(s.first_pass_done_at(), Some(now));
     }
+}
+
+/// A symbol sent before its block is complete is the very datagram the whole block gives (the
+/// same bytes; in an encrypted session the same ciphertext, 10), and so is everything else the
+/// first pass sends of a download: what differs from a file on disk is only the order.
+#[test]
+fn a_download_sends_the_datagrams_a_file_would() {
+    use edm_cast_proto::SecretKey;
+    use edm_cast_proto::file::sender::Encryption;
+    use std::collections::BTreeMap;
+    for encrypted in [false, true] {
+        let file = file_bytes(11 * BLOCK + 70, 46);
+        let cfg = SenderConfig {
+            encryption: encrypted.then(|| Encryption {
+                key: [3; 32],
+                ephemeral: [4; 32],
+                recipients: vec![SecretKey::from_seed([5; 32]).public()],
+            }),
+            ..small()
+        };
+        let datagrams = |s: &mut Sender, now: Instant, out: &mut BTreeMap<(u32, u32), Vec<u8>>| {
+            let mut buf = Vec::new();
+            for _ in 0..10_000 {
+                let sent = s.poll_transmit(now, &mut buf);
+                let mut supplied = false;
+                while let Some(ev) = s.poll_event() {
+                    if let SenderEvent::NeedBlock { block, offset, len } = ev {
+                        s.supply_block(block, file[offset as usize..][..len].to_vec());
+                        supplied = true;
+                    }
+                }
+                match sent {
+                    None if !supplied => return,
+                    None => {}
+                    Some(_) => {
+                        if let Packet::Data(d) = Packet::parse(&buf).unwrap().packet {
+                            assert!(out.insert((d.block, d.esi), buf.clone()).is_none());
+                        }
+                    }
+                }
+            }
+            panic!("the sender never ran out of datagrams");
+        };
+        let info = |digests| FileInfo {
+            name: "f".into(),
+            size: Some(file.len() as u64),
+            digests,
+        };
+        let now = Instant::now();
+        let mut whole = BTreeMap::new();
+        let mut s = Sender::new(cfg.clone(), info(Some(DIGESTS)), now).unwrap();
+        datagrams(&mut s, now, &mut whole);
+        let mut arriving = BTreeMap::new();
+        let mut s = Sender::growing(cfg, info(None), now).unwrap();
+        // In uneven pieces: a symbol and a half at a time.
+        let mut at = 0;
+        while at < file.len() as u64 {
+            at += 24;
+            if at >= file.len() as u64 {
+                s.source_ended(now, file.len() as u64, DIGESTS).unwrap();
+            } else {
+                s.source_grew(now, at);
+            }
+            datagrams(&mut s, now, &mut arriving);
+        }
+        assert_eq!(arriving.len(), whole.len(), "encrypted: {encrypted}");
+        assert!(arriving == whole, "encrypted: {encrypted}");
+    }
+}
+
+/// A download of unknown size that ends before bytes it already sent as source symbols (a shell
+/// bug or a lying source) is refused, not announced.
+#[test]
+fn a_download_cannot_end_before_the_symbols_it_sent() {
+    let file = file_bytes(3 * BLOCK, 47);
+    let info = FileInfo {
+        name: "f".into(),
+        size: None,
+        digests: None,
+    };
+    let now = Instant::now();
+    let mut s = Sender::growing(small(), info, now).unwrap();
+    s.source_grew(now, BLOCK as u64 + 5 * 16);
+    let sent = data(&drain(&mut s, now, &file));
+    assert!(sent.contains(&(1, 4)), "{sent:?}");
+    assert_eq!(
+        s.source_ended(now, BLOCK as u64 + 4 * 16, DIGESTS),
+        Err(SourceError::Shrunk {
+            had: BLOCK as u64 + 5 * 16,
+            got: BLOCK as u64 + 4 * 16
+        })
+    );
 }
 
 /// A source faster than the LAN: the blocks that are in share the turn, a block arriving later
