@@ -13,6 +13,9 @@
 #   RUNS=3 N=8 MIB=64 WAN_MBIT=20 LOSS=1 MODES="get http then-send" bench/wan.sh
 #   RUNS=3 N=4 MIB=32 WAN_MBIT=50 LOSS=1 MODES=send-url bench/wan.sh   # issue 14's cut-through case
 #   BIN=/tmp/other/edm-cast bench/wan.sh                                # another build (not rebuilt)
+#   TRACE=1 RUNS=3 N=4 MIB=32 WAN_MBIT=50 LOSS=1 MODES=send-url bench/wan.sh
+#                     # and where the time after the last WAN byte goes (tcpdump on the lab server,
+#                     # bench/wantrace.py): the last DATA, each student's Done, ACK and exit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,9 +24,12 @@ RUNS=${RUNS:-1} MODES=${MODES:-"get http then-send"}
 export LAB=${LAB:-wanb}
 OUT=${OUT:-bench/results/wan.tsv}
 BIN=${BIN:-}
+TRACE=${TRACE:-}
 LANLAB=$PWD/tools/lanlab.sh
 (( EUID == 0 )) || { echo "wan.sh: needs root (network namespaces)" >&2; exit 1; }
 [[ -n $BIN ]] || { cargo build --release --quiet; BIN=$PWD/target/release/edm-cast; }
+[[ -z $TRACE ]] || command -v tcpdump >/dev/null ||
+    { echo "wan.sh: TRACE=1 needs tcpdump (apt-get install tcpdump)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/edm-wan.XXXXXX)
 cleanup() {
@@ -83,9 +89,20 @@ one_run() {  # mode run
                 --iface eth0 --rate "$rate" --min-receivers "$N" --wait 30 >/dev/null 2>&1
             ;;
         send-url)
+            if [[ -n $TRACE ]]; then
+                rm -rf "$work/trace" && mkdir -p "$work/trace" && : >"$work/trace/exits.txt"
+                # Headers only; each tcpdump's pid (exec keeps it) to stop it with SIGINT.
+                for side in wan:wan0 lan:eth0; do
+                    lab exec s sh -c "echo \$\$ >$work/trace/${side%%:*}.pid; exec timeout 900 \
+                        tcpdump -i ${side#*:} -s 80 -U -w $work/trace/${side%%:*}.pcap" \
+                        >/dev/null 2>"$work/trace/${side%%:*}.err" &
+                done
+                sleep 1
+            fi
             for i in $(seq 1 "$N"); do
-                lab exec "r$i" timeout 900 nice -n 10 "$BIN" recv --group 239.1.1.1 --iface eth0 \
-                    --out "$work/out/r$i" >/dev/null 2>&1 & pids+=($!)
+                ( lab exec "r$i" timeout 900 nice -n 10 "$BIN" recv --group 239.1.1.1 --iface eth0 \
+                    --out "$work/out/r$i" >/dev/null 2>&1
+                  [[ -z $TRACE ]] || echo "r$i $(now)" >>"$work/trace/exits.txt" ) & pids+=($!)
             done
             sleep 0.3
             t0=$(now)
@@ -100,6 +117,13 @@ one_run() {  # mode run
     [[ -z ${sender:-} ]] || wait "$sender" || true
     sleep 0.3
     after=$(lab txbytes w)
+    if [[ $mode == send-url && -n $TRACE ]]; then
+        # tcpdump may lag behind on a loaded machine: what it has not read when stopped is lost.
+        sleep 2
+        kill -INT "$(cat "$work/trace/wan.pid")" "$(cat "$work/trace/lan.pid")" 2>/dev/null || true
+        sleep 0.5
+        echo "$t0" >"$work/trace/t0"
+    fi
     for i in $(seq 1 "$N"); do
         [[ -f $work/out/r$i/course.iso ]] &&
             [[ $(md5sum <"$work/out/r$i/course.iso" | cut -d' ' -f1) == "$want" ]] && ok=$((ok + 1))
@@ -110,6 +134,12 @@ one_run() {  # mode run
     ratio=$(awk -v b=$((after - before)) -v s="$size" 'BEGIN { printf "%.3f", b / s }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$mode" "$N" "$MIB" \
         "$WAN_MBIT" "$LAN_MBIT" "$LOSS" "$run" "$secs" "$ratio" "$ok/$N" | tee -a "$OUT"
+    if [[ $mode == send-url && -n $TRACE ]]; then
+        echo "  load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        grep -h "dropped by kernel" "$work/trace/wan.err" "$work/trace/lan.err" | grep -v "^0 " |
+            sed 's/^/  tcpdump: /' || true
+        python3 bench/wantrace.py "$work/trace"
+    fi
 }
 
 ideal=$(awk -v m="$MIB" -v w="$WAN_MBIT" 'BEGIN { printf "%.2f", m * 8 * 1.048576 / w }')

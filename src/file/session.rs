@@ -67,8 +67,9 @@ pub struct Session {
     pub view: SenderView,
     /// The signal that ended the session early.
     aborted: Option<rt::Stop>,
-    /// Why the source failed (a download that broke off for good).
+    /// Why the source failed (a download that broke off for good), and when.
     failure: Option<String>,
+    failed_at: Option<Instant>,
     /// `serve`: this session's share of the link (bit/s), and "someone was told to join: wait".
     shared_rate: Option<Arc<AtomicU64>>,
     hold: Option<watch::Receiver<Instant>>,
@@ -94,6 +95,10 @@ const STOPPED: &str = "stopped by the operator";
 const NOBODY: &str = "nobody joined the session: no receiver said hello";
 
 /// How often a session publishes its status on the board.
+/// How long a failed download's session waits for the student `serve` just told to join it to
+/// say hello, so that it hears the session was aborted (`end_failed`).
+const FAILED_WAIT: Duration = Duration::from_secs(3);
+
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 /// The send rate over the last second or so, from (time, bytes sent) points.
@@ -190,6 +195,7 @@ impl Session {
             view,
             aborted: None,
             failure: None,
+            failed_at: None,
             shared_rate: None,
             hold: None,
             nobody_ends: false,
@@ -491,6 +497,7 @@ impl Session {
                 self.interrupted(stop);
             }
             self.feed(now);
+            self.end_failed(now);
             if let Some(rate) = &self.shared_rate {
                 self.pacer
                     .set_rate(Rate(rate.load(Ordering::Relaxed) as f64));
@@ -695,9 +702,10 @@ impl Session {
         let Some(rx) = &mut self.source.feed else {
             return;
         };
-        if !rx.has_changed().unwrap_or(true) {
-            return;
-        }
+        // The value, not `has_changed`: the loop's wait on `changed` marks each change as seen
+        // when it wakes the loop, so `has_changed` here missed every change that came while the
+        // sender was idle (waiting for bytes), and the pass learned of new bytes only when
+        // something else woke it: up to 0.4 s late, seen in the WAN lab (issue 14).
         let p = rx.borrow_and_update().clone();
         self.sender.source_grew(now, p.bytes);
         let Some(end) = p.end else {
@@ -721,8 +729,27 @@ impl Session {
             Err(why) => {
                 self.view.println(format!("download failed: {why}"));
                 self.failure = Some(why);
-                self.sender.abort(now);
+                self.failed_at = Some(now);
             }
+        }
+    }
+
+    /// A failed download ends the session (END, aborted), but one that `serve` holds for a
+    /// student it just told to join (`share`) not before a receiver has said hello, the hold is
+    /// over, or `FAILED_WAIT` has passed: that student hears that the session was aborted, not
+    /// nothing at all. (Since the session reads the progress every turn, a download cut off at
+    /// once is seen at once, before the student can have joined.)
+    fn end_failed(&mut self, now: Instant) {
+        let ending = matches!(
+            self.sender.phase(),
+            SessionPhase::Ending | SessionPhase::Finished
+        );
+        let Some(failed_at) = self.failed_at.filter(|_| !ending) else {
+            return;
+        };
+        let held = self.hold.as_ref().is_some_and(|h| *h.borrow() > now);
+        if !held || now >= failed_at + FAILED_WAIT || self.sender.receivers().next().is_some() {
+            self.sender.abort(now);
         }
     }
 

@@ -236,7 +236,9 @@ pub enum Destination {
 /// What the sender tells the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderEvent {
-    /// The shell must read `len` bytes at `offset` and pass them to `supply_block`.
+    /// The shell must read `len` bytes at `offset` and pass them to `supply_block`: a whole
+    /// block, or (a growing source) the next piece of the block being filled, which its reports
+    /// (`source_grew`) say is in.
     NeedBlock {
         /// Which block.
         block: u32,
@@ -386,7 +388,8 @@ struct Burst {
 
 /// The first pass: window [start, end) of W aligned blocks, sent symbol-major over those of its
 /// blocks that are available, so consecutive packets hit different blocks. A block of a growing
-/// source joins the turn as soon as its bytes are in, at its ESI 0 (5.3, 5.7).
+/// source joins the turn as soon as its first symbol's bytes are in, at its ESI 0, and sends its
+/// source symbols as their bytes arrive (5.3, 5.7).
 #[derive(Debug, Clone, Default)]
 struct Pass {
     start: u32,
@@ -399,6 +402,26 @@ struct Pass {
     turn: VecDeque<(u32, u32)>,
     /// Blocks below this have had their whole first pass: `sent_blocks`.
     passed: u32,
+    /// The block a growing source is filling, out of the turn because the bytes of its next ESI
+    /// are not in yet; it goes back in (at the back) when they are.
+    stalled: Option<(u32, u32)>,
+}
+
+impl Pass {
+    /// Whether every block of the window has had its whole first pass.
+    fn finished(&self) -> bool {
+        self.joined >= self.end && self.turn.is_empty() && self.stalled.is_none()
+    }
+}
+
+/// The bytes so far of the block a growing source is filling (the first one not complete), read
+/// in pieces as they arrive: its source symbols go out before the block is complete (5.7).
+#[derive(Debug, Clone)]
+struct Partial {
+    block: u32,
+    data: Vec<u8>,
+    /// The length of the piece asked for with `NeedBlock` and not supplied yet.
+    asked: Option<usize>,
 }
 
 /// The sending side of a file session.
@@ -422,6 +445,10 @@ pub struct Sender {
     layout: Layout,
     /// Blocks whose bytes are all readable.
     available: u32,
+    /// A growing source's bytes readable from its start.
+    grown: u64,
+    /// The block after the available ones, while its bytes arrive.
+    partial: Option<Partial>,
     /// The source has ended: `available` covers the file, and its size and digests are known.
     source_done: bool,
     phase: Phase,
@@ -539,6 +566,8 @@ impl Sender {
             name: file.name,
             layout,
             available: 0,
+            grown: 0,
+            partial: None,
             source_done: false,
             phase: Phase::Waiting,
             end_reason: EndReason::Complete,
@@ -581,7 +610,8 @@ impl Sender {
         if self.source_done {
             return;
         }
-        let full = (bytes / self.layout.block_bytes()).min(self.layout.num_blocks() as u64);
+        self.grown = self.grown.max(bytes);
+        let full = (self.grown / self.layout.block_bytes()).min(self.layout.num_blocks() as u64);
         self.set_available(now, full as u32);
     }
 
@@ -605,7 +635,10 @@ impl Sender {
             }
             Some(_) => {}
             None => {
-                let had = self.available as u64 * self.layout.block_bytes();
+                // Bytes already sent: in full blocks, or as source symbols of the partial one.
+                let partial = (self.partial.as_ref())
+                    .map_or(0, |p| self.layout.offset(p.block) + p.data.len() as u64);
+                let had = (self.available as u64 * self.layout.block_bytes()).max(partial);
                 if size < had {
                     return Err(SourceError::Shrunk { had, got: size });
                 }
@@ -614,6 +647,8 @@ impl Sender {
         }
         self.digests = Some(digests);
         self.source_done = true;
+        // The block that was being filled may have ended with the last full one.
+        self.blocks.truncate(self.layout.num_blocks() as usize);
         self.next_announce = now;
         self.set_available(now, self.layout.num_blocks());
         Ok(())
@@ -621,7 +656,10 @@ impl Sender {
 
     fn set_available(&mut self, now: Instant, blocks: u32) {
         self.available = self.available.max(blocks);
-        while (self.blocks.len() as u32) < self.available {
+        // A growing source's block being filled has its state too: its source symbols go out as
+        // they arrive.
+        let filling = u32::from(!self.source_done && self.available < self.layout.num_blocks());
+        while (self.blocks.len() as u32) < self.available + filling {
             let b = self.blocks.len() as u32;
             // Without a first pass, a block's first symbols are its source symbols, sent as asked.
             let first_pass = first_pass_symbols(&self.layout, &self.cfg, b);
@@ -1005,9 +1043,23 @@ impl Sender {
 
     /// The block's bytes, asked for with `SenderEvent::NeedBlock`.
     pub fn supply_block(&mut self, block: u32, data: Vec<u8>) {
-        self.loading.retain(|&b| b != block);
-        if block >= self.available || data.len() != self.layout.len(block) {
+        let len = self.layout.len(block);
+        // A piece of the block being filled (always shorter than the block): its next bytes.
+        if let Some(p) = &mut self.partial
+            && p.block == block
+            && p.asked == Some(data.len())
+            && data.len() != len
+        {
+            p.asked = None;
+            p.data.extend_from_slice(&data);
             return;
+        }
+        self.loading.retain(|&b| b != block);
+        if block >= self.available || data.len() != len {
+            return;
+        }
+        if self.partial.as_ref().is_some_and(|p| p.block == block) {
+            self.partial = None;
         }
         let enc = BlockEncoder::new(&self.layout, block, data);
         self.blocks[block as usize].digest = Some(block_digest(enc.coded()));
@@ -1147,6 +1199,9 @@ impl Sender {
             return Some(self.control(now, &digests, buf, Destination::Group));
         }
         let (block, esi, repair) = self.next_symbol(now)?;
+        if block >= self.available {
+            return self.partial_symbol(now, block, esi, buf);
+        }
         let Some(at) = self.cache.iter().position(|(b, _)| *b == block) else {
             self.load(block);
             return None;
@@ -1179,7 +1234,66 @@ impl Sender {
         if let Some(key) = &self.session_key {
             key.seal(self.cfg.session, block, esi, buf, DATA_OVERHEAD);
         }
-        if esi < enc.symbols() as u32 {
+        let source = esi < enc.symbols() as u32;
+        Some(self.sent_data(now, block, source, repair, buf))
+    }
+
+    /// A source symbol of the block a growing source is filling, from the bytes read of it so
+    /// far; `None` while the piece that holds it is being read (`NeedBlock`).
+    fn partial_symbol(
+        &mut self,
+        now: Instant,
+        block: u32,
+        esi: u32,
+        buf: &mut Vec<u8>,
+    ) -> Option<Destination> {
+        let t = self.layout.symbol_size() as usize;
+        // Everything that has arrived of it, in whole symbols (a symbol's bytes are read once).
+        let ready = self.ready_symbols(block) as usize * t;
+        if self.partial.as_ref().is_none_or(|p| p.block != block) {
+            self.partial = Some(Partial {
+                block,
+                data: Vec::with_capacity(self.layout.len(block)),
+                asked: None,
+            });
+        }
+        let p = self.partial.as_mut().expect("just set");
+        let end = (esi as usize + 1) * t;
+        if p.data.len() < end {
+            if p.asked.is_none() && ready > p.data.len() {
+                let len = ready - p.data.len();
+                p.asked = Some(len);
+                self.events.push_back(SenderEvent::NeedBlock {
+                    block,
+                    offset: self.layout.offset(block) + p.data.len() as u64,
+                    len,
+                });
+            }
+            return None;
+        }
+        Packet::Data(Data {
+            block,
+            esi,
+            symbol: &[],
+        })
+        .write(self.cfg.session, buf);
+        buf.extend_from_slice(&p.data[end - t..end]);
+        if let Some(key) = &self.session_key {
+            key.seal(self.cfg.session, block, esi, buf, DATA_OVERHEAD);
+        }
+        Some(self.sent_data(now, block, true, false, buf))
+    }
+
+    /// Counts the DATA in `buf` and moves past it.
+    fn sent_data(
+        &mut self,
+        now: Instant,
+        block: u32,
+        source: bool,
+        repair: bool,
+        buf: &[u8],
+    ) -> Destination {
+        if source {
             self.stats.source_symbols += 1;
             self.stats.source_bytes += buf.len() as u64;
         } else {
@@ -1191,7 +1305,7 @@ impl Sender {
         tx.first_sent.get_or_insert(now);
         tx.last_sent = Some(now);
         self.advance(now, repair);
-        Some(Destination::Group)
+        Destination::Group
     }
 
     /// Writes a control packet, signed if the sender has a key.
@@ -1402,25 +1516,46 @@ impl Sender {
         if next >= self.layout.symbols(block) as u32 && !self.blocks[block as usize].sized {
             self.size_block(block);
         }
-        if next < self.blocks[block as usize].first_pass {
+        if next >= self.blocks[block as usize].first_pass {
+            self.block_passed(now);
+        } else if next < self.ready_symbols(block) {
             self.pass.turn.push_back((block, next));
         } else {
-            self.block_passed(now);
+            self.pass.stalled = Some((block, next));
         }
+    }
+
+    /// Of `block`'s first-pass symbols, how many can go out now: all of a complete block; of the
+    /// block a growing source is filling, the source symbols whose bytes are in, but never its
+    /// last one (its digest, known only once the block is, goes out before that, 9.1); of a block
+    /// after it, none.
+    fn ready_symbols(&self, block: u32) -> u32 {
+        if block < self.available {
+            return u32::MAX;
+        }
+        if block > self.available || self.source_done {
+            return 0;
+        }
+        let k = self.layout.symbols(block) as u32;
+        let t = self.layout.symbol_size() as u64;
+        let arrived = self.grown.saturating_sub(self.layout.offset(block)) / t;
+        arrived.min(k as u64 - 1) as u32
     }
 
     /// A block's first pass is over: `sent_blocks` moves up to the lowest block still in the pass,
     /// and the next window opens once this one is finished.
     fn block_passed(&mut self, now: Instant) {
         let p = &mut self.pass;
-        p.passed = p.turn.iter().map(|&(b, _)| b).fold(p.joined, u32::min);
-        if p.joined >= p.end && p.turn.is_empty() {
+        let in_pass = p.turn.iter().chain(&p.stalled).map(|&(b, _)| b);
+        p.passed = in_pass.fold(p.joined, u32::min);
+        if p.finished() {
             let next = p.end;
             self.open_window(next, now);
         }
-        if self.pass.turn.is_empty() {
-            // It caught up with a growing source (or is over): receivers learn at once which
-            // blocks they may ask repair for, while the sender waits for the next block's bytes.
+        if self.pass.turn.is_empty() || !self.source_done {
+            // The pass caught up with a growing source (or is over), or a block of a source still
+            // arriving is done with it: receivers learn at once which blocks they may ask repair
+            // for, rather than at the next ANNOUNCE, while the rest arrives.
             self.next_announce = now;
         }
     }
@@ -1439,6 +1574,7 @@ impl Sender {
             joined: start,
             turn: VecDeque::new(),
             passed: start,
+            stalled: None,
         };
         if start >= self.layout.num_blocks() {
             // Receivers learn at once that every block has had its first pass.
@@ -1450,8 +1586,15 @@ impl Sender {
     }
 
     /// Adds to the window's turn the blocks whose bytes are in (a growing source: as they
-    /// arrive; a file: all at once, so the order is symbol-major over the W blocks).
+    /// arrive, the one being filled once its first symbol is; a file: all at once, so the order
+    /// is symbol-major over the W blocks), and puts back a stalled block whose next bytes came.
     fn join_available(&mut self, now: Instant) {
+        if let Some((block, esi)) = self.pass.stalled
+            && esi < self.ready_symbols(block)
+        {
+            self.pass.stalled = None;
+            self.pass.turn.push_back((block, esi));
+        }
         let p = &mut self.pass;
         p.end = (p.start)
             .saturating_add(self.cfg.interleave as u32)
@@ -1470,11 +1613,15 @@ impl Sender {
                 self.load(b);
             }
         }
-        let p = &self.pass;
-        if p.joined >= p.end && p.turn.is_empty() {
+        let filling = self.pass.joined;
+        if filling == self.available && filling < self.pass.end && self.ready_symbols(filling) > 0 {
+            self.pass.joined += 1;
+            self.pass.turn.push_back((filling, 0));
+        }
+        if self.pass.finished() {
             // Nothing left of it: a growing source whose end (N, now known) fell within the
             // blocks already passed.
-            let next = p.end;
+            let next = self.pass.end;
             self.open_window(next, now);
         }
     }
@@ -1493,7 +1640,8 @@ impl Sender {
             return;
         }
         let losses = self.class_losses(max_loss);
-        let last = self.source_done && self.pass.end == self.layout.num_blocks();
+        // The size known (a file, or a download with a Content-Length), N is too.
+        let last = self.layout.file_size().is_some() && self.pass.end == self.layout.num_blocks();
         let miss = if last {
             fec::LAST_WINDOW_MISS
         } else {
