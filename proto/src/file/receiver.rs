@@ -405,7 +405,8 @@ impl Session {
 ///   was found in the output folder; `resume(now, blocks)` when the output file already holds
 ///   blocks from an earlier run (each is checked, `Check` then `handle_checked(now, block, ok)`,
 ///   before it counts); in a sync session, `hold(now, prefix)` until the shell has found what is
-///   already here and says so with `known(now, blocks)`; `fail(reason)` when the shell gives up.
+///   already here and says so with `known(now, blocks)`; `fail(reason)` when the shell gives up;
+///   `recycle(buf)` hands back a block's bytes once written, to hold the next block's symbols.
 /// - **Outputs**: `poll_transmit(now, buf)` until `None` (feedback to the sender),
 ///   `poll_timeout()`, `poll_event()`.
 pub struct Receiver {
@@ -416,6 +417,25 @@ pub struct Receiver {
     failed: Option<FailReason>,
     events: VecDeque<ReceiverEvent>,
     stats: ReceiverStats,
+    /// Buffers handed back (`recycle`), at most `SPARE_BUFFERS`: a block's buffer is taken from
+    /// here rather than allocated (and its pages faulted in) afresh, 1.4 MB a block.
+    spare: Vec<Vec<u8>>,
+}
+
+/// Buffers `recycle` keeps (6.5).
+const SPARE_BUFFERS: usize = 2;
+
+/// A zeroed buffer of `len` bytes: a spare one if there is one large enough.
+fn buffer(spare: &mut Vec<Vec<u8>>, len: usize) -> Vec<u8> {
+    match spare.iter().position(|b| b.capacity() >= len) {
+        Some(i) => {
+            let mut b = spare.swap_remove(i);
+            b.clear();
+            b.resize(len, 0);
+            b
+        }
+        None => vec![0; len],
+    }
 }
 
 impl Receiver {
@@ -429,6 +449,15 @@ impl Receiver {
             failed: None,
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// A block's bytes, once the shell is done with them (a decode job's output, written): kept
+    /// to hold the symbols of a block to come (at most `SPARE_BUFFERS`; others are dropped).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buf);
         }
     }
 
@@ -785,7 +814,10 @@ impl Receiver {
             unreachable!("the block was pending a moment ago");
         };
         if needs_buffer {
-            p.buf = Some(vec![0; k as usize * layout.symbol_size() as usize]);
+            p.buf = Some(buffer(
+                &mut self.spare,
+                k as usize * layout.symbol_size() as usize,
+            ));
             s.in_memory.push(d.block);
         }
         match (&mut p.buf, is_source) {
@@ -1564,6 +1596,74 @@ mod tests {
         rx.handle_datagram(t0, sender, &keys.to_vec(9));
         assert_eq!(rx.stats().dropped.unexpected, 1);
         assert!(!rx.is_finished());
+    }
+
+    /// A block's buffer may come from the spares the shell handed back (`recycle`): zeroed, so
+    /// what a spilled block writes to the file is its symbols and zeros, never an older block's
+    /// bytes; and a block decodes as before.
+    #[test]
+    fn a_recycled_buffer_holds_the_next_block_zeroed() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..96).collect();
+        let mut rx = Receiver::new(ReceiverConfig {
+            buffered_blocks: 2,
+            ..ReceiverConfig::default()
+        });
+        let announce = Packet::Announce(Announce {
+            file_size: Some(96),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            sync: false,
+            symbol_size: 16,
+            block_symbols: 2,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        assert!(matches!(rx.poll_event(), Some(ReceiverEvent::Joined(_))));
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: file.chunks(32).map(crate::wire::block_digest).collect(),
+        });
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        for _ in 0..3 {
+            rx.recycle(vec![0xee; 64]);
+        }
+        let data = |rx: &mut Receiver, block: u32, esi: u32| {
+            let at = (block * 32 + esi * 16) as usize;
+            let symbol = &file[at..at + 16];
+            let d = Packet::Data(Data { block, esi, symbol });
+            rx.handle_datagram(t0, sender, &d.to_vec(9));
+        };
+        // Two blocks fit in memory: the third's first symbol spills block 0, half received.
+        data(&mut rx, 0, 0);
+        data(&mut rx, 1, 0);
+        data(&mut rx, 2, 0);
+        let stored: Vec<(u64, Vec<u8>)> = std::iter::from_fn(|| rx.poll_event())
+            .filter_map(|e| match e {
+                ReceiverEvent::Store { offset, data } => Some((offset, data)),
+                _ => None,
+            })
+            .collect();
+        let mut want = file[..16].to_vec();
+        want.extend([0; 16]);
+        assert_eq!(stored, [(0, want)]);
+        data(&mut rx, 1, 1);
+        let job = std::iter::from_fn(|| rx.poll_event())
+            .find_map(|e| match e {
+                ReceiverEvent::Decode(job) => Some(job),
+                _ => None,
+            })
+            .expect("block 1 is whole");
+        assert_eq!(job.block, 1);
+        assert_eq!(job.run(None).unwrap(), file[32..64]);
     }
 
     /// The NEED entries a receiver sends at `now` (after any STATUS due then).
