@@ -9,7 +9,7 @@
 //! block's source symbols are spilled to the output file (where they belong anyway) and read back
 //! when the block is decoded.
 
-use super::codec::{CheckJob, DecodeError, DecodeJob, SymbolSet};
+use super::codec::{CheckJob, DecodeError, DecodeJob, SymbolSet, cheap_decode_at};
 use super::crypt::{self, SessionKey};
 use super::layout::{Layout, MAX_BLOCKS};
 use crate::auth::{KeyId, SecretKey, Trust};
@@ -351,6 +351,9 @@ struct Session {
     /// While set (`hold`): only the stream's first this many bytes are asked for, and their
     /// source symbols go to the file as they come, until the shell says what it has (`known`).
     hold: Option<u64>,
+    /// Blocks with enough symbols to decode whose first pass is still bringing more: decoded
+    /// once it has brought `codec::cheap_decode_at` of them, or is over (6.4).
+    deferred: Vec<u32>,
 }
 
 impl Session {
@@ -615,6 +618,7 @@ impl Receiver {
             data_received: 0,
             pace: None,
             hold: None,
+            deferred: Vec::new(),
             session_key: None,
             key_parts: Vec::new(),
             layout,
@@ -659,6 +663,8 @@ impl Receiver {
             return;
         }
         s.sent_blocks = s.sent_blocks.max(a.sent_blocks);
+        self.start_deferred(false);
+        let s = self.session.as_mut().expect("caller checked");
         if let (None, Some(size)) = (s.layout.file_size(), a.file_size) {
             let Ok(layout) = s.layout.finish(size) else {
                 self.stats.dropped.out_of_range += 1;
@@ -743,6 +749,31 @@ impl Receiver {
             return;
         }
         self.take_symbol(d.block, d.esi, symbol);
+        self.start_deferred(false);
+    }
+
+    /// Starts the deferred blocks whose first pass is over (`all`: every one: the fallback on
+    /// each timeout, should the news of the pass's end be lost).
+    fn start_deferred(&mut self, all: bool) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if s.deferred.is_empty() {
+            return;
+        }
+        let mut start = Vec::new();
+        for block in std::mem::take(&mut s.deferred) {
+            let k = s.layout.symbols(block) as u32;
+            match &s.blocks[block as usize] {
+                BlockRx::Pending(p) if p.ready(k) && (all || s.passed(block)) => start.push(block),
+                BlockRx::Pending(p) if p.ready(k) => s.deferred.push(block),
+                // Decoded or decoding since, or short of symbols again (forgotten): as usual.
+                _ => {}
+            }
+        }
+        for block in start {
+            self.start_decode(block);
+        }
     }
 
     /// A symbol of `block` that fits the session: kept, or dropped as a duplicate or forgery.
@@ -854,8 +885,19 @@ impl Receiver {
                 s.extra_held += 1;
             }
         }
+        // A block with all its source symbols needs no solve at all: never deferred.
+        let early = p.count() < cheap_decode_at(k) && p.verify.is_none() && !p.all_source(k);
         if !decoding && p.ready(k) && s.digest(d.block).is_some() {
-            self.start_decode(d.block);
+            // From K + 1 symbols a decode needs raptorq's slower solve (with the HDPC rows); from
+            // `cheap_decode_at` it usually succeeds without them, at about 60% of the cost. The
+            // first pass usually brings that many: wait for them while it goes on.
+            if early && !s.passed(d.block) {
+                if !s.deferred.contains(&d.block) {
+                    s.deferred.push(d.block);
+                }
+            } else {
+                self.start_decode(d.block);
+            }
         }
         self.limit_extras(d.block);
     }
@@ -1386,6 +1428,7 @@ impl Receiver {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
             Phase::Receiving => {
+                self.start_deferred(true);
                 let s = self.session.as_ref().expect("receiving has a session");
                 if now.saturating_duration_since(s.last_heard) >= self.cfg.sender_timeout {
                     self.phase = Phase::Failed;
@@ -1664,6 +1707,92 @@ mod tests {
             .expect("block 1 is whole");
         assert_eq!(job.block, 1);
         assert_eq!(job.run(None).unwrap(), file[32..64]);
+    }
+
+    /// A block that could decode from K + 1 symbols while its first pass still brings more waits
+    /// for them (`cheap_decode_at`), or for the pass's end: a symbol of a later window, or at
+    /// the latest the next timeout.
+    #[test]
+    fn a_decode_waits_for_the_rest_of_the_first_pass() {
+        use crate::file::codec::{BlockEncoder, Plans};
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let (k, t) = (16u32, 16usize);
+        let file: Vec<u8> = (0..3 * k as usize * t)
+            .map(|i| (i * 7 + i / 5) as u8)
+            .collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(file.len() as u64),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            sync: false,
+            symbol_size: t as u16,
+            block_symbols: k as u16,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
+            panic!("joined");
+        };
+        let layout = info.layout;
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: file
+                .chunks(k as usize * t)
+                .map(crate::wire::block_digest)
+                .collect(),
+        });
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        let mut plans = Plans::default();
+        let mut encoders: Vec<BlockEncoder> = (0..3)
+            .map(|b| BlockEncoder::new(&layout, b, file[b as usize * 256..][..256].to_vec()))
+            .collect();
+        // Every symbol but ESI 0: from K + 1 on, `count` of them.
+        let mut send = |rx: &mut Receiver, block: u32, esis: std::ops::Range<u32>| {
+            for esi in esis {
+                let mut symbol = Vec::new();
+                encoders[block as usize].write_symbol(&layout, &mut plans, esi, &mut symbol);
+                let d = Packet::Data(Data {
+                    block,
+                    esi,
+                    symbol: &symbol,
+                });
+                rx.handle_datagram(t0, sender, &d.to_vec(9));
+            }
+        };
+        let decodes = |rx: &mut Receiver| -> Vec<(u32, u32)> {
+            std::iter::from_fn(|| rx.poll_event())
+                .filter_map(|e| match e {
+                    ReceiverEvent::Decode(job) => Some((job.block, job.symbols())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let cheap = cheap_decode_at(k);
+        assert!(cheap > k + 1);
+        // Block 0: K + 1 symbols, then up to the cheap count, while its pass goes on.
+        send(&mut rx, 0, 1..k + 2);
+        assert_eq!(decodes(&mut rx), []);
+        send(&mut rx, 0, k + 2..cheap + 1);
+        assert_eq!(decodes(&mut rx), [(0, cheap)]);
+        // Block 1: K + 1 symbols and its pass ends (a symbol of block 2, the next window).
+        send(&mut rx, 1, 1..k + 2);
+        assert_eq!(decodes(&mut rx), []);
+        send(&mut rx, 2, 1..2);
+        assert_eq!(decodes(&mut rx), [(1, k + 1)]);
+        // Block 2: K + 1 symbols, nothing more heard: the next timeout starts it.
+        send(&mut rx, 2, 2..k + 2);
+        assert_eq!(decodes(&mut rx), []);
+        rx.handle_timeout(t0 + Duration::from_millis(200));
+        assert_eq!(decodes(&mut rx), [(2, k + 1)]);
     }
 
     /// The NEED entries a receiver sends at `now` (after any STATUS due then).
