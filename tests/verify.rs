@@ -53,7 +53,7 @@ fn a_file_changed_at_the_sender_while_it_is_sent_aborts_the_session() {
         ],
     );
     // Once its digests are computed and the class is being sent, the teacher edits the file in
-    // place (same size: only the times tell).
+    // place (same size: only the modification time tells).
     wait_for_event(&lines, "sending");
     std::thread::sleep(Duration::from_millis(300));
     let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();

@@ -3,8 +3,8 @@
 //!
 //! Receivers take the announced MD5 and SHA-256 as the file's once every block matched its digest
 //! (PROTOCOL.md 9), and block digests are computed from the bytes read for the blocks: so a file
-//! must not change between its digests and its blocks. Its size and times are noted before the
-//! digests are read (through the same descriptor as the blocks), and every block read checks them:
+//! must not change between its digests and its blocks. Its size and modification time are noted
+//! before the digests are read (through the same descriptor as the blocks), and every block read checks them:
 //! a change aborts the session before a block of the new bytes goes out.
 
 use super::digest::read_digests;
@@ -41,15 +41,16 @@ pub struct Source {
     _spool: Option<TempFile>,
 }
 
-/// What changes when a file is written to: its size, modification and change times (ns). The
-/// change time cannot be set back by a user, as the modification time can (`touch -d`).
+/// What changes when a file is written to: its size and modification time (ns). Not the change
+/// time, which a rename, a link or an unlink changes too (the cache removing a copy being sent
+/// must not abort its session); a writer that sets the modification time back (`touch -d`,
+/// `cp -p`) goes unseen.
 /// Also kept with a download in the cache (`cache::Cache`), whose digests were computed as it
 /// arrived: a cached copy changed since is not sent with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     len: u64,
     mtime: (i64, i64),
-    ctime: (i64, i64),
 }
 
 impl Stamp {
@@ -57,15 +58,14 @@ impl Stamp {
         Stamp {
             len: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
 }
 
 impl std::fmt::Display for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Stamp { len, mtime, ctime } = self;
-        write!(f, "{len} {}.{} {}.{}", mtime.0, mtime.1, ctime.0, ctime.1)
+        let Stamp { len, mtime } = self;
+        write!(f, "{len} {}.{:09}", mtime.0, mtime.1)
     }
 }
 

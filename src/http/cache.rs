@@ -1,6 +1,6 @@
 //! `--cache DIR`: downloads kept by URL, so the next class does not fetch them again. Each entry is
 //! `KEY.data` (the bytes) and `KEY.meta` (URL, name, size, MD5, ETag, Last-Modified, and the data
-//! file's size and times once in place: a copy changed since does not match its MD5 and is not
+//! file's size and modification time once in place: a copy changed since does not match its MD5 and is not
 //! used), KEY being the MD5 of the URL. The `.meta` file's modification time is the entry's last use; past the size
 //! limit the least recently used entries are removed.
 
@@ -171,7 +171,6 @@ impl Cache {
         // The old meta goes first, so a crash in between leaves no meta pointing at wrong bytes.
         let _ = fs::remove_file(&meta);
         fs::rename(spooled, &data).map_err(werr(&data))?;
-        // After the rename, which sets the change time.
         let stamp = Stamp::of(&fs::metadata(&data).map_err(werr(&data))?);
         text.push_str(&format!("stamp={stamp}\n"));
         let tmp = self.dir.join(format!("{key}.meta.tmp"));
