@@ -68,8 +68,8 @@ pub struct RunningDigests {
     tx: mpsc::Sender<Msg>,
     hashing: bool,
     thread: Option<JoinHandle<Result<Option<FileDigests>, Error>>>,
-    /// The file's first bytes hashed so far: not read again, so a tree's unpacking may punch
-    /// them out of the stream once copied (`tree::Feed`).
+    /// The file's first bytes hashed (or, not hashing, passed) so far: not read again, so a
+    /// tree's unpacking may punch them out of the stream once copied (`tree::Feed`).
     hashed: Arc<AtomicU64>,
 }
 
@@ -130,7 +130,7 @@ impl RunningDigests {
         }
     }
 
-    /// How many of the file's first bytes are hashed, as it goes.
+    /// How many of the file's first bytes are hashed (or passed), as it goes.
     pub fn hashed(&self) -> Arc<AtomicU64> {
         self.hashed.clone()
     }
