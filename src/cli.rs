@@ -173,6 +173,12 @@ pub struct Receiving {
     /// of --out's disk, less 1 GiB (5% of a disk under 20 GiB).
     #[arg(long, value_name = "SIZE")]
     pub max_size: Option<Size>,
+    /// Also compute the whole file's MD5 and SHA-256 and fail if they are not the announced ones.
+    /// Default: a file is verified once every block matched the digest the sender published
+    /// for it (signed in a signed session), and the MD5 and SHA-256 reported are the announced
+    /// ones, which those blocks reproduce; this costs about 2 CPU-s per GB more.
+    #[arg(long)]
+    pub verify_file: bool,
 }
 
 impl Receiving {

@@ -42,12 +42,13 @@ fn status_lines_tell_a_script_the_whole_session() {
     random_file(&src, 3 * 1024 * 1024 + 77, 13);
     let group = "239.77.213.1:48131";
     let a_lines = dir.path().join("a.jsonl");
-    // pc-a writes its lines to a file, pc-b to stdout; the sender to stdout.
+    // pc-a writes its lines to a file, pc-b to stdout; the sender to stdout. pc-a computes the
+    // whole file's digests too, pc-b takes them as announced once every block matched.
     let a = recv_with(
         group,
         &dir.path().join("a"),
         "pc-a",
-        &["--status", a_lines.to_str().unwrap()],
+        &["--status", a_lines.to_str().unwrap(), "--verify-file"],
     );
     let b = recv_with(group, &dir.path().join("b"), "pc-b", &["--status", "-"]);
     let sender = send(
@@ -134,6 +135,13 @@ fn status_lines_tell_a_script_the_whole_session() {
     );
     let b_path = dir.path().join("b/worksheet.pdf").display().to_string();
     assert!(be.lines().any(|l| l == b_path), "{be}");
+    for (err, how) in [
+        (&ae, "computed from the file"),
+        (&be, "as announced: every block matched its digest"),
+    ] {
+        let line = format!("verified: md5 {md5}, sha256 {sha256} ({how})");
+        assert!(err.lines().any(|l| l == line), "{line}\n{err}");
+    }
     let a_text = std::fs::read_to_string(&a_lines).unwrap();
     for (pc, text) in [("a", a_text.as_str()), ("b", bo.as_str())] {
         let got = lines(text);
@@ -154,6 +162,7 @@ fn status_lines_tell_a_script_the_whole_session() {
         assert_eq!(md5_of(&path), md5);
         assert_eq!(file["size"], 3 * 1024 * 1024 + 77);
         assert_eq!(file["already_present"], false);
+        assert_eq!(file["verified"], if pc == "a" { "file" } else { "blocks" });
         assert_eq!(got[3]["command"], "recv");
         assert_eq!(got[3]["exit"], 0);
         assert_eq!(got[3]["files"], 1);

@@ -1,17 +1,18 @@
 //! The whole file's digests, MD5 and SHA-256, the checks `md5sum` and `sha256sum` give the class:
-//! of a whole file (the sender's, before it sends), of a download as it streams in, and the
-//! receiver's, computed while the file arrives: blocks are hashed in file order as soon as the
-//! ones before them are written, so at the end only the last few remain and the class is not
-//! kept waiting for a full re-read of the file. While the size is unknown, the highest block so far
-//! may be the padded last one: it waits until a later block shows it is not, or the size is known.
+//! of a whole file (the sender's, before it sends), of a download as it streams in, and, with
+//! `recv --verify-file`, the receiver's, computed while the file arrives: blocks are hashed in file
+//! order as soon as the ones before them are written, so at the end only the last few remain and
+//! the class is not kept waiting for a full re-read of the file. While the size is unknown, the
+//! highest block so far may be the padded last one: it waits until a later block shows it is not,
+//! or the size is known. Without `--verify-file` the same thread only follows the verified prefix
+//! (a tree's unpacking frees what lies before it): every block matched its digest already
+//! (PROTOCOL.md 9), so the file's MD5 and SHA-256 are the announced ones, not computed again.
 
 use super::output::FileHandle;
 use crate::error::Error;
 use edm_cast_proto::wire::{FileDigests, FileHasher};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -30,39 +31,57 @@ enum Msg {
 
 /// Tells the hashing thread which blocks are on disk.
 #[derive(Clone)]
-pub struct WrittenBlocks(mpsc::Sender<Msg>);
+pub struct WrittenBlocks {
+    tx: mpsc::Sender<Msg>,
+    /// The thread hashes: it may take a block's bytes.
+    hashing: bool,
+}
 
 impl WrittenBlocks {
     /// `block`'s `len` bytes are in the file at `offset`; `bytes`, when given, are those bytes
     /// (the decoder's buffer, moved): the next block in file order is hashed from them instead of
-    /// being read back from the file.
-    pub fn written(&self, block: u32, offset: u64, len: usize, bytes: Option<Vec<u8>>) {
-        let _ = self.0.send(Msg::Written {
+    /// being read back from the file. Handed back when the thread does not hash them.
+    pub fn written(
+        &self,
+        block: u32,
+        offset: u64,
+        len: usize,
+        bytes: Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        let (bytes, back) = match self.hashing {
+            true => (bytes, None),
+            false => (None, bytes),
+        };
+        let _ = self.tx.send(Msg::Written {
             block,
             offset,
             len,
             bytes,
         });
+        back
     }
 }
 
-/// The receiver's digests, computed on a thread of their own as blocks reach the disk.
+/// The receiver's digests, computed on a thread of their own as blocks reach the disk (with
+/// `hash`; without, only the prefix written is followed).
 pub struct RunningDigests {
     tx: mpsc::Sender<Msg>,
-    thread: Option<JoinHandle<Result<FileDigests, Error>>>,
-    /// The file's first bytes hashed so far: not read again, so a tree's unpacking may punch
-    /// them out of the stream once copied (`tree::Feed`).
+    hashing: bool,
+    thread: Option<JoinHandle<Result<Option<FileDigests>, Error>>>,
+    /// The file's first bytes hashed (or, not hashing, passed) so far: not read again, so a
+    /// tree's unpacking may punch them out of the stream once copied (`tree::Feed`).
     hashed: Arc<AtomicU64>,
 }
 
 impl RunningDigests {
-    /// `exact`: the file's size is known, so every block's length is final.
-    pub fn start(file: FileHandle, exact: bool) -> Self {
+    /// `exact`: the file's size is known, so every block's length is final. `hash`: compute the
+    /// MD5 and SHA-256 (`--verify-file`).
+    pub fn start(file: FileHandle, exact: bool, hash: bool) -> Self {
         let (tx, rx) = mpsc::channel();
         let hashed = Arc::new(AtomicU64::new(0));
         let done = hashed.clone();
         let thread = std::thread::spawn(move || {
-            let mut hasher = FileHasher::default();
+            let mut hasher = hash.then(FileHasher::default);
             let mut next = 0u32;
             let mut ready = BTreeMap::new();
             for msg in rx {
@@ -82,7 +101,9 @@ impl RunningDigests {
                             && (exact || ready.contains_key(&(next + 1)))
                         {
                             let (offset, len, bytes) = ready.remove(&next).expect("checked");
-                            hash(&mut hasher, &file, offset, len, bytes)?;
+                            if let Some(hasher) = &mut hasher {
+                                add(hasher, &file, offset, len, bytes)?;
+                            }
                             done.store(offset + len as u64, Ordering::Release);
                             next += 1;
                         }
@@ -90,33 +111,40 @@ impl RunningDigests {
                     Msg::Finish { size } => {
                         while let Some((offset, len, bytes)) = ready.remove(&next) {
                             let len = (len as u64).min(size.saturating_sub(offset)) as usize;
-                            hash(&mut hasher, &file, offset, len, bytes)?;
+                            if let Some(hasher) = &mut hasher {
+                                add(hasher, &file, offset, len, bytes)?;
+                            }
                             next += 1;
                         }
                         break;
                     }
                 }
             }
-            Ok(hasher.finish())
+            Ok(hasher.map(FileHasher::finish))
         });
         RunningDigests {
             tx,
+            hashing: hash,
             thread: Some(thread),
             hashed,
         }
     }
 
-    /// How many of the file's first bytes are hashed, as it goes.
+    /// How many of the file's first bytes are hashed (or passed), as it goes.
     pub fn hashed(&self) -> Arc<AtomicU64> {
         self.hashed.clone()
     }
 
     pub fn written(&self) -> WrittenBlocks {
-        WrittenBlocks(self.tx.clone())
+        WrittenBlocks {
+            tx: self.tx.clone(),
+            hashing: self.hashing,
+        }
     }
 
-    /// The digests of the file's `size` bytes, once every block has been reported written.
-    pub fn finish(mut self, size: u64) -> Result<FileDigests, Error> {
+    /// The digests of the file's `size` bytes, once every block has been reported written
+    /// (None when not hashing).
+    pub fn finish(mut self, size: u64) -> Result<Option<FileDigests>, Error> {
         let _ = self.tx.send(Msg::Finish { size });
         self.thread
             .take()
@@ -127,7 +155,7 @@ impl RunningDigests {
 }
 
 /// Adds a block's first `len` bytes: from `bytes` if the writer handed them over, else read back.
-fn hash(
+fn add(
     hasher: &mut FileHasher,
     file: &FileHandle,
     offset: u64,
@@ -139,11 +167,6 @@ fn hash(
         None => hasher.update(&file.read_at(offset, len)?),
     }
     Ok(())
-}
-
-/// The digests of the file at `path`, calling `progress` with the bytes read so far.
-pub fn file_digests(path: &Path, progress: impl FnMut(u64)) -> io::Result<FileDigests> {
-    read_digests(File::open(path)?, progress)
 }
 
 /// The digests of what `file` holds from where it stands.

@@ -10,7 +10,7 @@
 //! tree of 100,000 files never has more than `RUNNING` processes. A failure is one line on stderr
 //! and an `exec_failed` status line; it never stops `recv`.
 
-use super::listener::Delivered;
+use super::listener::{Delivered, Verified};
 use super::status_lines::{self, Event, StatusLines};
 use super::tree::Placed;
 use crate::cli::seconds;
@@ -38,8 +38,8 @@ pub struct ExecArgs {
     /// Run CMD with `/bin/sh -c` after each file received and verified, with the file in the
     /// environment: EDM_CAST_PATH, EDM_CAST_NAME, EDM_CAST_SIZE, EDM_CAST_MD5, EDM_CAST_SHA256,
     /// EDM_CAST_SESSION, EDM_CAST_SENDER, EDM_CAST_SIGNED_BY, EDM_CAST_TREE (a folder sent: once
-    /// per file of it, this the folder). Receiving goes on meanwhile; a failure is reported and
-    /// never stops recv.
+    /// per file of it, this the folder), EDM_CAST_VERIFIED (`blocks` or `file`: see --verify-file).
+    /// Receiving goes on meanwhile; a failure is reported and never stops recv.
     #[arg(long, value_name = "CMD")]
     pub exec: Option<String>,
     /// Kill a --exec command (and what it started) still running after this many seconds.
@@ -227,6 +227,16 @@ fn environment(
         (
             "EDM_CAST_TREE",
             tree.map(|t| t.display().to_string()).unwrap_or_default(),
+        ),
+        // A tree's file was checked against its SHA-256 as it was unpacked.
+        (
+            "EDM_CAST_VERIFIED",
+            match tree {
+                Some(_) => Verified::File,
+                None => file.verified,
+            }
+            .as_str()
+            .to_owned(),
         ),
     ]
 }

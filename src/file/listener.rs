@@ -1,6 +1,7 @@
 //! The receiving side of one file session: joins the group, feeds proto's `Receiver`, runs
-//! decodes on the blocking pool, writes blocks into a temporary file in the output folder, checks
-//! the whole file's digests and renames the file into place. `recv` runs one file after another; `get` one.
+//! decodes on the blocking pool, writes blocks (each verified against its digest) into a temporary
+//! file in the output folder, with `--verify-file` checks the whole file's digests too, and
+//! renames the file into place. `recv` runs one file after another; `get` one.
 //! A file cut short is kept for the next run, which checks and keeps what it verified (`resume`).
 
 use super::digest::{RunningDigests, WrittenBlocks};
@@ -64,6 +65,8 @@ pub struct Listening {
     pub session: Option<u32>,
     /// `recv --status`: a line when a session is joined.
     pub lines: StatusLines,
+    /// `--verify-file`: compute the whole file's MD5 and SHA-256 too, and fail on a mismatch.
+    pub verify_file: bool,
 }
 
 impl Listening {
@@ -78,6 +81,7 @@ impl Listening {
             timeout,
             session: None,
             lines: StatusLines::default(),
+            verify_file: args.verify_file,
         })
     }
 }
@@ -310,14 +314,38 @@ pub struct Delivered {
     pub already_present: bool,
     /// A tree: its folder and files (the size and digests above are the whole stream's).
     pub tree: Option<tree::Unpacked>,
+    /// How the file was found to be the one announced.
+    pub verified: Verified,
+}
+
+/// How a received file was verified (`file_done`'s `verified`, `EDM_CAST_VERIFIED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Every block matched its published digest (PROTOCOL.md 9): the MD5 and SHA-256 are the
+    /// announced ones, which those blocks reproduce.
+    Blocks,
+    /// The MD5 and SHA-256 were computed from the file and matched too (`--verify-file`, or a
+    /// copy already present, which was read whole).
+    File,
+}
+
+impl Verified {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verified::Blocks => "blocks",
+            Verified::File => "file",
+        }
+    }
 }
 
 /// What the blocking pool reports back.
 enum Done {
-    Decoded(Result<u32, DecodeError>),
-    /// The digests of the received file, and the ones announced.
+    /// A decode job's outcome, and the block's bytes once written (when the digests do not take
+    /// them), for the receiver to hold another block's symbols in.
+    Decoded(Result<u32, DecodeError>, Option<Vec<u8>>),
+    /// The digests of the received file (with `--verify-file`), and the ones announced.
     Verified {
-        got: FileDigests,
+        got: Option<FileDigests>,
         want: FileDigests,
     },
     /// The name of a copy already there with the announced size and digests, if any.
@@ -339,15 +367,16 @@ enum Done {
 }
 
 impl Delivered {
-    fn of(info: &SessionInfo, size: u64, digests: FileDigests, already_present: bool) -> Self {
+    fn of(info: &SessionInfo, size: u64, digests: FileDigests, verified: Verified) -> Self {
         Delivered {
             session: info.session,
             size,
             digests,
             sender: info.sender,
             signed_by: info.signed_by.as_ref().map(fingerprint),
-            already_present,
+            already_present: false,
             tree: None,
+            verified,
         }
     }
 }
@@ -383,8 +412,12 @@ struct Receiving<'a> {
     result: Option<PathBuf>,
     /// Files of the same name are being checked: one may be this very file.
     checking: bool,
-    /// The received file has the announced MD5.
+    /// The received file is verified (every block, and with `--verify-file` its MD5 too) ...
     verified: bool,
+    /// ... and how.
+    verified_by: Verified,
+    /// `--verify-file`.
+    verify_file: bool,
     /// Decode jobs in flight.
     jobs: usize,
     /// Blocks kept from an earlier run: how many, and how many are still being checked ...
@@ -447,6 +480,8 @@ impl<'a> Receiving<'a> {
             result: None,
             checking: false,
             verified: false,
+            verified_by: Verified::Blocks,
+            verify_file: how.verify_file,
             jobs: 0,
             kept: 0,
             checking_kept: 0,
@@ -626,7 +661,7 @@ impl<'a> Receiving<'a> {
             tokio::task::spawn_blocking(move || tree::tidy_stages(&folder));
         }
         self.bar = Some(view::receive_bar(info.size));
-        let digests = RunningDigests::start(output.handle(), info.size.is_some());
+        let digests = RunningDigests::start(output.handle(), info.size.is_some(), self.verify_file);
         // A tree of known size is unpacked as its stream arrives: only the tail is left to write
         // once the last block is in.
         if let (Some(_), Some(size)) = (tree::root(&info.name), info.size) {
@@ -643,8 +678,11 @@ impl<'a> Receiving<'a> {
     fn on_done(&mut self, rx: &mut Receiver, d: Done) -> Result<(), Error> {
         let now = Instant::now();
         match d {
-            Done::Decoded(outcome) => {
+            Done::Decoded(outcome, spare) => {
                 self.jobs -= 1;
+                if let Some(buf) = spare {
+                    rx.recycle(buf);
+                }
                 if let (Ok(block), Some((_, output))) = (&outcome, &mut self.file) {
                     output.reserve()?;
                     if let Some(p) = output.partial() {
@@ -668,13 +706,20 @@ impl<'a> Receiving<'a> {
                     // The copy already there was found to be this file first.
                     return Ok(());
                 };
-                if let Some(e) = Error::mismatch(output.name(), &want, &got) {
-                    return Err(e);
-                }
+                let how = match got {
+                    Some(got) => {
+                        if let Some(e) = Error::mismatch(output.name(), &want, &got) {
+                            return Err(e);
+                        }
+                        self.verified_by = Verified::File;
+                        "computed from the file"
+                    }
+                    None => "as announced: every block matched its digest",
+                };
                 eprintln!(
-                    "verified: md5 {}, sha256 {}",
-                    HEXLOWER.encode(&got.md5),
-                    HEXLOWER.encode(&got.sha256)
+                    "verified: md5 {}, sha256 {} ({how})",
+                    HEXLOWER.encode(&want.md5),
+                    HEXLOWER.encode(&want.sha256)
                 );
                 self.verified = true;
                 self.keep(rx, now)?;
@@ -701,7 +746,10 @@ impl<'a> Receiving<'a> {
                         eprintln!("{}: already present, same MD5 and SHA-256", path.display());
                         // Checked only for a session announced with its size and digests.
                         if let (Some(size), Some(digests)) = (info.size, info.digests) {
-                            *self.delivered = Some(Delivered::of(&info, size, digests, true));
+                            *self.delivered = Some(Delivered {
+                                already_present: true,
+                                ..Delivered::of(&info, size, digests, Verified::File)
+                            });
                         }
                         self.result = Some(path);
                         rx.already_complete(now);
@@ -1021,7 +1069,7 @@ impl<'a> Receiving<'a> {
         if let Some((size, digests)) = self.complete {
             *self.delivered = Some(Delivered {
                 tree: self.unpacked.take(),
-                ..Delivered::of(info, size, digests, false)
+                ..Delivered::of(info, size, digests, self.verified_by)
             });
         }
         rx.verified(now, true);
@@ -1155,10 +1203,10 @@ fn spawn_decode(
             Ok(match job.run(spilled) {
                 Ok(bytes) => {
                     file.write_at(offset, &bytes)?;
-                    written.written(block, offset, bytes.len(), Some(bytes));
-                    Done::Decoded(Ok(block))
+                    let spare = written.written(block, offset, bytes.len(), Some(bytes));
+                    Done::Decoded(Ok(block), spare)
                 }
-                Err(job) => Done::Decoded(Err(job)),
+                Err(job) => Done::Decoded(Err(job), None),
             })
         })();
         let _ = tx.send(result.unwrap_or_else(Done::Failed));
@@ -1177,7 +1225,7 @@ fn spawn_check(
             .read_at(job.offset, job.len)
             .is_ok_and(|bytes| job.run(bytes));
         if ok {
-            written.written(job.block, job.offset, job.len, None);
+            let _ = written.written(job.block, job.offset, job.len, None);
         }
         let _ = tx.send(Done::Checked {
             block: job.block,

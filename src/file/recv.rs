@@ -191,6 +191,8 @@ fn delivered(
                 signed_by: file.signed_by.clone(),
                 already_present: false,
                 tree: Some(path.to_owned()),
+                // Each file's SHA-256 was checked as it was unpacked.
+                verified: super::listener::Verified::File.as_str(),
             });
         }
         lines.emit(Event::TreeDone {
@@ -204,6 +206,7 @@ fn delivered(
             sha256,
             sender: file.sender.ip().to_string(),
             signed_by: file.signed_by.clone(),
+            verified: file.verified.as_str(),
         });
         if let Some(exec) = exec {
             exec.run_tree(path, tree.placed.clone(), file);
@@ -220,6 +223,7 @@ fn delivered(
         signed_by: file.signed_by.clone(),
         already_present: file.already_present,
         tree: None,
+        verified: file.verified.as_str(),
     });
     if let Some(exec) = exec
         && !file.already_present

@@ -21,7 +21,6 @@ use edm_cast_proto::{
 use futures_util::FutureExt;
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -655,13 +654,7 @@ impl Session {
         while let Some(ev) = self.sender.poll_event() {
             if let SenderEvent::NeedBlock { block, offset, len } = ev {
                 let mut data = vec![0; len];
-                self.source
-                    .file
-                    .read_exact_at(&mut data, offset)
-                    .map_err(|source| Error::Read {
-                        path: self.source.path.clone(),
-                        source,
-                    })?;
+                self.source.read_block(&mut data, offset)?;
                 self.sender.supply_block(block, data);
                 supplied = true;
             } else {

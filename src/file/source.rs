@@ -1,7 +1,13 @@
 //! Where a session's bytes come from: a file on disk (its MD5 read first), or a URL being
 //! downloaded into a spool file while it is sent (a cached copy, if still current, is a file).
+//!
+//! Receivers take the announced MD5 and SHA-256 as the file's once every block matched its digest
+//! (PROTOCOL.md 9), and block digests are computed from the bytes read for the blocks: so a file
+//! must not change between its digests and its blocks. Its size and modification time are noted
+//! before the digests are read (through the same descriptor as the blocks), and every block read checks them:
+//! a change aborts the session before a block of the new bytes goes out.
 
-use super::digest::file_digests;
+use super::digest::read_digests;
 use super::view;
 use crate::error::Error;
 use crate::http::cache::{Cache, Entry};
@@ -9,7 +15,8 @@ use crate::http::fetch::{self, Fetched, Progress};
 use crate::rt::random_u64;
 use edm_cast_proto::wire::FileDigests;
 use edm_cast_proto::{FileInfo, Sender, SenderConfig};
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,7 +36,37 @@ pub struct Source {
     pub origin: &'static str,
     /// A tree's files (`send FOLDER`), for the teacher's screen.
     pub files: Option<usize>,
+    /// A complete file: what it was when its digests were read (None: a download, which grows).
+    stamp: Option<Stamp>,
     _spool: Option<TempFile>,
+}
+
+/// What changes when a file is written to: its size and modification time (ns). Not the change
+/// time, which a rename, a link or an unlink changes too (the cache removing a copy being sent
+/// must not abort its session); a writer that sets the modification time back (`touch -d`,
+/// `cp -p`) goes unseen.
+/// Also kept with a download in the cache (`cache::Cache`), whose digests were computed as it
+/// arrived: a cached copy changed since is not sent with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(meta: &Metadata) -> Self {
+        Stamp {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Stamp { len, mtime } = self;
+        write!(f, "{len} {}.{:09}", mtime.0, mtime.1)
+    }
 }
 
 impl Source {
@@ -46,6 +83,28 @@ impl Source {
             None => Sender::new(cfg, info, now),
         }
         .map_err(|e| Error::Usage(e.to_string()))
+    }
+
+    /// Reads a block's bytes at `offset`; fails if the file changed since its digests were read
+    /// (the blocks would not be the file the announced MD5 and SHA-256 describe).
+    pub fn read_block(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        let read_err = |source| Error::Read {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.read_exact_at(buf, offset).map_err(read_err)?;
+        // Checked after the read: a write that began before it has set the new times.
+        if let Some(stamp) = self.stamp
+            && Stamp::of(&self.file.metadata().map_err(read_err)?) != stamp
+        {
+            return Err(Error::Other(format!(
+                "{} changed while it was sent (its size or modification time is not what it was \
+                 when its MD5 was computed): the session is aborted; send it again once nothing \
+                 writes to it",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -74,7 +133,9 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
     }
     let size = meta.len();
     let bar = view::byte_bar(Some(size), "digests");
-    let digests = file_digests(path, |n| bar.set_position(n)).map_err(read_err)?;
+    // Through the descriptor the blocks are read from: a file renamed over `path` meanwhile is
+    // not the one digested.
+    let digests = read_digests(&file, |n| bar.set_position(n)).map_err(read_err)?;
     bar.finish_and_clear();
     Ok(Source {
         name: name.unwrap_or_else(|| {
@@ -89,6 +150,7 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
         feed: None,
         origin: "file",
         files: None,
+        stamp: Some(Stamp::of(&meta)),
         _spool: None,
     })
 }
@@ -181,6 +243,7 @@ pub fn url(
                 feed: Some(d.progress),
                 origin: "download",
                 files: None,
+                stamp: None,
                 // With a cache the finished download is moved into it; the guard then finds nothing.
                 _spool: Some(temp),
             })
@@ -204,10 +267,12 @@ pub fn url(
 }
 
 fn cached_source(e: Entry) -> Result<Source, Error> {
-    let file = File::open(&e.path).map_err(|source| Error::Read {
+    let read_err = |source| Error::Read {
         path: e.path.clone(),
         source,
-    })?;
+    };
+    let file = File::open(&e.path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
     Ok(Source {
         name: e.name,
         size: Some(e.size),
@@ -217,6 +282,7 @@ fn cached_source(e: Entry) -> Result<Source, Error> {
         feed: None,
         origin: "cache",
         files: None,
+        stamp: Some(Stamp::of(&meta)),
         _spool: None,
     })
 }

@@ -142,6 +142,10 @@ pub enum Event {
         already_present: bool,
         /// The folder of the tree the file is in; None for a file sent alone.
         tree: Option<PathBuf>,
+        /// How it was found to be the file sent: `blocks` (every block matched its digest; the
+        /// MD5 and SHA-256 are the announced ones) or `file` (computed from the file and matched:
+        /// `--verify-file`, a copy already present, a tree's file).
+        verified: &'static str,
     },
     /// `recv`: a tree is in place, after its files' `file_done` lines.
     TreeDone {
@@ -158,6 +162,8 @@ pub enum Event {
         sha256: String,
         sender: String,
         signed_by: Option<String>,
+        /// As `file_done`'s, for the stream.
+        verified: &'static str,
     },
     /// `recv`: a session resumed from what an earlier run kept, once every kept block is checked.
     Resumed {

@@ -1,10 +1,12 @@
 //! `--cache DIR`: downloads kept by URL, so the next class does not fetch them again. Each entry is
-//! `KEY.data` (the bytes) and `KEY.meta` (URL, name, size, MD5, ETag, Last-Modified), KEY being the
-//! MD5 of the URL. The `.meta` file's modification time is the entry's last use; past the size
+//! `KEY.data` (the bytes) and `KEY.meta` (URL, name, size, MD5, ETag, Last-Modified, and the data
+//! file's size and modification time once in place: a copy changed since does not match its MD5 and is not
+//! used), KEY being the MD5 of the URL. The `.meta` file's modification time is the entry's last use; past the size
 //! limit the least recently used entries are removed.
 
 use super::fetch::Validators;
 use crate::error::Error;
+use crate::file::source::Stamp;
 use crate::rt::random_u64;
 use crate::status::CacheStatus;
 use data_encoding::HEXLOWER;
@@ -103,7 +105,8 @@ impl Cache {
             sha256: parse_hex(&field("sha256")?)?,
         };
         let path = self.dir.join(format!("{key}.data"));
-        if fs::metadata(&path).ok()?.len() != size {
+        let meta = fs::metadata(&path).ok()?;
+        if meta.len() != size || field("stamp")? != Stamp::of(&meta).to_string() {
             return None;
         }
         let _ = File::options()
@@ -168,6 +171,8 @@ impl Cache {
         // The old meta goes first, so a crash in between leaves no meta pointing at wrong bytes.
         let _ = fs::remove_file(&meta);
         fs::rename(spooled, &data).map_err(werr(&data))?;
+        let stamp = Stamp::of(&fs::metadata(&data).map_err(werr(&data))?);
+        text.push_str(&format!("stamp={stamp}\n"));
         let tmp = self.dir.join(format!("{key}.meta.tmp"));
         fs::write(&tmp, text).map_err(werr(&tmp))?;
         fs::rename(&tmp, &meta).map_err(werr(&meta))?;
@@ -281,6 +286,7 @@ mod tests {
             (e.size, e.digests.md5, e.validators.etag.as_deref()),
             (100, [9; 16], Some("\"abc\""))
         );
+
         std::thread::sleep(std::time::Duration::from_millis(20));
         put("http://a/3", 100);
         // 300 bytes > 250: entry 2, used least recently, is gone; 1 was just looked up.
@@ -296,6 +302,10 @@ mod tests {
             (st.entries, st.bytes, st.capacity, st.hits, st.misses),
             (2, 200, Some(250), 1, 2)
         );
+        // A copy written to since (same size) no longer has its MD5: not used.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(cache.lookup("http://a/3").unwrap().path, vec![6u8; 100]).unwrap();
+        assert!(cache.lookup("http://a/3").is_none());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -224,6 +224,21 @@ impl DecodeError {
     }
 }
 
+/// Symbols of a block of `k` from which raptorq usually decodes without its HDPC rows (RFC 6330
+/// 5.3.3.4): with K + H(K') held, its GF(2) solve has rows enough (raptorq 2.0.1, "case 3a");
+/// 2 more make a rank shortfall, and the full solve after it, rare. Measured at K = 1024, T =
+/// 1408 with 5% of the source symbols missing: about 3 ms a block from K + 14, 5-7 ms from K + 1.
+pub fn cheap_decode_at(k: u32) -> u32 {
+    // H(K') by RFC 6330 Table 2: 10 up to K' = 1032, then one more at each of these K'.
+    let kp = raptorq::extended_source_block_symbols(k);
+    let h = 10
+        + [1050, 10899, 20778, 30654, 40398, 50511]
+            .iter()
+            .filter(|&&at| kp >= at)
+            .count() as u32;
+    k + h + 2
+}
+
 impl DecodeJob {
     /// A job for `block`: its source symbols in `source` (K·T bytes, or `None` if spilled) as
     /// marked in `have`, other symbols in `extra`, and the digest it must match.

@@ -9,7 +9,7 @@
 //! block's source symbols are spilled to the output file (where they belong anyway) and read back
 //! when the block is decoded.
 
-use super::codec::{CheckJob, DecodeError, DecodeJob, SymbolSet};
+use super::codec::{CheckJob, DecodeError, DecodeJob, SymbolSet, cheap_decode_at};
 use super::crypt::{self, SessionKey};
 use super::layout::{Layout, MAX_BLOCKS};
 use crate::auth::{KeyId, SecretKey, Trust};
@@ -369,6 +369,9 @@ struct Session {
     /// While set (`hold`): only the stream's first this many bytes are asked for, and their
     /// source symbols go to the file as they come, until the shell says what it has (`known`).
     hold: Option<u64>,
+    /// Blocks with enough symbols to decode whose first pass is still bringing more: decoded
+    /// once it has brought `codec::cheap_decode_at` of them, or is over (6.4).
+    deferred: Vec<u32>,
 }
 
 impl Session {
@@ -423,7 +426,8 @@ impl Session {
 ///   was found in the output folder; `resume(now, blocks)` when the output file already holds
 ///   blocks from an earlier run (each is checked, `Check` then `handle_checked(now, block, ok)`,
 ///   before it counts); in a sync session, `hold(now, prefix)` until the shell has found what is
-///   already here and says so with `known(now, blocks)`; `fail(reason)` when the shell gives up.
+///   already here and says so with `known(now, blocks)`; `fail(reason)` when the shell gives up;
+///   `recycle(buf)` hands back a block's bytes once written, to hold the next block's symbols.
 /// - **Outputs**: `poll_transmit(now, buf)` until `None` (feedback to the sender),
 ///   `poll_timeout()`, `poll_event()`.
 pub struct Receiver {
@@ -434,6 +438,25 @@ pub struct Receiver {
     failed: Option<FailReason>,
     events: VecDeque<ReceiverEvent>,
     stats: ReceiverStats,
+    /// Buffers handed back (`recycle`), at most `SPARE_BUFFERS`: a block's buffer is taken from
+    /// here rather than allocated (and its pages faulted in) afresh, 1.4 MB a block.
+    spare: Vec<Vec<u8>>,
+}
+
+/// Buffers `recycle` keeps (6.5).
+const SPARE_BUFFERS: usize = 2;
+
+/// A zeroed buffer of `len` bytes: a spare one if there is one large enough.
+fn buffer(spare: &mut Vec<Vec<u8>>, len: usize) -> Vec<u8> {
+    match spare.iter().position(|b| b.capacity() >= len) {
+        Some(i) => {
+            let mut b = spare.swap_remove(i);
+            b.clear();
+            b.resize(len, 0);
+            b
+        }
+        None => vec![0; len],
+    }
 }
 
 impl Receiver {
@@ -447,6 +470,15 @@ impl Receiver {
             failed: None,
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// A block's bytes, once the shell is done with them (a decode job's output, written): kept
+    /// to hold the symbols of a block to come (at most `SPARE_BUFFERS`; others are dropped).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buf);
         }
     }
 
@@ -606,6 +638,7 @@ impl Receiver {
             pace: None,
             paced: None,
             hold: None,
+            deferred: Vec::new(),
             session_key: None,
             key_parts: Vec::new(),
             layout,
@@ -650,6 +683,8 @@ impl Receiver {
             return;
         }
         s.sent_blocks = s.sent_blocks.max(a.sent_blocks);
+        self.start_deferred(false);
+        let s = self.session.as_mut().expect("caller checked");
         if let (None, Some(size)) = (s.layout.file_size(), a.file_size) {
             let Ok(layout) = s.layout.finish(size) else {
                 self.stats.dropped.out_of_range += 1;
@@ -734,6 +769,31 @@ impl Receiver {
             return;
         }
         self.take_symbol(d.block, d.esi, symbol);
+        self.start_deferred(false);
+    }
+
+    /// Starts the deferred blocks whose first pass is over (`all`: every one: the fallback on
+    /// each timeout, should the news of the pass's end be lost).
+    fn start_deferred(&mut self, all: bool) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if s.deferred.is_empty() {
+            return;
+        }
+        let mut start = Vec::new();
+        for block in std::mem::take(&mut s.deferred) {
+            let k = s.layout.symbols(block) as u32;
+            match &s.blocks[block as usize] {
+                BlockRx::Pending(p) if p.ready(k) && (all || s.passed(block)) => start.push(block),
+                BlockRx::Pending(p) if p.ready(k) => s.deferred.push(block),
+                // Decoded or decoding since, or short of symbols again (forgotten): as usual.
+                _ => {}
+            }
+        }
+        for block in start {
+            self.start_decode(block);
+        }
     }
 
     /// A symbol of `block` that fits the session: kept, or dropped as a duplicate or forgery.
@@ -805,7 +865,10 @@ impl Receiver {
             unreachable!("the block was pending a moment ago");
         };
         if needs_buffer {
-            p.buf = Some(vec![0; k as usize * layout.symbol_size() as usize]);
+            p.buf = Some(buffer(
+                &mut self.spare,
+                k as usize * layout.symbol_size() as usize,
+            ));
             s.in_memory.push(d.block);
         }
         match (&mut p.buf, is_source) {
@@ -842,8 +905,19 @@ impl Receiver {
                 s.extra_held += 1;
             }
         }
+        // A block with all its source symbols needs no solve at all: never deferred.
+        let early = p.count() < cheap_decode_at(k) && p.verify.is_none() && !p.all_source(k);
         if !decoding && p.ready(k) && s.digest(d.block).is_some() {
-            self.start_decode(d.block);
+            // From K + 1 symbols a decode needs raptorq's slower solve (with the HDPC rows); from
+            // `cheap_decode_at` it usually succeeds without them, at about 60% of the cost. The
+            // first pass usually brings that many: wait for them while it goes on.
+            if early && !s.passed(d.block) {
+                if !s.deferred.contains(&d.block) {
+                    s.deferred.push(d.block);
+                }
+            } else {
+                self.start_decode(d.block);
+            }
         }
         self.limit_extras(d.block);
     }
@@ -1378,6 +1452,7 @@ impl Receiver {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
             Phase::Receiving => {
+                self.start_deferred(true);
                 let s = self.session.as_ref().expect("receiving has a session");
                 if now.saturating_duration_since(s.last_heard) >= self.cfg.sender_timeout {
                     self.phase = Phase::Failed;
@@ -1588,6 +1663,160 @@ mod tests {
         rx.handle_datagram(t0, sender, &keys.to_vec(9));
         assert_eq!(rx.stats().dropped.unexpected, 1);
         assert!(!rx.is_finished());
+    }
+
+    /// A block's buffer may come from the spares the shell handed back (`recycle`): zeroed, so
+    /// what a spilled block writes to the file is its symbols and zeros, never an older block's
+    /// bytes; and a block decodes as before.
+    #[test]
+    fn a_recycled_buffer_holds_the_next_block_zeroed() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..96).collect();
+        let mut rx = Receiver::new(ReceiverConfig {
+            buffered_blocks: 2,
+            ..ReceiverConfig::default()
+        });
+        let announce = Packet::Announce(Announce {
+            file_size: Some(96),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            sync: false,
+            symbol_size: 16,
+            block_symbols: 2,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        assert!(matches!(rx.poll_event(), Some(ReceiverEvent::Joined(_))));
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: file.chunks(32).map(crate::wire::block_digest).collect(),
+        });
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        for _ in 0..3 {
+            rx.recycle(vec![0xee; 64]);
+        }
+        let data = |rx: &mut Receiver, block: u32, esi: u32| {
+            let at = (block * 32 + esi * 16) as usize;
+            let symbol = &file[at..at + 16];
+            let d = Packet::Data(Data { block, esi, symbol });
+            rx.handle_datagram(t0, sender, &d.to_vec(9));
+        };
+        // Two blocks fit in memory: the third's first symbol spills block 0, half received.
+        data(&mut rx, 0, 0);
+        data(&mut rx, 1, 0);
+        data(&mut rx, 2, 0);
+        let stored: Vec<(u64, Vec<u8>)> = std::iter::from_fn(|| rx.poll_event())
+            .filter_map(|e| match e {
+                ReceiverEvent::Store { offset, data } => Some((offset, data)),
+                _ => None,
+            })
+            .collect();
+        let mut want = file[..16].to_vec();
+        want.extend([0; 16]);
+        assert_eq!(stored, [(0, want)]);
+        data(&mut rx, 1, 1);
+        let job = std::iter::from_fn(|| rx.poll_event())
+            .find_map(|e| match e {
+                ReceiverEvent::Decode(job) => Some(job),
+                _ => None,
+            })
+            .expect("block 1 is whole");
+        assert_eq!(job.block, 1);
+        assert_eq!(job.run(None).unwrap(), file[32..64]);
+    }
+
+    /// A block that could decode from K + 1 symbols while its first pass still brings more waits
+    /// for them (`cheap_decode_at`), or for the pass's end: a symbol of a later window, or at
+    /// the latest the next timeout.
+    #[test]
+    fn a_decode_waits_for_the_rest_of_the_first_pass() {
+        use crate::file::codec::{BlockEncoder, Plans};
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let (k, t) = (16u32, 16usize);
+        let file: Vec<u8> = (0..3 * k as usize * t)
+            .map(|i| (i * 7 + i / 5) as u8)
+            .collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        let announce = Packet::Announce(Announce {
+            file_size: Some(file.len() as u64),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            sync: false,
+            symbol_size: t as u16,
+            block_symbols: k as u16,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        });
+        rx.handle_datagram(t0, sender, &announce.to_vec(9));
+        let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
+            panic!("joined");
+        };
+        let layout = info.layout;
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: file
+                .chunks(k as usize * t)
+                .map(crate::wire::block_digest)
+                .collect(),
+        });
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        let mut plans = Plans::default();
+        let mut encoders: Vec<BlockEncoder> = (0..3)
+            .map(|b| BlockEncoder::new(&layout, b, file[b as usize * 256..][..256].to_vec()))
+            .collect();
+        // Every symbol but ESI 0: from K + 1 on, `count` of them.
+        let mut send = |rx: &mut Receiver, block: u32, esis: std::ops::Range<u32>| {
+            for esi in esis {
+                let mut symbol = Vec::new();
+                encoders[block as usize].write_symbol(&layout, &mut plans, esi, &mut symbol);
+                let d = Packet::Data(Data {
+                    block,
+                    esi,
+                    symbol: &symbol,
+                });
+                rx.handle_datagram(t0, sender, &d.to_vec(9));
+            }
+        };
+        let decodes = |rx: &mut Receiver| -> Vec<(u32, u32)> {
+            std::iter::from_fn(|| rx.poll_event())
+                .filter_map(|e| match e {
+                    ReceiverEvent::Decode(job) => Some((job.block, job.symbols())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let cheap = cheap_decode_at(k);
+        assert!(cheap > k + 1);
+        // Block 0: K + 1 symbols, then up to the cheap count, while its pass goes on.
+        send(&mut rx, 0, 1..k + 2);
+        assert_eq!(decodes(&mut rx), []);
+        send(&mut rx, 0, k + 2..cheap + 1);
+        assert_eq!(decodes(&mut rx), [(0, cheap)]);
+        // Block 1: K + 1 symbols and its pass ends (a symbol of block 2, the next window).
+        send(&mut rx, 1, 1..k + 2);
+        assert_eq!(decodes(&mut rx), []);
+        send(&mut rx, 2, 1..2);
+        assert_eq!(decodes(&mut rx), [(1, k + 1)]);
+        // Block 2: K + 1 symbols, nothing more heard: the next timeout starts it.
+        send(&mut rx, 2, 2..k + 2);
+        assert_eq!(decodes(&mut rx), []);
+        rx.handle_timeout(t0 + Duration::from_millis(200));
+        assert_eq!(decodes(&mut rx), [(2, k + 1)]);
     }
 
     /// The NEED entries a receiver sends at `now` (after any STATUS due then).
