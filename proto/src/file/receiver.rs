@@ -1677,22 +1677,7 @@ mod tests {
             buffered_blocks: 2,
             ..ReceiverConfig::default()
         });
-        let announce = Packet::Announce(Announce {
-            file_size: Some(96),
-            digests: Some(FileDigests {
-                md5: [1; 16],
-                sha256: [2; 32],
-            }),
-            padded: false,
-            encrypted: false,
-            sync: false,
-            symbol_size: 16,
-            block_symbols: 2,
-            interleave: 1,
-            sent_blocks: 0,
-            feedback: FeedbackAddr::Source { port: 5000 },
-            name: "lesson.bin".into(),
-        });
+        let announce = Packet::Announce(lesson(96, 16, 2));
         rx.handle_datagram(t0, sender, &announce.to_vec(9));
         assert!(matches!(rx.poll_event(), Some(ReceiverEvent::Joined(_))));
         let digests = Packet::Digests(Digests {
@@ -1746,22 +1731,7 @@ mod tests {
             .map(|i| (i * 7 + i / 5) as u8)
             .collect();
         let mut rx = Receiver::new(ReceiverConfig::default());
-        let announce = Packet::Announce(Announce {
-            file_size: Some(file.len() as u64),
-            digests: Some(FileDigests {
-                md5: [1; 16],
-                sha256: [2; 32],
-            }),
-            padded: false,
-            encrypted: false,
-            sync: false,
-            symbol_size: t as u16,
-            block_symbols: k as u16,
-            interleave: 1,
-            sent_blocks: 0,
-            feedback: FeedbackAddr::Source { port: 5000 },
-            name: "lesson.bin".into(),
-        });
+        let announce = Packet::Announce(lesson(file.len() as u64, t as u16, k as u16));
         rx.handle_datagram(t0, sender, &announce.to_vec(9));
         let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
             panic!("joined");
@@ -1819,6 +1789,27 @@ mod tests {
         assert_eq!(decodes(&mut rx), [(2, k + 1)]);
     }
 
+    /// The announce of an unencrypted single-file session `lesson.bin` of `file_size` bytes in
+    /// blocks of `block_symbols` symbols of `symbol_size` bytes, digests known, nothing sent yet.
+    fn lesson(file_size: u64, symbol_size: u16, block_symbols: u16) -> Announce {
+        Announce {
+            file_size: Some(file_size),
+            digests: Some(FileDigests {
+                md5: [1; 16],
+                sha256: [2; 32],
+            }),
+            padded: false,
+            encrypted: false,
+            sync: false,
+            symbol_size,
+            block_symbols,
+            interleave: 1,
+            sent_blocks: 0,
+            feedback: FeedbackAddr::Source { port: 5000 },
+            name: "lesson.bin".into(),
+        }
+    }
+
     /// The NEED entries a receiver sends at `now` (after any STATUS due then).
     fn need_at(rx: &mut Receiver, now: Instant) -> Vec<NeedEntry> {
         let mut buf = Vec::new();
@@ -1841,21 +1832,9 @@ mod tests {
         let file: Vec<u8> = (0..64).collect();
         let mut rx = Receiver::new(ReceiverConfig::default());
         let announce = Packet::Announce(Announce {
-            file_size: Some(64),
-            digests: Some(FileDigests {
-                md5: [1; 16],
-                sha256: [2; 32],
-            }),
-            padded: false,
-            encrypted: false,
-            sync: false,
-            symbol_size: 16,
-            block_symbols: 2,
-            interleave: 1,
             // The first pass is over: missing blocks are asked for at once.
             sent_blocks: 2,
-            feedback: FeedbackAddr::Source { port: 5000 },
-            name: "lesson.bin".into(),
+            ..lesson(64, 16, 2)
         });
         rx.handle_datagram(t0, sender, &announce.to_vec(9));
         let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
@@ -2022,17 +2001,8 @@ mod tests {
         let file = [7u8; 32];
         let mut rx = Receiver::new(ReceiverConfig::default());
         let announce = Packet::Announce(Announce {
-            file_size: Some(32),
             digests: None,
-            padded: false,
-            encrypted: false,
-            sync: false,
-            symbol_size: 16,
-            block_symbols: 2,
-            interleave: 1,
-            sent_blocks: 0,
-            feedback: FeedbackAddr::Source { port: 5000 },
-            name: "lesson.bin".into(),
+            ..lesson(32, 16, 2)
         });
         rx.handle_datagram(t0, sender, &announce.to_vec(9));
         let digests = Packet::Digests(Digests {
@@ -2073,22 +2043,7 @@ mod tests {
         let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let file: Vec<u8> = (0..32).collect();
         let mut rx = Receiver::new(ReceiverConfig::default());
-        let announce = Packet::Announce(Announce {
-            file_size: Some(32),
-            digests: Some(FileDigests {
-                md5: [1; 16],
-                sha256: [2; 32],
-            }),
-            padded: false,
-            encrypted: false,
-            sync: false,
-            symbol_size: 16,
-            block_symbols: 2,
-            interleave: 1,
-            sent_blocks: 0,
-            feedback: FeedbackAddr::Source { port: 5000 },
-            name: "lesson.bin".into(),
-        });
+        let announce = Packet::Announce(lesson(32, 16, 2));
         let digests = Packet::Digests(Digests {
             first_block: 0,
             digests: vec![crate::wire::block_digest(&file)],
