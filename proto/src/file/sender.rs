@@ -35,6 +35,9 @@ const MAX_LOSS: f64 = 0.5;
 /// much): they are repaired as any other until then, and left behind past it (PROTOCOL.md 5.8).
 /// Fountain codes make 85% loss decodable at about 6.7 files; 90% needs 10.
 const LAGGING_BUDGET: f64 = 12.0;
+/// ... and a receiver that reports more loss than this would need over 14 files: once the first
+/// pass is over and the linger has passed, it is left behind, not sent the budget for nothing.
+const HOPELESS_LOSS: f64 = 0.93;
 
 /// How many END packets the sender repeats when it leaves (they may be lost).
 const END_REPEATS: u8 = 3;
@@ -1610,9 +1613,13 @@ impl Sender {
             // is sent for it (`on_need`), so the linger would only keep the teacher waiting.
             // Lagging ones alone (`lagging_alone`) are repaired up to the budget.
             if self.lagging_alone() {
-                self.layout.file_size().is_some_and(|size| {
-                    self.stats.bytes as f64 >= LAGGING_BUDGET * size.max(1) as f64
-                })
+                let hopeless = (self.peers.iter().filter(|r| r.pending())).all(|r| {
+                    (self.peers.reported_loss(r.addr.ip())).is_some_and(|l| l > HOPELESS_LOSS)
+                });
+                (lingered && hopeless)
+                    || self.layout.file_size().is_some_and(|size| {
+                        self.stats.bytes as f64 >= LAGGING_BUDGET * size.max(1) as f64
+                    })
             } else {
                 !followed && ((!lagging && !slow && !quiet) || (done && (!lagging || lingered)))
             }
