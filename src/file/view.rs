@@ -7,6 +7,7 @@ use super::session::reason;
 use crate::net::pace::Rate;
 use crate::status::{ReceiverStatus, SessionStatus};
 use console::{measure_text_width, truncate_str};
+use edm_cast_proto::wire::ReceiverState;
 use edm_cast_proto::{ReceiverInfo, Sender, SenderEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -335,6 +336,16 @@ fn totals(s: &SessionStatus) -> String {
 /// Why the session ended without `r`: its path too slow to follow (what it took against the
 /// floor), or its loss too high.
 pub fn left_behind(sender: &Sender, r: &ReceiverInfo) -> String {
+    // With none done (a PC alone, or a class that all lost that much) there were no others to
+    // be too slow against: what it lost is why (PROTOCOL.md 5.6, lagging alone).
+    let alone = !(sender.receivers()).any(|o| o.state == ReceiverState::Done);
+    if let (true, Some(loss)) = (alone, sender.loss_of(r)) {
+        return format!(
+            "left behind: it lost {:.0}% of what was sent, more than the session repairs \
+             (at most 12 x the file)",
+            loss * 100.0
+        );
+    }
     match sender.slow_path(r) {
         Some((took, floor)) if took < floor => format!(
             "left behind: its link took {}, too slow to follow (under {}: --min-rate, or \
@@ -343,7 +354,15 @@ pub fn left_behind(sender: &Sender, r: &ReceiverInfo) -> String {
             Rate(floor)
         ),
         Some(_) => "left behind: it lost most of the stream, too slow to follow".into(),
-        None => "left behind: it lost too much to be followed".into(),
+        // Over 80% (the line the sender follows up to), beside PCs that lost less: not waited
+        // for once they were done.
+        None => match sender.loss_of(r) {
+            Some(loss) => format!(
+                "left behind: it lost {:.0}% of what was sent, too much to be followed",
+                loss * 100.0
+            ),
+            None => "left behind: it lost too much to be followed".into(),
+        },
     }
 }
 

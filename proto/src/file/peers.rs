@@ -7,7 +7,8 @@
 //! (it lost at most `max_followed_loss` of what it saw) and drops to zero with every report that
 //! is not (it claims to hold nothing of what it saw, or saw nothing of a burst sent to it). What
 //! two addresses both ask for is sent in full: a lone liar costs a few percent of the file, never
-//! a copy of it, and an honest class is never held back.
+//! a copy of it, and an honest class is never held back. (Unless no receiver in the session loses
+//! 80% or less: then what they ask for is sent in full, up to a budget, `Sender::lagging_alone`.)
 
 use crate::limit::TokenBucket;
 use crate::wire::{FailReason, ReceiverState, printable};

@@ -30,9 +30,22 @@ pub use super::peers::ReceiverInfo;
 /// Highest loss rate a repair burst is sized for: a receiver losing more asks again.
 const MAX_LOSS: f64 = 0.5;
 
+/// Bytes a session may send, in files, while the only receivers still expected lose more than the
+/// sender follows and none has the file (one PC on bad Wi-Fi, or a class that all loses that
+/// much): they are repaired as any other until then, and left behind past it (PROTOCOL.md 5.8).
+/// Fountain codes make 85% loss decodable at about 6.7 files; 90% needs 10.
+const LAGGING_BUDGET: f64 = 12.0;
+/// ... and a receiver that reports more loss than this would need over 14 files: once the first
+/// pass is over and the linger has passed, it is left behind, not sent the budget for nothing.
+const HOPELESS_LOSS: f64 = 0.93;
+
 /// How many END packets the sender repeats when it leaves (they may be lost).
 const END_REPEATS: u8 = 3;
 const END_SPACING: Duration = Duration::from_millis(20);
+/// ... and when it leaves behind a receiver that loses more than it follows: at 95% loss, one of
+/// 90 reaches it but for 1% of the time (it is told it was left behind, rather than finding the
+/// sender gone 10 s later); 1.8 s more for the teacher, only then.
+const LAGGING_END_REPEATS: u8 = 90;
 
 /// A receiver silent this long (honest ones report every half second) does not keep a class that
 /// is otherwise done waiting for `receiver_timeout`: it is dropped then. (A PC that said hello and
@@ -1451,6 +1464,7 @@ impl Sender {
                 end,
             });
         }
+        let lagging_alone = self.burst.is_none() && self.lagging_alone();
         while self.burst.is_none()
             && let Some(block) = self.repair.pop_front()
         {
@@ -1458,8 +1472,16 @@ impl Sender {
             tx.queued = false;
             // What one address alone asks for is capped by its allowance; what two ask for is not.
             let (need, second) = (tx.top.take(), std::mem::take(&mut tx.second));
+            // With only lagging receivers left and none done, theirs is asked in full: the session
+            // is theirs alone, bounded by `LAGGING_BUDGET`.
             let count = need
-                .map_or(0, |(ip, n)| n.min(self.peers.allowance(ip)))
+                .map_or(0, |(ip, n)| {
+                    if lagging_alone {
+                        n
+                    } else {
+                        n.min(self.peers.allowance(ip))
+                    }
+                })
                 .max(second);
             if count == 0 {
                 continue;
@@ -1737,7 +1759,18 @@ impl Sender {
             }
             // One too slow to be followed against the others is not waited for at all: no repair
             // is sent for it (`on_need`), so the linger would only keep the teacher waiting.
-            !followed && ((!lagging && !slow && !quiet) || (done && (!lagging || lingered)))
+            // Lagging ones alone (`lagging_alone`) are repaired up to the budget.
+            if self.lagging_alone() {
+                let hopeless = (self.peers.iter().filter(|r| r.pending())).all(|r| {
+                    (self.peers.reported_loss(r.addr.ip())).is_some_and(|l| l > HOPELESS_LOSS)
+                });
+                (lingered && hopeless)
+                    || self.layout.file_size().is_some_and(|size| {
+                        self.stats.bytes as f64 >= LAGGING_BUDGET * size.max(1) as f64
+                    })
+            } else {
+                !followed && ((!lagging && !slow && !quiet) || (done && (!lagging || lingered)))
+            }
         };
         if finished {
             for id in self.peers.drop_silent(now, QUIET) {
@@ -1750,12 +1783,41 @@ impl Sender {
                 .filter(|r| r.pending() && (self.peers.lagging(r) || self.is_slow(r)))
                 .map(|r| r.id)
                 .collect();
+            let lagging =
+                (self.peers.iter()).any(|r| behind.contains(&r.id) && self.peers.lagging(r));
             for id in behind {
                 self.events
                     .push_back(SenderEvent::ReceiverLeftBehind { id });
             }
             self.end(now, EndReason::Complete);
+            if lagging {
+                self.phase = Phase::Ending {
+                    left: LAGGING_END_REPEATS,
+                    next: now,
+                };
+            }
         }
+    }
+
+    /// Whether every receiver still expected loses more than the sender follows, and so did every
+    /// one that has the file: a lone PC on bad Wi-Fi, or a class that all loses that much (a PC
+    /// left when a class that lost less is done is left behind after the linger, as before).
+    /// Their NEEDs are then repaired in full, not capped by their allowance (which a report of
+    /// that much loss zeroes), until the session has sent `LAGGING_BUDGET` files.
+    fn lagging_alone(&self) -> bool {
+        let mut lagging = false;
+        for r in self.peers.iter() {
+            if r.state == ReceiverState::Done && !self.peers.lagging(r) {
+                return false;
+            }
+            if r.pending() {
+                if !self.peers.lagging(r) {
+                    return false;
+                }
+                lagging = true;
+            }
+        }
+        lagging
     }
 
     fn end(&mut self, now: Instant, reason: EndReason) {

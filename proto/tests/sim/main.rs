@@ -14,6 +14,7 @@ mod class;
 mod cutthrough;
 mod download;
 mod fec;
+mod lone;
 mod net;
 mod security;
 
