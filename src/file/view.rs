@@ -7,6 +7,7 @@ use super::session::reason;
 use crate::net::pace::Rate;
 use crate::status::{ReceiverStatus, SessionStatus};
 use console::{measure_text_width, truncate_str};
+use edm_cast_proto::file::sender::LAGGING_BUDGET;
 use edm_cast_proto::wire::ReceiverState;
 use edm_cast_proto::{ReceiverInfo, Sender, SenderEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -342,7 +343,7 @@ pub fn left_behind(sender: &Sender, r: &ReceiverInfo) -> String {
     if let (true, Some(loss)) = (alone, sender.loss_of(r)) {
         return format!(
             "left behind: it lost {:.0}% of what was sent, more than the session repairs \
-             (at most 12 x the file)",
+             (at most {LAGGING_BUDGET} x the file)",
             loss * 100.0
         );
     }

@@ -34,7 +34,7 @@ const MAX_LOSS: f64 = 0.5;
 /// sender follows and none has the file (one PC on bad Wi-Fi, or a class that all loses that
 /// much): they are repaired as any other until then, and left behind past it (PROTOCOL.md 5.8).
 /// Fountain codes make 85% loss decodable at about 6.7 files; 90% needs 10.
-const LAGGING_BUDGET: f64 = 12.0;
+pub const LAGGING_BUDGET: f64 = 12.0;
 /// ... and a receiver that reports more loss than this would need over 14 files: once the first
 /// pass is over and the linger has passed, it is left behind, not sent the budget for nothing.
 const HOPELESS_LOSS: f64 = 0.93;
