@@ -27,7 +27,7 @@ where=${BOTTLENECK:-sender}
 D=$(mktemp -d /tmp/edm-cast-share.XXXX)
 trap 'bash "$L" down >/dev/null 2>&1; [[ -n ${KEEP:-} ]] || rm -rf "$D"' EXIT
 case $where in
-sender) bash "$L" up 4 100mbit 0 >/dev/null ;;
+sender) bash "$L" up 4 100mbit 0 >/dev/null 2>&1 ;;
 port) PORT_RATES="1=100mbit 2=100mbit 3=100mbit 4=100mbit" bash "$L" up 4 none 0 >/dev/null 2>&1 ;;
 *)
     echo "BOTTLENECK must be sender or port" >&2
