@@ -61,8 +61,6 @@ pub struct Session {
     source: Source,
     group: Group,
     pacer: Pacer,
-    /// The shortest pause between batches: 8 datagrams' time at the configured rate, at most 1 ms.
-    min_sleep: Duration,
     pub view: SenderView,
     /// The signal that ended the session early.
     aborted: Option<rt::Stop>,
@@ -190,7 +188,6 @@ impl Session {
             source,
             group,
             pacer: Pacer::new(start),
-            min_sleep: Duration::from_secs_f64((8.0 * 1500.0 * 8.0 / rate.0).min(0.001)),
             view,
             aborted: None,
             failure: None,
@@ -561,9 +558,9 @@ impl Session {
                 // millisecond timer, so the stream stays smooth and the rate is kept.
                 let delay = self.pacer.delay();
                 if delay < Duration::from_millis(2) {
-                    // Sleeping for at least a few datagrams' time (at most 1 ms) saves wake-ups at
-                    // low rates; the pacer's credit lets the batch out after it.
-                    std::thread::sleep(delay.max(self.min_sleep));
+                    // Sleeping for at least a batch's time at the current rate (at most 1 ms)
+                    // saves wake-ups and system calls; the pacer's credit lets the batch out.
+                    std::thread::sleep(delay.max(self.pacer.min_sleep()));
                     // Lets the runtime poll its reactor, so the socket's readiness stays current.
                     tokio::task::yield_now().await;
                     continue;

@@ -9,7 +9,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Most datagrams one GSO send carries (the kernel's limit is 64).
-const MAX_SEGMENTS: usize = 32;
+pub const MAX_SEGMENTS: usize = 32;
 
 /// Longest wait for the socket to take a batch.
 const SEND_STALL: std::time::Duration = std::time::Duration::from_millis(250);
