@@ -5,7 +5,7 @@
 
 use crate::class::{Class, Command, Peer, Source};
 use crate::net::{Bottleneck, Link, Loss};
-use crate::{assert_all_received, file_bytes, sender_config};
+use crate::{assert_all_received, file_bytes, lab_config, sender_config};
 use edm_cast_proto::wire::{DATA_OVERHEAD, ReceiverState};
 use edm_cast_proto::{CcConfig, SenderConfig};
 use std::time::Duration;
@@ -185,21 +185,6 @@ fn a_receiver_behind_a_slow_port_does_not_hold_the_class() {
     let bytes = class.sender().stats().bytes as f64 / file.len() as f64;
     println!("slow one {state:?}; sender bytes {bytes:.3} x file");
     assert!(bytes < 1.5, "{bytes}");
-}
-
-/// `send`'s defaults: K = 1024, T = 1408, from 25 Mbit/s up to 1 Gbit/s.
-fn lab_config(receivers: usize) -> SenderConfig {
-    SenderConfig {
-        symbol_size: 1408,
-        block_symbols: 1024,
-        cc: Some(CcConfig {
-            ceiling: 1e9,
-            min_rate: 25e6,
-            initial: 25e6,
-            packet_bits: ((1408 + DATA_OVERHEAD + 42) * 8) as f64,
-        }),
-        ..sender_config(receivers)
-    }
 }
 
 /// Slow start finds the teacher's 100 Mbit/s cable without overflowing its queue, at no loss and

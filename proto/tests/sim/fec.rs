@@ -7,8 +7,7 @@ use crate::class::{Class, Command, Peer, Source};
 use crate::net::Link;
 use crate::{assert_all_received, file_bytes, sender_config};
 use edm_cast_proto::file::fec::{self, LAST_WINDOW_MISS};
-use edm_cast_proto::wire::DATA_OVERHEAD;
-use edm_cast_proto::{CcConfig, Fec, Sender, SenderConfig};
+use edm_cast_proto::{Fec, Sender, SenderConfig};
 use std::time::Duration;
 
 /// What the lab's interface counter adds to each UDP payload (Ethernet, IPv4, UDP headers).
@@ -18,16 +17,8 @@ const WIRE_HEADERS: u64 = 42;
 /// control up to 1 Gbit/s from 25 Mbit/s) behind the teacher's 100 Mbit/s cable.
 fn lab_config(fec: Fec) -> SenderConfig {
     SenderConfig {
-        symbol_size: 1408,
-        block_symbols: 1024,
         fec,
-        cc: Some(CcConfig {
-            ceiling: 1e9,
-            min_rate: 25e6,
-            initial: 25e6,
-            packet_bits: ((1408 + DATA_OVERHEAD + 42) * 8) as f64,
-        }),
-        ..sender_config(8)
+        ..crate::lab_config(8)
     }
 }
 

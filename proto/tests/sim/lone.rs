@@ -5,24 +5,16 @@
 use crate::class::{Class, Command, Peer, Source};
 use crate::file_bytes;
 use crate::net::Link;
-use edm_cast_proto::wire::{DATA_OVERHEAD, ReceiverState};
-use edm_cast_proto::{CcConfig, ReceiveError, SenderConfig};
+use edm_cast_proto::wire::ReceiverState;
+use edm_cast_proto::{ReceiveError, SenderConfig};
 use std::time::Duration;
 
 /// `send`'s defaults: K = 1024, T = 1408, from 25 Mbit/s up to 1 Gbit/s, waiting for every PC's
 /// hello (a PC at 95% loss takes seconds to hear an ANNOUNCE).
 fn lab_config(receivers: usize) -> SenderConfig {
     SenderConfig {
-        symbol_size: 1408,
-        block_symbols: 1024,
-        cc: Some(CcConfig {
-            ceiling: 1e9,
-            min_rate: 25e6,
-            initial: 25e6,
-            packet_bits: ((1408 + DATA_OVERHEAD + 42) * 8) as f64,
-        }),
         wait: None,
-        ..crate::sender_config(receivers)
+        ..crate::lab_config(receivers)
     }
 }
 

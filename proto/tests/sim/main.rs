@@ -20,10 +20,10 @@ mod security;
 
 use class::{Class, Command, DIGESTS, PACKET_TIME, Peer, SEND_PORT, Source};
 use edm_cast_proto::rng::Rng;
-use edm_cast_proto::wire::FeedbackAddr;
+use edm_cast_proto::wire::{DATA_OVERHEAD, FeedbackAddr};
 use edm_cast_proto::{
-    Destination, Fec, FileInfo, ReceiveError, Receiver, ReceiverConfig, ReceiverEvent, Sender,
-    SenderConfig, SenderEvent,
+    CcConfig, Destination, Fec, FileInfo, ReceiveError, Receiver, ReceiverConfig, ReceiverEvent,
+    Sender, SenderConfig, SenderEvent,
 };
 use net::{Bottleneck, Link, Loss};
 use std::collections::BTreeMap;
@@ -47,6 +47,22 @@ pub fn sender_config(min_receivers: usize) -> SenderConfig {
         wait: Some(Duration::from_secs(1)),
         feedback: FeedbackAddr::Source { port: SEND_PORT },
         ..SenderConfig::default()
+    }
+}
+
+/// `send`'s defaults at the lab's scale: K = 1024, T = 1408, congestion control from 25 Mbit/s up
+/// to 1 Gbit/s, waiting for `receivers` hellos.
+pub fn lab_config(receivers: usize) -> SenderConfig {
+    SenderConfig {
+        symbol_size: 1408,
+        block_symbols: 1024,
+        cc: Some(CcConfig {
+            ceiling: 1e9,
+            min_rate: 25e6,
+            initial: 25e6,
+            packet_bits: ((1408 + DATA_OVERHEAD + 42) * 8) as f64,
+        }),
+        ..sender_config(receivers)
     }
 }
 
