@@ -21,11 +21,12 @@ enum Sent {
     Other,
 }
 
-/// Everything the sender has to send now, its block reads served from `file`.
-fn drain(s: &mut Sender, now: Instant, file: &[u8]) -> Vec<Sent> {
+/// Every datagram the sender has to send now, in order, its block reads served from `file`
+/// (at most 10,000: a sender that never runs out fails the test).
+fn datagrams(s: &mut Sender, now: Instant, file: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = Vec::new();
-    loop {
+    for _ in 0..10_000 {
         let sent = s.poll_transmit(now, &mut buf);
         let mut supplied = false;
         while let Some(ev) = s.poll_event() {
@@ -34,19 +35,25 @@ fn drain(s: &mut Sender, now: Instant, file: &[u8]) -> Vec<Sent> {
                 supplied = true;
             }
         }
-        if sent.is_none() {
-            if supplied {
-                continue;
-            }
-            return out;
+        match sent {
+            None if !supplied => return out,
+            None => {}
+            Some(_) => out.push(buf.clone()),
         }
-        out.push(match Packet::parse(&buf).unwrap().packet {
+    }
+    panic!("the sender never ran out of datagrams");
+}
+
+/// Everything the sender has to send now, as these tests look at it.
+fn drain(s: &mut Sender, now: Instant, file: &[u8]) -> Vec<Sent> {
+    (datagrams(s, now, file).iter())
+        .map(|d| match Packet::parse(d).unwrap().packet {
             Packet::Announce(a) => Sent::Announce(a.sent_blocks),
             Packet::Digests(d) => Sent::Digests(d.first_block),
             Packet::Data(d) => Sent::Data(d.block, d.esi),
             _ => Sent::Other,
-        });
-    }
+        })
+        .collect()
 }
 
 fn data(sent: &[Sent]) -> Vec<(u32, u32)> {
@@ -173,28 +180,13 @@ fn a_download_sends_the_datagrams_a_file_would() {
             }),
             ..small()
         };
-        let datagrams = |s: &mut Sender, now: Instant, out: &mut BTreeMap<(u32, u32), Vec<u8>>| {
-            let mut buf = Vec::new();
-            for _ in 0..10_000 {
-                let sent = s.poll_transmit(now, &mut buf);
-                let mut supplied = false;
-                while let Some(ev) = s.poll_event() {
-                    if let SenderEvent::NeedBlock { block, offset, len } = ev {
-                        s.supply_block(block, file[offset as usize..][..len].to_vec());
-                        supplied = true;
-                    }
-                }
-                match sent {
-                    None if !supplied => return,
-                    None => {}
-                    Some(_) => {
-                        if let Packet::Data(d) = Packet::parse(&buf).unwrap().packet {
-                            assert!(out.insert((d.block, d.esi), buf.clone()).is_none());
-                        }
-                    }
+        // Each DATA datagram by (block, ESI), once.
+        let data_of = |s: &mut Sender, now: Instant, out: &mut BTreeMap<(u32, u32), Vec<u8>>| {
+            for d in datagrams(s, now, &file) {
+                if let Packet::Data(p) = Packet::parse(&d).unwrap().packet {
+                    assert!(out.insert((p.block, p.esi), d.clone()).is_none());
                 }
             }
-            panic!("the sender never ran out of datagrams");
         };
         let info = |digests| FileInfo {
             name: "f".into(),
@@ -204,7 +196,7 @@ fn a_download_sends_the_datagrams_a_file_would() {
         let now = Instant::now();
         let mut whole = BTreeMap::new();
         let mut s = Sender::new(cfg.clone(), info(Some(DIGESTS)), now).unwrap();
-        datagrams(&mut s, now, &mut whole);
+        data_of(&mut s, now, &mut whole);
         let mut arriving = BTreeMap::new();
         let mut s = Sender::growing(cfg, info(None), now).unwrap();
         // In uneven pieces: a symbol and a half at a time.
@@ -216,7 +208,7 @@ fn a_download_sends_the_datagrams_a_file_would() {
             } else {
                 s.source_grew(now, at);
             }
-            datagrams(&mut s, now, &mut arriving);
+            data_of(&mut s, now, &mut arriving);
         }
         assert_eq!(arriving.len(), whole.len(), "encrypted: {encrypted}");
         assert!(arriving == whole, "encrypted: {encrypted}");
