@@ -37,8 +37,8 @@ timeout 60 "$LANLAB" check >/dev/null || die "the lab cannot run here"
 
 N=8 SLOW_IDX=8
 WORK=$(mktemp -d "/tmp/edm-mixed.XXXXXX")
-PIDS=()
-exec 9>>"$LOCK"
+LOCK_WAIT=3600
+source bench/lib.sh
 cleanup() {
     local rc=$? p
     trap - EXIT INT TERM
@@ -98,11 +98,9 @@ run() {
     # The slow one may finish only after the sender: --grace covers its own link time and more.
     "$PY" bench/waitdone.py --t0 "$t0" --deadline 180 --size "$SIZE" --sender-pid "$sender" \
         --grace 5 "${targets[@]}" >"$RUN/done.txt" 9>&- || true
-    local d=$((SECONDS + 30))
-    while kill -0 "$sender" 2>/dev/null && ((SECONDS < d)); do sleep 0.1; done
+    wait_gone "$sender" 30 || true
     for i in "${pids[@]}"; do
-        d=$((SECONDS + 10))
-        while kill -0 "$i" 2>/dev/null && ((SECONDS < d)); do sleep 0.1; done
+        wait_gone "$i" 10 || true
         kill -TERM "$i" 2>/dev/null || true
     done
     kill -TERM "$sender" 2>/dev/null || true
@@ -157,9 +155,9 @@ run() {
 }
 
 for ((k = 1; k <= RUNS; k++)); do
-    flock -w 3600 9 || die "waited an hour for $LOCK"
+    lock
     run mixed "$k"
     if [[ "$REF" == 1 ]]; then run ref "$k"; fi
-    flock -u 9
+    unlock
 done
 log "rows appended to $OUT"
