@@ -70,6 +70,16 @@ const RESEND_AGAIN: Duration = Duration::from_secs(1);
 /// symbol truly lost at a burst's tail waits this long to be asked for.
 const SYNC_IN_FLIGHT: Duration = Duration::from_millis(500);
 
+/// A sync session's report that lacks more than `STALE_TAIL` of the last symbols sent of a block
+/// whose burst was made less than this ago was most likely made before they arrived (a PC busy
+/// for longer than `SYNC_IN_FLIGHT`): they still count as on their way. Random loss takes a
+/// burst's last `STALE_TAIL` + 1 symbols together too rarely (2% loss: 3 in 10^9) to say
+/// otherwise; a whole burst truly lost (a port closed for a while) is asked for this much later.
+const SYNC_STALE: Duration = Duration::from_secs(2);
+
+/// See `SYNC_STALE`.
+const STALE_TAIL: u32 = 4;
+
 /// ACKs waiting to go out at most (each is the answer to a rate-limited STATUS).
 const MAX_ACKS: usize = 1024;
 
@@ -1002,9 +1012,15 @@ impl Sender {
                 Some(_) => holdoff.max(SYNC_IN_FLIGHT),
                 None => holdoff,
             };
-            let recent = tx
-                .last_sent
-                .is_some_and(|t| now.saturating_duration_since(t) < in_flight_for);
+            let stale = self.cfg.sync.is_some()
+                && tx.next_esi.saturating_sub(e.seen) > STALE_TAIL
+                && tx
+                    .burst
+                    .is_some_and(|(_, made)| now.saturating_duration_since(made) < SYNC_STALE);
+            let recent = stale
+                || tx
+                    .last_sent
+                    .is_some_and(|t| now.saturating_duration_since(t) < in_flight_for);
             let need = if e.flags.verify {
                 // A block that failed its digest: its need is sized by the receiver's usual loss.
                 let loss = self.peers.loss(ip, MAX_LOSS);
