@@ -768,3 +768,34 @@ fn an_interrupted_server_tells_its_students() {
     assert!(told < Duration::from_secs(1), "told after {told:?}");
     assert!(log.contains("interrupted"), "{log}");
 }
+
+/// A `send URL` killed while it waits for receivers leaves nothing in the temporary folder: the
+/// download's spool (no cache) is unlinked as soon as it is made. Before, each killed sender left
+/// its `edm-cast-*.part`.
+#[test]
+fn a_killed_sender_of_a_url_leaves_no_spool_behind() {
+    let dir = TempDir::new("dl-killed");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    random_file(&www.join("f.bin"), 1_000_000, 35);
+    let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
+    let url = format!("http://127.0.0.1:{}/f.bin", http.port);
+    let tmp = dir.path().join("tmp");
+    let left = common::left_by_a_killed_sender(
+        &tmp,
+        "edm-cast-",
+        &[
+            "send",
+            &url,
+            "--group",
+            "239.77.35.2:47362",
+            "--iface",
+            "lo",
+            "--min-receivers",
+            "1",
+            "--wait",
+            "30",
+        ],
+    );
+    assert_eq!(left, Vec::<String>::new());
+}

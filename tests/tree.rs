@@ -589,3 +589,32 @@ fn a_stale_staging_folder_is_removed_at_the_next_start_and_nothing_else() {
     assert_eq!(names(&victim), ["precious"]);
     assert_eq!(std::fs::read(victim.join("precious")).unwrap(), b"precious");
 }
+
+/// A `send FOLDER` killed while it waits for receivers (SIGKILL, a crash, a power cut of the
+/// process) leaves nothing in the temporary folder: its spool of the tree is unlinked as soon as it
+/// is made and lives on its descriptor alone. Before, every killed sender left its
+/// `edm-cast-tree-*.part` (CI runs left about 15 in /tmp).
+#[test]
+fn a_killed_sender_of_a_tree_leaves_no_spool_behind() {
+    let dir = TempDir::new("tree-killed");
+    let root = dir.path().join("course");
+    make_tree(&root);
+    let tmp = dir.path().join("tmp");
+    let left = common::left_by_a_killed_sender(
+        &tmp,
+        "edm-cast-tree-",
+        &[
+            "send",
+            "--group",
+            "239.77.35.1:47361",
+            "--iface",
+            "lo",
+            "--min-receivers",
+            "1",
+            "--wait",
+            "30",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(left, Vec::<String>::new());
+}

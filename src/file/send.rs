@@ -341,28 +341,12 @@ fn spool_tree(args: &Args) -> Result<source::Source, Error> {
             .unwrap_or_else(|| "folder".into()),
         _ => "files".into(),
     };
-    let path = std::env::temp_dir().join(format!("edm-cast-tree-{:016x}.part", rt::random_u64()));
-    let mut spool = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|source| Error::Write {
-            path: path.clone(),
-            source,
-        })?;
+    let (mut spool, path) = source::anonymous_spool("edm-cast-tree")?;
     let walk = tree::Walk {
         excludes: &excludes,
         follow: args.follow_symlinks,
     };
-    // The spool file goes with the source; removed here if the walk fails.
-    let walked = match walk.spool(&sources, &mut spool, &path) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-    };
+    let walked = walk.spool(&sources, &mut spool, &path)?;
     eprintln!(
         "edm-cast: {name}/: {} files in {} folders, {}{}",
         walked.files,
@@ -373,7 +357,7 @@ fn spool_tree(args: &Args) -> Result<source::Source, Error> {
             n => format!(" ({n} skipped)"),
         }
     );
-    let mut source = source::spooled(path, tree::announced(&name))?;
+    let mut source = source::spooled(spool, &path, tree::announced(&name))?;
     source.files = Some(walked.files);
     Ok(source)
 }

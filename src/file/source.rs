@@ -16,6 +16,7 @@ use crate::rt::random_u64;
 use edm_cast_proto::wire::FileDigests;
 use edm_cast_proto::{FileInfo, Sender, SenderConfig};
 use std::fs::{File, Metadata, OpenOptions};
+use std::io::Seek;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,7 +109,8 @@ impl Source {
     }
 }
 
-/// Removed when dropped (a download spooled outside the cache).
+/// Removed when dropped (a download spooled in the cache's folder, until it is moved into the
+/// cache).
 struct TempFile(PathBuf);
 
 impl Drop for TempFile {
@@ -124,6 +126,15 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
         source,
     };
     let file = File::open(path).map_err(read_err)?;
+    opened(file, path, name)
+}
+
+/// A complete file already open (from byte 0); `path` names it in messages.
+fn opened(file: File, path: &Path, name: Option<String>) -> Result<Source, Error> {
+    let read_err = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
     let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
         return Err(Error::Usage(format!(
@@ -155,13 +166,31 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
     })
 }
 
-/// A file of ours in a temporary place (a tree stream, `tree`), sent as `name` and removed once
-/// the session ends.
-pub fn spooled(path: PathBuf, name: String) -> Result<Source, Error> {
-    let guard = TempFile(path.clone());
-    let mut source = file(&path, Some(name))?;
-    source._spool = Some(guard);
-    Ok(source)
+/// A file of ours already unlinked from its temporary place (a tree stream, `tree`), sent as
+/// `name` through the descriptor it was written with; `path` names it in messages.
+pub fn spooled(mut spool: File, path: &Path, name: String) -> Result<Source, Error> {
+    spool.rewind().map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    opened(spool, path, Some(name))
+}
+
+/// A spool file for this process alone, unlinked at once: its descriptor keeps it while it is
+/// read, and a sender that is killed (or crashes) leaves nothing in the temporary folder.
+pub fn anonymous_spool(prefix: &str) -> Result<(File, PathBuf), Error> {
+    let path = std::env::temp_dir().join(format!("{prefix}-{:016x}.part", random_u64()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+    let _ = std::fs::remove_file(&path);
+    Ok((file, path))
 }
 
 /// A URL: the cached copy if the server says it is current (or cannot be asked), otherwise a
@@ -176,20 +205,11 @@ pub fn url(
     let (file, path, temp) = match cache {
         Some(c) => {
             let (f, p) = c.spool(url)?;
-            (f, p.clone(), TempFile(p))
+            (f, p.clone(), Some(TempFile(p)))
         }
         None => {
-            let p = std::env::temp_dir().join(format!("edm-cast-{:016x}.part", random_u64()));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&p)
-                .map_err(|source| Error::Write {
-                    path: p.clone(),
-                    source,
-                })?;
-            (f, p.clone(), TempFile(p))
+            let (f, p) = anonymous_spool("edm-cast")?;
+            (f, p, None)
         }
     };
     let reader = file.try_clone().map_err(|source| Error::Read {
@@ -244,8 +264,8 @@ pub fn url(
                 origin: "download",
                 files: None,
                 stamp: None,
-                // With a cache the finished download is moved into it; the guard then finds nothing.
-                _spool: Some(temp),
+                // The finished download is moved into the cache; the guard then finds nothing.
+                _spool: temp,
             })
         }
         (Ok(Fetched::NotModified), Some(entry)) => {

@@ -125,6 +125,11 @@ impl Proc {
         (p, stdin, rx)
     }
 
+    /// The process's id (for /proc).
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("not waited yet").id()
+    }
+
     /// Ctrl-C: SIGINT to the process (and to what a wrapper started, in its process group).
     pub fn interrupt(&self) {
         let child = self.child.as_ref().expect("not waited yet");
@@ -340,4 +345,39 @@ pub fn frames(path: &Path) -> Vec<String> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_owned()))
         .collect()
+}
+
+/// Starts `edm-cast ARGS` with its temporary folder in `tmp`, waits (at most 20 s) until it holds
+/// a file whose name starts with `spool` (its spool, open), kills it (SIGKILL: no clean-up runs)
+/// and returns what is left in `tmp`.
+pub fn left_by_a_killed_sender(tmp: &Path, spool: &str, args: &[&str]) -> Vec<String> {
+    std::fs::create_dir_all(tmp).unwrap();
+    let p = Proc::spawn("sender", Command::new(bin()).env("TMPDIR", tmp).args(args));
+    let fds = PathBuf::from(format!("/proc/{}/fd", p.id()));
+    let end = Instant::now() + Duration::from_secs(20);
+    let holds = || {
+        std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|t| {
+                    t.starts_with(tmp)
+                        && t.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(spool))
+                })
+            })
+    };
+    while !holds() {
+        assert!(Instant::now() < end, "no {spool}* file opened in 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = p.stop();
+    assert!(!out.status.success(), "{}", text(&out).1);
+    let mut left: Vec<String> = std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    left
 }
