@@ -42,9 +42,9 @@ const HOPELESS_LOSS: f64 = 0.93;
 /// How many END packets the sender repeats when it leaves (they may be lost).
 const END_REPEATS: u8 = 3;
 const END_SPACING: Duration = Duration::from_millis(20);
-/// ... and when it leaves behind a receiver that loses more than it follows: at 95% loss, one of
-/// 90 reaches it but for 1% of the time (it is told it was left behind, rather than finding the
-/// sender gone 10 s later); 1.8 s more for the teacher, only then.
+/// ... and at most, when it leaves behind a receiver that loses much of what is sent: as many as
+/// reach it but for 1% of the time (`end_repeats`; 95% loss: 90), so it is told it was left
+/// behind rather than finding the sender gone 10 s later; 1.8 s more for the teacher, only then.
 const LAGGING_END_REPEATS: u8 = 90;
 
 /// A receiver silent this long (honest ones report every half second) does not keep a class that
@@ -1799,19 +1799,28 @@ impl Sender {
                 .filter(|r| r.pending() && (self.peers.lagging(r) || self.is_slow(r)))
                 .map(|r| r.id)
                 .collect();
-            let lagging =
-                (self.peers.iter()).any(|r| behind.contains(&r.id) && self.peers.lagging(r));
+            // The worst loss of those left behind, by their NEEDs, or else by what their path
+            // took of the rate sent (a PC outpaced before it sent a NEED: 7 + 1 at 90% random
+            // loss; congestion control keeps no usual loss for one that lossy).
+            let loss = (self.peers.iter())
+                .filter(|r| behind.contains(&r.id))
+                .map(|r| {
+                    let reported = self.peers.reported_loss(r.addr.ip()).unwrap_or(0.0);
+                    let took = (self.cc.as_ref())
+                        .and_then(|c| Some(c.slow_path(r.id)?.0 / c.rate()))
+                        .map_or(0.0, |share| 1.0 - share.min(1.0));
+                    reported.max(took)
+                })
+                .fold(0.0, f64::max);
             for id in behind {
                 self.events
                     .push_back(SenderEvent::ReceiverLeftBehind { id });
             }
             self.end(now, EndReason::Complete);
-            if lagging {
-                self.phase = Phase::Ending {
-                    left: LAGGING_END_REPEATS,
-                    next: now,
-                };
-            }
+            self.phase = Phase::Ending {
+                left: end_repeats(loss),
+                next: now,
+            };
         }
     }
 
@@ -1843,6 +1852,18 @@ impl Sender {
             next: now,
         };
     }
+}
+
+/// ENDs enough that at least one reaches a receiver losing `loss` of what is sent at random, but
+/// for 1% of the time (loss^n ≤ 0.01), from `END_REPEATS` to `LAGGING_END_REPEATS`.
+/// A PC behind a slow port gets them too: its loss is the port's queue while the stream runs, and
+/// the ENDs find it drained, so a few would do; it costs only the teacher's prompt a second.
+fn end_repeats(loss: f64) -> u8 {
+    if loss <= 0.0 {
+        return END_REPEATS;
+    }
+    let n = (0.01f64.ln() / loss.min(0.95).ln()).ceil();
+    n.clamp(END_REPEATS as f64, LAGGING_END_REPEATS as f64) as u8
 }
 
 /// Symbols of `block` in the first pass with `Fec::Fixed` (the fewest with `Fec::Adaptive`): its K

@@ -275,9 +275,10 @@ fn a_pc_behind_a_slow_port_gets_no_repair_and_is_not_waited_for() {
         }
         assert!(fast < 1.25 * link_secs, "{mbit}: {fast}");
         assert!(sender.is_finished(), "{mbit}");
-        // END goes out at once, not after the linger (2 s).
+        // END goes out at once, not after the linger (2 s); its repeats, as many as the loss of
+        // the slow PC's path asks (PROTOCOL 5.6), take 0.66 s at 10 Mbit/s, never over 1.8 s.
         assert!(
-            finished < fast + 0.5,
+            finished < fast + 1.9,
             "{mbit}: sender done {finished}, the 7 {fast}"
         );
         assert!(bytes < 1.1, "{mbit}: {bytes}");

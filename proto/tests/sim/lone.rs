@@ -125,8 +125,10 @@ fn a_class_all_at_85_percent_loss_is_repaired_to_the_end() {
 }
 
 /// 7 PCs at 1% and one at 90%: the 7 get the file, and the sender ends soon after, the lossy PC
-/// left behind with what it got (kept for `send --resume-from`, where it is alone and repaired).
-/// A regression test: the old code did the same.
+/// left behind with what it got (kept for `send --resume-from`, where it is alone and repaired),
+/// and told so: congestion control found it outpaced before it sent a NEED, so the ENDs are sized
+/// by what its path took of the rate (44 for 90%). Fails on the old code on that last point: it
+/// got 3 ENDs, lost them all and found the sender gone 10 s later (`SenderGone`; 73% of lab runs).
 #[test]
 fn a_pc_at_90_percent_loss_left_when_the_class_is_done_is_not_waited_for() {
     let mut peers = vec![Peer::lossy(0.01); 7];
@@ -146,5 +148,9 @@ fn a_pc_at_90_percent_loss_left_when_the_class_is_done_is_not_waited_for() {
         7
     );
     let l = class.listener(7);
-    assert!(l.finished && l.error.is_some() && l.file != file);
+    assert!(
+        l.finished && l.file != file && matches!(l.error, Some(ReceiveError::LeftBehind { .. })),
+        "{:?}",
+        l.error
+    );
 }
