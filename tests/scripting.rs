@@ -507,3 +507,87 @@ fn a_resumed_receiver_says_what_it_kept_in_a_status_line() {
     let at = |e: &str| got.iter().position(|l| l["event"] == e).unwrap();
     assert!(at("session_joined") < at("resumed") && at("resumed") < at("file_done"));
 }
+
+/// `get --status -`: a student's script sees the request, the session joined, the file done with
+/// its digests, and a `get` summary with the path; a refused URL gives the request and a summary
+/// with exit 1 and the refusal's line. The path the student's shell reads goes to stderr then.
+#[test]
+fn get_status_lines_say_what_came_and_why_not() {
+    let dir = TempDir::new("status-get");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    random_file(&www.join("notes.bin"), 2_000_000, 51);
+    let want = md5_of(&www.join("notes.bin"));
+    let http = common::Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
+    let group = "239.77.215.1:48151";
+    let _server = Proc::spawn(
+        "serve",
+        Command::new(bin()).args([
+            "serve",
+            "--group",
+            group,
+            "--port",
+            "48152",
+            "--iface",
+            "lo",
+            "--rate",
+            "400M",
+            "--exit-after",
+            "60",
+            "--allow",
+            "127.0.0.0/8",
+        ]),
+    );
+    let get = |url: &str, out: &Path| {
+        Proc::spawn(
+            "get",
+            Command::new(bin())
+                .args([
+                    "get", url, "--group", group, "--iface", "lo", "--status", "-",
+                ])
+                .arg("--out")
+                .arg(out),
+        )
+        .wait(LIMIT)
+    };
+    let out = dir.path().join("pc");
+    let url = format!("http://127.0.0.1:{}/notes.bin", http.port);
+    let o = get(&url, &out);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let l = lines(&stdout);
+    assert_eq!(
+        events(&l),
+        ["requesting", "session_joined", "file_done", "summary"],
+        "{stdout}"
+    );
+    assert_eq!(l[0]["url"], url.as_str());
+    assert_eq!(l[0]["group"], group);
+    let path = out.join("notes.bin");
+    let abs = std::path::absolute(&path).unwrap();
+    assert_eq!(l[2]["path"], abs.to_str().unwrap());
+    assert_eq!(l[2]["md5"], want.as_str());
+    assert_eq!(l[2]["sha256"], sha256_of(&path).as_str());
+    assert_eq!(l[3]["command"], "get");
+    assert_eq!(l[3]["exit"], 0);
+    assert_eq!(l[3]["path"], abs.to_str().unwrap());
+    assert_eq!(l[3]["failed"], 0);
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert_eq!(md5_of(&path), want);
+
+    // A URL the web server does not have: refused, said in the summary as on stderr.
+    let missing = format!("http://127.0.0.1:{}/missing.bin", http.port);
+    let o = get(&missing, &dir.path().join("pc2"));
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let l = lines(&stdout);
+    assert_eq!(events(&l), ["requesting", "summary"], "{stdout}");
+    let error = l[1]["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused") && error.contains("404"),
+        "{error}"
+    );
+    assert!(stderr.contains(error), "{stderr}");
+    assert_eq!(l[1]["exit"], 1);
+    assert_eq!(l[1]["path"], Value::Null);
+}

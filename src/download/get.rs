@@ -4,6 +4,8 @@
 use crate::cli::{Network, Receiving, seconds};
 use crate::error::Error;
 use crate::file::listener::{Listener, Listening};
+use crate::file::recv::delivered;
+use crate::file::status_lines::{Event, StatusArg, StatusLines, Summary};
 use crate::http::fetch;
 use crate::net;
 use crate::rt::{self, Shutdown};
@@ -30,6 +32,8 @@ pub struct Args {
     /// Give up if no server answers within this many seconds.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub status: StatusArg,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
@@ -56,14 +60,24 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         })
         .transpose()?;
     let iface = net::interface_addr(args.net.iface.as_deref(), args.net.group)?;
-    let how = Listening::new(&args.receiving, Some(Duration::from_secs(5)))?;
+    let lines = StatusLines::open(&args.status)?;
+    let how = Listening {
+        lines: lines.clone(),
+        ..Listening::new(&args.receiving, Some(Duration::from_secs(5)))?
+    };
     // Said at once: finding the server can take up to --timeout.
     eprintln!(
         "asking the edm-cast server {} for {}…",
         server.map_or(format!("on {}", args.net.group), |s| format!("at {s}")),
         args.url
     );
-    rt::runtime()?.block_on(async {
+    lines.emit(Event::Requesting {
+        url: args.url.clone(),
+        group: args.net.group.to_string(),
+        server: server.map(|s| s.to_string()),
+    });
+    let mut failed = 0;
+    let result = rt::runtime()?.block_on(async {
         let mut shutdown = Shutdown::new()?;
         let mut last = None;
         for _ in 0..ATTEMPTS {
@@ -77,10 +91,26 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                     ..how.clone()
                 },
             )?;
-            match listener.receive(&[], &mut shutdown).await.file {
+            let r = listener.receive(&[], &mut shutdown).await;
+            if let Err(e) = &r.file
+                && r.session.is_some()
+            {
+                failed += 1;
+                lines.emit(Event::SessionFailed {
+                    session: r.session.map(|s| format!("{s:08x}")),
+                    error: e.to_string(),
+                });
+            }
+            match r.file {
                 Ok(path) => {
-                    println!("{}", path.display());
-                    return Ok(ExitCode::SUCCESS);
+                    // With status lines on stdout, the path goes to stderr.
+                    if lines.on_stdout() {
+                        eprintln!("{}", path.display());
+                    } else {
+                        println!("{}", path.display());
+                    }
+                    delivered(&path, r.delivered.as_ref(), &lines, &mut None);
+                    return Ok(std::path::absolute(&path).unwrap_or(path));
                 }
                 // The session ended as we came: ask again, for a new one.
                 Err(
@@ -93,7 +123,15 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             }
         }
         Err(last.expect("at least one attempt"))
-    })
+    });
+    lines.emit(Event::Summary(Summary::Get {
+        exit: result.as_ref().map_or_else(Error::code, |_| 0),
+        error: result.as_ref().err().map(ToString::to_string),
+        url: args.url.clone(),
+        path: result.as_ref().ok().cloned(),
+        failed,
+    }));
+    result.map(|_| ExitCode::SUCCESS)
 }
 
 /// Finds the server and asks it for the URL: the session and port to join.

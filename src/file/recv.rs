@@ -166,7 +166,7 @@ async fn receive(
 
 /// A file is in place: its status line, and `--exec` (for a file received, not for a copy that
 /// was there already). A tree: a line and a command for each of its files, then `tree_done`.
-fn delivered(
+pub(crate) fn delivered(
     path: &std::path::Path,
     file: Option<&Delivered>,
     lines: &StatusLines,

@@ -1,4 +1,4 @@
-//! `--status FILE|-` on `send` and `recv`: one JSON object per line for every event a script
+//! `--status FILE|-` on `send`, `recv` and `get`: one JSON object per line for every event a script
 //! cares about (README, "Status lines for scripts"). Each line is written whole and flushed at
 //! once, so a script reading a pipe sees each event as it happens. The transfer matters more than
 //! its report: a status file that cannot be written (a closed pipe, a full disk) is said once on
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// The line format's version, in every line.
 pub const VERSION: u32 = 1;
 
-/// `--status`, as `send` and `recv` take it.
+/// `--status`, as `send`, `recv` and `get` take it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StatusArg {
     /// Write one JSON object per line for each event (receivers joining, done, failing; files
@@ -116,6 +116,12 @@ pub enum Event {
     },
     /// `recv`: listening on the group.
     Listening { group: String, iface: String },
+    /// `get`: asking the lab's server for `url` (found by its announce on `group`, or `server`).
+    Requesting {
+        url: String,
+        group: String,
+        server: Option<String>,
+    },
     /// `recv`: a session was joined; the file goes to `path`.
     SessionJoined {
         session: String,
@@ -253,6 +259,16 @@ pub enum Summary {
         failed: usize,
         /// ... and `--exec` runs that failed.
         exec_failed: usize,
+    },
+    Get {
+        exit: u8,
+        error: Option<String>,
+        url: String,
+        /// The file's path once received; None otherwise.
+        path: Option<PathBuf>,
+        /// Sessions joined that ended before the file was in (one that ended just as it came is
+        /// asked for again).
+        failed: usize,
     },
 }
 
