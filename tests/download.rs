@@ -781,21 +781,6 @@ fn a_killed_sender_of_a_url_leaves_no_spool_behind() {
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let url = format!("http://127.0.0.1:{}/f.bin", http.port);
     let tmp = dir.path().join("tmp");
-    let left = common::left_by_a_killed_sender(
-        &tmp,
-        "edm-cast-",
-        &[
-            "send",
-            &url,
-            "--group",
-            "239.77.35.2:47362",
-            "--iface",
-            "lo",
-            "--min-receivers",
-            "1",
-            "--wait",
-            "30",
-        ],
-    );
+    let left = common::left_by_a_killed_sender(&tmp, "edm-cast-", &url, "239.77.35.2:47362");
     assert_eq!(left, Vec::<String>::new());
 }

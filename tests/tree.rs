@@ -603,18 +603,8 @@ fn a_killed_sender_of_a_tree_leaves_no_spool_behind() {
     let left = common::left_by_a_killed_sender(
         &tmp,
         "edm-cast-tree-",
-        &[
-            "send",
-            "--group",
-            "239.77.35.1:47361",
-            "--iface",
-            "lo",
-            "--min-receivers",
-            "1",
-            "--wait",
-            "30",
-            root.to_str().unwrap(),
-        ],
+        root.to_str().unwrap(),
+        "239.77.35.1:47361",
     );
     assert_eq!(left, Vec::<String>::new());
 }

@@ -15,7 +15,7 @@ use crate::http::fetch::{self, Fetched, Progress};
 use crate::rt::random_u64;
 use edm_cast_proto::wire::FileDigests;
 use edm_cast_proto::{FileInfo, Sender, SenderConfig};
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io::Seek;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -180,15 +180,7 @@ pub fn spooled(mut spool: File, path: &Path, name: String) -> Result<Source, Err
 /// read, and a sender that is killed (or crashes) leaves nothing in the temporary folder.
 pub fn anonymous_spool(prefix: &str) -> Result<(File, PathBuf), Error> {
     let path = std::env::temp_dir().join(format!("{prefix}-{:016x}.part", random_u64()));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|source| Error::Write {
-            path: path.clone(),
-            source,
-        })?;
+    let file = crate::http::spool::create(&path)?;
     let _ = std::fs::remove_file(&path);
     Ok((file, path))
 }

@@ -12,7 +12,7 @@ use crate::status::CacheStatus;
 use data_encoding::HEXLOWER;
 use edm_cast_proto::wire::FileDigests;
 use md5::{Digest, Md5};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,16 +132,7 @@ impl Cache {
             Cache::key(url),
             random_u64() as u32
         ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|source| Error::Write {
-                path: path.clone(),
-                source,
-            })?;
-        Ok((file, path))
+        Ok((super::spool::create(&path)?, path))
     }
 
     /// Makes a finished download the cached copy of `url`, then trims the cache to its limit.

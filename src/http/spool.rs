@@ -5,7 +5,9 @@
 //! gone, or in the cache, which trims itself to `--cache-size` (so the cache folder holds at most
 //! `--cache-size` + `--spool-size`).
 
+use crate::error::Error;
 use crate::file::view::bytes;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -17,6 +19,20 @@ const STEP: u64 = 16 << 20;
 struct Totals {
     claimed: u64,
     written: u64,
+}
+
+/// A new spool file at `path` (never one already there), to write a download into and read it
+/// back.
+pub fn create(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| Error::Write {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// The room downloads share.

@@ -347,12 +347,19 @@ pub fn frames(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Starts `edm-cast ARGS` with its temporary folder in `tmp`, waits (at most 20 s) until it holds
-/// a file whose name starts with `spool` (its spool, open), kills it (SIGKILL: no clean-up runs)
-/// and returns what is left in `tmp`.
-pub fn left_by_a_killed_sender(tmp: &Path, spool: &str, args: &[&str]) -> Vec<String> {
+/// Starts `edm-cast send SOURCE` on loopback to `group`, waiting for a receiver, with its
+/// temporary folder in `tmp`; waits (at most 20 s) until it holds a file whose name starts with
+/// `spool` (its spool, open), kills it (SIGKILL: no clean-up runs) and returns what is left in
+/// `tmp`.
+pub fn left_by_a_killed_sender(tmp: &Path, spool: &str, source: &str, group: &str) -> Vec<String> {
     std::fs::create_dir_all(tmp).unwrap();
-    let p = Proc::spawn("sender", Command::new(bin()).env("TMPDIR", tmp).args(args));
+    let p = Proc::spawn(
+        "sender",
+        Command::new(bin())
+            .env("TMPDIR", tmp)
+            .args(["send", source, "--group", group, "--iface", "lo"])
+            .args(["--min-receivers", "1", "--wait", "30"]),
+    );
     let fds = PathBuf::from(format!("/proc/{}/fd", p.id()));
     let end = Instant::now() + Duration::from_secs(20);
     let holds = || {
