@@ -243,3 +243,59 @@ fn a_full_disk_is_reported_on_both_sides() {
         "{summary}"
     );
 }
+
+/// A file sent again unchanged takes its MD5 and SHA-256 from the sender's digest cache (said on
+/// stderr) instead of reading it all first; a file rewritten since, same size and its
+/// modification time set back (`cp -p`, `touch -d`), is read again, and the PC is told the new
+/// digests. Fails on the old code at the second send (no cache).
+#[test]
+fn a_file_sent_again_unchanged_takes_its_digests_from_the_cache() {
+    let dir = TempDir::new("dcache");
+    let src = dir.path().join("image.bin");
+    random_file(&src, 2_000_000, 36);
+    // A file changed in the last 2 s is not recorded (its times could hide a write in the same
+    // clock tick).
+    std::thread::sleep(Duration::from_millis(2100));
+    let group = "239.77.36.1:47371";
+    let cache = dir.path().join("cache");
+    let round = |n: u32| {
+        let out = dir.path().join(format!("pc{n}"));
+        let status = dir.path().join(format!("status{n}.jsonl"));
+        let r = Proc::spawn(
+            "recv",
+            Command::new(bin())
+                .args(["recv", "--group", group, "--iface", "lo", "--timeout", "30"])
+                .arg("--out")
+                .arg(&out)
+                .arg("--status")
+                .arg(&status),
+        );
+        let s = Proc::spawn(
+            "send",
+            Command::new(bin())
+                .env("XDG_CACHE_HOME", &cache)
+                .args(["send", "--group", group, "--iface", "lo", "--rate", "400M"])
+                .args(["--min-receivers", "1", "--wait", "20"])
+                .arg(&src),
+        )
+        .wait(LIMIT);
+        let (_, stderr) = text(&s);
+        assert!(s.status.success(), "{stderr}");
+        let o = r.wait(LIMIT);
+        assert!(o.status.success(), "{}", text(&o).1);
+        assert_eq!(md5_of(&out.join("image.bin")), md5_of(&src));
+        let lines = std::fs::read_to_string(&status).unwrap();
+        let told = format!("\"md5\":\"{}\"", md5_of(&src));
+        assert!(lines.contains(&told), "{told} not in {lines}");
+        stderr.contains("from the digest cache")
+    };
+    assert!(!round(1), "the first send reads the file");
+    assert!(round(2), "the second finds its digests");
+    // Rewritten in place, same size, its modification time put back.
+    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+    random_file(&src, 2_000_000, 37);
+    let f = std::fs::File::options().write(true).open(&src).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    assert!(!round(3), "a rewritten file is read again");
+}

@@ -8,6 +8,7 @@
 //! a change aborts the session before a block of the new bytes goes out.
 
 use super::digest::read_digests;
+use super::digest_cache::{DigestCache, Key};
 use super::view;
 use crate::error::Error;
 use crate::http::cache::{Cache, Entry};
@@ -20,7 +21,7 @@ use std::io::Seek;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 pub struct Source {
@@ -126,11 +127,17 @@ pub fn file(path: &Path, name: Option<String>) -> Result<Source, Error> {
         source,
     };
     let file = File::open(path).map_err(read_err)?;
-    opened(file, path, name)
+    opened(file, path, name, DigestCache::open())
 }
 
-/// A complete file already open (from byte 0); `path` names it in messages.
-fn opened(file: File, path: &Path, name: Option<String>) -> Result<Source, Error> {
+/// A complete file already open (from byte 0); `path` names it in messages. Its digests come
+/// from `cache` if it holds them for this very file.
+fn opened(
+    file: File,
+    path: &Path,
+    name: Option<String>,
+    cache: Option<DigestCache>,
+) -> Result<Source, Error> {
     let read_err = |source| Error::Read {
         path: path.to_owned(),
         source,
@@ -143,11 +150,33 @@ fn opened(file: File, path: &Path, name: Option<String>) -> Result<Source, Error
         )));
     }
     let size = meta.len();
-    let bar = view::byte_bar(Some(size), "digests");
-    // Through the descriptor the blocks are read from: a file renamed over `path` meanwhile is
-    // not the one digested.
-    let digests = read_digests(&file, |n| bar.set_position(n)).map_err(read_err)?;
-    bar.finish_and_clear();
+    let key = Key::of(&meta);
+    let digests = match cache.as_ref().and_then(|c| c.lookup(&key)) {
+        Some(d) => {
+            eprintln!(
+                "edm-cast: {}: MD5 and SHA-256 from the digest cache (the file is unchanged since \
+                 they were computed)",
+                path.display()
+            );
+            d
+        }
+        None => {
+            let bar = view::byte_bar(Some(size), "digests");
+            // Through the descriptor the blocks are read from: a file renamed over `path`
+            // meanwhile is not the one digested.
+            let d = read_digests(&file, |n| bar.set_position(n)).map_err(read_err)?;
+            bar.finish_and_clear();
+            // Recorded only if the file did not change while it was read, nor just before.
+            let after = Key::of(&file.metadata().map_err(read_err)?);
+            if let Some(c) = &cache
+                && after == key
+                && key.settled(SystemTime::now())
+            {
+                c.insert(&key, &d);
+            }
+            d
+        }
+    };
     Ok(Source {
         name: name.unwrap_or_else(|| {
             path.file_name()
@@ -173,7 +202,8 @@ pub fn spooled(mut spool: File, path: &Path, name: String) -> Result<Source, Err
         path: path.to_owned(),
         source,
     })?;
-    opened(spool, path, Some(name))
+    // A spool is new every time: nothing to find or keep in the digest cache.
+    opened(spool, path, Some(name), None)
 }
 
 /// A spool file for this process alone, unlinked at once: its descriptor keeps it while it is
