@@ -225,9 +225,14 @@ impl DecodeError {
 }
 
 /// Symbols of a block of `k` from which raptorq usually decodes without its HDPC rows (RFC 6330
-/// 5.3.3.4): with K + H(K') held, its GF(2) solve has rows enough (raptorq 2.0.1, "case 3a");
-/// 2 more make a rank shortfall, and the full solve after it, rare. Measured at K = 1024, T =
-/// 1408 with 5% of the source symbols missing: about 3 ms a block from K + 14, 5-7 ms from K + 1.
+/// 5.3.3.4): from K + H(K') held it tries its GF(2)-only solve (raptorq 2.0.1, "case 3a"), and
+/// where that falls short of rank it runs the full solve after it. At K = 1024 (H = 10), T = 1408,
+/// 5% of the source symbols missing, one thread: the GF(2) solve fell short for 73% of blocks at
+/// K + H, 24% at K + H + 2, 7% at K + H + 4, 1% at K + H + 6 (600 solves each); a block took about
+/// 3.0 ms from K + 1, 2.9 at K + H + 2, 2.2 at K + H + 4. Waiting for K + H + 6 instead made
+/// the receiver no cheaper in the lab (decode CPU over 9 alternated runs of bench/recvcpu.sh's
+/// case), probably because more of a window's blocks then wait for the pass's end, and decode at
+/// once.
 pub fn cheap_decode_at(k: u32) -> u32 {
     // H(K') by RFC 6330 Table 2: 10 up to K' = 1032, then one more at each of these K'.
     let kp = raptorq::extended_source_block_symbols(k);
