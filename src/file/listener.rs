@@ -257,7 +257,8 @@ impl Listener {
 /// (raptorq's symbols and matrices); glibc's defaults hand such memory back to the kernel (its
 /// mmap and trim thresholds adapt to about twice the largest block freed), so the next solve
 /// faults every page in again, zeroed. Fixed thresholds above a block's size keep it: half the
-/// page faults and about 6% of a receiver's CPU at 5% loss (bench/recvcpu.sh). What stays is
+/// page faults and 2–8% less of a receiver's CPU at 5% loss (`perf stat`, 3 alternated pairs,
+/// 256 MiB at 500 Mbit/s; within bench/recvcpu.sh's noise). What stays is
 /// bounded by the blocks a receiver holds at once (ReceiverConfig::memory, MAX_JOBS).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
