@@ -393,7 +393,7 @@ fn class_time(peers: &[Peer], cc: bool, file: &[u8]) -> (f64, f64) {
     };
     class.send(file, Source::File, cfg);
     for p in peers {
-        class.add_student(p.clone(), Command::Recv);
+        class.add_student(*p, Command::Recv);
     }
     class.drive(Duration::from_secs(120));
     assert_all_received(&class, file);
