@@ -5,11 +5,14 @@
 //! that echoes it, with how many DATA it had received when the PACE arrived. From two such
 //! reports the sender knows, per receiver, the round-trip time, the loss over the interval and the
 //! rate its path delivered (the largest of its last few reports). A classroom's loss is mostly not
-//! congestion (a Wi-Fi bridge, a bad cable, a busy PC): a receiver's usual loss is its *baseline*
-//! (the mean over its last uncongested reports), and only two signals mean congestion, as in
-//! TCP-friendly multicast (RFC 4654 §3) but measured against that baseline: loss above the
-//! baseline by more than chance, or a queue (two round trips in a row above the receiver's
-//! lowest). On congestion the rate drops to 90% of what the congested receiver's path delivered,
+//! congestion (a Wi-Fi bridge, a bad cable, a busy PC, a switch port closed for a few ms now and
+//! then): a receiver's usual loss is its *baseline* (the mean over its last few seconds' reports),
+//! and congestion is a queue (two round trips in a row above the receiver's lowest), or loss above
+//! the baseline by more than chance with a queue seen once or at most of the receivers at once (a
+//! bottleneck they all are behind, whose buffer is too small to show a queue). Excess loss at one
+//! receiver alone with no queue is its own port's or cable's, which FEC repairs and a lower rate
+//! would not help: it only holds the rate to what its path took, if that was less than was sent.
+//! On congestion the rate drops to 90% of what the congested receiver's path delivered,
 //! as TFMCC's slow start ends at the receive rate (after slow start, by at most a quarter at
 //! once); without it the rate doubles per interval from a safe start (slow start) until the first
 //! congestion, then grows by a few percent per interval (probing, so a freed link is used again).
@@ -46,14 +49,11 @@ const HISTORY: usize = 32;
 /// Fewer DATA than this between two reports say too little about loss: the next report is compared
 /// with the same earlier one.
 const MIN_SAMPLE: u64 = 48;
-/// Loss this far above the baseline is congestion (5% random loss over 100 ms at 100 Mbit/s varies
-/// by under 1%).
+/// Loss this far above the baseline is excess (5% random loss over 100 ms at 100 Mbit/s varies
+/// by under 1%): congestion if a queue or most receivers show it too.
 const LOSS_EXCESS: f64 = 0.03;
-/// Loss above this in a receiver's first intervals (no baseline yet) is congestion.
+/// Loss above this in a receiver's first interval (no baseline yet) is excess.
 const FIRST_LOSS: f64 = 0.2;
-/// Intervals a receiver's baseline loss (and how much it varies) is measured over before loss
-/// is compared with it.
-const BASELINE_MIN: usize = 1;
 /// Round-trip time this far above a receiver's lowest is a queue building up.
 const QUEUE_DELAY: Duration = Duration::from_millis(10);
 /// A round-trip time above this is not believed (a fake echo).
@@ -210,8 +210,8 @@ impl RateControl {
             .map(|p| p.slow_path)
     }
 
-    /// `receiver`'s usual loss (the mean over its last uncongested intervals), once measured: what
-    /// the first pass is sized by (PROTOCOL.md 5.10).
+    /// `receiver`'s usual loss (the mean over its last intervals with no congestion nor overrun),
+    /// once measured: what the first pass is sized by (PROTOCOL.md 5.10).
     pub fn loss(&self, receiver: u32) -> Option<f64> {
         let p = self.peers.get(&receiver)?;
         (!p.losses.is_empty()).then(|| p.losses.iter().sum::<f64>() / p.losses.len() as f64)
@@ -313,15 +313,12 @@ impl RateControl {
         let queue_once = rtt
             .zip(peer.min_rtt)
             .is_some_and(|(rtt, min)| rtt.saturating_sub(min) > QUEUE_DELAY);
-        // Over an interval, above the baseline by more than chance explains: three standard
-        // deviations of the binomial loss over this many datagrams, or of its own intervals'
-        // loss (bursts: a port closed for a few ms loses 0 to 15% of an interval), and at least
-        // `LOSS_EXCESS`. With a baseline of fewer than `BASELINE_MIN` intervals (one without a
-        // burst says 0%), or before an interval is summed up (a queue overflowing while slow
-        // start's steps go on), only a loss no cable explains.
-        let established = peer.losses.len() >= BASELINE_MIN;
+        // Excess: over an interval, above the baseline by more than chance explains: three
+        // standard deviations of the binomial loss over this many datagrams, and at least
+        // `LOSS_EXCESS`. With no baseline yet, or before an interval is summed up (a queue
+        // overflowing while slow start's steps go on), only a loss no cable explains.
         let excess = match baseline {
-            Some(b) if judged && established => {
+            Some(b) if judged => {
                 let sd = (b.max(0.01) * (1.0 - b) / pending.0 as f64).sqrt();
                 loss - b > LOSS_EXCESS.max(3.0 * sd)
             }
@@ -670,7 +667,7 @@ mod tests {
             for _ in 0..10 {
                 round(&mut cc, 1, &|_| 2);
             }
-            // The interval before this report is the lossy one.
+            // This interval loses 12% at the first `lossy` PCs; the next reports show it.
             round(&mut cc, 1, &|id| if id <= lossy { 12 } else { 2 });
             let before = cc.rate();
             round(&mut cc, 1, &|_| 2);
