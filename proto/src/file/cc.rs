@@ -377,11 +377,13 @@ impl RateControl {
             return;
         }
         if overrun {
-            // It does not grow this step either.
+            // It does not grow this step either, and one report cuts no deeper than congestion
+            // does (a PC stalled for a moment reports a path slower than it is).
             self.congested = true;
             self.rate = self
                 .rate
                 .min(path)
+                .max(MAX_CUT * self.rate)
                 .max(self.cfg.min_rate)
                 .min(self.cfg.ceiling);
             return;
