@@ -5,11 +5,14 @@
 //! that echoes it, with how many DATA it had received when the PACE arrived. From two such
 //! reports the sender knows, per receiver, the round-trip time, the loss over the interval and the
 //! rate its path delivered (the largest of its last few reports). A classroom's loss is mostly not
-//! congestion (a Wi-Fi bridge, a bad cable, a busy PC): a receiver's usual loss is its *baseline*
-//! (the mean over its last uncongested reports), and only two signals mean congestion, as in
-//! TCP-friendly multicast (RFC 4654 §3) but measured against that baseline: loss above the
-//! baseline by more than chance, or a queue (two round trips in a row above the receiver's
-//! lowest). On congestion the rate drops to 90% of what the congested receiver's path delivered,
+//! congestion (a Wi-Fi bridge, a bad cable, a busy PC, a switch port closed for a few ms now and
+//! then): a receiver's usual loss is its *baseline* (the mean over its last few seconds' reports),
+//! and congestion is a queue (two round trips in a row above the receiver's lowest), or loss above
+//! the baseline by more than chance with a queue seen once or at most of the receivers at once (a
+//! bottleneck they all are behind, whose buffer is too small to show a queue). Excess loss at one
+//! receiver alone with no queue is its own port's or cable's, which FEC repairs and a lower rate
+//! would not help: it only holds the rate to what its path took, if that was less than was sent.
+//! On congestion the rate drops to 90% of what the congested receiver's path delivered,
 //! as TFMCC's slow start ends at the receive rate (after slow start, by at most a quarter at
 //! once); without it the rate doubles per interval from a safe start (slow start) until the first
 //! congestion, then grows by a few percent per interval (probing, so a freed link is used again).
@@ -39,15 +42,17 @@ pub const INTERVAL: Duration = Duration::from_millis(100);
 /// the link had already overflowed a 50 ms queue with half of what it sent.
 pub const SLOW_START_INTERVAL: Duration = Duration::from_millis(25);
 
-/// Reports per receiver kept to find its baseline loss.
-const HISTORY: usize = 8;
+/// Intervals per receiver its baseline loss is the mean of: a few seconds, so that bursts (a
+/// port closed for a few ms now and then) average out, and loss that creeps up with the rate (a
+/// bottleneck with a tiny buffer) is not taken in before it is found.
+const HISTORY: usize = 32;
 /// Fewer DATA than this between two reports say too little about loss: the next report is compared
 /// with the same earlier one.
 const MIN_SAMPLE: u64 = 48;
-/// Loss this far above the baseline is congestion (5% random loss over 100 ms at 100 Mbit/s varies
-/// by under 1%).
+/// Loss this far above the baseline is excess (5% random loss over 100 ms at 100 Mbit/s varies
+/// by under 1%): congestion if a queue or most receivers show it too.
 const LOSS_EXCESS: f64 = 0.03;
-/// Loss above this in a receiver's first interval (no baseline yet) is congestion.
+/// Loss above this in a receiver's first interval (no baseline yet) is excess.
 const FIRST_LOSS: f64 = 0.2;
 /// Round-trip time this far above a receiver's lowest is a queue building up.
 const QUEUE_DELAY: Duration = Duration::from_millis(10);
@@ -119,6 +124,10 @@ struct Peer {
     slow_path: (f64, f64),
     /// Slow, and under half of what the best other receiver took (`is_outpaced`).
     outpaced: bool,
+    /// When its last interval judged showed loss above its baseline (none if it did not), and
+    /// whether that loss went into its baseline (`losses`' last): it comes out again if it turns
+    /// out to have been shared (`shared_loss`), which is found only once most PCs reported it.
+    excess_at: Option<(Instant, bool)>,
 }
 
 /// The congestion controller of one sending session.
@@ -201,8 +210,8 @@ impl RateControl {
             .map(|p| p.slow_path)
     }
 
-    /// `receiver`'s usual loss (the mean over its last uncongested intervals), once measured: what
-    /// the first pass is sized by (PROTOCOL.md 5.10).
+    /// `receiver`'s usual loss (the mean over its last intervals with no congestion nor overrun),
+    /// once measured: what the first pass is sized by (PROTOCOL.md 5.10).
     pub fn loss(&self, receiver: u32) -> Option<f64> {
         let p = self.peers.get(&receiver)?;
         (!p.losses.is_empty()).then(|| p.losses.iter().sum::<f64>() / p.losses.len() as f64)
@@ -244,6 +253,7 @@ impl RateControl {
             slow: false,
             slow_path: (0.0, 0.0),
             outpaced: false,
+            excess_at: None,
         });
         let rtt = (r.rtt <= MAX_RTT).then_some(r.rtt);
         if let Some(rtt) = rtt {
@@ -303,10 +313,10 @@ impl RateControl {
         let queue_once = rtt
             .zip(peer.min_rtt)
             .is_some_and(|(rtt, min)| rtt.saturating_sub(min) > QUEUE_DELAY);
-        // Over an interval, above the baseline by more than chance explains: three standard
-        // deviations of the binomial loss over this many datagrams, and at least `LOSS_EXCESS`.
-        // With no baseline yet, or before an interval is summed up (a queue overflowing while
-        // slow start's steps go on), only a loss no cable explains.
+        // Excess: over an interval, above the baseline by more than chance explains: three
+        // standard deviations of the binomial loss over this many datagrams, and at least
+        // `LOSS_EXCESS`. With no baseline yet, or before an interval is summed up (a queue
+        // overflowing while slow start's steps go on), only a loss no cable explains.
         let excess = match baseline {
             Some(b) if judged => {
                 let sd = (b.max(0.01) * (1.0 - b) / pending.0 as f64).sqrt();
@@ -314,15 +324,40 @@ impl RateControl {
             }
             b => loss - b.unwrap_or(0.0) > FIRST_LOSS,
         };
-        let congested = queue || excess;
-        if judged && !congested {
+        if judged {
+            peer.excess_at = excess.then_some((now, false));
+        }
+        // Loss with no queue, at this PC alone: its own port or cable (a burst, a bad cable, a
+        // busy PC), which a lower rate would not help and FEC repairs. At a bottleneck with a
+        // buffer the queue shows first; behind a buffer too small to show (a millisecond or two),
+        // every PC behind it loses together: loss above the baseline at most of the followed
+        // PCs within an interval is congestion too (`shared_loss`).
+        let shared = excess && self.shared_loss(now);
+        if shared {
+            self.unlearn_shared(now);
+        }
+        let congested = queue || (excess && (queue_once || shared));
+        // Not congestion, but if its path took less than was sent (its bandwidth, the largest of
+        // its last few intervals, so that one burst does not lower it, and a margin), the rate is
+        // held to that: a port whose buffer is too small to show a queue, overrun by this PC
+        // alone, is followed without being cut below it. Not in slow start nor over less than an
+        // interval: a burst is too likely there.
+        let path = bw * (1.0 + LOSS_EXCESS);
+        let overrun = excess && !congested && judged && !self.slow_start && path < sent_rate;
+        let (floor, half_best) = self.floor(now, receiver);
+        let peer = self.peers.get_mut(&receiver).expect("inserted above");
+        // Its bursts are part of its usual loss (what the first pass is sized by); congestion,
+        // and its own port overrun, are not.
+        if judged && !congested && !overrun {
             if peer.losses.len() == HISTORY {
                 peer.losses.remove(0);
             }
             peer.losses.push(loss);
+            if let Some((_, pushed)) = &mut peer.excess_at {
+                *pushed = true;
+            }
         }
-        let (floor, half_best) = self.floor(now, receiver);
-        let peer = self.peers.get_mut(&receiver).expect("inserted above");
+        let suspect = queue || excess;
         // Its own rate means nothing while it is not congested: it took what was sent. Congested
         // below the floor, or losing most of what is sent whatever the rate, it is too slow.
         // In slow start a queue seen once counts as well: its path is not followed down.
@@ -331,7 +366,7 @@ impl RateControl {
         // for a moment.
         let starting = self.slow_start && queue_once;
         peer.slow = baseline.is_some_and(|b| b > SLOW_LOSS)
-            || ((congested || starting || peer.slow) && BACKOFF * bw < floor);
+            || ((suspect || starting || peer.slow) && BACKOFF * bw < floor);
         // Slow against the others (or losing most of the stream), not only against `min_rate`:
         // a class all behind one slow link is all below `min_rate`, and none of it is outpaced.
         // It stays so while slow (the others, once done, are forgotten here).
@@ -339,6 +374,21 @@ impl RateControl {
         peer.outpaced = peer.slow && (peer.outpaced || lossy || BACKOFF * bw < half_best);
         if peer.slow {
             peer.slow_path = (bw, floor / BACKOFF);
+            return;
+        }
+        if overrun {
+            // It does not grow this step either, and one report cuts no deeper than congestion
+            // does (a PC stalled for a moment reports a path slower than it is).
+            self.congested = true;
+            self.rate = self
+                .rate
+                .min(path)
+                .max(MAX_CUT * self.rate)
+                .max(self.cfg.min_rate)
+                .min(self.cfg.ceiling);
+            return;
+        }
+        if excess && !congested {
             return;
         }
         if starting && !congested {
@@ -374,6 +424,38 @@ impl RateControl {
             .max(keep * self.rate)
             .max(self.cfg.min_rate)
             .min(self.cfg.ceiling);
+    }
+
+    /// Whether most of the followed receivers (at least two) that reported lately had their last
+    /// interval's loss above their baseline within an interval of `now`: a bottleneck every one
+    /// of them is behind dropping, rather than each PC's own port or cable.
+    fn shared_loss(&self, now: Instant) -> bool {
+        let followed = self.peers.values().filter(|p| !p.slow).filter(|p| {
+            p.bw.is_some_and(|(_, at)| now.saturating_duration_since(at) < STALE)
+        });
+        let (mut all, mut lossy) = (0, 0);
+        for p in followed {
+            all += 1;
+            lossy += p
+                .excess_at
+                .is_some_and(|(at, _)| now.saturating_duration_since(at) <= INTERVAL)
+                as usize;
+        }
+        lossy >= 2 && 4 * lossy >= 3 * all
+    }
+
+    /// Takes a shared bottleneck's loss (`shared_loss`) out of the baselines of the PCs that
+    /// reported it before it was found shared: it was congestion, not their usual loss.
+    fn unlearn_shared(&mut self, now: Instant) {
+        for p in self.peers.values_mut() {
+            if let Some((at, pushed)) = &mut p.excess_at
+                && *pushed
+                && now.saturating_duration_since(*at) <= INTERVAL
+            {
+                p.losses.pop();
+                *pushed = false;
+            }
+        }
     }
 
     /// The rate grows (doubling in slow start, by a few percent after) once per interval in which
@@ -555,5 +637,50 @@ mod tests {
         cc.forget(1);
         cc.handle_report(t + 2 * INTERVAL, 2, report(60, 200, 2000, 200));
         assert!(cc.is_outpaced(2));
+    }
+
+    #[test]
+    fn loss_at_one_pc_without_a_queue_is_not_a_cut_and_at_most_pcs_is() {
+        let t = Instant::now();
+        // Four receivers at 2% for a second (slow start ended by a queue first), then one, or
+        // three, of them lose 12% in an interval, with no queue.
+        let run = |lossy: u32| {
+            let mut cc = RateControl::new(cfg(), t);
+            let (mut sent, mut received, mut ms) = (0, [0; 4], 0);
+            let mut round = |cc: &mut RateControl, rtt: u64, loss: &dyn Fn(u32) -> u64| {
+                // What the rate sends in an interval, in datagrams of 12000 bits.
+                let n = (cc.rate() / 10.0 / 12000.0) as u64;
+                for id in 1..=4u32 {
+                    let now = t + Duration::from_millis(ms);
+                    let got = received[id as usize - 1];
+                    cc.handle_report(now, id, report(rtt, ms, sent, got));
+                    received[id as usize - 1] += n * (100 - loss(id)) / 100;
+                }
+                sent += n;
+                ms += 100;
+                cc.handle_timeout(t + Duration::from_millis(ms));
+            };
+            for _ in 0..3 {
+                round(&mut cc, 1, &|_| 2);
+            }
+            round(&mut cc, 31, &|_| 2);
+            round(&mut cc, 31, &|_| 2);
+            assert!(!cc.slow_start());
+            for _ in 0..10 {
+                round(&mut cc, 1, &|_| 2);
+            }
+            // This interval loses 12% at the first `lossy` PCs; the next reports show it.
+            round(&mut cc, 1, &|id| if id <= lossy { 12 } else { 2 });
+            let before = cc.rate();
+            round(&mut cc, 1, &|_| 2);
+            (before, cc.rate())
+        };
+        // One PC: its port's, not the class's; the rate is not cut (what its path took, the
+        // largest of its last intervals, is not below the rate).
+        let (before, after) = run(1);
+        assert!(after >= before, "{before} {after}");
+        // Three of four at once: a bottleneck all are behind, whose buffer shows no queue.
+        let (before, after) = run(3);
+        assert!(after < 0.95 * before, "{before} {after}");
     }
 }
