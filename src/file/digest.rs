@@ -178,37 +178,53 @@ const AHEAD: usize = 4;
 /// after the other, the time of MD5 alone side by side.
 pub fn read_digests(mut file: impl Read, mut progress: impl FnMut(u64)) -> io::Result<FileDigests> {
     use md5::Digest;
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(AHEAD);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(AHEAD);
+    // Buffers come back once hashed: a fresh 1 MiB allocation per chunk is a fresh mmap, whose
+    // page faults cost more than the SHA-256 thread saves.
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..AHEAD + 2 {
+        empty_tx
+            .send(vec![0u8; 1 << 20])
+            .expect("receiver held here");
+    }
     std::thread::scope(|scope| {
         let sha256 = scope.spawn(move || {
             let mut h = sha2::Sha256::new();
-            for chunk in rx {
+            for chunk in full_rx {
                 h.update(&chunk);
+                // Gone only once this side stops reading, when nothing more is needed.
+                let _ = empty_tx.send(chunk);
             }
             h.finalize()
         });
         let mut md5 = md5::Md5::new();
         let mut total = 0u64;
+        let failed = || io::Error::other("the SHA-256 thread failed");
+        let mut spare = None;
         let read = loop {
-            let mut buf = vec![0u8; 1 << 20];
+            let Some(mut buf) = spare.take().or_else(|| empty_rx.recv().ok()) else {
+                break Err(failed());
+            };
+            buf.resize(1 << 20, 0);
             let n = match file.read(&mut buf) {
                 Ok(0) => break Ok(()),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    spare = Some(buf);
+                    continue;
+                }
                 Err(e) => break Err(e),
             };
             buf.truncate(n);
             md5.update(&buf);
-            if tx.send(buf).is_err() {
-                break Err(io::Error::other("the SHA-256 thread failed"));
+            if full_tx.send(buf).is_err() {
+                break Err(failed());
             }
             total += n as u64;
             progress(total);
         };
-        drop(tx);
-        let sha256 = sha256
-            .join()
-            .map_err(|_| io::Error::other("the SHA-256 thread failed"))?;
+        drop(full_tx);
+        let sha256 = sha256.join().map_err(|_| failed())?;
         read.map(|()| FileDigests {
             md5: md5.finalize().into(),
             sha256: sha256.into(),
