@@ -74,6 +74,7 @@ impl Cache {
             path: dir.to_owned(),
             source,
         })?;
+        tidy_orphans(dir);
         Ok(Cache {
             dir: dir.to_owned(),
             limit: limit.0,
@@ -125,14 +126,19 @@ impl Cache {
         })
     }
 
-    /// A new file to download `url` into; `insert` makes it the cached copy.
+    /// A new file to download `url` into; `insert` makes it the cached copy. It is locked
+    /// (`flock`) while any descriptor of it is open, so that `tidy_orphans` knows it is in use.
     pub fn spool(&self, url: &str) -> Result<(File, PathBuf), Error> {
         let path = self.dir.join(format!(
             "{}.{:08x}.part",
             Cache::key(url),
             random_u64() as u32
         ));
-        Ok((super::spool::create(&path)?, path))
+        let file = super::spool::create(&path)?;
+        if !try_lock(&file) {
+            tracing::debug!("{}: cannot lock it", path.display());
+        }
+        Ok((file, path))
     }
 
     /// Makes a finished download the cached copy of `url`, then trims the cache to its limit.
@@ -232,9 +238,80 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     HEXLOWER.decode(s.as_bytes()).ok()?.try_into().ok()
 }
 
+/// A spool file no process has had open for this long is an orphan; younger ones may be between
+/// their creation and their lock.
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the spool files of downloads whose process is gone (killed, or the machine went down
+/// mid-download: a clean end removes or keeps its own): a `.part` that nobody holds locked and
+/// that has not changed for `ORPHAN_AGE`. Without this, each such end kept a partial download in
+/// the cache folder for good, outside `--cache-size`.
+fn tidy_orphans(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "part") {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        let old = (file.metadata().and_then(|m| m.modified()))
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= ORPHAN_AGE));
+        if old && try_lock(&file) {
+            tracing::info!(
+                "{}: a download's spool left by a process that is gone: removed",
+                path.display()
+            );
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// An exclusive `flock` on `file`'s open file description, if no other holds one (released when
+/// the last descriptor of it closes, or the process ends however it ends).
+fn try_lock(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor this `File` owns for the duration of the call.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `.part` left by a killed download (unlocked, unchanged for a minute) goes when the cache
+    /// is opened; one still held by a download, one just made, and the entries stay.
+    #[test]
+    fn opening_the_cache_removes_only_orphaned_spools() {
+        let dir = std::env::temp_dir().join(format!("edm-cache-orphans-{:x}", random_u64()));
+        let cache = Cache::open(&dir, Size(1 << 30)).unwrap();
+        let long_ago = SystemTime::now() - 2 * ORPHAN_AGE;
+        let (held, held_path) = cache.spool("http://x/held").unwrap();
+        held.set_modified(long_ago).unwrap();
+        let orphan = dir.join("0123.deadbeef.part");
+        File::create(&orphan)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let fresh = dir.join("4567.deadbeef.part");
+        File::create(&fresh).unwrap();
+        let entry = dir.join("89ab.data");
+        File::create(&entry)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        drop(Cache::open(&dir, Size(1 << 30)).unwrap());
+        assert!(!orphan.exists());
+        assert!(held_path.exists() && fresh.exists() && entry.exists());
+        // Once its download's descriptors are closed (the process gone), it is an orphan too.
+        drop(held);
+        drop(Cache::open(&dir, Size(1 << 30)).unwrap());
+        assert!(!held_path.exists() && fresh.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {
