@@ -91,11 +91,11 @@ const STOPPED: &str = "stopped by the operator";
 /// Why a session nobody joined ended.
 const NOBODY: &str = "nobody joined the session: no receiver said hello";
 
-/// How often a session publishes its status on the board.
 /// How long a failed download's session waits for the student `serve` just told to join it to
 /// say hello, so that it hears the session was aborted (`end_failed`).
 const FAILED_WAIT: Duration = Duration::from_secs(3);
 
+/// How often a session publishes its status on the board.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 /// The send rate over the last second or so, from (time, bytes sent) points.
@@ -558,7 +558,7 @@ impl Session {
                 // millisecond timer, so the stream stays smooth and the rate is kept.
                 let delay = self.pacer.delay();
                 if delay < Duration::from_millis(2) {
-                    // Sleeping for at least a batch's time at the current rate (at most 1 ms)
+                    // Sleeping for at least a batch's time at the current rate (at most 100 µs)
                     // saves wake-ups and system calls; the pacer's credit lets the batch out.
                     std::thread::sleep(delay.max(self.pacer.min_sleep()));
                     // Lets the runtime poll its reactor, so the socket's readiness stays current.

@@ -354,7 +354,6 @@ mod tests {
             (e.size, e.digests.md5, e.validators.etag.as_deref()),
             (100, [9; 16], Some("\"abc\""))
         );
-
         std::thread::sleep(std::time::Duration::from_millis(20));
         put("http://a/3", 100);
         // 300 bytes > 250: entry 2, used least recently, is gone; 1 was just looked up.

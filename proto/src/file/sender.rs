@@ -1164,7 +1164,7 @@ impl Sender {
     /// Stops the session now: END (aborted) is sent and nothing else.
     pub fn abort(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Ending { .. } | Phase::Finished) {
-            self.end(now, EndReason::Aborted);
+            self.end(now, EndReason::Aborted, END_REPEATS);
         }
     }
 
@@ -1793,34 +1793,25 @@ impl Sender {
                 self.events.push_back(SenderEvent::ReceiverDropped { id });
             }
             self.stats.restarted_receivers = self.peers.restarted();
-            let behind: Vec<u32> = self
-                .peers
-                .iter()
+            // Those left behind, each with its loss: by its NEEDs, or else by what its path took
+            // of the rate sent (a PC outpaced before it sent a NEED: 7 + 1 at 90% random loss;
+            // congestion control keeps no usual loss for one that lossy).
+            let behind: Vec<(u32, f64)> = (self.peers.iter())
                 .filter(|r| r.pending() && (self.peers.lagging(r) || self.is_slow(r)))
-                .map(|r| r.id)
-                .collect();
-            // The worst loss of those left behind, by their NEEDs, or else by what their path
-            // took of the rate sent (a PC outpaced before it sent a NEED: 7 + 1 at 90% random
-            // loss; congestion control keeps no usual loss for one that lossy).
-            let loss = (self.peers.iter())
-                .filter(|r| behind.contains(&r.id))
                 .map(|r| {
                     let reported = self.peers.reported_loss(r.addr.ip()).unwrap_or(0.0);
                     let took = (self.cc.as_ref())
                         .and_then(|c| Some(c.slow_path(r.id)?.0 / c.rate()))
                         .map_or(0.0, |share| 1.0 - share.min(1.0));
-                    reported.max(took)
+                    (r.id, reported.max(took))
                 })
-                .fold(0.0, f64::max);
-            for id in behind {
+                .collect();
+            let worst = behind.iter().map(|&(_, loss)| loss).fold(0.0, f64::max);
+            for (id, _) in behind {
                 self.events
                     .push_back(SenderEvent::ReceiverLeftBehind { id });
             }
-            self.end(now, EndReason::Complete);
-            self.phase = Phase::Ending {
-                left: end_repeats(loss),
-                next: now,
-            };
+            self.end(now, EndReason::Complete, end_repeats(worst));
         }
     }
 
@@ -1845,10 +1836,11 @@ impl Sender {
         lagging
     }
 
-    fn end(&mut self, now: Instant, reason: EndReason) {
+    /// END goes out `repeats` times (`end_repeats`).
+    fn end(&mut self, now: Instant, reason: EndReason, repeats: u8) {
         self.end_reason = reason;
         self.phase = Phase::Ending {
-            left: END_REPEATS,
+            left: repeats,
             next: now,
         };
     }
