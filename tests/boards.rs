@@ -67,22 +67,17 @@ fn serve_shows_the_request_the_download_the_session_and_the_cache() {
     let group = "239.77.12.1:47301";
     let web = free_port();
     let cache = dir.path().join("cache");
-    let server = Proc::spawn(
-        "serve",
-        Command::new(bin())
-            .args([
-                "serve", "--group", group, "--port", "47302", "--iface", "lo",
-            ])
-            .args([
-                "--rate",
-                "400M",
-                "--exit-after",
-                "60",
-                "--allow",
-                "127.0.0.0/8",
-            ])
-            .args(["--cache", cache.to_str().unwrap()])
-            .args(["--http", &web.to_string()]),
+    let server = common::serve(
+        group,
+        "47302",
+        &[
+            "--allow",
+            "127.0.0.0/8",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--http",
+            &web.to_string(),
+        ],
     );
     let idle = until(web, Duration::from_secs(10), "serve's board", |_| true);
     assert_eq!(idle["command"], "serve");
@@ -371,21 +366,17 @@ fn serve_sends_a_url_to_the_class_and_stops_it_from_the_api() {
     let group = "239.77.12.2:47311";
     let web = free_port();
     let token = "class-token-0123";
-    let server = Proc::spawn(
-        "serve",
-        Command::new(bin())
-            .args([
-                "serve", "--group", group, "--port", "47312", "--iface", "lo",
-            ])
-            .args([
-                "--rate",
-                "400M",
-                "--exit-after",
-                "60",
-                "--allow",
-                "127.0.0.1",
-            ])
-            .args(["--http", &web.to_string(), "--http-token", token]),
+    let server = common::serve(
+        group,
+        "47312",
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--http",
+            &web.to_string(),
+            "--http-token",
+            token,
+        ],
     );
     until(web, Duration::from_secs(10), "serve's board", |_| true);
     let url = format!("http://127.0.0.1:{}/slow.iso", http.port);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv, text};
+use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv, serve, text};
 use edm_cast_proto::wire::{Packet, Request};
 use std::net::UdpSocket;
 use std::path::Path;
@@ -20,16 +20,6 @@ fn get(group: &str, url: &str, out: &Path) -> Proc {
         Command::new(bin())
             .args(["get", url, "--group", group, "--iface", "lo", "--out"])
             .arg(out),
-    )
-}
-
-fn serve(group: &str, port: &str, extra: &[&str]) -> Proc {
-    Proc::spawn(
-        "serve",
-        Command::new(bin())
-            .args(["serve", "--group", group, "--port", port, "--iface", "lo"])
-            .args(["--rate", "400M", "--exit-after", "60"])
-            .args(extra),
     )
 }
 

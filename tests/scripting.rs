@@ -520,24 +520,7 @@ fn get_status_lines_say_what_came_and_why_not() {
     let want = md5_of(&www.join("notes.bin"));
     let http = common::Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let group = "239.77.215.1:48151";
-    let _server = Proc::spawn(
-        "serve",
-        Command::new(bin()).args([
-            "serve",
-            "--group",
-            group,
-            "--port",
-            "48152",
-            "--iface",
-            "lo",
-            "--rate",
-            "400M",
-            "--exit-after",
-            "60",
-            "--allow",
-            "127.0.0.0/8",
-        ]),
-    );
+    let _server = common::serve(group, "48152", &["--allow", "127.0.0.0/8"]);
     let get = |url: &str, out: &Path| {
         Proc::spawn(
             "get",

@@ -41,6 +41,18 @@ pub fn send(group: &str, file: &Path, extra: &[&str]) -> Proc {
     )
 }
 
+/// `edm-cast serve` on loopback: its group and unicast `port`, 400 Mbit/s, for at most 60 s, with
+/// `extra` options.
+pub fn serve(group: &str, port: &str, extra: &[&str]) -> Proc {
+    Proc::spawn(
+        "serve",
+        Command::new(bin())
+            .args(["serve", "--group", group, "--port", port, "--iface", "lo"])
+            .args(["--rate", "400M", "--exit-after", "60"])
+            .args(extra),
+    )
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
