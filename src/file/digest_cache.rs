@@ -104,13 +104,11 @@ impl DigestCache {
     }
 
     fn write(&self, key: &Key, digests: &FileDigests) -> std::io::Result<()> {
-        let want = key.text();
+        let want = format!("{} ", key.text());
         let old = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let mut lines: Vec<&str> = (old.lines())
-            .filter(|l| !l.starts_with(&format!("{want} ")))
-            .collect();
+        let mut lines: Vec<&str> = (old.lines()).filter(|l| !l.starts_with(&want)).collect();
         let line = format!(
-            "{want} {} {}",
+            "{want}{} {}",
             HEXLOWER.encode(&digests.md5),
             HEXLOWER.encode(&digests.sha256)
         );
