@@ -50,6 +50,7 @@ fn an_hour_ago(key: &Path, out: &Path) {
         padded: false,
         encrypted: false,
         sync: false,
+        staggered: true,
         symbol_size: 1408,
         block_symbols: 1024,
         interleave: 8,

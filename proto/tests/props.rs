@@ -55,7 +55,7 @@ fn announce() -> impl Strategy<Value = Announce> {
     (
         proptest::option::of(any::<u64>()),
         proptest::option::of((any::<[u8; 16]>(), any::<[u8; 32]>())),
-        any::<(bool, bool, bool)>(),
+        any::<(bool, bool, bool, bool)>(),
         (
             MIN_SYMBOL_SIZE..=MAX_SYMBOL_SIZE,
             1..=MAX_BLOCK_SYMBOLS,
@@ -66,7 +66,15 @@ fn announce() -> impl Strategy<Value = Announce> {
         text(MAX_NAME_LEN),
     )
         .prop_map(
-            |(file_size, digests, (padded, encrypted, sync), (t, k, w), sent, fb, name)| {
+            |(
+                file_size,
+                digests,
+                (padded, encrypted, sync, staggered),
+                (t, k, w),
+                sent,
+                fb,
+                name,
+            )| {
                 Announce {
                     file_size,
                     // Digests come only with the size (one encoding per meaning).
@@ -76,6 +84,7 @@ fn announce() -> impl Strategy<Value = Announce> {
                     padded,
                     encrypted,
                     sync,
+                    staggered,
                     symbol_size: t,
                     block_symbols: k,
                     interleave: w,

@@ -768,6 +768,7 @@ fn announce(flavor: Flavor, a: &AnnounceOp) -> Announce {
         padded: growing,
         encrypted: flavor == Flavor::Encrypted,
         sync: false,
+        staggered: true,
         symbol_size,
         block_symbols,
         interleave,

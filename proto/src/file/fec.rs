@@ -38,12 +38,12 @@ pub const MAX_DESIGN_LOSS: f64 = 0.15;
 /// The highest cap accepted: beyond it a first pass is more repair than source.
 pub const MAX_LOSS_CAP: f64 = 0.5;
 
-/// The share of a window's blocks (before the last window) that may need a repair round: that
-/// repair goes out while the next window is sent, so it costs a NEED and a few bytes, no time,
+/// The share of blocks (before the last W) that may need a repair round: that repair goes out
+/// while later blocks are sent, so it costs a NEED and a few bytes, no time,
 /// and at this share the bytes are as few as with any other (5.10's table).
 pub const WINDOW_MISS: f64 = 0.25;
 
-/// The same for the blocks of the last window: their repair is the session's tail, a NEED round
+/// The same for the last W blocks: their repair is the session's tail, a NEED round
 /// trip and a burst after the first pass.
 pub const LAST_WINDOW_MISS: f64 = 0.001;
 

@@ -375,10 +375,17 @@ struct Session {
 }
 
 impl Session {
-    /// Whether the sender has finished the block's first pass, so a shortfall is real loss.
+    /// Whether the sender has finished the block's first pass, so a shortfall is real loss: it
+    /// said so, or a block the pass takes only after this one's end has been seen (6.3).
     fn passed(&self, block: u32) -> bool {
         let w = self.announce.interleave as u32;
-        block < self.sent_blocks || self.max_block_seen.is_some_and(|m| block / w < m / w)
+        let later = |m: u32| match self.announce.staggered {
+            // At most W blocks are in the pass, and they join in order.
+            true => m >= block.saturating_add(w),
+            // Aligned windows that never overlap.
+            false => block / w < m / w,
+        };
+        block < self.sent_blocks || self.max_block_seen.is_some_and(later)
     }
 
     /// Whether the bytes of `block` within the first `prefix` are in the output file: the block
@@ -1642,6 +1649,7 @@ mod tests {
             padded: true,
             encrypted: false,
             sync: false,
+            staggered: true,
             symbol_size: 64,
             block_symbols: 8,
             interleave: 4,
@@ -1719,7 +1727,7 @@ mod tests {
     }
 
     /// A block that could decode from K + 1 symbols while its first pass still brings more waits
-    /// for them (`cheap_decode_at`), or for the pass's end: a symbol of a later window, or at
+    /// for them (`cheap_decode_at`), or for the pass's end: a symbol of a block W after it, or at
     /// the latest the next timeout.
     #[test]
     fn a_decode_waits_for_the_rest_of_the_first_pass() {
@@ -1777,7 +1785,7 @@ mod tests {
         assert_eq!(decodes(&mut rx), []);
         send(&mut rx, 0, k + 2..cheap + 1);
         assert_eq!(decodes(&mut rx), [(0, cheap)]);
-        // Block 1: K + 1 symbols and its pass ends (a symbol of block 2, the next window).
+        // Block 1: K + 1 symbols and its pass ends (a symbol of block 2: W = 1).
         send(&mut rx, 1, 1..k + 2);
         assert_eq!(decodes(&mut rx), []);
         send(&mut rx, 2, 1..2);
@@ -1787,6 +1795,68 @@ mod tests {
         assert_eq!(decodes(&mut rx), []);
         rx.handle_timeout(t0 + Duration::from_millis(200));
         assert_eq!(decodes(&mut rx), [(2, k + 1)]);
+    }
+
+    /// A staggered first pass (5.3) has at most W blocks in it, joining in order: a block's pass is
+    /// over once a DATA of a block W after it is seen. An older sender's aligned windows end at
+    /// the next window's first block.
+    #[test]
+    fn a_first_pass_ends_at_a_block_w_after_it_or_at_the_next_aligned_window() {
+        use crate::file::codec::{BlockEncoder, Plans};
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let (k, t) = (16u32, 16usize);
+        let file: Vec<u8> = (0..4 * k as usize * t)
+            .map(|i| (i * 11 + i / 3) as u8)
+            .collect();
+        for (staggered, ends_at) in [(true, 3), (false, 2)] {
+            let mut rx = Receiver::new(ReceiverConfig::default());
+            let announce = Announce {
+                interleave: 2,
+                staggered,
+                ..lesson(file.len() as u64, t as u16, k as u16)
+            };
+            rx.handle_datagram(t0, sender, &Packet::Announce(announce).to_vec(9));
+            let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
+                panic!("joined");
+            };
+            let layout = info.layout;
+            let digests = Packet::Digests(Digests {
+                first_block: 0,
+                digests: (file.chunks(k as usize * t))
+                    .map(crate::wire::block_digest)
+                    .collect(),
+            });
+            rx.handle_datagram(t0, sender, &digests.to_vec(9));
+            let mut plans = Plans::default();
+            let mut symbol = |rx: &mut Receiver, block: u32, esi: u32| {
+                let data = file[block as usize * k as usize * t..][..k as usize * t].to_vec();
+                let mut enc = BlockEncoder::new(&layout, block, data);
+                let mut sym = Vec::new();
+                enc.write_symbol(&layout, &mut plans, esi, &mut sym);
+                let d = Packet::Data(Data {
+                    block,
+                    esi,
+                    symbol: &sym,
+                });
+                rx.handle_datagram(t0, sender, &d.to_vec(9));
+                std::iter::from_fn(|| rx.poll_event())
+                    .filter_map(|e| match e {
+                        ReceiverEvent::Decode(job) => Some(job.block),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            };
+            // Block 1 can decode from K + 1 symbols (all but ESI 0), and waits while its pass
+            // may bring more.
+            for esi in 1..k + 2 {
+                assert_eq!(symbol(&mut rx, 1, esi), [], "staggered {staggered}");
+            }
+            for block in 2..ends_at {
+                assert_eq!(symbol(&mut rx, block, 0), [], "staggered {staggered}");
+            }
+            assert_eq!(symbol(&mut rx, ends_at, 0), [1], "staggered {staggered}");
+        }
     }
 
     /// The announce of an unencrypted single-file session `lesson.bin` of `file_size` bytes in
@@ -1801,6 +1871,7 @@ mod tests {
             padded: false,
             encrypted: false,
             sync: false,
+            staggered: true,
             symbol_size,
             block_symbols,
             interleave: 1,
@@ -1925,6 +1996,7 @@ mod tests {
             padded: false,
             encrypted: false,
             sync: true,
+            staggered: true,
             symbol_size: 16,
             block_symbols: 4,
             interleave: 1,

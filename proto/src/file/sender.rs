@@ -1,7 +1,7 @@
 //! The sender's state machine (PROTOCOL.md, "Sender rules").
 //!
 //! It announces the file, waits for receivers, sends every block's source symbols once (interleaved
-//! over a window of blocks, plus a small proactive margin of repair symbols), then answers NEED
+//! over W blocks at a time, plus a small proactive margin of repair symbols), then answers NEED
 //! reports with fresh repair symbols: per block, as many as the neediest receiver still lacks plus a
 //! margin, so its cost does not grow with the number of receivers. Each block's digest goes out
 //! before the block; a block that failed its digest somewhere is repaired with its symbols' hashes
@@ -154,7 +154,7 @@ pub struct SenderConfig {
     pub linger: Duration,
     /// Where receivers send feedback.
     pub feedback: FeedbackAddr,
-    /// Blocks whose bytes (and encoder) are kept in memory at once, beyond the interleave window.
+    /// Blocks whose bytes (and encoder) are kept in memory at once, beyond the W in the first pass.
     pub cached_blocks: usize,
     /// Signs what changes a receiver's course, if set (`send --key`).
     pub signer: Option<Signer>,
@@ -409,31 +409,69 @@ struct Burst {
     end: u32,
 }
 
-/// The first pass: window [start, end) of W aligned blocks, sent symbol-major over those of its
-/// blocks that are available, so consecutive packets hit different blocks. A block of a growing
-/// source joins the turn as soon as its first symbol's bytes are in, at its ESI 0, and sends its
-/// source symbols as their bytes arrive (5.3, 5.7).
+/// The first pass (5.3): at most W blocks at a time, each sending its next first-pass ESI when its
+/// turn is due, so consecutive packets hit different blocks and a loss burst is spread over them.
+/// Blocks join in order as others leave; their turns are staggered, so they also leave one at a
+/// time and receivers decode one block at a time, not W at once. A block of a growing source joins
+/// as soon as its first symbol's bytes are in and sends its source symbols as their bytes arrive
+/// (5.7).
 #[derive(Debug, Clone, Default)]
 struct Pass {
+    /// The pass's first block (0, or N when there is no first pass).
     start: u32,
-    /// min(start + W, N): recomputed when a growing source's N becomes known.
+    /// N: recomputed when a growing source's N becomes known.
     end: u32,
-    /// Blocks start..joined have joined the turn (all of them, for a file on disk).
+    /// Blocks start..joined have joined (and maybe left) the pass.
     joined: u32,
-    /// Blocks with first-pass symbols left and the next ESI of each, in turn: the front one sends
-    /// next, then goes to the back.
-    turn: VecDeque<(u32, u32)>,
+    /// Blocks in the pass with first-pass symbols left (at most W, with `stalled`).
+    turn: Vec<Slot>,
     /// Blocks below this have had their whole first pass: `sent_blocks`.
     passed: u32,
     /// The block a growing source is filling, out of the turn because the bytes of its next ESI
-    /// are not in yet; it goes back in (at the back) when they are.
-    stalled: Option<(u32, u32)>,
+    /// are not in yet; it goes back in when they are.
+    stalled: Option<Slot>,
+    /// First-pass symbols sent so far: the pass's clock for `Slot::due`.
+    sent: u64,
+}
+
+/// A block in the first pass: its next ESI, and when that is due.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    block: u32,
+    esi: u32,
+    /// `Pass::sent` when the block joined.
+    since: u64,
+    /// Pass symbols between two of its own: W in the steady state, fewer for the first blocks.
+    step: u32,
+}
+
+impl Slot {
+    /// The pass clock at which this block's next symbol is due.
+    fn due(&self) -> u64 {
+        self.since + (self.esi as u64 + 1) * self.step as u64
+    }
 }
 
 impl Pass {
-    /// Whether every block of the window has had its whole first pass.
+    /// Whether every block has had its whole first pass.
     fn finished(&self) -> bool {
         self.joined >= self.end && self.turn.is_empty() && self.stalled.is_none()
+    }
+
+    /// The slot whose symbol goes next: the one due first (the lower block on a tie).
+    fn next(&self) -> Option<usize> {
+        (self.turn.iter().enumerate())
+            .min_by_key(|(_, s)| (s.due(), s.block))
+            .map(|(i, _)| i)
+    }
+
+    /// The step of the block joining as the `i`th of the pass. In the steady state W blocks
+    /// share the pass, each getting every W-th symbol; their ends are staggered by about one
+    /// block's symbols because the first W ramp up: the i-th of them gets every (i + 1 + W/2)-th
+    /// (as far as the others let it), so block 0 ends after about W/2 blocks' worth of symbols,
+    /// block 1 about one block later, and so on, and each block after them joins as one leaves.
+    fn step(i: u32, w: u32) -> u32 {
+        if i < w { i + 1 + w / 2 } else { w }
     }
 }
 
@@ -516,7 +554,7 @@ pub struct Sender {
     stats: SenderStats,
     cc: Option<RateControl>,
     next_pace: Instant,
-    /// The loss, and the receivers, the latest window's first pass was sized for (`Fec::Adaptive`).
+    /// The loss, and the receivers, the latest block's first pass was sized for (`Fec::Adaptive`).
     fec_loss: Option<(f64, u32)>,
 }
 
@@ -755,7 +793,7 @@ impl Sender {
         self.peers.reported_loss(r.addr.ip())
     }
 
-    /// The worst loss (capped), and the number of receivers, the latest window's first pass was
+    /// The worst loss (capped), and the number of receivers, the latest block's first pass was
     /// sized for (`Fec::Adaptive`, 5.10); `None` before the first was sized, or with `Fec::Fixed`.
     pub fn fec_loss(&self) -> Option<(f64, u32)> {
         self.fec_loss
@@ -1237,21 +1275,22 @@ impl Sender {
         };
         // The block's digest goes out before its first symbol.
         if !repair && block >= self.digests_out {
-            let digests = self.window_digests(block);
+            let digests = self.digests_from(block);
             return Some(self.control(now, &digests, buf, Destination::Group));
         }
         // Most recently used last.
         let entry = self.cache.remove(at).expect("position is in range");
         self.cache.push_back(entry);
         let enc = &mut self.cache.back_mut().expect("just pushed").1;
-        // The window's proactive repair symbols all come at its end; building their encoders
-        // there would stall the stream for W encoder builds at once. Build block i of the window
-        // when the pass reaches ESI i*K/W instead, one short pause at a time.
-        if !repair && (self.cfg.proactive > 0.0 || matches!(self.cfg.fec, Fec::Adaptive { .. })) {
-            let spread = (self.layout.block_symbols() / self.cfg.interleave.max(1)) as u32;
-            if esi >= (block - self.pass.start) * spread {
-                enc.prepare(&self.layout, &mut self.plans);
-            }
+        // A block's proactive repair symbols come after its source symbols; its encoder is built
+        // halfway through them, not at its first repair symbol, so that the build (a few ms) is
+        // a short pause in the middle of the stream. The blocks reach that point one at a time
+        // (their turns are staggered, 5.3).
+        if !repair
+            && (self.cfg.proactive > 0.0 || matches!(self.cfg.fec, Fec::Adaptive { .. }))
+            && esi >= enc.symbols() as u32 / 2
+        {
+            enc.prepare(&self.layout, &mut self.plans);
         }
         Packet::Data(Data {
             block,
@@ -1362,6 +1401,7 @@ impl Sender {
             padded: self.layout.padded(),
             encrypted: self.session_key.is_some(),
             sync: self.cfg.sync.is_some(),
+            staggered: true,
             symbol_size: self.layout.symbol_size(),
             block_symbols: self.layout.block_symbols(),
             interleave: self.cfg.interleave,
@@ -1403,7 +1443,7 @@ impl Sender {
     }
 
     /// DIGESTS for `block` and the blocks after it whose digests are known and not yet sent.
-    fn window_digests(&mut self, block: u32) -> Packet<'static> {
+    fn digests_from(&mut self, block: u32) -> Packet<'static> {
         let first = self.digests_out.min(block);
         let mut digests = Vec::new();
         while let Some(d) = self
@@ -1465,7 +1505,7 @@ impl Sender {
     /// still going, repair and first-pass symbols take turns, so heavy repair (a late joiner, one
     /// terrible receiver) slows the class at most by half, never stops it.
     fn next_symbol(&mut self, now: Instant) -> Option<(u32, u32, bool)> {
-        let pass = self.pass.turn.front().copied();
+        let pass = (self.pass.next()).map(|i| (self.pass.turn[i].block, self.pass.turn[i].esi));
         if let (Some((block, esi)), true) = (pass, self.last_was_repair) {
             return Some((block, esi, false));
         }
@@ -1545,21 +1585,21 @@ impl Sender {
             }
             return;
         }
-        let (block, esi) = self
-            .pass
-            .turn
-            .pop_front()
-            .expect("a first-pass symbol was sent");
-        let next = esi + 1;
+        // The same slot `next_symbol` chose: nothing changed the pass in between.
+        let i = self.pass.next().expect("a first-pass symbol was sent");
+        let mut slot = self.pass.turn.swap_remove(i);
+        self.pass.sent += 1;
+        slot.esi += 1;
+        let (block, next) = (slot.block, slot.esi);
         if next >= self.layout.symbols(block) as u32 && !self.blocks[block as usize].sized {
             self.size_block(block);
         }
         if next >= self.blocks[block as usize].first_pass {
             self.block_passed(now);
         } else if next < self.ready_symbols(block) {
-            self.pass.turn.push_back((block, next));
+            self.pass.turn.push(slot);
         } else {
-            self.pass.stalled = Some((block, next));
+            self.pass.stalled = Some(slot);
         }
     }
 
@@ -1580,16 +1620,10 @@ impl Sender {
         arrived.min(k as u64 - 1) as u32
     }
 
-    /// A block's first pass is over: `sent_blocks` moves up to the lowest block still in the pass,
-    /// and the next window opens once this one is finished.
+    /// A block's first pass is over: the next block joins in its place, and `sent_blocks` moves
+    /// up to the lowest block still in the pass.
     fn block_passed(&mut self, now: Instant) {
-        let p = &mut self.pass;
-        let in_pass = p.turn.iter().chain(&p.stalled).map(|&(b, _)| b);
-        p.passed = in_pass.fold(p.joined, u32::min);
-        if p.finished() {
-            let next = p.end;
-            self.open_window(next, now);
-        }
+        self.join_available(now);
         if self.pass.turn.is_empty() || !self.source_done {
             // The pass caught up with a growing source (or is over), or a block of a source still
             // arriving is done with it: receivers learn at once which blocks they may ask repair
@@ -1598,76 +1632,80 @@ impl Sender {
         }
     }
 
-    fn open_window(&mut self, start: u32, now: Instant) {
-        // A sync session's pass ends with the manifest's blocks.
-        let start = match self.cfg.sync {
-            Some(prefix) if start as u64 * self.layout.block_bytes() >= prefix => {
-                self.layout.num_blocks()
-            }
-            _ => start,
-        };
+    fn open_pass(&mut self, start: u32, now: Instant) {
         self.pass = Pass {
             start,
             end: start,
             joined: start,
-            turn: VecDeque::new(),
             passed: start,
-            stalled: None,
+            ..Pass::default()
         };
-        if start >= self.layout.num_blocks() {
-            // Receivers learn at once that every block has had its first pass.
-            self.pass_done_at = Some(now);
-            self.next_announce = now;
-            return;
-        }
         self.join_available(now);
     }
 
-    /// Adds to the window's turn the blocks whose bytes are in (a growing source: as they
-    /// arrive, the one being filled once its first symbol is; a file: all at once, so the order
-    /// is symbol-major over the W blocks), and puts back a stalled block whose next bytes came.
+    /// Lets blocks join the pass while fewer than W are in it: for a file, in order as others
+    /// leave; for a growing source, those whose bytes are in and then the one being filled once
+    /// its first symbol is. Puts back a stalled block whose next bytes came. Once every block has
+    /// left, the pass is over.
     fn join_available(&mut self, now: Instant) {
-        if let Some((block, esi)) = self.pass.stalled
-            && esi < self.ready_symbols(block)
+        if let Some(slot) = self.pass.stalled
+            && slot.esi < self.ready_symbols(slot.block)
         {
             self.pass.stalled = None;
-            self.pass.turn.push_back((block, esi));
+            self.pass.turn.push(slot);
         }
-        let p = &mut self.pass;
-        p.end = (p.start)
-            .saturating_add(self.cfg.interleave as u32)
-            .min(self.layout.num_blocks());
-        let joining = p.joined..p.end.min(self.available).max(p.joined);
-        p.joined = joining.end;
-        // A block without first-pass symbols (a sync session's past the manifest) has passed.
-        let blocks = &self.blocks;
-        p.turn.extend(
-            (joining.clone())
-                .filter(|&b| blocks[b as usize].first_pass > 0)
-                .map(|b| (b, 0)),
-        );
-        for b in joining {
-            if !self.cache.iter().any(|(c, _)| *c == b) {
-                self.load(b);
+        let w = self.cfg.interleave as u32;
+        self.pass.end = self.layout.num_blocks();
+        loop {
+            let p = &self.pass;
+            let b = p.joined;
+            if b >= p.end || p.turn.len() + usize::from(p.stalled.is_some()) >= w as usize {
+                break;
+            }
+            // A sync session's pass ends with the manifest's blocks.
+            if (self.cfg.sync).is_some_and(|prefix| b as u64 * self.layout.block_bytes() >= prefix)
+            {
+                self.pass.joined = p.end;
+                break;
+            }
+            // The block being filled joins once every block before it has and its first
+            // symbol's bytes are in; blocks after it wait.
+            if b >= self.available && (b > self.available || self.ready_symbols(b) == 0) {
+                break;
+            }
+            self.pass.joined += 1;
+            // A block without first-pass symbols (a sync session's past the manifest) has passed.
+            if self.blocks[b as usize].first_pass == 0 {
+                continue;
+            }
+            let slot = Slot {
+                block: b,
+                esi: 0,
+                since: self.pass.sent,
+                step: Pass::step(b - self.pass.start, w),
+            };
+            self.pass.turn.push(slot);
+            // Its bytes, and the next block's, so that the next one to join is usually in memory.
+            for next in [b, b + 1] {
+                if next < self.available && !self.cache.iter().any(|(c, _)| *c == next) {
+                    self.load(next);
+                }
             }
         }
-        let filling = self.pass.joined;
-        if filling == self.available && filling < self.pass.end && self.ready_symbols(filling) > 0 {
-            self.pass.joined += 1;
-            self.pass.turn.push_back((filling, 0));
-        }
-        if self.pass.finished() {
-            // Nothing left of it: a growing source whose end (N, now known) fell within the
-            // blocks already passed.
-            let next = self.pass.end;
-            self.open_window(next, now);
+        let p = &mut self.pass;
+        let in_pass = p.turn.iter().chain(&p.stalled).map(|s| s.block);
+        p.passed = in_pass.fold(p.joined, u32::min);
+        if p.finished() && self.pass_done_at.is_none() {
+            // Receivers learn at once that every block has had its first pass.
+            self.pass_done_at = Some(now);
+            self.next_announce = now;
         }
     }
 
     /// Sizes the repair of `block`'s first pass (5.10) as the pass reaches it, from the latest
     /// reports: with `Fec::Adaptive`, enough that at the class's loss the chance that it lacks
     /// symbols at some followed receiver is at most `WINDOW_MISS` (`LAST_WINDOW_MISS` in the last
-    /// window, whose repair is the session's tail); never fewer than `Fec::Fixed` sends.
+    /// W blocks, whose repair is the session's tail); never fewer than `Fec::Fixed` sends.
     fn size_block(&mut self, block: u32) {
         self.blocks[block as usize].sized = true;
         let Fec::Adaptive { max_loss } = self.cfg.fec else {
@@ -1679,7 +1717,9 @@ impl Sender {
         }
         let losses = self.class_losses(max_loss);
         // The size known (a file, or a download with a Content-Length), N is too.
-        let last = self.layout.file_size().is_some() && self.pass.end == self.layout.num_blocks();
+        let w = self.cfg.interleave as u32;
+        let last = self.layout.file_size().is_some()
+            && block.saturating_add(w) >= self.layout.num_blocks();
         let miss = if last {
             fec::LAST_WINDOW_MISS
         } else {
@@ -1740,7 +1780,7 @@ impl Sender {
             } else {
                 0
             };
-            self.open_window(first, now);
+            self.open_pass(first, now);
         }
     }
 

@@ -89,6 +89,9 @@ const PADDED: u8 = 0x04;
 const ENCRYPTED: u8 = 0x08;
 /// A sync session (PROTOCOL.md 5.9): receivers report what they already have.
 const SYNC: u8 = 0x10;
+/// The first pass staggers its blocks (PROTOCOL.md 5.3): up to W of them at a time, not aligned
+/// windows.
+const STAGGERED: u8 = 0x20;
 
 /// The whole file's digests: MD5 for people's `md5sum`, SHA-256 for `sha256sum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,9 @@ pub struct Announce {
     /// A sync session: no first pass beyond the stream's first bytes (a tree's manifest); each
     /// receiver reports what it already has, and only what someone lacks is sent (5.9).
     pub sync: bool,
+    /// The first pass staggers its blocks, W at a time, one joining as one leaves (5.3); without
+    /// it (an older sender), it goes in aligned windows of W blocks that never overlap.
+    pub staggered: bool,
     /// T: bytes per symbol; every DATA symbol is exactly this long.
     pub symbol_size: u16,
     /// K: source symbols per block (the last block may have fewer).
@@ -178,7 +184,7 @@ impl Announce {
         // One encoding per meaning: unknown fields are zero, and digests need the size.
         let size_known = flags & SIZE_KNOWN != 0;
         let digests_known = flags & DIGESTS_KNOWN != 0;
-        if flags & !(SIZE_KNOWN | DIGESTS_KNOWN | PADDED | ENCRYPTED | SYNC) != 0
+        if flags & !(SIZE_KNOWN | DIGESTS_KNOWN | PADDED | ENCRYPTED | SYNC | STAGGERED) != 0
             || (digests_known && !size_known)
             || (!size_known && file_size != 0)
             || (!digests_known && (md5 != [0; 16] || sha256 != [0; 32]))
@@ -191,6 +197,7 @@ impl Announce {
             padded: flags & PADDED != 0,
             encrypted: flags & ENCRYPTED != 0,
             sync: flags & SYNC != 0,
+            staggered: flags & STAGGERED != 0,
             symbol_size,
             block_symbols,
             interleave,
@@ -212,7 +219,8 @@ impl Announce {
                 | known(digests.is_some(), DIGESTS_KNOWN)
                 | known(self.padded, PADDED)
                 | known(self.encrypted, ENCRYPTED)
-                | known(self.sync, SYNC),
+                | known(self.sync, SYNC)
+                | known(self.staggered, STAGGERED),
         );
         out.put_u16(self.symbol_size);
         out.put_u16(self.block_symbols);

@@ -414,6 +414,7 @@ mod tests {
             padded: false,
             encrypted: false,
             sync: false,
+            staggered: true,
             symbol_size: 1408,
             block_symbols: 1024,
             interleave: 8,
@@ -432,6 +433,7 @@ mod tests {
                 padded: true,
                 encrypted: true,
                 sync: true,
+                staggered: true,
                 symbol_size: 16,
                 block_symbols: 1,
                 interleave: 1,
@@ -666,7 +668,7 @@ mod tests {
         .to_vec(1);
         assert!(Packet::parse(&good).is_ok());
         // flags at offset 64: digests without size, unknown bits; then a size that is "unknown".
-        for flags in [0x02, 0x06, 0x20, 0x80] {
+        for flags in [0x02, 0x06, 0x40, 0x80] {
             let mut v = good.clone();
             v[64] = flags;
             assert_eq!(

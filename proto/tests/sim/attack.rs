@@ -225,6 +225,7 @@ impl Attacker {
                         padded: false,
                         encrypted: false,
                         sync: false,
+                        staggered: true,
                         symbol_size: 256,
                         block_symbols: k,
                         interleave: 8,

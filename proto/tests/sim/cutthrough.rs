@@ -1,6 +1,6 @@
 //! Cut-through (PROTOCOL.md 5.3, 5.7): a growing source's source symbols go out as soon as their
 //! bytes are in, its blocks interleaved over what is available, so the class is done soon after
-//! the download; a file on disk is still sent symbol-major over windows of W blocks, as before.
+//! the download; a file on disk is sent over W blocks at a time, their turns staggered.
 
 use crate::class::{Class, Command, DIGESTS, PACKET_TIME, Peer, Source};
 use crate::net::Link;
@@ -79,9 +79,12 @@ const BLOCK: usize = 16 * 10;
 /// First-pass symbols of a full block of `small`.
 const F: u32 = 11;
 
+/// A file on disk: every block sends its first-pass ESIs once, in order; at most W blocks are in
+/// the pass at once, joining in order as others leave; and their ends are staggered, about one
+/// block's symbols apart, so receivers decode one block at a time rather than W at once.
 #[test]
-fn a_file_on_disk_is_sent_symbol_major_over_aligned_windows_of_w_blocks() {
-    // 19 blocks: windows 0..8, 8..16 and 16..19, the last block 4 symbols (5 in the first pass).
+fn a_file_on_disk_is_sent_over_w_blocks_at_a_time_their_ends_staggered() {
+    // 19 blocks, the last one 4 symbols (5 in the first pass).
     let file = file_bytes(18 * BLOCK + 60, 41);
     let info = FileInfo {
         name: "f".into(),
@@ -91,17 +94,33 @@ fn a_file_on_disk_is_sent_symbol_major_over_aligned_windows_of_w_blocks() {
     let now = Instant::now();
     let mut s = Sender::new(small(), info, now).unwrap();
     let got = data(&drain(&mut s, now, &file));
-    let mut want = Vec::new();
-    for (start, end) in [(0, 8), (8, 16), (16, 19)] {
-        for esi in 0..F {
-            for b in start..end {
-                if b < 18 || esi < 5 {
-                    want.push((b, esi));
-                }
-            }
+    let first_pass = |b: u32| if b < 18 { F } else { 5 };
+    let mut esis: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    let (mut begun, mut ended) = (Vec::new(), Vec::new());
+    for (i, &(b, esi)) in got.iter().enumerate() {
+        let e = esis.entry(b).or_default();
+        if e.is_empty() {
+            begun.push(b);
         }
+        e.push(esi);
+        if esi + 1 == first_pass(b) {
+            ended.push((b, i));
+        }
+        assert!(begun.len() - ended.len() <= 8, "more than W blocks at {i}");
     }
-    assert_eq!(got, want);
+    for (b, e) in &esis {
+        assert_eq!(*e, (0..first_pass(*b)).collect::<Vec<_>>(), "block {b}");
+    }
+    assert_eq!(begun, (0..19).collect::<Vec<_>>());
+    // Full blocks end in the order they began (the short last one, with few symbols to spread,
+    // ends sooner).
+    let full: Vec<_> = (ended.iter().map(|e| e.0)).filter(|&b| b < 18).collect();
+    assert_eq!(full, (0..18).collect::<Vec<_>>());
+    // Until the last W (whose turns close up as fewer blocks are left), one block ends about
+    // every F datagrams.
+    for pair in ended[..18 - 8].windows(2) {
+        assert!(pair[1].1 - pair[0].1 >= F as usize / 2, "{ended:?}");
+    }
     assert_eq!(s.sent_blocks(), 19);
 }
 
@@ -240,8 +259,8 @@ fn a_download_cannot_end_before_the_symbols_it_sent() {
 }
 
 /// A source faster than the LAN: the blocks that are in share the turn, a block arriving later
-/// joins it at its ESI 0, and the next window opens only once this one is finished (receivers
-/// rely on windows being aligned, 6.3).
+/// joins it at its ESI 0, and no more than W blocks are in the pass at once: block 8 joins when
+/// block 0 leaves, not before.
 #[test]
 fn blocks_that_arrive_while_others_are_sent_join_the_turn() {
     let file = file_bytes(16 * BLOCK, 43);
@@ -255,29 +274,22 @@ fn blocks_that_arrive_while_others_are_sent_join_the_turn() {
     s.source_grew(now, 2 * BLOCK as u64);
     let mut buf = Vec::new();
     let mut sent = Vec::new();
-    // Blocks 0 and 1 take turns for 3 symbols each, then block 2 is in.
+    // Blocks 0 and 1 take turns for 3 symbols each, then blocks 2..10 are in.
     while sent.len() < 6 {
         sent.extend(data(&drain_one(&mut s, now, &file, &mut buf)));
     }
+    assert_eq!(sent, [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
     s.source_grew(now, 10 * BLOCK as u64);
     sent.extend(data(&drain(&mut s, now, &file)));
-    let mut want = vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)];
-    // Blocks 2..8 join (8 and 9 are the next window's), behind 0 and 1.
-    for esi in 3..F {
-        want.extend([(0, esi), (1, esi)]);
-        for b in 2..8 {
-            want.push((b, esi - 3));
-        }
-    }
-    for esi in F - 3..F {
-        for b in 2..8 {
-            want.push((b, esi));
-        }
-    }
-    for esi in 0..F {
-        want.extend([(8, esi), (9, esi)]);
-    }
-    assert_eq!(sent, want);
+    let at = |b: u32, esi: u32| sent.iter().position(|&x| x == (b, esi)).unwrap();
+    // Blocks 2..8 join at once, at their ESI 0, right after the first six.
+    let joined: Vec<_> = (2..8).map(|b| at(b, 0)).collect();
+    assert!(joined.iter().all(|&i| i < 6 + 12), "{sent:?}");
+    // 8 and 9 each wait for a block to leave.
+    assert!(at(8, 0) > at(0, F - 1), "{sent:?}");
+    assert!(at(9, 0) > at(1, F - 1), "{sent:?}");
+    // Every first-pass symbol once.
+    assert_eq!(sent.len(), 10 * F as usize);
     assert_eq!(s.sent_blocks(), 10);
 }
 

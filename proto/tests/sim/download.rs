@@ -96,7 +96,7 @@ fn students_asking_together_start_one_session_and_all_get_the_file() {
     assert_eq!(states, [ReceiverState::Done; 6]);
 }
 
-/// The first window (8 blocks) is sent by half a second in, the whole first pass takes about two:
+/// The first 8 blocks are sent by half a second in, the whole first pass takes about two:
 /// a student who asks at one second has missed block 0 and gets it from repair alone.
 #[test]
 fn a_student_asking_while_the_session_runs_is_offered_it_at_once_and_catches_up_through_repair() {

@@ -1,4 +1,4 @@
-//! The adaptive first pass (PROTOCOL.md 5.10) in the simulated class: each window's repair is sized
+//! The adaptive first pass (PROTOCOL.md 5.10) in the simulated class: each block's repair is sized
 //! from the loss the followed receivers report, so at 5% loss most blocks need no repair round,
 //! at no loss the first pass stays at the fixed minimum, and one receiver reporting huge loss
 //! costs the class at most the cap.
@@ -69,7 +69,7 @@ fn class_of_eight(fec: Fec, loss: f64, file: &[u8]) -> (Class, Run) {
 
 /// The lab's case: 8 receivers each losing 5%. With the first pass at K + 1% every block needs a
 /// repair round; sized from the reported loss, few do (one in four may, by design, before the last
-/// window), the last window's repair tail is gone, and the bytes stay near the fountain minimum.
+/// W blocks), the last blocks' repair tail is gone, and the bytes stay near the fountain minimum.
 /// Fails on the old sender (`Fec::Fixed` is its first pass): 24 of 24 blocks repaired.
 #[test]
 fn eight_receivers_at_five_percent_mostly_decode_from_the_first_pass() {
@@ -92,8 +92,8 @@ fn eight_receivers_at_five_percent_mostly_decode_from_the_first_pass() {
 }
 
 /// Without congestion control (`--cc off`) the loss comes from the receivers' NEEDs alone: none
-/// is known before the first window is repaired, so that window is sent at the fixed minimum and
-/// repaired, and the windows after it are sized.
+/// is known before the first blocks are repaired, so those (about the first W) are sent at the
+/// fixed minimum and repaired, and the blocks after them are sized.
 #[test]
 fn without_congestion_control_the_loss_comes_from_the_needs() {
     let file = file_bytes(64 * 512 * 256, 42);
@@ -127,7 +127,7 @@ fn without_congestion_control_the_loss_comes_from_the_needs() {
     let (fixed, ..) = run(Fec::Fixed);
     let (adaptive, first, second) = run(Fec::default());
     assert_eq!(fixed, 64);
-    // The first window (8 blocks) and about one in four after it.
+    // The first blocks (about W = 8) and about one in four after them.
     assert!(adaptive <= 8 + 20, "{adaptive}");
     assert_eq!(first, Some(512 + 6));
     assert!(second.unwrap() > 512 + 20, "{second:?}");

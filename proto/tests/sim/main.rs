@@ -167,7 +167,7 @@ fn no_loss_means_no_repair() {
     let out = run(&file, &peers, sender_config(16), Duration::from_secs(30));
     assert_all_received(&out, &file);
     // At most the 1% proactive margin (the session ends once all are done, maybe before the last
-    // window's margin went out).
+    // blocks' margin went out).
     let repair = out.sender().stats().repair_symbols;
     assert!(repair <= 10 * 6, "{repair} repair symbols");
     assert_eq!(out.sender().stats().source_symbols, 10 * 512);
