@@ -382,6 +382,8 @@ struct BlockTx {
     /// When the hashes of its symbols last went out, and up to which ESI.
     hashes_sent: Option<(Instant, u32)>,
     digest: Option<BlockDigest>,
+    /// Its digest went out before its first complete-block symbol of the pass (9.1).
+    digest_passed: bool,
     digest_sent: Option<Instant>,
     /// A sync session: when its manifest symbols last went out again.
     resent: Option<Instant>,
@@ -537,8 +539,6 @@ pub struct Sender {
     peers: Peers,
     next_announce: Instant,
     acks: VecDeque<(SocketAddr, u32)>,
-    /// Blocks below this have had their digest sent with their first pass.
-    digests_out: u32,
     /// Blocks whose digest a receiver asked for.
     digests_due: BTreeSet<u32>,
     /// Blocks whose symbols' hashes a receiver asked for, and the HASHES made, to go out.
@@ -648,7 +648,6 @@ impl Sender {
             plans: Plans::default(),
             next_announce: now,
             acks: VecDeque::new(),
-            digests_out: 0,
             digests_due: BTreeSet::new(),
             hashes_due: BTreeSet::new(),
             hashes: VecDeque::new(),
@@ -1274,8 +1273,8 @@ impl Sender {
             return None;
         };
         // The block's digest goes out before its first symbol.
-        if !repair && block >= self.digests_out {
-            let digests = self.digests_from(block);
+        if !repair && !self.blocks[block as usize].digest_passed {
+            let digests = self.pass_digests(block);
             return Some(self.control(now, &digests, buf, Destination::Group));
         }
         // Most recently used last.
@@ -1442,23 +1441,20 @@ impl Sender {
         self.hashes.pop_front()
     }
 
-    /// DIGESTS for `block` and the blocks after it whose digests are known and not yet sent.
-    fn digests_from(&mut self, block: u32) -> Packet<'static> {
-        let first = self.digests_out.min(block);
+    /// DIGESTS for `block` (in memory, so its digest is known) and the blocks after it whose
+    /// digests are known and have not gone out with the pass yet.
+    fn pass_digests(&mut self, block: u32) -> Packet<'static> {
         let mut digests = Vec::new();
-        while let Some(d) = self
-            .blocks
-            .get((first as usize) + digests.len())
-            .and_then(|tx| tx.digest)
+        while digests.len() < MAX_DIGESTS
+            && let Some(tx) = self.blocks.get_mut(block as usize + digests.len())
+            && let Some(d) = tx.digest
+            && !tx.digest_passed
         {
+            tx.digest_passed = true;
             digests.push(d);
-            if digests.len() == MAX_DIGESTS {
-                break;
-            }
         }
-        self.digests_out = first + digests.len() as u32;
         Packet::Digests(Digests {
-            first_block: first,
+            first_block: block,
             digests,
         })
     }

@@ -359,3 +359,51 @@ fn a_download_at_half_the_lan_rate_leaves_a_short_tail() {
     );
     assert!(tail < Duration::from_millis(20), "{tail:?}");
 }
+
+/// A download of unknown size arriving in uneven pieces: a block completed while the next one
+/// is already in the pass has its digest sent before its remaining symbols (the next block's
+/// DIGESTS does not wait for it), every DIGESTS carries some, and the pass ends once the
+/// download has.
+#[test]
+fn a_block_completed_mid_pass_gets_its_digest_before_its_last_symbols() {
+    let file = file_bytes(5 * BLOCK + 77, 44);
+    let info = FileInfo {
+        name: "f".into(),
+        size: None,
+        digests: None,
+    };
+    let now = Instant::now();
+    let mut s = Sender::growing(small(), info, now).unwrap();
+    let mut sent = Vec::new();
+    for cut in [
+        3 * BLOCK as u64 / 2,
+        3 * BLOCK as u64 + 20,
+        file.len() as u64,
+    ] {
+        s.source_grew(now, cut);
+        sent.extend(datagrams(&mut s, now, &file));
+    }
+    s.source_ended(now, file.len() as u64, DIGESTS).unwrap();
+    sent.extend(datagrams(&mut s, now, &file));
+    assert_eq!(s.sent_blocks(), 6);
+    // When each block's digest first went out, and its last source symbol.
+    let mut digest_at = BTreeMap::new();
+    let mut last_at = BTreeMap::new();
+    for (i, d) in sent.iter().enumerate() {
+        match Packet::parse(d).unwrap().packet {
+            Packet::Digests(d) => {
+                assert!(!d.digests.is_empty(), "an empty DIGESTS at {i}");
+                for b in d.first_block..d.first_block + d.digests.len() as u32 {
+                    digest_at.entry(b).or_insert(i);
+                }
+            }
+            Packet::Data(d) if d.esi == if d.block < 5 { 9 } else { 4 } => {
+                last_at.insert(d.block, i);
+            }
+            _ => {}
+        }
+    }
+    for b in 0..6u32 {
+        assert!(digest_at[&b] < last_at[&b], "block {b}");
+    }
+}
