@@ -322,7 +322,16 @@ fn serve_refuses_downloads_that_would_overflow_the_spool() {
     );
     let url = |f: &str| format!("http://127.0.0.1:{}/{f}", http.port);
     let a = get(group, &url("a.bin"), &dir.path().join("pc1"));
-    std::thread::sleep(Duration::from_millis(700));
+    // b is asked for once a's download has begun (on a loaded machine a's `get` can take longer
+    // to start than any fixed pause).
+    let began = Instant::now();
+    while !http.requests().iter().any(|l| l.starts_with("GET /a.bin")) {
+        assert!(
+            began.elapsed() < Duration::from_secs(15),
+            "a's download never began"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let stderr = refused(group, &url("b.bin"), &dir.path().join("pc2"));
     assert!(
         stderr.contains("the server has no room for this download"),

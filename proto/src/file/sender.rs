@@ -1639,8 +1639,8 @@ impl Sender {
         self.join_available(now);
     }
 
-    /// Lets blocks join the pass while fewer than W are in it: for a file, in order as others
-    /// leave; for a growing source, those whose bytes are in and then the one being filled once
+    /// Lets blocks join the pass while they are fewer than W blocks past the lowest one still in
+    /// it: for a file, in order as others leave; for a growing source, those whose bytes are in and then the one being filled once
     /// its first symbol is. Puts back a stalled block whose next bytes came. Once every block has
     /// left, the pass is over.
     fn join_available(&mut self, now: Instant) {
@@ -1655,7 +1655,11 @@ impl Sender {
         loop {
             let p = &self.pass;
             let b = p.joined;
-            if b >= p.end || p.turn.len() + usize::from(p.stalled.is_some()) >= w as usize {
+            // Block b joins once every block up to b − W has left, so a receiver that sees a
+            // symbol of b knows they have (6.3), even where a block left before an earlier one
+            // (a short last block, or one sized smaller). So at most W are in the pass.
+            let lowest = (p.turn.iter().chain(&p.stalled)).fold(b, |m, s| m.min(s.block));
+            if b >= p.end || b >= lowest.saturating_add(w) {
                 break;
             }
             // A sync session's pass ends with the manifest's blocks.

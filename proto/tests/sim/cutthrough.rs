@@ -112,6 +112,13 @@ fn a_file_on_disk_is_sent_over_w_blocks_at_a_time_their_ends_staggered() {
         assert_eq!(*e, (0..first_pass(*b)).collect::<Vec<_>>(), "block {b}");
     }
     assert_eq!(begun, (0..19).collect::<Vec<_>>());
+    // Receivers rely on this (6.3): block b's first symbol comes after every block up to b − W
+    // has ended.
+    let first_at = |b: u32| got.iter().position(|&(x, _)| x == b).unwrap();
+    let end_at = |b: u32| ended.iter().find(|e| e.0 == b).unwrap().1;
+    for b in 8..19 {
+        assert!((0..=b - 8).all(|a| end_at(a) < first_at(b)), "block {b}");
+    }
     // Full blocks end in the order they began (the short last one, with few symbols to spread,
     // ends sooner).
     let full: Vec<_> = (ended.iter().map(|e| e.0)).filter(|&b| b < 18).collect();
