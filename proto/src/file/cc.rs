@@ -557,6 +557,40 @@ mod tests {
     }
 
     #[test]
+    fn after_slow_start_a_queue_of_5_ms_is_congestion_and_in_it_is_not() {
+        let t = Instant::now();
+        let mut cc = RateControl::new(cfg(), t);
+        let mut sent = 0;
+        // Reports every 100 ms of 1000 datagrams, none lost, the round trip `rtt` ms.
+        let mut step = |cc: &mut RateControl, i: u64, rtt: u64| {
+            let now = t + Duration::from_millis(i * 100 + rtt);
+            cc.handle_report(now, 1, report(rtt, i * 100, sent, sent));
+            sent += 1000;
+            cc.handle_timeout(t + Duration::from_millis(i * 100 + 99));
+        };
+        for i in 0..3 {
+            step(&mut cc, i, 1);
+        }
+        // 6 ms above the lowest, twice: not a queue in slow start (10 ms there) ...
+        step(&mut cc, 3, 7);
+        step(&mut cc, 4, 7);
+        assert!(cc.slow_start());
+        // ... 30 ms is, and ends it.
+        step(&mut cc, 5, 31);
+        step(&mut cc, 6, 31);
+        assert!(!cc.slow_start());
+        for i in 7..20 {
+            step(&mut cc, i, 1);
+        }
+        // After it, 6 ms twice is: cut.
+        let before = cc.rate();
+        step(&mut cc, 20, 7);
+        assert!(cc.rate() >= before);
+        step(&mut cc, 21, 7);
+        assert!(cc.rate() < 0.95 * before, "{before} {}", cc.rate());
+    }
+
+    #[test]
     fn in_slow_start_one_queued_report_holds_the_rate_and_two_end_it() {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
