@@ -55,7 +55,8 @@ const MIN_SAMPLE: u64 = 48;
 const LOSS_EXCESS: f64 = 0.03;
 /// Loss above this in a receiver's first interval (no baseline yet) is excess.
 const FIRST_LOSS: f64 = 0.2;
-/// In slow start, a round-trip time this far above a receiver's lowest is a queue building up.
+/// A round-trip time this far above a receiver's lowest is a queue building up: in slow start
+/// (one holds the rate, two in a row end it), and with excess loss at any time.
 const QUEUE_DELAY: Duration = Duration::from_millis(10);
 /// After slow start, two in a row this far above it are. Lower than in slow start because the rate
 /// settles where the queue it keeps is at this threshold, and a TCP flow through the same queue

@@ -546,12 +546,12 @@ fn tcp_share(cc: bool, tcp: (Growth, f64), file: &[u8]) -> (f64, f64, f64) {
 
 /// A TCP flow through the same switch port as the class keeps at least 30% of it while `send`
 /// sends with congestion control (the sharing target), where the fixed pace leaves it
-/// about 5%: CUBIC or Reno filling the port's queue, and CUBIC held to a window of 48 or 24
-/// segments (70 or 35 KB), as iperf3 was in the lab (its cwnd 40-85 KB alone, 20-40 KB beside
-/// the send; bench/share.sh). A flow held to its window gets its window per round trip, and the
-/// round trip is the queue the send keeps up at the port. Fails on the old code, which let the
-/// queue grow 10 ms above its lowest before it cut (5 ms now): 24% with the 24-segment window
-/// (36% now), 36% with 48 (52%).
+/// 3-5%: CUBIC or Reno filling the port's queue, and CUBIC held to a window of 48 or 24 segments
+/// (70 or 35 KB), as iperf3 was in the lab (its cwnd 40-85 KB alone, mostly 20-40 KB beside the
+/// send; bench/share.sh). A flow held to its window gets its window per round trip, and the round
+/// trip is the queue the send keeps up at the port. Fails on the old code, which let the queue
+/// grow 10 ms above its lowest before it cut (5 ms now): 24% with the 24-segment window (36%
+/// now), 36% with 48 (52%).
 #[test]
 fn a_tcp_flow_through_a_shared_port_keeps_a_third() {
     let file = file_bytes(48 << 20, 57);
