@@ -67,12 +67,13 @@ pub struct TcpFlow {
     max_window: f64,
     cwnd: f64,
     ssthresh: f64,
-    /// CUBIC: the window at the last cut, and Reno's window since.
+    /// CUBIC: the window at the last cut, where the cubic flattens.
     w_max: f64,
     /// CUBIC: when growth after the last cut began, and the seconds it takes back to `w_max`.
     epoch: Option<(Instant, f64)>,
+    /// CUBIC: the window Reno would have reached since the last cut (its TCP-friendly region).
     w_est: f64,
-    /// In loss recovery until `una` passes this: one halving per round trip.
+    /// In loss recovery until `una` passes this: one cut per round trip.
     recover: u64,
     tx: u64,
     /// The latest transmission known to have arrived.
