@@ -17,8 +17,31 @@
 #   bench/share.sh --cc off --rate 97M                  # the fixed rate, for comparison
 #   BOTTLENECK=port bench/share.sh                      # the bottleneck a switch port
 #   BOTTLENECK=port bench/share.sh --cc off --rate 97M
+#   RUNS=10 EDM_CAST_REF=/tmp/edm-cast-main BOTTLENECK=port bench/share.sh
+#           # 10 runs, alternated with a reference binary: each run's median, and the median of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ -n ${RUNS:-} ]]; then
+    [[ -n ${EDM_CAST:-} ]] || cargo build --release --quiet
+    bins=("${EDM_CAST:-$PWD/target/release/edm-cast}" ${EDM_CAST_REF:+"$EDM_CAST_REF"})
+    declare -A shares
+    for run in $(seq 1 "$RUNS"); do
+        for b in "${bins[@]}"; do
+            echo "== run $run: $b"
+            out=$(RUNS= EDM_CAST=$b "$0" "$@") || true
+            echo "$out"
+            m=$(sed -nE 's/^iperf3 during the send: .* median ([0-9]+) Mbit.*/\1/p' <<<"$out")
+            shares[$b]+="${m:-0} "
+        done
+    done
+    for b in "${bins[@]}"; do
+        # shellcheck disable=SC2086
+        printf '%s\n' ${shares[$b]} | sort -n | awk -v b="$b" '{ v[++n] = $1 }
+            END { printf "%s: iperf3 medians %s Mbit/s over %d runs, median of the runs %s Mbit/s\n", b,
+                  "'"${shares[$b]% }"'", n, (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'
+    done
+    exit 0
+fi
 [[ -n ${EDM_CAST:-} ]] || cargo build --release --quiet
 B=${EDM_CAST:-$PWD/target/release/edm-cast}
 L=$PWD/tools/lanlab.sh

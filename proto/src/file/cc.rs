@@ -7,7 +7,8 @@
 //! rate its path delivered (the largest of its last few reports). A classroom's loss is mostly not
 //! congestion (a Wi-Fi bridge, a bad cable, a busy PC, a switch port closed for a few ms now and
 //! then): a receiver's usual loss is its *baseline* (the mean over its last few seconds' reports),
-//! and congestion is a queue (two round trips in a row above the receiver's lowest), or loss above
+//! and congestion is a queue (two round trips in a row 5 ms above the receiver's lowest: a
+//! short queue, so that a TCP flow through it keeps its share), or loss above
 //! the baseline by more than chance with a queue seen once or at most of the receivers at once (a
 //! bottleneck they all are behind, whose buffer is too small to show a queue). Excess loss at one
 //! receiver alone with no queue is its own port's or cable's, which FEC repairs and a lower rate
@@ -54,8 +55,15 @@ const MIN_SAMPLE: u64 = 48;
 const LOSS_EXCESS: f64 = 0.03;
 /// Loss above this in a receiver's first interval (no baseline yet) is excess.
 const FIRST_LOSS: f64 = 0.2;
-/// Round-trip time this far above a receiver's lowest is a queue building up.
+/// A round-trip time this far above a receiver's lowest is a queue building up: in slow start
+/// (one holds the rate, two in a row end it), and with excess loss at any time.
 const QUEUE_DELAY: Duration = Duration::from_millis(10);
+/// After slow start, two in a row this far above it are. Lower than in slow start because the rate
+/// settles where the queue it keeps is at this threshold, and a TCP flow through the same queue
+/// that its window holds back (iperf3 in the lab: 20-85 KB) gets a window per round trip: beside
+/// a 10 ms queue it kept about a quarter of a shared 100 Mbit/s port, beside 5 ms over a third
+/// (PROTOCOL.md 5.8). Two reports in a row still tell a queue from a busy PC's hiccup.
+const CA_QUEUE_DELAY: Duration = Duration::from_millis(5);
 /// A round-trip time above this is not believed (a fake echo).
 const MAX_RTT: Duration = Duration::from_secs(5);
 /// On congestion: this share of what the congested path delivered.
@@ -308,7 +316,12 @@ impl RateControl {
             _ => Duration::ZERO,
         };
         peer.last_rtt = rtt;
-        let queue = queued > QUEUE_DELAY;
+        let queue = queued
+            > if self.slow_start {
+                QUEUE_DELAY
+            } else {
+                CA_QUEUE_DELAY
+            };
         // One round trip alone above the lowest: a queue starting (or a busy PC's hiccup).
         let queue_once = rtt
             .zip(peer.min_rtt)
@@ -542,6 +555,40 @@ mod tests {
         assert!(!cc.slow_start());
         // 1000 packets of 12000 bits sent in 0.1 s, 95% delivered, baseline 5%: 120 Mbit/s.
         assert!((cc.rate() - 0.9 * 120e6).abs() < 1e5, "{}", cc.rate());
+    }
+
+    #[test]
+    fn after_slow_start_a_queue_of_5_ms_is_congestion_and_in_it_is_not() {
+        let t = Instant::now();
+        let mut cc = RateControl::new(cfg(), t);
+        let mut sent = 0;
+        // Reports every 100 ms of 1000 datagrams, none lost, the round trip `rtt` ms.
+        let mut step = |cc: &mut RateControl, i: u64, rtt: u64| {
+            let now = t + Duration::from_millis(i * 100 + rtt);
+            cc.handle_report(now, 1, report(rtt, i * 100, sent, sent));
+            sent += 1000;
+            cc.handle_timeout(t + Duration::from_millis(i * 100 + 99));
+        };
+        for i in 0..3 {
+            step(&mut cc, i, 1);
+        }
+        // 6 ms above the lowest, twice: not a queue in slow start (10 ms there) ...
+        step(&mut cc, 3, 7);
+        step(&mut cc, 4, 7);
+        assert!(cc.slow_start());
+        // ... 30 ms is, and ends it.
+        step(&mut cc, 5, 31);
+        step(&mut cc, 6, 31);
+        assert!(!cc.slow_start());
+        for i in 7..20 {
+            step(&mut cc, i, 1);
+        }
+        // After it, 6 ms twice is: cut.
+        let before = cc.rate();
+        step(&mut cc, 20, 7);
+        assert!(cc.rate() >= before);
+        step(&mut cc, 21, 7);
+        assert!(cc.rate() < 0.95 * before, "{before} {}", cc.rate());
     }
 
     #[test]

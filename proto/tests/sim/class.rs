@@ -10,6 +10,7 @@
 
 use crate::attack::{Attack, Attacker};
 use crate::net::{Datagram, Link, Loss, Network, To};
+use crate::tcp::{Growth, TCP_PORT, TcpFlow};
 use edm_cast_proto::wire::{self, FeedbackAddr, FileDigests, Packet};
 use edm_cast_proto::{
     Answer, Catalog, CatalogConfig, CatalogEvent, Destination, FileInfo, Layout, ReceiveError,
@@ -163,6 +164,8 @@ pub struct Class {
     teacher: Teacher,
     students: Vec<Student>,
     attackers: Vec<Attacker>,
+    /// TCP flows sharing the switch (`tcp.rs`), each from a host of its own.
+    tcp: Vec<TcpFlow>,
     /// Who each host is, by index on the network.
     roles: Vec<Role>,
     /// What students added from now on trust.
@@ -175,6 +178,8 @@ enum Role {
     Teacher,
     Student(usize),
     Attacker(usize),
+    /// A TCP flow's sender: all it gets goes to `TCP_PORT`.
+    Tcp,
 }
 
 impl Class {
@@ -197,6 +202,7 @@ impl Class {
             },
             students: Vec::new(),
             attackers: Vec::new(),
+            tcp: Vec::new(),
             roles: vec![Role::Teacher],
             trust: None,
             steps_at_now: 0,
@@ -234,6 +240,27 @@ impl Class {
             .collect();
         self.attackers
             .push(Attacker::new(host, ip, attack, students, self.now));
+    }
+
+    /// A TCP flow (iperf3) from a PC of its own on a quiet cable to student `i`, sending from
+    /// `starts` to `stops` after the class begins.
+    pub fn add_tcp(&mut self, i: usize, tcp: (Growth, f64), starts: Duration, stops: Duration) {
+        let ip = Ipv4Addr::new(10, 0, 2, self.tcp.len() as u8 + 1);
+        let s = &self.students[i];
+        let flow = TcpFlow::new(
+            &mut self.net,
+            ip,
+            (s.host, s.ip),
+            (self.t0 + starts, self.t0 + stops),
+            tcp,
+        );
+        assert_eq!(flow.host(), self.roles.len());
+        self.roles.push(Role::Tcp);
+        self.tcp.push(flow);
+    }
+
+    pub fn tcp(&self, i: usize) -> &TcpFlow {
+        &self.tcp[i]
     }
 
     /// The teacher runs `send`: one session of `file`, starting now.
@@ -336,10 +363,24 @@ impl Class {
         }
         let (now, t0) = (self.now, self.t0);
         for (host, d) in self.net.deliveries(now) {
+            if let To::Host(a) = d.to
+                && a.port() == TCP_PORT
+            {
+                for f in &mut self.tcp {
+                    f.deliver(now, host, &d, &mut self.net);
+                }
+                continue;
+            }
             match self.roles[host] {
                 Role::Teacher => self.teacher.deliver(now, d),
                 Role::Student(i) => self.students[i].deliver(now, t0, d),
                 Role::Attacker(i) => self.attackers[i].deliver(now, d),
+                Role::Tcp => {}
+            }
+        }
+        for f in &mut self.tcp {
+            if f.timer().is_some_and(|t| t <= now) {
+                f.poll(now, &mut self.net);
             }
         }
         for a in &mut self.attackers {
@@ -372,8 +413,11 @@ impl Class {
     fn next_wakeup(&self) -> Option<Instant> {
         let hosts = self.students.iter().map(|s| s.timer(self.t0));
         let attackers = self.attackers.iter().map(Attacker::wake);
+        let tcp = self.tcp.iter().map(TcpFlow::timer);
         let others = [self.teacher.timer(), self.net.poll_timeout()];
-        hosts.chain(attackers).chain(others).flatten().min()
+        (hosts.chain(attackers).chain(tcp).chain(others))
+            .flatten()
+            .min()
     }
 
     /// The fake clock's time.

@@ -17,6 +17,7 @@ mod fec;
 mod lone;
 mod net;
 mod security;
+mod tcp;
 
 use class::{Class, Command, DIGESTS, PACKET_TIME, Peer, SEND_PORT, Source};
 use edm_cast_proto::rng::Rng;
