@@ -406,10 +406,13 @@ fn class_time(peers: &[Peer], cc: bool, file: &[u8]) -> (f64, f64) {
 
 /// Loss that no rate cut helps — bursts at every PC's own port, one PC at 20% and the rest at
 /// 1%, 10% at every PC — comes with no queue: the rate stays near the link and the class is done
-/// within 10% of the time at a fixed rate just under it (bench/compare.sh's burst, mixed and 10%
+/// within 15% of the time at a fixed rate just under it (bench/compare.sh's burst, mixed and 10%
 /// cases). Fails on the old controller, which took a burst above a PC's usual loss for
 /// congestion and cut the rate to `min_rate`: with bursts at 8 ports it took 11.41 s against
-/// 3.40 s (3.35 x); mixed 1.01 x, 10% 1.07 x.
+/// 3.40 s (3.35 x); mixed 1.01 x, 10% 1.07 x. What is left is the controller's own sawtooth at
+/// the link: with the staggered first pass and the 5 ms queue threshold after slow start (which
+/// leaves a TCP flow its share) burst 1.05 x, mixed 0.93 x, 10% 1.10 x; with 10 ms it was 1.02,
+/// 0.96 and 1.04 x.
 #[test]
 fn loss_without_a_queue_does_not_slow_the_class() {
     let file = file_bytes(32 << 20, 53);
@@ -429,7 +432,7 @@ fn loss_without_a_queue_does_not_slow_the_class() {
              ({fixed_bytes:.3} x file): {:.2} x",
             with / fixed
         );
-        if with > 1.1 * fixed {
+        if with > 1.15 * fixed {
             slow.push(name);
         }
     }
