@@ -76,6 +76,17 @@ fn small() -> SenderConfig {
 }
 
 const BLOCK: usize = 16 * 10;
+
+/// A `small` sender of a download whose size is not known, and its start.
+fn unknown_size() -> (Sender, Instant) {
+    let info = FileInfo {
+        name: "f".into(),
+        size: None,
+        digests: None,
+    };
+    let now = Instant::now();
+    (Sender::growing(small(), info, now).unwrap(), now)
+}
 /// First-pass symbols of a full block of `small`.
 const F: u32 = 11;
 
@@ -246,13 +257,7 @@ fn a_download_sends_the_datagrams_a_file_would() {
 #[test]
 fn a_download_cannot_end_before_the_symbols_it_sent() {
     let file = file_bytes(3 * BLOCK, 47);
-    let info = FileInfo {
-        name: "f".into(),
-        size: None,
-        digests: None,
-    };
-    let now = Instant::now();
-    let mut s = Sender::growing(small(), info, now).unwrap();
+    let (mut s, now) = unknown_size();
     s.source_grew(now, BLOCK as u64 + 5 * 16);
     let sent = data(&drain(&mut s, now, &file));
     assert!(sent.contains(&(1, 4)), "{sent:?}");
@@ -374,13 +379,7 @@ fn a_download_at_half_the_lan_rate_leaves_a_short_tail() {
 #[test]
 fn a_block_completed_mid_pass_gets_its_digest_before_its_last_symbols() {
     let file = file_bytes(5 * BLOCK + 77, 44);
-    let info = FileInfo {
-        name: "f".into(),
-        size: None,
-        digests: None,
-    };
-    let now = Instant::now();
-    let mut s = Sender::growing(small(), info, now).unwrap();
+    let (mut s, now) = unknown_size();
     let mut sent = Vec::new();
     for cut in [
         3 * BLOCK as u64 / 2,
