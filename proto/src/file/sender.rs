@@ -1640,9 +1640,9 @@ impl Sender {
     }
 
     /// Lets blocks join the pass while they are fewer than W blocks past the lowest one still in
-    /// it: for a file, in order as others leave; for a growing source, those whose bytes are in and then the one being filled once
-    /// its first symbol is. Puts back a stalled block whose next bytes came. Once every block has
-    /// left, the pass is over.
+    /// it: for a file, in order as others leave; for a growing source, those whose bytes are in
+    /// and then the one being filled once its first symbol is. Puts back a stalled block whose
+    /// next bytes came. Once every block has left, the pass is over.
     fn join_available(&mut self, now: Instant) {
         if let Some(slot) = self.pass.stalled
             && slot.esi < self.ready_symbols(slot.block)
