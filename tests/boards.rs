@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Http, Proc, TempDir, bin, md5_of, random_file, text};
+use common::{Http, Proc, TempDir, bin, md5_of, text, www_with};
 use serde_json::Value;
 use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
@@ -59,10 +59,8 @@ fn get(group: &str, url: &str, out: &std::path::Path) -> Proc {
 #[test]
 fn serve_shows_the_request_the_download_the_session_and_the_cache() {
     let dir = TempDir::new("board-serve");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
+    let www = www_with(dir.path(), "lesson.iso", 3_000_000, 31);
     let file = www.join("lesson.iso");
-    random_file(&file, 3_000_000, 31);
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let group = "239.77.12.1:47301";
     let web = free_port();
@@ -353,9 +351,7 @@ fn post(port: u16, path: &str, token: &str, body: &str) -> u16 {
 #[test]
 fn serve_sends_a_url_to_the_class_and_stops_it_from_the_api() {
     let dir = TempDir::new("board-act");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("slow.iso"), 6_000_000, 33);
+    let www = www_with(dir.path(), "slow.iso", 6_000_000, 33);
     // 1 MB/s: the session is still under way when it is stopped.
     let http = Http::start(
         &mut Command::new("env"),

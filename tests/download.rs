@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv, serve, text};
+use common::{Http, Proc, TempDir, bin, md5_of, random_file, recv, serve, text, www_with};
 use edm_cast_proto::wire::{Packet, Request};
 use std::net::UdpSocket;
 use std::path::Path;
@@ -50,10 +50,8 @@ fn succeeded(o: &Output, log: &str) {
 #[test]
 fn send_url_of_unknown_size_survives_a_dropped_connection() {
     let dir = TempDir::new("dl-chunked");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
     // Not a whole number of blocks: the last, padded block is cut at the end.
-    random_file(&www.join("odd.bin"), 7_777_777, 21);
+    let www = www_with(dir.path(), "odd.bin", 7_777_777, 21);
     let http = Http::start(
         &mut Command::new("env"),
         &www,
@@ -87,9 +85,7 @@ fn send_url_of_unknown_size_survives_a_dropped_connection() {
 #[test]
 fn a_server_that_lies_about_its_length_is_a_clear_error() {
     let dir = TempDir::new("dl-lie");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("short.bin"), 2_000_000, 22);
+    let www = www_with(dir.path(), "short.bin", 2_000_000, 22);
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &["--lie"]);
     let group = "239.77.2.2:47102";
     let out = dir.path().join("out");
@@ -112,10 +108,8 @@ fn a_server_that_lies_about_its_length_is_a_clear_error() {
 #[test]
 fn get_shares_one_download_with_a_late_joiner_then_serves_from_the_cache() {
     let dir = TempDir::new("dl-get");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
+    let www = www_with(dir.path(), "class.iso", 12 << 20, 23);
     let file = www.join("class.iso");
-    random_file(&file, 12 << 20, 23);
     let want = md5_of(&file);
     // A slow "WAN": 4 MB/s, so the download takes 3 s and the late joiner comes halfway.
     let http = Http::start(
@@ -296,9 +290,7 @@ fn serve_cuts_off_a_download_of_unknown_size_past_max_size() {
 #[test]
 fn serve_refuses_downloads_that_would_overflow_the_spool() {
     let dir = TempDir::new("dl-spool");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("a.bin"), 800_000, 26);
+    let www = www_with(dir.path(), "a.bin", 800_000, 26);
     random_file(&www.join("b.bin"), 800_000, 27);
     // 2 s a file: a is still downloading when b is asked for.
     let http = Http::start(
@@ -729,9 +721,7 @@ fn domain_lists_are_checked_on_every_redirect() {
 #[test]
 fn an_interrupted_server_tells_its_students() {
     let dir = TempDir::new("dl-interrupt");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("slow.iso"), 8_000_000, 32);
+    let www = www_with(dir.path(), "slow.iso", 8_000_000, 32);
     // 1 MB/s: the session is still sending when the server is stopped.
     let http = Http::start(
         &mut Command::new("env"),
@@ -774,9 +764,7 @@ fn an_interrupted_server_tells_its_students() {
 #[test]
 fn a_killed_sender_of_a_url_leaves_no_spool_behind() {
     let dir = TempDir::new("dl-killed");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("f.bin"), 1_000_000, 35);
+    let www = www_with(dir.path(), "f.bin", 1_000_000, 35);
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let url = format!("http://127.0.0.1:{}/f.bin", http.port);
     let tmp = dir.path().join("tmp");

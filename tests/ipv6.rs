@@ -11,7 +11,9 @@
 mod common;
 
 use common::lab::{Lab, lab_available};
-use common::{Http, Proc, TempDir, bin, encode_clip, frames, md5_of, random_file, text, tool};
+use common::{
+    Http, Proc, TempDir, bin, encode_clip, frames, md5_of, random_file, text, tool, www_with,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -113,10 +115,8 @@ fn ipv6_lab_students_get_a_url_through_serve() {
         return;
     }
     let dir = TempDir::new("v6get");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
+    let www = www_with(dir.path(), "course.iso", 6 << 20, 67);
     let src = www.join("course.iso");
-    random_file(&src, 6 << 20, 67);
     let want = md5_of(&src);
     let lab = Lab::up_ipv6(&lab_name("g"), 2, 100, Some(50));
     // The web server is reached over IPv6 too: the wan host, through the sender.

@@ -12,7 +12,7 @@
 mod common;
 
 use common::lab::{Lab, lab_available};
-use common::{Http, Proc, TempDir, attack_count, bin, md5_of, random_file, text};
+use common::{Http, Proc, TempDir, attack_count, bin, md5_of, random_file, text, www_with};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -234,10 +234,8 @@ fn wan_lab_the_class_downloads_once() {
     let wan_mbit: u32 = env_or("EDM_WAN_MBIT", 20);
     let mib: usize = env_or("EDM_WAN_MIB", 64);
     let dir = TempDir::new("wan");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
+    let www = www_with(dir.path(), "course.iso", mib << 20, 65);
     let src = www.join("course.iso");
-    random_file(&src, mib << 20, 65);
     let want = md5_of(&src);
     let lab = Lab::up(
         &format!("w{}", std::process::id() % 100_000),

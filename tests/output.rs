@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Http, Proc, TempDir, bin, is_root, md5_of, random_file, recv, recv_with, send, text};
+use common::{
+    Http, Proc, TempDir, bin, is_root, md5_of, random_file, recv, recv_with, send, text, www_with,
+};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -185,9 +187,7 @@ fn a_session_larger_than_max_size_is_refused_and_nothing_is_written() {
 #[test]
 fn a_growing_session_is_stopped_at_max_size() {
     let dir = TempDir::new("maxsize-growing");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("grows.bin"), 8 << 20, 35);
+    let www = www_with(dir.path(), "grows.bin", 8 << 20, 35);
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &["--chunked"]);
     let out = dir.path().join("out");
     let group = "239.77.3.5:47205";

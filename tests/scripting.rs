@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Proc, TempDir, bin, md5_of, random_file, recv, recv_with, send, text};
+use common::{Proc, TempDir, bin, md5_of, random_file, recv, recv_with, send, text, www_with};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -514,9 +514,7 @@ fn a_resumed_receiver_says_what_it_kept_in_a_status_line() {
 #[test]
 fn get_status_lines_say_what_came_and_why_not() {
     let dir = TempDir::new("status-get");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("notes.bin"), 2_000_000, 51);
+    let www = www_with(dir.path(), "notes.bin", 2_000_000, 51);
     let want = md5_of(&www.join("notes.bin"));
     let http = common::Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let group = "239.77.215.1:48151";

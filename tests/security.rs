@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Http, Proc, TempDir, attack_count, bin, md5_of, random_file, recv_with, send, text};
+use common::{
+    Http, Proc, TempDir, attack_count, bin, md5_of, random_file, recv_with, send, text, www_with,
+};
 use edm_cast_proto::SecretKey;
 use edm_cast_proto::auth::Seal;
 use edm_cast_proto::wire::{Announce, End, EndReason, FeedbackAddr, FileDigests, Packet};
@@ -204,9 +206,7 @@ fn a_signed_session_reaches_trusting_pcs_through_forgeries_replays_and_a_rogue_s
 #[test]
 fn get_that_trusts_the_labs_server_ignores_a_rogue_server_that_answers_first() {
     let dir = TempDir::new("sec-get");
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    random_file(&www.join("notes.pdf"), 3_000_000, 43);
+    let www = www_with(dir.path(), "notes.pdf", 3_000_000, 43);
     let http = Http::start(&mut Command::new("env"), &www, "127.0.0.1", &[]);
     let url = format!("http://127.0.0.1:{}/notes.pdf", http.port);
     let key = dir.path().join("server.key");

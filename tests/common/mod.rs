@@ -219,6 +219,15 @@ pub fn random_file(path: &Path, len: usize, seed: u64) {
     std::fs::write(path, data).unwrap();
 }
 
+/// A web server's folder, `www` under `dir`, holding `name`: `len` random bytes from `seed`
+/// (`random_file`).
+pub fn www_with(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    random_file(&www.join(name), len, seed);
+    www
+}
+
 pub fn md5_of(path: &Path) -> String {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Md5::digest(&data)
