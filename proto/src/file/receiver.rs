@@ -1731,32 +1731,17 @@ mod tests {
     /// the latest the next timeout.
     #[test]
     fn a_decode_waits_for_the_rest_of_the_first_pass() {
-        use crate::file::codec::{BlockEncoder, Plans};
+        use crate::file::codec::Plans;
         let t0 = Instant::now();
         let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let (k, t) = (16u32, 16usize);
         let file: Vec<u8> = (0..3 * k as usize * t)
             .map(|i| (i * 7 + i / 5) as u8)
             .collect();
-        let mut rx = Receiver::new(ReceiverConfig::default());
-        let announce = Packet::Announce(lesson(file.len() as u64, t as u16, k as u16));
-        rx.handle_datagram(t0, sender, &announce.to_vec(9));
-        let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
-            panic!("joined");
-        };
-        let layout = info.layout;
-        let digests = Packet::Digests(Digests {
-            first_block: 0,
-            digests: file
-                .chunks(k as usize * t)
-                .map(crate::wire::block_digest)
-                .collect(),
-        });
-        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        let announce = lesson(file.len() as u64, t as u16, k as u16);
+        let (mut rx, layout) = joined_with_digests(t0, sender, announce, &file);
         let mut plans = Plans::default();
-        let mut encoders: Vec<BlockEncoder> = (0..3)
-            .map(|b| BlockEncoder::new(&layout, b, file[b as usize * 256..][..256].to_vec()))
-            .collect();
+        let mut encoders = block_encoders(&layout, &file);
         // Every symbol but ESI 0: from K + 1 on, `count` of them.
         let mut send = |rx: &mut Receiver, block: u32, esis: std::ops::Range<u32>| {
             for esi in esis {
@@ -1802,7 +1787,7 @@ mod tests {
     /// the next window's first block.
     #[test]
     fn a_first_pass_ends_at_a_block_w_after_it_or_at_the_next_aligned_window() {
-        use crate::file::codec::{BlockEncoder, Plans};
+        use crate::file::codec::Plans;
         let t0 = Instant::now();
         let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let (k, t) = (16u32, 16usize);
@@ -1810,30 +1795,17 @@ mod tests {
             .map(|i| (i * 11 + i / 3) as u8)
             .collect();
         for (staggered, ends_at) in [(true, 3), (false, 2)] {
-            let mut rx = Receiver::new(ReceiverConfig::default());
             let announce = Announce {
                 interleave: 2,
                 staggered,
                 ..lesson(file.len() as u64, t as u16, k as u16)
             };
-            rx.handle_datagram(t0, sender, &Packet::Announce(announce).to_vec(9));
-            let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
-                panic!("joined");
-            };
-            let layout = info.layout;
-            let digests = Packet::Digests(Digests {
-                first_block: 0,
-                digests: (file.chunks(k as usize * t))
-                    .map(crate::wire::block_digest)
-                    .collect(),
-            });
-            rx.handle_datagram(t0, sender, &digests.to_vec(9));
+            let (mut rx, layout) = joined_with_digests(t0, sender, announce, &file);
             let mut plans = Plans::default();
+            let mut encoders = block_encoders(&layout, &file);
             let mut symbol = |rx: &mut Receiver, block: u32, esi: u32| {
-                let data = file[block as usize * k as usize * t..][..k as usize * t].to_vec();
-                let mut enc = BlockEncoder::new(&layout, block, data);
                 let mut sym = Vec::new();
-                enc.write_symbol(&layout, &mut plans, esi, &mut sym);
+                encoders[block as usize].write_symbol(&layout, &mut plans, esi, &mut sym);
                 let d = Packet::Data(Data {
                     block,
                     esi,
@@ -1857,6 +1829,44 @@ mod tests {
             }
             assert_eq!(symbol(&mut rx, ends_at, 0), [1], "staggered {staggered}");
         }
+    }
+
+    /// A receiver joined to `announce`'s session of `file`, from `sender`, and told every block's
+    /// digest; and the session's layout.
+    fn joined_with_digests(
+        t0: Instant,
+        sender: SocketAddr,
+        announce: Announce,
+        file: &[u8],
+    ) -> (Receiver, Layout) {
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        rx.handle_datagram(t0, sender, &Packet::Announce(announce).to_vec(9));
+        let Some(ReceiverEvent::Joined(info)) = rx.poll_event() else {
+            panic!("joined");
+        };
+        let layout = info.layout;
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: (0..layout.num_blocks())
+                .map(|b| crate::wire::block_digest(block_of(&layout, file, b)))
+                .collect(),
+        });
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        (rx, layout)
+    }
+
+    /// Block `b`'s bytes in `file`.
+    fn block_of<'a>(layout: &Layout, file: &'a [u8], b: u32) -> &'a [u8] {
+        &file[layout.offset(b) as usize..][..layout.len(b)]
+    }
+
+    /// An encoder for every block of `file`.
+    fn block_encoders(layout: &Layout, file: &[u8]) -> Vec<crate::file::codec::BlockEncoder> {
+        (0..layout.num_blocks())
+            .map(|b| {
+                crate::file::codec::BlockEncoder::new(layout, b, block_of(layout, file, b).to_vec())
+            })
+            .collect()
     }
 
     /// The announce of an unencrypted single-file session `lesson.bin` of `file_size` bytes in
