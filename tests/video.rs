@@ -53,16 +53,61 @@ fn first_idr(source: &[String], got: &[String]) -> Option<(usize, usize)> {
 /// Ok((index of the first IDR in the clip, frames compared)).
 fn bit_exact(source: &[String], got: &[String]) -> Result<(usize, usize), String> {
     let (start, first) = first_idr(source, got).ok_or("no keyframe of the clip decoded")?;
-    for (k, g) in got[start..].iter().enumerate() {
-        if source.get(first + k) != Some(g) {
-            return Err(format!(
-                "viewer frame {} (clip frame {}) differs",
-                start + k,
-                first + k
-            ));
-        }
+    same_from(source, got, start, first)
+        .map(|()| (first, got.len() - start))
+        .map_err(|(i, c)| format!("viewer frame {i} (clip frame {c}) differs"))
+}
+
+/// The viewer's frames from `start` on are the clip's from `first` on, or Err((viewer frame,
+/// clip frame)) where they first differ.
+fn same_from(
+    source: &[String],
+    got: &[String],
+    start: usize,
+    first: usize,
+) -> Result<(), (usize, usize)> {
+    match got[start..]
+        .iter()
+        .zip(first..)
+        .position(|(g, c)| source.get(c) != Some(g))
+    {
+        Some(k) => Err((start + k, first + k)),
+        None => Ok(()),
     }
-    Ok((first, got.len() - start))
+}
+
+/// `bit_exact` over a lossy link with FEC, which fails a window with probability 10⁻⁴ by design
+/// (proto/VIDEO.md section 4: ~1 % of 12 s runs per viewer): frames of at most one GOP may
+/// differ or be missing, then from the clip's next keyframe on every frame must be exact again.
+/// Ok((first IDR in the clip, frames compared, the damaged clip frame if one GOP was)).
+fn exact_but_one_gop(
+    source: &[String],
+    got: &[String],
+) -> Result<(usize, usize, Option<usize>), String> {
+    let (start, first) = first_idr(source, got).ok_or("no keyframe of the clip decoded")?;
+    let Err((i, c)) = same_from(source, got, start, first) else {
+        return Ok((first, got.len() - start, None));
+    };
+    let next = (c / GOP + 1) * GOP;
+    if next < source.len() {
+        let again = got[i..]
+            .iter()
+            .position(|g| *g == source[next])
+            .map(|k| i + k)
+            .ok_or_else(|| {
+                format!(
+                    "viewer frame {i} (clip frame {c}) differs, and the clip's next keyframe \
+                     ({next}) never came exact"
+                )
+            })?;
+        same_from(source, got, again, next).map_err(|(i2, c2)| {
+            format!(
+                "viewer frame {i} (clip frame {c}) differs, and again after the next \
+                 keyframe: viewer frame {i2} (clip frame {c2})"
+            )
+        })?;
+    }
+    Ok((first, got.len() - start, Some(c)))
 }
 
 /// Share of the clip's frames from the viewer's first IDR on that the viewer decoded exactly.
@@ -73,6 +118,36 @@ fn exact_share(source: &[String], got: &[String]) -> (usize, usize) {
     let have: HashSet<&String> = got[start..].iter().collect();
     let exact = source[first..].iter().filter(|s| have.contains(s)).count();
     (exact, source.len() - first)
+}
+
+#[test]
+fn exact_but_one_gop_takes_one_damaged_gop_and_no_more() {
+    let source: Vec<String> = (0..4 * GOP).map(|f| format!("f{f}")).collect();
+    let bad = |got: &mut Vec<String>, frames: std::ops::Range<usize>| {
+        frames.for_each(|f| got[f] = format!("bad{f}"))
+    };
+    assert_eq!(exact_but_one_gop(&source, &source), Ok((0, 4 * GOP, None)));
+    // A window lost in the second GOP: its frames differ, or some are missing.
+    let mut got = source.clone();
+    bad(&mut got, GOP + 5..GOP + 9);
+    assert_eq!(
+        exact_but_one_gop(&source, &got),
+        Ok((0, 4 * GOP, Some(GOP + 5)))
+    );
+    got.drain(GOP + 10..GOP + 12);
+    assert_eq!(
+        exact_but_one_gop(&source, &got).map(|r| r.2),
+        Ok(Some(GOP + 5))
+    );
+    // Damage in two GOPs, or a keyframe that never comes back exact, is not one failed window.
+    let mut got = source.clone();
+    bad(&mut got, GOP + 5..GOP + 6);
+    bad(&mut got, 3 * GOP + 1..3 * GOP + 2);
+    assert!(exact_but_one_gop(&source, &got).is_err());
+    let mut got = source.clone();
+    bad(&mut got, GOP + 5..2 * GOP + 1);
+    assert!(exact_but_one_gop(&source, &got).is_err());
+    assert!(bit_exact(&source, &got).is_err());
 }
 
 /// `watch NAME --sdp` in `host` for `secs` (then SIGTERM: it leaves and prints its counts).
@@ -283,20 +358,29 @@ fn video_lab_fec_repairs_loss_and_a_late_joiner_starts_at_an_idr() {
         viewers_say("lost"),
     );
     let context = format!("relay:\n{relay_log}\nviewers:\n{}", logs.join("\n"));
-    let (first, n) = bit_exact(&source, &got1).unwrap_or_else(|e| panic!("r1: {e}\n{context}"));
+    let damaged = |who: &str, at: Option<usize>| {
+        if let Some(c) = at {
+            println!("{who}: one FEC window failed: clip frames {c} to the next keyframe differ");
+        }
+    };
+    let (first, n, at) =
+        exact_but_one_gop(&source, &got1).unwrap_or_else(|e| panic!("r1: {e}\n{context}"));
+    damaged("r1", at);
     assert!(
-        first <= GOP && n >= source.len() - 50,
+        first <= GOP && n >= source.len() - 50 - GOP,
         "r1 saw too little: {first} {n}\n{context}"
     );
-    let (first, n) = bit_exact(&source, &got2).unwrap_or_else(|e| panic!("r2: {e}\n{context}"));
+    let (first, n, at) =
+        exact_but_one_gop(&source, &got2).unwrap_or_else(|e| panic!("r2: {e}\n{context}"));
+    damaged("r2", at);
     assert!(
-        first >= 3 * GOP && n >= source.len() - 210,
+        first >= 3 * GOP && n >= source.len() - 210 - GOP,
         "r2 joined late: {first} {n}\n{context}"
     );
     if loss >= 1.0 {
         assert!(
-            bit_exact(&source, &got3).is_err(),
-            "without FEC, {loss}% loss should damage frames\n{context}"
+            exact_but_one_gop(&source, &got3).is_err(),
+            "without FEC, {loss}% loss should damage frames of more than one GOP\n{context}"
         );
         // The viewers told the relay what they repaired (r1, r2) and lost (r3 above all): at
         // most what they print at exit, as the board was read before they left, and their
