@@ -490,7 +490,7 @@ fn a_resumed_receiver_says_what_it_kept_in_a_status_line() {
     assert_eq!(md5_of(&out.join("lesson.bin")), md5_of(&src));
     let got = lines(&so);
     let resumed: Vec<&Value> = got.iter().filter(|l| l["event"] == "resumed").collect();
-    assert_eq!(resumed.len(), 1, "{so}");
+    assert_eq!(resumed.len(), 1, "{so}\n{se}");
     let l = resumed[0];
     assert_eq!(l["blocks"], 100, "{l}");
     assert_eq!(l["kept"], kept, "{l}");

@@ -527,8 +527,10 @@ impl<'a> Receiving<'a> {
                 }
                 if !kept.is_empty() {
                     self.kept = kept.len() as u32;
-                    self.checking_kept = self.kept;
-                    rx.resume(Instant::now(), &kept);
+                    self.checking_kept = rx.resume(Instant::now(), &kept);
+                    if self.checking_kept == 0 {
+                        self.say_resumed(rx);
+                    }
                 }
             }
             ReceiverEvent::Check(job) => {
@@ -790,32 +792,13 @@ impl<'a> Receiving<'a> {
                 {
                     bar.set_position((done as u64 * info.block_bytes).min(info.size.unwrap_or(0)));
                 }
-                if let Some((info, output)) = &mut self.file {
+                if let Some((_, output)) = &mut self.file {
                     if let Some(p) = output.partial() {
                         p.set(block, ok);
                     }
                     self.checking_kept -= 1;
                     if self.checking_kept == 0 {
-                        // Said once: how much of the file the restart saved.
-                        let good = rx.stats().resumed_blocks;
-                        let total = info.layout.num_blocks().max(1);
-                        eprintln!(
-                            "resumed at {:.0}%: {good} of the {} kept blocks match their digests{}",
-                            (good as f64 * 100.0 / total as f64).floor(),
-                            self.kept,
-                            match self.kept as u64 - good {
-                                0 => String::new(),
-                                bad => format!(", {bad} did not and are received again"),
-                            }
-                        );
-                        self.lines.emit(Event::Resumed {
-                            session: format!("{:08x}", info.session),
-                            blocks: total,
-                            kept: self.kept,
-                            matched: good,
-                            rejected: self.kept as u64 - good,
-                            bytes: self.kept_bytes,
-                        });
+                        self.say_resumed(rx);
                     }
                 }
             }
@@ -1066,6 +1049,32 @@ impl<'a> Receiving<'a> {
     }
 
     /// Starts the checks of kept blocks that wait, up to `MAX_CHECKS` at once.
+    /// Said once, when every kept block was checked: how much of the file the restart saved.
+    fn say_resumed(&self, rx: &Receiver) {
+        let Some((info, _)) = &self.file else {
+            return;
+        };
+        let good = rx.stats().resumed_blocks;
+        let total = info.layout.num_blocks().max(1);
+        eprintln!(
+            "resumed at {:.0}%: {good} of the {} kept blocks match their digests{}",
+            (good as f64 * 100.0 / total as f64).floor(),
+            self.kept,
+            match self.kept as u64 - good {
+                0 => String::new(),
+                bad => format!(", {bad} did not and are received again"),
+            }
+        );
+        self.lines.emit(Event::Resumed {
+            session: format!("{:08x}", info.session),
+            blocks: total,
+            kept: self.kept,
+            matched: good,
+            rejected: self.kept as u64 - good,
+            bytes: self.kept_bytes,
+        });
+    }
+
     fn next_checks(&mut self, rx: &mut Receiver) {
         while self.checks_running < MAX_CHECKS
             && let Some(job) = self.checks.pop_front()

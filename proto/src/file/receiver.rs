@@ -1216,26 +1216,38 @@ impl Receiver {
     /// checked against this session's digest for it (a `Check` event, now if the digest is known,
     /// else once it comes: NEED asks for it) before it counts as done; one that does not match is
     /// collected again. Only while receiving a session of known size; block numbers past the file
-    /// are ignored.
-    pub fn resume(&mut self, _now: Instant, blocks: &[u32]) {
+    /// are ignored. Returns how many were marked: each gets one `Check`, and `handle_checked`.
+    pub fn resume(&mut self, _now: Instant, blocks: &[u32]) -> u32 {
         let Some(s) = self.session.as_mut() else {
-            return;
+            return 0;
         };
         if self.phase != Phase::Receiving || s.layout.file_size().is_none() {
-            return;
+            return 0;
         }
-        let mut known = Vec::new();
+        let (mut kept, mut known) = (0, Vec::new());
         for &block in blocks {
-            if let Some(slot @ BlockRx::Empty) = s.blocks.get_mut(block as usize) {
-                *slot = BlockRx::Kept;
-                if s.digests[block as usize].is_some() {
-                    known.push(block);
-                }
+            let Some(slot) = s.blocks.get_mut(block as usize) else {
+                continue;
+            };
+            match slot {
+                BlockRx::Empty => {}
+                // Symbols of it came before the shell said what it kept (with the ANNOUNCE,
+                // in the same read: the first pass still sends a block the earlier run had
+                // decoded already). The copy kept is checked instead; they are dropped.
+                BlockRx::Pending(p) => s.extra_held = s.extra_held.saturating_sub(p.extra.len()),
+                // Being decoded, or done: received again already.
+                _ => continue,
+            }
+            *slot = BlockRx::Kept;
+            kept += 1;
+            if s.digests[block as usize].is_some() {
+                known.push(block);
             }
         }
         for block in known {
             self.start_check(block);
         }
+        kept
     }
 
     fn start_check(&mut self, block: u32) {
@@ -2115,6 +2127,47 @@ mod tests {
         });
         rx.handle_datagram(t0, sender, &data.to_vec(9));
         assert_eq!(rx.stats().dropped.duplicate, 1);
+    }
+
+    /// Symbols of a kept block that came before the shell said what it kept (the first pass still
+    /// sends a block the earlier run had decoded, and the read that brought the ANNOUNCE brings
+    /// them too): the kept copy is checked all the same, and `resume` counts every check it
+    /// promises. It used to skip the block, and the shell waited for a check that never came
+    /// (no `resumed` line: CI's `a_resumed_receiver_says_what_it_kept_in_a_status_line`).
+    #[test]
+    fn a_kept_block_whose_symbols_came_first_is_checked_all_the_same() {
+        let t0 = Instant::now();
+        let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let file: Vec<u8> = (0..64).collect();
+        let mut rx = Receiver::new(ReceiverConfig::default());
+        rx.handle_datagram(t0, sender, &Packet::Announce(lesson(64, 16, 2)).to_vec(9));
+        let digests = Packet::Digests(Digests {
+            first_block: 0,
+            digests: vec![
+                crate::wire::block_digest(&file[..32]),
+                crate::wire::block_digest(&file[32..]),
+            ],
+        });
+        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        let data = Packet::Data(Data {
+            block: 1,
+            esi: 0,
+            symbol: &file[32..48],
+        });
+        rx.handle_datagram(t0, sender, &data.to_vec(9));
+        while rx.poll_event().is_some() {}
+        assert_eq!(rx.resume(t0, &[0, 1]), 2);
+        let checked: Vec<u32> = std::iter::from_fn(|| rx.poll_event())
+            .filter_map(|e| match e {
+                ReceiverEvent::Check(job) => Some(job.block),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(checked, [0, 1]);
+        rx.handle_checked(t0, 0, true);
+        rx.handle_checked(t0, 1, true);
+        assert_eq!(rx.progress(), Some((2, 2)));
+        assert_eq!(rx.stats().resumed_blocks, 2);
     }
 
     /// Found by fuzzing (`fuzz/regressions/receiver/decoded-after-already-complete`): a decode
