@@ -1048,7 +1048,6 @@ impl<'a> Receiving<'a> {
         Ok(self.folder.path().join(old))
     }
 
-    /// Starts the checks of kept blocks that wait, up to `MAX_CHECKS` at once.
     /// Said once, when every kept block was checked: how much of the file the restart saved.
     fn say_resumed(&self, rx: &Receiver) {
         let Some((info, _)) = &self.file else {
@@ -1075,6 +1074,7 @@ impl<'a> Receiving<'a> {
         });
     }
 
+    /// Starts the checks of kept blocks that wait, up to `MAX_CHECKS` at once.
     fn next_checks(&mut self, rx: &mut Receiver) {
         while self.checks_running < MAX_CHECKS
             && let Some(job) = self.checks.pop_front()
