@@ -1233,8 +1233,12 @@ impl Receiver {
                 BlockRx::Empty => {}
                 // Symbols of it came before the shell said what it kept (with the ANNOUNCE,
                 // in the same read: the first pass still sends a block the earlier run had
-                // decoded already). The copy kept is checked instead; they are dropped.
-                BlockRx::Pending(p) => s.extra_held = s.extra_held.saturating_sub(p.extra.len()),
+                // decoded already). The copy kept is checked instead; they are dropped, and the
+                // block no longer counts among those held in memory (as in `start_decode`).
+                BlockRx::Pending(p) => {
+                    s.extra_held = s.extra_held.saturating_sub(p.extra.len());
+                    s.in_memory.retain(|&b| b != block);
+                }
                 // Being decoded, or done: received again already.
                 _ => continue,
             }
@@ -2157,6 +2161,8 @@ mod tests {
         rx.handle_datagram(t0, sender, &data.to_vec(9));
         while rx.poll_event().is_some() {}
         assert_eq!(rx.resume(t0, &[0, 1]), 2);
+        // Its buffer is gone with its symbols: no longer one of the blocks held in memory.
+        assert!(!rx.session.as_ref().unwrap().in_memory.contains(&1));
         let checked: Vec<u32> = std::iter::from_fn(|| rx.poll_event())
             .filter_map(|e| match e {
                 ReceiverEvent::Check(job) => Some(job.block),
