@@ -2143,16 +2143,7 @@ mod tests {
         let t0 = Instant::now();
         let sender: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let file: Vec<u8> = (0..64).collect();
-        let mut rx = Receiver::new(ReceiverConfig::default());
-        rx.handle_datagram(t0, sender, &Packet::Announce(lesson(64, 16, 2)).to_vec(9));
-        let digests = Packet::Digests(Digests {
-            first_block: 0,
-            digests: vec![
-                crate::wire::block_digest(&file[..32]),
-                crate::wire::block_digest(&file[32..]),
-            ],
-        });
-        rx.handle_datagram(t0, sender, &digests.to_vec(9));
+        let (mut rx, _) = joined_with_digests(t0, sender, lesson(64, 16, 2), &file);
         let data = Packet::Data(Data {
             block: 1,
             esi: 0,
