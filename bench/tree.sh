@@ -22,8 +22,9 @@
 #   RUNS     rounds of CASES (1);  RATE_FACTOR  each sender is paced at this fraction of the link
 #            (0.97: edm-cast --rate, uftp -R)
 #   DEADLINE seconds a run may take (automatic: edm-cast 3 x link time + 120, UFTP 6 x + 300)
-#   DATA     where the sources, the sender's spool and the receivers' copies go
-#            (/work/treebench-data); KEEP_DATA=1 keeps the sources at the end (else removed)
+#   DATA     where the sources, the receivers' copies and an older sender's spool go
+#            (/work/treebench-data; a sender from before trees were read in place copied the tree
+#            into $TMPDIR first); KEEP_DATA=1 keeps the sources at the end (else removed)
 #   LAB (tbench), LOCK (/tmp/edm-bench.lock, shared with bench/compare.sh), LOCK_WAIT (7200)
 #   QUIET_IDLE / QUIET_WAIT  before each run wait up to QUIET_WAIT s (60) for QUIET_IDLE % (50) idle
 #   OUT      TSV (bench/results/tree.tsv);  EDM_CAST  binary (target/release/edm-cast, built if
@@ -32,7 +33,7 @@
 # Each run: the receivers start (under nice -n 10, every tool alike), then the clock starts with the
 # sender. Time = until the last receiver has every file in place (bench/treewait.py: edm-cast
 # renames the unpacked tree into place at once, uftpd -T moves the files from its temp folder at the
-# end of the session), so it includes edm-cast's walk, spool and digests on the sender and the
+# end of the session), so it includes edm-cast's walk and digests on the sender and the
 # unpacking on the receivers. Then every receiver's copy is compared with the source by `diff -r`
 # (`cmp` for one file); its copies are deleted right after. Before each run the disk must have room
 # for N + 1 copies and 2 GiB spare, else the script stops and says so.

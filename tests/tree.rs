@@ -590,21 +590,84 @@ fn a_stale_staging_folder_is_removed_at_the_next_start_and_nothing_else() {
     assert_eq!(std::fs::read(victim.join("precious")).unwrap(), b"precious");
 }
 
-/// A `send FOLDER` killed while it waits for receivers (SIGKILL, a crash, a power cut of the
-/// process) leaves nothing in the temporary folder: its spool of the tree is unlinked as soon as it
-/// is made and lives on its descriptor alone. Before, every killed sender left its
-/// `edm-cast-tree-*.part` (CI runs left about 15 in /tmp).
+/// A tree is read where its files lie, not copied first: with `$TMPDIR` a folder that does not
+/// exist, it is sent all the same. (Before, `send FOLDER` wrote the whole tree into `$TMPDIR`
+/// first, a tmpfs on many systems: a course folder of several GB took as much memory, or failed.)
 #[test]
-fn a_killed_sender_of_a_tree_leaves_no_spool_behind() {
-    let dir = TempDir::new("tree-killed");
-    let root = dir.path().join("course");
-    make_tree(&root);
-    let tmp = dir.path().join("tmp");
-    let left = common::left_by_a_killed_sender(
-        &tmp,
-        "edm-cast-tree-",
-        root.to_str().unwrap(),
-        "239.77.35.1:47361",
+fn a_tree_is_read_where_it_lies_and_needs_no_room_in_tmpdir() {
+    let dir = TempDir::new("tree-inplace");
+    let sent = dir.path().join("course");
+    make_tree(&sent);
+    let group = "239.77.35.1:47361";
+    let out = dir.path().join("pc");
+    let rx = recv_with(group, &out, "pc", &[]);
+    let s = common::Proc::spawn(
+        "sender",
+        Command::new(bin())
+            .env("TMPDIR", dir.path().join("no such folder"))
+            .args(["send", "--group", group, "--iface", "lo"])
+            .args(["--min-receivers", "1", "--wait", "30"])
+            .arg(&sent),
+    )
+    .wait(LIMIT);
+    let (summary, log) = text(&s);
+    assert!(s.status.success(), "{summary}\n{log}");
+    let o = rx.wait(LIMIT);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(diff_trees(&sent, &out.join("course"), false), "");
+}
+
+/// A file of the tree written to while the tree is sent (the teacher edits it, same size) aborts
+/// the session, as for one file: its blocks are read from it, and would no longer match the
+/// SHA-256 the manifest gave for it.
+#[test]
+fn a_file_of_a_tree_changed_while_it_is_sent_aborts_the_session() {
+    let dir = TempDir::new("tree-changed");
+    let sent = dir.path().join("course");
+    make_tree(&sent);
+    let video = sent.join("dossier 0 é").join("video.bin");
+    let len = 4 << 20;
+    random_file(&video, len, 62);
+    let group = "239.77.35.3:47363";
+    let out = dir.path().join("pc");
+    let rx = recv_with(group, &out, "pc", &[]);
+    let lines = dir.path().join("send.jsonl");
+    // Small blocks at a slow fixed rate: about 8 s of blocks, each read as it joins the pass.
+    let status = ["--status", lines.to_str().unwrap()];
+    let slow = [
+        "--cc",
+        "off",
+        "--rate",
+        "4M",
+        "--block-symbols",
+        "32",
+        "--wait",
+        "20",
+    ];
+    let sender = send(group, &sent, &[&slow[..], &status[..]].concat());
+    common::wait_for_event(&lines, "sending");
+    std::thread::sleep(Duration::from_millis(300));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&video)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0x55; 4096], len as u64 - 8192).unwrap();
+    drop(f);
+    let sender = sender.wait(LIMIT);
+    let (so, se) = text(&sender);
+    assert_eq!(sender.status.code(), Some(1), "sender: {so}\n{se}");
+    assert!(
+        se.contains(&format!(
+            "edm-cast: {} changed while it was sent (its size or modification time is not what it \
+             was when its SHA-256 was computed): the session is aborted",
+            video.display()
+        )),
+        "{se}"
     );
-    assert_eq!(left, Vec::<String>::new());
+    let rx = rx.wait(LIMIT);
+    let (ro, re) = text(&rx);
+    assert_eq!(rx.status.code(), Some(1), "recv: {ro}\n{re}");
+    assert!(re.contains("aborted"), "{re}");
+    // Nothing placed (what it received is kept for a resume, as for one file).
+    assert!(!out.join("course").exists(), "{re}");
 }

@@ -5,25 +5,14 @@
 
 mod common;
 
-use common::{TempDir, random_file, recv_with, send, text};
+use common::{TempDir, random_file, recv_with, send, text, wait_for_event};
 use edm_cast_proto::wire::{FeedbackAddr, FileDigests};
 use edm_cast_proto::{Destination, FileInfo, Sender, SenderConfig, SenderEvent};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Waits (at most `LIMIT`) until the status file at `path` has a line with `event`.
-fn wait_for_event(path: &Path, event: &str) {
-    let until = Instant::now() + LIMIT;
-    let needle = format!("\"event\":\"{event}\"");
-    while !std::fs::read_to_string(path).is_ok_and(|t| t.contains(&needle)) {
-        assert!(Instant::now() < until, "no {event} line in {path:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn a_file_changed_at_the_sender_while_it_is_sent_aborts_the_session() {

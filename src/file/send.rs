@@ -22,7 +22,6 @@ use edm_cast_proto::file::fec::{MAX_DESIGN_LOSS, MAX_LOSS_CAP};
 use edm_cast_proto::file::tree::HEADER_LEN;
 use edm_cast_proto::wire::MAX_DATAGRAM;
 use edm_cast_proto::{CcConfig, Encryption, Fec, SenderConfig};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -127,7 +126,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let tree = args.source.len() > 1 || Path::new(&args.source[0]).is_dir();
     let first = args.source[0].clone();
     let mut source = if tree {
-        spool_tree(&args)?
+        tree_source(&args)?
     } else if fetch::is_url(&first) {
         let cache = args.caching.open()?;
         // The operator's own command: any address may be fetched (serve is stricter).
@@ -322,9 +321,8 @@ fn summary(lines: &StatusLines, session: &mut Session, exit: u8, error: Option<S
     }));
 }
 
-/// A folder or several sources: their tree stream, spooled into a temporary file that is sent as
-/// the session's file (and removed afterwards).
-fn spool_tree(args: &Args) -> Result<source::Source, Error> {
+/// A folder or several sources: their tree stream, sent as the session's file.
+fn tree_source(args: &Args) -> Result<source::Source, Error> {
     if let Some(url) = args.source.iter().find(|s| fetch::is_url(s)) {
         return Err(Error::Usage(format!(
             "{url}: a URL is sent on its own, not with other files"
@@ -341,12 +339,11 @@ fn spool_tree(args: &Args) -> Result<source::Source, Error> {
             .unwrap_or_else(|| "folder".into()),
         _ => "files".into(),
     };
-    let (mut spool, path) = source::anonymous_spool("edm-cast-tree")?;
     let walk = tree::Walk {
         excludes: &excludes,
         follow: args.follow_symlinks,
     };
-    let walked = walk.spool(&sources, &mut spool, &path)?;
+    let (stream, walked) = walk.stream(&sources)?;
     eprintln!(
         "edm-cast: {name}/: {} files in {} folders, {}{}",
         walked.files,
@@ -357,9 +354,9 @@ fn spool_tree(args: &Args) -> Result<source::Source, Error> {
             n => format!(" ({n} skipped)"),
         }
     );
-    let mut source = source::spooled(spool, &path, tree::announced(&name))?;
-    source.files = Some(walked.files);
-    Ok(source)
+    let at = sources[0].to_string_lossy();
+    let path = PathBuf::from(at.trim_end_matches('/'));
+    source::tree(stream, &path, tree::announced(&name), walked.files)
 }
 
 /// What a sync session sends first: a tree's header and manifest (receivers need it to find the
@@ -369,13 +366,7 @@ fn sync_prefix(source: &source::Source) -> Result<u64, Error> {
         return Ok(0);
     }
     let mut header = [0u8; HEADER_LEN];
-    source
-        .file
-        .read_exact_at(&mut header, 0)
-        .map_err(|e| Error::Read {
-            path: source.path.clone(),
-            source: e,
-        })?;
+    source.read_block(&mut header, 0)?;
     let (_, len) = edm_cast_proto::file::tree::parse_header(&header)
         .map_err(|e| Error::Protocol(format!("{}: {e}", source.path.display())))?;
     Ok(HEADER_LEN as u64 + len as u64)

@@ -1,5 +1,6 @@
-//! Where a session's bytes come from: a file on disk (its MD5 read first), or a URL being
-//! downloaded into a spool file while it is sent (a cached copy, if still current, is a file).
+//! Where a session's bytes come from: a file on disk (its MD5 read first), a tree's stream read
+//! from its files (`tree_stream`), or a URL being downloaded into a spool file while it is sent (a
+//! cached copy, if still current, is a file).
 //!
 //! Receivers take the announced MD5 and SHA-256 as the file's once every block matched its digest
 //! (PROTOCOL.md 9), and block digests are computed from the bytes read for the blocks: so a file
@@ -9,6 +10,7 @@
 
 use super::digest::read_digests;
 use super::digest_cache::{DigestCache, Key};
+use super::tree_stream::Stream;
 use super::view;
 use crate::error::Error;
 use crate::http::cache::{Cache, Entry};
@@ -17,7 +19,6 @@ use crate::rt::random_u64;
 use edm_cast_proto::wire::FileDigests;
 use edm_cast_proto::{FileInfo, Sender, SenderConfig};
 use std::fs::{File, Metadata};
-use std::io::Seek;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub struct Source {
     pub size: Option<u64>,
     /// `None`: a download, until it ends.
     pub digests: Option<FileDigests>,
-    pub file: File,
+    body: Body,
     pub path: PathBuf,
     /// A download's progress; `None` for a complete file.
     pub feed: Option<watch::Receiver<Progress>>,
@@ -41,6 +42,14 @@ pub struct Source {
     /// A complete file: what it was when its digests were read (None: a download, which grows).
     stamp: Option<Stamp>,
     _spool: Option<TempFile>,
+}
+
+/// Where a source's bytes are read from.
+enum Body {
+    /// A file, or a download's spool.
+    File(File),
+    /// A tree's stream, from its files where they lie.
+    Tree(Stream),
 }
 
 /// What changes when a file is written to: its size and modification time (ns). Not the change
@@ -61,6 +70,11 @@ impl Stamp {
             len: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
         }
+    }
+
+    /// The file's size then.
+    pub fn size(&self) -> u64 {
+        self.len
     }
 }
 
@@ -90,14 +104,19 @@ impl Source {
     /// Reads a block's bytes at `offset`; fails if the file changed since its digests were read
     /// (the blocks would not be the file the announced MD5 and SHA-256 describe).
     pub fn read_block(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        let file = match &self.body {
+            // Each of its files is checked the same way.
+            Body::Tree(stream) => return stream.read_exact_at(buf, offset),
+            Body::File(file) => file,
+        };
         let read_err = |source| Error::Read {
             path: self.path.clone(),
             source,
         };
-        self.file.read_exact_at(buf, offset).map_err(read_err)?;
+        file.read_exact_at(buf, offset).map_err(read_err)?;
         // Checked after the read: a write that began before it has set the new times.
         if let Some(stamp) = self.stamp
-            && Stamp::of(&self.file.metadata().map_err(read_err)?) != stamp
+            && Stamp::of(&file.metadata().map_err(read_err)?) != stamp
         {
             return Err(Error::Other(format!(
                 "{} changed while it was sent (its size or modification time is not what it was \
@@ -185,7 +204,7 @@ fn opened(
         }),
         size: Some(size),
         digests: Some(digests),
-        file,
+        body: Body::File(file),
         path: path.to_owned(),
         feed: None,
         origin: "file",
@@ -195,15 +214,24 @@ fn opened(
     })
 }
 
-/// A file of ours already unlinked from its temporary place (a tree stream, `tree`), sent as
-/// `name` through the descriptor it was written with; `path` names it in messages.
-pub fn spooled(mut spool: File, path: &Path, name: String) -> Result<Source, Error> {
-    spool.rewind().map_err(|source| Error::Read {
+/// A tree's stream (`send FOLDER`, several sources) of `files` files, read where they lie, sent
+/// as `name`; `path` names it in messages. Its MD5 and SHA-256 are computed first.
+pub fn tree(stream: Stream, path: &Path, name: String, files: usize) -> Result<Source, Error> {
+    let bar = view::byte_bar(Some(stream.size()), "digests");
+    let digests = stream.digests(|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    Ok(Source {
+        name,
+        size: Some(stream.size()),
+        digests: Some(digests),
+        body: Body::Tree(stream),
         path: path.to_owned(),
-        source,
-    })?;
-    // A spool is new every time: nothing to find or keep in the digest cache.
-    opened(spool, path, Some(name), None)
+        feed: None,
+        origin: "file",
+        files: Some(files),
+        stamp: None,
+        _spool: None,
+    })
 }
 
 /// A spool file for this process alone, unlinked at once: its descriptor keeps it while it is
@@ -280,7 +308,7 @@ pub fn url(
                 name: d.name,
                 size: d.size,
                 digests: None,
-                file: reader,
+                body: Body::File(reader),
                 path,
                 feed: Some(d.progress),
                 origin: "download",
@@ -319,7 +347,7 @@ fn cached_source(e: Entry) -> Result<Source, Error> {
         name: e.name,
         size: Some(e.size),
         digests: Some(e.digests),
-        file,
+        body: Body::File(file),
         path: e.path,
         feed: None,
         origin: "cache",

@@ -1,6 +1,7 @@
 //! Folders and many files in one session (`PROTOCOL.md` section 4a). The sender walks the tree
 //! (sorted, symlinks not followed unless asked, special files skipped with a line, `--exclude`)
-//! and spools a tree stream, a manifest and the files' bytes, which is then sent as one file. A
+//! and makes a tree stream, a manifest and the files' bytes read where they lie (`tree_stream`),
+//! which is then sent as one file. A
 //! session whose announced name ends in `/` carries one: the receiver verifies the whole stream
 //! as for any file, and meanwhile, as the verified start of the stream grows (`Feed`: blocks whose
 //! signed digests matched), checks the whole manifest before it writes anything and rebuilds the
@@ -11,12 +12,14 @@
 //! removed by the next (`tidy_stages`).
 
 use super::output::{self, Folder};
+use super::source::Stamp;
+use super::tree_stream::{self, Part};
 use crate::error::Error;
 use edm_cast_proto::file::tree::{self, Entry, HEADER_LEN, Kind, MAX_DEPTH, Manifest};
 use edm_cast_proto::wire::{FileDigests, FileHasher};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -50,10 +53,10 @@ pub struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Walks `sources` and writes their tree stream into `spool` (the file at `at`). One folder is
-    /// sent as its contents (the receiver names the tree after it); several sources each become
-    /// an entry.
-    pub fn spool(&self, sources: &[PathBuf], spool: &mut File, at: &Path) -> Result<Walked, Error> {
+    /// Walks `sources` and makes their tree stream, read in place (`tree_stream`): each file's
+    /// SHA-256 is computed here, for the manifest. One folder is sent as its contents (the
+    /// receiver names the tree after it); several sources each become an entry.
+    pub fn stream(&self, sources: &[PathBuf]) -> Result<(tree_stream::Stream, Walked), Error> {
         let mut found: Vec<(Entry, PathBuf)> = Vec::new();
         let mut walked = Walked::default();
         match sources {
@@ -75,12 +78,9 @@ impl Walk<'_> {
         let mut manifest = Manifest {
             entries: found.iter().map(|(e, _)| e.clone()).collect(),
         };
-        let write = |source| Error::Write {
-            path: at.to_owned(),
-            source,
-        };
-        // The manifest is written again once the files' digests are known: same length.
-        spool.write_all(&manifest.encode()).map_err(write)?;
+        // The manifest's length does not depend on the digests that go into it.
+        let mut at = manifest.encode().len() as u64;
+        let mut parts = Vec::new();
         let mut buf = vec![0u8; 1 << 20];
         for (entry, (_, path)) in manifest.entries.iter_mut().zip(&found) {
             if entry.kind != Kind::File {
@@ -91,6 +91,7 @@ impl Walk<'_> {
                 source,
             };
             let mut f = File::open(path).map_err(read)?;
+            let stamp = Stamp::of(&f.metadata().map_err(read)?);
             let mut hasher = Sha256::new();
             let mut left = entry.size;
             while left > 0 {
@@ -101,16 +102,29 @@ impl Walk<'_> {
                     break;
                 }
                 hasher.update(&buf[..n]);
-                spool.write_all(&buf[..n]).map_err(write)?;
                 left -= n as u64;
             }
-            if left > 0 || f.read(&mut buf[..1]).map_err(read)? != 0 {
+            // Its size when walked, when opened, and all of it read; and nothing written since
+            // it was opened.
+            if left > 0
+                || stamp.size() != entry.size
+                || f.read(&mut buf[..1]).map_err(read)? != 0
+                || Stamp::of(&f.metadata().map_err(read)?) != stamp
+            {
                 return Err(Error::Other(format!(
-                    "{}: changed size while being read; send again once it is written",
+                    "{}: changed while being read; send again once it is written",
                     path.display()
                 )));
             }
             entry.sha256 = hasher.finalize().into();
+            if entry.size > 0 {
+                parts.push(Part {
+                    at,
+                    path: path.clone(),
+                    stamp,
+                });
+                at += entry.size;
+            }
         }
         let head = manifest.encode();
         // What receivers will check, checked here first: a path too long or too deep is one line
@@ -121,10 +135,7 @@ impl Walk<'_> {
             manifest.stream_len(),
         )
         .map_err(|e| Error::Usage(format!("cannot be sent as a tree: {e}")))?;
-        spool.seek(SeekFrom::Start(0)).map_err(write)?;
-        spool.write_all(&head).map_err(write)?;
-        spool.flush().map_err(write)?;
-        Ok(walked)
+        Ok((tree_stream::Stream::new(head, parts), walked))
     }
 
     /// The sorted contents of `dir`, as entries under `prefix`.

@@ -53,6 +53,16 @@ pub fn serve(group: &str, port: &str, extra: &[&str]) -> Proc {
     )
 }
 
+/// Waits (at most 60 s) until the `--status` file at `path` has a line with `event`.
+pub fn wait_for_event(path: &Path, event: &str) {
+    let until = Instant::now() + Duration::from_secs(60);
+    let needle = format!("\"event\":\"{event}\"");
+    while !std::fs::read_to_string(path).is_ok_and(|t| t.contains(&needle)) {
+        assert!(Instant::now() < until, "no {event} line in {path:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
