@@ -626,36 +626,9 @@ fn a_file_of_a_tree_changed_while_it_is_sent_aborts_the_session() {
     let sent = dir.path().join("course");
     make_tree(&sent);
     let video = sent.join("dossier 0 é").join("video.bin");
-    let len = 4 << 20;
-    random_file(&video, len, 62);
-    let group = "239.77.35.3:47363";
+    random_file(&video, 4 << 20, 62);
     let out = dir.path().join("pc");
-    let rx = recv_with(group, &out, "pc", &[]);
-    let lines = dir.path().join("send.jsonl");
-    // Small blocks at a slow fixed rate: about 8 s of blocks, each read as it joins the pass.
-    let status = ["--status", lines.to_str().unwrap()];
-    let slow = [
-        "--cc",
-        "off",
-        "--rate",
-        "4M",
-        "--block-symbols",
-        "32",
-        "--wait",
-        "20",
-    ];
-    let sender = send(group, &sent, &[&slow[..], &status[..]].concat());
-    common::wait_for_event(&lines, "sending");
-    std::thread::sleep(Duration::from_millis(300));
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&video)
-        .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &[0x55; 4096], len as u64 - 8192).unwrap();
-    drop(f);
-    let sender = sender.wait(LIMIT);
-    let (so, se) = text(&sender);
-    assert_eq!(sender.status.code(), Some(1), "sender: {so}\n{se}");
+    let (se, re) = common::edited_while_sent("239.77.35.3:47363", &sent, &video, &out);
     assert!(
         se.contains(&format!(
             "edm-cast: {} changed while it was sent (its size or modification time is not what it \
@@ -664,9 +637,6 @@ fn a_file_of_a_tree_changed_while_it_is_sent_aborts_the_session() {
         )),
         "{se}"
     );
-    let rx = rx.wait(LIMIT);
-    let (ro, re) = text(&rx);
-    assert_eq!(rx.status.code(), Some(1), "recv: {ro}\n{re}");
     assert!(re.contains("aborted"), "{re}");
     // Nothing placed (what it received is kept for a resume, as for one file).
     assert!(!out.join("course").exists(), "{re}");

@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::{TempDir, random_file, recv_with, send, text, wait_for_event};
+use common::{TempDir, edited_while_sent, random_file, recv_with, text};
 use edm_cast_proto::wire::{FeedbackAddr, FileDigests};
 use edm_cast_proto::{Destination, FileInfo, Sender, SenderConfig, SenderEvent};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -18,39 +17,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn a_file_changed_at_the_sender_while_it_is_sent_aborts_the_session() {
     let dir = TempDir::new("changed");
     let src = dir.path().join("notes.bin");
-    let len = 4 << 20;
-    random_file(&src, len, 61);
-    let group = "239.77.215.1:48151";
+    random_file(&src, 4 << 20, 61);
     let out = dir.path().join("out");
-    let rx = recv_with(group, &out, "pc-a", &[]);
-    let lines = dir.path().join("send.jsonl");
-    // Small blocks at a slow fixed rate: about 8 s of windows, each read as it opens.
-    let sender = send(
-        group,
-        &src,
-        &[
-            "--cc",
-            "off",
-            "--rate",
-            "4M",
-            "--block-symbols",
-            "32",
-            "--wait",
-            "20",
-            "--status",
-            lines.to_str().unwrap(),
-        ],
-    );
-    // Once its digests are computed and the class is being sent, the teacher edits the file in
-    // place (same size: only the modification time tells).
-    wait_for_event(&lines, "sending");
-    std::thread::sleep(Duration::from_millis(300));
-    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
-    f.write_all_at(&[0x55; 4096], len as u64 - 8192).unwrap();
-    drop(f);
-    let sender = sender.wait(LIMIT);
-    let (so, se) = text(&sender);
-    assert_eq!(sender.status.code(), Some(1), "sender: {so}\n{se}");
+    let (se, re) = edited_while_sent("239.77.215.1:48151", &src, &src, &out);
     assert!(
         se.contains(&format!(
             "edm-cast: {} changed while it was sent (its size or modification time is not what it \
@@ -59,9 +28,6 @@ fn a_file_changed_at_the_sender_while_it_is_sent_aborts_the_session() {
         )),
         "{se}"
     );
-    let rx = rx.wait(LIMIT);
-    let (ro, re) = text(&rx);
-    assert_eq!(rx.status.code(), Some(1), "recv: {ro}\n{re}");
     assert!(re.contains("aborted"), "{re}");
     assert!(!out.join("notes.bin").exists(), "{re}");
 }

@@ -63,6 +63,53 @@ pub fn wait_for_event(path: &Path, event: &str) {
     }
 }
 
+/// `send SOURCE` to one receiver into `out`, slowly (small blocks at a fixed 4 Mbit/s: about 8 s
+/// for 4 MiB, each block read as it joins the pass); once it is sending, the teacher edits the
+/// file `edited` in place, 4 KiB near its end (same size: only the modification time tells). Both
+/// must exit 1; gives the sender's and the receiver's stderr.
+pub fn edited_while_sent(
+    group: &str,
+    source: &Path,
+    edited: &Path,
+    out: &Path,
+) -> (String, String) {
+    use std::os::unix::fs::FileExt;
+    let rx = recv_with(group, out, "pc-a", &[]);
+    let lines = out.with_extension("send.jsonl");
+    let sender = send(
+        group,
+        source,
+        &[
+            "--cc",
+            "off",
+            "--rate",
+            "4M",
+            "--block-symbols",
+            "32",
+            "--wait",
+            "20",
+        ]
+        .into_iter()
+        .chain(["--status", lines.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+    );
+    wait_for_event(&lines, "sending");
+    std::thread::sleep(Duration::from_millis(300));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(edited)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.write_all_at(&[0x55; 4096], len - 8192).unwrap();
+    drop(f);
+    let limit = Duration::from_secs(60);
+    let (sender, rx) = (sender.wait(limit), rx.wait(limit));
+    let ((so, se), (ro, re)) = (text(&sender), text(&rx));
+    assert_eq!(sender.status.code(), Some(1), "sender: {so}\n{se}");
+    assert_eq!(rx.status.code(), Some(1), "recv: {ro}\n{re}");
+    (se, re)
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
