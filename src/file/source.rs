@@ -76,6 +76,25 @@ impl Stamp {
     pub fn size(&self) -> u64 {
         self.len
     }
+
+    /// After a read of `file` (at `path`), whether it is still what it was when its `digest` (the
+    /// one the receivers are given for it) was computed; checked after the read, as a write that
+    /// began before it has set the new times.
+    pub fn check(&self, file: &File, path: &Path, digest: &str) -> Result<(), Error> {
+        let meta = file.metadata().map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if Stamp::of(&meta) != *self {
+            return Err(Error::Other(format!(
+                "{} changed while it was sent (its size or modification time is not what it was \
+                 when its {digest} was computed): the session is aborted; send it again once \
+                 nothing writes to it",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for Stamp {
@@ -114,18 +133,10 @@ impl Source {
             source,
         };
         file.read_exact_at(buf, offset).map_err(read_err)?;
-        // Checked after the read: a write that began before it has set the new times.
-        if let Some(stamp) = self.stamp
-            && Stamp::of(&file.metadata().map_err(read_err)?) != stamp
-        {
-            return Err(Error::Other(format!(
-                "{} changed while it was sent (its size or modification time is not what it was \
-                 when its MD5 was computed): the session is aborted; send it again once nothing \
-                 writes to it",
-                self.path.display()
-            )));
+        match self.stamp {
+            Some(stamp) => stamp.check(file, &self.path, "MD5"),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

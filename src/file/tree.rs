@@ -1,15 +1,14 @@
 //! Folders and many files in one session (`PROTOCOL.md` section 4a). The sender walks the tree
 //! (sorted, symlinks not followed unless asked, special files skipped with a line, `--exclude`)
 //! and makes a tree stream, a manifest and the files' bytes read where they lie (`tree_stream`),
-//! which is then sent as one file. A
-//! session whose announced name ends in `/` carries one: the receiver verifies the whole stream
-//! as for any file, and meanwhile, as the verified start of the stream grows (`Feed`: blocks whose
-//! signed digests matched), checks the whole manifest before it writes anything and rebuilds the
-//! tree in a staging folder of its own inside `--out` (each file checked against its SHA-256);
-//! once the whole stream is verified, it moves the tree into place under the sent folder's name
-//! at once. The staging folder is locked while it is
-//! built: Ctrl-C stops the build and removes it, and one left by a receiver killed outright is
-//! removed by the next (`tidy_stages`).
+//! which is then sent as one file. A session whose announced name ends in `/` carries one: the
+//! receiver verifies the whole stream as for any file, and meanwhile, as the verified start of the
+//! stream grows (`Feed`: blocks whose signed digests matched), checks the whole manifest before it
+//! writes anything and rebuilds the tree in a staging folder of its own inside `--out` (each file
+//! checked against its SHA-256); once the whole stream is verified, it moves the tree into place
+//! under the sent folder's name at once. The staging folder is locked while it is built: Ctrl-C
+//! stops the build and removes it, and one left by a receiver killed outright is removed by the
+//! next (`tidy_stages`).
 
 use super::output::{self, Folder};
 use super::source::Stamp;

@@ -100,16 +100,7 @@ impl Part {
         };
         let file = File::open(&self.path).map_err(read)?;
         file.read_exact_at(buf, offset).map_err(read)?;
-        // Checked after the read: a write that began before it has set the new times.
-        if Stamp::of(&file.metadata().map_err(read)?) != self.stamp {
-            return Err(Error::Other(format!(
-                "{} changed while it was sent (its size or modification time is not what it was \
-                 when its SHA-256 was computed): the session is aborted; send it again once \
-                 nothing writes to it",
-                self.path.display()
-            )));
-        }
-        Ok(())
+        self.stamp.check(&file, &self.path, "SHA-256")
     }
 }
 

@@ -76,23 +76,20 @@ pub fn edited_while_sent(
     use std::os::unix::fs::FileExt;
     let rx = recv_with(group, out, "pc-a", &[]);
     let lines = out.with_extension("send.jsonl");
-    let sender = send(
-        group,
-        source,
-        &[
-            "--cc",
-            "off",
-            "--rate",
-            "4M",
-            "--block-symbols",
-            "32",
-            "--wait",
-            "20",
-        ]
-        .into_iter()
-        .chain(["--status", lines.to_str().unwrap()])
-        .collect::<Vec<_>>(),
-    );
+    let status = lines.to_str().unwrap();
+    let args = [
+        "--cc",
+        "off",
+        "--rate",
+        "4M",
+        "--block-symbols",
+        "32",
+        "--wait",
+        "20",
+        "--status",
+        status,
+    ];
+    let sender = send(group, source, &args);
     wait_for_event(&lines, "sending");
     std::thread::sleep(Duration::from_millis(300));
     let f = std::fs::OpenOptions::new()
